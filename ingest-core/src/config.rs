@@ -1,0 +1,611 @@
+//! Configuration of an [`Ingestor`](crate::Ingestor).
+//!
+//! Two steps, as everywhere in this project: [`IngestConfig`] is the serde-facing shape
+//! (every field documented, unknown keys rejected, defaults production-safe), and
+//! [`IngestConfig::validate`] turns it into [`Settings`], the checked, typed value the
+//! ingestor runs on. Validation does no I/O.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+use crate::event::EventKind;
+use crate::validate::Limits;
+
+/// Everything an [`Ingestor`](crate::Ingestor) can be told, as read from a TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// How to reach and write to Kafka.
+    pub kafka: KafkaConfig,
+    /// Topic names and layout.
+    pub topics: TopicsConfig,
+    /// Limits applied to events and batches.
+    pub limits: LimitsConfig,
+    /// The bounded in-memory queue between callers and the Kafka producer.
+    pub queue: QueueConfig,
+    /// Where rejected events go.
+    pub dead_letter: DeadLetterConfig,
+    /// Identifies this sender in the `source` header of every record (a storefront or
+    /// host name). Empty means the host name.
+    pub source: String,
+}
+
+/// Compression of record batches sent to Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip: small, slow.
+    Gzip,
+    /// snappy.
+    Snappy,
+    /// lz4: fast, the default.
+    #[default]
+    Lz4,
+    /// zstd: smallest at good speed.
+    Zstd,
+}
+
+impl Compression {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Kafka producer settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port` separated by commas.
+    pub brokers: String,
+    /// Client id shown in broker logs and quotas.
+    pub client_id: String,
+    /// Compression codec for record batches.
+    pub compression: Compression,
+    /// How long the producer waits to fill a batch before sending it, in milliseconds.
+    pub linger_ms: u64,
+    /// Largest record batch per partition, in bytes.
+    pub batch_max_bytes: usize,
+    /// Most records per batch.
+    pub batch_max_records: usize,
+    /// How long the producer keeps retrying one record before reporting it failed, in
+    /// milliseconds. Retries within this time are automatic and keep order.
+    pub message_timeout_ms: u64,
+    /// How long to wait for a broker's answer to one produce request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Most records waiting inside the producer client (its own bounded queue).
+    pub producer_queue_max_records: usize,
+    /// Most bytes waiting inside the producer client.
+    pub producer_queue_max_bytes: usize,
+    /// Any other librdkafka property, passed through as is: `security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `ssl.ca.location`, ... Properties that this
+    /// section sets itself, or that would weaken delivery guarantees
+    /// (`enable.idempotence`, `acks`), are rejected.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".to_owned(),
+            client_id: "ingest-core".to_owned(),
+            compression: Compression::Lz4,
+            linger_ms: 5,
+            batch_max_bytes: 1024 * 1024,
+            batch_max_records: 10_000,
+            message_timeout_ms: 300_000,
+            request_timeout_ms: 30_000,
+            producer_queue_max_records: 500_000,
+            producer_queue_max_bytes: 256 * 1024 * 1024,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// One topic's name and the layout used when the topic is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// Topic name.
+    pub name: String,
+    /// Partitions when created.
+    pub partitions: i32,
+    /// Replication factor when created (reduced, with a warning, on smaller clusters).
+    pub replication_factor: i32,
+}
+
+impl TopicConfig {
+    fn new(name: &str, partitions: i32) -> Self {
+        TopicConfig {
+            name: name.to_owned(),
+            partitions,
+            replication_factor: 3,
+        }
+    }
+}
+
+/// The topics events are written to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Product views (default `product-views`, 10 partitions).
+    pub product_view: TopicConfig,
+    /// Cart changes (default `cart-events`, 10 partitions).
+    pub cart: TopicConfig,
+    /// Orders (default `purchases`, 10 partitions).
+    pub purchase: TopicConfig,
+    /// Searches (default `search-events`, 10 partitions).
+    pub search: TopicConfig,
+    /// Rejected and undeliverable events (default `events-dlq`, 3 partitions).
+    pub dead_letter: TopicConfig,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            product_view: TopicConfig::new("product-views", 10),
+            cart: TopicConfig::new("cart-events", 10),
+            purchase: TopicConfig::new("purchases", 10),
+            search: TopicConfig::new("search-events", 10),
+            dead_letter: TopicConfig::new("events-dlq", 3),
+        }
+    }
+}
+
+impl TopicsConfig {
+    /// The topic of an event kind.
+    pub fn for_kind(&self, kind: EventKind) -> &TopicConfig {
+        match kind {
+            EventKind::ProductView => &self.product_view,
+            EventKind::Cart => &self.cart,
+            EventKind::Purchase => &self.purchase,
+            EventKind::Search => &self.search,
+        }
+    }
+
+    /// Every topic with its configuration key, event topics first.
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 5] {
+        [
+            ("topics.product_view", &self.product_view),
+            ("topics.cart", &self.cart),
+            ("topics.purchase", &self.purchase),
+            ("topics.search", &self.search),
+            ("topics.dead_letter", &self.dead_letter),
+        ]
+    }
+}
+
+/// Limits on events and batches (see [`Limits`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest event, in bytes.
+    pub max_event_bytes: usize,
+    /// Largest batch body after decompression, in bytes.
+    pub max_batch_bytes: usize,
+    /// Most events per batch.
+    pub max_batch_events: usize,
+    /// Deepest JSON nesting in an event (the event object is level 1).
+    pub max_depth: usize,
+    /// How far in the future a `timestamp` may be, in seconds.
+    pub max_future_skew_secs: u64,
+    /// How far in the past a `timestamp` may be, in seconds.
+    pub max_past_age_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        LimitsConfig {
+            max_event_bytes: limits.max_event_bytes,
+            max_batch_bytes: limits.max_batch_bytes,
+            max_batch_events: limits.max_batch_events,
+            max_depth: limits.max_depth,
+            max_future_skew_secs: limits.max_future_skew.as_secs(),
+            max_past_age_secs: limits.max_past_age.as_secs(),
+        }
+    }
+}
+
+/// Bounds of the in-memory queue; a submission that would exceed either is refused
+/// with [`Error::QueueFull`](crate::Error::QueueFull).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Most events waiting to be handed to the producer.
+    pub max_events: usize,
+    /// Most payload bytes waiting to be handed to the producer.
+    pub max_bytes: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_events: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Dead-letter handling of rejected events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    /// Whether rejected events are written to the dead-letter topic.
+    pub enabled: bool,
+    /// Longest payload copied into a dead-letter record, in bytes; longer ones are cut
+    /// and marked with the header `payload_truncated: true`.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            enabled: true,
+            max_payload_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// librdkafka properties this crate sets itself, with the key to use instead.
+const OWNED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "kafka.brokers"),
+    ("metadata.broker.list", "kafka.brokers"),
+    ("client.id", "kafka.client_id"),
+    ("compression.type", "kafka.compression"),
+    ("compression.codec", "kafka.compression"),
+    ("linger.ms", "kafka.linger_ms"),
+    ("queue.buffering.max.ms", "kafka.linger_ms"),
+    ("batch.size", "kafka.batch_max_bytes"),
+    ("batch.num.messages", "kafka.batch_max_records"),
+    ("message.timeout.ms", "kafka.message_timeout_ms"),
+    ("delivery.timeout.ms", "kafka.message_timeout_ms"),
+    ("request.timeout.ms", "kafka.request_timeout_ms"),
+    (
+        "queue.buffering.max.messages",
+        "kafka.producer_queue_max_records",
+    ),
+    (
+        "queue.buffering.max.kbytes",
+        "kafka.producer_queue_max_bytes",
+    ),
+];
+
+/// Properties that would break the delivery guarantees.
+const FORBIDDEN_PROPERTIES: &[&str] = &[
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "enable.gapless.guarantee",
+    "transactional.id",
+];
+
+/// Validated settings an [`Ingestor`](crate::Ingestor) runs on. Built by
+/// [`IngestConfig::validate`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub(crate) limits: Limits,
+    pub(crate) topics: [Arc<str>; 4],
+    pub(crate) dead_letter_topic: Arc<str>,
+    pub(crate) dead_letter: DeadLetterConfig,
+    pub(crate) queue: QueueConfig,
+    pub(crate) source: Arc<str>,
+    pub(crate) producer: ClientConfig,
+    pub(crate) raw: IngestConfig,
+}
+
+impl Settings {
+    /// The limits events are checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The topic an event kind is written to.
+    pub fn topic(&self, kind: EventKind) -> &str {
+        &self.topics[kind.index()]
+    }
+
+    /// The configuration these settings were built from.
+    pub fn config(&self) -> &IngestConfig {
+        &self.raw
+    }
+}
+
+fn positive<T: PartialOrd + Default + std::fmt::Display>(
+    key: &str,
+    value: T,
+) -> Result<T, ConfigError> {
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("must be greater than 0, got {value}"),
+        ))
+    }
+}
+
+fn check_topic(key: &str, topic: &TopicConfig) -> Result<(), ConfigError> {
+    let name = &topic.name;
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty()
+        || name.len() > 249
+        || name == "."
+        || name == ".."
+        || !name.chars().all(legal)
+    {
+        return Err(ConfigError::new(
+            format!("{key}.name"),
+            format!("{name:?} is not a legal Kafka topic name (1-249 of [a-zA-Z0-9._-])"),
+        ));
+    }
+    positive(&format!("{key}.partitions"), topic.partitions)?;
+    positive(
+        &format!("{key}.replication_factor"),
+        topic.replication_factor,
+    )?;
+    Ok(())
+}
+
+impl IngestConfig {
+    /// Checks every value and builds the typed [`Settings`].
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first offending key.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let kafka = &self.kafka;
+        if kafka.brokers.split(',').any(|b| b.trim().is_empty()) {
+            return Err(ConfigError::new(
+                "kafka.brokers",
+                "must list host:port pairs separated by commas",
+            ));
+        }
+        positive("kafka.batch_max_bytes", kafka.batch_max_bytes)?;
+        positive("kafka.batch_max_records", kafka.batch_max_records)?;
+        positive("kafka.message_timeout_ms", kafka.message_timeout_ms)?;
+        positive("kafka.request_timeout_ms", kafka.request_timeout_ms)?;
+        positive(
+            "kafka.producer_queue_max_records",
+            kafka.producer_queue_max_records,
+        )?;
+        if kafka.producer_queue_max_bytes < 1024 {
+            return Err(ConfigError::new(
+                "kafka.producer_queue_max_bytes",
+                "must be at least 1024",
+            ));
+        }
+        for key in kafka.properties.keys() {
+            if let Some((_, instead)) = OWNED_PROPERTIES.iter().find(|(p, _)| p == key) {
+                return Err(ConfigError::new(
+                    format!("kafka.properties.{key}"),
+                    format!("set `{instead}` instead"),
+                ));
+            }
+            if FORBIDDEN_PROPERTIES.contains(&key.as_str()) {
+                return Err(ConfigError::new(
+                    format!("kafka.properties.{key}"),
+                    "cannot be changed: the producer is always idempotent with acks=all",
+                ));
+            }
+        }
+
+        for (key, topic) in self.topics.all() {
+            check_topic(key, topic)?;
+        }
+        let dead_letter = &self.topics.dead_letter.name;
+        if EventKind::ALL
+            .iter()
+            .any(|k| &self.topics.for_kind(*k).name == dead_letter)
+        {
+            return Err(ConfigError::new(
+                "topics.dead_letter.name",
+                "must differ from every event topic",
+            ));
+        }
+
+        let l = &self.limits;
+        let limits = Limits {
+            max_event_bytes: positive("limits.max_event_bytes", l.max_event_bytes)?,
+            max_batch_bytes: positive("limits.max_batch_bytes", l.max_batch_bytes)?,
+            max_batch_events: positive("limits.max_batch_events", l.max_batch_events)?,
+            max_depth: positive("limits.max_depth", l.max_depth)?,
+            max_future_skew: Duration::from_secs(l.max_future_skew_secs),
+            max_past_age: Duration::from_secs(l.max_past_age_secs),
+        };
+        if limits.max_depth > 1024 {
+            return Err(ConfigError::new("limits.max_depth", "must be at most 1024"));
+        }
+        if limits.max_event_bytes > limits.max_batch_bytes {
+            return Err(ConfigError::new(
+                "limits.max_event_bytes",
+                "must not exceed limits.max_batch_bytes",
+            ));
+        }
+        positive("queue.max_events", self.queue.max_events)?;
+        if self.queue.max_bytes < limits.max_batch_bytes {
+            return Err(ConfigError::new(
+                "queue.max_bytes",
+                "must be at least limits.max_batch_bytes, or the largest batch could never be queued",
+            ));
+        }
+        if self.queue.max_events < limits.max_batch_events {
+            return Err(ConfigError::new(
+                "queue.max_events",
+                "must be at least limits.max_batch_events, or the largest batch could never be queued",
+            ));
+        }
+
+        let mut producer = ClientConfig::new();
+        for (key, value) in &kafka.properties {
+            producer.set(key, value);
+        }
+        producer
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("client.id", &kafka.client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", kafka.compression.as_librdkafka())
+            .set("linger.ms", kafka.linger_ms.to_string())
+            .set("batch.size", kafka.batch_max_bytes.to_string())
+            .set("batch.num.messages", kafka.batch_max_records.to_string())
+            .set("message.timeout.ms", kafka.message_timeout_ms.to_string())
+            .set("request.timeout.ms", kafka.request_timeout_ms.to_string())
+            .set(
+                "queue.buffering.max.messages",
+                kafka.producer_queue_max_records.to_string(),
+            )
+            .set(
+                "queue.buffering.max.kbytes",
+                (kafka.producer_queue_max_bytes / 1024).to_string(),
+            );
+
+        let topic = |kind| Arc::<str>::from(self.topics.for_kind(kind).name.as_str());
+        Ok(Settings {
+            limits,
+            topics: EventKind::ALL.map(topic),
+            dead_letter_topic: Arc::from(dead_letter.as_str()),
+            dead_letter: self.dead_letter.clone(),
+            queue: self.queue.clone(),
+            source: Arc::from(if self.source.is_empty() {
+                host_name()
+            } else {
+                self.source.clone()
+            }),
+            producer,
+            raw: self.clone(),
+        })
+    }
+}
+
+/// The machine's host name, for the default `source`. Reading the environment and a
+/// procfs file is not network I/O and cannot block.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_product_contract() {
+        let settings = IngestConfig::default()
+            .validate()
+            .expect("defaults validate");
+        assert_eq!(settings.topic(EventKind::ProductView), "product-views");
+        assert_eq!(settings.topic(EventKind::Cart), "cart-events");
+        assert_eq!(settings.topic(EventKind::Purchase), "purchases");
+        assert_eq!(settings.topic(EventKind::Search), "search-events");
+        assert_eq!(&*settings.dead_letter_topic, "events-dlq");
+        assert_eq!(settings.producer.get("enable.idempotence"), Some("true"));
+        assert_eq!(settings.producer.get("acks"), Some("all"));
+        assert_eq!(settings.producer.get("compression.type"), Some("lz4"));
+        assert_eq!(settings.limits, Limits::default());
+    }
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let text = r#"
+            source = "shop-1"
+            [kafka]
+            brokers = "a:1,b:2"
+            compression = "zstd"
+            [kafka.properties]
+            "security.protocol" = "SASL_SSL"
+            [topics.cart]
+            name = "carts"
+            partitions = 4
+            replication_factor = 1
+        "#;
+        let config: IngestConfig = toml::from_str(text).expect("parses");
+        let settings = config.validate().expect("valid");
+        assert_eq!(settings.topic(EventKind::Cart), "carts");
+        assert_eq!(settings.producer.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(settings.producer.get("compression.type"), Some("zstd"));
+        assert_eq!(&*settings.source, "shop-1");
+
+        let err = toml::from_str::<IngestConfig>("[kafka]\nlinger = 5").expect_err("unknown key");
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn rejects_weakened_guarantees_and_owned_properties() {
+        for (key, expect) in [
+            ("enable.idempotence", "always idempotent"),
+            ("acks", "acks=all"),
+            ("linger.ms", "kafka.linger_ms"),
+        ] {
+            let mut config = IngestConfig::default();
+            config
+                .kafka
+                .properties
+                .insert(key.to_owned(), "1".to_owned());
+            let err = config.validate().expect_err(key);
+            assert_eq!(err.key(), format!("kafka.properties.{key}"));
+            assert!(err.to_string().contains(expect), "{err}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_topics_and_limits() {
+        let mut config = IngestConfig::default();
+        config.topics.search.name = "bad topic".to_owned();
+        assert_eq!(
+            config.validate().expect_err("name").key(),
+            "topics.search.name"
+        );
+
+        let mut config = IngestConfig::default();
+        config.topics.dead_letter.name = "purchases".to_owned();
+        assert_eq!(
+            config.validate().expect_err("dlq").key(),
+            "topics.dead_letter.name"
+        );
+
+        let mut config = IngestConfig::default();
+        config.topics.cart.partitions = 0;
+        assert_eq!(
+            config.validate().expect_err("partitions").key(),
+            "topics.cart.partitions"
+        );
+
+        let mut config = IngestConfig::default();
+        config.limits.max_depth = 0;
+        assert_eq!(
+            config.validate().expect_err("depth").key(),
+            "limits.max_depth"
+        );
+
+        let mut config = IngestConfig::default();
+        config.queue.max_bytes = 1024;
+        assert_eq!(
+            config.validate().expect_err("queue").key(),
+            "queue.max_bytes"
+        );
+
+        let mut config = IngestConfig::default();
+        config.kafka.brokers = "a:1,,b:2".to_owned();
+        assert_eq!(
+            config.validate().expect_err("brokers").key(),
+            "kafka.brokers"
+        );
+    }
+}

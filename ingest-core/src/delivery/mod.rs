@@ -1,0 +1,31 @@
+//! Delivery: from a validated event to a record acknowledged by Kafka.
+//!
+//! ```text
+//! submit (caller's thread)          delivery thread             producer client threads
+//! validate → admit (QueueBudget) →  bounded queue → send  →     batch, compress, retry
+//!          → Record + Tracker                                   → delivery report
+//!                                                               → Tracker::complete
+//! ```
+//!
+//! Guarantees:
+//! - The queue is bounded in events and bytes; a submission that does not fit is
+//!   refused with [`Error::QueueFull`](crate::Error::QueueFull), never blocked and never
+//!   dropped silently. The producer client's own queue is bounded too; when it is full
+//!   the delivery thread waits, the queue fills, and callers see back-pressure.
+//! - The producer is idempotent with `acks=all`: retries never duplicate or reorder
+//!   records within a partition.
+//! - Every queued record is resolved exactly once: by its delivery report, by a send
+//!   error, or, if it is dropped unsent when the ingestor stops, by its `Drop`.
+
+mod context;
+mod receipt;
+mod record;
+mod worker;
+
+pub use receipt::{Ack, BatchReceipt, ParseAckError, Receipt, Rejection};
+pub use worker::ShutdownReport;
+
+pub(crate) use context::DeliveryContext;
+pub(crate) use receipt::Tracker;
+pub(crate) use record::{Destination, Record};
+pub(crate) use worker::{Command, Gate, QueueBudget, Worker};

@@ -1,0 +1,254 @@
+//! Receipts: how a caller learns what became of the events it submitted.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::error::{Error, ValidationError};
+
+/// How far an event must have travelled before a [`Receipt`] resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Ack {
+    /// Validated and queued in memory (the default: the fastest answer).
+    #[default]
+    Accepted,
+    /// Safe on local disk. Without a disk buffer, Kafka is the first durable place,
+    /// so this resolves when the events are delivered.
+    Persisted,
+    /// Acknowledged by Kafka with `acks=all`.
+    Delivered,
+}
+
+impl Ack {
+    /// The level's name, as in the `Ingest-Ack` request header.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Ack::Accepted => "accepted",
+            Ack::Persisted => "persisted",
+            Ack::Delivered => "delivered",
+        }
+    }
+}
+
+impl fmt::Display for Ack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing an [`Ack`] from text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown acknowledgement level {0:?}: expected accepted, persisted or delivered")]
+pub struct ParseAckError(String);
+
+impl FromStr for Ack {
+    type Err = ParseAckError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "accepted" => Ok(Ack::Accepted),
+            "persisted" => Ok(Ack::Persisted),
+            "delivered" => Ok(Ack::Delivered),
+            _ => Err(ParseAckError(s.to_owned())),
+        }
+    }
+}
+
+/// Shared progress of the events of one submission.
+pub(crate) struct Tracker {
+    total: usize,
+    pending: AtomicUsize,
+    failed: AtomicUsize,
+    first_failure: OnceLock<(String, bool)>,
+    notify: Notify,
+    accepted_at: Instant,
+}
+
+impl Tracker {
+    pub(crate) fn new(total: usize) -> Arc<Self> {
+        Arc::new(Tracker {
+            total,
+            pending: AtomicUsize::new(total),
+            failed: AtomicUsize::new(0),
+            first_failure: OnceLock::new(),
+            notify: Notify::new(),
+            accepted_at: Instant::now(),
+        })
+    }
+
+    pub(crate) fn accepted_at(&self) -> Instant {
+        self.accepted_at
+    }
+
+    /// Records that one event reached its final state.
+    pub(crate) fn complete(&self, failure: Option<(String, bool)>) {
+        if let Some(failure) = failure {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            let _ = self.first_failure.set(failure);
+        }
+        // AcqRel: a waiter that sees 0 also sees the failure recorded above.
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.notify.notify_waiters();
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
+    fn outcome(&self) -> Result<(), Error> {
+        let failed = self.failed.load(Ordering::Relaxed);
+        if failed == 0 {
+            return Ok(());
+        }
+        let (reason, retryable) = self
+            .first_failure
+            .get()
+            .cloned()
+            .unwrap_or_else(|| ("unknown".to_owned(), true));
+        Err(Error::Delivery {
+            failed,
+            total: self.total,
+            reason,
+            retryable,
+        })
+    }
+}
+
+/// What became of a submission: resolves at the acknowledgement level the caller asks
+/// for. Dropping a receipt does not affect delivery.
+#[derive(Clone)]
+pub struct Receipt {
+    tracker: Arc<Tracker>,
+    event_id: Option<Uuid>,
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receipt")
+            .field("events", &self.tracker.total)
+            .field("pending", &self.tracker.pending.load(Ordering::Relaxed))
+            .field("event_id", &self.event_id)
+            .finish()
+    }
+}
+
+impl Receipt {
+    pub(crate) fn new(tracker: Arc<Tracker>, event_id: Option<Uuid>) -> Self {
+        Receipt { tracker, event_id }
+    }
+
+    /// The event id, for a single-event submission.
+    pub fn event_id(&self) -> Option<Uuid> {
+        self.event_id
+    }
+
+    /// How many events this receipt covers.
+    pub fn event_count(&self) -> usize {
+        self.tracker.total
+    }
+
+    /// Whether every event has reached its final state (delivered or failed).
+    pub fn is_settled(&self) -> bool {
+        self.tracker.is_done()
+    }
+
+    /// Waits until the events reach `ack`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Delivery`] when some events could not be delivered (it says how many and
+    /// why). A receipt of zero events resolves at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only stops waiting.
+    pub async fn wait(&self, ack: Ack) -> Result<(), Error> {
+        if ack == Ack::Accepted {
+            return Ok(());
+        }
+        loop {
+            let notified = self.tracker.notify.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a completion in between is not missed.
+            notified.as_mut().enable();
+            if self.tracker.is_done() {
+                return self.tracker.outcome();
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One event of a batch that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Position of the event in the batch (0-based).
+    pub index: usize,
+    /// Why it was rejected.
+    pub error: ValidationError,
+}
+
+/// The outcome of a batch submission: valid events are queued even when others are not.
+#[derive(Debug, Clone)]
+pub struct BatchReceipt {
+    /// Tracks the accepted events.
+    pub receipt: Receipt,
+    /// How many events were accepted.
+    pub accepted: usize,
+    /// The events that were not, in batch order.
+    pub rejected: Vec<Rejection>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn resolves_when_all_events_settle_and_reports_failures() {
+        let tracker = Tracker::new(3);
+        let receipt = Receipt::new(tracker.clone(), None);
+        assert!(receipt.wait(Ack::Accepted).await.is_ok());
+        let waiter = tokio::spawn({
+            let receipt = receipt.clone();
+            async move { receipt.wait(Ack::Delivered).await }
+        });
+        tracker.complete(None);
+        tracker.complete(Some(("Message timed out".to_owned(), true)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "one event is still pending");
+        tracker.complete(None);
+        let err = waiter.await.expect("joins").expect_err("one failed");
+        match err {
+            Error::Delivery {
+                failed,
+                total,
+                reason,
+                retryable,
+            } => {
+                assert_eq!((failed, total, retryable), (1, 3, true));
+                assert!(reason.contains("timed out"));
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn empty_receipt_resolves_at_once() {
+        let receipt = Receipt::new(Tracker::new(0), None);
+        assert!(receipt.wait(Ack::Delivered).await.is_ok());
+    }
+
+    #[test]
+    fn ack_parses_case_insensitively() {
+        assert_eq!("Persisted".parse::<Ack>(), Ok(Ack::Persisted));
+        assert_eq!(" delivered ".parse::<Ack>(), Ok(Ack::Delivered));
+        assert!("now".parse::<Ack>().is_err());
+    }
+}

@@ -1,0 +1,343 @@
+//! The delivery thread: takes records off the bounded queue and hands them to the
+//! producer client, which batches, compresses, retries and reports each record's fate
+//! through [`DeliveryContext`](super::context::DeliveryContext).
+//!
+//! One thread feeds the producer so that records of one key enter it in submission
+//! order; with the idempotent producer, that is the order they land in their partition.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
+use tokio::sync::oneshot;
+
+use super::context::{is_retryable, reason_label, DeliveryContext};
+use super::record::{rfc3339_millis, Destination, Record};
+use crate::error::Error;
+use crate::telemetry::Telemetry;
+
+/// How long an ingestor dropped without [`shutdown`](crate::Ingestor::shutdown) keeps
+/// trying to deliver what it holds.
+pub(crate) const DROP_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the delivery thread is asked to do, in queue order.
+pub(crate) enum Command {
+    Send(Record),
+    SendMany(Vec<Record>),
+    /// Deliver everything queued before this command.
+    Flush {
+        timeout: Duration,
+        done: oneshot::Sender<bool>,
+    },
+    /// Deliver what can be delivered within the timeout, then stop.
+    Shutdown {
+        timeout: Duration,
+        done: oneshot::Sender<ShutdownReport>,
+    },
+}
+
+/// What [`Ingestor::shutdown`](crate::Ingestor::shutdown) achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Events Kafka had not acknowledged by the deadline; their receipts resolved with
+    /// an error.
+    pub undelivered: usize,
+    /// How long the shutdown took.
+    pub elapsed: Duration,
+}
+
+/// Admission control for the in-memory queue: bounds events and bytes together, and
+/// reserves a whole batch at once so a batch is queued entirely or not at all.
+pub(crate) struct QueueBudget {
+    events: AtomicUsize,
+    bytes: AtomicUsize,
+    max_events: usize,
+    max_bytes: usize,
+}
+
+impl QueueBudget {
+    pub(crate) fn new(max_events: usize, max_bytes: usize) -> Self {
+        QueueBudget {
+            events: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            max_events,
+            max_bytes,
+        }
+    }
+
+    pub(crate) fn try_reserve(&self, events: usize, bytes: usize) -> Result<(), Error> {
+        let queued_events = self.events.fetch_add(events, Ordering::AcqRel);
+        let queued_bytes = self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        if queued_events + events > self.max_events || queued_bytes + bytes > self.max_bytes {
+            self.release(events, bytes);
+            return Err(Error::QueueFull {
+                queued_events,
+                queued_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn release(&self, events: usize, bytes: usize) {
+        self.events.fetch_sub(events, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    fn publish(&self, telemetry: &Telemetry) {
+        telemetry
+            .queue_events
+            .set(self.events.load(Ordering::Relaxed) as f64);
+        telemetry
+            .queue_bytes
+            .set(self.bytes.load(Ordering::Relaxed) as f64);
+    }
+}
+
+/// Closes the queue to new submissions without losing one that is half-way in.
+///
+/// A submitter marks itself busy, then checks `closed`; shutdown sets `closed`, then
+/// waits for busy submitters to finish. With sequentially consistent operations on
+/// both sides, every submission either sees `closed` or is waited for, so nothing can
+/// slip into the queue after the delivery thread's final drain.
+pub(crate) struct Gate {
+    closed: AtomicBool,
+    busy: AtomicUsize,
+}
+
+pub(crate) struct Pass<'a>(&'a Gate);
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Gate {
+    pub(crate) fn new() -> Self {
+        Gate {
+            closed: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn enter(&self) -> Result<Pass<'_>, Error> {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        let pass = Pass(self);
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(pass)
+    }
+
+    /// Closes the gate; `false` if it was already closed.
+    pub(crate) fn close(&self) -> bool {
+        let first = !self.closed.swap(true, Ordering::SeqCst);
+        while self.busy.load(Ordering::SeqCst) > 0 {
+            thread::yield_now();
+        }
+        first
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+pub(crate) struct Worker {
+    pub(crate) producer: ThreadedProducer<DeliveryContext>,
+    pub(crate) topics: [Arc<str>; 4],
+    pub(crate) dead_letter_topic: Arc<str>,
+    pub(crate) budget: Arc<QueueBudget>,
+    pub(crate) telemetry: Telemetry,
+}
+
+impl Worker {
+    pub(crate) fn run(self, commands: flume::Receiver<Command>) {
+        while let Ok(command) = commands.recv() {
+            match command {
+                Command::Send(record) => self.send_all(std::iter::once(record), None),
+                Command::SendMany(records) => self.send_all(records, None),
+                Command::Flush { timeout, done } => {
+                    let _ = done.send(self.producer.flush(timeout).is_ok());
+                }
+                Command::Shutdown { timeout, done } => {
+                    let report = self.finish(&commands, timeout);
+                    drop(self);
+                    let _ = done.send(report);
+                    return;
+                }
+            }
+        }
+        // Every handle was dropped without a shutdown: still deliver what we hold.
+        let report = self.finish(&commands, DROP_FLUSH_TIMEOUT);
+        if report.undelivered > 0 {
+            tracing::error!(
+                undelivered = report.undelivered,
+                "ingestor dropped with undelivered events"
+            );
+        }
+    }
+
+    fn send_all(&self, records: impl IntoIterator<Item = Record>, deadline: Option<Instant>) {
+        let (mut events, mut bytes) = (0, 0);
+        for record in records {
+            events += 1;
+            bytes += record.payload.len();
+            self.send(record, deadline);
+        }
+        self.budget.release(events, bytes);
+        self.budget.publish(&self.telemetry);
+    }
+
+    fn send(&self, mut record: Record, deadline: Option<Instant>) {
+        let headers = self.headers(&record);
+        let topic: &str = match &record.destination {
+            Destination::Event { kind, .. } => &self.topics[kind.index()],
+            Destination::DeadLetter { .. } => &self.dead_letter_topic,
+        };
+        let Some(tracker) = record.take_tracker() else {
+            return;
+        };
+        let mut outgoing = BaseRecord::with_opaque_to(topic, tracker)
+            .payload(&record.payload[..])
+            .headers(headers);
+        if let Some(key) = &record.key {
+            outgoing = outgoing.key(&key[..]);
+        }
+        loop {
+            match self.producer.send(outgoing) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The client's own bounded queue is full: wait for deliveries to
+                    // drain it. Our queue fills meanwhile, which is the back-pressure
+                    // callers see.
+                    self.telemetry.producer_queue_full.increment(1);
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        back.delivery_opaque.complete(Some((
+                            "shutdown deadline reached before delivery".to_owned(),
+                            true,
+                        )));
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(1));
+                    outgoing = back;
+                }
+                Err((error, back)) => {
+                    Telemetry::failed(topic, &reason_label(&error));
+                    tracing::warn!(topic, %error, "record refused by the Kafka client");
+                    back.delivery_opaque
+                        .complete(Some((error.to_string(), is_retryable(&error))));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn headers(&self, record: &Record) -> OwnedHeaders {
+        let received_at = rfc3339_millis(record.received_at_ms);
+        let common = |headers: OwnedHeaders| {
+            headers
+                .insert(Header {
+                    key: "received_at",
+                    value: Some(received_at.as_str()),
+                })
+                .insert(Header {
+                    key: "source",
+                    value: Some(&*record.source),
+                })
+        };
+        match &record.destination {
+            Destination::Event { kind, event_id } => {
+                let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                let id = event_id.hyphenated().encode_lower(&mut id);
+                common(
+                    OwnedHeaders::new_with_capacity(5)
+                        .insert(Header {
+                            key: "event_type",
+                            value: Some(kind.as_str()),
+                        })
+                        .insert(Header {
+                            key: "event_id",
+                            value: Some(&*id),
+                        }),
+                )
+                .insert(Header {
+                    key: "schema",
+                    value: Some(kind.schema()),
+                })
+            }
+            Destination::DeadLetter {
+                kind,
+                error,
+                truncated,
+            } => {
+                let mut headers = OwnedHeaders::new_with_capacity(7);
+                if let Some(kind) = kind {
+                    headers = headers.insert(Header {
+                        key: "event_type",
+                        value: Some(kind.as_str()),
+                    });
+                }
+                headers = headers
+                    .insert(Header {
+                        key: "error_code",
+                        value: Some(error.code().as_str()),
+                    })
+                    .insert(Header {
+                        key: "error_message",
+                        value: Some(error.message()),
+                    });
+                if let Some(field) = error.field_path() {
+                    headers = headers.insert(Header {
+                        key: "error_field",
+                        value: Some(field),
+                    });
+                }
+                if *truncated {
+                    headers = headers.insert(Header {
+                        key: "payload_truncated",
+                        value: Some("true"),
+                    });
+                }
+                common(headers)
+            }
+        }
+    }
+
+    /// Sends everything still queued, waits for Kafka until `timeout`, and fails the
+    /// receipts of whatever is left so nobody waits forever.
+    fn finish(&self, commands: &flume::Receiver<Command>, timeout: Duration) -> ShutdownReport {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        for command in commands.drain() {
+            match command {
+                Command::Send(record) => self.send_all(std::iter::once(record), Some(deadline)),
+                Command::SendMany(records) => self.send_all(records, Some(deadline)),
+                // Waiters of these learn from the dropped sender that the ingestor stopped.
+                Command::Flush { .. } | Command::Shutdown { .. } => {}
+            }
+        }
+        let _ = self
+            .producer
+            .flush(deadline.saturating_duration_since(Instant::now()));
+        let undelivered = usize::try_from(self.producer.in_flight_count()).unwrap_or(0);
+        if undelivered > 0 {
+            tracing::warn!(
+                undelivered,
+                "shutdown deadline reached; purging undelivered records"
+            );
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            // Purged records come back as failed delivery reports; serve them.
+            let _ = self.producer.flush(Duration::from_secs(5));
+        }
+        ShutdownReport {
+            undelivered,
+            elapsed: started.elapsed(),
+        }
+    }
+}

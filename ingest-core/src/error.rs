@@ -1,0 +1,305 @@
+//! The crate's error types.
+//!
+//! [`ValidationError`] describes what is wrong with one event (a client error; never
+//! retryable as is). [`Error`] is everything else a caller of the library can meet.
+//! Whether an error is worth retrying is decided here, once, by [`Error::is_retryable`];
+//! front ends map errors to their protocol (HTTP statuses in the edge agent) from these
+//! predicates rather than by matching on messages.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+/// Why an event (or a batch body) was rejected, as a stable machine-readable code.
+///
+/// The codes are part of the public contract: they appear in HTTP answers, in the
+/// `error_code` header of dead-lettered records and in the `reason` label of metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The body (or a batch element) holds no bytes at all.
+    EmptyBody,
+    /// The bytes are not well-formed JSON.
+    InvalidJson,
+    /// The bytes are not valid UTF-8.
+    InvalidUtf8,
+    /// JSON nesting is deeper than the configured limit.
+    TooDeep,
+    /// One event is larger than the configured per-event limit.
+    EventTooLarge,
+    /// A batch body is larger than the configured per-batch limit.
+    BatchTooLarge,
+    /// A batch holds more events than the configured limit.
+    TooManyEvents,
+    /// The event is valid JSON but not a JSON object.
+    NotAnObject,
+    /// A required field is absent (or `null`).
+    MissingField,
+    /// A field has the wrong JSON type (e.g. a string where a number belongs).
+    InvalidType,
+    /// A field has the right type but a value outside its allowed set or range.
+    InvalidValue,
+    /// The same key appears twice in one JSON object.
+    DuplicateField,
+    /// The `type` field names no known event type.
+    UnknownEventType,
+    /// The `type` field disagrees with the endpoint the event was sent to.
+    TypeMismatch,
+    /// A `currency` is not an ISO 4217 code.
+    InvalidCurrency,
+    /// A `timestamp` is not an RFC 3339 date-time.
+    InvalidTimestamp,
+    /// A `timestamp` is further in the future or the past than the configured skew allows.
+    TimestampOutOfRange,
+    /// An `event_id` is not a UUID.
+    InvalidEventId,
+    /// A string is longer than its field allows.
+    TooLong,
+}
+
+impl ErrorCode {
+    /// Every code, in declaration order (handy for pre-registering metrics).
+    pub const ALL: [ErrorCode; 19] = [
+        ErrorCode::EmptyBody,
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidUtf8,
+        ErrorCode::TooDeep,
+        ErrorCode::EventTooLarge,
+        ErrorCode::BatchTooLarge,
+        ErrorCode::TooManyEvents,
+        ErrorCode::NotAnObject,
+        ErrorCode::MissingField,
+        ErrorCode::InvalidType,
+        ErrorCode::InvalidValue,
+        ErrorCode::DuplicateField,
+        ErrorCode::UnknownEventType,
+        ErrorCode::TypeMismatch,
+        ErrorCode::InvalidCurrency,
+        ErrorCode::InvalidTimestamp,
+        ErrorCode::TimestampOutOfRange,
+        ErrorCode::InvalidEventId,
+        ErrorCode::TooLong,
+    ];
+
+    /// The snake_case name used on the wire (`missing_field`, `invalid_currency`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::EmptyBody => "empty_body",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidUtf8 => "invalid_utf8",
+            ErrorCode::TooDeep => "too_deep",
+            ErrorCode::EventTooLarge => "event_too_large",
+            ErrorCode::BatchTooLarge => "batch_too_large",
+            ErrorCode::TooManyEvents => "too_many_events",
+            ErrorCode::NotAnObject => "not_an_object",
+            ErrorCode::MissingField => "missing_field",
+            ErrorCode::InvalidType => "invalid_type",
+            ErrorCode::InvalidValue => "invalid_value",
+            ErrorCode::DuplicateField => "duplicate_field",
+            ErrorCode::UnknownEventType => "unknown_event_type",
+            ErrorCode::TypeMismatch => "type_mismatch",
+            ErrorCode::InvalidCurrency => "invalid_currency",
+            ErrorCode::InvalidTimestamp => "invalid_timestamp",
+            ErrorCode::TimestampOutOfRange => "timestamp_out_of_range",
+            ErrorCode::InvalidEventId => "invalid_event_id",
+            ErrorCode::TooLong => "too_long",
+        }
+    }
+
+    /// Whether this code concerns the size of the input rather than its content
+    /// (front ends answer these with "payload too large" instead of "bad request").
+    pub const fn is_size_limit(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::EventTooLarge | ErrorCode::BatchTooLarge | ErrorCode::TooManyEvents
+        )
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is wrong with one event: a code, the field it concerns (a path such as
+/// `items[2].price`, absent for whole-document problems) and a human-readable message.
+///
+/// Displayed as `code: field: message`, e.g.
+/// `invalid_currency: currency: "EURO" is not an ISO 4217 currency code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    code: ErrorCode,
+    field: Option<Cow<'static, str>>,
+    message: String,
+}
+
+impl ValidationError {
+    /// Creates an error about a whole document (no particular field).
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ValidationError {
+            code,
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    /// Creates an error about one field; `field` is its path (`context.ip`, `items[0].price`).
+    pub fn field(
+        code: ErrorCode,
+        field: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        ValidationError {
+            code,
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The path of the offending field, if the error concerns one.
+    pub fn field_path(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// The human-readable explanation.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{}: {}: {}", self.code, field, self.message),
+            None => write!(f, "{}: {}", self.code, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// An invalid configuration value, found before any I/O is attempted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration `{key}`: {reason}")]
+pub struct ConfigError {
+    key: String,
+    reason: String,
+}
+
+impl ConfigError {
+    /// Creates an error for configuration key `key` (dotted path, e.g. `kafka.linger_ms`).
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The dotted path of the offending key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Every failure the library reports, apart from per-event validation details that
+/// [`BatchReceipt`](crate::BatchReceipt) lists individually.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The event (or batch body) failed validation. Not retryable as is.
+    #[error("invalid event: {0}")]
+    Invalid(#[from] ValidationError),
+
+    /// The in-memory queue is at its configured bound: back off and retry.
+    #[error("queue full ({queued_events} events, {queued_bytes} bytes queued); retry later")]
+    QueueFull {
+        /// Events waiting for delivery when the submission was refused.
+        queued_events: usize,
+        /// Bytes waiting for delivery when the submission was refused.
+        queued_bytes: usize,
+    },
+
+    /// The ingestor is shutting down and takes no more events.
+    #[error("the ingestor is shutting down")]
+    ShuttingDown,
+
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// The Kafka client could not be created or an administrative request failed.
+    #[error("kafka: {context}")]
+    Kafka {
+        /// What was being attempted.
+        context: String,
+        /// The client's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// Some events of a receipt could not be delivered to Kafka.
+    #[error("{failed} of {total} events not delivered: {reason}")]
+    Delivery {
+        /// Events of the receipt that failed.
+        failed: usize,
+        /// Events the receipt covers.
+        total: usize,
+        /// The first failure's cause, as reported by the Kafka client.
+        reason: String,
+        /// Whether resubmitting the events may succeed (broker unreachable, timeouts)
+        /// rather than fail again (message too large for the topic).
+        retryable: bool,
+    },
+
+    /// A local resource (a thread, a file) could not be set up or used.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being attempted.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An operation did not finish within its deadline.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::QueueFull { .. } | Error::ShuttingDown | Error::Timeout(_) => true,
+            Error::Delivery { retryable, .. } => *retryable,
+            Error::Kafka { .. } | Error::Io { .. } => true,
+            Error::Invalid(_) | Error::Config(_) => false,
+        }
+    }
+
+    /// The validation details, when the error is a validation failure.
+    pub fn validation(&self) -> Option<&ValidationError> {
+        match self {
+            Error::Invalid(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the error is back-pressure: the caller should slow down (HTTP 503/429).
+    pub fn is_backpressure(&self) -> bool {
+        matches!(self, Error::QueueFull { .. } | Error::ShuttingDown)
+    }
+
+    pub(crate) fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        Error::Kafka {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The [`Ingestor`]: the library's entry point.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::producer::ThreadedProducer;
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+use crate::batch::split_batch;
+use crate::config::{IngestConfig, Settings};
+use crate::delivery::{
+    BatchReceipt, Command, DeliveryContext, Destination, Gate, QueueBudget, Receipt, Record,
+    Rejection, ShutdownReport, Tracker, Worker,
+};
+use crate::error::{Error, ValidationError};
+use crate::event::EventKind;
+use crate::telemetry::Telemetry;
+use crate::validate::{ValidEvent, Validator};
+
+/// Per-submission options.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// Overrides the configured `source` header for these events (e.g. the storefront
+    /// an API key belongs to).
+    pub source: Option<Arc<str>>,
+}
+
+/// Validates events and delivers them to Kafka. Cheap to clone; all clones share one
+/// producer and queue. Validation runs on the calling thread; delivery runs on a
+/// background thread and the Kafka client's threads, so no async runtime is required.
+///
+/// # Examples
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use ingest_core::{Ack, EventKind, Ingestor};
+/// use std::time::Duration;
+///
+/// # async fn run() -> Result<(), ingest_core::Error> {
+/// let ingestor = Ingestor::builder().brokers("127.0.0.1:9092").build()?;
+/// let body = Bytes::from_static(br#"{"user_id":"u1","product_id":"sku-1"}"#);
+/// let receipt = ingestor.submit(EventKind::ProductView, body)?;
+/// receipt.wait(Ack::Delivered).await?;
+/// ingestor.shutdown(Duration::from_secs(30)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Ingestor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    validator: Validator,
+    commands: flume::Sender<Command>,
+    budget: Arc<QueueBudget>,
+    gate: Gate,
+    telemetry: Telemetry,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Ingestor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingestor")
+            .field("brokers", &self.inner.settings.raw.kafka.brokers)
+            .field("closed", &self.inner.gate.is_closed())
+            .finish()
+    }
+}
+
+/// Builds an [`Ingestor`]; start from [`Ingestor::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct IngestorBuilder {
+    config: IngestConfig,
+}
+
+impl IngestorBuilder {
+    /// Replaces the whole configuration (e.g. one read from a TOML file).
+    pub fn config(mut self, config: IngestConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the bootstrap brokers (`host:port,...`).
+    pub fn brokers(mut self, brokers: impl Into<String>) -> Self {
+        self.config.kafka.brokers = brokers.into();
+        self
+    }
+
+    /// Sets the default `source` header.
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.config.source = source.into();
+        self
+    }
+
+    /// Passes a librdkafka property through (e.g. `security.protocol`).
+    pub fn producer_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config
+            .kafka
+            .properties
+            .insert(key.into(), value.into());
+        self
+    }
+
+    /// Validates the configuration, creates the Kafka producer and starts delivery.
+    /// Creating the producer does not contact the brokers; an unreachable cluster shows
+    /// up as delivery errors, not here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid configuration, [`Error::Kafka`] if the client
+    /// rejects a property.
+    pub fn build(self) -> Result<Ingestor, Error> {
+        let settings = self.config.validate()?;
+        Ingestor::start(settings)
+    }
+}
+
+fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Ingestor {
+    /// A builder with the default configuration.
+    pub fn builder() -> IngestorBuilder {
+        IngestorBuilder::default()
+    }
+
+    fn start(settings: Settings) -> Result<Ingestor, Error> {
+        let mut topics: Vec<Arc<str>> = settings.topics.to_vec();
+        topics.push(settings.dead_letter_topic.clone());
+        let telemetry = Telemetry::new(&topics);
+        let producer = ThreadedProducer::from_config_and_context(
+            &settings.producer,
+            DeliveryContext::new(telemetry.clone()),
+        )
+        .map_err(|e| Error::kafka("creating the producer", e))?;
+        let budget = Arc::new(QueueBudget::new(
+            settings.queue.max_events,
+            settings.queue.max_bytes,
+        ));
+        // Every command carries at least one event (or is a rare control command), so
+        // the channel never needs more slots than the budget admits events.
+        let (commands, receiver) = flume::bounded(settings.queue.max_events);
+        let worker = Worker {
+            producer,
+            topics: settings.topics.clone(),
+            dead_letter_topic: settings.dead_letter_topic.clone(),
+            budget: budget.clone(),
+            telemetry: telemetry.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("ingest-delivery".to_owned())
+            .spawn(move || worker.run(receiver))
+            .map_err(|source| Error::Io {
+                context: "starting the delivery thread".to_owned(),
+                source,
+            })?;
+        tracing::info!(brokers = %settings.raw.kafka.brokers, "ingestor started");
+        Ok(Ingestor {
+            inner: Arc::new(Inner {
+                validator: Validator::new(settings.limits.clone()),
+                settings,
+                commands,
+                budget,
+                gate: Gate::new(),
+                telemetry,
+                worker: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// The settings this ingestor runs on.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Submits one event of type `kind`. `body` is the event's JSON, which is sent to
+    /// Kafka byte for byte.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if the event breaks a rule (it then also goes to the
+    /// dead-letter topic, when enabled); [`Error::QueueFull`] or
+    /// [`Error::ShuttingDown`] when it cannot be queued now.
+    pub fn submit(&self, kind: EventKind, body: Bytes) -> Result<Receipt, Error> {
+        self.submit_with(kind, body, &SubmitOptions::default())
+    }
+
+    /// [`submit`](Self::submit) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    pub fn submit_with(
+        &self,
+        kind: EventKind,
+        body: Bytes,
+        options: &SubmitOptions,
+    ) -> Result<Receipt, Error> {
+        let received_at_ms = unix_millis();
+        let source = self.source(options);
+        let event = match self.inner.validator.validate(Some(kind), body.clone()) {
+            Ok(event) => event,
+            Err(error) => {
+                Telemetry::rejected(Some(kind), &error);
+                self.dead_letter(
+                    vec![(Some(kind), body, error.clone())],
+                    received_at_ms,
+                    &source,
+                );
+                return Err(Error::Invalid(error));
+            }
+        };
+        let tracker = Tracker::new(1);
+        let event_id = event.event_id();
+        let bytes = event.payload().len();
+        let record = self.record(event, received_at_ms, &source, &tracker);
+        self.enqueue(Command::Send(record), 1, bytes)?;
+        self.inner.telemetry.accepted(kind, 1);
+        Ok(Receipt::new(tracker, Some(event_id)))
+    }
+
+    /// Submits a batch body: NDJSON or a JSON array of events, each naming its `type`.
+    /// Valid events are queued even when others are rejected; the rejected ones are
+    /// listed in the receipt and go to the dead-letter topic.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when the body as a whole is unusable (empty, too large, too
+    /// many events, broken array); [`Error::QueueFull`] or [`Error::ShuttingDown`] when
+    /// the valid events cannot be queued now (nothing of the batch is then queued).
+    pub fn submit_batch(&self, body: Bytes) -> Result<BatchReceipt, Error> {
+        self.submit_batch_with(body, &SubmitOptions::default())
+    }
+
+    /// [`submit_batch`](Self::submit_batch) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit_batch`](Self::submit_batch).
+    pub fn submit_batch_with(
+        &self,
+        body: Bytes,
+        options: &SubmitOptions,
+    ) -> Result<BatchReceipt, Error> {
+        let received_at_ms = unix_millis();
+        let source = self.source(options);
+        let elements = match split_batch(&body, self.inner.validator.limits()) {
+            Ok(elements) => elements,
+            Err(error) => {
+                Telemetry::rejected(None, &error);
+                self.dead_letter(vec![(None, body, error.clone())], received_at_ms, &source);
+                return Err(Error::Invalid(error));
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        let mut valid = Vec::with_capacity(elements.len());
+        let mut rejected = Vec::new();
+        let mut dead = Vec::new();
+        for (index, element) in elements.into_iter().enumerate() {
+            match self.inner.validator.validate_at(None, element.clone(), now) {
+                Ok(event) => valid.push(event),
+                Err(error) => {
+                    Telemetry::rejected(None, &error);
+                    dead.push((None, element, error.clone()));
+                    rejected.push(Rejection { index, error });
+                }
+            }
+        }
+
+        let tracker = Tracker::new(valid.len());
+        let accepted = valid.len();
+        if accepted > 0 {
+            let mut per_kind = [0u64; 4];
+            let mut bytes = 0;
+            let records: Vec<Record> = valid
+                .into_iter()
+                .map(|event| {
+                    per_kind[event.kind().index()] += 1;
+                    bytes += event.payload().len();
+                    self.record(event, received_at_ms, &source, &tracker)
+                })
+                .collect();
+            self.enqueue(Command::SendMany(records), accepted, bytes)?;
+            for kind in EventKind::ALL {
+                if per_kind[kind.index()] > 0 {
+                    self.inner.telemetry.accepted(kind, per_kind[kind.index()]);
+                }
+            }
+        }
+        // Dead-letter only once the batch is taken, so a batch refused for back-pressure
+        // and sent again does not dead-letter its bad events twice.
+        self.dead_letter(dead, received_at_ms, &source);
+        Ok(BatchReceipt {
+            receipt: Receipt::new(tracker, None),
+            accepted,
+            rejected,
+        })
+    }
+
+    /// Waits until every event submitted before this call has been delivered to Kafka
+    /// or has failed. Meanwhile the queue keeps filling (and may refuse submissions).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if Kafka did not acknowledge everything within `timeout`;
+    /// [`Error::ShuttingDown`] after [`shutdown`](Self::shutdown).
+    pub async fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        let (done, flushed) = oneshot::channel();
+        self.inner
+            .commands
+            .send_async(Command::Flush { timeout, done })
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        match flushed.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Timeout(timeout)),
+            Err(_) => Err(Error::ShuttingDown),
+        }
+    }
+
+    /// Stops taking events, delivers everything queued within `timeout`, and stops the
+    /// delivery thread. Events Kafka has not acknowledged by then are counted in the
+    /// report and their receipts resolve with an error. Other clones of this ingestor
+    /// refuse submissions afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShuttingDown`] if a shutdown was already started.
+    pub async fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, Error> {
+        if !self.inner.gate.close() {
+            return Err(Error::ShuttingDown);
+        }
+        let (done, report) = oneshot::channel();
+        self.inner
+            .commands
+            .send_async(Command::Shutdown { timeout, done })
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        let report = report.await.map_err(|_| Error::ShuttingDown)?;
+        let handle = self.inner.worker.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            // The thread has sent its report and is returning; joining is immediate.
+            let _ = handle.join();
+        }
+        tracing::info!(undelivered = report.undelivered, elapsed = ?report.elapsed, "ingestor stopped");
+        Ok(report)
+    }
+
+    fn source(&self, options: &SubmitOptions) -> Arc<str> {
+        options
+            .source
+            .clone()
+            .unwrap_or_else(|| self.inner.settings.source.clone())
+    }
+
+    fn record(
+        &self,
+        event: ValidEvent,
+        received_at_ms: i64,
+        source: &Arc<str>,
+        tracker: &Arc<Tracker>,
+    ) -> Record {
+        let (kind, event_id, key, payload) = event.into_parts();
+        Record::new(
+            Destination::Event { kind, event_id },
+            Some(key),
+            payload,
+            received_at_ms,
+            source.clone(),
+            tracker.clone(),
+        )
+    }
+
+    fn enqueue(&self, command: Command, events: usize, bytes: usize) -> Result<(), Error> {
+        let _pass = self.inner.gate.enter()?;
+        self.inner.budget.try_reserve(events, bytes)?;
+        self.inner.commands.try_send(command).map_err(|e| {
+            self.inner.budget.release(events, bytes);
+            match e {
+                flume::TrySendError::Full(_) => Error::QueueFull {
+                    queued_events: self.inner.commands.len(),
+                    queued_bytes: 0,
+                },
+                flume::TrySendError::Disconnected(_) => Error::ShuttingDown,
+            }
+        })
+    }
+
+    /// Queues rejected payloads for the dead-letter topic, if enabled. Never blocks and
+    /// never takes room from valid events: when the queue is full they are dropped and
+    /// counted.
+    fn dead_letter(
+        &self,
+        rejected: Vec<(Option<EventKind>, Bytes, ValidationError)>,
+        received_at_ms: i64,
+        source: &Arc<str>,
+    ) {
+        let config = &self.inner.settings.dead_letter;
+        if !config.enabled || rejected.is_empty() {
+            return;
+        }
+        let tracker = Tracker::new(rejected.len());
+        let mut bytes = 0;
+        let count = rejected.len();
+        let records: Vec<Record> = rejected
+            .into_iter()
+            .map(|(kind, payload, error)| {
+                let truncated = payload.len() > config.max_payload_bytes;
+                let payload = if truncated {
+                    payload.slice(..config.max_payload_bytes)
+                } else {
+                    payload
+                };
+                bytes += payload.len();
+                Record::new(
+                    Destination::DeadLetter {
+                        kind,
+                        error: Box::new(error),
+                        truncated,
+                    },
+                    None,
+                    payload,
+                    received_at_ms,
+                    source.clone(),
+                    tracker.clone(),
+                )
+            })
+            .collect();
+        if let Err(error) = self.enqueue(Command::SendMany(records), count, bytes) {
+            let reason = if error.is_backpressure() && !self.inner.gate.is_closed() {
+                "queue_full"
+            } else {
+                "shutting_down"
+            };
+            Telemetry::dead_letter_dropped(reason, count as u64);
+            tracing::debug!(count, %error, "dead-letter records dropped");
+        }
+    }
+}

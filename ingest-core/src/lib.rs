@@ -1,0 +1,54 @@
+//! # ingest-core
+//!
+//! Validates e-commerce events (product views, cart changes, purchases, searches),
+//! routes them to their Kafka topics keyed by user, and delivers them with an
+//! idempotent `acks=all` producer. The bytes a client sends are the bytes that reach
+//! Kafka: batches are split into zero-copy slices and nothing is re-serialised.
+//!
+//! ```text
+//! Bytes → validate (simd-json tape, rules per type) → route (topic, key, headers)
+//!       → bounded queue → producer (batching, compression, retries) → Kafka
+//!                                                      ↘ Receipt resolves
+//! ```
+//!
+//! Start with [`Ingestor::builder`]. Rejected events go to a dead-letter topic with the
+//! reason in headers. Metrics are emitted through the [`metrics`] facade (see the
+//! `telemetry` table in the repository's docs), logs through [`tracing`].
+//!
+//! ## Records written to Kafka
+//!
+//! | part | content |
+//! |---|---|
+//! | topic | per event type, configurable ([`config::TopicsConfig`]) |
+//! | key | `user_id`, else `anonymous_id` |
+//! | value | the event's JSON, byte for byte as received |
+//! | headers | `event_type`, `event_id` (the client's, or a generated UUIDv7), `received_at` (RFC 3339, ms), `schema` (`json:<type>/v1`), `source` |
+//!
+//! Dead-letter records carry `error_code`, `error_message`, `error_field` (when a field
+//! is at fault), `event_type` (when known), `received_at`, `source`, and
+//! `payload_truncated: true` when the payload was cut to the configured maximum.
+
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+pub mod admin;
+mod batch;
+pub mod config;
+mod delivery;
+mod error;
+mod event;
+mod ingestor;
+mod telemetry;
+mod validate;
+
+pub use admin::{ensure_topics, TopicStatus};
+pub use batch::split_batch;
+pub use config::{IngestConfig, Settings};
+pub use delivery::{Ack, BatchReceipt, ParseAckError, Receipt, Rejection, ShutdownReport};
+pub use error::{ConfigError, Error, ErrorCode, ValidationError};
+pub use event::EventKind;
+pub use ingestor::{Ingestor, IngestorBuilder, SubmitOptions};
+pub use validate::{Limits, ValidEvent, Validator};
+
+/// The `bytes` crate, re-exported so callers use the same `Bytes` type.
+pub use bytes;

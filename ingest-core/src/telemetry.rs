@@ -1,0 +1,82 @@
+//! Metrics exported through the `metrics` facade.
+//!
+//! Handles for the hot path are resolved once, when the ingestor is built, so install
+//! the metrics recorder (e.g. the Prometheus exporter) before building an ingestor.
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `ingest_events_accepted_total` | counter | `event_type` | events validated and queued |
+//! | `ingest_events_rejected_total` | counter | `event_type`, `reason` | events that failed validation |
+//! | `ingest_events_delivered_total` | counter | `topic` | records acknowledged by Kafka |
+//! | `ingest_events_failed_total` | counter | `topic`, `reason` | records Kafka did not take in time |
+//! | `ingest_dead_letters_dropped_total` | counter | `reason` | dead-letter records not queued |
+//! | `ingest_queue_events` | gauge | | events waiting for the producer |
+//! | `ingest_queue_bytes` | gauge | | bytes waiting for the producer |
+//! | `ingest_delivery_latency_seconds` | histogram | | submit to Kafka acknowledgement |
+//! | `ingest_producer_queue_full_total` | counter | | times the producer client's own queue was full |
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+
+use crate::error::ValidationError;
+use crate::event::EventKind;
+
+/// Pre-resolved metric handles.
+#[derive(Clone)]
+pub(crate) struct Telemetry {
+    accepted: [Counter; 4],
+    delivered: Vec<(std::sync::Arc<str>, Counter)>,
+    pub(crate) queue_events: Gauge,
+    pub(crate) queue_bytes: Gauge,
+    pub(crate) delivery_latency: Histogram,
+    pub(crate) producer_queue_full: Counter,
+}
+
+impl Telemetry {
+    pub(crate) fn new(topics: &[std::sync::Arc<str>]) -> Self {
+        Telemetry {
+            accepted: EventKind::ALL
+                .map(|k| counter!("ingest_events_accepted_total", "event_type" => k.as_str())),
+            delivered: topics
+                .iter()
+                .map(|t| {
+                    (
+                        t.clone(),
+                        counter!("ingest_events_delivered_total", "topic" => t.to_string()),
+                    )
+                })
+                .collect(),
+            queue_events: gauge!("ingest_queue_events"),
+            queue_bytes: gauge!("ingest_queue_bytes"),
+            delivery_latency: histogram!("ingest_delivery_latency_seconds"),
+            producer_queue_full: counter!("ingest_producer_queue_full_total"),
+        }
+    }
+
+    pub(crate) fn accepted(&self, kind: EventKind, n: u64) {
+        self.accepted[kind.index()].increment(n);
+    }
+
+    pub(crate) fn rejected(kind: Option<EventKind>, error: &ValidationError) {
+        let event_type = kind.map_or("unknown", EventKind::as_str);
+        counter!("ingest_events_rejected_total", "event_type" => event_type, "reason" => error.code().as_str())
+            .increment(1);
+    }
+
+    pub(crate) fn delivered(&self, topic: &str) {
+        match self.delivered.iter().find(|(t, _)| &**t == topic) {
+            Some((_, c)) => c.increment(1),
+            None => {
+                counter!("ingest_events_delivered_total", "topic" => topic.to_owned()).increment(1)
+            }
+        }
+    }
+
+    pub(crate) fn failed(topic: &str, reason: &str) {
+        counter!("ingest_events_failed_total", "topic" => topic.to_owned(), "reason" => reason.to_owned())
+            .increment(1);
+    }
+
+    pub(crate) fn dead_letter_dropped(reason: &'static str, n: u64) {
+        counter!("ingest_dead_letters_dropped_total", "reason" => reason).increment(n);
+    }
+}

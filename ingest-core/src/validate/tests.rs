@@ -1,0 +1,676 @@
+//! Unit and property tests of validation: every rule, and hostile input.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+use super::*;
+
+const NOW: OffsetDateTime = datetime!(2026-11-24 10:00:00 UTC);
+
+fn check(kind: Option<EventKind>, json: &str) -> Result<ValidEvent, ValidationError> {
+    Validator::default().validate_at(kind, Bytes::copy_from_slice(json.as_bytes()), NOW)
+}
+
+fn rejects(kind: Option<EventKind>, json: &str) -> ValidationError {
+    match check(kind, json) {
+        Ok(event) => panic!("accepted {json}: {event:?}"),
+        Err(e) => e,
+    }
+}
+
+#[track_caller]
+fn assert_rejects(kind: EventKind, json: &str, code: ErrorCode, field: Option<&str>) {
+    let err = rejects(Some(kind), json);
+    let shown = &json[..json.len().min(120)];
+    assert_eq!(err.code(), code, "{shown}: {err}");
+    assert_eq!(err.field_path(), field, "{shown}: {err}");
+}
+
+const PV: EventKind = EventKind::ProductView;
+
+#[test]
+fn valid_events_of_every_type() {
+    let cases = [
+        (
+            PV,
+            r#"{"user_id":"u1","product_id":"sku-1","category":"shoes","brand":"Acme","price":19.99,"currency":"EUR"}"#,
+        ),
+        (
+            EventKind::Cart,
+            r#"{"anonymous_id":"a1","action":"add","product_id":"sku-1","quantity":2,"price":5,"currency":"USD","cart_id":"c1"}"#,
+        ),
+        (EventKind::Cart, r#"{"user_id":"u1","action":"clear"}"#),
+        (
+            EventKind::Cart,
+            r#"{"user_id":"u1","action":"remove","product_id":"p"}"#,
+        ),
+        (
+            EventKind::Purchase,
+            r#"{"user_id":"u1","order_id":"o1","items":[{"product_id":"p","quantity":1,"price":0}],"total":0,"currency":"JPY","discount":1,"tax":2,"shipping":3,"coupon":"X"}"#,
+        ),
+        (
+            EventKind::Search,
+            r#"{"user_id":"u1","query":"red shoes","results_count":0,"filters":{"size":[42]}}"#,
+        ),
+    ];
+    for (kind, json) in cases {
+        let event = check(Some(kind), json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(event.kind(), kind);
+        assert_eq!(
+            event.payload().as_ref(),
+            json.as_bytes(),
+            "payload untouched"
+        );
+    }
+}
+
+#[test]
+fn common_fields_key_and_event_id() {
+    let id = "0190c6a4-5a5e-7d5e-8b5e-0123456789ab";
+    let event = check(
+        Some(PV),
+        &format!(r#"{{"event_id":"{id}","user_id":"u1","anonymous_id":"a1","session_id":"s","timestamp":"2026-11-24T09:59:00+01:00","product_id":"p","extra":{{"kept":true}}}}"#),
+    )
+    .expect("valid");
+    assert_eq!(event.event_id().to_string(), id);
+    assert!(!event.event_id_generated());
+    assert_eq!(
+        event.partition_key().as_ref(),
+        b"u1",
+        "user_id wins over anonymous_id"
+    );
+
+    let event = check(
+        Some(PV),
+        r#"{"anonymous_id":"a1","user_id":null,"product_id":"p"}"#,
+    )
+    .expect("valid");
+    assert_eq!(event.partition_key().as_ref(), b"a1");
+    assert!(event.event_id_generated());
+    assert_eq!(
+        event.event_id().get_version_num(),
+        7,
+        "generated ids are UUIDv7"
+    );
+}
+
+#[test]
+fn identity_rules() {
+    assert_rejects(
+        PV,
+        r#"{"product_id":"p"}"#,
+        ErrorCode::MissingField,
+        Some("user_id"),
+    );
+    assert_rejects(
+        PV,
+        r#"{"user_id":null,"anonymous_id":null,"product_id":"p"}"#,
+        ErrorCode::MissingField,
+        Some("user_id"),
+    );
+    assert_rejects(
+        PV,
+        r#"{"user_id":"","product_id":"p"}"#,
+        ErrorCode::InvalidValue,
+        Some("user_id"),
+    );
+    assert_rejects(
+        PV,
+        r#"{"user_id":42,"product_id":"p"}"#,
+        ErrorCode::InvalidType,
+        Some("user_id"),
+    );
+    let long = "x".repeat(129);
+    assert_rejects(
+        PV,
+        &format!(r#"{{"user_id":"{long}","product_id":"p"}}"#),
+        ErrorCode::TooLong,
+        Some("user_id"),
+    );
+    assert_rejects(
+        PV,
+        &format!(r#"{{"anonymous_id":"{long}","product_id":"p"}}"#),
+        ErrorCode::TooLong,
+        Some("anonymous_id"),
+    );
+    assert_rejects(
+        PV,
+        &format!(r#"{{"user_id":"u","session_id":"{long}","product_id":"p"}}"#),
+        ErrorCode::TooLong,
+        Some("session_id"),
+    );
+    // 128 characters of 2 bytes each are 256 bytes, and allowed.
+    let wide = "é".repeat(128);
+    assert!(check(
+        Some(PV),
+        &format!(r#"{{"user_id":"{wide}","product_id":"p"}}"#)
+    )
+    .is_ok());
+    assert_rejects(
+        PV,
+        r#"{"user_id":"u","event_id":"not-a-uuid","product_id":"p"}"#,
+        ErrorCode::InvalidEventId,
+        Some("event_id"),
+    );
+    assert_rejects(
+        PV,
+        r#"{"user_id":"u","event_id":7,"product_id":"p"}"#,
+        ErrorCode::InvalidType,
+        Some("event_id"),
+    );
+}
+
+#[test]
+fn timestamp_rules() {
+    let ok = |ts: &str| {
+        check(
+            Some(PV),
+            &format!(r#"{{"user_id":"u","timestamp":"{ts}","product_id":"p"}}"#),
+        )
+    };
+    assert!(ok("2026-11-24T10:14:00Z").is_ok());
+    assert!(ok("2026-11-17T10:01:00.123456Z").is_ok());
+    for (ts, code) in [
+        ("2026-11-24 10:00:00", ErrorCode::InvalidTimestamp),
+        ("yesterday", ErrorCode::InvalidTimestamp),
+        ("2026-11-24T10:16:00Z", ErrorCode::TimestampOutOfRange),
+        ("2026-11-17T09:59:00Z", ErrorCode::TimestampOutOfRange),
+    ] {
+        assert_eq!(ok(ts).expect_err(ts).code(), code, "{ts}");
+    }
+    let limits = Limits {
+        max_future_skew: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let body = Bytes::from_static(
+        br#"{"user_id":"u","timestamp":"2026-11-24T10:30:00Z","product_id":"p"}"#,
+    );
+    assert!(
+        Validator::new(limits)
+            .validate_at(Some(PV), body, NOW)
+            .is_ok(),
+        "skew is configurable"
+    );
+}
+
+#[test]
+fn context_rules() {
+    let with = |ctx: &str| {
+        check(
+            Some(PV),
+            &format!(r#"{{"user_id":"u","product_id":"p","context":{ctx}}}"#),
+        )
+    };
+    assert!(with(r#"{"user_agent":"Mozilla/5.0","ip":"2001:db8::1","page_url":"https://x/","referrer":"https://y/","locale":"de-DE","experiments":{"checkout_v2":"control"},"other":1}"#).is_ok());
+    let cases = [
+        (r#""nope""#, ErrorCode::InvalidType, "context"),
+        (
+            r#"{"ip":"300.1.1.1"}"#,
+            ErrorCode::InvalidValue,
+            "context.ip",
+        ),
+        (
+            r#"{"user_agent":5}"#,
+            ErrorCode::InvalidType,
+            "context.user_agent",
+        ),
+        (
+            r#"{"experiments":["a"]}"#,
+            ErrorCode::InvalidType,
+            "context.experiments",
+        ),
+        (
+            r#"{"experiments":{"flag":1}}"#,
+            ErrorCode::InvalidValue,
+            "context.experiments.flag",
+        ),
+        (
+            r#"{"experiments":{"flag":""}}"#,
+            ErrorCode::InvalidValue,
+            "context.experiments.flag",
+        ),
+    ];
+    for (ctx, code, field) in cases {
+        let err = with(ctx).expect_err(ctx);
+        assert_eq!(
+            (err.code(), err.field_path()),
+            (code, Some(field)),
+            "{ctx}: {err}"
+        );
+    }
+    let long_locale = format!(r#"{{"locale":"{}"}}"#, "a".repeat(36));
+    assert_eq!(
+        with(&long_locale).expect_err("locale").code(),
+        ErrorCode::TooLong
+    );
+}
+
+#[test]
+fn product_view_rules() {
+    assert_rejects(
+        PV,
+        r#"{"user_id":"u"}"#,
+        ErrorCode::MissingField,
+        Some("product_id"),
+    );
+    assert_rejects(
+        PV,
+        r#"{"user_id":"u","product_id":7}"#,
+        ErrorCode::InvalidType,
+        Some("product_id"),
+    );
+    assert_rejects(
+        PV,
+        r#"{"user_id":"u","product_id":"p","price":-0.01}"#,
+        ErrorCode::InvalidValue,
+        Some("price"),
+    );
+    assert_rejects(
+        PV,
+        r#"{"user_id":"u","product_id":"p","price":"9.99"}"#,
+        ErrorCode::InvalidType,
+        Some("price"),
+    );
+    assert_rejects(
+        PV,
+        r#"{"user_id":"u","product_id":"p","currency":"EURO"}"#,
+        ErrorCode::InvalidCurrency,
+        Some("currency"),
+    );
+    assert_rejects(
+        PV,
+        r#"{"user_id":"u","product_id":"p","currency":"eur"}"#,
+        ErrorCode::InvalidCurrency,
+        Some("currency"),
+    );
+    let err = rejects(
+        Some(PV),
+        r#"{"user_id":"u","product_id":"p","currency":"EURO"}"#,
+    );
+    assert_eq!(
+        err.to_string(),
+        r#"invalid_currency: currency: "EURO" is not an ISO 4217 currency code"#
+    );
+}
+
+#[test]
+fn cart_rules() {
+    let cart = EventKind::Cart;
+    assert_rejects(
+        cart,
+        r#"{"user_id":"u","product_id":"p"}"#,
+        ErrorCode::MissingField,
+        Some("action"),
+    );
+    assert_rejects(
+        cart,
+        r#"{"user_id":"u","action":"buy","product_id":"p"}"#,
+        ErrorCode::InvalidValue,
+        Some("action"),
+    );
+    assert_rejects(
+        cart,
+        r#"{"user_id":"u","action":"add","quantity":1}"#,
+        ErrorCode::MissingField,
+        Some("product_id"),
+    );
+    assert_rejects(
+        cart,
+        r#"{"user_id":"u","action":"add","product_id":"p"}"#,
+        ErrorCode::MissingField,
+        Some("quantity"),
+    );
+    assert_rejects(
+        cart,
+        r#"{"user_id":"u","action":"update","product_id":"p","quantity":-1}"#,
+        ErrorCode::InvalidValue,
+        Some("quantity"),
+    );
+    assert_rejects(
+        cart,
+        r#"{"user_id":"u","action":"update","product_id":"p","quantity":1.5}"#,
+        ErrorCode::InvalidValue,
+        Some("quantity"),
+    );
+    assert_rejects(
+        cart,
+        r#"{"user_id":"u","action":"remove"}"#,
+        ErrorCode::MissingField,
+        Some("product_id"),
+    );
+    assert!(check(
+        Some(cart),
+        r#"{"user_id":"u","action":"update","product_id":"p","quantity":0}"#
+    )
+    .is_ok());
+    assert!(check(
+        Some(cart),
+        r#"{"user_id":"u","action":"add","product_id":"p","quantity":2.0}"#
+    )
+    .is_ok());
+}
+
+#[test]
+fn purchase_rules() {
+    let p = EventKind::Purchase;
+    let base = |items: &str| {
+        format!(r#"{{"user_id":"u","order_id":"o","items":{items},"total":10,"currency":"EUR"}}"#)
+    };
+    assert!(check(
+        Some(p),
+        &base(r#"[{"product_id":"a","quantity":1,"price":10,"name":"kept"}]"#)
+    )
+    .is_ok());
+    assert_rejects(p, &base("[]"), ErrorCode::InvalidValue, Some("items"));
+    assert_rejects(p, &base("{}"), ErrorCode::InvalidType, Some("items"));
+    assert_rejects(p, &base("[1]"), ErrorCode::InvalidType, Some("items[0]"));
+    assert_rejects(
+        p,
+        &base(r#"[{"product_id":"a","quantity":1,"price":1},{"quantity":1,"price":1}]"#),
+        ErrorCode::MissingField,
+        Some("items[1].product_id"),
+    );
+    assert_rejects(
+        p,
+        &base(r#"[{"product_id":"a","quantity":0,"price":1}]"#),
+        ErrorCode::InvalidValue,
+        Some("items[0].quantity"),
+    );
+    assert_rejects(
+        p,
+        &base(r#"[{"product_id":"a","quantity":1}]"#),
+        ErrorCode::MissingField,
+        Some("items[0].price"),
+    );
+    assert_rejects(
+        p,
+        &base(r#"[{"product_id":"a","quantity":1,"price":-1}]"#),
+        ErrorCode::InvalidValue,
+        Some("items[0].price"),
+    );
+    // 1,000 items do not fit the default 32 KiB event limit; raise it to reach the item rule.
+    let roomy = Validator::new(Limits {
+        max_event_bytes: 1 << 20,
+        ..Limits::default()
+    });
+    let items = |n| vec![r#"{"product_id":"a","quantity":1,"price":1}"#; n].join(",");
+    let order = |n| Bytes::from(base(&format!("[{}]", items(n))));
+    assert!(roomy.validate_at(Some(p), order(1000), NOW).is_ok());
+    let err = roomy
+        .validate_at(Some(p), order(1001), NOW)
+        .expect_err("1001 items");
+    assert_eq!(
+        (err.code(), err.field_path()),
+        (ErrorCode::InvalidValue, Some("items"))
+    );
+    let ok_items = r#"[{"product_id":"a","quantity":1,"price":1}]"#;
+    assert_rejects(
+        p,
+        &format!(r#"{{"user_id":"u","items":{ok_items},"total":1,"currency":"EUR"}}"#),
+        ErrorCode::MissingField,
+        Some("order_id"),
+    );
+    assert_rejects(
+        p,
+        &format!(r#"{{"user_id":"u","order_id":"o","items":{ok_items},"currency":"EUR"}}"#),
+        ErrorCode::MissingField,
+        Some("total"),
+    );
+    assert_rejects(
+        p,
+        &format!(r#"{{"user_id":"u","order_id":"o","items":{ok_items},"total":1}}"#),
+        ErrorCode::MissingField,
+        Some("currency"),
+    );
+    assert_rejects(
+        p,
+        &format!(
+            r#"{{"user_id":"u","order_id":"o","items":{ok_items},"total":1,"currency":"EUR","tax":-1}}"#
+        ),
+        ErrorCode::InvalidValue,
+        Some("tax"),
+    );
+}
+
+#[test]
+fn search_rules() {
+    let s = EventKind::Search;
+    assert_rejects(
+        s,
+        r#"{"user_id":"u"}"#,
+        ErrorCode::MissingField,
+        Some("query"),
+    );
+    assert_rejects(
+        s,
+        &format!(r#"{{"user_id":"u","query":"{}"}}"#, "q".repeat(1025)),
+        ErrorCode::TooLong,
+        Some("query"),
+    );
+    assert!(check(
+        Some(s),
+        &format!(r#"{{"user_id":"u","query":"{}"}}"#, "ü".repeat(1024))
+    )
+    .is_ok());
+    assert_rejects(
+        s,
+        r#"{"user_id":"u","query":"q","results_count":-1}"#,
+        ErrorCode::InvalidValue,
+        Some("results_count"),
+    );
+    assert_rejects(
+        s,
+        r#"{"user_id":"u","query":"q","filters":[]}"#,
+        ErrorCode::InvalidType,
+        Some("filters"),
+    );
+}
+
+#[test]
+fn type_field_rules() {
+    assert!(check(None, r#"{"type":"search","user_id":"u","query":"q"}"#).is_ok());
+    assert!(check(
+        Some(EventKind::Search),
+        r#"{"type":"search","user_id":"u","query":"q"}"#
+    )
+    .is_ok());
+    let err = rejects(None, r#"{"user_id":"u","query":"q"}"#);
+    assert_eq!(
+        (err.code(), err.field_path()),
+        (ErrorCode::MissingField, Some("type"))
+    );
+    let err = rejects(None, r#"{"type":"refund","user_id":"u"}"#);
+    assert_eq!(err.code(), ErrorCode::UnknownEventType);
+    let err = rejects(Some(PV), r#"{"type":"search","user_id":"u","query":"q"}"#);
+    assert_eq!(err.code(), ErrorCode::TypeMismatch);
+}
+
+#[test]
+fn hostile_documents() {
+    let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
+        (b"".to_vec(), ErrorCode::EmptyBody),
+        (b"  \n ".to_vec(), ErrorCode::EmptyBody),
+        (b"{\"user_id\":\"u\",".to_vec(), ErrorCode::InvalidJson),
+        (b"{\"user_id\":\"u\"} x".to_vec(), ErrorCode::InvalidJson),
+        (b"{'user_id':'u'}".to_vec(), ErrorCode::InvalidJson),
+        (
+            b"{\"user_id\":\"\xff\xfe\",\"product_id\":\"p\"}".to_vec(),
+            ErrorCode::InvalidUtf8,
+        ),
+        (b"[1,2]".to_vec(), ErrorCode::NotAnObject),
+        (b"\"just a string\"".to_vec(), ErrorCode::NotAnObject),
+        (b"null".to_vec(), ErrorCode::NotAnObject),
+        (
+            b"{\"user_id\":\"u\",\"product_id\":\"p\",\"user_id\":\"v\"}".to_vec(),
+            ErrorCode::DuplicateField,
+        ),
+        (
+            b"{\"user_id\":\"u\",\"product_id\":\"p\",\"x\":{\"a\":1,\"a\":2}}".to_vec(),
+            ErrorCode::DuplicateField,
+        ),
+        (vec![b'{'; 100_000], ErrorCode::EventTooLarge),
+    ];
+    for (body, code) in cases {
+        let err = Validator::default()
+            .validate_at(Some(PV), Bytes::from(body.clone()), NOW)
+            .expect_err(&String::from_utf8_lossy(&body));
+        assert_eq!(
+            err.code(),
+            code,
+            "{:?}: {err}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+    }
+}
+
+#[test]
+fn nesting_limit_counts_the_event_as_level_one() {
+    let nested = |levels: usize| {
+        // The event object is level 1; `levels - 1` more objects nest inside "x".
+        let inner = "{\"x\":".repeat(levels - 1) + "1" + &"}".repeat(levels - 1);
+        format!(r#"{{"user_id":"u","product_id":"p","x":{inner}}}"#)
+    };
+    assert!(
+        check(Some(PV), &nested(32)).is_ok(),
+        "32 levels are allowed"
+    );
+    let err = rejects(Some(PV), &nested(33));
+    assert_eq!(err.code(), ErrorCode::TooDeep, "{err}");
+    // Far beyond any limit: must fail cleanly, not overflow the stack.
+    let deep = "[".repeat(30_000);
+    let err = Validator::new(Limits {
+        max_event_bytes: 1 << 20,
+        ..Limits::default()
+    })
+    .validate_at(Some(PV), Bytes::from(deep), NOW)
+    .expect_err("deep");
+    assert!(
+        matches!(err.code(), ErrorCode::TooDeep | ErrorCode::InvalidJson),
+        "{err}"
+    );
+}
+
+#[test]
+fn huge_numbers_and_strings() {
+    // A number beyond u64 in an unknown field: parsed as a float or refused, never a panic.
+    let big = format!(
+        r#"{{"user_id":"u","product_id":"p","n":{}}}"#,
+        "9".repeat(400)
+    );
+    let _ = check(Some(PV), &big);
+    let err = rejects(
+        Some(PV),
+        r#"{"user_id":"u","product_id":"p","price":1e999}"#,
+    );
+    assert!(
+        matches!(err.code(), ErrorCode::InvalidJson | ErrorCode::InvalidValue),
+        "{err}"
+    );
+    // 10 MB string: refused by size before any parsing.
+    let huge = format!(
+        r#"{{"user_id":"u","product_id":"{}"}}"#,
+        "x".repeat(10 * 1024 * 1024)
+    );
+    assert_eq!(rejects(Some(PV), &huge).code(), ErrorCode::EventTooLarge);
+    let limits = Limits {
+        max_event_bytes: 16 << 20,
+        max_batch_bytes: 16 << 20,
+        ..Limits::default()
+    };
+    let err = Validator::new(limits)
+        .validate_at(Some(PV), Bytes::from(huge), NOW)
+        .expect_err("product_id too long");
+    assert_eq!(err.code(), ErrorCode::TooLong);
+}
+
+#[test]
+fn scratch_is_reused_safely_across_calls_and_limits() {
+    let small = Validator::new(Limits {
+        max_depth: 2,
+        ..Limits::default()
+    });
+    let normal = Validator::default();
+    let json = r#"{"user_id":"u","product_id":"p","a":{"b":{"c":1}}}"#;
+    for _ in 0..3 {
+        assert_eq!(
+            small
+                .validate_at(Some(PV), Bytes::from_static(json.as_bytes()), NOW)
+                .expect_err("deep")
+                .code(),
+            ErrorCode::TooDeep
+        );
+        assert!(normal
+            .validate_at(Some(PV), Bytes::from_static(json.as_bytes()), NOW)
+            .is_ok());
+    }
+}
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        (-1e12f64..1e12).prop_map(serde_json::Value::from),
+        ".{0,12}".prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn never_panics_on_arbitrary_bytes(body in proptest::collection::vec(any::<u8>(), 0..600), kind in 0usize..5) {
+        let kind = EventKind::ALL.get(kind).copied();
+        let _ = Validator::default().validate_at(kind, Bytes::from(body), NOW);
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_json(value in json_value(), kind in 0usize..5) {
+        let kind = EventKind::ALL.get(kind).copied();
+        let body = serde_json::to_vec(&value).expect("serialises");
+        let _ = Validator::default().validate_at(kind, Bytes::from(body), NOW);
+    }
+
+    #[test]
+    fn valid_product_views_with_any_extra_fields_are_accepted_untouched(
+        user in "[a-zA-Z0-9_-]{1,128}",
+        product in "[^\"\\\\]{1,40}",
+        price in proptest::option::of(0f64..1e9),
+        extra in proptest::collection::btree_map("x_[a-z]{1,6}", json_value(), 0..4),
+    ) {
+        let mut event = serde_json::Map::new();
+        event.insert("user_id".into(), user.clone().into());
+        event.insert("product_id".into(), product.into());
+        if let Some(price) = price {
+            event.insert("price".into(), price.into());
+        }
+        for (k, v) in extra {
+            event.insert(k, v);
+        }
+        let body = serde_json::to_vec(&event).expect("serialises");
+        let valid = Validator::default()
+            .validate_at(Some(PV), Bytes::from(body.clone()), NOW)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(valid.payload().as_ref(), &body[..]);
+        prop_assert_eq!(valid.partition_key().as_ref(), user.as_bytes());
+    }
+
+    #[test]
+    fn any_truncation_of_a_valid_event_is_rejected_cleanly(cut in 1usize..80) {
+        let json = br#"{"user_id":"u1","product_id":"sku-1","price":19.99,"currency":"EUR"}"#;
+        let cut = cut.min(json.len() - 1);
+        let err = Validator::default()
+            .validate_at(Some(PV), Bytes::copy_from_slice(&json[..cut]), NOW)
+            .expect_err("truncated");
+        prop_assert!(matches!(err.code(), ErrorCode::InvalidJson | ErrorCode::EmptyBody), "{}", err);
+    }
+}
