@@ -1,8 +1,8 @@
 //! The [`Ingestor`]: the library's entry point.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rdkafka::config::FromClientConfigAndContext;
@@ -60,6 +60,7 @@ struct Inner {
     budget: Arc<QueueBudget>,
     gate: Gate,
     telemetry: Telemetry,
+    stop_by: Arc<OnceLock<Instant>>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -149,8 +150,10 @@ impl Ingestor {
         // Every command carries at least one event (or is a rare control command), so
         // the channel never needs more slots than the budget admits events.
         let (commands, receiver) = flume::bounded(settings.queue.max_events);
+        let stop_by = Arc::new(OnceLock::new());
         let worker = Worker {
             producer,
+            stop_by: stop_by.clone(),
             topics: settings.topics.clone(),
             dead_letter_topic: settings.dead_letter_topic.clone(),
             budget: budget.clone(),
@@ -172,6 +175,7 @@ impl Ingestor {
                 budget,
                 gate: Gate::new(),
                 telemetry,
+                stop_by,
                 worker: Mutex::new(Some(handle)),
             }),
         })
@@ -339,6 +343,7 @@ impl Ingestor {
         if !self.inner.gate.close() {
             return Err(Error::ShuttingDown);
         }
+        let _ = self.inner.stop_by.set(Instant::now() + timeout);
         let (done, report) = oneshot::channel();
         self.inner
             .commands

@@ -6,7 +6,7 @@
 //! order; with the idempotent producer, that is the order they land in their partition.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -149,6 +149,9 @@ impl Gate {
 
 pub(crate) struct Worker {
     pub(crate) producer: ThreadedProducer<DeliveryContext>,
+    /// Set by shutdown before its command is queued, so a thread waiting on a full
+    /// producer queue gives up in time instead of holding the shutdown back.
+    pub(crate) stop_by: Arc<OnceLock<Instant>>,
     pub(crate) topics: [Arc<str>; 4],
     pub(crate) dead_letter_topic: Arc<str>,
     pub(crate) budget: Arc<QueueBudget>,
@@ -159,8 +162,8 @@ impl Worker {
     pub(crate) fn run(self, commands: flume::Receiver<Command>) {
         while let Ok(command) = commands.recv() {
             match command {
-                Command::Send(record) => self.send_all(std::iter::once(record), None),
-                Command::SendMany(records) => self.send_all(records, None),
+                Command::Send(record) => self.send_all(std::iter::once(record)),
+                Command::SendMany(records) => self.send_all(records),
                 Command::Flush { timeout, done } => {
                     let _ = done.send(self.producer.flush(timeout).is_ok());
                 }
@@ -182,18 +185,18 @@ impl Worker {
         }
     }
 
-    fn send_all(&self, records: impl IntoIterator<Item = Record>, deadline: Option<Instant>) {
+    fn send_all(&self, records: impl IntoIterator<Item = Record>) {
         let (mut events, mut bytes) = (0, 0);
         for record in records {
             events += 1;
             bytes += record.payload.len();
-            self.send(record, deadline);
+            self.send(record);
         }
         self.budget.release(events, bytes);
         self.budget.publish(&self.telemetry);
     }
 
-    fn send(&self, mut record: Record, deadline: Option<Instant>) {
+    fn send(&self, mut record: Record) {
         let headers = self.headers(&record);
         let topic: &str = match &record.destination {
             Destination::Event { kind, .. } => &self.topics[kind.index()],
@@ -216,7 +219,7 @@ impl Worker {
                     // drain it. Our queue fills meanwhile, which is the back-pressure
                     // callers see.
                     self.telemetry.producer_queue_full.increment(1);
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                    if self.stop_by.get().is_some_and(|d| Instant::now() >= *d) {
                         back.delivery_opaque.complete(Some((
                             "shutdown deadline reached before delivery".to_owned(),
                             true,
@@ -312,11 +315,11 @@ impl Worker {
     /// receipts of whatever is left so nobody waits forever.
     fn finish(&self, commands: &flume::Receiver<Command>, timeout: Duration) -> ShutdownReport {
         let started = Instant::now();
-        let deadline = started + timeout;
+        let deadline = *self.stop_by.get_or_init(|| started + timeout);
         for command in commands.drain() {
             match command {
-                Command::Send(record) => self.send_all(std::iter::once(record), Some(deadline)),
-                Command::SendMany(records) => self.send_all(records, Some(deadline)),
+                Command::Send(record) => self.send_all(std::iter::once(record)),
+                Command::SendMany(records) => self.send_all(records),
                 // Waiters of these learn from the dropped sender that the ingestor stopped.
                 Command::Flush { .. } | Command::Shutdown { .. } => {}
             }

@@ -1,0 +1,92 @@
+//! ingest-core against a real 3-broker Kafka (`scripts/kafka start --brokers 3`).
+//! Selected by the `kafka-cluster-tests` feature; `scripts/test` runs them.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{bootstrap, config, consume};
+use ingest_core::{ensure_topics, Ack, EventKind, Ingestor};
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topics_get_replication_three_and_acks_all_delivery_works() {
+    let brokers = bootstrap("KAFKA_CLUSTER_BOOTSTRAP", "scripts/kafka start --brokers 3");
+    let config = config(&brokers, "rf3", 6, 3);
+    let settings = config.validate().expect("valid");
+    let statuses = ensure_topics(&settings, Duration::from_secs(60))
+        .await
+        .expect("created");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.created && s.replication_factor == 3),
+        "{statuses:?}"
+    );
+
+    // The broker reports the layout we asked for: 3 replicas per partition, min ISR 2.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("admin");
+    let topic = config.topics.purchase.name.clone();
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = metadata.topics()[0].partitions();
+    assert_eq!(partitions.len(), 6);
+    assert!(partitions.iter().all(|p| p.replicas().len() == 3));
+    let configs = admin
+        .describe_configs(&[ResourceSpecifier::Topic(&topic)], &AdminOptions::new())
+        .await
+        .expect("describe");
+    let resource = configs[0].as_ref().expect("topic config");
+    let min_isr = resource
+        .get("min.insync.replicas")
+        .and_then(|e| e.value.clone());
+    assert_eq!(min_isr.as_deref(), Some("2"));
+
+    let ingestor = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
+    let mut ids = HashSet::new();
+    let mut receipts = Vec::new();
+    for i in 0..2_000 {
+        let body = format!(
+            r#"{{"user_id":"u{}","order_id":"o{i}","items":[{{"product_id":"p","quantity":1,"price":3}}],"total":3,"currency":"EUR"}}"#,
+            i % 100
+        );
+        let receipt = ingestor
+            .submit(EventKind::Purchase, Bytes::from(body))
+            .expect("accepted");
+        ids.insert(receipt.event_id().expect("id").to_string());
+        receipts.push(receipt);
+    }
+    for receipt in &receipts {
+        receipt
+            .wait(Ack::Delivered)
+            .await
+            .expect("acknowledged by all in-sync replicas");
+    }
+    ingestor
+        .shutdown(Duration::from_secs(30))
+        .await
+        .expect("shuts down");
+    let records = tokio::task::spawn_blocking(move || {
+        consume(&brokers, &topic, 2_000, Duration::from_secs(60))
+    })
+    .await
+    .expect("joins");
+    let got: HashSet<String> = records
+        .iter()
+        .map(|r| r.header("event_id").to_owned())
+        .collect();
+    assert_eq!(records.len(), 2_000);
+    assert_eq!(got, ids);
+}

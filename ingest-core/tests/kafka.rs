@@ -1,0 +1,416 @@
+//! ingest-core against a real single-node Kafka (`scripts/kafka start`).
+//! Selected by the `kafka-tests` feature; `scripts/test` runs them.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{bootstrap, config, consume, create_topics};
+use ingest_core::{ensure_topics, Ack, ErrorCode, EventKind, Ingestor};
+
+fn brokers() -> String {
+    bootstrap("KAFKA_BOOTSTRAP", "scripts/kafka start")
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_event_type_lands_in_its_topic_with_exact_bytes_key_and_headers() {
+    let brokers = brokers();
+    let config = config(&brokers, "types", 3, 1);
+    create_topics(&config).await;
+    let ingestor = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
+
+    let given_id = "0190c6a4-5a5e-7d5e-8b5e-0123456789ab";
+    let events = [
+        (EventKind::ProductView, format!(r#"{{"event_id":"{given_id}","user_id":"u-1","product_id":"sku-1","price":19.99,"currency":"EUR","x_extra":{{"kept":[1,2]}}}}"#)),
+        (EventKind::Cart, r#"{"anonymous_id":"anon-7","action":"add","product_id":"sku-1","quantity":2}"#.to_owned()),
+        (EventKind::Purchase, r#"{"user_id":"u-1", "order_id":"o-1","items":[{"product_id":"sku-1","quantity":2,"price":19.99}],"total":39.98,"currency":"EUR"}"#.to_owned()),
+        (EventKind::Search, "{ \"user_id\" : \"u-2\",\n \"query\":\"red \\u00e9 shoes\", \"results_count\": 0 }".to_owned()),
+    ];
+    let mut receipts = Vec::new();
+    for (kind, body) in &events {
+        let receipt = ingestor
+            .submit(*kind, Bytes::from(body.clone()))
+            .expect("accepted");
+        receipts.push(receipt);
+    }
+    for receipt in &receipts {
+        receipt.wait(Ack::Delivered).await.expect("delivered");
+    }
+    assert_eq!(receipts[0].event_id().expect("id").to_string(), given_id);
+
+    for ((kind, body), receipt) in events.iter().zip(&receipts) {
+        let topic = &config.topics.for_kind(*kind).name;
+        let records = tokio::task::spawn_blocking({
+            let (brokers, topic) = (brokers.clone(), topic.clone());
+            move || consume(&brokers, &topic, 1, WAIT)
+        })
+        .await
+        .expect("joins");
+        assert_eq!(records.len(), 1, "{kind}: exactly one record in {topic}");
+        let record = &records[0];
+        assert_eq!(
+            record.payload,
+            body.as_bytes(),
+            "{kind}: payload is the client's bytes"
+        );
+        let key = if *kind == EventKind::Cart {
+            "anon-7"
+        } else if *kind == EventKind::Search {
+            "u-2"
+        } else {
+            "u-1"
+        };
+        assert_eq!(record.key.as_deref(), Some(key.as_bytes()), "{kind}: key");
+        assert_eq!(record.header("event_type"), kind.as_str());
+        assert_eq!(
+            record.header("event_id"),
+            receipt.event_id().expect("id").to_string()
+        );
+        assert_eq!(record.header("schema"), kind.schema());
+        assert_eq!(record.header("source"), "integration-test");
+        let received_at = record.header("received_at");
+        assert!(
+            time::OffsetDateTime::parse(
+                received_at,
+                &time::format_description::well_known::Rfc3339
+            )
+            .is_ok(),
+            "received_at {received_at:?} is RFC 3339"
+        );
+    }
+    let report = ingestor
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shuts down");
+    assert_eq!(report.undelivered, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mixed_batch_delivers_exactly_the_valid_events_and_dead_letters_the_rest() {
+    let brokers = brokers();
+    let config = config(&brokers, "mixed", 2, 1);
+    create_topics(&config).await;
+    let ingestor = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
+
+    let body = concat!(
+        r#"{"type":"product_view","user_id":"u1","product_id":"p1"}"#,
+        "\n",
+        r#"{"type":"product_view","user_id":"u1"}"#,
+        "\n",
+        r#"{"type":"search","user_id":"u2","query":"q"}"#,
+        "\n",
+        r#"{"type":"cart","user_id":"u3","action":"add","product_id":"p","quantity":1,"currency":"EURO"}"#,
+        "\n",
+        r#"{"type":"search","user_id":"u2","query":"q","#,
+        "\n",
+        r#"{"type":"purchase","user_id":"u4","order_id":"o","items":[{"product_id":"p","quantity":1,"price":2}],"total":2,"currency":"EUR"}"#,
+        "\n",
+    );
+    let batch = ingestor
+        .submit_batch(Bytes::from_static(body.as_bytes()))
+        .expect("batch accepted");
+    assert_eq!(batch.accepted, 3);
+    let rejected: Vec<(usize, ErrorCode, Option<String>)> = batch
+        .rejected
+        .iter()
+        .map(|r| {
+            (
+                r.index,
+                r.error.code(),
+                r.error.field_path().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (1, ErrorCode::MissingField, Some("product_id".to_owned())),
+            (3, ErrorCode::InvalidCurrency, Some("currency".to_owned())),
+            (4, ErrorCode::InvalidJson, None),
+        ]
+    );
+    batch
+        .receipt
+        .wait(Ack::Delivered)
+        .await
+        .expect("valid events delivered");
+    ingestor
+        .flush(Duration::from_secs(30))
+        .await
+        .expect("dead letters flushed");
+
+    let lines: Vec<&str> = body.lines().collect();
+    let read = |topic: String, n: usize| {
+        let brokers = brokers.clone();
+        tokio::task::spawn_blocking(move || consume(&brokers, &topic, n, WAIT))
+    };
+    let views = read(config.topics.product_view.name.clone(), 1)
+        .await
+        .expect("joins");
+    let searches = read(config.topics.search.name.clone(), 1)
+        .await
+        .expect("joins");
+    let purchases = read(config.topics.purchase.name.clone(), 1)
+        .await
+        .expect("joins");
+    let carts = read(config.topics.cart.name.clone(), 0)
+        .await
+        .expect("joins");
+    assert_eq!(
+        views
+            .iter()
+            .map(|r| r.payload.as_slice())
+            .collect::<Vec<_>>(),
+        [lines[0].as_bytes()]
+    );
+    assert_eq!(
+        searches
+            .iter()
+            .map(|r| r.payload.as_slice())
+            .collect::<Vec<_>>(),
+        [lines[2].as_bytes()]
+    );
+    assert_eq!(
+        purchases
+            .iter()
+            .map(|r| r.payload.as_slice())
+            .collect::<Vec<_>>(),
+        [lines[5].as_bytes()]
+    );
+    assert!(carts.is_empty(), "the invalid cart event was not delivered");
+
+    let mut dead = read(config.topics.dead_letter.name.clone(), 3)
+        .await
+        .expect("joins");
+    dead.sort_by(|a, b| a.payload.cmp(&b.payload));
+    let mut expected = vec![
+        (lines[1], "missing_field", "product_id"),
+        (lines[3], "invalid_currency", "currency"),
+        (lines[4], "invalid_json", ""),
+    ];
+    expected.sort();
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    for (record, (payload, code, field)) in dead.iter().zip(expected) {
+        assert_eq!(record.payload, payload.as_bytes());
+        assert_eq!(record.header("error_code"), code);
+        assert_eq!(record.header("error_field"), field);
+        assert!(!record.header("error_message").is_empty());
+        assert_eq!(record.header("source"), "integration-test");
+    }
+    ingestor
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shuts down");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_single_event_is_dead_lettered_with_its_type_unless_disabled() {
+    let brokers = brokers();
+    let mut config = config(&brokers, "single-dlq", 1, 1);
+    create_topics(&config).await;
+    let ingestor = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
+    let bad = Bytes::from_static(br#"{"user_id":"u","action":"add"}"#);
+    let err = ingestor
+        .submit(EventKind::Cart, bad.clone())
+        .expect_err("invalid");
+    assert_eq!(
+        err.validation().map(|v| v.code()),
+        Some(ErrorCode::MissingField)
+    );
+    assert!(!err.is_retryable());
+    ingestor
+        .flush(Duration::from_secs(30))
+        .await
+        .expect("flushed");
+    ingestor
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shuts down");
+
+    // The same again with dead-lettering off: the topic must not grow.
+    config.dead_letter.enabled = false;
+    let quiet = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
+    quiet
+        .submit(EventKind::Cart, bad.clone())
+        .expect_err("invalid");
+    quiet.flush(Duration::from_secs(30)).await.expect("flushed");
+    quiet
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shuts down");
+
+    let topic = config.topics.dead_letter.name.clone();
+    let dead = tokio::task::spawn_blocking(move || consume(&brokers, &topic, 1, WAIT))
+        .await
+        .expect("joins");
+    assert_eq!(dead.len(), 1, "only the first ingestor dead-lettered");
+    assert_eq!(dead[0].payload, bad.as_ref());
+    assert_eq!(dead[0].header("event_type"), "cart");
+    assert_eq!(dead[0].header("error_code"), "missing_field");
+    assert_eq!(dead[0].header("error_field"), "product_id");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_thousand_events_from_four_threads_arrive_exactly_once() {
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 25_000;
+    let brokers = brokers();
+    let config = config(&brokers, "volume", 6, 1);
+    create_topics(&config).await;
+    let ingestor = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
+
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let ingestor = ingestor.clone();
+            std::thread::spawn(move || {
+                let mut receipts = Vec::with_capacity(PER_THREAD);
+                for i in 0..PER_THREAD {
+                    let id = uuid::Uuid::now_v7();
+                    let body = format!(r#"{{"event_id":"{id}","user_id":"user-{}","product_id":"sku-{i}","price":9.5}}"#, i % 997);
+                    let mut body = Bytes::from(body);
+                    loop {
+                        match ingestor.submit(EventKind::ProductView, body) {
+                            Ok(receipt) => {
+                                receipts.push(receipt);
+                                break;
+                            }
+                            Err(e) if e.is_backpressure() => {
+                                // Bounded queue: back off and resubmit, as a caller should.
+                                std::thread::sleep(Duration::from_millis(2));
+                                body = Bytes::from(format!(r#"{{"event_id":"{id}","user_id":"user-{}","product_id":"sku-{i}","price":9.5}}"#, i % 997));
+                            }
+                            Err(e) => panic!("thread {t}: {e}"),
+                        }
+                    }
+                }
+                receipts
+            })
+        })
+        .collect();
+    let mut sent = HashSet::new();
+    let mut receipts = Vec::new();
+    for handle in handles {
+        for receipt in handle.join().expect("thread") {
+            sent.insert(receipt.event_id().expect("id").to_string());
+            receipts.push(receipt);
+        }
+    }
+    assert_eq!(sent.len(), THREADS * PER_THREAD);
+    for receipt in &receipts {
+        receipt.wait(Ack::Delivered).await.expect("delivered");
+    }
+
+    let topic = config.topics.product_view.name.clone();
+    let b = brokers.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        consume(&b, &topic, THREADS * PER_THREAD, Duration::from_secs(120))
+    })
+    .await
+    .expect("joins");
+    let got: Vec<String> = records
+        .iter()
+        .map(|r| r.header("event_id").to_owned())
+        .collect();
+    let unique: HashSet<String> = got.iter().cloned().collect();
+    assert_eq!(
+        got.len(),
+        THREADS * PER_THREAD,
+        "no record lost or duplicated"
+    );
+    assert_eq!(unique, sent, "exactly the submitted event ids");
+    ingestor
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shuts down");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_with_events_in_flight_delivers_all_of_them() {
+    let brokers = brokers();
+    let mut config = config(&brokers, "shutdown", 3, 1);
+    // A long linger keeps records inside the producer when shutdown starts.
+    config.kafka.linger_ms = 500;
+    create_topics(&config).await;
+    let ingestor = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
+    let mut ids = HashSet::new();
+    for i in 0..5_000 {
+        let body = format!(r#"{{"user_id":"u{}","query":"q{i}"}}"#, i % 50);
+        let receipt = ingestor
+            .submit(EventKind::Search, Bytes::from(body))
+            .expect("accepted");
+        ids.insert(receipt.event_id().expect("id").to_string());
+    }
+    let report = ingestor
+        .shutdown(Duration::from_secs(30))
+        .await
+        .expect("shuts down");
+    assert_eq!(report.undelivered, 0);
+    let err = ingestor.submit(
+        EventKind::Search,
+        Bytes::from_static(br#"{"user_id":"u","query":"late"}"#),
+    );
+    assert!(
+        matches!(err, Err(ingest_core::Error::ShuttingDown)),
+        "{err:?}"
+    );
+
+    let topic = config.topics.search.name.clone();
+    let records = tokio::task::spawn_blocking(move || consume(&brokers, &topic, 5_000, WAIT))
+        .await
+        .expect("joins");
+    let got: HashSet<String> = records
+        .iter()
+        .map(|r| r.header("event_id").to_owned())
+        .collect();
+    assert_eq!(records.len(), 5_000);
+    assert_eq!(got, ids);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_creation_reduces_replication_to_the_cluster_size_and_is_idempotent() {
+    let brokers = brokers();
+    let config = config(&brokers, "admin", 4, 3);
+    let settings = config.validate().expect("valid");
+    let first = ensure_topics(&settings, Duration::from_secs(30))
+        .await
+        .expect("created");
+    assert_eq!(first.len(), 5);
+    for status in &first {
+        assert!(status.created, "{status:?}");
+        assert_eq!(
+            status.replication_factor, 1,
+            "single broker: reduced from 3"
+        );
+    }
+    assert_eq!(first[0].partitions, 4);
+    let again = ensure_topics(&settings, Duration::from_secs(30))
+        .await
+        .expect("idempotent");
+    assert!(again.iter().all(|s| !s.created));
+    assert_eq!(
+        again.iter().map(|s| s.partitions).collect::<Vec<_>>(),
+        [4, 4, 4, 4, 4]
+    );
+}

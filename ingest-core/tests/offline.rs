@@ -1,0 +1,152 @@
+//! Delivery behaviour that needs no broker: an unreachable cluster, a full queue, and
+//! shutdown with nothing deliverable. Runs in plain `cargo test`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ingest_core::{Ack, Error, EventKind, IngestConfig, Ingestor};
+
+/// A configuration pointing at a port nothing listens on.
+fn unreachable() -> IngestConfig {
+    let mut config = IngestConfig::default();
+    config.kafka.brokers = "127.0.0.1:1".to_owned();
+    config.kafka.message_timeout_ms = 1_500;
+    config.dead_letter.enabled = false;
+    config
+}
+
+fn event(i: usize) -> Bytes {
+    Bytes::from(format!(r#"{{"user_id":"u{i}","product_id":"p"}}"#))
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_fails_receipts_with_a_retryable_error() {
+    let ingestor = Ingestor::builder()
+        .config(unreachable())
+        .build()
+        .expect("builds without contacting brokers");
+    let receipt = ingestor
+        .submit(EventKind::ProductView, event(1))
+        .expect("accepted");
+    receipt
+        .wait(Ack::Accepted)
+        .await
+        .expect("accepted resolves at once");
+    let err = tokio::time::timeout(Duration::from_secs(30), receipt.wait(Ack::Delivered))
+        .await
+        .expect("resolves after message_timeout_ms")
+        .expect_err("cannot be delivered");
+    match &err {
+        Error::Delivery {
+            failed,
+            total,
+            retryable,
+            ..
+        } => {
+            assert_eq!((*failed, *total, *retryable), (1, 1, true), "{err}");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.is_retryable());
+    ingestor
+        .shutdown(Duration::from_secs(1))
+        .await
+        .expect("shuts down");
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_with_a_typed_error_and_never_grows() {
+    let mut config = unreachable();
+    config.kafka.message_timeout_ms = 60_000;
+    config.kafka.producer_queue_max_records = 10;
+    config.queue.max_events = 50;
+    config.limits.max_batch_events = 50;
+    let ingestor = Ingestor::builder().config(config).build().expect("builds");
+    let mut accepted = 0;
+    let mut refused = None;
+    for i in 0..10_000 {
+        match ingestor.submit(EventKind::ProductView, event(i)) {
+            Ok(_) => accepted += 1,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the queue filled up");
+    assert!(matches!(refused, Error::QueueFull { .. }), "{refused}");
+    assert!(refused.is_backpressure() && refused.is_retryable());
+    // Producer queue (10) + our queue (50), and at most one record in the thread's hands.
+    assert!(accepted <= 61, "accepted {accepted}: the bounds hold");
+
+    // A batch is admitted whole or not at all.
+    let batch = (0..20)
+        .map(|i| format!(r#"{{"type":"search","user_id":"u{i}","query":"q"}}"#))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let err = ingestor
+        .submit_batch(Bytes::from(batch))
+        .expect_err("no room");
+    assert!(matches!(err, Error::QueueFull { .. }), "{err}");
+
+    let report = ingestor
+        .shutdown(Duration::from_millis(500))
+        .await
+        .expect("shuts down");
+    assert!(
+        report.undelivered > 0,
+        "nothing could be delivered: {report:?}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_resolves_every_receipt_and_closes_all_clones() {
+    let ingestor = Ingestor::builder()
+        .config(unreachable())
+        .build()
+        .expect("builds");
+    let clone = ingestor.clone();
+    let receipts: Vec<_> = (0..100)
+        .map(|i| {
+            ingestor
+                .submit(EventKind::ProductView, event(i))
+                .expect("accepted")
+        })
+        .collect();
+    let report = ingestor
+        .shutdown(Duration::from_millis(300))
+        .await
+        .expect("shuts down");
+    assert_eq!(report.undelivered, 100);
+    for receipt in &receipts {
+        assert!(receipt.is_settled(), "no receipt waits forever");
+        assert!(receipt.wait(Ack::Delivered).await.is_err());
+    }
+    assert!(matches!(
+        clone.submit(EventKind::ProductView, event(0)),
+        Err(Error::ShuttingDown)
+    ));
+    assert!(matches!(
+        clone.shutdown(Duration::from_secs(1)).await,
+        Err(Error::ShuttingDown)
+    ));
+    assert!(matches!(
+        clone.flush(Duration::from_secs(1)).await,
+        Err(Error::ShuttingDown)
+    ));
+}
+
+#[test]
+fn invalid_configuration_is_refused_before_any_io() {
+    let mut config = IngestConfig::default();
+    config
+        .kafka
+        .properties
+        .insert("acks".to_owned(), "1".to_owned());
+    let err = Ingestor::builder()
+        .config(config)
+        .build()
+        .expect_err("acks=1 refused");
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(err.to_string().contains("kafka.properties.acks"), "{err}");
+}

@@ -1,0 +1,38 @@
+# Shared helpers for the scripts in this folder. Source it; it defines functions only.
+
+# log MESSAGE: progress on stderr, so stdout stays for results.
+log() { printf '==> %s\n' "$*" >&2; }
+
+# ensure_build_deps: installs the system packages the Rust build needs (librdkafka is
+# built from source with TLS, SASL/SCRAM/OAUTHBEARER, zstd and zlib) and the JDK/Maven
+# the Kafka script needs, when they are missing and apt-get can be used.
+ensure_build_deps() {
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  command -v cc >/dev/null || missing+=(build-essential)
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || missing+=(maven)
+  local header pkg
+  for pair in openssl/ssl.h:libssl-dev curl/curl.h:libcurl4-openssl-dev sasl/sasl.h:libsasl2-dev zlib.h:zlib1g-dev; do
+    header=${pair%%:*}
+    pkg=${pair##*:}
+    [ -e "/usr/include/$header" ] || [ -e "/usr/include/x86_64-linux-gnu/$header" ] || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    log "missing build dependencies: ${missing[*]} (install them, then run again)"
+    return 1
+  fi
+  log "installing ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# ensure_rust: cargo must be on PATH (rustup's default location is tried too).
+ensure_rust() {
+  if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null || { log "cargo not found: install Rust (https://rustup.rs)"; return 1; }
+}
