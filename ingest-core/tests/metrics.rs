@@ -11,7 +11,10 @@ use metrics_util::MetricKind;
 
 /// One reading of every metric. The debugging recorder reports counters as deltas
 /// since the previous reading, so a test reads once per phase and queries the copy.
-struct Reading(Vec<(MetricKind, String, Vec<(String, String)>, DebugValue)>);
+struct Reading(Vec<Sample>);
+
+/// Kind, name, labels and value of one metric.
+type Sample = (MetricKind, String, Vec<(String, String)>, DebugValue);
 
 impl Reading {
     fn take(snapshotter: &Snapshotter) -> Self {
