@@ -64,8 +64,8 @@ impl Compression {
     }
 }
 
-/// Kafka producer settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Kafka producer settings. `Debug` masks secret-looking properties.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port` separated by commas.
@@ -94,6 +94,59 @@ pub struct KafkaConfig {
     /// section sets itself, or that would weaken delivery guarantees
     /// (`enable.idempotence`, `acks`), are rejected.
     pub properties: BTreeMap<String, String>,
+}
+
+/// The mask shown instead of secret values.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a librdkafka property holds a secret (passwords, keys, tokens), judged by
+/// its name so that properties added in future librdkafka versions are covered too.
+pub fn is_secret_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "key.pem",
+        "jaas.config",
+        "sasl.oauthbearer.config",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
+}
+
+impl KafkaConfig {
+    fn redacted(&self) -> KafkaConfig {
+        let mut copy = self.clone();
+        for (key, value) in &mut copy.properties {
+            if is_secret_property(key) {
+                *value = REDACTED.to_owned();
+            }
+        }
+        copy
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.redacted();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &shown.brokers)
+            .field("client_id", &shown.client_id)
+            .field("compression", &shown.compression)
+            .field("linger_ms", &shown.linger_ms)
+            .field("batch_max_bytes", &shown.batch_max_bytes)
+            .field("batch_max_records", &shown.batch_max_records)
+            .field("message_timeout_ms", &shown.message_timeout_ms)
+            .field("request_timeout_ms", &shown.request_timeout_ms)
+            .field(
+                "producer_queue_max_records",
+                &shown.producer_queue_max_records,
+            )
+            .field("producer_queue_max_bytes", &shown.producer_queue_max_bytes)
+            .field("properties", &shown.properties)
+            .finish()
+    }
 }
 
 impl Default for KafkaConfig {
@@ -293,8 +346,8 @@ const FORBIDDEN_PROPERTIES: &[&str] = &[
 ];
 
 /// Validated settings an [`Ingestor`](crate::Ingestor) runs on. Built by
-/// [`IngestConfig::validate`].
-#[derive(Debug, Clone)]
+/// [`IngestConfig::validate`]. `Debug` shows the (redacted) configuration only.
+#[derive(Clone)]
 pub struct Settings {
     pub(crate) limits: Limits,
     pub(crate) topics: [Arc<str>; 4],
@@ -304,6 +357,14 @@ pub struct Settings {
     pub(crate) source: Arc<str>,
     pub(crate) producer: ClientConfig,
     pub(crate) raw: IngestConfig,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("config", &self.raw)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -360,6 +421,16 @@ fn check_topic(key: &str, topic: &TopicConfig) -> Result<(), ConfigError> {
 }
 
 impl IngestConfig {
+    /// A copy safe to print or log: secret-looking `kafka.properties` values (see
+    /// [`is_secret_property`]) are replaced by [`REDACTED`].
+    #[must_use]
+    pub fn redacted(&self) -> IngestConfig {
+        IngestConfig {
+            kafka: self.kafka.redacted(),
+            ..self.clone()
+        }
+    }
+
     /// Checks every value and builds the typed [`Settings`].
     ///
     /// # Errors
@@ -562,6 +633,35 @@ mod tests {
             assert_eq!(err.key(), format!("kafka.properties.{key}"));
             assert!(err.to_string().contains(expect), "{err}");
         }
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_or_redacted_copies() {
+        let mut config = IngestConfig::default();
+        for (key, value) in [
+            ("sasl.password", "hunter2"),
+            ("ssl.key.password", "k3y"),
+            ("sasl.oauthbearer.client.secret", "s3cret"),
+            ("sasl.username", "shop"),
+        ] {
+            config
+                .kafka
+                .properties
+                .insert(key.to_owned(), value.to_owned());
+        }
+        let settings = config.validate().expect("valid");
+        for shown in [
+            format!("{config:?}"),
+            format!("{settings:?}"),
+            toml::to_string(&config.redacted()).expect("toml"),
+        ] {
+            for secret in ["hunter2", "k3y", "s3cret"] {
+                assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+            }
+            assert!(shown.contains("shop"), "non-secrets stay visible");
+        }
+        // The producer still gets the real values.
+        assert_eq!(settings.producer.get("sasl.password"), Some("hunter2"));
     }
 
     #[test]

@@ -391,10 +391,14 @@ impl Ingestor {
         self.inner.commands.try_send(command).map_err(|e| {
             self.inner.budget.release(events, bytes);
             match e {
-                flume::TrySendError::Full(_) => Error::QueueFull {
-                    queued_events: self.inner.commands.len(),
-                    queued_bytes: 0,
-                },
+                // Only reachable when control commands hold the last slots.
+                flume::TrySendError::Full(_) => {
+                    let (queued_events, queued_bytes) = self.inner.budget.queued();
+                    Error::QueueFull {
+                        queued_events,
+                        queued_bytes,
+                    }
+                }
                 flume::TrySendError::Disconnected(_) => Error::ShuttingDown,
             }
         })

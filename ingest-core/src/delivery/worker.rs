@@ -82,6 +82,14 @@ impl QueueBudget {
         Ok(())
     }
 
+    /// Events and bytes queued now.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        (
+            self.events.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
     pub(crate) fn release(&self, events: usize, bytes: usize) {
         self.events.fetch_sub(events, Ordering::AcqRel);
         self.bytes.fetch_sub(bytes, Ordering::AcqRel);
