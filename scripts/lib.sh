@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the scripts in this folder. Source it; it defines functions only.
 
 # log MESSAGE: progress on stderr, so stdout stays for results.
