@@ -5,7 +5,7 @@
 log() { printf '==> %s\n' "$*" >&2; }
 
 # ensure_build_deps: installs the system packages the Rust build needs (librdkafka is
-# built from source with TLS, SASL/SCRAM/OAUTHBEARER, zstd and zlib) and the JDK/Maven
+# built from source with TLS, SASL PLAIN/SCRAM/OAUTHBEARER, zstd and zlib) and the JDK/Maven
 # the Kafka script needs, when they are missing and apt-get can be used.
 ensure_build_deps() {
   local missing=()
@@ -15,10 +15,10 @@ ensure_build_deps() {
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
   local header pkg
-  for pair in openssl/ssl.h:libssl-dev curl/curl.h:libcurl4-openssl-dev sasl/sasl.h:libsasl2-dev zlib.h:zlib1g-dev; do
+  for pair in openssl/ssl.h:libssl-dev curl/curl.h:libcurl4-openssl-dev zlib.h:zlib1g-dev; do
     header=${pair%%:*}
     pkg=${pair##*:}
-    [ -e "/usr/include/$header" ] || [ -e "/usr/include/x86_64-linux-gnu/$header" ] || missing+=("$pkg")
+    [ -e "/usr/include/$header" ] || [ -e "/usr/include/$(uname -m)-linux-gnu/$header" ] || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

@@ -201,7 +201,7 @@ pub struct TopicsConfig {
     pub purchase: TopicConfig,
     /// Searches (default `search-events`, 10 partitions).
     pub search: TopicConfig,
-    /// Rejected and undeliverable events (default `events-dlq`, 3 partitions).
+    /// Events rejected by validation (default `events-dlq`, 3 partitions).
     pub dead_letter: TopicConfig,
 }
 
@@ -338,6 +338,8 @@ const OWNED_PROPERTIES: &[(&str, &str)] = &[
 
 /// Properties that would break the delivery guarantees.
 const FORBIDDEN_PROPERTIES: &[&str] = &[
+    // Receipts wait for a report per record; without success reports they never resolve.
+    "delivery.report.only.error",
     "enable.idempotence",
     "acks",
     "request.required.acks",
@@ -448,6 +450,12 @@ impl IngestConfig {
         positive("kafka.batch_max_records", kafka.batch_max_records)?;
         positive("kafka.message_timeout_ms", kafka.message_timeout_ms)?;
         positive("kafka.request_timeout_ms", kafka.request_timeout_ms)?;
+        if kafka.message_timeout_ms <= kafka.linger_ms {
+            return Err(ConfigError::new(
+                "kafka.message_timeout_ms",
+                "must be greater than kafka.linger_ms, or records time out while they wait for their batch",
+            ));
+        }
         positive(
             "kafka.producer_queue_max_records",
             kafka.producer_queue_max_records,
@@ -468,7 +476,7 @@ impl IngestConfig {
             if FORBIDDEN_PROPERTIES.contains(&key.as_str()) {
                 return Err(ConfigError::new(
                     format!("kafka.properties.{key}"),
-                    "cannot be changed: the producer is always idempotent with acks=all",
+                    "cannot be changed: the producer is always idempotent, with acks=all and a delivery report for every record",
                 ));
             }
         }
@@ -520,6 +528,14 @@ impl IngestConfig {
         }
 
         let mut producer = ClientConfig::new();
+        // librdkafka's own level would follow the `log` crate's; logs go through
+        // `tracing`, which filters them, so let everything from Info up through, and
+        // debug lines too when the `debug` property asks librdkafka for them.
+        producer.set_log_level(if kafka.properties.contains_key("debug") {
+            rdkafka::config::RDKafkaLogLevel::Debug
+        } else {
+            rdkafka::config::RDKafkaLogLevel::Info
+        });
         for (key, value) in &kafka.properties {
             producer.set(key, value);
         }
@@ -699,6 +715,13 @@ mod tests {
         assert_eq!(
             config.validate().expect_err("queue").key(),
             "queue.max_bytes"
+        );
+
+        let mut config = IngestConfig::default();
+        config.kafka.linger_ms = config.kafka.message_timeout_ms;
+        assert_eq!(
+            config.validate().expect_err("linger").key(),
+            "kafka.message_timeout_ms"
         );
 
         let mut config = IngestConfig::default();

@@ -21,6 +21,9 @@ use crate::event::EventKind;
 use crate::telemetry::Telemetry;
 use crate::validate::{ValidEvent, Validator};
 
+/// Dead letters may use this fraction (1/N) of the queue's bounds.
+const DEAD_LETTER_SHARE: usize = 10;
+
 /// Per-submission options.
 #[derive(Debug, Clone, Default)]
 pub struct SubmitOptions {
@@ -58,6 +61,7 @@ struct Inner {
     validator: Validator,
     commands: flume::Sender<Command>,
     budget: Arc<QueueBudget>,
+    dead_letter_budget: Arc<QueueBudget>,
     gate: Gate,
     telemetry: Telemetry,
     stop_by: Arc<OnceLock<Instant>>,
@@ -143,13 +147,16 @@ impl Ingestor {
             DeliveryContext::new(telemetry.clone()),
         )
         .map_err(|e| Error::kafka("creating the producer", e))?;
-        let budget = Arc::new(QueueBudget::new(
-            settings.queue.max_events,
-            settings.queue.max_bytes,
+        let queue = &settings.queue;
+        let budget = Arc::new(QueueBudget::new(queue.max_events, queue.max_bytes));
+        let dead_letter_budget = Arc::new(QueueBudget::new(
+            (queue.max_events / DEAD_LETTER_SHARE).max(1),
+            (queue.max_bytes / DEAD_LETTER_SHARE).max(settings.dead_letter.max_payload_bytes),
         ));
-        // Every command carries at least one event (or is a rare control command), so
-        // the channel never needs more slots than the budget admits events.
-        let (commands, receiver) = flume::bounded(settings.queue.max_events);
+        // Every command carries at least one record, so the budgets bound the channel;
+        // the few extra slots are for control commands (flush, shutdown).
+        let channel_slots = queue.max_events + queue.max_events / DEAD_LETTER_SHARE + 16;
+        let (commands, receiver) = flume::bounded(channel_slots);
         let stop_by = Arc::new(OnceLock::new());
         let worker = Worker {
             producer,
@@ -157,7 +164,9 @@ impl Ingestor {
             topics: settings.topics.clone(),
             dead_letter_topic: settings.dead_letter_topic.clone(),
             budget: budget.clone(),
+            dead_letter_budget: dead_letter_budget.clone(),
             telemetry: telemetry.clone(),
+            expired: std::cell::Cell::new(0),
         };
         let handle = std::thread::Builder::new()
             .name("ingest-delivery".to_owned())
@@ -173,6 +182,7 @@ impl Ingestor {
                 settings,
                 commands,
                 budget,
+                dead_letter_budget,
                 gate: Gate::new(),
                 telemetry,
                 stop_by,
@@ -227,7 +237,7 @@ impl Ingestor {
         let event_id = event.event_id();
         let bytes = event.payload().len();
         let record = self.record(event, received_at_ms, &source, &tracker);
-        self.enqueue(Command::Send(record), 1, bytes)?;
+        self.enqueue(&self.inner.budget, Command::Send(record), 1, bytes)?;
         self.inner.telemetry.accepted(kind, 1);
         Ok(Receipt::new(tracker, Some(event_id)))
     }
@@ -293,7 +303,12 @@ impl Ingestor {
                     self.record(event, received_at_ms, &source, &tracker)
                 })
                 .collect();
-            self.enqueue(Command::SendMany(records), accepted, bytes)?;
+            self.enqueue(
+                &self.inner.budget,
+                Command::SendMany(records),
+                accepted,
+                bytes,
+            )?;
             for kind in EventKind::ALL {
                 if per_kind[kind.index()] > 0 {
                     self.inner.telemetry.accepted(kind, per_kind[kind.index()]);
@@ -385,15 +400,21 @@ impl Ingestor {
         )
     }
 
-    fn enqueue(&self, command: Command, events: usize, bytes: usize) -> Result<(), Error> {
+    fn enqueue(
+        &self,
+        budget: &QueueBudget,
+        command: Command,
+        events: usize,
+        bytes: usize,
+    ) -> Result<(), Error> {
         let _pass = self.inner.gate.enter()?;
-        self.inner.budget.try_reserve(events, bytes)?;
+        budget.try_reserve(events, bytes)?;
         self.inner.commands.try_send(command).map_err(|e| {
-            self.inner.budget.release(events, bytes);
+            budget.release(events, bytes);
             match e {
                 // Only reachable when control commands hold the last slots.
                 flume::TrySendError::Full(_) => {
-                    let (queued_events, queued_bytes) = self.inner.budget.queued();
+                    let (queued_events, queued_bytes) = budget.queued();
                     Error::QueueFull {
                         queued_events,
                         queued_bytes,
@@ -405,8 +426,8 @@ impl Ingestor {
     }
 
     /// Queues rejected payloads for the dead-letter topic, if enabled. Never blocks and
-    /// never takes room from valid events: when the queue is full they are dropped and
-    /// counted.
+    /// never takes room from valid events (dead letters have their own budget, a tenth
+    /// of the queue's): when it is full they are dropped and counted.
     fn dead_letter(
         &self,
         rejected: Vec<(Option<EventKind>, Bytes, ValidationError)>,
@@ -444,7 +465,12 @@ impl Ingestor {
                 )
             })
             .collect();
-        if let Err(error) = self.enqueue(Command::SendMany(records), count, bytes) {
+        if let Err(error) = self.enqueue(
+            &self.inner.dead_letter_budget,
+            Command::SendMany(records),
+            count,
+            bytes,
+        ) {
             let reason = if error.is_backpressure() && !self.inner.gate.is_closed() {
                 "queue_full"
             } else {

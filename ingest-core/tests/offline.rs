@@ -150,3 +150,36 @@ fn invalid_configuration_is_refused_before_any_io() {
     assert!(matches!(err, Error::Config(_)), "{err}");
     assert!(err.to_string().contains("kafka.properties.acks"), "{err}");
 }
+
+#[tokio::test]
+async fn a_flood_of_invalid_events_never_takes_queue_room_from_valid_ones() {
+    let mut config = unreachable();
+    config.dead_letter.enabled = true;
+    config.kafka.message_timeout_ms = 60_000;
+    config.kafka.producer_queue_max_records = 10;
+    config.queue.max_events = 100;
+    config.limits.max_batch_events = 100;
+    let ingestor = Ingestor::builder().config(config).build().expect("builds");
+    for i in 0..1_000 {
+        let invalid = Bytes::from(format!(r#"{{"user_id":"u{i}"}}"#));
+        let err = ingestor
+            .submit(EventKind::ProductView, invalid)
+            .expect_err("no product_id");
+        assert!(
+            err.validation().is_some(),
+            "always the validation error, never back-pressure: {err}"
+        );
+    }
+    // The dead letters could not all be queued (nothing is delivered), yet valid events
+    // still find the whole queue free.
+    for i in 0..50 {
+        ingestor
+            .submit(EventKind::ProductView, event(i))
+            .expect("room for valid events");
+    }
+    let report = ingestor
+        .shutdown(Duration::from_millis(300))
+        .await
+        .expect("shuts down");
+    assert!(report.undelivered >= 50, "{report:?}");
+}

@@ -5,6 +5,7 @@
 //! One thread feeds the producer so that records of one key enter it in submission
 //! order; with the idempotent producer, that is the order they land in their partition.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
@@ -43,8 +44,8 @@ pub(crate) enum Command {
 /// What [`Ingestor::shutdown`](crate::Ingestor::shutdown) achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Events Kafka had not acknowledged by the deadline; their receipts resolved with
-    /// an error.
+    /// Records (events and dead letters) Kafka had not acknowledged by the deadline;
+    /// the receipts of those events resolved with an error.
     pub undelivered: usize,
     /// How long the shutdown took.
     pub elapsed: Duration,
@@ -163,7 +164,13 @@ pub(crate) struct Worker {
     pub(crate) topics: [Arc<str>; 4],
     pub(crate) dead_letter_topic: Arc<str>,
     pub(crate) budget: Arc<QueueBudget>,
+    /// Dead-letter records have a budget of their own, so a flood of invalid events
+    /// can never take queue room from valid ones.
+    pub(crate) dead_letter_budget: Arc<QueueBudget>,
     pub(crate) telemetry: Telemetry,
+    /// Records failed because the shutdown deadline passed before the producer had
+    /// room for them (they never reached it, so its in-flight count misses them).
+    pub(crate) expired: Cell<usize>,
 }
 
 impl Worker {
@@ -194,13 +201,16 @@ impl Worker {
     }
 
     fn send_all(&self, records: impl IntoIterator<Item = Record>) {
-        let (mut events, mut bytes) = (0, 0);
+        // [events, dead letters] × [count, bytes], released in one go per command.
+        let mut taken = [(0, 0); 2];
         for record in records {
-            events += 1;
-            bytes += record.payload.len();
+            let slot = usize::from(matches!(record.destination, Destination::DeadLetter { .. }));
+            taken[slot].0 += 1;
+            taken[slot].1 += record.payload.len();
             self.send(record);
         }
-        self.budget.release(events, bytes);
+        self.budget.release(taken[0].0, taken[0].1);
+        self.dead_letter_budget.release(taken[1].0, taken[1].1);
         self.budget.publish(&self.telemetry);
     }
 
@@ -228,6 +238,8 @@ impl Worker {
                     // callers see.
                     self.telemetry.producer_queue_full.increment(1);
                     if self.stop_by.get().is_some_and(|d| Instant::now() >= *d) {
+                        self.expired.set(self.expired.get() + 1);
+                        Telemetry::failed(topic, "ShutdownDeadline");
                         back.delivery_opaque.complete(Some((
                             "shutdown deadline reached before delivery".to_owned(),
                             true,
@@ -335,8 +347,9 @@ impl Worker {
         let _ = self
             .producer
             .flush(deadline.saturating_duration_since(Instant::now()));
-        let undelivered = usize::try_from(self.producer.in_flight_count()).unwrap_or(0);
-        if undelivered > 0 {
+        let in_flight = usize::try_from(self.producer.in_flight_count()).unwrap_or(0);
+        let undelivered = in_flight + self.expired.get();
+        if in_flight > 0 {
             tracing::warn!(
                 undelivered,
                 "shutdown deadline reached; purging undelivered records"
