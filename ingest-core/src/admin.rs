@@ -72,6 +72,19 @@ pub async fn ensure_topics(
         if let Some((name, partitions, replicas)) =
             existing.iter().find(|(n, _, _)| n == &topic.name)
         {
+            if *partitions != topic.partitions || *replicas < topic.replication_factor.min(brokers)
+            {
+                // Existing topics are never altered (repartitioning moves keys between
+                // partitions and breaks per-user order); say so instead.
+                tracing::warn!(
+                    topic = %name,
+                    partitions,
+                    replicas,
+                    wanted_partitions = topic.partitions,
+                    wanted_replicas = topic.replication_factor,
+                    "existing topic differs from the configuration; left as it is"
+                );
+            }
             statuses.push(TopicStatus {
                 name: name.clone(),
                 partitions: *partitions,
