@@ -33,6 +33,7 @@
 
 pub mod admin;
 mod batch;
+pub mod buffer;
 pub mod config;
 mod delivery;
 mod error;

@@ -1,0 +1,627 @@
+//! [`LogBuffer`]: appends, reads, acknowledgements and segment lifecycle.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::commit::{GroupCommit, SyncPoint};
+use super::error::{BufferError, FrameDamage};
+use super::ledger;
+use super::record::{self, MAX_RECORD_BYTES};
+use super::recovery::{self, RecoveryReport};
+use super::segment::{segment_name, Segment};
+use super::storage::{FileHandle, StdStorage, Storage};
+
+/// The watermark is persisted at most this often while acknowledgements trickle in
+/// (and always before a segment is deleted); a crash forgets at most this much progress,
+/// which means redelivery, never loss.
+const LEDGER_INTERVAL: Duration = Duration::from_millis(100);
+
+/// When appended records reach stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every append is durable before it returns; concurrent appends share one sync.
+    Always,
+    /// Sync at most every this many milliseconds: on an append once the interval has
+    /// passed, or when the caller calls [`LogBuffer::sync`]. A crash loses at most the
+    /// last interval.
+    IntervalMs(u64),
+    /// Only explicit [`LogBuffer::sync`] calls and segment rolls sync; the operating
+    /// system writes the rest back when it likes.
+    Never,
+}
+
+/// Bounds and durability of a [`LogBuffer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// The most bytes the retained segments may hold; an append that would exceed it is
+    /// refused with [`BufferError::Full`]. Space is freed a whole segment at a time, once
+    /// every record in it is acknowledged. Default 1 GiB.
+    pub max_bytes: u64,
+    /// A segment that has reached this size is closed and a new one started. Default
+    /// 64 MiB.
+    pub segment_bytes: u64,
+    /// When appends become durable. Default `IntervalMs(100)`.
+    pub sync: SyncPolicy,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+            sync: SyncPolicy::IntervalMs(100),
+        }
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<(), BufferError> {
+        if self.max_bytes == 0 {
+            return Err(BufferError::InvalidConfig {
+                field: "max_bytes",
+                reason: "must be greater than zero",
+            });
+        }
+        if self.segment_bytes == 0 || self.segment_bytes > self.max_bytes {
+            return Err(BufferError::InvalidConfig {
+                field: "segment_bytes",
+                reason: "must be greater than zero and at most max_bytes",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of the buffer's size and position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferStats {
+    /// Records retained and not yet acknowledged.
+    pub entries: u64,
+    /// Bytes of the retained segments (what `max_bytes` bounds).
+    pub bytes: u64,
+    /// The oldest record not yet acknowledged, if any.
+    pub oldest_unacked_seq: Option<u64>,
+    /// The sequence number the next append will get.
+    pub next_seq: u64,
+    /// Segment files retained.
+    pub segments: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    segments: VecDeque<Segment>,
+    /// The newest segment's file, open for appending; `None` until the next append
+    /// creates one (new buffer, or every segment deleted).
+    active: Option<FileHandle>,
+    next_seq: u64,
+    /// Every record below it is acknowledged. Never inside a gap left by quarantine.
+    watermark: u64,
+    /// Acknowledged records above the watermark. Bounded: each is a retained record,
+    /// and retained records are bounded by `max_bytes`.
+    acked: BTreeSet<u64>,
+    bytes: u64,
+    persisted_watermark: u64,
+    ledger_written_at: Instant,
+    synced_at: Instant,
+}
+
+impl State {
+    /// Moves the watermark over acknowledged records and over gaps (records lost to
+    /// quarantine can never be read or acknowledged, and must not pin the log).
+    fn advance_watermark(&mut self) {
+        loop {
+            if self.acked.remove(&self.watermark) {
+                self.watermark += 1;
+                continue;
+            }
+            match self.segments.iter().find(|s| s.end_seq() > self.watermark) {
+                Some(s) if s.first_seq > self.watermark => self.watermark = s.first_seq,
+                None if self.watermark < self.next_seq => self.watermark = self.next_seq,
+                _ => return,
+            }
+        }
+    }
+
+    fn sync_point(&self) -> SyncPoint {
+        let file = self
+            .active
+            .clone()
+            .zip(self.segments.back().map(|s| s.path.clone()));
+        (file, self.next_seq)
+    }
+}
+
+/// Where an append started, so a failed one can be undone.
+struct Rollback {
+    segments: usize,
+    back: Option<(usize, u64)>,
+    next_seq: u64,
+    bytes: u64,
+}
+
+/// A segmented, append-only log of records on disk, with consecutive sequence numbers,
+/// out-of-order acknowledgement and a bound on its size. See the [module
+/// documentation](super) for the format and guarantees.
+///
+/// All methods take `&self` and are safe to call from many threads.
+#[derive(Debug)]
+pub struct LogBuffer {
+    dir: PathBuf,
+    config: LogConfig,
+    storage: Arc<dyn Storage>,
+    state: Mutex<State>,
+    commit: GroupCommit,
+}
+
+impl LogBuffer {
+    /// Opens (creating if needed) the buffer in `dir` on the real file system,
+    /// recovering whatever a previous process left there.
+    ///
+    /// # Errors
+    ///
+    /// [`BufferError::InvalidConfig`] for a bad configuration, [`BufferError::Io`] when
+    /// the directory cannot be read or repaired. Damaged records are not an error: they
+    /// are quarantined and listed in the [`RecoveryReport`].
+    pub fn open(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+    ) -> Result<(LogBuffer, RecoveryReport), BufferError> {
+        Self::open_with(dir, config, Arc::new(StdStorage))
+    }
+
+    /// Like [`LogBuffer::open`], on the given [`Storage`].
+    ///
+    /// # Errors
+    ///
+    /// As [`LogBuffer::open`].
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<(LogBuffer, RecoveryReport), BufferError> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let recovered = recovery::recover(storage.as_ref(), &dir)?;
+        let now = Instant::now();
+        let mut state = State {
+            bytes: recovered.segments.iter().map(|s| s.len).sum(),
+            segments: recovered.segments.into(),
+            active: None,
+            next_seq: recovered.next_seq,
+            watermark: recovered.watermark,
+            acked: BTreeSet::new(),
+            persisted_watermark: recovered.watermark,
+            ledger_written_at: now,
+            synced_at: now,
+        };
+        state.advance_watermark();
+        // Writing the ledger now replaces a damaged or missing one and records the
+        // normalised watermark before anything else can happen.
+        ledger::write(storage.as_ref(), &dir, state.watermark)?;
+        state.persisted_watermark = state.watermark;
+        if let Some(back) = state.segments.back() {
+            let file = storage
+                .open_append(&back.path)
+                .map_err(|e| BufferError::io("opening", &back.path, e))?;
+            state.active = Some(file);
+        }
+        let mut report = recovered.report;
+        let buffer = LogBuffer {
+            commit: GroupCommit::new(state.next_seq),
+            dir,
+            config,
+            storage,
+            state: Mutex::new(state),
+        };
+        // A crash between persisting the watermark and deleting the segments it covers
+        // leaves them behind; finish the job now rather than at the next ack.
+        buffer.release(&mut *buffer.lock()?, false)?;
+        let stats = buffer.stats();
+        report.entries = stats.entries;
+        report.bytes = stats.bytes;
+        report.next_seq = stats.next_seq;
+        report.segments = stats.segments;
+        report.acked_watermark = buffer.lock_any().watermark;
+        Ok((buffer, report))
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, BufferError> {
+        if let Some(reason) = self.commit.failure() {
+            return Err(BufferError::Poisoned { reason });
+        }
+        self.state.lock().map_err(|_| BufferError::Poisoned {
+            reason: "a thread panicked while updating the buffer".into(),
+        })
+    }
+
+    /// For read-only snapshots, where a half-finished update is no worse than a stale
+    /// one.
+    fn lock_any(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends `payloads` as consecutive records and returns their sequence numbers.
+    /// Returns once the [`SyncPolicy`] is satisfied.
+    ///
+    /// # Errors
+    ///
+    /// [`BufferError::Full`] (nothing written) when the records do not fit in
+    /// `max_bytes`; [`BufferError::RecordTooLarge`] (nothing written);
+    /// [`BufferError::Io`] when a write fails: the partial write is cut away and the
+    /// log stays usable (`is_full()` tells a full disk apart). A failed sync poisons
+    /// the buffer ([`BufferError::Poisoned`] afterwards) until it is reopened.
+    pub fn append(&self, payloads: &[&[u8]]) -> Result<Range<u64>, BufferError> {
+        if let Some(p) = payloads
+            .iter()
+            .find(|p| p.len() > MAX_RECORD_BYTES as usize)
+        {
+            return Err(BufferError::RecordTooLarge {
+                len: p.len(),
+                max: MAX_RECORD_BYTES,
+            });
+        }
+        let requested_bytes: u64 = payloads.iter().map(|p| record::frame_len(p.len())).sum();
+        let mut state = self.lock()?;
+        if state.bytes + requested_bytes > self.config.max_bytes {
+            return Err(BufferError::Full {
+                used_bytes: state.bytes,
+                requested_bytes,
+                max_bytes: self.config.max_bytes,
+            });
+        }
+        let start = state.next_seq;
+        let rollback = Rollback {
+            segments: state.segments.len(),
+            back: state.segments.back().map(|s| (s.offsets.len(), s.len)),
+            next_seq: state.next_seq,
+            bytes: state.bytes,
+        };
+        if let Err(err) = self.write_frames(&mut state, payloads) {
+            if let Err(undo) = self.rollback(&mut state, &rollback) {
+                tracing::error!(error = %undo, "disk buffer could not undo a failed append");
+                self.commit
+                    .poison(format!("undoing a failed append failed: {undo}"));
+            }
+            return Err(err);
+        }
+        let end = state.next_seq;
+        let sync_now = match self.config.sync {
+            SyncPolicy::Always => true,
+            SyncPolicy::IntervalMs(ms) => state.synced_at.elapsed() >= Duration::from_millis(ms),
+            SyncPolicy::Never => false,
+        };
+        if sync_now {
+            state.synced_at = Instant::now();
+        }
+        drop(state);
+        if sync_now {
+            self.commit.wait_durable(end, || self.sync_point())?;
+        }
+        Ok(start..end)
+    }
+
+    fn sync_point(&self) -> Result<SyncPoint, BufferError> {
+        Ok(self.lock()?.sync_point())
+    }
+
+    /// Writes the frames, one `write` per segment touched, rolling to a new segment
+    /// when the current one has reached `segment_bytes`. The state is updated only for
+    /// bytes that were written successfully.
+    fn write_frames(&self, state: &mut State, payloads: &[&[u8]]) -> Result<(), BufferError> {
+        let mut buf = Vec::new();
+        let mut rest = payloads;
+        while !rest.is_empty() {
+            let needs_roll = match (state.segments.back(), &state.active) {
+                (Some(back), Some(_)) => back.len >= self.config.segment_bytes,
+                _ => true,
+            };
+            if needs_roll {
+                self.roll(state)?;
+            }
+            let file = state
+                .active
+                .clone()
+                .expect("a segment is open for appending after the roll check");
+            let segment = state
+                .segments
+                .back_mut()
+                .expect("an open segment is the newest retained segment");
+            buf.clear();
+            let mut offsets = Vec::new();
+            let mut len = segment.len;
+            let mut seq = segment.end_seq();
+            while let Some((payload, tail)) = rest.split_first() {
+                if !offsets.is_empty() && len >= self.config.segment_bytes {
+                    break;
+                }
+                offsets.push(len);
+                record::encode(seq, payload, &mut buf);
+                len += record::frame_len(payload.len());
+                seq += 1;
+                rest = tail;
+            }
+            file.write_all(&buf)
+                .map_err(|e| BufferError::io("appending to", &segment.path, e))?;
+            segment.offsets.extend(offsets);
+            segment.len = len;
+            state.next_seq = seq;
+            state.bytes += buf.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Closes the current segment (syncing it, so that only the newest segment is ever
+    /// unsynced and the group commit has one file to flush) and creates the next one.
+    fn roll(&self, state: &mut State) -> Result<(), BufferError> {
+        if let (Some(file), Some(back)) = (state.active.take(), state.segments.back()) {
+            if let Err(e) = file.sync_data() {
+                self.commit.poison(format!("fdatasync failed: {e}"));
+                return Err(BufferError::io("syncing", &back.path, e));
+            }
+        }
+        let path = self.dir.join(segment_name(state.next_seq));
+        let file = self
+            .storage
+            .open_append(&path)
+            .map_err(|e| BufferError::io("creating", &path, e))?;
+        // A file left behind under this name by an earlier failure holds nothing valid.
+        file.set_len(0)
+            .map_err(|e| BufferError::io("creating", &path, e))?;
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| BufferError::io("syncing", &self.dir, e))?;
+        state.segments.push_back(Segment {
+            first_seq: state.next_seq,
+            offsets: Vec::new(),
+            len: 0,
+            path,
+        });
+        state.active = Some(file);
+        Ok(())
+    }
+
+    fn rollback(&self, state: &mut State, to: &Rollback) -> Result<(), BufferError> {
+        while state.segments.len() > to.segments {
+            let Some(segment) = state.segments.back() else {
+                break;
+            };
+            if let Err(e) = self.storage.remove(&segment.path) {
+                return Err(BufferError::io("removing", &segment.path, e));
+            }
+            state.segments.pop_back();
+        }
+        state.active = None;
+        if let (Some((count, len)), Some(segment)) = (to.back, state.segments.back_mut()) {
+            let file = self
+                .storage
+                .open_append(&segment.path)
+                .map_err(|e| BufferError::io("opening", &segment.path, e))?;
+            file.set_len(len)
+                .map_err(|e| BufferError::io("truncating", &segment.path, e))?;
+            segment.offsets.truncate(count);
+            segment.len = len;
+            state.active = Some(file);
+        }
+        state.next_seq = to.next_seq;
+        state.bytes = to.bytes;
+        Ok(())
+    }
+
+    /// Reads up to `max_records` records, in order, starting at `from_seq`, skipping
+    /// acknowledged ones. Payloads add up to at most `max_bytes`, except that the first
+    /// record is always returned, so one large record cannot stall a reader.
+    ///
+    /// # Errors
+    ///
+    /// [`BufferError::Io`] when a segment cannot be read, [`BufferError::Corrupt`] when
+    /// a record fails verification (the disk changed under the buffer; reopen to
+    /// quarantine it).
+    pub fn read(
+        &self,
+        from_seq: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Bytes)>, BufferError> {
+        let state = self.lock()?;
+        let mut out = Vec::new();
+        let mut budget = max_bytes;
+        let mut seq = from_seq.max(state.watermark);
+        for segment in &state.segments {
+            if segment.end_seq() <= seq {
+                continue;
+            }
+            let first = usize::try_from(seq.saturating_sub(segment.first_seq))
+                .expect("an index into an in-memory offset table fits in usize");
+            let mut last = first;
+            let mut wanted = Vec::new();
+            let mut full = false;
+            for i in first..segment.offsets.len() {
+                let record_seq = segment.first_seq + i as u64;
+                if state.acked.contains(&record_seq) {
+                    last = i + 1;
+                    continue;
+                }
+                let size =
+                    (segment.frame_end(i) - segment.offsets[i]) as usize - record::HEADER_LEN;
+                if out.len() + wanted.len() >= max_records
+                    || (!(out.is_empty() && wanted.is_empty()) && size > budget)
+                {
+                    full = true;
+                    break;
+                }
+                budget = budget.saturating_sub(size);
+                wanted.push(record_seq);
+                last = i + 1;
+            }
+            if !wanted.is_empty() {
+                self.read_frames(segment, first, last, &wanted, &mut out)?;
+            }
+            if full {
+                break;
+            }
+            seq = segment.end_seq();
+        }
+        Ok(out)
+    }
+
+    /// Reads frames `first..last` of `segment` in one read and appends those whose
+    /// sequence numbers are in `wanted` (sorted) to `out`, sharing one allocation.
+    fn read_frames(
+        &self,
+        segment: &Segment,
+        first: usize,
+        last: usize,
+        wanted: &[u64],
+        out: &mut Vec<(u64, Bytes)>,
+    ) -> Result<(), BufferError> {
+        let start = segment.offsets[first];
+        let len = usize::try_from(segment.frame_end(last - 1) - start)
+            .expect("the frames of one read were sized from in-memory records");
+        let bytes = Bytes::from(
+            self.storage
+                .read_range(&segment.path, start, len)
+                .map_err(|e| BufferError::io("reading", &segment.path, e))?,
+        );
+        let mut pos = 0;
+        for i in first..last {
+            let expected = segment.first_seq + i as u64;
+            let corrupt = |damage| BufferError::Corrupt {
+                segment: segment.path.clone(),
+                offset: segment.offsets[i],
+                damage,
+            };
+            let frame = record::decode(&bytes[pos..]).map_err(corrupt)?;
+            if frame.seq != expected {
+                return Err(corrupt(FrameDamage::Sequence {
+                    expected,
+                    found: frame.seq,
+                }));
+            }
+            let payload_start = pos + record::HEADER_LEN;
+            pos += frame.encoded_len();
+            if wanted.binary_search(&expected).is_ok() {
+                out.push((expected, bytes.slice(payload_start..pos)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks record `seq` as delivered. Acknowledgements may arrive in any order and
+    /// more than once. Segments whose records are all acknowledged are deleted, after
+    /// the watermark is persisted.
+    ///
+    /// # Errors
+    ///
+    /// [`BufferError::UnknownSequence`] for a sequence number never assigned;
+    /// [`BufferError::Io`] when the ledger cannot be written or a segment removed (the
+    /// acknowledgement itself is kept and the work is retried on the next call).
+    pub fn ack(&self, seq: u64) -> Result<(), BufferError> {
+        let mut state = self.lock()?;
+        if seq >= state.next_seq {
+            return Err(BufferError::UnknownSequence {
+                seq,
+                next_seq: state.next_seq,
+            });
+        }
+        let retained = state
+            .segments
+            .iter()
+            .any(|s| (s.first_seq..s.end_seq()).contains(&seq));
+        if seq >= state.watermark && retained {
+            state.acked.insert(seq);
+            state.advance_watermark();
+        }
+        self.release(&mut state, false)
+    }
+
+    /// Persists the watermark when due (or `force`d, or before a deletion) and deletes
+    /// the segments it fully covers.
+    fn release(&self, state: &mut State, force: bool) -> Result<(), BufferError> {
+        let deletable = state
+            .segments
+            .front()
+            .is_some_and(|s| s.end_seq() <= state.watermark);
+        let moved = state.watermark != state.persisted_watermark;
+        if moved && (force || deletable || state.ledger_written_at.elapsed() >= LEDGER_INTERVAL) {
+            ledger::write(self.storage.as_ref(), &self.dir, state.watermark)?;
+            state.persisted_watermark = state.watermark;
+            state.ledger_written_at = Instant::now();
+        }
+        if !deletable {
+            return Ok(());
+        }
+        while let Some(segment) = state.segments.front() {
+            if segment.end_seq() > state.persisted_watermark {
+                break;
+            }
+            self.storage
+                .remove(&segment.path)
+                .map_err(|e| BufferError::io("removing", &segment.path, e))?;
+            state.bytes -= segment.len;
+            state.segments.pop_front();
+            if state.segments.is_empty() {
+                state.active = None;
+            }
+        }
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| BufferError::io("syncing", &self.dir, e))
+    }
+
+    /// Makes every record appended so far durable and persists the watermark.
+    ///
+    /// # Errors
+    ///
+    /// [`BufferError::Io`] when the sync or the ledger write fails; a failed sync
+    /// poisons the buffer until it is reopened.
+    pub fn sync(&self) -> Result<(), BufferError> {
+        let target = {
+            let mut state = self.lock()?;
+            state.synced_at = Instant::now();
+            state.next_seq
+        };
+        self.commit.wait_durable(target, || self.sync_point())?;
+        let mut state = self.lock()?;
+        self.release(&mut state, true)
+    }
+
+    /// The buffer's current size and position.
+    pub fn stats(&self) -> BufferStats {
+        let state = self.lock_any();
+        let retained: u64 = state
+            .segments
+            .iter()
+            .map(|s| s.end_seq().saturating_sub(s.first_seq.max(state.watermark)))
+            .sum();
+        BufferStats {
+            entries: retained - state.acked.len() as u64,
+            bytes: state.bytes,
+            oldest_unacked_seq: (state.watermark < state.next_seq).then_some(state.watermark),
+            next_seq: state.next_seq,
+            segments: state.segments.len(),
+        }
+    }
+
+    /// The directory the buffer lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for LogBuffer {
+    fn drop(&mut self) {
+        // Persisting the watermark on a clean shutdown spares redelivering what was
+        // acknowledged since the last periodic write; failure only means redelivery.
+        let state = self.lock_any();
+        if state.watermark != state.persisted_watermark {
+            if let Err(err) = ledger::write(self.storage.as_ref(), &self.dir, state.watermark) {
+                tracing::warn!(error = %err, "disk buffer could not persist its watermark on close");
+            }
+        }
+    }
+}

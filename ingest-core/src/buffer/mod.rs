@@ -1,0 +1,86 @@
+//! Disk buffer: a segmented, append-only log that holds events on local disk until
+//! they are delivered, so a Kafka outage or a restart does not lose them.
+//!
+//! # On-disk format
+//!
+//! ```text
+//! <dir>/
+//!   00000000000000000000.seg   segment files, named by their first sequence number
+//!   00000000000000004096.seg   (20 zero-padded digits, so names sort in log order)
+//!   ledger                     the acknowledged watermark
+//!   quarantine/                damaged byte ranges moved out of the log, with reports
+//! ```
+//!
+//! A segment is a sequence of frames, all integers little-endian:
+//!
+//! ```text
+//! u32 payload length | u32 CRC32C(seq bytes ++ payload) | u64 sequence number | payload
+//! ```
+//!
+//! A payload is at most [`MAX_RECORD_BYTES`]; a larger length field is damage. The
+//! ledger is `u64 watermark | u32 CRC32C(watermark bytes)`, replaced atomically by
+//! writing `ledger.tmp`, syncing it, renaming it over `ledger` and syncing the directory.
+//!
+//! # Invariants
+//!
+//! - Sequence numbers are consecutive within a segment, and each segment starts where
+//!   the previous one ended, except across a gap left by quarantined records.
+//! - Sequence numbers are never reused, even after every segment is deleted: the
+//!   ledger's watermark then carries the position across restarts. The one exception
+//!   is a record that was never durable: a number handed out by an append whose bytes
+//!   a crash then lost (torn or never synced) is handed out again after recovery.
+//! - A segment is deleted only when every record in it is acknowledged, and only after
+//!   a watermark covering it has been persisted.
+//! - A record is durable once the [`SyncPolicy`] says so: before `append` returns with
+//!   [`SyncPolicy::Always`] (concurrent appenders share one `fdatasync`, a group
+//!   commit), within the interval with [`SyncPolicy::IntervalMs`], and only on
+//!   [`LogBuffer::sync`] with [`SyncPolicy::Never`]. A closed segment is always synced
+//!   when the next one is created, so only the newest segment is ever unsynced.
+//! - The retained segments hold at most `max_bytes`; an append that does not fit is
+//!   refused before anything is written ([`BufferError::is_full`]). A failed write is
+//!   cut back off the file, so the log never contains a partial batch it reported as
+//!   failed. A failed `fdatasync` poisons the buffer until it is reopened, because
+//!   after one the kernel may have dropped the unwritten pages.
+//! - Readers see every record written, synced or not; with [`SyncPolicy::Always`] a
+//!   record can therefore be read (and delivered) shortly before its append returns.
+//! - Acknowledgements may arrive out of order: the buffer keeps a watermark (every
+//!   record below it acknowledged) and the set of acknowledged records above it, which
+//!   is bounded by the number of retained records. Only the watermark is persisted
+//!   (at most every 100 ms, before a segment is deleted, on `sync` and on drop), so a
+//!   crash causes redelivery, never loss: delivery is at least once.
+//!
+//! # Recovery
+//!
+//! [`LogBuffer::open`] reads every segment and verifies every frame (length, checksum,
+//! sequence number).
+//!
+//! - A short or failing frame at the tail of the **last** segment (or a run of zeros
+//!   where the file was extended but never written) is a torn write: the append never
+//!   completed, so it is truncated away with a warning.
+//! - Damage anywhere else is quarantined: the bytes from the bad frame to the end of
+//!   that segment are copied (durably) to `quarantine/` with a `.txt` report, the
+//!   segment is truncated before them, and an error is logged. The other segments are
+//!   kept, and the lost records become a gap the watermark skips.
+//!
+//! The [`RecoveryReport`] lists what was found. [`inspect`] reports the same without
+//! touching anything; [`repair`] does what opening would.
+
+mod commit;
+mod error;
+mod inspect;
+mod ledger;
+mod log;
+mod record;
+mod recovery;
+mod segment;
+mod storage;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{BufferError, FrameDamage};
+pub use inspect::{inspect, repair, BufferReport, DamagedRange, SegmentReport};
+pub use log::{BufferStats, LogBuffer, LogConfig, SyncPolicy};
+pub use record::MAX_RECORD_BYTES;
+pub use recovery::{QuarantinedRange, RecoveryReport, QUARANTINE_DIR};
+pub use storage::{FileHandle, StdStorage, Storage, StorageFile};

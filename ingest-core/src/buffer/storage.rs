@@ -1,0 +1,127 @@
+//! The file-system operations the log uses, behind a trait so tests can inject faults
+//! (a full disk, a failing fsync) without a special file system.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// An open file, shared between the appender and the thread running a group commit.
+pub type FileHandle = Arc<dyn StorageFile>;
+
+/// A file opened for appending.
+pub trait StorageFile: Send + Sync + fmt::Debug {
+    /// Appends all of `buf` at the end of the file.
+    fn write_all(&self, buf: &[u8]) -> io::Result<()>;
+    /// Flushes the file's data (and the metadata needed to read it) to stable storage.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Truncates (or extends) the file to `len` bytes; later appends start there.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// The directory-level operations of the log.
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Creates `dir` and its parents if they are missing.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Opens `path` for appending, creating it if it does not exist.
+    fn open_append(&self, path: &Path) -> io::Result<FileHandle>;
+    /// Reads the whole file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Reads exactly `len` bytes starting at `offset`.
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// Atomically replaces `to` with `from`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// The names of the entries of `dir`, in no particular order.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Makes the entries of `dir` (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// The file's last modification time.
+    fn modified(&self, path: &Path) -> io::Result<SystemTime>;
+}
+
+/// [`Storage`] on the real file system, through `std::fs`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdStorage;
+
+#[derive(Debug)]
+struct StdFile(File);
+
+impl StorageFile for StdFile {
+    fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        (&self.0).write_all(buf)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+impl Storage for StdStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<FileHandle> {
+        let file = OpenOptions::new().append(true).create(true).open(path)?;
+        Ok(Arc::new(StdFile(file)))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut buf = vec![0; len];
+        file.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            // Names that are not UTF-8 cannot be ours; skipping them is safe.
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        // Directory fsync is how POSIX makes entries durable; other platforms have no
+        // equivalent through std, and there it is a no-op.
+        if cfg!(unix) {
+            File::open(dir)?.sync_all()
+        } else {
+            Ok(())
+        }
+    }
+
+    fn modified(&self, path: &Path) -> io::Result<SystemTime> {
+        fs::metadata(path)?.modified()
+    }
+}
