@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{bootstrap, config, consume};
+use common::{bootstrap, config, event_ids, read_topic};
 use ingest_core::{ensure_topics, Ack, EventKind, Ingestor};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
@@ -78,15 +78,7 @@ async fn topics_get_replication_three_and_acks_all_delivery_works() {
         .shutdown(Duration::from_secs(30))
         .await
         .expect("shuts down");
-    let records = tokio::task::spawn_blocking(move || {
-        consume(&brokers, &topic, 2_000, Duration::from_secs(60))
-    })
-    .await
-    .expect("joins");
-    let got: HashSet<String> = records
-        .iter()
-        .map(|r| r.header("event_id").to_owned())
-        .collect();
+    let records = read_topic(&brokers, &topic, 2_000, Duration::from_secs(60)).await;
     assert_eq!(records.len(), 2_000);
-    assert_eq!(got, ids);
+    assert_eq!(event_ids(&records), ids);
 }

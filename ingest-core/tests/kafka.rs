@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{bootstrap, config, consume, create_topics};
+use common::{bootstrap, config, create_topics, event_ids, payloads, read_topic};
 use ingest_core::{ensure_topics, Ack, ErrorCode, EventKind, Ingestor};
 
 fn brokers() -> String {
@@ -47,12 +47,7 @@ async fn every_event_type_lands_in_its_topic_with_exact_bytes_key_and_headers() 
 
     for ((kind, body), receipt) in events.iter().zip(&receipts) {
         let topic = &config.topics.for_kind(*kind).name;
-        let records = tokio::task::spawn_blocking({
-            let (brokers, topic) = (brokers.clone(), topic.clone());
-            move || consume(&brokers, &topic, 1, WAIT)
-        })
-        .await
-        .expect("joins");
+        let records = read_topic(&brokers, topic, 1, WAIT).await;
         assert_eq!(records.len(), 1, "{kind}: exactly one record in {topic}");
         let record = &records[0];
         assert_eq!(
@@ -150,48 +145,17 @@ async fn a_mixed_batch_delivers_exactly_the_valid_events_and_dead_letters_the_re
         .expect("dead letters flushed");
 
     let lines: Vec<&str> = body.lines().collect();
-    let read = |topic: String, n: usize| {
-        let brokers = brokers.clone();
-        tokio::task::spawn_blocking(move || consume(&brokers, &topic, n, WAIT))
-    };
-    let views = read(config.topics.product_view.name.clone(), 1)
-        .await
-        .expect("joins");
-    let searches = read(config.topics.search.name.clone(), 1)
-        .await
-        .expect("joins");
-    let purchases = read(config.topics.purchase.name.clone(), 1)
-        .await
-        .expect("joins");
-    let carts = read(config.topics.cart.name.clone(), 0)
-        .await
-        .expect("joins");
-    assert_eq!(
-        views
-            .iter()
-            .map(|r| r.payload.as_slice())
-            .collect::<Vec<_>>(),
-        [lines[0].as_bytes()]
-    );
-    assert_eq!(
-        searches
-            .iter()
-            .map(|r| r.payload.as_slice())
-            .collect::<Vec<_>>(),
-        [lines[2].as_bytes()]
-    );
-    assert_eq!(
-        purchases
-            .iter()
-            .map(|r| r.payload.as_slice())
-            .collect::<Vec<_>>(),
-        [lines[5].as_bytes()]
-    );
+    let topics = &config.topics;
+    let views = read_topic(&brokers, &topics.product_view.name, 1, WAIT).await;
+    let searches = read_topic(&brokers, &topics.search.name, 1, WAIT).await;
+    let purchases = read_topic(&brokers, &topics.purchase.name, 1, WAIT).await;
+    let carts = read_topic(&brokers, &topics.cart.name, 0, WAIT).await;
+    assert_eq!(payloads(&views), [lines[0].as_bytes()]);
+    assert_eq!(payloads(&searches), [lines[2].as_bytes()]);
+    assert_eq!(payloads(&purchases), [lines[5].as_bytes()]);
     assert!(carts.is_empty(), "the invalid cart event was not delivered");
 
-    let mut dead = read(config.topics.dead_letter.name.clone(), 3)
-        .await
-        .expect("joins");
+    let mut dead = read_topic(&brokers, &topics.dead_letter.name, 3, WAIT).await;
     dead.sort_by(|a, b| a.payload.cmp(&b.payload));
     let mut expected = vec![
         (lines[1], "missing_field", "product_id"),
@@ -255,10 +219,7 @@ async fn a_rejected_single_event_is_dead_lettered_with_its_type_unless_disabled(
         .await
         .expect("shuts down");
 
-    let topic = config.topics.dead_letter.name.clone();
-    let dead = tokio::task::spawn_blocking(move || consume(&brokers, &topic, 1, WAIT))
-        .await
-        .expect("joins");
+    let dead = read_topic(&brokers, &config.topics.dead_letter.name, 1, WAIT).await;
     assert_eq!(dead.len(), 1, "only the first ingestor dead-lettered");
     assert_eq!(dead[0].payload, bad.as_ref());
     assert_eq!(dead[0].header("event_type"), "cart");
@@ -319,24 +280,19 @@ async fn a_hundred_thousand_events_from_four_threads_arrive_exactly_once() {
         receipt.wait(Ack::Delivered).await.expect("delivered");
     }
 
-    let topic = config.topics.product_view.name.clone();
-    let b = brokers.clone();
-    let records = tokio::task::spawn_blocking(move || {
-        consume(&b, &topic, THREADS * PER_THREAD, Duration::from_secs(120))
-    })
-    .await
-    .expect("joins");
-    let got: Vec<String> = records
-        .iter()
-        .map(|r| r.header("event_id").to_owned())
-        .collect();
-    let unique: HashSet<String> = got.iter().cloned().collect();
+    let records = read_topic(
+        &brokers,
+        &config.topics.product_view.name,
+        THREADS * PER_THREAD,
+        Duration::from_secs(120),
+    )
+    .await;
     assert_eq!(
-        got.len(),
+        records.len(),
         THREADS * PER_THREAD,
         "no record lost or duplicated"
     );
-    assert_eq!(unique, sent, "exactly the submitted event ids");
+    assert_eq!(event_ids(&records), sent, "exactly the submitted event ids");
     ingestor
         .shutdown(Duration::from_secs(10))
         .await
@@ -376,16 +332,9 @@ async fn shutdown_with_events_in_flight_delivers_all_of_them() {
         "{err:?}"
     );
 
-    let topic = config.topics.search.name.clone();
-    let records = tokio::task::spawn_blocking(move || consume(&brokers, &topic, 5_000, WAIT))
-        .await
-        .expect("joins");
-    let got: HashSet<String> = records
-        .iter()
-        .map(|r| r.header("event_id").to_owned())
-        .collect();
+    let records = read_topic(&brokers, &config.topics.search.name, 5_000, WAIT).await;
     assert_eq!(records.len(), 5_000);
-    assert_eq!(got, ids);
+    assert_eq!(event_ids(&records), ids);
 }
 
 #[tokio::test(flavor = "multi_thread")]

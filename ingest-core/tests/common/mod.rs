@@ -2,7 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use ingest_core::config::TopicConfig;
@@ -139,4 +139,30 @@ pub fn consume(brokers: &str, topic: &str, expected: usize, timeout: Duration) -
         }
     }
     records
+}
+
+/// [`consume`] on a blocking thread, for async tests.
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<Consumed> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || consume(&brokers, &topic, expected, timeout))
+        .await
+        .expect("the consuming thread finishes")
+}
+
+/// The `event_id` headers of `records`.
+pub fn event_ids(records: &[Consumed]) -> HashSet<String> {
+    records
+        .iter()
+        .map(|r| r.header("event_id").to_owned())
+        .collect()
+}
+
+/// The values of `records`, in order.
+pub fn payloads(records: &[Consumed]) -> Vec<&[u8]> {
+    records.iter().map(|r| r.payload.as_slice()).collect()
 }
