@@ -356,7 +356,8 @@ pub struct Settings {
     pub(crate) dead_letter_topic: Arc<str>,
     pub(crate) dead_letter: DeadLetterConfig,
     pub(crate) queue: QueueConfig,
-    pub(crate) source: Arc<str>,
+    /// `None`: the host name, looked up by the ingestor when it starts.
+    pub(crate) source: Option<Arc<str>>,
     pub(crate) producer: ClientConfig,
     pub(crate) raw: IngestConfig,
 }
@@ -566,26 +567,11 @@ impl IngestConfig {
             dead_letter_topic: Arc::from(dead_letter.as_str()),
             dead_letter: self.dead_letter.clone(),
             queue: self.queue.clone(),
-            source: Arc::from(if self.source.is_empty() {
-                host_name()
-            } else {
-                self.source.clone()
-            }),
+            source: (!self.source.is_empty()).then(|| Arc::from(self.source.as_str())),
             producer,
             raw: self.clone(),
         })
     }
-}
-
-/// The machine's host name, for the default `source`. Reading the environment and a
-/// procfs file is not network I/O and cannot block.
-fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[cfg(test)]
@@ -627,7 +613,7 @@ mod tests {
         assert_eq!(settings.topic(EventKind::Cart), "carts");
         assert_eq!(settings.producer.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(settings.producer.get("compression.type"), Some("zstd"));
-        assert_eq!(&*settings.source, "shop-1");
+        assert_eq!(settings.source.as_deref(), Some("shop-1"));
 
         let err = toml::from_str::<IngestConfig>("[kafka]\nlinger = 5").expect_err("unknown key");
         assert!(err.to_string().contains("unknown field"), "{err}");

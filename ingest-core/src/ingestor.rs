@@ -66,6 +66,8 @@ struct Inner {
     telemetry: Telemetry,
     stop_by: Arc<OnceLock<Instant>>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// The `source` header when a submission names none.
+    default_source: Arc<str>,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -126,6 +128,16 @@ impl IngestorBuilder {
     }
 }
 
+/// The machine's host name, the default `source`.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 fn unix_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -176,6 +188,10 @@ impl Ingestor {
                 source,
             })?;
         tracing::info!(brokers = %settings.raw.kafka.brokers, "ingestor started");
+        let default_source = settings
+            .source
+            .clone()
+            .unwrap_or_else(|| Arc::from(host_name()));
         Ok(Ingestor {
             inner: Arc::new(Inner {
                 validator: Validator::new(settings.limits.clone()),
@@ -186,6 +202,7 @@ impl Ingestor {
                 gate: Gate::new(),
                 telemetry,
                 stop_by,
+                default_source,
                 worker: Mutex::new(Some(handle)),
             }),
         })
@@ -379,7 +396,7 @@ impl Ingestor {
         options
             .source
             .clone()
-            .unwrap_or_else(|| self.inner.settings.source.clone())
+            .unwrap_or_else(|| self.inner.default_source.clone())
     }
 
     fn record(
