@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use crate::event::EventKind;
+
 /// Why an event (or a batch body) was rejected, as a stable machine-readable code.
 ///
 /// The codes are part of the public contract: they appear in HTTP answers, in the
@@ -132,6 +134,7 @@ pub struct ValidationError {
     code: ErrorCode,
     field: Option<Cow<'static, str>>,
     message: String,
+    event_kind: Option<EventKind>,
 }
 
 impl ValidationError {
@@ -141,6 +144,7 @@ impl ValidationError {
             code,
             field: None,
             message: message.into(),
+            event_kind: None,
         }
     }
 
@@ -154,6 +158,7 @@ impl ValidationError {
             code,
             field: Some(field.into()),
             message: message.into(),
+            event_kind: None,
         }
     }
 
@@ -170,6 +175,19 @@ impl ValidationError {
     /// The human-readable explanation.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The type of the rejected event, when validation got far enough to know it (from
+    /// the endpoint or a valid `type` field).
+    pub fn event_kind(&self) -> Option<EventKind> {
+        self.event_kind
+    }
+
+    /// Records the type of the rejected event.
+    #[must_use]
+    pub fn with_event_kind(mut self, kind: EventKind) -> Self {
+        self.event_kind = Some(kind);
+        self
     }
 }
 

@@ -300,8 +300,8 @@ impl Ingestor {
             match self.inner.validator.validate_at(None, element.clone(), now) {
                 Ok(event) => valid.push(event),
                 Err(error) => {
-                    Telemetry::rejected(None, &error);
-                    dead.push((None, element, error.clone()));
+                    Telemetry::rejected(error.event_kind(), &error);
+                    dead.push((error.event_kind(), element, error.clone()));
                     rejected.push(Rejection { index, error });
                 }
             }

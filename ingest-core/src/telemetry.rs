@@ -57,7 +57,9 @@ impl Telemetry {
     }
 
     pub(crate) fn rejected(kind: Option<EventKind>, error: &ValidationError) {
-        let event_type = kind.map_or("unknown", EventKind::as_str);
+        let event_type = kind
+            .or(error.event_kind())
+            .map_or("unknown", EventKind::as_str);
         counter!("ingest_events_rejected_total", "event_type" => event_type, "reason" => error.code().as_str())
             .increment(1);
     }

@@ -158,16 +158,21 @@ async fn a_mixed_batch_delivers_exactly_the_valid_events_and_dead_letters_the_re
     let mut dead = read_topic(&brokers, &topics.dead_letter.name, 3, WAIT).await;
     dead.sort_by(|a, b| a.payload.cmp(&b.payload));
     let mut expected = vec![
-        (lines[1], "missing_field", "product_id"),
-        (lines[3], "invalid_currency", "currency"),
-        (lines[4], "invalid_json", ""),
+        (lines[1], "missing_field", "product_id", "product_view"),
+        (lines[3], "invalid_currency", "currency", "cart"),
+        (lines[4], "invalid_json", "", ""),
     ];
     expected.sort();
     assert_eq!(dead.len(), 3, "{dead:?}");
-    for (record, (payload, code, field)) in dead.iter().zip(expected) {
+    for (record, (payload, code, field, event_type)) in dead.iter().zip(expected) {
         assert_eq!(record.payload, payload.as_bytes());
         assert_eq!(record.header("error_code"), code);
         assert_eq!(record.header("error_field"), field);
+        assert_eq!(
+            record.header("event_type"),
+            event_type,
+            "known from a valid type field"
+        );
         assert!(!record.header("error_message").is_empty());
         assert_eq!(record.header("source"), "integration-test");
     }

@@ -82,7 +82,7 @@ async fn accepted_rejected_failed_and_queue_metrics_are_exported() {
         .expect_err("invalid currency");
     ingestor
         .submit_batch(Bytes::from_static(
-            b"{\"type\":\"nope\",\"user_id\":\"u\"}\n",
+            b"{\"type\":\"nope\",\"user_id\":\"u\"}\n{\"type\":\"search\",\"user_id\":\"u\"}\n",
         ))
         .expect("batch");
 
@@ -104,6 +104,15 @@ async fn accepted_rejected_failed_and_queue_metrics_are_exported() {
             &[("event_type", "unknown"), ("reason", "unknown_event_type")]
         ),
         1
+    );
+
+    assert_eq!(
+        reading.counter(
+            "ingest_events_rejected_total",
+            &[("event_type", "search"), ("reason", "missing_field")]
+        ),
+        1,
+        "a batch element with a valid type is counted under its type"
     );
 
     for receipt in &receipts {

@@ -159,6 +159,20 @@ impl Validator {
         payload: Bytes,
         now: OffsetDateTime,
     ) -> Result<ValidEvent, ValidationError> {
+        self.validate_inner(expected, payload, now)
+            .map_err(|e| match expected {
+                // The endpoint names the type even when the bytes could not be read.
+                Some(kind) if e.event_kind().is_none() => e.with_event_kind(kind),
+                _ => e,
+            })
+    }
+
+    fn validate_inner(
+        &self,
+        expected: Option<EventKind>,
+        payload: Bytes,
+        now: OffsetDateTime,
+    ) -> Result<ValidEvent, ValidationError> {
         if payload.iter().all(u8::is_ascii_whitespace) {
             return Err(ValidationError::new(
                 ErrorCode::EmptyBody,

@@ -290,6 +290,17 @@ pub(crate) fn check_event<'i>(
     };
 
     let kind = event_kind(&fields, expected)?;
+    // From here on the type is known: errors carry it (for metrics and dead letters).
+    check_typed(&fields, kind, limits, now).map_err(|e| e.with_event_kind(kind))
+}
+
+/// The rules that apply once the event's type is known.
+fn check_typed<'i>(
+    fields: &Fields<'_, 'i>,
+    kind: EventKind,
+    limits: &Limits,
+    now: OffsetDateTime,
+) -> Result<Facts<'i>, ValidationError> {
     let event_id = fields
         .opt_str("event_id", 64)?
         .map(|id| {
@@ -312,16 +323,16 @@ pub(crate) fn check_event<'i>(
         )
     })?;
     fields.opt_id("session_id")?;
-    check_timestamp(&fields, limits, now)?;
+    check_timestamp(fields, limits, now)?;
     if let Some(context) = fields.opt_object("context")? {
         check_context(context)?;
     }
 
     match kind {
-        EventKind::ProductView => check_product_view(&fields)?,
-        EventKind::Cart => check_cart(&fields)?,
-        EventKind::Purchase => check_purchase(&fields)?,
-        EventKind::Search => check_search(&fields)?,
+        EventKind::ProductView => check_product_view(fields)?,
+        EventKind::Cart => check_cart(fields)?,
+        EventKind::Purchase => check_purchase(fields)?,
+        EventKind::Search => check_search(fields)?,
     }
     Ok(Facts {
         kind,

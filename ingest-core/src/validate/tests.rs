@@ -488,6 +488,25 @@ fn type_field_rules() {
 }
 
 #[test]
+fn errors_carry_the_event_type_when_it_is_known() {
+    let err = rejects(None, r#"{"type":"search","user_id":"u"}"#);
+    assert_eq!(
+        (err.code(), err.event_kind()),
+        (ErrorCode::MissingField, Some(EventKind::Search))
+    );
+    let err = rejects(None, r#"{"type":"refund","user_id":"u"}"#);
+    assert_eq!(err.event_kind(), None, "an unknown type names no kind");
+    let err = rejects(None, "[1]");
+    assert_eq!(err.event_kind(), None);
+    let err = rejects(Some(EventKind::Cart), "[1]");
+    assert_eq!(
+        err.event_kind(),
+        Some(EventKind::Cart),
+        "the endpoint names the kind"
+    );
+}
+
+#[test]
 fn hostile_documents() {
     let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
         (b"".to_vec(), ErrorCode::EmptyBody),
