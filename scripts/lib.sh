@@ -4,16 +4,19 @@
 # log MESSAGE: progress on stderr, so stdout stays for results.
 log() { printf '==> %s\n' "$*" >&2; }
 
-# ensure_build_deps: installs the system packages the Rust build needs (librdkafka is
-# built from source with TLS, SASL PLAIN/SCRAM/OAUTHBEARER, zstd and zlib) and the JDK/Maven
-# the Kafka script needs, when they are missing and apt-get can be used.
+# ensure_build_deps [--no-kafka]: installs the system packages the Rust build needs
+# (librdkafka is built from source with TLS, SASL PLAIN/SCRAM/OAUTHBEARER, zstd and zlib)
+# and, unless --no-kafka, the JDK and Maven that scripts/kafka needs, when they are
+# missing and apt-get can be used.
 ensure_build_deps() {
   local missing=()
   command -v cmake >/dev/null || missing+=(cmake)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   command -v cc >/dev/null || missing+=(build-essential)
-  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
-  command -v mvn >/dev/null || missing+=(maven)
+  if [ "${1:-}" != --no-kafka ]; then
+    command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+    command -v mvn >/dev/null || missing+=(maven)
+  fi
   local header pkg
   for pair in openssl/ssl.h:libssl-dev curl/curl.h:libcurl4-openssl-dev zlib.h:zlib1g-dev; do
     header=${pair%%:*}
