@@ -39,6 +39,7 @@ mod delivery;
 mod error;
 mod event;
 mod ingestor;
+pub mod model;
 mod telemetry;
 mod validate;
 
