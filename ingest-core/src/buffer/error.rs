@@ -112,6 +112,17 @@ pub enum BufferError {
         next_seq: u64,
     },
 
+    /// The embedded database under a [`SledBuffer`](super::SledBuffer) failed. When
+    /// the cause is "no space left on device", [`BufferError::is_full`] is true.
+    #[error("sled database failed while {context}: {source}")]
+    Sled {
+        /// What was being attempted.
+        context: &'static str,
+        /// The database's error.
+        #[source]
+        source: sled::Error,
+    },
+
     /// An earlier failure (a failed fsync, a failed rollback) left the files in a state
     /// the process can no longer vouch for; reopen the buffer to recover from disk.
     #[error("disk buffer unusable until reopened: {reason}")]
@@ -128,8 +139,16 @@ impl BufferError {
         match self {
             BufferError::Full { .. } => true,
             BufferError::Io { source, .. } => source.kind() == io::ErrorKind::StorageFull,
+            BufferError::Sled {
+                source: sled::Error::Io(source),
+                ..
+            } => source.kind() == io::ErrorKind::StorageFull,
             _ => false,
         }
+    }
+
+    pub(crate) fn sled(context: &'static str, source: sled::Error) -> Self {
+        BufferError::Sled { context, source }
     }
 
     pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {

@@ -1,5 +1,20 @@
-//! Disk buffer: a segmented, append-only log that holds events on local disk until
-//! they are delivered, so a Kafka outage or a restart does not lose them.
+//! Disk buffer: holds events on local disk until they are delivered, so a Kafka outage
+//! or a restart does not lose them.
+//!
+//! # Engines
+//!
+//! Two engines implement one trait, [`BufferEngine`], which states the contract the
+//! delivery path relies on (ordering, durability, the `max_bytes` bound) and which a
+//! shared conformance suite checks for both:
+//!
+//! - [`LogBuffer`], the default: a segmented, append-only log written by this module,
+//!   described below. Group commit, recovery with quarantine, offline inspection.
+//! - [`SledBuffer`], on the `sled` embedded database: one entry per record, deleted on
+//!   acknowledgement (its documentation describes the layout). Space is bounded
+//!   by unacknowledged payload bytes rather than whole segments; it has no inspection
+//!   or quarantine of its own.
+//!
+//! The rest of this documentation describes [`LogBuffer`].
 //!
 //! # On-disk format
 //!
@@ -66,6 +81,9 @@
 //! touching anything; [`repair`] does what opening would.
 
 mod commit;
+#[cfg(test)]
+mod conformance;
+mod engine;
 mod error;
 mod inspect;
 mod ledger;
@@ -73,11 +91,14 @@ mod log;
 mod record;
 mod recovery;
 mod segment;
+mod sled;
 mod storage;
 
 #[cfg(test)]
 mod tests;
 
+pub use self::sled::{SledBuffer, SledConfig};
+pub use engine::BufferEngine;
 pub use error::{BufferError, FrameDamage};
 pub use inspect::{inspect, repair, BufferReport, DamagedRange, SegmentReport};
 pub use log::{BufferStats, LogBuffer, LogConfig, SyncPolicy};

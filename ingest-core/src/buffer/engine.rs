@@ -1,0 +1,116 @@
+//! [`BufferEngine`]: the operations the delivery path needs from a disk buffer, so it
+//! can run on either engine ([`LogBuffer`] or [`SledBuffer`](super::SledBuffer)).
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use super::error::BufferError;
+use super::log::{BufferStats, LogBuffer};
+
+/// A durable, bounded queue of records with consecutive sequence numbers and
+/// out-of-order acknowledgement: what the delivery path writes events into before
+/// sending them, and reads back after a restart or an outage.
+///
+/// Every implementation keeps this contract:
+///
+/// - **Ordering.** Sequence numbers are assigned consecutively, in the order appends
+///   take effect; a batch gets one contiguous range. Numbers are never reused, not
+///   even after every record is acknowledged and the buffer is reopened (except a
+///   number whose record a crash lost before it was durable).
+/// - **Durability.** A record is durable once the engine's [`SyncPolicy`] says so, and
+///   always after [`BufferEngine::sync`] returns. A crash may forget acknowledgements
+///   (the records are then delivered again), never unacknowledged records that were
+///   durable: delivery is at least once.
+/// - **Bound.** The buffer never holds more than its configured `max_bytes`; an append
+///   that does not fit is refused before anything is written, with an error for which
+///   [`BufferError::is_full`] is true. That is back-pressure, not failure: retry once
+///   acknowledgements have freed space.
+/// - **Concurrency.** Every method takes `&self` and may be called from many threads
+///   at once.
+///
+/// [`SyncPolicy`]: super::SyncPolicy
+pub trait BufferEngine: Send + Sync {
+    /// Appends `payloads` as consecutive records and returns their sequence numbers
+    /// (an empty range, at the next number, for no payloads). Returns once the records
+    /// are as durable as the engine's sync policy requires. Either every payload is
+    /// appended or, on error, none is.
+    ///
+    /// # Errors
+    ///
+    /// [`BufferError::Full`] (or another error for which [`BufferError::is_full`] is
+    /// true, such as a full disk) when the records do not fit; nothing was written and
+    /// no sequence number was used. [`BufferError::RecordTooLarge`] when one payload
+    /// exceeds [`MAX_RECORD_BYTES`](super::MAX_RECORD_BYTES). Other errors when the
+    /// storage fails.
+    fn append(&self, payloads: &[&[u8]]) -> Result<Range<u64>, BufferError>;
+
+    /// Reads up to `max_records` unacknowledged records with sequence numbers from
+    /// `from_seq` on, in ascending order, skipping acknowledged ones (and any gap).
+    /// Payloads add up to at most `max_bytes`, except that the first record is always
+    /// returned (when `max_records > 0`), so one large record cannot stall a reader.
+    /// A reader sees records as soon as they are written, possibly before the append
+    /// that wrote them has returned.
+    ///
+    /// # Errors
+    ///
+    /// When the storage cannot be read or a record fails verification.
+    fn read(
+        &self,
+        from_seq: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Bytes)>, BufferError>;
+
+    /// Marks record `seq` as delivered, so it is no longer read and its space can be
+    /// reclaimed. Acknowledgements may arrive in any order and more than once; an
+    /// acknowledgement is made durable lazily (at the latest by [`BufferEngine::sync`]),
+    /// so a crash may deliver the record again.
+    ///
+    /// # Errors
+    ///
+    /// [`BufferError::UnknownSequence`] for a sequence number never assigned; other
+    /// errors when the storage fails (the acknowledgement may then be retried).
+    fn ack(&self, seq: u64) -> Result<(), BufferError>;
+
+    /// Makes every record appended so far, and every acknowledgement, durable.
+    ///
+    /// # Errors
+    ///
+    /// When the storage cannot be synced. An engine may refuse further work after a
+    /// failed sync ([`BufferError::Poisoned`]) until it is reopened.
+    fn sync(&self) -> Result<(), BufferError>;
+
+    /// A snapshot of the buffer's size and position. `entries`, `oldest_unacked_seq`
+    /// and `next_seq` mean the same for every engine; `bytes` is what the engine's
+    /// `max_bytes` bounds (zero when nothing is retained), and `segments` is
+    /// engine-specific (zero for engines without segment files).
+    fn stats(&self) -> BufferStats;
+}
+
+impl BufferEngine for LogBuffer {
+    fn append(&self, payloads: &[&[u8]]) -> Result<Range<u64>, BufferError> {
+        LogBuffer::append(self, payloads)
+    }
+
+    fn read(
+        &self,
+        from_seq: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Bytes)>, BufferError> {
+        LogBuffer::read(self, from_seq, max_records, max_bytes)
+    }
+
+    fn ack(&self, seq: u64) -> Result<(), BufferError> {
+        LogBuffer::ack(self, seq)
+    }
+
+    fn sync(&self) -> Result<(), BufferError> {
+        LogBuffer::sync(self)
+    }
+
+    fn stats(&self) -> BufferStats {
+        LogBuffer::stats(self)
+    }
+}
