@@ -24,12 +24,23 @@ use crate::validate::{ValidEvent, Validator};
 /// Dead letters may use this fraction (1/N) of the queue's bounds.
 const DEAD_LETTER_SHARE: usize = 10;
 
-/// Per-submission options.
+/// Per-submission options: start from `SubmitOptions::default()` and set what applies
+/// (new options may be added without breaking callers).
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct SubmitOptions {
     /// Overrides the configured `source` header for these events (e.g. the storefront
     /// an API key belongs to).
     pub source: Option<Arc<str>>,
+}
+
+impl SubmitOptions {
+    /// Sets [`source`](Self::source).
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<Arc<str>>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
 }
 
 /// Validates events and delivers them to Kafka. Cheap to clone; all clones share one

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{bootstrap, config, create_topics, event_ids, payloads, read_topic};
-use ingest_core::{ensure_topics, Ack, ErrorCode, EventKind, Ingestor};
+use ingest_core::{ensure_topics, Ack, ErrorCode, EventKind, Ingestor, SubmitOptions};
 
 fn brokers() -> String {
     bootstrap("KAFKA_BOOTSTRAP", "scripts/kafka start")
@@ -367,4 +367,60 @@ async fn topic_creation_reduces_replication_to_the_cluster_size_and_is_idempoten
         again.iter().map(|s| s.partitions).collect::<Vec<_>>(),
         [4, 4, 4, 4, 4]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_submission_can_name_its_own_source() {
+    let brokers = brokers();
+    let config = config(&brokers, "source", 1, 1);
+    create_topics(&config).await;
+    let ingestor = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
+    let single = SubmitOptions::default().with_source("storefront-7");
+    let batch = SubmitOptions::default().with_source("storefront-8");
+    let receipt = ingestor
+        .submit_with(
+            EventKind::Search,
+            Bytes::from_static(br#"{"user_id":"u","query":"a"}"#),
+            &single,
+        )
+        .expect("accepted");
+    let batched = ingestor
+        .submit_batch_with(
+            Bytes::from_static(b"[{\"type\":\"search\",\"user_id\":\"u\",\"query\":\"b\"}]"),
+            &batch,
+        )
+        .expect("accepted");
+    let plain = ingestor
+        .submit(
+            EventKind::Search,
+            Bytes::from_static(br#"{"user_id":"u","query":"c"}"#),
+        )
+        .expect("accepted");
+    for r in [&receipt, &batched.receipt, &plain] {
+        r.wait(Ack::Delivered).await.expect("delivered");
+    }
+    let records = read_topic(&brokers, &config.topics.search.name, 3, WAIT).await;
+    let sources: Vec<(&[u8], &str)> = records
+        .iter()
+        .map(|r| (r.payload.as_slice(), r.header("source")))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            (&br#"{"user_id":"u","query":"a"}"#[..], "storefront-7"),
+            (
+                &br#"{"type":"search","user_id":"u","query":"b"}"#[..],
+                "storefront-8"
+            ),
+            (&br#"{"user_id":"u","query":"c"}"#[..], "integration-test"),
+        ],
+        "one partition, one key: in submission order"
+    );
+    ingestor
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shuts down");
 }
