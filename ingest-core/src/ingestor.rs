@@ -251,15 +251,7 @@ impl Ingestor {
         let source = self.source(options);
         let event = match self.inner.validator.validate(Some(kind), body.clone()) {
             Ok(event) => event,
-            Err(error) => {
-                Telemetry::rejected(Some(kind), &error);
-                self.dead_letter(
-                    vec![(Some(kind), body, error.clone())],
-                    received_at_ms,
-                    &source,
-                );
-                return Err(Error::Invalid(error));
-            }
+            Err(error) => return Err(self.reject(body, error, received_at_ms, &source)),
         };
         let tracker = Tracker::new(1);
         let event_id = event.event_id();
@@ -297,11 +289,7 @@ impl Ingestor {
         let source = self.source(options);
         let elements = match split_batch(&body, self.inner.validator.limits()) {
             Ok(elements) => elements,
-            Err(error) => {
-                Telemetry::rejected(None, &error);
-                self.dead_letter(vec![(None, body, error.clone())], received_at_ms, &source);
-                return Err(Error::Invalid(error));
-            }
+            Err(error) => return Err(self.reject(body, error, received_at_ms, &source)),
         };
         let now = OffsetDateTime::now_utc();
         let mut valid = Vec::with_capacity(elements.len());
@@ -311,8 +299,8 @@ impl Ingestor {
             match self.inner.validator.validate_at(None, element.clone(), now) {
                 Ok(event) => valid.push(event),
                 Err(error) => {
-                    Telemetry::rejected(error.event_kind(), &error);
-                    dead.push((error.event_kind(), element, error.clone()));
+                    Telemetry::rejected(&error);
+                    dead.push((element, error.clone()));
                     rejected.push(Rejection { index, error });
                 }
             }
@@ -453,12 +441,25 @@ impl Ingestor {
         })
     }
 
+    /// Counts and dead-letters a submission rejected whole, and returns its error.
+    fn reject(
+        &self,
+        payload: Bytes,
+        error: ValidationError,
+        received_at_ms: i64,
+        source: &Arc<str>,
+    ) -> Error {
+        Telemetry::rejected(&error);
+        self.dead_letter(vec![(payload, error.clone())], received_at_ms, source);
+        Error::Invalid(error)
+    }
+
     /// Queues rejected payloads for the dead-letter topic, if enabled. Never blocks and
     /// never takes room from valid events (dead letters have their own budget, a tenth
     /// of the queue's): when it is full they are dropped and counted.
     fn dead_letter(
         &self,
-        rejected: Vec<(Option<EventKind>, Bytes, ValidationError)>,
+        rejected: Vec<(Bytes, ValidationError)>,
         received_at_ms: i64,
         source: &Arc<str>,
     ) {
@@ -471,7 +472,7 @@ impl Ingestor {
         let count = rejected.len();
         let records: Vec<Record> = rejected
             .into_iter()
-            .map(|(kind, payload, error)| {
+            .map(|(payload, error)| {
                 let truncated = payload.len() > config.max_payload_bytes;
                 let payload = if truncated {
                     payload.slice(..config.max_payload_bytes)
@@ -481,7 +482,6 @@ impl Ingestor {
                 bytes += payload.len();
                 Record::new(
                     Destination::DeadLetter {
-                        kind,
                         error: Box::new(error),
                         truncated,
                     },

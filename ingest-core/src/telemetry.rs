@@ -56,10 +56,8 @@ impl Telemetry {
         self.accepted[kind.index()].increment(n);
     }
 
-    pub(crate) fn rejected(kind: Option<EventKind>, error: &ValidationError) {
-        let event_type = kind
-            .or(error.event_kind())
-            .map_or("unknown", EventKind::as_str);
+    pub(crate) fn rejected(error: &ValidationError) {
+        let event_type = error.event_kind().map_or("unknown", EventKind::as_str);
         counter!("ingest_events_rejected_total", "event_type" => event_type, "reason" => error.code().as_str())
             .increment(1);
     }

@@ -2,11 +2,30 @@
 //! can run on either engine ([`LogBuffer`] or [`SledBuffer`](super::SledBuffer)).
 
 use std::ops::Range;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::error::BufferError;
 use super::log::{BufferStats, LogBuffer};
+
+/// Default bound of every engine: 1 GiB.
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// How often, at most, an engine persists its acknowledgement watermark while acks
+/// trickle in. A crash forgets at most this much progress: redelivery, never loss.
+pub(crate) const ACK_PERSIST_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The check every engine's configuration starts with.
+pub(crate) fn check_max_bytes(max_bytes: u64) -> Result<(), BufferError> {
+    if max_bytes == 0 {
+        return Err(BufferError::InvalidConfig {
+            field: "max_bytes",
+            reason: "must be greater than zero",
+        });
+    }
+    Ok(())
+}
 
 /// A durable, bounded queue of records with consecutive sequence numbers and
 /// out-of-order acknowledgement: what the delivery path writes events into before

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::commit::{GroupCommit, SyncPoint};
+use super::engine::{check_max_bytes, ACK_PERSIST_INTERVAL, DEFAULT_MAX_BYTES};
 use super::error::{BufferError, FrameDamage};
 use super::ledger;
 use super::record::{self, MAX_RECORD_BYTES};
@@ -16,12 +17,7 @@ use super::recovery::{self, RecoveryReport};
 use super::segment::{segment_name, Segment};
 use super::storage::{FileHandle, StdStorage, Storage};
 
-/// The watermark is persisted at most this often while acknowledgements trickle in
-/// (and always before a segment is deleted); a crash forgets at most this much progress,
-/// which means redelivery, never loss.
-const LEDGER_INTERVAL: Duration = Duration::from_millis(100);
-
-/// When appended records reach stable storage.
+/// When appended records reach stable storage (the same for every engine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncPolicy {
     /// Every append is durable before it returns; concurrent appends share one sync.
@@ -33,6 +29,24 @@ pub enum SyncPolicy {
     /// Only explicit [`LogBuffer::sync`] calls and segment rolls sync; the operating
     /// system writes the rest back when it likes.
     Never,
+}
+
+impl Default for SyncPolicy {
+    /// `IntervalMs(100)`.
+    fn default() -> Self {
+        SyncPolicy::IntervalMs(100)
+    }
+}
+
+impl SyncPolicy {
+    /// Whether an append made `since_sync` after the last sync must sync now.
+    pub(crate) fn is_due(self, since_sync: Duration) -> bool {
+        match self {
+            SyncPolicy::Always => true,
+            SyncPolicy::IntervalMs(ms) => since_sync >= Duration::from_millis(ms),
+            SyncPolicy::Never => false,
+        }
+    }
 }
 
 /// Bounds and durability of a [`LogBuffer`].
@@ -52,21 +66,16 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            max_bytes: 1 << 30,
+            max_bytes: DEFAULT_MAX_BYTES,
             segment_bytes: 64 << 20,
-            sync: SyncPolicy::IntervalMs(100),
+            sync: SyncPolicy::default(),
         }
     }
 }
 
 impl LogConfig {
     fn validate(&self) -> Result<(), BufferError> {
-        if self.max_bytes == 0 {
-            return Err(BufferError::InvalidConfig {
-                field: "max_bytes",
-                reason: "must be greater than zero",
-            });
-        }
+        check_max_bytes(self.max_bytes)?;
         if self.segment_bytes == 0 || self.segment_bytes > self.max_bytes {
             return Err(BufferError::InvalidConfig {
                 field: "segment_bytes",
@@ -292,11 +301,7 @@ impl LogBuffer {
             return Err(err);
         }
         let end = state.next_seq;
-        let sync_now = match self.config.sync {
-            SyncPolicy::Always => true,
-            SyncPolicy::IntervalMs(ms) => state.synced_at.elapsed() >= Duration::from_millis(ms),
-            SyncPolicy::Never => false,
-        };
+        let sync_now = self.config.sync.is_due(state.synced_at.elapsed());
         if sync_now {
             state.synced_at = Instant::now();
         }
@@ -549,7 +554,9 @@ impl LogBuffer {
             .front()
             .is_some_and(|s| s.end_seq() <= state.watermark);
         let moved = state.watermark != state.persisted_watermark;
-        if moved && (force || deletable || state.ledger_written_at.elapsed() >= LEDGER_INTERVAL) {
+        if moved
+            && (force || deletable || state.ledger_written_at.elapsed() >= ACK_PERSIST_INTERVAL)
+        {
             ledger::write(self.storage.as_ref(), &self.dir, state.watermark)?;
             state.persisted_watermark = state.watermark;
             state.ledger_written_at = Instant::now();

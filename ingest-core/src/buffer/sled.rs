@@ -5,13 +5,13 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::engine::BufferEngine;
+use super::engine::{check_max_bytes, BufferEngine, ACK_PERSIST_INTERVAL, DEFAULT_MAX_BYTES};
 use super::error::BufferError;
 use super::log::{BufferStats, SyncPolicy};
 use super::record::MAX_RECORD_BYTES;
@@ -20,9 +20,6 @@ const RECORDS_TREE: &str = "records";
 const META_TREE: &str = "meta";
 const NEXT_SEQ_KEY: &[u8] = b"next_seq";
 const WATERMARK_KEY: &[u8] = b"watermark";
-
-/// The watermark is persisted at most this often while acknowledgements trickle in.
-const WATERMARK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Bound and durability of a [`SledBuffer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,21 +36,15 @@ pub struct SledConfig {
 impl Default for SledConfig {
     fn default() -> Self {
         SledConfig {
-            max_bytes: 1 << 30,
-            sync: SyncPolicy::IntervalMs(100),
+            max_bytes: DEFAULT_MAX_BYTES,
+            sync: SyncPolicy::default(),
         }
     }
 }
 
 impl SledConfig {
     fn validate(&self) -> Result<(), BufferError> {
-        if self.max_bytes == 0 {
-            return Err(BufferError::InvalidConfig {
-                field: "max_bytes",
-                reason: "must be greater than zero",
-            });
-        }
-        Ok(())
+        check_max_bytes(self.max_bytes)
     }
 }
 
@@ -241,7 +232,7 @@ impl SledBuffer {
     /// Writes the watermark when it moved and is due (or `force`d).
     fn persist_watermark(&self, state: &mut State, force: bool) -> Result<(), BufferError> {
         if state.watermark == state.persisted_watermark
-            || !(force || state.watermark_written_at.elapsed() >= WATERMARK_INTERVAL)
+            || !(force || state.watermark_written_at.elapsed() >= ACK_PERSIST_INTERVAL)
         {
             return Ok(());
         }
@@ -306,13 +297,7 @@ impl SledBuffer {
             state.next_seq = end;
             state.entries += payloads.len() as u64;
             state.bytes += requested_bytes;
-            let flush = match self.config.sync {
-                SyncPolicy::Always => true,
-                SyncPolicy::IntervalMs(ms) => {
-                    state.synced_at.elapsed() >= Duration::from_millis(ms)
-                }
-                SyncPolicy::Never => false,
-            };
+            let flush = self.config.sync.is_due(state.synced_at.elapsed());
             if flush {
                 state.synced_at = Instant::now();
             }

@@ -14,8 +14,8 @@ pub(crate) enum Destination {
     /// The topic of an event kind, with the event's id.
     Event { kind: EventKind, event_id: Uuid },
     /// The dead-letter topic, with why the payload was rejected.
+    /// The event type, when known, is the error's [`ValidationError::event_kind`].
     DeadLetter {
-        kind: Option<EventKind>,
         error: Box<ValidationError>,
         truncated: bool,
     },

@@ -293,13 +293,9 @@ impl Worker {
                     value: Some(kind.schema()),
                 })
             }
-            Destination::DeadLetter {
-                kind,
-                error,
-                truncated,
-            } => {
+            Destination::DeadLetter { error, truncated } => {
                 let mut headers = OwnedHeaders::new_with_capacity(7);
-                if let Some(kind) = kind {
+                if let Some(kind) = error.event_kind() {
                     headers = headers.insert(Header {
                         key: "event_type",
                         value: Some(kind.as_str()),
