@@ -30,6 +30,10 @@ pub struct IngestConfig {
     pub queue: QueueConfig,
     /// Where rejected events go.
     pub dead_letter: DeadLetterConfig,
+    /// Where accepted events wait for Kafka: memory only, or a disk buffer.
+    pub buffer: BufferConfig,
+    /// When to stop sending to an unreachable Kafka, and how to probe it.
+    pub breaker: BreakerConfig,
     /// Identifies this sender in the `source` header of every record (a storefront or
     /// host name). Empty means the host name.
     pub source: String,
@@ -312,6 +316,219 @@ impl Default for DeadLetterConfig {
     }
 }
 
+/// Which buffer holds accepted events until Kafka acknowledges them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferType {
+    /// Memory only (the bounded queue and the producer client's queue): fastest, but a
+    /// crash loses what Kafka has not acknowledged yet.
+    #[default]
+    Memory,
+    /// The segmented log on disk ([`LogBuffer`](crate::buffer::LogBuffer)).
+    Log,
+    /// The sled embedded database on disk ([`SledBuffer`](crate::buffer::SledBuffer)).
+    Sled,
+}
+
+/// When writes to the disk buffer reach stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferSync {
+    /// Before an append returns (concurrent submissions share one `fdatasync`).
+    Always,
+    /// At most every `buffer.sync_interval_ms`: a power loss forgets at most that much.
+    #[default]
+    Interval,
+    /// When the operating system writes back; survives a process crash, not a power loss.
+    Never,
+}
+
+/// What happens to accepted events when the disk buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Hold them in the queue until space frees up (for at most
+    /// `buffer.full_timeout_ms`); the queue fills and submissions are refused with
+    /// [`Error::QueueFull`](crate::Error::QueueFull): back-pressure to the caller.
+    #[default]
+    Block,
+    /// Drop them at once, count them in `ingest_buffer_dropped_total{reason="full"}`,
+    /// and fail their receipts; submissions keep being accepted.
+    DropNewest,
+}
+
+/// The buffer between the queue and Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferConfig {
+    /// `memory` (default), `log` (disk, recommended) or `sled` (disk).
+    #[serde(rename = "type")]
+    pub kind: BufferType,
+    /// Directory of a disk buffer (required for `log` and `sled`); created if missing.
+    /// One ingestor per directory.
+    pub dir: Option<std::path::PathBuf>,
+    /// Most bytes the disk buffer may hold, in bytes.
+    pub max_bytes: u64,
+    /// Size at which the `log` engine starts a new segment file, in bytes.
+    pub segment_bytes: u64,
+    /// When appends reach stable storage: `always`, `interval` or `never`.
+    pub sync: BufferSync,
+    /// The interval of `sync = "interval"`, in milliseconds.
+    pub sync_interval_ms: u64,
+    /// What to do when the disk buffer is full: `block` or `drop_newest`.
+    pub when_full: WhenFull,
+    /// With `when_full = "block"`: how long accepted events wait for space before their
+    /// receipts fail, in milliseconds.
+    pub full_timeout_ms: u64,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            kind: BufferType::Memory,
+            dir: None,
+            max_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+            sync: BufferSync::Interval,
+            sync_interval_ms: 100,
+            when_full: WhenFull::Block,
+            full_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// The circuit breaker around delivery (see `docs/operations.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// First wait before probing an unreachable cluster, in milliseconds; doubled after
+    /// every failed probe.
+    pub probe_min_backoff_ms: u64,
+    /// Longest wait between probes, in milliseconds.
+    pub probe_max_backoff_ms: u64,
+    /// How long one probe (a metadata request) may take, in milliseconds.
+    pub probe_timeout_ms: u64,
+    /// Open when records wait in the producer and none has been delivered for this
+    /// long, in milliseconds.
+    pub stall_timeout_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            probe_min_backoff_ms: 500,
+            probe_max_backoff_ms: 30_000,
+            probe_timeout_ms: 5_000,
+            stall_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A validated disk buffer.
+#[derive(Debug, Clone)]
+pub(crate) struct DiskBufferSettings {
+    pub(crate) kind: BufferType,
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) max_bytes: u64,
+    pub(crate) segment_bytes: u64,
+    pub(crate) sync: crate::buffer::SyncPolicy,
+    pub(crate) when_full: WhenFull,
+    pub(crate) full_timeout: Duration,
+}
+
+/// Validated breaker settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BreakerSettings {
+    pub(crate) min_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) probe_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
+}
+
+impl BufferConfig {
+    /// `None` for the memory buffer.
+    fn validate(&self, limits: &Limits) -> Result<Option<DiskBufferSettings>, ConfigError> {
+        if self.kind == BufferType::Memory {
+            return Ok(None);
+        }
+        let dir = match &self.dir {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.clone(),
+            _ => {
+                return Err(ConfigError::new(
+                    "buffer.dir",
+                    "is required for a disk buffer (type log or sled)",
+                ))
+            }
+        };
+        // A stored record is the payload plus a small header (ids, key, source) and the
+        // buffer's framing.
+        let largest = (limits.max_event_bytes + crate::delivery::STORED_OVERHEAD + 64) as u64;
+        if self.max_bytes < largest.max(1 << 20) {
+            return Err(ConfigError::new(
+                "buffer.max_bytes",
+                format!(
+                    "must be at least 1 MiB and hold the largest event ({largest} bytes with its header)"
+                ),
+            ));
+        }
+        if self.kind == BufferType::Log
+            && (self.segment_bytes < largest || self.segment_bytes > self.max_bytes)
+        {
+            return Err(ConfigError::new(
+                "buffer.segment_bytes",
+                format!("must be between {largest} (the largest record) and buffer.max_bytes"),
+            ));
+        }
+        if largest > u64::from(crate::buffer::MAX_RECORD_BYTES) {
+            return Err(ConfigError::new(
+                "limits.max_event_bytes",
+                "is too large for a disk buffer record (16 MiB with its header)",
+            ));
+        }
+        let sync = match self.sync {
+            BufferSync::Always => crate::buffer::SyncPolicy::Always,
+            BufferSync::Interval => crate::buffer::SyncPolicy::IntervalMs(positive(
+                "buffer.sync_interval_ms",
+                self.sync_interval_ms,
+            )?),
+            BufferSync::Never => crate::buffer::SyncPolicy::Never,
+        };
+        Ok(Some(DiskBufferSettings {
+            kind: self.kind,
+            dir,
+            max_bytes: self.max_bytes,
+            segment_bytes: self.segment_bytes,
+            sync,
+            when_full: self.when_full,
+            full_timeout: Duration::from_millis(self.full_timeout_ms),
+        }))
+    }
+}
+
+impl BreakerConfig {
+    fn validate(&self) -> Result<BreakerSettings, ConfigError> {
+        let min = positive("breaker.probe_min_backoff_ms", self.probe_min_backoff_ms)?;
+        if self.probe_max_backoff_ms < min {
+            return Err(ConfigError::new(
+                "breaker.probe_max_backoff_ms",
+                "must be at least breaker.probe_min_backoff_ms",
+            ));
+        }
+        Ok(BreakerSettings {
+            min_backoff: Duration::from_millis(min),
+            max_backoff: Duration::from_millis(self.probe_max_backoff_ms),
+            probe_timeout: Duration::from_millis(positive(
+                "breaker.probe_timeout_ms",
+                self.probe_timeout_ms,
+            )?),
+            stall_timeout: Duration::from_millis(positive(
+                "breaker.stall_timeout_ms",
+                self.stall_timeout_ms,
+            )?),
+        })
+    }
+}
+
 /// librdkafka properties this crate sets itself, with the key to use instead.
 const OWNED_PROPERTIES: &[(&str, &str)] = &[
     ("bootstrap.servers", "kafka.brokers"),
@@ -356,6 +573,9 @@ pub struct Settings {
     pub(crate) dead_letter_topic: Arc<str>,
     pub(crate) dead_letter: DeadLetterConfig,
     pub(crate) queue: QueueConfig,
+    /// `None`: events wait in memory only.
+    pub(crate) disk_buffer: Option<DiskBufferSettings>,
+    pub(crate) breaker: BreakerSettings,
     /// `None`: the host name, looked up by the ingestor when it starts.
     pub(crate) source: Option<Arc<str>>,
     pub(crate) producer: ClientConfig,
@@ -379,6 +599,11 @@ impl Settings {
     /// The topic an event kind is written to.
     pub fn topic(&self, kind: EventKind) -> &str {
         &self.topics[kind.index()]
+    }
+
+    /// Whether accepted events are held in a disk buffer until Kafka acknowledges them.
+    pub fn has_disk_buffer(&self) -> bool {
+        self.disk_buffer.is_some()
     }
 
     /// The configuration these settings were built from.
@@ -528,6 +753,9 @@ impl IngestConfig {
             ));
         }
 
+        let disk_buffer = self.buffer.validate(&limits)?;
+        let breaker = self.breaker.validate()?;
+
         let mut producer = ClientConfig::new();
         // librdkafka's own level would follow the `log` crate's; logs go through
         // `tracing`, which filters them, so let everything from Info up through, and
@@ -567,6 +795,8 @@ impl IngestConfig {
             dead_letter_topic: Arc::from(dead_letter.as_str()),
             dead_letter: self.dead_letter.clone(),
             queue: self.queue.clone(),
+            disk_buffer,
+            breaker,
             source: (!self.source.is_empty()).then(|| Arc::from(self.source.as_str())),
             producer,
             raw: self.clone(),
@@ -664,6 +894,49 @@ mod tests {
         }
         // The producer still gets the real values.
         assert_eq!(settings.producer.get("sasl.password"), Some("hunter2"));
+    }
+
+    #[test]
+    fn disk_buffer_needs_a_dir_and_room_for_the_largest_event() {
+        let config: IngestConfig = toml::from_str(
+            "[buffer]\ntype = \"log\"\ndir = \"/var/spool/ingest\"\nsync = \"always\"\nwhen_full = \"drop_newest\"",
+        )
+        .expect("parses");
+        let settings = config.validate().expect("valid");
+        let disk = settings.disk_buffer.expect("disk buffer");
+        assert_eq!(disk.sync, crate::buffer::SyncPolicy::Always);
+        assert_eq!(disk.when_full, WhenFull::DropNewest);
+
+        let mut config = IngestConfig::default();
+        config.buffer.kind = BufferType::Sled;
+        assert_eq!(config.validate().expect_err("dir").key(), "buffer.dir");
+        config.buffer.dir = Some("/tmp/x".into());
+        config.buffer.max_bytes = 1000;
+        assert_eq!(config.validate().expect_err("max").key(), "buffer.max_bytes");
+
+        let mut config = IngestConfig::default();
+        config.buffer.kind = BufferType::Log;
+        config.buffer.dir = Some("/tmp/x".into());
+        config.buffer.segment_bytes = 1000;
+        assert_eq!(
+            config.validate().expect_err("segment").key(),
+            "buffer.segment_bytes"
+        );
+        config.buffer.segment_bytes = 1 << 20;
+        config.buffer.sync_interval_ms = 0;
+        assert_eq!(
+            config.validate().expect_err("interval").key(),
+            "buffer.sync_interval_ms"
+        );
+
+        let mut config = IngestConfig::default();
+        config.breaker.probe_max_backoff_ms = 1;
+        assert_eq!(
+            config.validate().expect_err("backoff").key(),
+            "breaker.probe_max_backoff_ms"
+        );
+        let err = toml::from_str::<IngestConfig>("[buffer]\ntype = \"tape\"").expect_err("type");
+        assert!(err.to_string().contains("memory"), "{err}");
     }
 
     #[test]

@@ -285,6 +285,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The disk buffer could not be opened or used.
+    #[error("{context}: {source}")]
+    Buffer {
+        /// What was being attempted.
+        context: String,
+        /// The buffer's error.
+        #[source]
+        source: crate::buffer::BufferError,
+    },
+
     /// An operation did not finish within its deadline.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -296,7 +306,7 @@ impl Error {
         match self {
             Error::QueueFull { .. } | Error::ShuttingDown | Error::Timeout(_) => true,
             Error::Delivery { retryable, .. } => *retryable,
-            Error::Kafka { .. } | Error::Io { .. } => true,
+            Error::Kafka { .. } | Error::Io { .. } | Error::Buffer { .. } => true,
             Error::Invalid(_) | Error::Config(_) => false,
         }
     }

@@ -13,9 +13,10 @@ use tokio::sync::oneshot;
 use crate::batch::split_batch;
 use crate::config::{IngestConfig, Settings};
 use crate::delivery::{
-    BatchReceipt, Command, DeliveryContext, Destination, Gate, QueueBudget, Receipt, Record,
-    Rejection, ShutdownReport, Tracker, Worker,
+    BatchReceipt, Breaker, Command, DeliveryContext, Destination, DiskState, Forwarder, Gate,
+    QueueBudget, Receipt, Record, Rejection, Sender, ShutdownReport, Spool, Tracker, Worker,
 };
+use crate::health::{BufferHealth, Health};
 use crate::error::{Error, ValidationError};
 use crate::event::EventKind;
 use crate::telemetry::Telemetry;
@@ -76,7 +77,11 @@ struct Inner {
     gate: Gate,
     telemetry: Telemetry,
     stop_by: Arc<OnceLock<Instant>>,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    breaker: Arc<Breaker>,
+    /// `None` without a disk buffer.
+    disk: Option<Arc<DiskState>>,
+    /// The delivery thread, or the spool and forwarder threads.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     /// The `source` header when a submission names none.
     default_source: Arc<str>,
 }
@@ -149,6 +154,16 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+fn spawn(name: &str, run: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(run)
+        .map_err(|source| Error::Io {
+            context: format!("starting the {name} thread"),
+            source,
+        })
+}
+
 fn unix_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -165,11 +180,21 @@ impl Ingestor {
         let mut topics: Vec<Arc<str>> = settings.topics.to_vec();
         topics.push(settings.dead_letter_topic.clone());
         let telemetry = Telemetry::new(&topics);
+        let breaker = Arc::new(Breaker::new(settings.breaker));
+        let disk = match &settings.disk_buffer {
+            Some(disk) => Some(Arc::new(DiskState::open(disk.clone())?)),
+            None => None,
+        };
         let producer = ThreadedProducer::from_config_and_context(
             &settings.producer,
-            DeliveryContext::new(telemetry.clone()),
+            DeliveryContext::new(telemetry.clone(), breaker.clone(), disk.clone()),
         )
         .map_err(|e| Error::kafka("creating the producer", e))?;
+        let sender = Arc::new(Sender {
+            producer,
+            topics: settings.topics.clone(),
+            dead_letter_topic: settings.dead_letter_topic.clone(),
+        });
         let queue = &settings.queue;
         let budget = Arc::new(QueueBudget::new(queue.max_events, queue.max_bytes));
         let dead_letter_budget = Arc::new(QueueBudget::new(
@@ -181,24 +206,40 @@ impl Ingestor {
         let channel_slots = queue.max_events + queue.max_events / DEAD_LETTER_SHARE + 16;
         let (commands, receiver) = flume::bounded(channel_slots);
         let stop_by = Arc::new(OnceLock::new());
-        let worker = Worker {
-            producer,
-            stop_by: stop_by.clone(),
-            topics: settings.topics.clone(),
-            dead_letter_topic: settings.dead_letter_topic.clone(),
-            budget: budget.clone(),
-            dead_letter_budget: dead_letter_budget.clone(),
-            telemetry: telemetry.clone(),
-            expired: std::cell::Cell::new(0),
+        let threads = match &disk {
+            None => {
+                let worker = Worker {
+                    sender,
+                    breaker: breaker.clone(),
+                    stop_by: stop_by.clone(),
+                    budget: budget.clone(),
+                    dead_letter_budget: dead_letter_budget.clone(),
+                    telemetry: telemetry.clone(),
+                    expired: std::cell::Cell::new(0),
+                };
+                vec![spawn("ingest-delivery", move || worker.run(receiver))?]
+            }
+            Some(disk) => {
+                let forwarder =
+                    Forwarder::new(disk.clone(), sender.clone(), breaker.clone(), telemetry.clone());
+                let forwarding = spawn("ingest-forward", move || forwarder.run())?;
+                disk.set_forwarder(forwarding.thread().clone());
+                let spool = Spool::new(
+                    disk.clone(),
+                    sender,
+                    budget.clone(),
+                    dead_letter_budget.clone(),
+                    telemetry.clone(),
+                    stop_by.clone(),
+                );
+                vec![spawn("ingest-spool", move || spool.run(receiver))?, forwarding]
+            }
         };
-        let handle = std::thread::Builder::new()
-            .name("ingest-delivery".to_owned())
-            .spawn(move || worker.run(receiver))
-            .map_err(|source| Error::Io {
-                context: "starting the delivery thread".to_owned(),
-                source,
-            })?;
-        tracing::info!(brokers = %settings.raw.kafka.brokers, "ingestor started");
+        tracing::info!(
+            brokers = %settings.raw.kafka.brokers,
+            disk_buffer = disk.is_some(),
+            "ingestor started"
+        );
         let default_source = settings
             .source
             .clone()
@@ -213,10 +254,32 @@ impl Ingestor {
                 gate: Gate::new(),
                 telemetry,
                 stop_by,
+                breaker,
+                disk,
                 default_source,
-                worker: Mutex::new(Some(handle)),
+                threads: Mutex::new(threads),
             }),
         })
+    }
+
+    /// A snapshot of the ingestor's health, for readiness checks: the circuit
+    /// breaker's state, the queue and the disk buffer.
+    pub fn health(&self) -> Health {
+        let (queue_events, queue_bytes) = self.inner.budget.queued();
+        Health {
+            breaker: self.inner.breaker.state(),
+            queue_events,
+            queue_bytes,
+            buffer: self.inner.disk.as_ref().map(|disk| {
+                let stats = disk.engine.stats();
+                BufferHealth {
+                    entries: stats.entries,
+                    bytes: stats.bytes,
+                    max_bytes: disk.settings.max_bytes,
+                }
+            }),
+            shutting_down: self.inner.gate.is_closed(),
+        }
     }
 
     /// The settings this ingestor runs on.
@@ -253,7 +316,7 @@ impl Ingestor {
             Ok(event) => event,
             Err(error) => return Err(self.reject(body, error, received_at_ms, &source)),
         };
-        let tracker = Tracker::new(1);
+        let tracker = Tracker::new(1, self.inner.disk.is_some());
         let event_id = event.event_id();
         let bytes = event.payload().len();
         let record = self.record(event, received_at_ms, &source, &tracker);
@@ -306,7 +369,7 @@ impl Ingestor {
             }
         }
 
-        let tracker = Tracker::new(valid.len());
+        let tracker = Tracker::new(valid.len(), self.inner.disk.is_some());
         let accepted = valid.len();
         if accepted > 0 {
             let mut per_kind = [0u64; 4];
@@ -363,9 +426,14 @@ impl Ingestor {
     }
 
     /// Stops taking events, delivers everything queued within `timeout`, and stops the
-    /// delivery thread. Events Kafka has not acknowledged by then are counted in the
+    /// delivery threads. Events Kafka has not acknowledged by then are counted in the
     /// report and their receipts resolve with an error. Other clones of this ingestor
     /// refuse submissions afterwards.
+    ///
+    /// With a disk buffer, everything queued is first written to the buffer; what Kafka
+    /// has not acknowledged by the deadline stays there
+    /// ([`ShutdownReport::kept_in_buffer`]) and the next start delivers it. When the
+    /// circuit breaker is open (Kafka unreachable), it does not wait for the deadline.
     ///
     /// # Errors
     ///
@@ -382,12 +450,22 @@ impl Ingestor {
             .await
             .map_err(|_| Error::ShuttingDown)?;
         let report = report.await.map_err(|_| Error::ShuttingDown)?;
-        let handle = self.inner.worker.lock().ok().and_then(|mut w| w.take());
-        if let Some(handle) = handle {
-            // The thread has sent its report and is returning; joining is immediate.
+        let threads = self
+            .inner
+            .threads
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for handle in threads {
+            // The threads have sent the report and are returning; joining is immediate.
             let _ = handle.join();
         }
-        tracing::info!(undelivered = report.undelivered, elapsed = ?report.elapsed, "ingestor stopped");
+        tracing::info!(
+            undelivered = report.undelivered,
+            kept_in_buffer = report.kept_in_buffer,
+            elapsed = ?report.elapsed,
+            "ingestor stopped"
+        );
         Ok(report)
     }
 
@@ -467,7 +545,7 @@ impl Ingestor {
         if !config.enabled || rejected.is_empty() {
             return;
         }
-        let tracker = Tracker::new(rejected.len());
+        let tracker = Tracker::new(rejected.len(), false);
         let mut bytes = 0;
         let count = rejected.len();
         let records: Vec<Record> = rejected

@@ -38,6 +38,7 @@ pub mod config;
 mod delivery;
 mod error;
 mod event;
+mod health;
 mod ingestor;
 pub mod model;
 mod telemetry;
@@ -46,7 +47,10 @@ mod validate;
 pub use admin::{ensure_topics, TopicStatus};
 pub use batch::split_batch;
 pub use config::{IngestConfig, Settings};
-pub use delivery::{Ack, BatchReceipt, ParseAckError, Receipt, Rejection, ShutdownReport};
+pub use delivery::{
+    Ack, BatchReceipt, BreakerState, ParseAckError, Receipt, Rejection, ShutdownReport,
+};
+pub use health::{BufferHealth, Health};
 pub use error::{ConfigError, Error, ErrorCode, ValidationError};
 pub use event::EventKind;
 pub use ingestor::{Ingestor, IngestorBuilder, SubmitOptions};

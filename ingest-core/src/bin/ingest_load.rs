@@ -4,12 +4,17 @@
 //! stop it with SIGTERM or SIGKILL and check Kafka holds every recorded event.
 //!
 //! ```text
-//! ingest-load --brokers HOST:PORT --topic-prefix P --ack accepted|persisted|delivered --out FILE [--events N]
+//! ingest-load --brokers HOST:PORT --topic-prefix P --ack accepted|persisted|delivered --out FILE
+//!             [--events N] [--rate EVENTS_PER_SEC] [--users N]
+//!             [--buffer-dir DIR [--buffer-type log|sled] [--sync always|interval|never]]
+//!             [--message-timeout-ms MS] [--shutdown-timeout-ms MS]
 //! ```
 //!
-//! Topics are `P-product-views` and `P-events-dlq` (created by the test). On SIGTERM it
-//! stops submitting, shuts the ingestor down (30 s deadline) and exits 0 when nothing
-//! was left undelivered, 3 otherwise.
+//! Topics are `P-product-views` and `P-events-dlq` (created by the test). Events carry
+//! `seq` (their submission number in this run) and `run` (the process id), so a test
+//! can check each user's order. On SIGTERM, or after `--events`, it stops submitting,
+//! shuts the ingestor down and exits 0 when nothing was lost (delivered, or kept in the
+//! disk buffer for the next start), 3 otherwise. It prints one summary line on stderr.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -27,6 +32,17 @@ struct Options {
     ack: Ack,
     out: String,
     events: u64,
+    rate: u64,
+    users: u64,
+    buffer_dir: Option<String>,
+    buffer_type: String,
+    sync: String,
+    message_timeout_ms: Option<u64>,
+    shutdown_timeout_ms: u64,
+}
+
+fn number(flag: &str, value: &str) -> Result<u64, String> {
+    value.parse().map_err(|e| format!("{flag}: {e}"))
 }
 
 fn options() -> Result<Options, String> {
@@ -35,6 +51,13 @@ fn options() -> Result<Options, String> {
     let mut ack = Ack::Accepted;
     let mut out = None;
     let mut events = u64::MAX;
+    let mut rate = 0;
+    let mut users = 50;
+    let mut buffer_dir = None;
+    let mut buffer_type = "log".to_owned();
+    let mut sync = "interval".to_owned();
+    let mut message_timeout_ms = None;
+    let mut shutdown_timeout_ms = 30_000;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -43,7 +66,14 @@ fn options() -> Result<Options, String> {
             "--topic-prefix" => topic_prefix = Some(value),
             "--ack" => ack = value.parse().map_err(|e| format!("--ack: {e}"))?,
             "--out" => out = Some(value),
-            "--events" => events = value.parse().map_err(|e| format!("--events: {e}"))?,
+            "--events" => events = number(&flag, &value)?,
+            "--rate" => rate = number(&flag, &value)?,
+            "--users" => users = number(&flag, &value)?.max(1),
+            "--buffer-dir" => buffer_dir = Some(value),
+            "--buffer-type" => buffer_type = value,
+            "--sync" => sync = value,
+            "--message-timeout-ms" => message_timeout_ms = Some(number(&flag, &value)?),
+            "--shutdown-timeout-ms" => shutdown_timeout_ms = number(&flag, &value)?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -53,7 +83,42 @@ fn options() -> Result<Options, String> {
         ack,
         out: out.ok_or("--out is required")?,
         events,
+        rate,
+        users,
+        buffer_dir,
+        buffer_type,
+        sync,
+        message_timeout_ms,
+        shutdown_timeout_ms,
     })
+}
+
+/// The configuration the options describe.
+fn config(options: &Options) -> Result<IngestConfig, String> {
+    let mut config = IngestConfig::default();
+    config.kafka.brokers = options.brokers.clone();
+    config.source = "ingest-load".to_owned();
+    config.topics.product_view.name = format!("{}-product-views", options.topic_prefix);
+    config.topics.dead_letter.name = format!("{}-events-dlq", options.topic_prefix);
+    if let Some(ms) = options.message_timeout_ms {
+        config.kafka.message_timeout_ms = ms;
+    }
+    if let Some(dir) = &options.buffer_dir {
+        use ingest_core::config::{BufferSync, BufferType};
+        config.buffer.dir = Some(dir.into());
+        config.buffer.kind = match options.buffer_type.as_str() {
+            "log" => BufferType::Log,
+            "sled" => BufferType::Sled,
+            other => return Err(format!("--buffer-type: unknown {other}")),
+        };
+        config.buffer.sync = match options.sync.as_str() {
+            "always" => BufferSync::Always,
+            "interval" => BufferSync::Interval,
+            "never" => BufferSync::Never,
+            other => return Err(format!("--sync: unknown {other}")),
+        };
+    }
+    Ok(config)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -65,12 +130,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut config = IngestConfig::default();
-    config.kafka.brokers = options.brokers.clone();
-    config.source = "ingest-load".to_owned();
-    config.topics.product_view.name = format!("{}-product-views", options.topic_prefix);
-    config.topics.dead_letter.name = format!("{}-events-dlq", options.topic_prefix);
-    let ingestor = match Ingestor::builder().config(config).build() {
+    let ingestor = match config(&options).and_then(|config| {
+        Ingestor::builder()
+            .config(config)
+            .build()
+            .map_err(|e| e.to_string())
+    }) {
         Ok(ingestor) => ingestor,
         Err(e) => {
             eprintln!("ingest-load: {e}");
@@ -107,8 +172,22 @@ async fn main() -> ExitCode {
         }
     };
 
+    let run = std::process::id();
+    let started = std::time::Instant::now();
+    let mut backpressure: u64 = 0;
     let mut i: u64 = 0;
     while i < options.events {
+        if options.rate > 0 {
+            // Open loop at the given rate: wait for this event's slot.
+            let due = Duration::from_secs_f64(i as f64 / options.rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::select! {
+                    biased;
+                    _ = terminate.recv() => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
         tokio::select! {
             biased;
             _ = terminate.recv() => break,
@@ -116,8 +195,8 @@ async fn main() -> ExitCode {
         }
         let id = uuid::Uuid::now_v7();
         let body = format!(
-            r#"{{"event_id":"{id}","user_id":"user-{}","product_id":"sku-{i}","seq":{i}}}"#,
-            i % 50
+            r#"{{"event_id":"{id}","user_id":"user-{}","product_id":"sku-{i}","seq":{i},"run":{run}}}"#,
+            i % options.users
         );
         match ingestor.submit(EventKind::ProductView, Bytes::from(body)) {
             Ok(receipt) => {
@@ -134,7 +213,10 @@ async fn main() -> ExitCode {
                 }
                 i += 1;
             }
-            Err(e) if e.is_backpressure() => tokio::time::sleep(Duration::from_millis(1)).await,
+            Err(e) if e.is_backpressure() => {
+                backpressure += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             Err(e) => {
                 eprintln!("ingest-load: {e}");
                 return ExitCode::from(2);
@@ -145,7 +227,9 @@ async fn main() -> ExitCode {
             tokio::task::yield_now().await;
         }
     }
-    let report = ingestor.shutdown(Duration::from_secs(30)).await;
+    let report = ingestor
+        .shutdown(Duration::from_millis(options.shutdown_timeout_ms))
+        .await;
     drop(acknowledged);
     // Receipt tasks still hold senders until their receipts resolve, which shutdown
     // guarantees; then the writer drains and ends.
@@ -153,10 +237,12 @@ async fn main() -> ExitCode {
     match report {
         Ok(report) => {
             eprintln!(
-                "ingest-load: submitted {i}, undelivered {}",
-                report.undelivered
+                "ingest-load: submitted {i}, backpressure {backpressure}, undelivered {}, kept_in_buffer {}, lost {}",
+                report.undelivered,
+                report.kept_in_buffer,
+                report.lost()
             );
-            if report.undelivered == 0 {
+            if report.lost() == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(3)

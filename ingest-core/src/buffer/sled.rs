@@ -221,7 +221,10 @@ impl SledBuffer {
     /// Flushes the database; a failure poisons the buffer, because the database may
     /// have dropped writes it had accepted.
     fn flush(&self) -> Result<(), BufferError> {
-        if let Err(err) = self.db.flush() {
+        let started = Instant::now();
+        let flushed = self.db.flush();
+        metrics::histogram!("ingest_buffer_fsync_seconds").record(started.elapsed().as_secs_f64());
+        if let Err(err) = flushed {
             let mut state = self.lock_any();
             state.poisoned = Some(format!("flushing the database failed: {err}"));
             return Err(BufferError::sled("flushing", err));

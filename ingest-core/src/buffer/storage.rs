@@ -58,7 +58,10 @@ impl StorageFile for StdFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
+        let started = std::time::Instant::now();
+        let result = self.0.sync_data();
+        metrics::histogram!("ingest_buffer_fsync_seconds").record(started.elapsed().as_secs_f64());
+        result
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

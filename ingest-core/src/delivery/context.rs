@@ -4,25 +4,48 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use metrics::counter;
+
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 
+use super::breaker::Breaker;
+use super::disk::{BufferTelemetry, DiskState};
 use super::receipt::Tracker;
 use crate::telemetry::Telemetry;
 
-/// Routes delivery reports to receipts and metrics, and librdkafka's logs to `tracing`.
+/// What travels with a record through the producer client and comes back in its
+/// delivery report.
+pub(crate) struct Sent {
+    /// The receipt to resolve; `None` for records replayed from the disk buffer after a
+    /// restart (their submitters are gone).
+    pub(crate) tracker: Option<Arc<Tracker>>,
+    /// The record's place in the disk buffer, to acknowledge there.
+    pub(crate) seq: Option<u64>,
+}
+
+/// Routes delivery reports to receipts, the disk buffer, the breaker and metrics, and
+/// librdkafka's logs to `tracing`.
 pub(crate) struct DeliveryContext {
     telemetry: Telemetry,
+    breaker: Arc<Breaker>,
+    disk: Option<Arc<DiskState>>,
     failure_log: LogThrottle,
 }
 
 impl DeliveryContext {
-    pub(crate) fn new(telemetry: Telemetry) -> Self {
+    pub(crate) fn new(
+        telemetry: Telemetry,
+        breaker: Arc<Breaker>,
+        disk: Option<Arc<DiskState>>,
+    ) -> Self {
         DeliveryContext {
             telemetry,
+            breaker,
+            disk,
             failure_log: LogThrottle::new(),
         }
     }
@@ -72,25 +95,38 @@ impl ClientContext for DeliveryContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.breaker.trip("all brokers are down");
+        }
         tracing::warn!(target: "librdkafka", %error, "kafka client error: {reason}");
     }
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Arc<Tracker>;
+    type DeliveryOpaque = Box<Sent>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, tracker: Arc<Tracker>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Sent>) {
+        let Sent { tracker, seq } = *sent;
         match result {
             Ok(message) => {
+                self.breaker.success();
+                if let (Some(disk), Some(seq)) = (&self.disk, seq) {
+                    disk.acked(seq);
+                }
                 self.telemetry.delivered(message.topic());
-                self.telemetry
-                    .delivery_latency
-                    .record(tracker.accepted_at().elapsed().as_secs_f64());
-                tracker.complete(None);
+                if let Some(tracker) = tracker {
+                    self.telemetry
+                        .delivery_latency
+                        .record(tracker.accepted_at().elapsed().as_secs_f64());
+                    tracker.complete(None);
+                }
             }
             Err((error, message)) => {
                 let reason = reason_label(error);
-                Telemetry::failed(message.topic(), &reason);
+                let retryable = is_retryable(error);
+                if retryable {
+                    self.breaker.trip(&reason);
+                }
                 if let Some(suppressed) = self.failure_log.allow() {
                     tracing::warn!(
                         topic = message.topic(),
@@ -99,7 +135,22 @@ impl ProducerContext for DeliveryContext {
                         "record not delivered to Kafka"
                     );
                 }
-                tracker.complete(Some((error.to_string(), is_retryable(error))));
+                if let (Some(disk), Some(seq)) = (&self.disk, seq) {
+                    if retryable {
+                        // It stays in the buffer and is sent again after a rewind.
+                        counter!("ingest_delivery_retries_total", "reason" => reason).increment(1);
+                        disk.redeliver(seq, tracker);
+                        return;
+                    }
+                    // Kafka will never take it: holding it would block the buffer.
+                    tracing::error!(topic = message.topic(), %error, "Kafka refused a buffered record for good; it is dropped from the disk buffer");
+                    BufferTelemetry::dropped("rejected_by_kafka", 1);
+                    disk.acked(seq);
+                }
+                Telemetry::failed(message.topic(), &reason);
+                if let Some(tracker) = tracker {
+                    tracker.complete(Some((error.to_string(), retryable)));
+                }
             }
         }
     }

@@ -7,6 +7,10 @@
 //!                                                               → Tracker::complete
 //! ```
 //!
+//! With a disk buffer (see [`disk`]), a spool thread takes the queue's place as its
+//! consumer and appends to the buffer; a forwarder thread reads the buffer in order
+//! and feeds the producer; delivery reports acknowledge records in the buffer.
+//!
 //! Guarantees:
 //! - The queue is bounded in events and bytes; a submission that does not fit is
 //!   refused with [`Error::QueueFull`](crate::Error::QueueFull), never blocked and never
@@ -17,15 +21,28 @@
 //! - Every queued record is resolved exactly once: by its delivery report, by a send
 //!   error, or, if it is dropped unsent when the ingestor stops, by its `Drop`.
 
+mod breaker;
 mod context;
+mod disk;
+mod forwarder;
 mod receipt;
 mod record;
+mod sender;
+mod spool;
+mod stored;
 mod worker;
 
+pub use breaker::BreakerState;
 pub use receipt::{Ack, BatchReceipt, ParseAckError, Receipt, Rejection};
 pub use worker::ShutdownReport;
 
+pub(crate) use breaker::Breaker;
 pub(crate) use context::DeliveryContext;
+pub(crate) use disk::DiskState;
+pub(crate) use forwarder::Forwarder;
 pub(crate) use receipt::Tracker;
 pub(crate) use record::{Destination, Record};
+pub(crate) use sender::Sender;
+pub(crate) use spool::Spool;
+pub(crate) use stored::MAX_OVERHEAD as STORED_OVERHEAD;
 pub(crate) use worker::{Command, Gate, QueueBudget, Worker};

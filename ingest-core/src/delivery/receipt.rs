@@ -17,8 +17,9 @@ pub enum Ack {
     /// Validated and queued in memory (the default: the fastest answer).
     #[default]
     Accepted,
-    /// Safe on local disk. Without a disk buffer, Kafka is the first durable place,
-    /// so this resolves when the events are delivered.
+    /// Written to the disk buffer and synced as its sync policy says. Without a disk
+    /// buffer, Kafka is the first durable place, so this resolves when the events are
+    /// delivered.
     Persisted,
     /// Acknowledged by Kafka with `acks=all`.
     Delivered,
@@ -60,24 +61,39 @@ impl FromStr for Ack {
 }
 
 /// Shared progress of the events of one submission.
+///
+/// Every event ends in exactly one of two ways: handed on (to the producer, or to the
+/// disk buffer and then the producer) and later [`complete`](Self::complete)d, or
+/// [`abandon`](Self::abandon)ed before it left the queue. With a disk buffer, handing
+/// on first marks it [`persisted`](Self::persisted).
 pub(crate) struct Tracker {
     total: usize,
+    /// Events not yet in their final state (delivered or failed).
     pending: AtomicUsize,
+    /// Events not yet written to the disk buffer nor failed (disk buffer only).
+    unpersisted: AtomicUsize,
     failed: AtomicUsize,
+    /// Events that failed before they were persisted.
+    failed_unpersisted: AtomicUsize,
     first_failure: OnceLock<(String, bool)>,
     notify: Notify,
     accepted_at: Instant,
+    /// Whether `Ack::Persisted` means the disk buffer (else it means Kafka).
+    disk: bool,
 }
 
 impl Tracker {
-    pub(crate) fn new(total: usize) -> Arc<Self> {
+    pub(crate) fn new(total: usize, disk: bool) -> Arc<Self> {
         Arc::new(Tracker {
             total,
             pending: AtomicUsize::new(total),
+            unpersisted: AtomicUsize::new(total),
             failed: AtomicUsize::new(0),
+            failed_unpersisted: AtomicUsize::new(0),
             first_failure: OnceLock::new(),
             notify: Notify::new(),
             accepted_at: Instant::now(),
+            disk,
         })
     }
 
@@ -85,24 +101,58 @@ impl Tracker {
         self.accepted_at
     }
 
-    /// Records that one event reached its final state.
+    /// Records that `n` events were written to the disk buffer.
+    pub(crate) fn persisted(&self, n: usize) {
+        if self.unpersisted.fetch_sub(n, Ordering::AcqRel) == n {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Records that one event that left the queue reached its final state.
     pub(crate) fn complete(&self, failure: Option<(String, bool)>) {
         if let Some(failure) = failure {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            let _ = self.first_failure.set(failure);
+            self.record_failure(failure);
         }
-        // AcqRel: a waiter that sees 0 also sees the failure recorded above.
+        self.settle_one();
+    }
+
+    /// Records that one event failed before it left the queue (never persisted, never
+    /// sent).
+    pub(crate) fn abandon(&self, reason: String, retryable: bool) {
+        // Counted before the counters move, so a woken waiter sees the failure.
+        self.record_failure((reason, retryable));
+        self.failed_unpersisted.fetch_add(1, Ordering::Relaxed);
+        self.persisted(1);
+        self.settle_one();
+    }
+
+    fn record_failure(&self, failure: (String, bool)) {
+        let _ = self.first_failure.set(failure);
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn settle_one(&self) {
+        // AcqRel: a waiter that sees 0 also sees the failure recorded before.
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.notify.notify_waiters();
         }
     }
 
-    fn is_done(&self) -> bool {
-        self.pending.load(Ordering::Acquire) == 0
+    fn is_done(&self, ack: Ack) -> bool {
+        let counter = if ack == Ack::Persisted && self.disk {
+            &self.unpersisted
+        } else {
+            &self.pending
+        };
+        counter.load(Ordering::Acquire) == 0
     }
 
-    fn outcome(&self) -> Result<(), Error> {
-        let failed = self.failed.load(Ordering::Relaxed);
+    fn outcome(&self, ack: Ack) -> Result<(), Error> {
+        let failed = if ack == Ack::Persisted && self.disk {
+            self.failed_unpersisted.load(Ordering::Relaxed)
+        } else {
+            self.failed.load(Ordering::Relaxed)
+        };
         if failed == 0 {
             return Ok(());
         }
@@ -155,15 +205,17 @@ impl Receipt {
 
     /// Whether every event has reached its final state (delivered or failed).
     pub fn is_settled(&self) -> bool {
-        self.tracker.is_done()
+        self.tracker.is_done(Ack::Delivered)
     }
 
     /// Waits until the events reach `ack`.
     ///
     /// # Errors
     ///
-    /// [`Error::Delivery`] when some events could not be delivered (it says how many and
-    /// why). A receipt of zero events resolves at once.
+    /// [`Error::Delivery`] when some events did not reach `ack` (it says how many and
+    /// why): not delivered in time, dropped because the disk buffer was full, or, at
+    /// shutdown, kept in the disk buffer for the next start (which delivers them). A
+    /// receipt of zero events resolves at once.
     ///
     /// # Cancel safety
     ///
@@ -177,8 +229,8 @@ impl Receipt {
             tokio::pin!(notified);
             // Register before checking, so a completion in between is not missed.
             notified.as_mut().enable();
-            if self.tracker.is_done() {
-                return self.tracker.outcome();
+            if self.tracker.is_done(ack) {
+                return self.tracker.outcome(ack);
             }
             notified.await;
         }
@@ -212,7 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn resolves_when_all_events_settle_and_reports_failures() {
-        let tracker = Tracker::new(3);
+        let tracker = Tracker::new(3, false);
         let receipt = Receipt::new(tracker.clone(), None);
         assert!(receipt.wait(Ack::Accepted).await.is_ok());
         let waiter = tokio::spawn({
@@ -241,8 +293,27 @@ mod tests {
 
     #[tokio::test]
     async fn empty_receipt_resolves_at_once() {
-        let receipt = Receipt::new(Tracker::new(0), None);
+        let receipt = Receipt::new(Tracker::new(0, true), None);
         assert!(receipt.wait(Ack::Delivered).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn with_a_disk_buffer_persisted_resolves_before_delivered() {
+        let tracker = Tracker::new(2, true);
+        let receipt = Receipt::new(tracker.clone(), None);
+        tracker.persisted(1);
+        tracker.abandon("disk buffer full".to_owned(), true);
+        let err = receipt.wait(Ack::Persisted).await.expect_err("one dropped");
+        assert!(matches!(err, Error::Delivery { failed: 1, total: 2, .. }), "{err}");
+        assert!(!receipt.is_settled(), "the persisted one is still on its way");
+        tracker.complete(None);
+        let err = receipt.wait(Ack::Delivered).await.expect_err("one dropped");
+        assert!(err.to_string().contains("disk buffer full"), "{err}");
+
+        let tracker = Tracker::new(1, true);
+        let receipt = Receipt::new(tracker.clone(), None);
+        tracker.persisted(1);
+        receipt.wait(Ack::Persisted).await.expect("persisted");
     }
 
     #[test]

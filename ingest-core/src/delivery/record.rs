@@ -54,6 +54,13 @@ impl Record {
         }
     }
 
+    /// Fails the record's receipt: it will not be delivered.
+    pub(crate) fn abandon(&mut self, reason: String) {
+        if let Some(tracker) = self.tracker.take() {
+            tracker.abandon(reason, true);
+        }
+    }
+
     /// Hands the tracker share to the producer, which reports the outcome.
     pub(crate) fn take_tracker(&mut self) -> Option<Arc<Tracker>> {
         self.tracker.take()
@@ -63,10 +70,7 @@ impl Record {
 impl Drop for Record {
     fn drop(&mut self) {
         if let Some(tracker) = self.tracker.take() {
-            tracker.complete(Some((
-                "dropped before delivery: the ingestor stopped".to_owned(),
-                true,
-            )));
+            tracker.abandon("dropped before delivery: the ingestor stopped".to_owned(), true);
         }
     }
 }
@@ -105,7 +109,7 @@ mod tests {
 
     #[test]
     fn dropping_a_queued_record_fails_its_receipt() {
-        let tracker = Tracker::new(1);
+        let tracker = Tracker::new(1, false);
         let record = Record::new(
             Destination::Event {
                 kind: EventKind::Cart,

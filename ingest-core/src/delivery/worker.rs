@@ -12,12 +12,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::{Producer, PurgeConfig};
 use tokio::sync::oneshot;
 
-use super::context::{is_retryable, reason_label, DeliveryContext};
-use super::record::{rfc3339_millis, Destination, Record};
+use super::breaker::Breaker;
+use super::context::{is_retryable, reason_label, Sent};
+use super::record::{Destination, Record};
+use super::sender::{Outgoing, Sender};
 use crate::error::Error;
 use crate::telemetry::Telemetry;
 
@@ -44,9 +45,12 @@ pub(crate) enum Command {
 /// What [`Ingestor::shutdown`](crate::Ingestor::shutdown) achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Records (events and dead letters) Kafka had not acknowledged by the deadline;
-    /// the receipts of those events resolved with an error.
+    /// Records Kafka had not acknowledged by the deadline; the receipts of those events
+    /// resolved with an error. With a disk buffer these are the records kept in it.
     pub undelivered: usize,
+    /// Of those, the records kept in the disk buffer: the next start delivers them
+    /// (always zero without a disk buffer).
+    pub kept_in_buffer: usize,
     /// How long the shutdown took.
     pub elapsed: Duration,
 }
@@ -58,6 +62,20 @@ pub(crate) struct QueueBudget {
     bytes: AtomicUsize,
     max_events: usize,
     max_bytes: usize,
+}
+
+impl ShutdownReport {
+    /// Records neither delivered nor kept in the disk buffer: lost.
+    pub fn lost(&self) -> usize {
+        self.undelivered.saturating_sub(self.kept_in_buffer)
+    }
+}
+
+/// Resolves the receipt of a record that never reached the producer.
+pub(crate) fn complete(sent: Sent, reason: String, retryable: bool) {
+    if let Some(tracker) = sent.tracker {
+        tracker.complete(Some((reason, retryable)));
+    }
 }
 
 impl QueueBudget {
@@ -96,7 +114,7 @@ impl QueueBudget {
         self.bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
-    fn publish(&self, telemetry: &Telemetry) {
+    pub(crate) fn publish(&self, telemetry: &Telemetry) {
         telemetry
             .queue_events
             .set(self.events.load(Ordering::Relaxed) as f64);
@@ -157,12 +175,11 @@ impl Gate {
 }
 
 pub(crate) struct Worker {
-    pub(crate) producer: ThreadedProducer<DeliveryContext>,
+    pub(crate) sender: Arc<Sender>,
+    pub(crate) breaker: Arc<Breaker>,
     /// Set by shutdown before its command is queued, so a thread waiting on a full
     /// producer queue gives up in time instead of holding the shutdown back.
     pub(crate) stop_by: Arc<OnceLock<Instant>>,
-    pub(crate) topics: [Arc<str>; 4],
-    pub(crate) dead_letter_topic: Arc<str>,
     pub(crate) budget: Arc<QueueBudget>,
     /// Dead-letter records have a budget of their own, so a flood of invalid events
     /// can never take queue room from valid ones.
@@ -173,14 +190,40 @@ pub(crate) struct Worker {
     pub(crate) expired: Cell<usize>,
 }
 
+/// How often an idle delivery thread looks whether the breaker wants a probe.
+pub(crate) const IDLE_TICK: Duration = Duration::from_millis(100);
+
+/// Probes the cluster if the breaker is open and a probe is due.
+pub(crate) fn probe_if_due(sender: &Sender, breaker: &Breaker) {
+    if breaker.until_probe() == Some(Duration::ZERO) {
+        let answered = sender
+            .producer
+            .client()
+            .fetch_metadata(None, breaker.probe_timeout())
+            .is_ok();
+        breaker.probed(answered);
+    }
+}
+
 impl Worker {
     pub(crate) fn run(self, commands: flume::Receiver<Command>) {
-        while let Ok(command) = commands.recv() {
+        loop {
+            let waiting = self.sender.producer.in_flight_count() > 0;
+            self.breaker.check_stalled(waiting);
+            let command = match commands.recv_timeout(IDLE_TICK) {
+                Ok(command) => command,
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    probe_if_due(&self.sender, &self.breaker);
+                    continue;
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => break,
+            };
+            self.breaker.sending(waiting);
             match command {
                 Command::Send(record) => self.send_all(std::iter::once(record)),
                 Command::SendMany(records) => self.send_all(records),
                 Command::Flush { timeout, done } => {
-                    let _ = done.send(self.producer.flush(timeout).is_ok());
+                    let _ = done.send(self.sender.producer.flush(timeout).is_ok());
                 }
                 Command::Shutdown { timeout, done } => {
                     let report = self.finish(&commands, timeout);
@@ -215,22 +258,17 @@ impl Worker {
     }
 
     fn send(&self, mut record: Record) {
-        let headers = self.headers(&record);
-        let topic: &str = match &record.destination {
-            Destination::Event { kind, .. } => &self.topics[kind.index()],
-            Destination::DeadLetter { .. } => &self.dead_letter_topic,
-        };
         let Some(tracker) = record.take_tracker() else {
             return;
         };
-        let mut outgoing = BaseRecord::with_opaque_to(topic, tracker)
-            .payload(&record.payload[..])
-            .headers(headers);
-        if let Some(key) = &record.key {
-            outgoing = outgoing.key(&key[..]);
-        }
+        let outgoing = Outgoing::of_record(&record);
+        let topic = self.sender.topic(&record.destination);
+        let mut sent = Box::new(Sent {
+            tracker: Some(tracker),
+            seq: None,
+        });
         loop {
-            match self.producer.send(outgoing) {
+            match self.sender.try_send(&outgoing, sent) {
                 Ok(()) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     // The client's own bounded queue is full: wait for deliveries to
@@ -240,89 +278,22 @@ impl Worker {
                     if self.stop_by.get().is_some_and(|d| Instant::now() >= *d) {
                         self.expired.set(self.expired.get() + 1);
                         Telemetry::failed(topic, "ShutdownDeadline");
-                        back.delivery_opaque.complete(Some((
+                        complete(
+                            *back,
                             "shutdown deadline reached before delivery".to_owned(),
                             true,
-                        )));
+                        );
                         return;
                     }
                     thread::sleep(Duration::from_millis(1));
-                    outgoing = back;
+                    sent = back;
                 }
                 Err((error, back)) => {
                     Telemetry::failed(topic, &reason_label(&error));
                     tracing::warn!(topic, %error, "record refused by the Kafka client");
-                    back.delivery_opaque
-                        .complete(Some((error.to_string(), is_retryable(&error))));
+                    complete(*back, error.to_string(), is_retryable(&error));
                     return;
                 }
-            }
-        }
-    }
-
-    fn headers(&self, record: &Record) -> OwnedHeaders {
-        let received_at = rfc3339_millis(record.received_at_ms);
-        let common = |headers: OwnedHeaders| {
-            headers
-                .insert(Header {
-                    key: "received_at",
-                    value: Some(received_at.as_str()),
-                })
-                .insert(Header {
-                    key: "source",
-                    value: Some(&*record.source),
-                })
-        };
-        match &record.destination {
-            Destination::Event { kind, event_id } => {
-                let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-                let id = event_id.hyphenated().encode_lower(&mut id);
-                common(
-                    OwnedHeaders::new_with_capacity(5)
-                        .insert(Header {
-                            key: "event_type",
-                            value: Some(kind.as_str()),
-                        })
-                        .insert(Header {
-                            key: "event_id",
-                            value: Some(&*id),
-                        }),
-                )
-                .insert(Header {
-                    key: "schema",
-                    value: Some(kind.schema()),
-                })
-            }
-            Destination::DeadLetter { error, truncated } => {
-                let mut headers = OwnedHeaders::new_with_capacity(7);
-                if let Some(kind) = error.event_kind() {
-                    headers = headers.insert(Header {
-                        key: "event_type",
-                        value: Some(kind.as_str()),
-                    });
-                }
-                headers = headers
-                    .insert(Header {
-                        key: "error_code",
-                        value: Some(error.code().as_str()),
-                    })
-                    .insert(Header {
-                        key: "error_message",
-                        value: Some(error.message()),
-                    });
-                if let Some(field) = error.field_path() {
-                    headers = headers.insert(Header {
-                        key: "error_field",
-                        value: Some(field),
-                    });
-                }
-                if *truncated {
-                    headers = headers.insert(Header {
-                        key: "payload_truncated",
-                        value: Some("true"),
-                    });
-                }
-                common(headers)
             }
         }
     }
@@ -340,23 +311,23 @@ impl Worker {
                 Command::Flush { .. } | Command::Shutdown { .. } => {}
             }
         }
-        let _ = self
-            .producer
+        let producer = &self.sender.producer;
+        let _ = producer
             .flush(deadline.saturating_duration_since(Instant::now()));
-        let in_flight = usize::try_from(self.producer.in_flight_count()).unwrap_or(0);
+        let in_flight = usize::try_from(producer.in_flight_count()).unwrap_or(0);
         let undelivered = in_flight + self.expired.get();
         if in_flight > 0 {
             tracing::warn!(
                 undelivered,
                 "shutdown deadline reached; purging undelivered records"
             );
-            self.producer
-                .purge(PurgeConfig::default().queue().inflight());
+            producer.purge(PurgeConfig::default().queue().inflight());
             // Purged records come back as failed delivery reports; serve them.
-            let _ = self.producer.flush(Duration::from_secs(5));
+            let _ = producer.flush(Duration::from_secs(5));
         }
         ShutdownReport {
             undelivered,
+            kept_in_buffer: 0,
             elapsed: started.elapsed(),
         }
     }

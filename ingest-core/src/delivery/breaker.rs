@@ -1,0 +1,264 @@
+//! The circuit breaker around delivery.
+//!
+//! ```text
+//!     delivery failure / all brokers down / no delivery for stall_timeout
+//!   Closed ───────────────────────────────────────▶ Open ◀──┐ probe failed
+//!     ▲                                              │      │ (backoff doubles,
+//!     │ a record delivered                           │ probe up to the maximum)
+//!     │                                              ▼      │
+//!     └──────────────────────────────────────── HalfOpen ───┘ delivery failure
+//!                 a record delivered        (probe answered: send again)
+//! ```
+//!
+//! While the breaker is open the disk path stops feeding the producer (events keep
+//! going into the disk buffer) and probes the cluster with a metadata request after a
+//! backoff that doubles up to a cap. A delivered record closes the breaker from any
+//! state: the cluster is evidently reachable. The memory path keeps sending whatever
+//! the state (there is nowhere else to keep events) but reports the state all the same.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, Counter, Gauge};
+
+use crate::config::BreakerSettings;
+
+/// The state of the circuit breaker around delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BreakerState {
+    /// Kafka takes records: sending normally.
+    Closed,
+    /// Kafka is unreachable or failing: not sending, probing with backoff.
+    Open,
+    /// A probe was answered: sending again until a delivery confirms or fails.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// `closed`, `open` or `half_open`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+
+    /// The value of the `ingest_breaker_state` gauge: 0 closed, 1 half-open, 2 open.
+    const fn gauge_value(self) -> f64 {
+        match self {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => BreakerState::Open,
+            2 => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
+        }
+    }
+
+    const fn to_u8(self) -> u8 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+        }
+    }
+}
+
+struct Probing {
+    backoff: Duration,
+    next_probe: Instant,
+}
+
+pub(crate) struct Breaker {
+    state: AtomicU8,
+    /// When a record was last delivered, in milliseconds since `epoch`.
+    last_success_ms: AtomicU64,
+    epoch: Instant,
+    probing: Mutex<Probing>,
+    settings: BreakerSettings,
+    gauge: Gauge,
+    opened: Counter,
+}
+
+impl Breaker {
+    pub(crate) fn new(settings: BreakerSettings) -> Self {
+        let gauge = gauge!("ingest_breaker_state");
+        gauge.set(BreakerState::Closed.gauge_value());
+        Breaker {
+            state: AtomicU8::new(BreakerState::Closed.to_u8()),
+            last_success_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            probing: Mutex::new(Probing {
+                backoff: settings.min_backoff,
+                next_probe: Instant::now(),
+            }),
+            settings,
+            gauge,
+            opened: counter!("ingest_breaker_opened_total"),
+        }
+    }
+
+    pub(crate) fn state(&self) -> BreakerState {
+        BreakerState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    fn set(&self, from: BreakerState, to: BreakerState) -> bool {
+        let swapped = self
+            .state
+            .compare_exchange(from.to_u8(), to.to_u8(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if swapped {
+            self.gauge.set(to.gauge_value());
+        }
+        swapped
+    }
+
+    fn probing(&self) -> std::sync::MutexGuard<'_, Probing> {
+        self.probing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Delivery failed or no broker is reachable: open (from closed or half-open).
+    pub(crate) fn trip(&self, why: &str) {
+        for from in [BreakerState::Closed, BreakerState::HalfOpen] {
+            if self.set(from, BreakerState::Open) {
+                let mut probing = self.probing();
+                if from == BreakerState::HalfOpen {
+                    probing.backoff = (probing.backoff * 2).min(self.settings.max_backoff);
+                }
+                probing.next_probe = Instant::now() + probing.backoff;
+                self.opened.increment(1);
+                tracing::warn!(
+                    reason = why,
+                    probe_in = ?probing.backoff,
+                    "circuit breaker open: Kafka is not taking records; events wait (in the disk buffer, if configured) and the cluster is probed"
+                );
+                return;
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A record was delivered: close (cheap when already closed).
+    pub(crate) fn success(&self) {
+        self.last_success_ms.store(self.now_ms(), Ordering::Relaxed);
+        let state = self.state();
+        if state != BreakerState::Closed && self.set(state, BreakerState::Closed) {
+            self.probing().backoff = self.settings.min_backoff;
+            tracing::info!("circuit breaker closed: Kafka takes records again");
+        }
+    }
+
+    /// Trips when records are waiting in the producer and none has been delivered for
+    /// the stall timeout: the cluster is unreachable even if the client has not said so
+    /// (it reports failures only when records time out).
+    pub(crate) fn check_stalled(&self, records_waiting: bool) {
+        if !records_waiting || self.state() == BreakerState::Open {
+            return;
+        }
+        let since = self
+            .now_ms()
+            .saturating_sub(self.last_success_ms.load(Ordering::Relaxed));
+        if since >= u64::try_from(self.settings.stall_timeout.as_millis()).unwrap_or(u64::MAX) {
+            self.trip("no record delivered within breaker.stall_timeout_ms");
+        }
+    }
+
+    /// Records are about to be handed to the producer: the stall clock starts now if
+    /// nothing was waiting before.
+    pub(crate) fn sending(&self, records_waiting: bool) {
+        if !records_waiting {
+            self.last_success_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// While open: how long until the next probe is due (zero when due now). `None`
+    /// when not open.
+    pub(crate) fn until_probe(&self) -> Option<Duration> {
+        (self.state() == BreakerState::Open)
+            .then(|| self.probing().next_probe.saturating_duration_since(Instant::now()))
+    }
+
+    pub(crate) fn probe_timeout(&self) -> Duration {
+        self.settings.probe_timeout
+    }
+
+    /// The outcome of a probe made while open.
+    pub(crate) fn probed(&self, answered: bool) {
+        if answered {
+            if self.set(BreakerState::Open, BreakerState::HalfOpen) {
+                tracing::info!("circuit breaker half-open: the cluster answered; sending again");
+            }
+        } else {
+            let mut probing = self.probing();
+            probing.backoff = (probing.backoff * 2).min(self.settings.max_backoff);
+            probing.next_probe = Instant::now() + probing.backoff;
+            tracing::debug!(next_probe_in = ?probing.backoff, "cluster probe unanswered");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker() -> Breaker {
+        Breaker::new(BreakerSettings {
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(350),
+            probe_timeout: Duration::from_secs(1),
+            stall_timeout: Duration::from_millis(50),
+        })
+    }
+
+    #[test]
+    fn opens_probes_with_doubling_capped_backoff_and_closes_on_delivery() {
+        let breaker = breaker();
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        assert_eq!(breaker.until_probe(), None);
+        breaker.trip("test");
+        assert_eq!(breaker.state(), BreakerState::Open);
+        let wait = breaker.until_probe().expect("open");
+        assert!(wait <= Duration::from_millis(100) && wait > Duration::from_millis(50));
+        breaker.probed(false);
+        let backoffs: Vec<Duration> = (0..3)
+            .map(|_| {
+                let b = breaker.probing().backoff;
+                breaker.probed(false);
+                b
+            })
+            .collect();
+        assert_eq!(
+            backoffs,
+            [200, 350, 350].map(Duration::from_millis).to_vec(),
+            "doubles, capped"
+        );
+        breaker.probed(true);
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        breaker.trip("failed again");
+        assert_eq!(breaker.state(), BreakerState::Open);
+        breaker.success();
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        assert_eq!(breaker.probing().backoff, Duration::from_millis(100));
+
+        breaker.sending(false);
+        breaker.check_stalled(true);
+        assert_eq!(breaker.state(), BreakerState::Closed, "not stalled yet");
+        std::thread::sleep(Duration::from_millis(60));
+        breaker.check_stalled(false);
+        assert_eq!(breaker.state(), BreakerState::Closed, "nothing waiting");
+        breaker.check_stalled(true);
+        assert_eq!(breaker.state(), BreakerState::Open, "stalled");
+    }
+}

@@ -1,0 +1,253 @@
+//! What the disk path's three parties share: the spool (queue → buffer), the forwarder
+//! (buffer → producer) and the producer's delivery reports (acknowledgements).
+//!
+//! ```text
+//! submit → queue → Spool ── append (group commit) ──▶ BufferEngine ◀── ack ── delivery reports
+//!                    │ Ack::Persisted                  │ read in order          ▲
+//!                    └─ trackers by seq ─▶ DiskState ◀─┴─ Forwarder ── send ────┘
+//! ```
+//!
+//! The buffer is the source of truth: a record leaves it only when Kafka has
+//! acknowledged it. A record Kafka fails with a retryable error stays; the forwarder
+//! rewinds to the oldest unacknowledged record and sends again from there, which keeps
+//! each key's records in order (duplicates are possible: delivery is at least once).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
+use std::time::Instant;
+
+use metrics::{counter, gauge, Counter, Gauge};
+use tokio::sync::oneshot;
+
+use super::receipt::Tracker;
+use super::worker::ShutdownReport;
+use crate::buffer::{BufferEngine, LogBuffer, LogConfig, SledBuffer, SledConfig};
+use crate::config::{BufferType, DiskBufferSettings};
+use crate::error::Error;
+
+const NO_REWIND: u64 = u64::MAX;
+
+/// A `flush` waiting for every record below `target` to be acknowledged.
+pub(crate) struct FlushRequest {
+    pub(crate) target: u64,
+    pub(crate) deadline: Instant,
+    pub(crate) done: oneshot::Sender<bool>,
+}
+
+/// The spool has persisted everything queued before the shutdown; the forwarder
+/// delivers what it can by `deadline`.
+pub(crate) struct ShutdownRequest {
+    pub(crate) started: Instant,
+    pub(crate) deadline: Instant,
+    pub(crate) done: Option<oneshot::Sender<ShutdownReport>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Requests {
+    pub(crate) flushes: Vec<FlushRequest>,
+    pub(crate) shutdown: Option<ShutdownRequest>,
+}
+
+/// Metrics of the disk buffer.
+pub(crate) struct BufferTelemetry {
+    pub(crate) bytes: Gauge,
+    pub(crate) entries: Gauge,
+    pub(crate) oldest_age: Gauge,
+    pub(crate) replayed: Counter,
+}
+
+impl BufferTelemetry {
+    fn new(max_bytes: u64) -> Self {
+        gauge!("ingest_buffer_max_bytes").set(max_bytes as f64);
+        BufferTelemetry {
+            bytes: gauge!("ingest_buffer_bytes"),
+            entries: gauge!("ingest_buffer_entries"),
+            oldest_age: gauge!("ingest_buffer_oldest_age_seconds"),
+            replayed: counter!("ingest_buffer_replayed_total"),
+        }
+    }
+
+    /// Counts dropped events; `reason` is one of `full`, `full_timeout`,
+    /// `storage_error`, `rejected_by_kafka`, `undecodable`.
+    pub(crate) fn dropped(reason: &'static str, n: u64) {
+        counter!("ingest_buffer_dropped_total", "reason" => reason).increment(n);
+    }
+}
+
+pub(crate) struct DiskState {
+    pub(crate) engine: Box<dyn BufferEngine>,
+    pub(crate) settings: DiskBufferSettings,
+    /// Receipts of records in the buffer that have not been handed to the producer,
+    /// by sequence number. Records from before a restart have none.
+    trackers: Mutex<HashMap<u64, Arc<Tracker>>>,
+    /// Every record below it is in the buffer with its tracker registered: the
+    /// forwarder reads no further.
+    appended_end: AtomicU64,
+    /// The lowest sequence number Kafka failed with a retryable error since the last
+    /// rewind, or `NO_REWIND`.
+    rewind_from: AtomicU64,
+    forwarder: OnceLock<Thread>,
+    pub(crate) requests: Mutex<Requests>,
+    pub(crate) telemetry: BufferTelemetry,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl DiskState {
+    /// Opens (and recovers) the configured engine.
+    pub(crate) fn open(settings: DiskBufferSettings) -> Result<DiskState, Error> {
+        let engine = open_engine(&settings)?;
+        let next_seq = engine.stats().next_seq;
+        Ok(DiskState {
+            engine,
+            trackers: Mutex::new(HashMap::new()),
+            appended_end: AtomicU64::new(next_seq),
+            rewind_from: AtomicU64::new(NO_REWIND),
+            forwarder: OnceLock::new(),
+            requests: Mutex::new(Requests::default()),
+            telemetry: BufferTelemetry::new(settings.max_bytes),
+            settings,
+        })
+    }
+
+    pub(crate) fn set_forwarder(&self, thread: Thread) {
+        let _ = self.forwarder.set(thread);
+    }
+
+    /// Wakes the forwarder (new records, a failure, a request).
+    pub(crate) fn wake(&self) {
+        if let Some(thread) = self.forwarder.get() {
+            thread.unpark();
+        }
+    }
+
+    pub(crate) fn appended_end(&self) -> u64 {
+        self.appended_end.load(Ordering::Acquire)
+    }
+
+    /// Publishes records `..end` (their trackers registered) to the forwarder.
+    pub(crate) fn appended(&self, trackers: impl IntoIterator<Item = (u64, Arc<Tracker>)>, end: u64) {
+        lock(&self.trackers).extend(trackers);
+        self.appended_end.store(end, Ordering::Release);
+        self.wake();
+    }
+
+    pub(crate) fn take_tracker(&self, seq: u64) -> Option<Arc<Tracker>> {
+        lock(&self.trackers).remove(&seq)
+    }
+
+    /// A record that did not reach the producer keeps its receipt for the next try.
+    pub(crate) fn restore_tracker(&self, seq: u64, tracker: Arc<Tracker>) {
+        lock(&self.trackers).insert(seq, tracker);
+    }
+
+    /// Kafka acknowledged `seq`: it leaves the buffer.
+    pub(crate) fn acked(&self, seq: u64) {
+        if let Err(error) = self.engine.ack(seq) {
+            // The record stays and is sent again: a duplicate, never a loss.
+            tracing::warn!(seq, %error, "could not record an acknowledgement in the disk buffer");
+        }
+    }
+
+    /// Kafka failed `seq` with a retryable error: it stays in the buffer, its receipt
+    /// waits for the resend, and the forwarder rewinds.
+    pub(crate) fn redeliver(&self, seq: u64, tracker: Option<Arc<Tracker>>) {
+        if let Some(tracker) = tracker {
+            lock(&self.trackers).insert(seq, tracker);
+        }
+        self.rewind_from.fetch_min(seq, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// Whether a rewind is pending, clearing it.
+    pub(crate) fn take_rewind(&self) -> bool {
+        self.rewind_from.swap(NO_REWIND, Ordering::AcqRel) != NO_REWIND
+    }
+
+    pub(crate) fn rewind_pending(&self) -> bool {
+        self.rewind_from.load(Ordering::Acquire) != NO_REWIND
+    }
+
+    /// Fails every receipt still waiting (at shutdown: the records stay in the buffer
+    /// for the next start).
+    pub(crate) fn fail_waiting(&self, reason: &str) -> usize {
+        let trackers: Vec<Arc<Tracker>> = lock(&self.trackers).drain().map(|(_, t)| t).collect();
+        let n = trackers.len();
+        for tracker in trackers {
+            tracker.complete(Some((reason.to_owned(), true)));
+        }
+        n
+    }
+
+    pub(crate) fn requests(&self) -> MutexGuard<'_, Requests> {
+        lock(&self.requests)
+    }
+}
+
+fn open_engine(settings: &DiskBufferSettings) -> Result<Box<dyn BufferEngine>, Error> {
+    let dir: &Path = &settings.dir;
+    let context = |what: &str| format!("{what} the disk buffer at {}", dir.display());
+    match settings.kind {
+        BufferType::Sled => {
+            let engine = SledBuffer::open(
+                dir,
+                SledConfig {
+                    max_bytes: settings.max_bytes,
+                    sync: settings.sync,
+                },
+            )
+            .map_err(|source| Error::Buffer {
+                context: context("opening"),
+                source,
+            })?;
+            let stats = engine.stats();
+            tracing::info!(dir = %dir.display(), entries = stats.entries, bytes = stats.bytes, "disk buffer (sled) opened");
+            Ok(Box::new(engine))
+        }
+        BufferType::Log | BufferType::Memory => {
+            let (engine, report) = LogBuffer::open(
+                dir,
+                LogConfig {
+                    max_bytes: settings.max_bytes,
+                    segment_bytes: settings.segment_bytes,
+                    sync: settings.sync,
+                },
+            )
+            .map_err(|source| Error::Buffer {
+                context: context("opening"),
+                source,
+            })?;
+            if report.torn_bytes_truncated > 0 {
+                tracing::warn!(
+                    bytes = report.torn_bytes_truncated,
+                    "disk buffer: a write torn by a crash was cut off (it had not been acknowledged as persisted)"
+                );
+            }
+            for range in &report.quarantined {
+                counter!("ingest_buffer_quarantined_total").increment(1);
+                counter!("ingest_buffer_quarantined_bytes_total").increment(range.len);
+                tracing::error!(
+                    segment = %range.segment,
+                    offset = range.offset,
+                    bytes = range.len,
+                    reason = %range.reason,
+                    copy = %range.copy.display(),
+                    "disk buffer damaged: the range was quarantined and its records cannot be delivered; the rest is replayed"
+                );
+            }
+            tracing::info!(
+                dir = %dir.display(),
+                entries = report.entries,
+                bytes = report.bytes,
+                segments = report.segments,
+                "disk buffer opened; unacknowledged records are replayed first"
+            );
+            Ok(Box::new(engine))
+        }
+    }
+}

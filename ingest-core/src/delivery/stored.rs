@@ -1,0 +1,241 @@
+//! The form of an event in the disk buffer: everything needed to send it again after
+//! a restart, with the payload untouched.
+//!
+//! ```text
+//! u8 version (1) | u8 event kind | [u8; 16] event_id | i64 received_at (Unix ms)
+//! | u16 source length | source | u16 key length | key | payload (the rest)
+//! ```
+//!
+//! Integers are little-endian. The buffer's own framing adds the length and checksum;
+//! this layout only has to be unambiguous. Decoding slices the payload, key and source
+//! out of the buffer's `Bytes` without copying.
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::record::{Destination, Record};
+use crate::event::EventKind;
+
+const VERSION: u8 = 1;
+/// Version, kind, event id, received_at and the two length fields.
+const FIXED_LEN: usize = 1 + 1 + 16 + 8 + 2 + 2;
+/// Upper bound of the bytes a stored record adds to its payload, for sizing the buffer
+/// (the key is at most 128 characters of UTF-8, the source is cut to 1 KiB).
+pub(crate) const MAX_OVERHEAD: usize = FIXED_LEN + 1024 + 128 * 4;
+const MAX_SOURCE: usize = 1024;
+
+/// An event read back from the disk buffer.
+pub(crate) struct StoredEvent {
+    pub(crate) kind: EventKind,
+    pub(crate) event_id: Uuid,
+    pub(crate) received_at_ms: i64,
+    source: Bytes,
+    pub(crate) key: Bytes,
+    pub(crate) payload: Bytes,
+}
+
+impl StoredEvent {
+    /// The sender's id (checked to be UTF-8 when decoded).
+    pub(crate) fn source(&self) -> &str {
+        std::str::from_utf8(&self.source).unwrap_or("")
+    }
+
+    pub(crate) fn destination(&self) -> Destination {
+        Destination::Event {
+            kind: self.kind,
+            event_id: self.event_id,
+        }
+    }
+}
+
+/// Why stored bytes are not a record this version can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DecodeError {
+    #[error("unknown stored record version {0}")]
+    Version(u8),
+    #[error("unknown event kind {0}")]
+    Kind(u8),
+    #[error("stored record cut short")]
+    Short,
+    #[error("source is not UTF-8")]
+    Source,
+}
+
+/// Appends the stored form of an event record to `out`. Dead-letter records are never
+/// stored (they go to the producer directly); for them nothing is written and `false`
+/// is returned.
+pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) -> bool {
+    let Destination::Event { kind, event_id } = &record.destination else {
+        return false;
+    };
+    let source = truncate_utf8(&record.source, MAX_SOURCE).as_bytes();
+    let key: &[u8] = record.key.as_deref().unwrap_or_default();
+    let key = &key[..key.len().min(usize::from(u16::MAX))];
+    out.reserve(FIXED_LEN + source.len() + key.len() + record.payload.len());
+    out.push(VERSION);
+    out.push(kind_code(*kind));
+    out.extend_from_slice(event_id.as_bytes());
+    out.extend_from_slice(&record.received_at_ms.to_le_bytes());
+    out.extend_from_slice(&len_u16(source.len()).to_le_bytes());
+    out.extend_from_slice(source);
+    out.extend_from_slice(&len_u16(key.len()).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&record.payload);
+    true
+}
+
+/// Reads a stored record.
+pub(crate) fn decode(bytes: &Bytes) -> Result<StoredEvent, DecodeError> {
+    if bytes.len() < FIXED_LEN {
+        return Err(DecodeError::Short);
+    }
+    if bytes[0] != VERSION {
+        return Err(DecodeError::Version(bytes[0]));
+    }
+    let kind = kind_from_code(bytes[1]).ok_or(DecodeError::Kind(bytes[1]))?;
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&bytes[2..18]);
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&bytes[18..26]);
+    let mut pos = 26;
+    let source = take(bytes, &mut pos)?;
+    std::str::from_utf8(&source).map_err(|_| DecodeError::Source)?;
+    let key = take(bytes, &mut pos)?;
+    Ok(StoredEvent {
+        kind,
+        event_id: Uuid::from_bytes(id),
+        received_at_ms: i64::from_le_bytes(at),
+        source,
+        key,
+        payload: bytes.slice(pos..),
+    })
+}
+
+/// The `received_at` of a stored record, without decoding the rest.
+pub(crate) fn received_at_ms(bytes: &[u8]) -> Option<i64> {
+    let at: [u8; 8] = bytes.get(18..26)?.try_into().ok()?;
+    Some(i64::from_le_bytes(at))
+}
+
+/// A length-prefixed field at `pos`, moving `pos` past it.
+fn take(bytes: &Bytes, pos: &mut usize) -> Result<Bytes, DecodeError> {
+    let len: [u8; 2] = bytes
+        .get(*pos..*pos + 2)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(DecodeError::Short)?;
+    let start = *pos + 2;
+    let end = start + usize::from(u16::from_le_bytes(len));
+    if end > bytes.len() {
+        return Err(DecodeError::Short);
+    }
+    *pos = end;
+    Ok(bytes.slice(start..end))
+}
+
+fn len_u16(len: usize) -> u16 {
+    u16::try_from(len).unwrap_or(u16::MAX)
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn kind_code(kind: EventKind) -> u8 {
+    // The index is stable: it is part of the stored format.
+    kind.index() as u8
+}
+
+fn kind_from_code(code: u8) -> Option<EventKind> {
+    EventKind::ALL.get(usize::from(code)).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::delivery::Tracker;
+
+    fn record(kind: EventKind, key: &[u8], source: &str, payload: &[u8]) -> Record {
+        let mut record = Record::new(
+            Destination::Event {
+                kind,
+                event_id: Uuid::now_v7(),
+            },
+            Some(Bytes::copy_from_slice(key)),
+            Bytes::copy_from_slice(payload),
+            1_795_514_400_123,
+            Arc::from(source),
+            Tracker::new(1, true),
+        );
+        // Settle the tracker so dropping the record does not count a failure.
+        drop(record.take_tracker());
+        record
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(
+            kind in 0usize..4,
+            key in proptest::collection::vec(any::<u8>(), 0..300),
+            source in ".{0,40}",
+            payload in proptest::collection::vec(any::<u8>(), 0..2000),
+        ) {
+            let kind = EventKind::ALL[kind];
+            let original = record(kind, &key, &source, &payload);
+            let mut out = Vec::new();
+            prop_assert!(encode(&original, &mut out));
+            let bytes = Bytes::from(out);
+            let stored = decode(&bytes).expect("decodes");
+            prop_assert_eq!(stored.kind, kind);
+            let Destination::Event { event_id, .. } = original.destination else { unreachable!() };
+            prop_assert_eq!(stored.event_id, event_id);
+            prop_assert_eq!(stored.received_at_ms, 1_795_514_400_123);
+            prop_assert_eq!(received_at_ms(&bytes), Some(1_795_514_400_123));
+            prop_assert_eq!(stored.source(), source.as_str());
+            prop_assert_eq!(&stored.key[..], &key[..]);
+            prop_assert_eq!(&stored.payload[..], &payload[..]);
+        }
+
+        #[test]
+        fn never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let _ = decode(&Bytes::from(bytes));
+        }
+    }
+
+    #[test]
+    fn rejects_other_versions_and_short_records() {
+        let mut out = Vec::new();
+        assert!(encode(
+            &record(EventKind::Cart, b"u1", "shop", b"{}"),
+            &mut out
+        ));
+        let mut bad = out.clone();
+        bad[0] = 9;
+        assert_eq!(decode(&Bytes::from(bad)).err(), Some(DecodeError::Version(9)));
+        let mut bad = out.clone();
+        bad[1] = 7;
+        assert_eq!(decode(&Bytes::from(bad)).err(), Some(DecodeError::Kind(7)));
+        out.truncate(30);
+        assert_eq!(decode(&Bytes::from(out)).err(), Some(DecodeError::Short));
+    }
+
+    #[test]
+    fn long_sources_are_cut_on_a_character_boundary() {
+        let source = "é".repeat(MAX_SOURCE);
+        let mut out = Vec::new();
+        assert!(encode(&record(EventKind::Search, b"u", &source, b"{}"), &mut out));
+        let stored = decode(&Bytes::from(out)).expect("decodes");
+        assert!(stored.source().len() <= MAX_SOURCE);
+        assert!(stored.source().chars().all(|c| c == 'é'));
+    }
+}
