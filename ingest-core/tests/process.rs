@@ -4,107 +4,17 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{bootstrap, event_ids, read_topic, unique, Consumed};
-use ingest_core::{ensure_topics, IngestConfig};
+use common::harness::{
+    assert_all_delivered, assert_per_key_order, create_topics, drain_buffer, out_file,
+    recorded, start_load, start_load_with, wait_exit, wait_for_lines,
+};
+use common::{bootstrap, event_ids, read_topic, unique};
 
 fn brokers() -> String {
     bootstrap("KAFKA_BOOTSTRAP", "scripts/kafka start")
-}
-
-/// Creates the harness's topics for `prefix` (6 partitions, so keys spread).
-async fn create_topics(brokers: &str, prefix: &str) -> String {
-    let mut config = IngestConfig::default();
-    config.kafka.brokers = brokers.to_owned();
-    for (topic, name) in [
-        (&mut config.topics.product_view, "product-views"),
-        (&mut config.topics.cart, "cart-events"),
-        (&mut config.topics.purchase, "purchases"),
-        (&mut config.topics.search, "search-events"),
-        (&mut config.topics.dead_letter, "events-dlq"),
-    ] {
-        topic.name = format!("{prefix}-{name}");
-        topic.partitions = 6;
-        topic.replication_factor = 1;
-    }
-    let settings = config.validate().expect("valid");
-    ensure_topics(&settings, Duration::from_secs(30))
-        .await
-        .expect("topics");
-    config.topics.product_view.name
-}
-
-fn start_load(brokers: &str, prefix: &str, ack: &str, out: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ingest-load"))
-        .args(["--brokers", brokers, "--topic-prefix", prefix, "--ack", ack])
-        .arg("--out")
-        .arg(out)
-        .spawn()
-        .expect("starts ingest-load")
-}
-
-fn recorded(out: &Path) -> HashSet<String> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits until the harness has recorded at least `n` events.
-fn wait_for_lines(out: &Path, n: usize, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while recorded(out).len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "ingest-load recorded fewer than {n} events in 60 s"
-        );
-        assert!(
-            child.try_wait().expect("status").is_none(),
-            "ingest-load exited early"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("status") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ingest-load did not exit within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn out_file(prefix: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("{prefix}.ids"))
-}
-
-/// Every user's `seq` numbers appear in increasing order: one key, one partition,
-/// order kept (duplicates excepted, which at-least-once delivery allows).
-fn assert_per_key_order(records: &[Consumed]) {
-    let mut last: HashMap<Vec<u8>, u64> = HashMap::new();
-    for record in records {
-        let event: serde_json::Value = serde_json::from_slice(&record.payload).expect("JSON");
-        let seq = event["seq"].as_u64().expect("seq");
-        let key = record.key.clone().expect("keyed");
-        if let Some(previous) = last.insert(key.clone(), seq) {
-            assert!(
-                seq > previous,
-                "user {} went from seq {previous} to {seq}",
-                String::from_utf8_lossy(&key)
-            );
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,5 +96,66 @@ async fn sigkill_mid_load_loses_no_delivered_event() {
         "{missing} of {} acknowledged events are not in Kafka",
         acknowledged.len()
     );
+    let _ = std::fs::remove_file(out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_with_persisted_acks_loses_nothing_after_restart_on_the_same_buffer() {
+    let brokers = brokers();
+    let prefix = unique("kill-disk");
+    let topic = create_topics(&brokers, &prefix).await;
+    let out = out_file(&prefix);
+    let buffer = tempfile::tempdir().expect("buffer dir");
+    let dir = buffer.path().to_str().expect("UTF-8 path");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    for run in 0..5u32 {
+        // Each run also replays what the previous one left in the buffer.
+        let mut child = start_load_with(&brokers, &prefix, "persisted", &out, &["--buffer-dir", dir]);
+        wait_for_lines(&out, 1, &mut child);
+        let moment = Duration::from_millis(u64::from((nanos / 1_000 + run * 7919) % 1500));
+        std::thread::sleep(moment);
+        child.kill().expect("SIGKILL");
+        let status = wait_exit(&mut child, Duration::from_secs(10));
+        assert!(!status.success(), "killed, not exited: {status}");
+    }
+    drain_buffer(&brokers, &prefix, buffer.path());
+    let persisted = recorded(&out);
+    assert!(persisted.len() > 5, "the harness persisted events before each kill");
+    let records = read_topic(&brokers, &topic, persisted.len(), Duration::from_secs(120)).await;
+    assert_all_delivered(&persisted, &records, "persisted");
+    let _ = std::fs::remove_file(out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_keeps_undelivered_events_in_the_buffer_and_the_next_start_delivers_them() {
+    let brokers = brokers();
+    let prefix = unique("term-disk");
+    let topic = create_topics(&brokers, &prefix).await;
+    let out = out_file(&prefix);
+    let buffer = tempfile::tempdir().expect("buffer dir");
+    let dir = buffer.path().to_str().expect("UTF-8 path");
+    // A 1 ms shutdown deadline: most accepted events are still on their way.
+    let mut child = start_load_with(
+        &brokers,
+        &prefix,
+        "accepted",
+        &out,
+        &["--buffer-dir", dir, "--shutdown-timeout-ms", "1"],
+    );
+    wait_for_lines(&out, 20_000, &mut child);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    assert!(status.success(), "nothing lost: delivered or kept in the buffer: {status}");
+    let report = ingest_core::buffer::inspect(buffer.path()).expect("inspect");
+    println!("left in the buffer after SIGTERM: {} records", report.unacked_entries);
+
+    drain_buffer(&brokers, &prefix, buffer.path());
+    let accepted = recorded(&out);
+    let records = read_topic(&brokers, &topic, accepted.len(), Duration::from_secs(120)).await;
+    assert_all_delivered(&accepted, &records, "accepted");
+    assert_per_key_order(&records);
     let _ = std::fs::remove_file(out);
 }

@@ -2,6 +2,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "kafka-tests")]
+pub mod harness;
+
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
