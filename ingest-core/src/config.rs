@@ -897,6 +897,22 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_complete_file_is_the_default() {
+        let doc = include_str!("../../docs/configuration.md");
+        let section = doc
+            .split("## Complete file with every default")
+            .nth(1)
+            .expect("section");
+        let toml_text = section
+            .split("```toml")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block");
+        let parsed: IngestConfig = toml::from_str(toml_text).expect("parses");
+        assert_eq!(parsed, IngestConfig::default());
+    }
+
+    #[test]
     fn disk_buffer_needs_a_dir_and_room_for_the_largest_event() {
         let config: IngestConfig = toml::from_str(
             "[buffer]\ntype = \"log\"\ndir = \"/var/spool/ingest\"\nsync = \"always\"\nwhen_full = \"drop_newest\"",
@@ -912,7 +928,10 @@ mod tests {
         assert_eq!(config.validate().expect_err("dir").key(), "buffer.dir");
         config.buffer.dir = Some("/tmp/x".into());
         config.buffer.max_bytes = 1000;
-        assert_eq!(config.validate().expect_err("max").key(), "buffer.max_bytes");
+        assert_eq!(
+            config.validate().expect_err("max").key(),
+            "buffer.max_bytes"
+        );
 
         let mut config = IngestConfig::default();
         config.buffer.kind = BufferType::Log;

@@ -47,8 +47,7 @@ impl Health {
     /// the disk buffer has room. A load balancer should send traffic only while this
     /// holds.
     pub fn is_ready(&self) -> bool {
-        !self.shutting_down
-            && (self.kafka_reachable() || self.buffer.is_some_and(|b| b.has_room()))
+        !self.shutting_down && (self.kafka_reachable() || self.buffer.is_some_and(|b| b.has_room()))
     }
 }
 

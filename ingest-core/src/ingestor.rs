@@ -16,9 +16,9 @@ use crate::delivery::{
     BatchReceipt, Breaker, Command, DeliveryContext, Destination, DiskState, Forwarder, Gate,
     QueueBudget, Receipt, Record, Rejection, Sender, ShutdownReport, Spool, Tracker, Worker,
 };
-use crate::health::{BufferHealth, Health};
 use crate::error::{Error, ValidationError};
 use crate::event::EventKind;
+use crate::health::{BufferHealth, Health};
 use crate::telemetry::Telemetry;
 use crate::validate::{ValidEvent, Validator};
 
@@ -121,6 +121,14 @@ impl IngestorBuilder {
         self
     }
 
+    /// Turns the disk buffer on: the `log` engine in `dir`, other `[buffer]` settings
+    /// as configured (1 GiB, synced every 100 ms, `block` when full, by default).
+    pub fn disk_buffer(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.buffer.kind = crate::config::BufferType::Log;
+        self.config.buffer.dir = Some(dir.into());
+        self
+    }
+
     /// Passes a librdkafka property through (e.g. `security.protocol`).
     pub fn producer_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.config
@@ -220,8 +228,12 @@ impl Ingestor {
                 vec![spawn("ingest-delivery", move || worker.run(receiver))?]
             }
             Some(disk) => {
-                let forwarder =
-                    Forwarder::new(disk.clone(), sender.clone(), breaker.clone(), telemetry.clone());
+                let forwarder = Forwarder::new(
+                    disk.clone(),
+                    sender.clone(),
+                    breaker.clone(),
+                    telemetry.clone(),
+                );
                 let forwarding = spawn("ingest-forward", move || forwarder.run())?;
                 disk.set_forwarder(forwarding.thread().clone());
                 let spool = Spool::new(
@@ -232,7 +244,10 @@ impl Ingestor {
                     telemetry.clone(),
                     stop_by.clone(),
                 );
-                vec![spawn("ingest-spool", move || spool.run(receiver))?, forwarding]
+                vec![
+                    spawn("ingest-spool", move || spool.run(receiver))?,
+                    forwarding,
+                ]
             }
         };
         tracing::info!(

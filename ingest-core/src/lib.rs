@@ -7,11 +7,14 @@
 //!
 //! ```text
 //! Bytes → validate (simd-json tape, rules per type) → route (topic, key, headers)
-//!       → bounded queue → producer (batching, compression, retries) → Kafka
-//!                                                      ↘ Receipt resolves
+//!       → bounded queue → [disk buffer] → producer (batching, compression, retries) → Kafka
+//!                              ↘ Ack::Persisted                   ↘ Ack::Delivered
 //! ```
 //!
-//! Start with [`Ingestor::builder`]. Rejected events go to a dead-letter topic with the
+//! Start with [`Ingestor::builder`]. With a disk buffer ([`IngestorBuilder::disk_buffer`]
+//! or `[buffer]` in [`IngestConfig`]) events survive crashes and Kafka outages and are
+//! replayed in order, at least once; a circuit breaker stops sending to an unreachable
+//! cluster and probes it ([`Ingestor::health`]). Rejected events go to a dead-letter topic with the
 //! reason in headers. Metrics are emitted through the [`metrics`] facade (see the
 //! `telemetry` table in the repository's docs), logs through [`tracing`].
 //!
@@ -50,9 +53,9 @@ pub use config::{IngestConfig, Settings};
 pub use delivery::{
     Ack, BatchReceipt, BreakerState, ParseAckError, Receipt, Rejection, ShutdownReport,
 };
-pub use health::{BufferHealth, Health};
 pub use error::{ConfigError, Error, ErrorCode, ValidationError};
 pub use event::EventKind;
+pub use health::{BufferHealth, Health};
 pub use ingestor::{Ingestor, IngestorBuilder, SubmitOptions};
 pub use validate::{Limits, ValidEvent, Validator};
 

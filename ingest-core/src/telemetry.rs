@@ -14,6 +14,16 @@
 //! | `ingest_queue_bytes` | gauge | | bytes waiting for the producer |
 //! | `ingest_delivery_latency_seconds` | histogram | | submit to Kafka acknowledgement |
 //! | `ingest_producer_queue_full_total` | counter | | times the producer client's own queue was full |
+//! | `ingest_breaker_state` | gauge | | circuit breaker: 0 closed, 1 half-open, 2 open |
+//! | `ingest_breaker_opened_total` | counter | | times the breaker opened |
+//! | `ingest_delivery_retries_total` | counter | `reason` | buffered records failed retryably, to be sent again |
+//! | `ingest_buffer_bytes`, `ingest_buffer_max_bytes` | gauge | | disk buffer fill and bound |
+//! | `ingest_buffer_entries` | gauge | | unacknowledged events in the disk buffer |
+//! | `ingest_buffer_oldest_age_seconds` | gauge | | age of the oldest unacknowledged event |
+//! | `ingest_buffer_replayed_total` | counter | | events sent that an earlier run left behind |
+//! | `ingest_buffer_dropped_total` | counter | `reason` | events given up by the disk path |
+//! | `ingest_buffer_fsync_seconds` | histogram | | each `fdatasync` / sled flush |
+//! | `ingest_buffer_quarantined_total`, `ingest_buffer_quarantined_bytes_total` | counter | | damage quarantined at open |
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 

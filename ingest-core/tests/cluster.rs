@@ -121,11 +121,17 @@ async fn delivery_continues_when_one_broker_of_three_dies() {
     ensure_topics(&settings, Duration::from_secs(60))
         .await
         .expect("created");
-    let ingestor = Ingestor::builder().config(config.clone()).build().expect("builds");
+    let ingestor = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
     let submit = |from: u64, to: u64| {
         (from..to)
             .map(|i| {
-                let body = format!(r#"{{"user_id":"u{}","product_id":"p{i}","seq":{i}}}"#, i % 40);
+                let body = format!(
+                    r#"{{"user_id":"u{}","product_id":"p{i}","seq":{i}}}"#,
+                    i % 40
+                );
                 ingestor
                     .submit(EventKind::ProductView, Bytes::from(body))
                     .expect("accepted")
@@ -144,7 +150,10 @@ async fn delivery_continues_when_one_broker_of_three_dies() {
             .expect("acknowledged by the two remaining in-sync replicas");
         ids.insert(receipt.event_id().expect("id").to_string());
     }
-    let report = ingestor.shutdown(Duration::from_secs(30)).await.expect("stops");
+    let report = ingestor
+        .shutdown(Duration::from_secs(30))
+        .await
+        .expect("stops");
     assert_eq!(report.kept_in_buffer, 0);
     drop(restart);
     let topic = &config.topics.product_view.name;

@@ -72,7 +72,10 @@ async fn persisted_events_are_delivered_with_their_headers(kind: BufferType) {
     let dir = tempfile::tempdir().expect("dir");
     let config = with_disk(config(&brokers, "disk", 3, 1), dir.path(), kind);
     create_topics(&config).await;
-    let ingestor = Ingestor::builder().config(config.clone()).build().expect("builds");
+    let ingestor = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
     assert!(ingestor.settings().has_disk_buffer());
     let mut receipts = Vec::new();
     for seq in 0..500 {
@@ -98,7 +101,10 @@ async fn persisted_events_are_delivered_with_their_headers(kind: BufferType) {
     let health = ingestor.health();
     assert_eq!(health.breaker, BreakerState::Closed);
     assert!(health.is_ready());
-    let report = ingestor.shutdown(Duration::from_secs(30)).await.expect("stops");
+    let report = ingestor
+        .shutdown(Duration::from_secs(30))
+        .await
+        .expect("stops");
     assert_eq!((report.undelivered, report.kept_in_buffer), (0, 0));
 
     let topic = &config.topics.product_view.name;
@@ -112,8 +118,15 @@ async fn persisted_events_are_delivered_with_their_headers(kind: BufferType) {
     for record in &records {
         let event: serde_json::Value = serde_json::from_slice(&record.payload).expect("JSON");
         let seq = event["seq"].as_u64().expect("seq");
-        assert_eq!(record.payload, view(seq % 7, seq, 10), "payload bytes unchanged");
-        assert_eq!(record.key.as_deref(), Some(format!("u{}", seq % 7).as_bytes()));
+        assert_eq!(
+            record.payload,
+            view(seq % 7, seq, 10),
+            "payload bytes unchanged"
+        );
+        assert_eq!(
+            record.key.as_deref(),
+            Some(format!("u{}", seq % 7).as_bytes())
+        );
         assert_eq!(record.header("event_type"), "product_view");
         assert_eq!(record.header("schema"), "json:product_view/v1");
         assert_eq!(record.header("source"), "integration-test");
@@ -141,7 +154,11 @@ async fn sled_buffer_persists_then_delivers_with_exact_bytes_and_headers() {
 async fn kafka_down_keeps_events_on_disk_and_the_next_start_replays_them_first() {
     let brokers = brokers();
     let dir = tempfile::tempdir().expect("dir");
-    let real = with_disk(config(&brokers, "replay", 3, 1), dir.path(), BufferType::Log);
+    let real = with_disk(
+        config(&brokers, "replay", 3, 1),
+        dir.path(),
+        BufferType::Log,
+    );
     create_topics(&real).await;
     let mut down = real.clone();
     down.kafka.brokers = unreachable();
@@ -152,7 +169,10 @@ async fn kafka_down_keeps_events_on_disk_and_the_next_start_replays_them_first()
         let receipt = ingestor
             .submit(EventKind::ProductView, view(seq % 10, seq, 50))
             .expect("accepted while Kafka is down");
-        receipt.wait(Ack::Persisted).await.expect("persisted while Kafka is down");
+        receipt
+            .wait(Ack::Persisted)
+            .await
+            .expect("persisted while Kafka is down");
         persisted.insert(receipt.event_id().expect("id").to_string());
     }
     // No broker answers: the breaker opens; the buffer has room, so still ready.
@@ -165,15 +185,25 @@ async fn kafka_down_keeps_events_on_disk_and_the_next_start_replays_them_first()
     assert!(!health.kafka_reachable() && health.is_ready(), "{health:?}");
     assert_eq!(health.buffer.expect("buffer").entries, 1000);
     let started = Instant::now();
-    let report = ingestor.shutdown(Duration::from_secs(30)).await.expect("stops");
-    assert_eq!((report.kept_in_buffer, report.lost()), (1000, 0), "{report:?}");
+    let report = ingestor
+        .shutdown(Duration::from_secs(30))
+        .await
+        .expect("stops");
+    assert_eq!(
+        (report.kept_in_buffer, report.lost()),
+        (1000, 0),
+        "{report:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "an open breaker does not wait for the deadline"
     );
 
     // Next start, Kafka reachable: the buffered events go first, then new ones.
-    let ingestor = Ingestor::builder().config(real.clone()).build().expect("builds");
+    let ingestor = Ingestor::builder()
+        .config(real.clone())
+        .build()
+        .expect("builds");
     let mut receipts = Vec::new();
     for seq in 1000..1100 {
         receipts.push(
@@ -187,7 +217,10 @@ async fn kafka_down_keeps_events_on_disk_and_the_next_start_replays_them_first()
         persisted.insert(receipt.event_id().expect("id").to_string());
     }
     ingestor.flush(WAIT).await.expect("replay delivered");
-    let report = ingestor.shutdown(Duration::from_secs(30)).await.expect("stops");
+    let report = ingestor
+        .shutdown(Duration::from_secs(30))
+        .await
+        .expect("stops");
     assert_eq!(report.kept_in_buffer, 0);
 
     let records = read_topic(&brokers, &real.topics.product_view.name, 1100, WAIT).await;
@@ -244,10 +277,14 @@ async fn full_buffer_blocks_with_backpressure_or_drops_newest_and_loses_nothing_
         let mut down = real.clone();
         down.kafka.brokers = unreachable();
         let ingestor = Ingestor::builder().config(down).build().expect("builds");
-        let rss_before = rss_bytes();
         let (mut backpressure, mut dropped, mut receipts) = (0u64, 0u64, Vec::new());
-        // 40 MiB offered to a 1 MiB buffer.
+        let mut rss_half = 0;
+        // 40 MiB offered to a 1 MiB buffer; memory is measured over the second half,
+        // when the buffer has long been full.
         for seq in 0..40_000u64 {
+            if seq == 20_000 {
+                rss_half = rss_bytes();
+            }
             match ingestor.submit(EventKind::ProductView, view(seq % 10, seq, 1000)) {
                 Ok(receipt) => receipts.push(receipt),
                 Err(error) => {
@@ -261,7 +298,12 @@ async fn full_buffer_blocks_with_backpressure_or_drops_newest_and_loses_nothing_
             }
             if receipts.len() >= 64 {
                 for receipt in receipts.drain(..) {
-                    match tokio::time::timeout(Duration::from_millis(200), receipt.wait(Ack::Persisted)).await {
+                    match tokio::time::timeout(
+                        Duration::from_millis(200),
+                        receipt.wait(Ack::Persisted),
+                    )
+                    .await
+                    {
                         Ok(Ok(())) => {
                             persisted.insert(receipt.event_id().expect("id").to_string());
                         }
@@ -275,7 +317,7 @@ async fn full_buffer_blocks_with_backpressure_or_drops_newest_and_loses_nothing_
                 }
             }
         }
-        let rss_growth = rss_bytes().saturating_sub(rss_before);
+        let rss_growth = rss_bytes().saturating_sub(rss_half);
         println!(
             "{when_full:?}: persisted {}, backpressure {backpressure}, dropped {dropped}, RSS growth {} KiB",
             persisted.len(),
@@ -294,20 +336,32 @@ async fn full_buffer_blocks_with_backpressure_or_drops_newest_and_loses_nothing_
         assert!(stats.bytes <= 1 << 20, "the bound holds: {stats:?}");
         assert!(!stats.has_room());
         assert!(
-            rss_growth < 48 << 20,
-            "memory stays bounded: grew {rss_growth} bytes"
+            rss_growth < 8 << 20,
+            "memory stays bounded: grew {rss_growth} bytes while 20 MiB more were offered"
         );
-        let report = ingestor.shutdown(Duration::from_secs(2)).await.expect("stops");
+        let report = ingestor
+            .shutdown(Duration::from_secs(2))
+            .await
+            .expect("stops");
         assert_eq!(report.lost(), 0);
         delivered_expected += report.kept_in_buffer;
 
         // Kafka back: everything persisted is delivered.
         let ingestor = Ingestor::builder().config(real).build().expect("builds");
         ingestor.flush(WAIT).await.expect("replayed");
-        let report = ingestor.shutdown(Duration::from_secs(30)).await.expect("stops");
+        let report = ingestor
+            .shutdown(Duration::from_secs(30))
+            .await
+            .expect("stops");
         assert_eq!(report.kept_in_buffer, 0);
     }
-    let records = read_topic(&brokers, &base.topics.product_view.name, delivered_expected, WAIT).await;
+    let records = read_topic(
+        &brokers,
+        &base.topics.product_view.name,
+        delivered_expected,
+        WAIT,
+    )
+    .await;
     let delivered = event_ids(&records);
     assert_eq!(
         persisted.difference(&delivered).count(),
@@ -322,7 +376,11 @@ async fn full_buffer_blocks_with_backpressure_or_drops_newest_and_loses_nothing_
 async fn damaged_buffer_is_quarantined_and_the_intact_records_are_delivered() {
     let brokers = brokers();
     let dir = tempfile::tempdir().expect("dir");
-    let mut real = with_disk(config(&brokers, "corrupt", 3, 1), dir.path(), BufferType::Log);
+    let mut real = with_disk(
+        config(&brokers, "corrupt", 3, 1),
+        dir.path(),
+        BufferType::Log,
+    );
     real.buffer.segment_bytes = 64 << 10;
     create_topics(&real).await;
     let mut down = real.clone();
@@ -337,7 +395,10 @@ async fn damaged_buffer_is_quarantined_and_the_intact_records_are_delivered() {
         receipt.wait(Ack::Persisted).await.expect("persisted");
         persisted.push(receipt.event_id().expect("id").to_string());
     }
-    let report = ingestor.shutdown(Duration::from_secs(5)).await.expect("stops");
+    let report = ingestor
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("stops");
     assert_eq!(report.kept_in_buffer, 1000);
 
     // Flip bytes in the middle of the second of several segments.
@@ -355,25 +416,45 @@ async fn damaged_buffer_is_quarantined_and_the_intact_records_are_delivered() {
     }
     std::fs::write(&segments[1], &bytes).expect("write");
     let before = buffer::inspect(dir.path()).expect("inspect");
-    assert_eq!(before.damaged.len(), 1, "inspect finds the damage: {before:?}");
+    assert_eq!(
+        before.damaged.len(),
+        1,
+        "inspect finds the damage: {before:?}"
+    );
 
-    let ingestor = Ingestor::builder().config(real.clone()).build().expect("builds");
-    ingestor.flush(WAIT).await.expect("intact records delivered");
-    let report = ingestor.shutdown(Duration::from_secs(30)).await.expect("stops");
+    let ingestor = Ingestor::builder()
+        .config(real.clone())
+        .build()
+        .expect("builds");
+    ingestor
+        .flush(WAIT)
+        .await
+        .expect("intact records delivered");
+    let report = ingestor
+        .shutdown(Duration::from_secs(30))
+        .await
+        .expect("stops");
     assert_eq!(report.kept_in_buffer, 0);
     let quarantine = dir.path().join(buffer::QUARANTINE_DIR);
     assert!(
         std::fs::read_dir(&quarantine).expect("quarantine").count() >= 2,
         "the damaged range and its report are kept"
     );
-    assert!(buffer::inspect(dir.path()).expect("inspect").damaged.is_empty());
+    assert!(buffer::inspect(dir.path())
+        .expect("inspect")
+        .damaged
+        .is_empty());
 
     let records = read_topic(&brokers, &real.topics.product_view.name, 1, WAIT).await;
     let delivered = event_ids(&records);
     let lost: Vec<usize> = (0..persisted.len())
         .filter(|i| !delivered.contains(&persisted[*i]))
         .collect();
-    println!("corruption: {} delivered, {} quarantined", delivered.len(), lost.len());
+    println!(
+        "corruption: {} delivered, {} quarantined",
+        delivered.len(),
+        lost.len()
+    );
     assert!(!lost.is_empty(), "the damaged records are not delivered");
     assert!(lost.len() < 200, "only the damaged segment's tail is lost");
     // What was lost is one contiguous run (from the bad frame to its segment's end).

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::harness::{
-    assert_all_delivered, assert_per_key_order, create_topics, drain_buffer, out_file,
-    recorded, start_load_with, wait_exit, wait_for_lines,
+    assert_all_delivered, assert_per_key_order, create_topics, drain_buffer, out_file, recorded,
+    start_load_with, wait_exit, wait_for_lines,
 };
 use common::{bootstrap, read_topic, unique};
 

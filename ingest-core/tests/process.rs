@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::harness::{
-    assert_all_delivered, assert_per_key_order, create_topics, drain_buffer, out_file,
-    recorded, start_load, start_load_with, wait_exit, wait_for_lines,
+    assert_all_delivered, assert_per_key_order, create_topics, drain_buffer, out_file, recorded,
+    start_load, start_load_with, wait_exit, wait_for_lines,
 };
 use common::{bootstrap, event_ids, read_topic, unique};
 
@@ -112,7 +112,8 @@ async fn sigkill_with_persisted_acks_loses_nothing_after_restart_on_the_same_buf
         .map_or(0, |d| d.subsec_nanos());
     for run in 0..5u32 {
         // Each run also replays what the previous one left in the buffer.
-        let mut child = start_load_with(&brokers, &prefix, "persisted", &out, &["--buffer-dir", dir]);
+        let mut child =
+            start_load_with(&brokers, &prefix, "persisted", &out, &["--buffer-dir", dir]);
         wait_for_lines(&out, 1, &mut child);
         let moment = Duration::from_millis(u64::from((nanos / 1_000 + run * 7919) % 1500));
         std::thread::sleep(moment);
@@ -122,7 +123,10 @@ async fn sigkill_with_persisted_acks_loses_nothing_after_restart_on_the_same_buf
     }
     drain_buffer(&brokers, &prefix, buffer.path());
     let persisted = recorded(&out);
-    assert!(persisted.len() > 5, "the harness persisted events before each kill");
+    assert!(
+        persisted.len() > 5,
+        "the harness persisted events before each kill"
+    );
     let records = read_topic(&brokers, &topic, persisted.len(), Duration::from_secs(120)).await;
     assert_all_delivered(&persisted, &records, "persisted");
     let _ = std::fs::remove_file(out);
@@ -146,11 +150,21 @@ async fn sigterm_keeps_undelivered_events_in_the_buffer_and_the_next_start_deliv
     );
     wait_for_lines(&out, 20_000, &mut child);
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
     let status = wait_exit(&mut child, Duration::from_secs(60));
-    assert!(status.success(), "nothing lost: delivered or kept in the buffer: {status}");
+    assert!(
+        status.success(),
+        "nothing lost: delivered or kept in the buffer: {status}"
+    );
     let report = ingest_core::buffer::inspect(buffer.path()).expect("inspect");
-    println!("left in the buffer after SIGTERM: {} records", report.unacked_entries);
+    println!(
+        "left in the buffer after SIGTERM: {} records",
+        report.unacked_entries
+    );
 
     drain_buffer(&brokers, &prefix, buffer.path());
     let accepted = recorded(&out);

@@ -16,7 +16,7 @@
 //! state: the cluster is evidently reachable. The memory path keeps sending whatever
 //! the state (there is nowhere else to keep events) but reports the state all the same.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,8 @@ struct Probing {
 
 pub(crate) struct Breaker {
     state: AtomicU8,
+    /// A probe is under way (on its own thread).
+    probe_running: AtomicBool,
     /// When a record was last delivered, in milliseconds since `epoch`.
     last_success_ms: AtomicU64,
     epoch: Instant,
@@ -93,6 +95,7 @@ impl Breaker {
         gauge.set(BreakerState::Closed.gauge_value());
         Breaker {
             state: AtomicU8::new(BreakerState::Closed.to_u8()),
+            probe_running: AtomicBool::new(false),
             last_success_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             probing: Mutex::new(Probing {
@@ -112,7 +115,12 @@ impl Breaker {
     fn set(&self, from: BreakerState, to: BreakerState) -> bool {
         let swapped = self
             .state
-            .compare_exchange(from.to_u8(), to.to_u8(), Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                from.to_u8(),
+                to.to_u8(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok();
         if swapped {
             self.gauge.set(to.gauge_value());
@@ -186,16 +194,27 @@ impl Breaker {
     /// While open: how long until the next probe is due (zero when due now). `None`
     /// when not open.
     pub(crate) fn until_probe(&self) -> Option<Duration> {
-        (self.state() == BreakerState::Open)
-            .then(|| self.probing().next_probe.saturating_duration_since(Instant::now()))
+        (self.state() == BreakerState::Open).then(|| {
+            self.probing()
+                .next_probe
+                .saturating_duration_since(Instant::now())
+        })
     }
 
     pub(crate) fn probe_timeout(&self) -> Duration {
         self.settings.probe_timeout
     }
 
+    /// Claims the next probe: `false` if one is already under way.
+    pub(crate) fn start_probe(&self) -> bool {
+        self.probe_running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     /// The outcome of a probe made while open.
     pub(crate) fn probed(&self, answered: bool) {
+        self.probe_running.store(false, Ordering::Release);
         if answered {
             if self.set(BreakerState::Open, BreakerState::HalfOpen) {
                 tracing::info!("circuit breaker half-open: the cluster answered; sending again");

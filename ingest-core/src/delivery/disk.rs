@@ -131,7 +131,11 @@ impl DiskState {
     }
 
     /// Publishes records `..end` (their trackers registered) to the forwarder.
-    pub(crate) fn appended(&self, trackers: impl IntoIterator<Item = (u64, Arc<Tracker>)>, end: u64) {
+    pub(crate) fn appended(
+        &self,
+        trackers: impl IntoIterator<Item = (u64, Arc<Tracker>)>,
+        end: u64,
+    ) {
         lock(&self.trackers).extend(trackers);
         self.appended_end.store(end, Ordering::Release);
         self.wake();

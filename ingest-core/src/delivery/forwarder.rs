@@ -41,7 +41,8 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait for purged records' reports during a rewind.
 const REWIND_DRAIN: Duration = Duration::from_secs(10);
 /// The message of receipts whose records are left in the buffer at shutdown.
-const KEPT: &str = "not delivered before shutdown; kept in the disk buffer and delivered after the next start";
+const KEPT: &str =
+    "not delivered before shutdown; kept in the disk buffer and delivered after the next start";
 
 pub(crate) struct Forwarder {
     pub(crate) disk: Arc<DiskState>,
@@ -168,7 +169,8 @@ impl Forwarder {
                     tracing::error!(seq, %error, "undecodable record in the disk buffer; dropped");
                     BufferTelemetry::dropped("undecodable", 1);
                     if let Some(tracker) = self.disk.take_tracker(seq) {
-                        tracker.complete(Some((format!("stored record unreadable: {error}"), false)));
+                        tracker
+                            .complete(Some((format!("stored record unreadable: {error}"), false)));
                     }
                     self.disk.acked(seq);
                     self.cursor = seq + 1;
@@ -188,7 +190,9 @@ impl Forwarder {
                         self.telemetry.producer_queue_full.increment(1);
                         if self.disk.rewind_pending()
                             || self.breaker_open()
-                            || self.shutdown_deadline().is_some_and(|d| Instant::now() >= d)
+                            || self
+                                .shutdown_deadline()
+                                .is_some_and(|d| Instant::now() >= d)
                         {
                             self.put_back(seq, *back);
                             return Err(Stop::Interrupted);

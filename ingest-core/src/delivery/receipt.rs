@@ -304,8 +304,21 @@ mod tests {
         tracker.persisted(1);
         tracker.abandon("disk buffer full".to_owned(), true);
         let err = receipt.wait(Ack::Persisted).await.expect_err("one dropped");
-        assert!(matches!(err, Error::Delivery { failed: 1, total: 2, .. }), "{err}");
-        assert!(!receipt.is_settled(), "the persisted one is still on its way");
+        assert!(
+            matches!(
+                err,
+                Error::Delivery {
+                    failed: 1,
+                    total: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            !receipt.is_settled(),
+            "the persisted one is still on its way"
+        );
         tracker.complete(None);
         let err = receipt.wait(Ack::Delivered).await.expect_err("one dropped");
         assert!(err.to_string().contains("disk buffer full"), "{err}");

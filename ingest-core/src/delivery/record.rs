@@ -70,7 +70,10 @@ impl Record {
 impl Drop for Record {
     fn drop(&mut self) {
         if let Some(tracker) = self.tracker.take() {
-            tracker.abandon("dropped before delivery: the ingestor stopped".to_owned(), true);
+            tracker.abandon(
+                "dropped before delivery: the ingestor stopped".to_owned(),
+                true,
+            );
         }
     }
 }

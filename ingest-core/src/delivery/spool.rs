@@ -201,7 +201,11 @@ impl Spool {
     /// `full_timeout` or the shutdown deadline. On failure: the drop reason (a metric
     /// label) and the receipts' message.
     fn append(&self) -> Result<Range<u64>, (&'static str, String)> {
-        let payloads: Vec<&[u8]> = self.ranges.iter().map(|r| &self.scratch[r.clone()]).collect();
+        let payloads: Vec<&[u8]> = self
+            .ranges
+            .iter()
+            .map(|r| &self.scratch[r.clone()])
+            .collect();
         let settings = &self.disk.settings;
         let started = Instant::now();
         let mut logged = false;
@@ -213,7 +217,10 @@ impl Spool {
             let full = error.is_full();
             if full && settings.when_full == WhenFull::DropNewest {
                 tracing::debug!(%error, events = payloads.len(), "disk buffer full: events dropped");
-                return Err(("full", format!("dropped: the disk buffer is full ({error})")));
+                return Err((
+                    "full",
+                    format!("dropped: the disk buffer is full ({error})"),
+                ));
             }
             if !logged {
                 log_append_error(&error, full);
@@ -222,11 +229,18 @@ impl Spool {
             let now = Instant::now();
             let stopping = self.stop_by.get().is_some_and(|d| now >= *d);
             if stopping || now.duration_since(started) >= settings.full_timeout {
-                let reason = if full { "full_timeout" } else { "storage_error" };
+                let reason = if full {
+                    "full_timeout"
+                } else {
+                    "storage_error"
+                };
                 tracing::error!(%error, events = payloads.len(), waited = ?now.duration_since(started), "events dropped: the disk buffer did not take them in time");
                 return Err((
                     reason,
-                    format!("not persisted within {:?}: {error}", now.duration_since(started)),
+                    format!(
+                        "not persisted within {:?}: {error}",
+                        now.duration_since(started)
+                    ),
                 ));
             }
             std::thread::sleep(FULL_RETRY);

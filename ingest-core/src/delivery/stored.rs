@@ -221,7 +221,10 @@ mod tests {
         ));
         let mut bad = out.clone();
         bad[0] = 9;
-        assert_eq!(decode(&Bytes::from(bad)).err(), Some(DecodeError::Version(9)));
+        assert_eq!(
+            decode(&Bytes::from(bad)).err(),
+            Some(DecodeError::Version(9))
+        );
         let mut bad = out.clone();
         bad[1] = 7;
         assert_eq!(decode(&Bytes::from(bad)).err(), Some(DecodeError::Kind(7)));
@@ -233,7 +236,10 @@ mod tests {
     fn long_sources_are_cut_on_a_character_boundary() {
         let source = "é".repeat(MAX_SOURCE);
         let mut out = Vec::new();
-        assert!(encode(&record(EventKind::Search, b"u", &source, b"{}"), &mut out));
+        assert!(encode(
+            &record(EventKind::Search, b"u", &source, b"{}"),
+            &mut out
+        ));
         let stored = decode(&Bytes::from(out)).expect("decodes");
         assert!(stored.source().len() <= MAX_SOURCE);
         assert!(stored.source().chars().all(|c| c == 'é'));

@@ -193,15 +193,27 @@ pub(crate) struct Worker {
 /// How often an idle delivery thread looks whether the breaker wants a probe.
 pub(crate) const IDLE_TICK: Duration = Duration::from_millis(100);
 
-/// Probes the cluster if the breaker is open and a probe is due.
-pub(crate) fn probe_if_due(sender: &Sender, breaker: &Breaker) {
-    if breaker.until_probe() == Some(Duration::ZERO) {
-        let answered = sender
-            .producer
-            .client()
-            .fetch_metadata(None, breaker.probe_timeout())
-            .is_ok();
-        breaker.probed(answered);
+/// Probes the cluster if the breaker is open and a probe is due. The probe (a metadata
+/// request, up to `breaker.probe_timeout_ms`) runs on a thread of its own, so the
+/// delivery thread stays free to serve flushes and shutdown meanwhile.
+pub(crate) fn probe_if_due(sender: &Arc<Sender>, breaker: &Arc<Breaker>) {
+    if breaker.until_probe() != Some(Duration::ZERO) || !breaker.start_probe() {
+        return;
+    }
+    let (sender, prober) = (sender.clone(), breaker.clone());
+    let spawned = thread::Builder::new()
+        .name("ingest-probe".to_owned())
+        .spawn(move || {
+            let answered = sender
+                .producer
+                .client()
+                .fetch_metadata(None, prober.probe_timeout())
+                .is_ok();
+            prober.probed(answered);
+        });
+    if spawned.is_err() {
+        // No thread for it now: count it as unanswered and try again after the backoff.
+        breaker.probed(false);
     }
 }
 
@@ -312,8 +324,7 @@ impl Worker {
             }
         }
         let producer = &self.sender.producer;
-        let _ = producer
-            .flush(deadline.saturating_duration_since(Instant::now()));
+        let _ = producer.flush(deadline.saturating_duration_since(Instant::now()));
         let in_flight = usize::try_from(producer.in_flight_count()).unwrap_or(0);
         let undelivered = in_flight + self.expired.get();
         if in_flight > 0 {

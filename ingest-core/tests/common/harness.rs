@@ -35,7 +35,13 @@ pub fn start_load(brokers: &str, prefix: &str, ack: &str, out: &Path) -> Child {
     start_load_with(brokers, prefix, ack, out, &[])
 }
 
-pub fn start_load_with(brokers: &str, prefix: &str, ack: &str, out: &Path, extra: &[&str]) -> Child {
+pub fn start_load_with(
+    brokers: &str,
+    prefix: &str,
+    ack: &str,
+    out: &Path,
+    extra: &[&str],
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ingest-load"))
         .args(["--brokers", brokers, "--topic-prefix", prefix, "--ack", ack])
         .arg("--out")
@@ -58,7 +64,10 @@ pub fn drain_buffer(brokers: &str, prefix: &str, buffer_dir: &Path) {
         &["--events", "0", "--buffer-dir", dir],
     );
     let status = wait_exit(&mut child, Duration::from_secs(90));
-    assert!(status.success(), "the replaying run delivered everything: {status}");
+    assert!(
+        status.success(),
+        "the replaying run delivered everything: {status}"
+    );
     let _ = std::fs::remove_file(out);
 }
 
@@ -144,4 +153,3 @@ pub fn assert_per_key_order(records: &[Consumed]) {
         }
     }
 }
-
