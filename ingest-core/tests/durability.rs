@@ -6,12 +6,13 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{bootstrap, config, create_topics, event_ids, read_topic, Consumed};
+use common::harness::assert_per_key_order;
+use common::{bootstrap, config, create_topics, event_ids, read_topic};
 use ingest_core::config::{BufferSync, BufferType, WhenFull};
 use ingest_core::{buffer, Ack, BreakerState, Error, EventKind, IngestConfig, Ingestor};
 
@@ -44,27 +45,6 @@ fn view(user: u64, seq: u64, pad: usize) -> Bytes {
         r#"{{"user_id":"u{user}","product_id":"sku-{seq}","seq":{seq},"pad":"{}"}}"#,
         "x".repeat(pad)
     ))
-}
-
-/// Each user's `seq` numbers increase, counting only the first copy of an event.
-fn assert_first_copies_in_order(records: &[Consumed]) {
-    let mut seen = HashSet::new();
-    let mut last: HashMap<Vec<u8>, u64> = HashMap::new();
-    for record in records {
-        if !seen.insert(record.header("event_id").to_owned()) {
-            continue;
-        }
-        let event: serde_json::Value = serde_json::from_slice(&record.payload).expect("JSON");
-        let seq = event["seq"].as_u64().expect("seq");
-        let key = record.key.clone().expect("keyed");
-        if let Some(previous) = last.insert(key.clone(), seq) {
-            assert!(
-                seq > previous,
-                "user {} went from seq {previous} to {seq}",
-                String::from_utf8_lossy(&key)
-            );
-        }
-    }
 }
 
 async fn persisted_events_are_delivered_with_their_headers(kind: BufferType) {
@@ -132,7 +112,7 @@ async fn persisted_events_are_delivered_with_their_headers(kind: BufferType) {
         assert_eq!(record.header("source"), "integration-test");
         assert!(record.header("received_at").ends_with('Z'));
     }
-    assert_first_copies_in_order(&records);
+    assert_per_key_order(&records);
     let searches = read_topic(&brokers, &config.topics.search.name, 1, WAIT).await;
     assert_eq!(searches.len(), 1);
     let dead = read_topic(&brokers, &config.topics.dead_letter.name, 1, WAIT).await;
@@ -235,7 +215,7 @@ async fn kafka_down_keeps_events_on_disk_and_the_next_start_replays_them_first()
         records.len(),
         records.len() - delivered.len()
     );
-    assert_first_copies_in_order(&records);
+    assert_per_key_order(&records);
 }
 
 /// A config whose buffer holds about 1 MiB and whose queue is small.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::harness::{
     assert_all_delivered, assert_per_key_order, create_topics, drain_buffer, out_file, recorded,
-    start_load_with, wait_exit, wait_for_lines,
+    start_load_with, terminate, wait_for_lines,
 };
 use common::{bootstrap, read_topic, unique};
 
@@ -71,13 +71,7 @@ async fn thirty_second_outage_loses_no_persisted_event_and_keeps_per_user_order(
 
     // Let it catch up with Kafka back, then stop it.
     std::thread::sleep(Duration::from_secs(15));
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let status = wait_exit(&mut child, Duration::from_secs(90));
+    let status = terminate(&mut child, Duration::from_secs(90));
     assert!(status.success(), "nothing lost at shutdown: {status}");
     // Whatever the shutdown left in the buffer is delivered by the next start.
     drain_buffer(&brokers, &prefix, buffer.path());

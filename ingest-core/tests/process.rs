@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::harness::{
     assert_all_delivered, assert_per_key_order, create_topics, drain_buffer, out_file, recorded,
-    start_load, start_load_with, wait_exit, wait_for_lines,
+    start_load, start_load_with, terminate, wait_exit, wait_for_lines,
 };
 use common::{bootstrap, event_ids, read_topic, unique};
 
@@ -26,13 +25,7 @@ async fn sigterm_mid_load_delivers_every_accepted_event() {
     let mut child = start_load(&brokers, &prefix, "accepted", &out);
     wait_for_lines(&out, 20_000, &mut child);
 
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let status = wait_exit(&mut child, Duration::from_secs(90));
+    let status = terminate(&mut child, Duration::from_secs(90));
     assert!(
         status.success(),
         "ingest-load drained everything and exited 0: {status}"
@@ -149,13 +142,7 @@ async fn sigterm_keeps_undelivered_events_in_the_buffer_and_the_next_start_deliv
         &["--buffer-dir", dir, "--shutdown-timeout-ms", "1"],
     );
     wait_for_lines(&out, 20_000, &mut child);
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let status = terminate(&mut child, Duration::from_secs(60));
     assert!(
         status.success(),
         "nothing lost: delivered or kept in the buffer: {status}"

@@ -226,23 +226,10 @@ fn open_engine(settings: &DiskBufferSettings) -> Result<Box<dyn BufferEngine>, E
                 context: context("opening"),
                 source,
             })?;
-            if report.torn_bytes_truncated > 0 {
-                tracing::warn!(
-                    bytes = report.torn_bytes_truncated,
-                    "disk buffer: a write torn by a crash was cut off (it had not been acknowledged as persisted)"
-                );
-            }
+            // Recovery has logged each finding; count the damage for alerts.
             for range in &report.quarantined {
                 counter!("ingest_buffer_quarantined_total").increment(1);
                 counter!("ingest_buffer_quarantined_bytes_total").increment(range.len);
-                tracing::error!(
-                    segment = %range.segment,
-                    offset = range.offset,
-                    bytes = range.len,
-                    reason = %range.reason,
-                    copy = %range.copy.display(),
-                    "disk buffer damaged: the range was quarantined and its records cannot be delivered; the rest is replayed"
-                );
             }
             tracing::info!(
                 dir = %dir.display(),

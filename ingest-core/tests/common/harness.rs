@@ -153,3 +153,14 @@ pub fn assert_per_key_order(records: &[Consumed]) {
         }
     }
 }
+
+/// Sends SIGTERM to the harness and waits for it to exit; returns its status.
+pub fn terminate(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "SIGTERM sent");
+    wait_exit(child, timeout)
+}
