@@ -188,6 +188,7 @@ impl Forwarder {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         self.telemetry.producer_queue_full.increment(1);
+                        self.breaker.check_stalled(true);
                         if self.disk.rewind_pending()
                             || self.breaker_open()
                             || self

@@ -287,6 +287,7 @@ impl Worker {
                     // drain it. Our queue fills meanwhile, which is the back-pressure
                     // callers see.
                     self.telemetry.producer_queue_full.increment(1);
+                    self.breaker.check_stalled(true);
                     if self.stop_by.get().is_some_and(|d| Instant::now() >= *d) {
                         self.expired.set(self.expired.get() + 1);
                         Telemetry::failed(topic, "ShutdownDeadline");

@@ -1,0 +1,331 @@
+//! The HTTP API (`openapi/edge-agent.yaml`): routing and the handlers. Everything about
+//! events is `ingest-core`'s; this module adds the HTTP layer: keys, rate limits, media
+//! types, compression, CORS, acknowledgement levels, and the answers.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use ingest_core::{Ack, ErrorCode, EventKind, Ingestor, Receipt, SubmitOptions};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+
+use crate::auth::ApiKeys;
+use crate::body;
+use crate::cors::Cors;
+use crate::rate_limit::RateLimiter;
+use crate::response::{json, text, ApiError, Body, ErrorDetail};
+use crate::telemetry::{Endpoint, RequestMetrics};
+
+/// Media types of the single-event endpoints (`text/plain` is what `sendBeacon` sends).
+const SINGLE_TYPES: &[&str] = &["application/json", "text/plain"];
+/// Media types of the batch endpoint.
+const BATCH_TYPES: &[&str] = &[
+    "application/x-ndjson",
+    "application/jsonl",
+    "application/json",
+    "text/plain",
+];
+
+/// Everything a request needs, shared by all connections.
+pub struct Api {
+    /// The ingest library.
+    pub ingestor: Ingestor,
+    /// API keys.
+    pub keys: ApiKeys,
+    /// Rate limits.
+    pub limiter: RateLimiter,
+    /// CORS.
+    pub cors: Cors,
+    /// `/metrics` renderer.
+    pub prometheus: Option<PrometheusHandle>,
+    /// Request metrics.
+    pub metrics: RequestMetrics,
+    /// Largest body as sent.
+    pub max_body_bytes: usize,
+    /// Deadline for the body.
+    pub body_timeout: Duration,
+    /// Longest wait for an acknowledgement level.
+    pub ack_timeout: Duration,
+    /// `Retry-After` of 429 and 503.
+    pub retry_after_secs: u64,
+}
+
+#[derive(Serialize)]
+struct Accepted<'a> {
+    accepted: usize,
+    event_ids: [&'a str; 1],
+}
+
+#[derive(Serialize)]
+struct BatchResult<'a> {
+    accepted: usize,
+    rejected: Vec<Rejected<'a>>,
+}
+
+#[derive(Serialize)]
+struct Rejected<'a> {
+    index: usize,
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    kafka: &'static str,
+    buffer: &'static str,
+}
+
+fn route(method: &Method, path: &str) -> (Endpoint, Option<EventKind>) {
+    let _ = method;
+    match path {
+        "/api/events/product-view" => (Endpoint::ProductView, Some(EventKind::ProductView)),
+        "/api/events/cart" => (Endpoint::Cart, Some(EventKind::Cart)),
+        "/api/events/purchase" => (Endpoint::Purchase, Some(EventKind::Purchase)),
+        "/api/events/search" => (Endpoint::Search, Some(EventKind::Search)),
+        "/api/events/batch" => (Endpoint::Batch, None),
+        "/metrics" => (Endpoint::Metrics, None),
+        "/health/live" | "/health/ready" => (Endpoint::Health, None),
+        _ => (Endpoint::Other, None),
+    }
+}
+
+impl Api {
+    /// Serves one request. Never fails: every problem is an answer.
+    pub async fn serve(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Body>, Infallible> {
+        let started = Instant::now();
+        let (endpoint, kind) = route(request.method(), request.uri().path());
+        let endpoint = if request.method() == Method::OPTIONS
+            && request.uri().path().starts_with("/api/events/")
+        {
+            Endpoint::Preflight
+        } else {
+            endpoint
+        };
+        let origin = self.cors.allow_origin(request.headers());
+        let mut response = match self.dispatch(endpoint, kind, request).await {
+            Ok(response) => response,
+            Err(error) => {
+                RequestMetrics::rejected(endpoint, error.code());
+                error.into_response(self.retry_after_secs)
+            }
+        };
+        if matches!(
+            endpoint,
+            Endpoint::ProductView
+                | Endpoint::Cart
+                | Endpoint::Purchase
+                | Endpoint::Search
+                | Endpoint::Batch
+        ) {
+            self.cors.decorate(origin, &mut response);
+        }
+        self.metrics
+            .answered(endpoint, response.status().as_u16(), started.elapsed());
+        Ok(response)
+    }
+
+    async fn dispatch(
+        &self,
+        endpoint: Endpoint,
+        kind: Option<EventKind>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Body>, ApiError> {
+        let method = request.method().clone();
+        match (endpoint, method) {
+            (Endpoint::Preflight, _) => Ok(self.cors.preflight(request.headers())),
+            (
+                Endpoint::ProductView | Endpoint::Cart | Endpoint::Purchase | Endpoint::Search,
+                Method::POST,
+            ) => {
+                let kind = kind.ok_or(ApiError::NotFound)?;
+                self.single(endpoint, kind, request).await
+            }
+            (Endpoint::Batch, Method::POST) => self.batch(request).await,
+            (Endpoint::Metrics, Method::GET) => Ok(self.render_metrics()),
+            (Endpoint::Health, Method::GET) => Ok(self.health(request.uri().path())),
+            (Endpoint::Other, _) => Err(ApiError::NotFound),
+            (Endpoint::Metrics | Endpoint::Health, _) => Err(ApiError::MethodNotAllowed("GET")),
+            _ => Err(ApiError::MethodNotAllowed("POST, OPTIONS")),
+        }
+    }
+
+    /// The checks every event request passes before its body is read.
+    fn admit(
+        &self,
+        headers: &HeaderMap,
+        types: &[&str],
+    ) -> Result<(SubmitOptions, Ack, body::Encoding), ApiError> {
+        let source = self.keys.authenticate(headers)?;
+        let ack = match headers.get("ingest-ack") {
+            None => Ack::Accepted,
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<Ack>().ok())
+                .ok_or_else(|| ApiError::InvalidHeader {
+                    name: "Ingest-Ack",
+                    message: "must be accepted, persisted or delivered".to_owned(),
+                })?,
+        };
+        body::check_media_type(headers, types)?;
+        let encoding = body::encoding(headers)?;
+        let mut options = SubmitOptions::default();
+        if let Some(source) = source {
+            options = options.with_source(source);
+        }
+        Ok((options, ack, encoding))
+    }
+
+    async fn read_body(
+        &self,
+        endpoint: Endpoint,
+        request: Request<Incoming>,
+        encoding: body::Encoding,
+        max_out: usize,
+        too_large: ErrorCode,
+    ) -> Result<Bytes, ApiError> {
+        let (parts, incoming) = request.into_parts();
+        let raw = body::read(
+            incoming,
+            &parts.headers,
+            self.max_body_bytes,
+            self.body_timeout,
+        )
+        .await?;
+        self.metrics.received(endpoint, raw.len());
+        body::decompress(raw, encoding, max_out, too_large)
+    }
+
+    async fn single(
+        &self,
+        endpoint: Endpoint,
+        kind: EventKind,
+        request: Request<Incoming>,
+    ) -> Result<Response<Body>, ApiError> {
+        let (options, ack, encoding) = self.admit(request.headers(), SINGLE_TYPES)?;
+        let limits = self.ingestor.settings().limits();
+        let (max_out, too_large) = (limits.max_event_bytes, ErrorCode::EventTooLarge);
+        let bytes = self
+            .read_body(endpoint, request, encoding, max_out, too_large)
+            .await?;
+        self.limiter.check(options.source.as_ref(), 1)?;
+        let receipt = self.ingestor.submit_with(kind, bytes, &options)?;
+        self.wait(&receipt, ack).await?;
+        let mut buf = [0u8; 36];
+        let id = receipt
+            .event_id()
+            .map_or("", |id| id.hyphenated().encode_lower(&mut buf));
+        Ok(json(
+            StatusCode::ACCEPTED,
+            &Accepted {
+                accepted: 1,
+                event_ids: [id],
+            },
+        ))
+    }
+
+    async fn batch(&self, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let (options, ack, encoding) = self.admit(request.headers(), BATCH_TYPES)?;
+        let limits = self.ingestor.settings().limits().clone();
+        let bytes = self
+            .read_body(
+                Endpoint::Batch,
+                request,
+                encoding,
+                limits.max_batch_bytes,
+                ErrorCode::BatchTooLarge,
+            )
+            .await?;
+        if self.limiter.enabled() {
+            // Limits count events; splitting is cheap next to validation.
+            let events = ingest_core::split_batch(&bytes, &limits).map_or(1, |e| e.len());
+            self.limiter.check(
+                options.source.as_ref(),
+                u32::try_from(events).unwrap_or(u32::MAX),
+            )?;
+        }
+        let result = self.ingestor.submit_batch_with(bytes, &options)?;
+        self.wait(&result.receipt, ack).await?;
+        let rejected = result
+            .rejected
+            .iter()
+            .map(|r| Rejected {
+                index: r.index,
+                error: ErrorDetail::of(&r.error),
+            })
+            .collect();
+        Ok(json(
+            StatusCode::OK,
+            &BatchResult {
+                accepted: result.accepted,
+                rejected,
+            },
+        ))
+    }
+
+    /// Waits for the acknowledgement level, at most `ack_timeout`.
+    async fn wait(&self, receipt: &Receipt, ack: Ack) -> Result<(), ApiError> {
+        if ack == Ack::Accepted {
+            return Ok(());
+        }
+        match tokio::time::timeout(self.ack_timeout, receipt.wait(ack)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(ApiError::Unavailable(format!(
+                "not {ack}: {error}; the events may still arrive, resend with the same event_id"
+            ))),
+            Err(_) => Err(ApiError::Unavailable(format!(
+                "not {ack} within {:?}; the events may still arrive, resend with the same event_id",
+                self.ack_timeout
+            ))),
+        }
+    }
+
+    fn render_metrics(&self) -> Response<Body> {
+        let body = self
+            .prometheus
+            .as_ref()
+            .map(PrometheusHandle::render)
+            .unwrap_or_default();
+        text(StatusCode::OK, body, "text/plain; version=0.0.4")
+    }
+
+    fn health(&self, path: &str) -> Response<Body> {
+        if path == "/health/live" {
+            return json(StatusCode::OK, &serde_json::json!({"status": "alive"}));
+        }
+        let health = self.ingestor.health();
+        let room = match health.buffer {
+            Some(buffer) => buffer.has_room(),
+            None => {
+                let queue = &self.ingestor.settings().config().queue;
+                health.queue_events.saturating_mul(100) < queue.max_events.saturating_mul(95)
+                    && health.queue_bytes.saturating_mul(100) < queue.max_bytes.saturating_mul(95)
+            }
+        };
+        // Without a disk buffer, an unreachable Kafka means events would only pile up
+        // in memory and fail: not ready, whatever room the queue has.
+        let ready = health.is_ready();
+        let body = Readiness {
+            status: if ready { "ready" } else { "not_ready" },
+            kafka: if health.kafka_reachable() {
+                "reachable"
+            } else {
+                "unreachable"
+            },
+            buffer: if room { "ok" } else { "full" },
+        };
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json(status, &body)
+    }
+}

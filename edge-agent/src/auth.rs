@@ -1,0 +1,200 @@
+//! API keys: write keys, one per storefront. A request names its key as
+//! `Authorization: Bearer <key>`; every configured key is compared in constant time, so
+//! the answer's timing tells nothing about how much of a guess was right.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+use serde::Deserialize;
+
+use crate::config::{check_key, ApiKey, ConfigError};
+use crate::response::ApiError;
+
+/// A key's bytes and the storefront it belongs to.
+type Entry = (Box<[u8]>, Arc<str>);
+
+/// The configured keys; empty means no key is needed.
+#[derive(Clone, Default)]
+pub struct ApiKeys {
+    keys: Arc<[Entry]>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
+    keys: Vec<ApiKey>,
+}
+
+impl ApiKeys {
+    /// The keys of the configuration plus those of `file`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or parsed, or a key is invalid.
+    pub fn load(keys: &[ApiKey], file: Option<&Path>) -> Result<ApiKeys, ConfigError> {
+        let mut all = keys.to_vec();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let parsed: KeysFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                origin: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            for (i, key) in parsed.keys.iter().enumerate() {
+                check_key(&format!("{}: keys[{i}]", path.display()), key)?;
+            }
+            all.extend(parsed.keys);
+        }
+        Ok(ApiKeys {
+            keys: all
+                .into_iter()
+                .map(|k| {
+                    (
+                        k.key.into_bytes().into_boxed_slice(),
+                        Arc::from(k.source.as_str()),
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// Whether keys are required.
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// How many keys are configured.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is configured.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The storefront the request's key belongs to; `None` when keys are off.
+    ///
+    /// # Errors
+    ///
+    /// 401 when keys are on and the request has no known key.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Arc<str>>, ApiError> {
+        if self.keys.is_empty() {
+            return Ok(None);
+        }
+        let presented = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or(ApiError::Unauthorized)?;
+        // Every key is compared, whatever matched, so the time does not depend on which.
+        let mut found = None;
+        for (key, source) in self.keys.iter() {
+            if constant_time_eq(key, presented.as_bytes()) {
+                found = Some(source.clone());
+            }
+        }
+        found.map(Some).ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// Compares in time that depends on the lengths only, not on where the bytes differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> ApiKeys {
+        ApiKeys::load(
+            &[ApiKey {
+                source: "shop-1".to_owned(),
+                key: "k1-0123456789abcdef".to_owned(),
+            }],
+            None,
+        )
+        .expect("keys")
+    }
+
+    fn with(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, value.parse().expect("header"));
+        headers
+    }
+
+    #[test]
+    fn bearer_keys_name_their_storefront() {
+        let keys = keys();
+        assert_eq!(
+            keys.authenticate(&with("Bearer k1-0123456789abcdef"))
+                .expect("ok")
+                .as_deref(),
+            Some("shop-1")
+        );
+        assert_eq!(
+            keys.authenticate(&with("bearer  k1-0123456789abcdef "))
+                .expect("ok")
+                .as_deref(),
+            Some("shop-1")
+        );
+        for bad in [
+            "Bearer k1-0123456789abcdeX",
+            "Bearer k1",
+            "Basic k1-0123456789abcdef",
+            "k1-0123456789abcdef",
+        ] {
+            assert!(keys.authenticate(&with(bad)).is_err(), "{bad}");
+        }
+        assert!(keys.authenticate(&HeaderMap::new()).is_err());
+        assert_eq!(
+            ApiKeys::default()
+                .authenticate(&with("Bearer anything"))
+                .expect("off"),
+            None
+        );
+    }
+
+    #[test]
+    fn keys_file_adds_keys_and_is_checked() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("keys.toml");
+        std::fs::write(
+            &file,
+            "[[keys]]\nsource = \"shop-2\"\nkey = \"k2-0123456789abcdef\"\n",
+        )
+        .expect("write");
+        let keys = ApiKeys::load(&[], Some(&file)).expect("loads");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            keys.authenticate(&with("Bearer k2-0123456789abcdef"))
+                .expect("ok")
+                .as_deref(),
+            Some("shop-2")
+        );
+        std::fs::write(&file, "[[keys]]\nsource = \"shop-2\"\nkey = \"short\"\n").expect("write");
+        assert!(ApiKeys::load(&[], Some(&file)).is_err());
+    }
+
+    #[test]
+    fn constant_time_eq_is_eq() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

@@ -1,0 +1,762 @@
+//! The agent's configuration: one TOML file, environment overrides, command-line flags.
+//!
+//! Layers, each overriding the one before: defaults → `--config FILE` → environment
+//! variables `EDGE_AGENT_<SECTION>_<KEY>` → flags (`--listen`, `--brokers`,
+//! `--buffer-dir`, ...). [`AgentConfig`] is the serde shape (unknown keys rejected);
+//! [`AgentConfig::validate`] builds the checked [`AgentSettings`] without doing I/O.
+//!
+//! The ingest sections (`[kafka]`, `[topics.*]`, `[limits]`, `[queue]`, `[dead_letter]`,
+//! `[buffer]`, `[breaker]`, `source`) are `ingest-core`'s, documented in
+//! `docs/configuration.md`; the agent's own are documented in `docs/edge-agent.md`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ingest_core::config::{
+    BreakerConfig, BufferConfig, BufferType, DeadLetterConfig, KafkaConfig, LimitsConfig,
+    QueueConfig, TopicsConfig,
+};
+use ingest_core::{IngestConfig, Settings};
+use serde::{Deserialize, Serialize};
+
+/// The prefix of environment overrides.
+pub const ENV_PREFIX: &str = "EDGE_AGENT_";
+
+/// What shows instead of a secret in printed configurations.
+pub const MASK: &str = "<redacted>";
+
+/// Everything the agent can be told, as read from its TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Listeners, limits and timeouts of the HTTP server.
+    pub server: ServerConfig,
+    /// TLS on the TCP listener (off unless a certificate is given).
+    pub tls: TlsConfig,
+    /// API keys (write keys per storefront); off when none are configured.
+    pub auth: AuthConfig,
+    /// Rate limits per API key and global; off at 0.
+    pub rate_limit: RateLimitConfig,
+    /// Browser access.
+    pub cors: CorsConfig,
+    /// Log output.
+    pub log: LogConfig,
+    /// `ingest-core`: value of the `source` header (empty: the host name).
+    pub source: String,
+    /// `ingest-core`: the Kafka producer.
+    pub kafka: KafkaConfig,
+    /// `ingest-core`: topic names and layout.
+    pub topics: TopicsConfig,
+    /// `ingest-core`: event and batch limits.
+    pub limits: LimitsConfig,
+    /// `ingest-core`: the in-memory queue.
+    pub queue: QueueConfig,
+    /// `ingest-core`: the dead-letter topic.
+    pub dead_letter: DeadLetterConfig,
+    /// `ingest-core`: the disk buffer (`--buffer-dir` turns it on).
+    pub buffer: BufferConfig,
+    /// `ingest-core`: the circuit breaker.
+    pub breaker: BreakerConfig,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// TCP address to listen on; empty for none.
+    pub listen: String,
+    /// Unix domain socket path to listen on; empty for none.
+    pub unix_socket: String,
+    /// Most connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time allowed to send the request head, in milliseconds (slow clients are cut).
+    pub header_timeout_ms: u64,
+    /// Time allowed to send the request body, in milliseconds.
+    pub body_timeout_ms: u64,
+    /// Largest request body as sent (compressed or not), in bytes; larger is refused
+    /// with 413 before it is read. The decompressed size is bounded by
+    /// `limits.max_batch_bytes`.
+    pub max_body_bytes: usize,
+    /// Longest wait for the `persisted` or `delivered` level, in milliseconds; then 503.
+    pub ack_timeout_ms: u64,
+    /// How long a shutdown (SIGTERM, SIGINT) may take, in milliseconds: in-flight
+    /// requests finish, then events are delivered or kept in the disk buffer.
+    pub shutdown_timeout_ms: u64,
+    /// The `Retry-After` value of 429 and 503 answers, in seconds.
+    pub retry_after_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8088".to_owned(),
+            unix_socket: String::new(),
+            max_connections: 4096,
+            header_timeout_ms: 5_000,
+            body_timeout_ms: 10_000,
+            max_body_bytes: 4 << 20,
+            ack_timeout_ms: 10_000,
+            shutdown_timeout_ms: 30_000,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// TLS on the TCP listener, with rustls. HTTP/1.1 and HTTP/2 are offered by ALPN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; TLS is on when set.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates: when set, clients must present a certificate signed by one.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// One storefront's write key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// The storefront it belongs to: the `source` header of its events, and the name
+    /// its rate limit is kept under.
+    pub source: String,
+    /// The secret, sent as `Authorization: Bearer <key>`.
+    pub key: String,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("source", &self.source)
+            .field("key", &MASK)
+            .finish()
+    }
+}
+
+/// API keys: when any is configured, every event request needs one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Keys given in the file.
+    pub keys: Vec<ApiKey>,
+    /// A TOML file with more keys (`[[keys]] source = "..." key = "..."`), so secrets can
+    /// live apart from the configuration (e.g. a mounted Kubernetes secret).
+    pub keys_file: Option<PathBuf>,
+}
+
+/// Token-bucket rate limits, in events per second (a batch counts its events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Events per second for the whole agent; 0 is unlimited.
+    pub global_per_sec: u32,
+    /// Burst of the global limit (0: one second's worth).
+    pub global_burst: u32,
+    /// Events per second per API key; 0 is unlimited.
+    pub per_key_per_sec: u32,
+    /// Burst of the per-key limit (0: one second's worth).
+    pub per_key_burst: u32,
+}
+
+/// CORS for browsers posting straight to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed (`https://shop.example.com`); `"*"` allows any. Empty: no CORS.
+    pub allowed_origins: Vec<String>,
+    /// How long browsers may cache a preflight answer, in seconds.
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allowed_origins: Vec::new(),
+            max_age_secs: 600,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json` (one object per line).
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, `edge_agent=debug,librdkafka=warn`, ...
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// An invalid agent configuration: which key and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file or an environment variable does not parse.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file or variable.
+        origin: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value breaks a rule.
+    #[error("invalid configuration `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The ingest sections are invalid.
+    #[error(transparent)]
+    Ingest(#[from] ingest_core::ConfigError),
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Overrides from the command line (each optional).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen ADDR`.
+    pub listen: Option<String>,
+    /// `--unix-socket PATH`.
+    pub unix_socket: Option<String>,
+    /// `--brokers LIST`.
+    pub brokers: Option<String>,
+    /// `--buffer-dir DIR`: turns the disk buffer on (`log` engine unless configured).
+    pub buffer_dir: Option<PathBuf>,
+    /// `--log-format text|json`.
+    pub log_format: Option<LogFormat>,
+}
+
+impl AgentConfig {
+    /// Reads the layers: `file` (if any), then the environment (`vars`, usually
+    /// `std::env::vars()`), then the flags.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or parsed, or a variable does not parse.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<AgentConfig, ConfigError> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        origin: path.display().to_string(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        let shape =
+            toml::Table::try_from(AgentConfig::default()).map_err(|e| ConfigError::Parse {
+                origin: "defaults".to_owned(),
+                message: e.to_string(),
+            })?;
+        let mut vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+            .collect();
+        vars.sort();
+        for (name, value) in vars {
+            apply_env(&mut tree, &shape, &name, &value)?;
+        }
+        let mut config: AgentConfig =
+            tree.try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin: file.map_or("environment".to_owned(), |p| p.display().to_string()),
+                    message: e.to_string(),
+                })?;
+        config.apply(overrides);
+        Ok(config)
+    }
+
+    fn apply(&mut self, overrides: &Overrides) {
+        if let Some(listen) = &overrides.listen {
+            self.server.listen.clone_from(listen);
+        }
+        if let Some(path) = &overrides.unix_socket {
+            self.server.unix_socket.clone_from(path);
+        }
+        if let Some(brokers) = &overrides.brokers {
+            self.kafka.brokers.clone_from(brokers);
+        }
+        if let Some(dir) = &overrides.buffer_dir {
+            if self.buffer.kind == BufferType::Memory {
+                self.buffer.kind = BufferType::Log;
+            }
+            self.buffer.dir = Some(dir.clone());
+        }
+        if let Some(format) = overrides.log_format {
+            self.log.format = format;
+        }
+    }
+
+    /// The ingest sections, as `ingest-core` takes them.
+    pub fn ingest(&self) -> IngestConfig {
+        let mut config = IngestConfig::default();
+        config.source.clone_from(&self.source);
+        config.kafka = self.kafka.clone();
+        config.topics = self.topics.clone();
+        config.limits = self.limits.clone();
+        config.queue = self.queue.clone();
+        config.dead_letter = self.dead_letter.clone();
+        config.buffer = self.buffer.clone();
+        config.breaker = self.breaker.clone();
+        config
+    }
+
+    /// A copy safe to print: API keys and secret-looking Kafka properties masked.
+    #[must_use]
+    pub fn redacted(&self) -> AgentConfig {
+        let mut copy = self.clone();
+        copy.kafka = self.ingest().redacted().kafka;
+        for key in &mut copy.auth.keys {
+            key.key = MASK.to_owned();
+        }
+        copy
+    }
+
+    /// Checks every value and builds the settings the agent runs on. Reads no file
+    /// (`auth.keys_file` and the TLS files are read when the agent starts).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first offending key.
+    pub fn validate(&self) -> Result<AgentSettings, ConfigError> {
+        let ingest = self.ingest().validate()?;
+        let server = &self.server;
+        let listen = if server.listen.trim().is_empty() {
+            None
+        } else {
+            Some(server.listen.trim().parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    "server.listen",
+                    format!("{:?} is not an IP:port address: {e}", server.listen),
+                )
+            })?)
+        };
+        let unix_socket = (!server.unix_socket.trim().is_empty())
+            .then(|| PathBuf::from(server.unix_socket.trim()));
+        if listen.is_none() && unix_socket.is_none() {
+            return Err(invalid(
+                "server.listen",
+                "nothing to listen on: set server.listen or server.unix_socket",
+            ));
+        }
+        for (key, value) in [
+            ("server.max_connections", server.max_connections as u64),
+            ("server.header_timeout_ms", server.header_timeout_ms),
+            ("server.body_timeout_ms", server.body_timeout_ms),
+            ("server.max_body_bytes", server.max_body_bytes as u64),
+            ("server.ack_timeout_ms", server.ack_timeout_ms),
+            ("server.shutdown_timeout_ms", server.shutdown_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        let tls = match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls.client_ca_file.clone(),
+            }),
+            (None, None) if self.tls.client_ca_file.is_none() => None,
+            _ => return Err(invalid(
+                "tls.cert_file",
+                "tls.cert_file and tls.key_file go together (and tls.client_ca_file needs both)",
+            )),
+        };
+        if tls.is_some() && listen.is_none() {
+            return Err(invalid(
+                "tls.cert_file",
+                "TLS needs server.listen (it applies to TCP)",
+            ));
+        }
+        let mut seen = BTreeMap::new();
+        for (i, key) in self.auth.keys.iter().enumerate() {
+            check_key(&format!("auth.keys[{i}]"), key)?;
+            if seen.insert(key.key.clone(), i).is_some() {
+                return Err(invalid(
+                    &format!("auth.keys[{i}].key"),
+                    "the same key is listed twice",
+                ));
+            }
+        }
+        for origin in &self.cors.allowed_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(invalid(
+                    "cors.allowed_origins",
+                    format!("{origin:?} is not an origin (scheme://host[:port]) or \"*\""),
+                ));
+            }
+        }
+        Ok(AgentSettings {
+            listen,
+            unix_socket,
+            tls,
+            max_connections: server.max_connections,
+            header_timeout: Duration::from_millis(server.header_timeout_ms),
+            body_timeout: Duration::from_millis(server.body_timeout_ms),
+            max_body_bytes: server.max_body_bytes,
+            ack_timeout: Duration::from_millis(server.ack_timeout_ms),
+            shutdown_timeout: Duration::from_millis(server.shutdown_timeout_ms),
+            retry_after_secs: server.retry_after_secs,
+            keys: self.auth.keys.clone(),
+            keys_file: self.auth.keys_file.clone(),
+            rate_limit: self.rate_limit.clone(),
+            cors: self.cors.clone(),
+            log: self.log.clone(),
+            ingest,
+        })
+    }
+}
+
+pub(crate) fn check_key(at: &str, key: &ApiKey) -> Result<(), ConfigError> {
+    if key.key.len() < 16 {
+        return Err(invalid(
+            &format!("{at}.key"),
+            "must be at least 16 characters",
+        ));
+    }
+    if key.key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            &format!("{at}.key"),
+            "must not contain spaces or control characters",
+        ));
+    }
+    if key.source.trim().is_empty() {
+        return Err(invalid(&format!("{at}.source"), "must not be empty"));
+    }
+    Ok(())
+}
+
+/// TLS files, read when the agent starts.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// CA certificates for client authentication (PEM).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The validated configuration the agent runs on.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// TCP listener.
+    pub listen: Option<SocketAddr>,
+    /// Unix socket listener.
+    pub unix_socket: Option<PathBuf>,
+    /// TLS on the TCP listener.
+    pub tls: Option<TlsFiles>,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Deadline for the request head.
+    pub header_timeout: Duration,
+    /// Deadline for the request body.
+    pub body_timeout: Duration,
+    /// Largest body as sent.
+    pub max_body_bytes: usize,
+    /// Longest wait for `persisted` / `delivered`.
+    pub ack_timeout: Duration,
+    /// Deadline of a shutdown.
+    pub shutdown_timeout: Duration,
+    /// `Retry-After` of 429 and 503.
+    pub retry_after_secs: u64,
+    /// API keys from the file.
+    pub keys: Vec<ApiKey>,
+    /// More API keys, read at start.
+    pub keys_file: Option<PathBuf>,
+    /// Rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// CORS.
+    pub cors: CorsConfig,
+    /// Logs.
+    pub log: LogConfig,
+    /// `ingest-core`'s settings.
+    pub ingest: Settings,
+}
+
+/// Sets the key an `EDGE_AGENT_...` variable names. The name, lower-cased without the
+/// prefix, is matched against the configuration's shape (`shape`, the defaults): at
+/// each level the longest key that prefixes the rest (`KAFKA_LINGER_MS` →
+/// `kafka.linger_ms`, `TOPICS_PRODUCT_VIEW_NAME` → `topics.product_view.name`). The
+/// value is read as the type the key has in `shape` (number, boolean, a comma-separated
+/// list, else a string). A key absent from the shape (an unset optional such as
+/// `BUFFER_DIR`) is set as a string.
+fn apply_env(
+    tree: &mut toml::Table,
+    shape: &toml::Table,
+    name: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let path = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+    let unknown = || ConfigError::Parse {
+        origin: name.to_owned(),
+        message: "names no configuration key".to_owned(),
+    };
+    let mut rest = path.as_str();
+    let mut table = tree;
+    let mut shape = Some(shape);
+    let mut depth = 0;
+    loop {
+        let known = shape.and_then(|s| {
+            s.iter()
+                .filter(|(k, _)| rest == k.as_str() || rest.starts_with(&format!("{k}_")))
+                .max_by_key(|(k, _)| k.len())
+        });
+        match known {
+            Some((key, toml::Value::Table(sub))) if rest != key => {
+                rest = &rest[key.len() + 1..];
+                // A table the file does not have starts as its defaults, so that tables
+                // whose keys are all required (`topics.<name>`) stay complete.
+                let entry = table
+                    .entry(key.clone())
+                    .or_insert_with(|| toml::Value::Table(sub.clone()));
+                table = entry.as_table_mut().ok_or_else(unknown)?;
+                shape = Some(sub);
+                depth += 1;
+            }
+            Some((key, kind)) if rest == key => {
+                let parsed = typed(value, kind).ok_or_else(|| ConfigError::Parse {
+                    origin: name.to_owned(),
+                    message: format!("{value:?} is not a valid {}", kind.type_str()),
+                })?;
+                table.insert(key.clone(), parsed);
+                return Ok(());
+            }
+            // Inside a section: an optional key the defaults leave out (`buffer.dir`).
+            // Serde rejects it later if the section has no such key.
+            None if depth > 0 && !rest.is_empty() => {
+                table.insert(rest.to_owned(), toml::Value::String(value.to_owned()));
+                return Ok(());
+            }
+            _ => return Err(unknown()),
+        }
+    }
+}
+
+fn typed(value: &str, like: &toml::Value) -> Option<toml::Value> {
+    Some(match like {
+        toml::Value::Integer(_) => toml::Value::Integer(value.trim().parse().ok()?),
+        toml::Value::Float(_) => toml::Value::Float(value.trim().parse().ok()?),
+        toml::Value::Boolean(_) => toml::Value::Boolean(value.trim().parse().ok()?),
+        toml::Value::Array(_) => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+        _ => toml::Value::String(value.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_with_only_brokers() {
+        let config = AgentConfig::load(
+            None,
+            Vec::new(),
+            &Overrides {
+                brokers: Some("k1:9092".to_owned()),
+                ..Overrides::default()
+            },
+        )
+        .expect("loads");
+        let settings = config.validate().expect("valid");
+        assert_eq!(
+            settings.listen,
+            Some("127.0.0.1:8088".parse().expect("addr"))
+        );
+        assert!(!settings.ingest.has_disk_buffer());
+        assert_eq!(config.kafka.brokers, "k1:9092");
+    }
+
+    #[test]
+    fn layers_file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("agent.toml");
+        std::fs::write(
+            &file,
+            "source = \"shop\"\n[server]\nlisten = \"127.0.0.1:1\"\nack_timeout_ms = 5\n[kafka]\nlinger_ms = 7\nbrokers = \"file:1\"\n",
+        )
+        .expect("write");
+        let config = AgentConfig::load(
+            Some(&file),
+            env(&[
+                ("EDGE_AGENT_KAFKA_LINGER_MS", "9"),
+                ("EDGE_AGENT_SERVER_LISTEN", "127.0.0.1:2"),
+                ("EDGE_AGENT_TOPICS_PRODUCT_VIEW_NAME", "views"),
+                (
+                    "EDGE_AGENT_CORS_ALLOWED_ORIGINS",
+                    "https://a.example, https://b.example",
+                ),
+                ("EDGE_AGENT_BUFFER_DIR", "/var/spool/agent"),
+                ("EDGE_AGENT_BUFFER_TYPE", "sled"),
+                ("OTHER_VARIABLE", "ignored"),
+            ]),
+            &Overrides {
+                listen: Some("127.0.0.1:3".to_owned()),
+                ..Overrides::default()
+            },
+        )
+        .expect("loads");
+        assert_eq!(config.source, "shop");
+        assert_eq!(config.server.ack_timeout_ms, 5, "file");
+        assert_eq!(config.kafka.linger_ms, 9, "environment over file");
+        assert_eq!(config.kafka.brokers, "file:1");
+        assert_eq!(config.server.listen, "127.0.0.1:3", "flag over environment");
+        assert_eq!(config.topics.product_view.name, "views");
+        assert_eq!(config.cors.allowed_origins.len(), 2);
+        assert_eq!(config.buffer.kind, BufferType::Sled);
+        assert_eq!(
+            config.buffer.dir.as_deref(),
+            Some(std::path::Path::new("/var/spool/agent"))
+        );
+        assert!(config.validate().expect("valid").ingest.has_disk_buffer());
+    }
+
+    #[test]
+    fn bad_input_names_the_key() {
+        let err = AgentConfig::load(
+            None,
+            env(&[("EDGE_AGENT_KAFKA_LINGER_MS", "soon")]),
+            &Overrides::default(),
+        )
+        .expect_err("not a number");
+        assert!(
+            err.to_string().contains("EDGE_AGENT_KAFKA_LINGER_MS"),
+            "{err}"
+        );
+        let err = AgentConfig::load(
+            None,
+            env(&[("EDGE_AGENT_NOPE", "1")]),
+            &Overrides::default(),
+        )
+        .expect_err("unknown");
+        assert!(
+            err.to_string().contains("names no configuration key"),
+            "{err}"
+        );
+
+        let mut config = AgentConfig::default();
+        config.server.listen = "localhost".to_owned();
+        assert!(config
+            .validate()
+            .expect_err("addr")
+            .to_string()
+            .contains("server.listen"));
+        let mut config = AgentConfig::default();
+        config.auth.keys.push(ApiKey {
+            source: "shop".to_owned(),
+            key: "short".to_owned(),
+        });
+        assert!(config
+            .validate()
+            .expect_err("key")
+            .to_string()
+            .contains("auth.keys[0].key"));
+        let mut config = AgentConfig::default();
+        config.tls.cert_file = Some("/c.pem".into());
+        assert!(config
+            .validate()
+            .expect_err("tls")
+            .to_string()
+            .contains("tls.cert_file"));
+        let mut config = AgentConfig::default();
+        config.cors.allowed_origins = vec!["shop.example".to_owned()];
+        assert!(config
+            .validate()
+            .expect_err("cors")
+            .to_string()
+            .contains("cors.allowed_origins"));
+    }
+
+    #[test]
+    fn buffer_dir_flag_turns_the_disk_buffer_on_and_secrets_are_masked() {
+        let mut config = AgentConfig::load(
+            None,
+            Vec::new(),
+            &Overrides {
+                buffer_dir: Some("/tmp/spool".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect("loads");
+        assert_eq!(config.buffer.kind, BufferType::Log);
+        config.auth.keys.push(ApiKey {
+            source: "shop".to_owned(),
+            key: "0123456789abcdef-secret".to_owned(),
+        });
+        config
+            .kafka
+            .properties
+            .insert("sasl.password".to_owned(), "hunter2".to_owned());
+        let shown = toml::to_string(&config.redacted()).expect("toml");
+        assert!(
+            !shown.contains("secret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!format!("{config:?}").contains("0123456789abcdef-secret"));
+    }
+}

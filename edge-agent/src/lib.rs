@@ -1,0 +1,140 @@
+//! # edge-agent
+//!
+//! The HTTP sidecar for storefronts: takes e-commerce events over local HTTP (TCP,
+//! optionally TLS, or a Unix socket; HTTP/1.1 and HTTP/2), and hands them to
+//! [`ingest_core`], which validates, batches, buffers and delivers them to Kafka. All
+//! event logic is `ingest-core`'s; this crate is the HTTP layer: the contract in
+//! `openapi/edge-agent.yaml`, API keys, rate limits, CORS, body limits and timeouts,
+//! acknowledgement levels, metrics, health, and a graceful shutdown.
+//!
+//! ```text
+//! listener (TCP/TLS/UDS) → hyper (h1/h2) → Api::serve: route → keys → Ingest-Ack →
+//!   media type → body (bounded, deadline, decompressed) → rate limit →
+//!   Ingestor::submit / submit_batch → Receipt::wait(level) → answer
+//! ```
+
+pub mod api;
+pub mod auth;
+pub mod body;
+pub mod buffer_cmd;
+pub mod config;
+pub mod cors;
+pub mod rate_limit;
+pub mod response;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ingest_core::{Ingestor, ShutdownReport};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::api::Api;
+use crate::auth::ApiKeys;
+use crate::config::AgentSettings;
+use crate::cors::Cors;
+use crate::rate_limit::RateLimiter;
+use crate::server::{Listener, Server};
+use crate::telemetry::RequestMetrics;
+
+/// Runs the agent until `shutdown` completes, then stops taking connections, lets
+/// in-flight requests finish, and shuts the ingestor down (delivering what it can and
+/// keeping the rest in the disk buffer), all within `settings.shutdown_timeout`.
+///
+/// # Errors
+///
+/// When a listener cannot be bound, a TLS or key file cannot be read, or the ingestor
+/// cannot start (e.g. its disk buffer cannot be opened).
+pub async fn run(
+    settings: AgentSettings,
+    prometheus: Option<PrometheusHandle>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<ShutdownReport> {
+    let keys = ApiKeys::load(&settings.keys, settings.keys_file.as_deref())?;
+    let tls = settings.tls.as_ref().map(tls::acceptor).transpose()?;
+    let mut listeners = Vec::new();
+    if let Some(addr) = settings.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "listening on TCP");
+        listeners.push(Listener::Tcp(listener));
+    }
+    if let Some(path) = &settings.unix_socket {
+        listeners.push(Listener::unix(path.clone())?);
+        tracing::info!(path = %path.display(), "listening on a Unix socket");
+    }
+    let ingestor = Ingestor::builder()
+        .config(settings.ingest.config().clone())
+        .build()
+        .context("starting the ingestor")?;
+    if let Some(handle) = &prometheus {
+        telemetry::spawn_upkeep(handle.clone());
+    }
+    let limiter = RateLimiter::new(&settings.rate_limit);
+    if limiter.enabled() {
+        let limiter = limiter.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiter.housekeeping();
+            }
+        });
+    }
+    tracing::info!(
+        api_keys = keys.len(),
+        rate_limits = limiter.enabled(),
+        disk_buffer = settings.ingest.has_disk_buffer(),
+        "edge agent ready"
+    );
+    let api = Arc::new(Api {
+        ingestor: ingestor.clone(),
+        keys,
+        limiter,
+        cors: Cors::new(&settings.cors),
+        prometheus,
+        metrics: RequestMetrics::new(),
+        max_body_bytes: settings.max_body_bytes,
+        body_timeout: settings.body_timeout,
+        ack_timeout: settings.ack_timeout,
+        retry_after_secs: settings.retry_after_secs,
+    });
+    let server = Arc::new(Server {
+        api,
+        connections: Arc::new(Semaphore::new(settings.max_connections)),
+        header_timeout: settings.header_timeout,
+        tls,
+    });
+    let (stop, stopped) = watch::channel(false);
+    // In-flight requests get half the shutdown time; the ingestor the rest.
+    let drain = settings.shutdown_timeout / 2;
+    let tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(server.clone().run(listener, stopped.clone(), drain)))
+        .collect();
+
+    shutdown.await;
+    let started = Instant::now();
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let remaining = settings.shutdown_timeout.saturating_sub(started.elapsed());
+    let report = ingestor.shutdown(remaining).await?;
+    tracing::info!(
+        undelivered = report.undelivered,
+        kept_in_buffer = report.kept_in_buffer,
+        lost = report.lost(),
+        elapsed = ?started.elapsed(),
+        "edge agent stopped"
+    );
+    Ok(report)
+}

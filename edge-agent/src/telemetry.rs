@@ -1,0 +1,165 @@
+//! Logs (`tracing`, text or JSON) and metrics (Prometheus text format on `/metrics`).
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `edge_http_requests_total` | counter | `endpoint`, `status` | answered requests |
+//! | `edge_http_request_duration_seconds` | histogram | `endpoint` | from the request head to the answer |
+//! | `edge_http_received_bytes_total` | counter | `endpoint` | request body bytes as sent (before decompression) |
+//! | `edge_http_connections` | gauge | | open connections |
+//! | `edge_http_rejected_total` | counter | `endpoint`, `code` | requests refused (the error code of the answer) |
+//!
+//! Everything `ingest-core` exports (`ingest_*`: events accepted and rejected by reason,
+//! delivery, queue, disk buffer, breaker) is on the same page.
+
+use std::time::Duration;
+
+use metrics::{counter, histogram, Counter, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Starts logging to stderr.
+pub fn init_logs(config: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Installs the Prometheus recorder (before the ingestor is built, so its metric
+/// handles attach to it) and returns the handle that renders `/metrics`.
+///
+/// # Errors
+///
+/// When another recorder is installed already.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let latency_buckets = [
+        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+        0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &latency_buckets)?
+        .install_recorder()?;
+    Ok(handle)
+}
+
+/// Drains histogram samples into their buckets now and then (the exporter does not on
+/// its own when installed without its HTTP listener).
+pub fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
+/// The endpoints, as metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /api/events/product-view`.
+    ProductView,
+    /// `POST /api/events/cart`.
+    Cart,
+    /// `POST /api/events/purchase`.
+    Purchase,
+    /// `POST /api/events/search`.
+    Search,
+    /// `POST /api/events/batch`.
+    Batch,
+    /// `OPTIONS /api/events/*`.
+    Preflight,
+    /// `GET /metrics`.
+    Metrics,
+    /// `GET /health/*`.
+    Health,
+    /// Anything else.
+    Other,
+}
+
+impl Endpoint {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ProductView => "product_view",
+            Endpoint::Cart => "cart",
+            Endpoint::Purchase => "purchase",
+            Endpoint::Search => "search",
+            Endpoint::Batch => "batch",
+            Endpoint::Preflight => "preflight",
+            Endpoint::Metrics => "metrics",
+            Endpoint::Health => "health",
+            Endpoint::Other => "other",
+        }
+    }
+
+    const ALL: [Endpoint; 9] = [
+        Endpoint::ProductView,
+        Endpoint::Cart,
+        Endpoint::Purchase,
+        Endpoint::Search,
+        Endpoint::Batch,
+        Endpoint::Preflight,
+        Endpoint::Metrics,
+        Endpoint::Health,
+        Endpoint::Other,
+    ];
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Per-endpoint handles, resolved once.
+pub struct RequestMetrics {
+    duration: Vec<Histogram>,
+    bytes: Vec<Counter>,
+}
+
+impl RequestMetrics {
+    /// Resolves the handles (after the recorder is installed).
+    pub fn new() -> Self {
+        RequestMetrics {
+            duration: Endpoint::ALL
+                .iter()
+                .map(|e| histogram!("edge_http_request_duration_seconds", "endpoint" => e.as_str()))
+                .collect(),
+            bytes: Endpoint::ALL
+                .iter()
+                .map(|e| counter!("edge_http_received_bytes_total", "endpoint" => e.as_str()))
+                .collect(),
+        }
+    }
+
+    /// Records one answered request.
+    pub fn answered(&self, endpoint: Endpoint, status: u16, elapsed: Duration) {
+        self.duration[endpoint.index()].record(elapsed.as_secs_f64());
+        counter!("edge_http_requests_total", "endpoint" => endpoint.as_str(), "status" => status.to_string())
+            .increment(1);
+    }
+
+    /// Records body bytes received.
+    pub fn received(&self, endpoint: Endpoint, bytes: usize) {
+        self.bytes[endpoint.index()].increment(bytes as u64);
+    }
+
+    /// Records a refused request.
+    pub fn rejected(endpoint: Endpoint, code: &'static str) {
+        counter!("edge_http_rejected_total", "endpoint" => endpoint.as_str(), "code" => code)
+            .increment(1);
+    }
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
