@@ -1,1 +1,634 @@
-//! placeholder
+//! The real `edge-agent` binary against a real Kafka: every endpoint end to end, every
+//! error answer, compression, keys, rate limits, CORS, HTTP/2, TLS, the Unix socket,
+//! slow clients, SIGTERM under load and kill -9 with `persisted` acknowledgements.
+//! Selected by the `kafka-tests` feature; `scripts/test` runs them.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{event_ids, get, json, post, read_topic, send_h2, send_on, Agent};
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(60);
+const JSON: (&str, &str) = ("content-type", "application/json");
+const NDJSON: (&str, &str) = ("content-type", "application/x-ndjson");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_endpoint_delivers_the_exact_bytes() {
+    let agent = Agent::start("endpoints", "", "").await;
+    let events = [
+        (
+            "product-view",
+            "product-views",
+            r#"{"user_id":"u1","product_id":"sku-1","price":19.99,"currency":"EUR","x":[1]}"#,
+        ),
+        (
+            "cart",
+            "cart-events",
+            r#"{"anonymous_id":"a1","action":"add","product_id":"sku-1","quantity":2}"#,
+        ),
+        (
+            "purchase",
+            "purchases",
+            r#"{"user_id":"u1","order_id":"o1","items":[{"product_id":"sku-1","quantity":1,"price":5}],"total":5,"currency":"EUR"}"#,
+        ),
+        (
+            "search",
+            "search-events",
+            "{ \"user_id\":\"u2\", \"query\":\"red shoes\" }",
+        ),
+    ];
+    for (path, topic, body) in events {
+        let response = agent
+            .send(post(
+                &format!("/api/events/{path}"),
+                body.to_owned(),
+                &[JSON, ("ingest-ack", "delivered")],
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{path}");
+        let answer = json(&response);
+        assert_eq!(answer["accepted"], 1);
+        let id = answer["event_ids"][0].as_str().expect("id").to_owned();
+        let records = read_topic(&agent.topic(topic), 1, WAIT).await;
+        assert_eq!(records.len(), 1, "{topic}");
+        assert_eq!(
+            records[0].payload,
+            body.as_bytes(),
+            "{path}: bytes unchanged"
+        );
+        assert_eq!(records[0].header("event_id"), id);
+        assert_eq!(records[0].header("source"), "agent-test");
+    }
+
+    // A batch: valid events are kept, the invalid one is reported by index.
+    let batch = "{\"type\":\"search\",\"user_id\":\"u3\",\"query\":\"a\"}\n\n{\"type\":\"search\",\"user_id\":\"u3\"}\n{\"type\":\"cart\",\"user_id\":\"u3\",\"action\":\"clear\"}\n";
+    let response = agent
+        .send(post(
+            "/api/events/batch",
+            batch,
+            &[NDJSON, ("ingest-ack", "delivered")],
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = json(&response);
+    assert_eq!(answer["accepted"], 2);
+    assert_eq!(answer["rejected"][0]["index"], 1);
+    assert_eq!(answer["rejected"][0]["error"]["code"], "missing_field");
+    assert_eq!(answer["rejected"][0]["error"]["field"], "query");
+    let searches = read_topic(&agent.topic("search-events"), 2, WAIT).await;
+    assert!(searches
+        .iter()
+        .any(|r| r.payload == br#"{"type":"search","user_id":"u3","query":"a"}"#));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_answer_has_its_status_and_body() {
+    let agent = Agent::start("errors", "max_body_bytes = 65536\n", "").await;
+    let cases: Vec<(http::Request<_>, StatusCode, &str, Option<&str>)> = vec![
+        (
+            post("/api/events/cart", "{\"user_id\":", &[JSON]),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            None,
+        ),
+        (
+            post(
+                "/api/events/cart",
+                r#"{"user_id":"u","action":"zap"}"#,
+                &[JSON],
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            Some("action"),
+        ),
+        (
+            post(
+                "/api/events/purchase",
+                r#"{"user_id":"u","order_id":"o","items":[{"product_id":"p","quantity":1,"price":1}],"total":1,"currency":"EURO"}"#,
+                &[JSON],
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_currency",
+            Some("currency"),
+        ),
+        (
+            post("/api/events/search", "", &[JSON]),
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            None,
+        ),
+        (
+            post(
+                "/api/events/search",
+                format!(r#"{{"user_id":"u","query":"{}"}}"#, "x".repeat(40_000)),
+                &[JSON],
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "event_too_large",
+            None,
+        ),
+        (
+            post("/api/events/batch", "x".repeat(70_000), &[NDJSON]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            None,
+        ),
+        (
+            post(
+                "/api/events/search",
+                "{}",
+                &[("content-type", "application/xml")],
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            post(
+                "/api/events/search",
+                "{}",
+                &[JSON, ("content-encoding", "br")],
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            post("/api/events/search", "{}", &[JSON, ("ingest-ack", "soon")]),
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            Some("Ingest-Ack"),
+        ),
+        (
+            post(
+                "/api/events/search",
+                "not gzip",
+                &[JSON, ("content-encoding", "gzip")],
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            Some("Content-Encoding"),
+        ),
+        (
+            get("/api/nothing"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+        ),
+        (
+            get("/api/events/search"),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            None,
+        ),
+    ];
+    for (request, status, code, field) in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let response = agent.send(request).await;
+        assert_eq!(
+            response.status(),
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(response.body())
+        );
+        let body = json(&response);
+        assert_eq!(body["error"]["code"], code, "{what}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        assert_eq!(body["error"]["field"].as_str(), field, "{what}");
+    }
+    assert_eq!(
+        agent.send(get("/health/live")).await.status(),
+        StatusCode::OK
+    );
+    let metrics = agent.send(get("/metrics")).await;
+    let text = String::from_utf8_lossy(metrics.body());
+    assert!(text.contains("edge_http_requests_total"), "{text}");
+    assert!(text.contains("ingest_events_rejected_total"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_kafka_gives_503_for_delivered_and_not_ready() {
+    let dir = tempfile::tempdir().expect("dir");
+    let prefix = common::unique("down");
+    let port = common::free_port();
+    let closed = common::free_port();
+    let config = common::base_config(
+        &format!("127.0.0.1:{closed}"),
+        &prefix,
+        port,
+        "ack_timeout_ms = 300\n",
+    ) + "[breaker]\nstall_timeout_ms = 300\n";
+    let agent = Agent::launch(prefix, port, config, dir, &[]).await;
+    let response = agent
+        .send(post(
+            "/api/events/search",
+            r#"{"user_id":"u","query":"q"}"#,
+            &[JSON, ("ingest-ack", "delivered")],
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(json(&response)["error"]["code"], "unavailable");
+    // The breaker opens (nothing delivered while records wait): not ready, no buffer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = agent.send(get("/health/ready")).await;
+        if ready.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(json(&ready)["kafka"], "unreachable");
+            assert_eq!(json(&ready)["status"], "not_ready");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never not-ready: {}",
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_and_zstd_batches_are_decompressed() {
+    let agent = Agent::start("compressed", "", "").await;
+    let body = (0..100)
+        .map(|i| {
+            format!("{{\"type\":\"product_view\",\"user_id\":\"u{i}\",\"product_id\":\"p{i}\"}}\n")
+        })
+        .collect::<String>();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.as_bytes()).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let zst = zstd::encode_all(body.as_bytes(), 3).expect("zstd");
+    for (coding, bytes) in [("gzip", gz), ("zstd", zst)] {
+        let response = agent
+            .send(post(
+                "/api/events/batch",
+                bytes,
+                &[
+                    NDJSON,
+                    ("content-encoding", coding),
+                    ("ingest-ack", "delivered"),
+                ],
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{coding}");
+        assert_eq!(json(&response)["accepted"], 100, "{coding}");
+    }
+    let records = read_topic(&agent.topic("product-views"), 200, WAIT).await;
+    assert_eq!(records.len(), 200);
+    let first = body.lines().next().expect("line");
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.payload == first.as_bytes())
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_keys_name_the_source_and_rate_limits_answer_429() {
+    let agent = Agent::start(
+        "keys",
+        "",
+        "[auth]\nkeys = [{ source = \"shop-eu\", key = \"eu-0123456789abcdef\" }]\n[rate_limit]\nper_key_per_sec = 5\nper_key_burst = 5\n",
+    )
+    .await;
+    let event = r#"{"user_id":"u","query":"q"}"#;
+    let no_key = agent.send(post("/api/events/search", event, &[JSON])).await;
+    assert_eq!(no_key.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(no_key.headers()["www-authenticate"], "Bearer");
+    assert_eq!(json(&no_key)["error"]["code"], "unauthorized");
+    let wrong = agent
+        .send(post(
+            "/api/events/search",
+            event,
+            &[JSON, ("authorization", "Bearer eu-0123456789abcdeX")],
+        ))
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    let auth = ("authorization", "Bearer eu-0123456789abcdef");
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(
+            agent
+                .send(post("/api/events/search", event, &[JSON, auth]))
+                .await,
+        );
+    }
+    let accepted = statuses
+        .iter()
+        .filter(|r| r.status() == StatusCode::ACCEPTED)
+        .count();
+    let limited: Vec<_> = statuses
+        .iter()
+        .filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(accepted, 5, "the burst");
+    assert_eq!(limited.len(), 3);
+    assert_eq!(limited[0].headers()["retry-after"], "1");
+    assert_eq!(json(limited[0])["error"]["code"], "rate_limited");
+    let records = read_topic(&agent.topic("search-events"), 5, WAIT).await;
+    assert_eq!(records.len(), 5, "nothing of a refused request is kept");
+    assert!(
+        records.iter().all(|r| r.header("source") == "shop-eu"),
+        "the key names the source"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_preflight_and_send_beacon() {
+    let agent = Agent::start(
+        "cors",
+        "",
+        "[cors]\nallowed_origins = [\"https://shop.example.com\"]\n",
+    )
+    .await;
+    let preflight = |origin: &'static str| {
+        http::Request::options("/api/events/cart")
+            .header("host", "agent")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type, ingest-ack")
+            .body(http_body_util::Full::new(Bytes::new()))
+            .expect("request")
+    };
+    let allowed = agent.send(preflight("https://shop.example.com")).await;
+    assert_eq!(allowed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    assert!(allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii")
+        .contains("ingest-ack"));
+    let other = agent.send(preflight("https://evil.example")).await;
+    assert_eq!(other.status(), StatusCode::NO_CONTENT);
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // sendBeacon: text/plain, a simple request with an Origin.
+    let beacon = agent
+        .send(post(
+            "/api/events/cart",
+            r#"{"user_id":"u","action":"clear"}"#,
+            &[
+                ("content-type", "text/plain;charset=UTF-8"),
+                ("origin", "https://shop.example.com"),
+            ],
+        ))
+        .await;
+    assert_eq!(beacon.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        beacon.headers()["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_tls_and_the_unix_socket_serve_the_same_api() {
+    // A certificate for 127.0.0.1, made for this test.
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let dir = tempfile::tempdir().expect("dir");
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&cert_file, cert.cert.pem()).expect("cert");
+    std::fs::write(&key_file, cert.key_pair.serialize_pem()).expect("key");
+    let socket = dir.path().join("agent.sock");
+    let extra = format!(
+        "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        cert_file.display().to_string(),
+        key_file.display().to_string()
+    );
+    let agent = Agent::start_in(
+        "transports",
+        "",
+        &extra,
+        dir,
+        &["--unix-socket", socket.to_str().expect("utf-8")],
+    )
+    .await;
+    let event = r#"{"user_id":"u","query":"over tls"}"#;
+
+    // TLS with ALPN h2.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).expect("root");
+    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(&agent.addr)
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut request = post("/api/events/search", event, &[JSON]);
+    *request.uri_mut() = "https://127.0.0.1/api/events/search".parse().expect("uri");
+    let response = send_h2(tls, request).await.expect("answer");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+
+    // Plain HTTP on a TLS listener is not served.
+    let tcp = tokio::net::TcpStream::connect(&agent.addr)
+        .await
+        .expect("connect");
+    assert!(send_on(tcp, get("/health/live")).await.is_err());
+
+    // The Unix socket, HTTP/1.1 and h2c.
+    let unix = tokio::net::UnixStream::connect(&socket)
+        .await
+        .expect("unix socket");
+    let response = send_on(unix, post("/api/events/search", event, &[JSON]))
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let unix = tokio::net::UnixStream::connect(&socket)
+        .await
+        .expect("unix socket");
+    let mut request = post("/api/events/search", event, &[JSON]);
+    *request.uri_mut() = "http://agent/api/events/search".parse().expect("uri");
+    let response = send_h2(unix, request).await.expect("h2c answer");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let records = read_topic(&agent.topic("search-events"), 3, WAIT).await;
+    assert_eq!(records.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off() {
+    let agent = Agent::start("slow", "", "").await;
+    // A head that never ends: the connection is closed after header_timeout_ms (1 s).
+    let mut stream = tokio::net::TcpStream::connect(&agent.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /api/events/search HTTP/1.1\r\nhost: a\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the agent closed the connection");
+
+    // A body that never ends: 408 after body_timeout_ms (1 s).
+    let mut stream = tokio::net::TcpStream::connect(&agent.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /api/events/search HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"user")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    // The agent still serves others.
+    assert_eq!(
+        agent.send(get("/health/live")).await.status(),
+        StatusCode::OK
+    );
+}
+
+/// Sends events from `clients` keep-alive connections until told to stop; returns the
+/// ids of the events answered 202.
+async fn load(
+    addr: String,
+    clients: usize,
+    ack: &'static str,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> HashSet<String> {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (addr, stop) = (addr.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = HashSet::new();
+            let Ok(stream) = tokio::net::TcpStream::connect(&addr).await else {
+                return ids;
+            };
+            let Ok((mut sender, connection)) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
+            else {
+                return ids;
+            };
+            tokio::spawn(connection);
+            let mut i = 0u64;
+            while !*stop.borrow() {
+                let body = format!(r#"{{"user_id":"u{c}","product_id":"p{i}","seq":{i}}}"#);
+                let request = post(
+                    "/api/events/product-view",
+                    body,
+                    &[JSON, ("ingest-ack", ack)],
+                );
+                let Ok(response) = sender.send_request(request).await else {
+                    break;
+                };
+                let status = response.status();
+                let Ok(body) = http_body_util::BodyExt::collect(response.into_body()).await else {
+                    break;
+                };
+                if status == StatusCode::ACCEPTED {
+                    let answer: serde_json::Value =
+                        serde_json::from_slice(&body.to_bytes()).expect("JSON");
+                    ids.insert(answer["event_ids"][0].as_str().expect("id").to_owned());
+                }
+                i += 1;
+            }
+            ids
+        }));
+    }
+    let mut all = HashSet::new();
+    for task in tasks {
+        all.extend(task.await.expect("client"));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_load_loses_no_acknowledged_event() {
+    let mut agent = Agent::start("sigterm", "", "").await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let clients = tokio::spawn(load(agent.addr.clone(), 8, "accepted", stopped));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = tokio::task::block_in_place(|| agent.terminate(Duration::from_secs(60)));
+    let _ = stop.send(true);
+    let acknowledged = clients.await.expect("clients");
+    assert!(
+        status.success(),
+        "clean exit: {status}: {}",
+        agent.log_text()
+    );
+    assert!(acknowledged.len() > 100, "load ran: {}", acknowledged.len());
+    let records = read_topic(&agent.topic("product-views"), acknowledged.len(), WAIT).await;
+    let delivered = event_ids(&records);
+    let missing = acknowledged.difference(&delivered).count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} acknowledged events missing",
+        acknowledged.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_with_persisted_acknowledgements_loses_nothing() {
+    let buffer = tempfile::tempdir().expect("buffer");
+    let buffer_dir = buffer.path().to_str().expect("utf-8").to_owned();
+    let prefix = common::unique("kill");
+    let port = common::free_port();
+    let config = common::base_config(&common::brokers(), &prefix, port, "");
+    common::create_topics(&config).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut agent = Agent::launch(
+        prefix.clone(),
+        port,
+        config.clone(),
+        dir,
+        &["--buffer-dir", &buffer_dir],
+    )
+    .await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let clients = tokio::spawn(load(agent.addr.clone(), 8, "persisted", stopped));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    agent.child.kill().expect("SIGKILL");
+    let _ = agent.child.wait();
+    let _ = stop.send(true);
+    let persisted = clients.await.expect("clients");
+    assert!(persisted.len() > 50, "load ran: {}", persisted.len());
+    drop(agent);
+
+    // The next start on the same buffer delivers what the killed one had not.
+    let dir = tempfile::tempdir().expect("dir");
+    let mut agent = Agent::launch(prefix, port, config, dir, &["--buffer-dir", &buffer_dir]).await;
+    let status = tokio::task::block_in_place(|| agent.terminate(Duration::from_secs(60)));
+    assert!(status.success(), "{}", agent.log_text());
+    let records = read_topic(&agent.topic("product-views"), persisted.len(), WAIT).await;
+    let delivered = event_ids(&records);
+    let missing = persisted.difference(&delivered).count();
+    println!(
+        "kill -9: {} persisted, {} records, {} duplicates",
+        persisted.len(),
+        records.len(),
+        records.len() - delivered.len()
+    );
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} persisted events missing",
+        persisted.len()
+    );
+}
