@@ -43,6 +43,9 @@ pub struct AgentConfig {
     pub cors: CorsConfig,
     /// Log output.
     pub log: LogConfig,
+    /// Create the configured topics at start (with their partitions and replication;
+    /// existing topics are left as they are).
+    pub create_topics: bool,
     /// `ingest-core`: value of the `source` header (empty: the host name).
     pub source: String,
     /// `ingest-core`: the Kafka producer.
@@ -264,6 +267,8 @@ pub struct Overrides {
     pub buffer_dir: Option<PathBuf>,
     /// `--log-format text|json`.
     pub log_format: Option<LogFormat>,
+    /// `--create-topics`.
+    pub create_topics: bool,
 }
 
 impl AgentConfig {
@@ -333,6 +338,9 @@ impl AgentConfig {
         }
         if let Some(format) = overrides.log_format {
             self.log.format = format;
+        }
+        if overrides.create_topics {
+            self.create_topics = true;
         }
     }
 
@@ -452,6 +460,7 @@ impl AgentConfig {
             rate_limit: self.rate_limit.clone(),
             cors: self.cors.clone(),
             log: self.log.clone(),
+            create_topics: self.create_topics,
             ingest,
         })
     }
@@ -520,6 +529,8 @@ pub struct AgentSettings {
     pub cors: CorsConfig,
     /// Logs.
     pub log: LogConfig,
+    /// Create the topics at start.
+    pub create_topics: bool,
     /// `ingest-core`'s settings.
     pub ingest: Settings,
 }

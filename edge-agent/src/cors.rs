@@ -53,7 +53,10 @@ impl Cors {
     pub fn preflight(&self, headers: &HeaderMap) -> Response<Body> {
         let mut response = Response::new(Body::default());
         *response.status_mut() = StatusCode::NO_CONTENT;
-        if let Some(origin) = self.allow_origin(headers) {
+        let method_allowed = headers
+            .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            .is_none_or(|m| m.as_bytes().eq_ignore_ascii_case(b"POST"));
+        if let Some(origin) = self.allow_origin(headers).filter(|_| method_allowed) {
             let out = response.headers_mut();
             out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             out.insert(VARY, HeaderValue::from_static("Origin"));
@@ -96,6 +99,16 @@ mod tests {
             "https://shop.example.com"
         );
         assert_eq!(allowed.headers()[ACCESS_CONTROL_MAX_AGE], "60");
+        let mut put = request("https://shop.example.com");
+        put.insert(
+            http::header::ACCESS_CONTROL_REQUEST_METHOD,
+            "PUT".parse().expect("method"),
+        );
+        assert!(cors
+            .preflight(&put)
+            .headers()
+            .get(ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none());
         let other = cors.preflight(&request("https://evil.example"));
         assert!(other.headers().get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
         let any = Cors::new(&CorsConfig {

@@ -70,6 +70,20 @@ pub async fn run(
         listeners.push(Listener::unix(path.clone())?);
         tracing::info!(path = %path.display(), "listening on a Unix socket");
     }
+    if settings.create_topics {
+        for status in ingest_core::ensure_topics(&settings.ingest, Duration::from_secs(60))
+            .await
+            .context("creating the topics")?
+        {
+            tracing::info!(
+                topic = %status.name,
+                partitions = status.partitions,
+                replication_factor = status.replication_factor,
+                created = status.created,
+                "topic ready"
+            );
+        }
+    }
     let ingestor = Ingestor::builder()
         .config(settings.ingest.config().clone())
         .build()

@@ -32,6 +32,9 @@ struct Cli {
     /// Log format: text or json (`log.format`).
     #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
     log_format: Option<LogFormat>,
+    /// Create the configured topics at start (`create_topics`).
+    #[arg(long)]
+    create_topics: bool,
     /// Validate the configuration, print it (secrets masked) and exit.
     #[arg(long)]
     check_config: bool,
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         brokers: cli.brokers,
         buffer_dir: cli.buffer_dir,
         log_format: cli.log_format,
+        create_topics: cli.create_topics,
     };
     let config = match AgentConfig::load(cli.config.as_deref(), std::env::vars(), &overrides) {
         Ok(config) => config,

@@ -579,6 +579,18 @@ fn huge_numbers_and_strings() {
         "9".repeat(400)
     );
     let _ = check(Some(PV), &big);
+    // Valid JSON with an integer beyond 64 bits is accepted: it is kept as sent, and a
+    // contract field holding one is out of range, not malformed.
+    check(
+        Some(PV),
+        r#"{"user_id":"u","product_id":"p","n":295236504452978114560}"#,
+    )
+    .expect("a big integer in an unknown field is valid JSON");
+    let err = rejects(
+        Some(EventKind::Cart),
+        r#"{"user_id":"u","action":"add","product_id":"p","quantity":295236504452978114560}"#,
+    );
+    assert_eq!(err.code(), ErrorCode::InvalidValue, "{err}");
     let err = rejects(
         Some(PV),
         r#"{"user_id":"u","product_id":"p","price":1e999}"#,
