@@ -322,7 +322,11 @@ async fn api_keys_name_the_source_and_rate_limits_answer_429() {
     for _ in 0..8 {
         statuses.push(
             agent
-                .send(post("/api/events/search", event, &[JSON, auth]))
+                .send(post(
+                    "/api/events/search",
+                    event,
+                    &[JSON, auth, ("ingest-ack", "delivered")],
+                ))
                 .await,
         );
     }

@@ -91,16 +91,41 @@ pub fn consume(brokers: &str, topic: &str, expected: usize, timeout: Duration) -
         .set("isolation.level", "read_committed")
         .create()
         .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
+    // A topic created moments ago may not have its partition leaders yet: wait for them.
+    let metadata_deadline = Instant::now() + Duration::from_secs(30);
     let mut assignment = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            assignment
-                .add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("partition");
+    loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        // Every partition must have a leader, or records in the others would be missed.
+        let ready = metadata.topics().iter().all(|t| {
+            t.error().is_none()
+                && !t.partitions().is_empty()
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+        });
+        let partitions: Vec<i32> = if ready {
+            metadata
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !partitions.is_empty() {
+            for id in partitions {
+                assignment
+                    .add_partition_offset(topic, id, Offset::Beginning)
+                    .expect("partition");
+            }
+            break;
         }
+        assert!(
+            Instant::now() < metadata_deadline,
+            "topic {topic} has no partitions with a leader after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
     consumer.assign(&assignment).expect("assign");
 
