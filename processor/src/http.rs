@@ -1,0 +1,206 @@
+//! The HTTP API (hyper 1, HTTP/1.1): analytics, Prometheus metrics, health.
+//! Errors answer `{"error":{"code","message","field"}}` like the edge agent's.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::live::LiveView;
+use crate::pipeline::Health;
+use crate::report::{self, Window};
+
+/// What the handlers share.
+pub struct ApiState {
+    /// The live view.
+    pub live: LiveView,
+    /// Reporting currency.
+    pub currency: String,
+    /// Top list length.
+    pub top_n: usize,
+    /// Prometheus registry.
+    pub metrics: PrometheusHandle,
+    /// Readiness.
+    pub health: Arc<Health>,
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    field: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"error": {"code": code, "message": message, "field": field}});
+    json(status, body.to_string())
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The minute start at or before `unix_secs`.
+fn floor_minute(unix_secs: i64) -> i64 {
+    unix_secs.div_euclid(60) * 60
+}
+
+async fn real_time(state: &ApiState, query: Option<&str>) -> Response<Full<Bytes>> {
+    let window = match query_param(query, "window") {
+        None | Some("") => Window::FiveMinutes,
+        Some(w) => match Window::parse(w) {
+            Some(w) => w,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_window",
+                    "window must be 1m, 5m, 15m or 1h",
+                    Some("window"),
+                )
+            }
+        },
+    };
+    let to = match query_param(query, "to") {
+        None | Some("") => floor_minute(time::OffsetDateTime::now_utc().unix_timestamp()) + 60,
+        Some(text) => {
+            let text = text.replace("%3A", ":").replace("%3a", ":");
+            match time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            {
+                Ok(t) => floor_minute(t.unix_timestamp()),
+                Err(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_to",
+                        "to must be an RFC 3339 time",
+                        Some("to"),
+                    )
+                }
+            }
+        }
+    };
+    match state.live.snapshot(&window.minute_starts(to)).await {
+        Ok(snapshot) => {
+            let answer = report::compute(window, to, &snapshot, &state.currency, state.top_n);
+            match serde_json::to_string(&answer) {
+                Ok(body) => json(StatusCode::OK, body),
+                Err(e) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    &e.to_string(),
+                    None,
+                ),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "analytics read failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the live view cannot be read",
+                None,
+            )
+        }
+    }
+}
+
+async fn route(
+    state: Arc<ApiState>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = request.uri().path();
+    let query = request.uri().query();
+    let response = match (request.method(), path) {
+        (&Method::GET, "/api/analytics/real-time") => real_time(&state, query).await,
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            r.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (&Method::GET, "/health/live") => json(StatusCode::OK, r#"{"status":"live"}"#.to_owned()),
+        (&Method::GET, "/health/ready") => {
+            let ready = state.health.is_ready() && state.live.ping().await.is_ok();
+            if ready {
+                json(StatusCode::OK, r#"{"status":"ready"}"#.to_owned())
+            } else {
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    r#"{"status":"not_ready"}"#.to_owned(),
+                )
+            }
+        }
+        (_, "/api/analytics/real-time" | "/metrics" | "/health/live" | "/health/ready") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "only GET",
+            None,
+        ),
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None),
+    };
+    Ok(response)
+}
+
+/// Serves until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ApiState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, _) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| route(state.clone(), req));
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_query_parameters() {
+        assert_eq!(query_param(Some("window=1h&to=x"), "to"), Some("x"));
+        assert_eq!(query_param(Some("window"), "window"), Some(""));
+        assert_eq!(query_param(None, "window"), None);
+        assert_eq!(floor_minute(119), 60);
+    }
+}
