@@ -1,1 +1,258 @@
-//! placeholder
+//! End-to-end tests of the processor binary against a real Kafka, PostgreSQL and Redis
+//! (`KAFKA_BOOTSTRAP`, `POSTGRES_URL`, `REDIS_URL`; scripts/test sets them).
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use common::storefront::{self, Expected};
+use common::{Processor, Scenario};
+use processor::report::RealTime;
+
+/// A minute-aligned start 50 minutes ago, so the whole day is recent.
+fn start_minute() -> i64 {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    (now / 60) * 60 - 50 * 60
+}
+
+fn ranked(map: &HashMap<String, i64>, n: usize) -> Vec<(String, i64)> {
+    let mut list: Vec<(String, i64)> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    list.truncate(n);
+    list
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+async fn analytics(p: &Processor, start_minute: i64) -> Option<RealTime> {
+    let to = processor::report::rfc3339(start_minute + 3600);
+    let (status, body) = p
+        .get(&format!("/api/analytics/real-time?window=1h&to={to}"))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    Some(serde_json::from_str(&body).expect("the documented JSON shape"))
+}
+
+/// Waits until the API has counted every record of the day (events, late, duplicates).
+async fn settled(p: &Processor, start_minute: i64, e: &Expected, timeout: Duration) -> RealTime {
+    let want: i64 = e.events.iter().sum::<i64>() + e.late_events + e.duplicates;
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(r) = analytics(p, start_minute).await {
+            let got = r.events.product_view
+                + r.events.cart
+                + r.events.purchase
+                + r.events.search
+                + r.late_events
+                + r.duplicates;
+            if got == want {
+                // Give a double count the chance to show.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return analytics(p, start_minute).await.expect("answer");
+            }
+            last = Some(got);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the processor counted {last:?} records, expected {want}");
+}
+
+/// Compares every figure of the answer with the independently computed expectation.
+fn assert_matches(r: &RealTime, e: &Expected, start_minute: i64) {
+    assert_eq!(r.window, "1h");
+    assert_eq!(r.from, processor::report::rfc3339(start_minute));
+    let events = [
+        r.events.product_view,
+        r.events.cart,
+        r.events.purchase,
+        r.events.search,
+    ];
+    assert_eq!(events, e.events, "events per type");
+    assert_eq!(r.orders, e.orders, "orders");
+    assert_eq!(
+        r.unconverted_orders, e.unconverted_orders,
+        "orders without a rate"
+    );
+    let revenue = e.revenue_micros as f64 / 1_000_000.0;
+    assert_eq!(r.revenue.amount, revenue, "revenue");
+    assert_eq!(r.revenue.currency, "EUR");
+    assert_eq!(
+        r.average_order_value,
+        revenue / (e.orders - e.unconverted_orders) as f64,
+        "AOV"
+    );
+    assert_eq!(
+        r.conversion_rate,
+        ratio(e.buyers.len(), e.viewers.len()),
+        "conversion"
+    );
+    assert_eq!(
+        (r.viewers, r.purchasers),
+        (e.viewers.len() as u64, e.buyers.len() as u64)
+    );
+    assert_eq!(
+        (r.cart.adds, r.cart.removes),
+        (e.cart_adds, e.cart_removes),
+        "cart"
+    );
+    let abandoned = e
+        .cart_adders
+        .iter()
+        .filter(|u| !e.buyers.contains(*u))
+        .count();
+    assert_eq!(
+        r.cart.abandonment_rate,
+        ratio(abandoned, e.cart_adders.len()),
+        "abandonment"
+    );
+    let exact = e.users.len() as f64;
+    let error = (r.unique_users as f64 - exact).abs() / exact;
+    assert!(
+        error <= 0.02,
+        "unique users {} vs {exact}: error {error}",
+        r.unique_users
+    );
+
+    let mut products: Vec<(String, i64, i64)> = e
+        .views
+        .keys()
+        .chain(e.units.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|p| {
+            (
+                p.clone(),
+                e.views.get(p).copied().unwrap_or(0),
+                e.units.get(p).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    products.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then(b.2.cmp(&a.2))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    products.truncate(10);
+    let got: Vec<(String, i64, i64)> = r
+        .top_products
+        .iter()
+        .map(|p| (p.product_id.clone(), p.views, p.purchases))
+        .collect();
+    assert_eq!(got, products, "top products by views");
+    let top_units = ranked(&e.units, 1)[0].clone();
+    assert_eq!(
+        (
+            r.top_products_by_purchases[0].product_id.clone(),
+            r.top_products_by_purchases[0].purchases
+        ),
+        top_units
+    );
+    let got: Vec<(String, i64)> = r
+        .top_searches
+        .iter()
+        .map(|q| (q.query.clone(), q.count))
+        .collect();
+    assert_eq!(got, ranked(&e.searches, 10), "top searches");
+    let got: Vec<(String, i64)> = r
+        .zero_result_searches
+        .iter()
+        .map(|q| (q.query.clone(), q.count))
+        .collect();
+    assert_eq!(got, ranked(&e.zero_results, 10), "zero-result searches");
+
+    let variants = &r.experiments["checkout_v2"];
+    assert_eq!(variants.len(), 2);
+    for (variant, users) in &e.experiment_users {
+        let buyers = e.experiment_buyers.get(variant).map_or(0, |b| b.len());
+        let got = &variants[variant];
+        assert_eq!(
+            (got.users, got.purchasers),
+            (users.len() as u64, buyers as u64),
+            "{variant}"
+        );
+        assert_eq!(got.conversion_rate, ratio(buyers, users.len()), "{variant}");
+    }
+    assert_eq!(r.devices, e.devices, "device classes");
+    assert_eq!(r.catalog_misses, e.catalog_misses, "catalog misses");
+    assert_eq!(r.late_events, e.late_events, "late events");
+    assert_eq!(r.duplicates, e.duplicates, "duplicates");
+
+    assert_eq!(r.series.len(), 60);
+    let series: BTreeMap<String, (i64, f64)> = r
+        .series
+        .iter()
+        .filter(|p| p.events > 0)
+        .map(|p| (p.minute.clone(), (p.events, p.revenue)))
+        .collect();
+    let want: BTreeMap<String, (i64, f64)> = e
+        .series
+        .iter()
+        .map(|(m, (n, micros))| {
+            (
+                processor::report::rfc3339(*m),
+                (*n, *micros as f64 / 1_000_000.0),
+            )
+        })
+        .collect();
+    assert_eq!(series, want, "per-minute series");
+}
+
+fn day(seed: u64, users: usize) -> storefront::Day {
+    let day = storefront::day(seed, users, start_minute());
+    let e = &day.expected;
+    // The scenario covers what it claims to.
+    assert!(e.users.len() >= users * 9 / 10);
+    assert!(e.duplicates > 0 && e.late_events > 0 && e.dead_letters > 0);
+    assert!(e.unconverted_orders > 0 && e.catalog_misses > 0 && !e.zero_results.is_empty());
+    assert_eq!(e.experiment_users.len(), 2);
+    day
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
+    let day = day(0x5EED_0001, 3_000);
+    let scenario = Scenario::new("day", &storefront::catalog(), &storefront::RATES).await;
+    scenario.produce(&day.records).await;
+    let mut p = scenario.start("single");
+    p.wait_ready(Duration::from_secs(60)).await;
+    let r = settled(
+        &p,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+
+    let letters = scenario.dead_letters(day.expected.dead_letters, Duration::from_secs(30));
+    assert_eq!(letters.len(), day.expected.dead_letters, "{letters:?}");
+    let mut codes: Vec<&str> = letters.iter().map(|(c, _)| c.as_str()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    for code in ["undecodable", "unknown_event_type", "missing_identity"] {
+        assert!(codes.contains(&code), "{code} missing in {codes:?}");
+    }
+
+    let (status, metrics) = p.get("/metrics").await.expect("metrics answer");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("processor_checkpoints_total"), "{metrics}");
+    assert!(
+        p.get("/api/analytics/real-time?window=2m")
+            .await
+            .expect("answer")
+            .0
+            == 400
+    );
+    assert!(
+        p.terminate(),
+        "SIGTERM exits cleanly after a final checkpoint"
+    );
+}
