@@ -55,6 +55,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
         .init();
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()

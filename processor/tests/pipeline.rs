@@ -65,6 +65,30 @@ async fn settled(p: &Processor, start_minute: i64, e: &Expected, timeout: Durati
     panic!("the processor counted {last:?} records, expected {want}");
 }
 
+/// Records counted so far (events, late, duplicates) in the day's window.
+fn counted(r: &RealTime) -> i64 {
+    r.events.product_view
+        + r.events.cart
+        + r.events.purchase
+        + r.events.search
+        + r.late_events
+        + r.duplicates
+}
+
+/// Waits until more than `before` records are counted; returns the count.
+async fn progress(p: &Processor, start_minute: i64, before: i64, timeout: Duration) -> i64 {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(r) = analytics(p, start_minute).await {
+            if counted(&r) > before {
+                return counted(&r);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no progress past {before} records within {timeout:?}");
+}
+
 /// Compares every figure of the answer with the independently computed expectation.
 fn assert_matches(r: &RealTime, e: &Expected, start_minute: i64) {
     assert_eq!(r.window, "1h");
@@ -255,4 +279,91 @@ async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
         p.terminate(),
         "SIGTERM exits cleanly after a final checkpoint"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
+    let day = day(0x5EED_0002, 3_000);
+    let scenario = Scenario::new("kill", &storefront::catalog(), &storefront::RATES).await;
+    let mut rng = storefront::Rng::new(0x4B11);
+    let chunks: Vec<&[storefront::Record]> =
+        day.records.chunks(day.records.len() / 4 + 1).collect();
+    assert_eq!(chunks.len(), 4);
+    let mut p = scenario.start("kill-0");
+    p.wait_ready(Duration::from_secs(60)).await;
+    let mut counted_before = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        scenario.produce(chunk).await;
+        if i == 3 {
+            break;
+        }
+        // Kill while this instance is consuming the chunk: once it has counted more
+        // than before, after a seeded random moment.
+        let counted = progress(
+            &p,
+            day.start_minute,
+            counted_before,
+            Duration::from_secs(60),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.below(400))).await;
+        p.kill9();
+        eprintln!(
+            "kill -9 #{}: {counted} records counted before (of {} produced so far)",
+            i + 1,
+            chunks[..=i].iter().map(|c| c.len()).sum::<usize>()
+        );
+        counted_before = counted;
+        p = scenario.start(&format!("kill-{}", i + 1));
+        p.wait_ready(Duration::from_secs(60)).await;
+    }
+    let r = settled(
+        &p,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+    // Dead letters are at least once: a kill may repeat one, never lose one.
+    let letters = scenario.dead_letters(day.expected.dead_letters, Duration::from_secs(30));
+    let mut ids: Vec<&str> = letters.iter().map(|(_, id)| id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), day.expected.dead_letters, "{letters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_the_partitions_and_give_the_same_results() {
+    let day = day(0x5EED_0003, 3_000);
+    let scenario = Scenario::new("pair", &storefront::catalog(), &storefront::RATES).await;
+    let a = scenario.start("a");
+    let b = scenario.start("b");
+    a.wait_ready(Duration::from_secs(60)).await;
+    b.wait_ready(Duration::from_secs(60)).await;
+    // Let the group settle so that both own partitions before the stream starts.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    scenario.produce(&day.records).await;
+    let r = settled(
+        &a,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+    assert_eq!(analytics(&b, day.start_minute).await.expect("b answers"), r);
+    for p in [&a, &b] {
+        let (_, metrics) = p.get("/metrics").await.expect("metrics");
+        let consumed: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("processor_events_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(
+            consumed > 0.0,
+            "instance {} consumed nothing: partitions not shared\n{metrics}",
+            p.addr
+        );
+    }
 }
