@@ -46,7 +46,11 @@ fn error(
     message: &str,
     field: Option<&str>,
 ) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({"error": {"code": code, "message": message, "field": field}});
+    let mut detail = serde_json::json!({"code": code, "message": message});
+    if let Some(field) = field {
+        detail["field"] = serde_json::json!(field);
+    }
+    let body = serde_json::json!({ "error": detail });
     json(status, body.to_string())
 }
 
