@@ -58,6 +58,9 @@ pub struct Committed {
     pub counts: Vec<(i64, TopicPartition, String, i64)>,
     /// (minute, source, dimension, key) → value.
     pub tops: Vec<(i64, TopicPartition, String, String, i64)>,
+    /// Whether an outbox row of this checkpoint was already pending (an earlier write
+    /// of that view failed): then the view needs a full re-write, not only these values.
+    pub backlog: bool,
 }
 
 /// A PostgreSQL connection.
@@ -517,14 +520,18 @@ impl Checkpoint<'_> {
             let ot: Vec<&str> = outbox.keys().map(|k| k.1.topic.as_str()).collect();
             let op: Vec<i32> = outbox.keys().map(|k| k.1.partition).collect();
             let ov: Vec<i64> = outbox.values().copied().collect();
-            tx.execute(
-                "insert into redis_outbox (minute, topic, partition, version)
-                 select * from unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[])
-                 on conflict (minute, topic, partition)
-                 do update set version = greatest(redis_outbox.version, excluded.version)",
-                &[&om, &ot, &op, &ov],
-            )
-            .await?;
+            // `xmax = 0` holds for rows this statement inserted, not for updated ones.
+            let rows = tx
+                .query(
+                    "insert into redis_outbox (minute, topic, partition, version)
+                     select * from unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[])
+                     on conflict (minute, topic, partition)
+                     do update set version = greatest(redis_outbox.version, excluded.version)
+                     returning xmax::text = '0'",
+                    &[&om, &ot, &op, &ov],
+                )
+                .await?;
+            committed.backlog = rows.iter().any(|r| !r.get::<_, bool>(0));
         }
         self.tx.commit().await?;
         Ok(committed)

@@ -138,6 +138,11 @@ impl Scenario {
 
     /// Starts a processor instance; `instance` names its log file.
     pub fn start(&self, instance: &str) -> Processor {
+        self.start_with(instance, &[])
+    }
+
+    /// Starts a processor instance with extra environment variables.
+    pub fn start_with(&self, instance: &str, env: &[(&str, &str)]) -> Processor {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -160,6 +165,7 @@ impl Scenario {
             .env("PROCESSOR_WINDOWS__ALLOWED_LATENESS_SECS", "120")
             .env("PROCESSOR_CHECKPOINT__INTERVAL_MS", "200")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -238,6 +244,56 @@ impl Scenario {
             }
         }
         out
+    }
+}
+
+impl Scenario {
+    /// Closes every PostgreSQL connection to the scenario's database (as a server restart
+    /// would), and every Redis client connection.
+    pub async fn break_store_connections(&self) {
+        let (client, connection) =
+            tokio_postgres::connect(&self.services.postgres_admin, tokio_postgres::NoTls)
+                .await
+                .expect("PostgreSQL");
+        tokio::spawn(connection);
+        let database = self.name.to_ascii_lowercase();
+        let killed = client
+            .query(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+                &[&database],
+            )
+            .await
+            .expect("terminate backends");
+        assert!(
+            !killed.is_empty(),
+            "the processor holds a PostgreSQL connection"
+        );
+        let redis = redis::Client::open(self.services.redis.as_str()).expect("Redis URL");
+        let mut conn = redis
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis");
+        let _: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query_async(&mut conn)
+            .await
+            .expect("CLIENT KILL");
+    }
+
+    /// Inserts a product into the catalog.
+    pub async fn add_product(&self, id: &str) {
+        let (client, connection) = tokio_postgres::connect(&self.postgres, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL");
+        tokio::spawn(connection);
+        client
+            .execute("insert into products (id, name) values ($1, 'new')", &[&id])
+            .await
+            .expect("insert product");
     }
 }
 
