@@ -271,11 +271,19 @@ impl Default for DeadLetterConfig {
 pub struct ApiConfig {
     /// Entries in each top list (products, searches).
     pub top_n: usize,
+    /// HTTP connections served at once; further clients wait to be accepted.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers (ms).
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { top_n: 10 }
+        ApiConfig {
+            top_n: 10,
+            max_connections: 1_024,
+            header_read_timeout_ms: 10_000,
+        }
     }
 }
 
@@ -451,6 +459,12 @@ impl ProcessorConfig {
         if self.api.top_n == 0 || self.api.top_n > 1_000 {
             return bad("api.top_n", "must be in 1..=1000");
         }
+        if self.api.max_connections == 0 || self.api.header_read_timeout_ms == 0 {
+            return bad(
+                "api",
+                "max_connections and header_read_timeout_ms must be > 0",
+            );
+        }
         Ok(Settings {
             listen,
             reporting_currency: currency.clone(),
@@ -477,6 +491,8 @@ impl ProcessorConfig {
             },
             dead_letter_timeout: Duration::from_millis(d.timeout_ms),
             top_n: self.api.top_n,
+            max_connections: self.api.max_connections,
+            header_read_timeout: Duration::from_millis(self.api.header_read_timeout_ms),
         })
     }
 }
@@ -550,6 +566,10 @@ pub struct Settings {
     pub dead_letter_timeout: Duration,
     /// Top list length.
     pub top_n: usize,
+    /// HTTP connections at once.
+    pub max_connections: usize,
+    /// HTTP request header timeout.
+    pub header_read_timeout: Duration,
 }
 
 /// Merges `from` into `into`, tables recursively, other values replaced.

@@ -24,6 +24,10 @@ pub struct ApiState {
     pub currency: String,
     /// Top list length.
     pub top_n: usize,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: std::time::Duration,
     /// Prometheus registry.
     pub metrics: PrometheusHandle,
     /// Readiness.
@@ -170,7 +174,16 @@ pub async fn serve(
     state: Arc<ApiState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(state.max_connections));
     loop {
+        // A free slot first: beyond `max_connections` clients wait in the listen backlog.
+        let slot = tokio::select! {
+            _ = shutdown.changed() => return,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             _ = shutdown.changed() => return,
             accepted = listener.accept() => accepted,
@@ -185,13 +198,17 @@ pub async fn serve(
         };
         let state = state.clone();
         tokio::spawn(async move {
+            let timeout = state.header_read_timeout;
             let service = hyper::service::service_fn(move |req| route(state.clone(), req));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
 }

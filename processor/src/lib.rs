@@ -63,6 +63,8 @@ pub async fn run(
         live: live.clone(),
         currency: settings.reporting_currency.clone(),
         top_n: settings.top_n,
+        max_connections: settings.max_connections,
+        header_read_timeout: settings.header_read_timeout,
         metrics,
         health: health.clone(),
     });

@@ -424,11 +424,31 @@ fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn catalog_changes_are_picked_up() {
+async fn catalog_changes_are_picked_up_and_silent_clients_disconnected() {
     let scenario = Scenario::new("catalog", &[("sku-old".to_owned(), "Old".to_owned())], &[]).await;
     let start = start_minute();
-    let p = scenario.start_with("catalog", &[("PROCESSOR_CATALOG__REFRESH_SECS", "1")]);
+    let p = scenario.start_with(
+        "catalog",
+        &[
+            ("PROCESSOR_CATALOG__REFRESH_SECS", "1"),
+            ("PROCESSOR_API__HEADER_READ_TIMEOUT_MS", "500"),
+        ],
+    );
     p.wait_ready(Duration::from_secs(60)).await;
+    // A client that never sends its request is disconnected.
+    let mut silent = tokio::net::TcpStream::connect(&p.addr)
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+    )
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a silent connection is closed after the header timeout"
+    );
     let t = start * 1000 + 30 * 60_000;
     let first: Vec<_> = (0..40)
         .map(|u| view(u, if u % 4 == 0 { "sku-old" } else { "sku-new" }, t))
