@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use ingest_core::model::{CartAction, Event};
 
 use crate::catalog::Catalog;
+use crate::sessions::Activity;
 use crate::ua;
 
 /// A topic partition.
@@ -75,6 +76,8 @@ pub mod metric {
     pub const DUPLICATES: &str = "duplicates";
     /// Product views of products not in the catalog.
     pub const CATALOG_MISSES: &str = "catalog_misses";
+    /// Sessions started (may be corrected by later events: see [`crate::sessions`]).
+    pub const SESSIONS: &str = "sessions";
     /// Events per device class: `device.<class>`.
     pub const DEVICE_PREFIX: &str = "device.";
 }
@@ -145,12 +148,26 @@ pub struct Rollup {
     pub seen: Vec<(String, i64)>,
     /// Watermark per source after the batch.
     pub watermarks: HashMap<TopicPartition, i64>,
+    /// Event times of the users this batch touched, after it.
+    pub activity: HashMap<String, Activity>,
+}
+
+/// How sessions are cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRules {
+    /// Inactivity that ends a session (ms).
+    pub timeout_ms: i64,
+    /// Event times older than a user's newest minus this are forgotten (ms).
+    pub retention_ms: i64,
+    /// Event times kept per user at most.
+    pub max_times: usize,
 }
 
 /// Folds events into a [`Rollup`].
 pub struct Aggregator<'a> {
     catalog: &'a Catalog,
     allowed_lateness_secs: i64,
+    sessions: SessionRules,
     already_seen: HashSet<String>,
     rollup: Rollup,
 }
@@ -158,25 +175,36 @@ pub struct Aggregator<'a> {
 impl<'a> Aggregator<'a> {
     /// An aggregator starting from the committed `watermarks` and the committed event
     /// ids among the batch's (`already_seen`).
+    /// and the committed event times of the batch's users (`activity`; users not in it
+    /// have none).
     pub fn new(
         catalog: &'a Catalog,
         allowed_lateness_secs: i64,
+        sessions: SessionRules,
         watermarks: HashMap<TopicPartition, i64>,
         already_seen: HashSet<String>,
+        activity: HashMap<String, Activity>,
     ) -> Self {
         Aggregator {
             catalog,
             allowed_lateness_secs,
+            sessions,
             already_seen,
             rollup: Rollup {
                 watermarks,
+                activity,
                 ..Rollup::default()
             },
         }
     }
 
-    /// The deltas so far.
-    pub fn finish(self) -> Rollup {
+    /// The deltas so far; the touched users' event times pruned to their bounds.
+    pub fn finish(mut self) -> Rollup {
+        let rules = self.sessions;
+        for activity in self.rollup.activity.values_mut() {
+            let newest = activity.times().last().copied().unwrap_or(i64::MIN);
+            activity.prune(newest.saturating_sub(rules.retention_ms), rules.max_times);
+        }
         self.rollup
     }
 
@@ -270,6 +298,15 @@ impl<'a> Aggregator<'a> {
             );
         }
         if !user.is_empty() {
+            let changes = self
+                .rollup
+                .activity
+                .entry(user.clone())
+                .or_default()
+                .insert(incoming.event_time_ms, self.sessions.timeout_ms);
+            for (time_ms, delta) in changes {
+                self.count(minute_of(time_ms), source, metric::SESSIONS, delta);
+            }
             self.member(minute, set::USERS, &user);
             for (flag, variant) in &experiments {
                 self.member(minute, &set::experiment_users(flag, variant), &user);
@@ -356,6 +393,12 @@ mod tests {
 
     const T0: i64 = 1_795_514_400_000; // 2026-11-24T10:00:00Z
 
+    const RULES: SessionRules = SessionRules {
+        timeout_ms: 1_000,
+        retention_ms: 3_600_000,
+        max_times: 100,
+    };
+
     fn count(r: &Rollup, minute: i64, metric: &str) -> i64 {
         r.counts
             .get(&(minute, TopicPartition::new("t", 0), metric.to_owned()))
@@ -377,7 +420,14 @@ mod tests {
     #[test]
     fn counts_metrics_of_every_type() {
         let catalog = catalog();
-        let mut agg = Aggregator::new(&catalog, 60, HashMap::new(), HashSet::new());
+        let mut agg = Aggregator::new(
+            &catalog,
+            60,
+            RULES,
+            HashMap::new(),
+            HashSet::new(),
+            HashMap::new(),
+        );
         let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148";
         agg.add(&incoming("1", T0, EventKind::ProductView, &format!(r#"{{"user_id":"u1","product_id":"p1","context":{{"user_agent":"{ua}","experiments":{{"f":"a"}}}}}}"#)));
         agg.add(&incoming(
@@ -435,6 +485,9 @@ mod tests {
             .members
             .contains(&(m, set::BUYERS.to_owned(), "u2".to_owned())));
         assert_eq!(r.seen.len(), 7);
+        // u1: events at T0, +2, +3, +4 (one session); u2: +1, +5, +6 (one session).
+        assert_eq!(count(&r, m, metric::SESSIONS), 2);
+        assert_eq!(r.activity["u1"].times(), &[T0, T0 + 2, T0 + 3, T0 + 4]);
         assert_eq!(r.watermarks.get(&tp), Some(&(T0 + 6)));
     }
 
@@ -443,7 +496,14 @@ mod tests {
         let catalog = catalog();
         let tp = TopicPartition::new("t", 0);
         let committed: HashSet<String> = ["old".to_owned()].into();
-        let mut agg = Aggregator::new(&catalog, 30, [(tp.clone(), T0 + 120_000)].into(), committed);
+        let mut agg = Aggregator::new(
+            &catalog,
+            30,
+            RULES,
+            [(tp.clone(), T0 + 120_000)].into(),
+            committed,
+            HashMap::new(),
+        );
         let view = r#"{"user_id":"u","product_id":"p1"}"#;
         agg.add(&incoming("old", T0 + 120_000, EventKind::ProductView, view));
         agg.add(&incoming("a", T0 + 120_000, EventKind::ProductView, view));

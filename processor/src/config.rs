@@ -42,6 +42,8 @@ pub struct ProcessorConfig {
     pub catalog: CatalogConfig,
     /// Dead-letter topic writes.
     pub dead_letter: DeadLetterConfig,
+    /// Sessions per user.
+    pub sessions: SessionsConfig,
     /// Analytics API answers.
     pub api: ApiConfig,
 }
@@ -59,6 +61,7 @@ impl Default for ProcessorConfig {
             windows: WindowsConfig::default(),
             catalog: CatalogConfig::default(),
             dead_letter: DeadLetterConfig::default(),
+            sessions: SessionsConfig::default(),
             api: ApiConfig::default(),
         }
     }
@@ -265,6 +268,30 @@ impl Default for DeadLetterConfig {
     }
 }
 
+/// `[sessions]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Inactivity (seconds of event time) after which a user's next event starts a new
+    /// session.
+    pub inactivity_timeout_secs: u64,
+    /// How long a user's event times are kept for sessions (minutes of event time, from
+    /// the user's newest event).
+    pub retention_minutes: u64,
+    /// Event times kept per user at most (the newest).
+    pub max_events_per_user: usize,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            inactivity_timeout_secs: 1_800,
+            retention_minutes: 1_440,
+            max_events_per_user: 1_000,
+        }
+    }
+}
+
 /// `[api]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -456,6 +483,21 @@ impl ProcessorConfig {
                 "need max_attempts > 0 and 0 < initial_backoff_ms <= max_backoff_ms",
             );
         }
+        let sessions = &self.sessions;
+        if sessions.inactivity_timeout_secs == 0 || sessions.max_events_per_user == 0 {
+            return bad(
+                "sessions",
+                "inactivity_timeout_secs and max_events_per_user must be > 0",
+            );
+        }
+        if sessions.retention_minutes * 60
+            < sessions.inactivity_timeout_secs + self.windows.allowed_lateness_secs + 60
+        {
+            return bad(
+                "sessions.retention_minutes",
+                "must cover the inactivity timeout plus the allowed lateness and a minute",
+            );
+        }
         if self.api.top_n == 0 || self.api.top_n > 1_000 {
             return bad("api.top_n", "must be in 1..=1000");
         }
@@ -490,6 +532,9 @@ impl ProcessorConfig {
                 max: Duration::from_millis(d.max_backoff_ms),
             },
             dead_letter_timeout: Duration::from_millis(d.timeout_ms),
+            inactivity_timeout_ms: sessions.inactivity_timeout_secs as i64 * 1_000,
+            session_retention_ms: sessions.retention_minutes as i64 * 60_000,
+            max_events_per_user: sessions.max_events_per_user,
             top_n: self.api.top_n,
             max_connections: self.api.max_connections,
             header_read_timeout: Duration::from_millis(self.api.header_read_timeout_ms),
@@ -564,6 +609,12 @@ pub struct Settings {
     pub dead_letter_backoff: Backoff,
     /// Dead-letter attempt timeout.
     pub dead_letter_timeout: Duration,
+    /// Session inactivity timeout, ms.
+    pub inactivity_timeout_ms: i64,
+    /// How long event times are kept for sessions, ms.
+    pub session_retention_ms: i64,
+    /// Event times kept per user at most.
+    pub max_events_per_user: usize,
     /// Top list length.
     pub top_n: usize,
     /// HTTP connections at once.

@@ -25,6 +25,7 @@ pub mod http;
 pub mod live;
 pub mod pipeline;
 pub mod report;
+pub mod sessions;
 pub mod store;
 pub mod ua;
 

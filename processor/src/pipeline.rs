@@ -39,7 +39,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::aggregate::{Aggregator, Incoming, TopicPartition};
+use crate::aggregate::{Aggregator, Incoming, SessionRules, TopicPartition};
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::error::Error;
@@ -596,11 +596,23 @@ impl Pipeline {
             .await?;
         let ids: Vec<&str> = pending.iter().map(|e| e.event_id.as_str()).collect();
         let seen = checkpoint.already_seen(&ids).await?;
+        let users: Vec<&str> = pending
+            .iter()
+            .filter_map(|e| e.event.common().identity())
+            .collect();
+        let activity = checkpoint.activity(&users).await?;
+        let rules = SessionRules {
+            timeout_ms: self.settings.inactivity_timeout_ms,
+            retention_ms: self.settings.session_retention_ms,
+            max_times: self.settings.max_events_per_user,
+        };
         let mut aggregator = Aggregator::new(
             &self.catalog,
             self.settings.allowed_lateness_secs,
+            rules,
             watermarks,
             seen,
+            activity,
         );
         for incoming in &pending {
             aggregator.add(incoming);

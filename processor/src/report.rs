@@ -187,6 +187,8 @@ pub struct RealTime {
     pub experiments: BTreeMap<String, BTreeMap<String, VariantStats>>,
     /// Per minute.
     pub series: Vec<SeriesPoint>,
+    /// Sessions started in the window (inactivity timeout per user).
+    pub sessions: i64,
     /// Distinct viewers.
     pub viewers: u64,
     /// Distinct buyers.
@@ -348,6 +350,7 @@ pub fn compute(
         zero_result_searches: ranked(tops.get(dimension::ZERO_RESULTS).unwrap_or(&empty), top_n),
         experiments,
         series,
+        sessions: get(metric::SESSIONS),
         viewers: snapshot.viewers.len() as u64,
         purchasers: snapshot.buyers.len() as u64,
         late_events: get(metric::LATE_EVENTS),

@@ -25,13 +25,21 @@ use tokio_postgres::{Client, NoTls, Transaction};
 use crate::aggregate::{Rollup, TopicPartition};
 use crate::catalog::Catalog;
 use crate::error::Error;
+use crate::sessions::Activity;
 
 /// The migrations, applied in order and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_initial.sql",
-    include_str!("../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_initial.sql",
+        include_str!("../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "0002_user_activity.sql",
+        include_str!("../migrations/0002_user_activity.sql"),
+    ),
+];
 
 /// The committed position of a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,6 +408,38 @@ impl Checkpoint<'_> {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// The committed event times of `users`, locked until the commit (another
+    /// instance may hold the same user's events from another topic).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`] (a deadlock between two instances too: the checkpoint is
+    /// retried).
+    pub async fn activity(&self, users: &[&str]) -> Result<HashMap<String, Activity>, Error> {
+        let mut sorted = users.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        self.tx
+            .execute(
+                "insert into user_activity (member, times)
+                 select m, '{}' from unnest($1::text[]) as m order by m on conflict do nothing",
+                &[&sorted],
+            )
+            .await?;
+        let rows = self
+            .tx
+            .query(
+                "select member, times from user_activity where member = any($1)
+                 order by member for update",
+                &[&sorted],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), Activity::from_times(r.get(1))))
+            .collect())
+    }
+
     /// Writes the rollup and commits; returns the absolute values it produced.
     ///
     /// # Errors
@@ -489,6 +529,21 @@ impl Checkpoint<'_> {
                 "insert into seen_events (event_id, minute)
                  select * from unnest($1::text[], $2::bigint[]) on conflict do nothing",
                 &[&ids, &minutes],
+            )
+            .await?;
+        }
+
+        if !rollup.activity.is_empty() {
+            let mut times = serde_json::Map::new();
+            for (member, activity) in &rollup.activity {
+                times.insert(member.clone(), serde_json::json!(activity.times()));
+            }
+            let times = serde_json::Value::Object(times).to_string();
+            tx.execute(
+                "update user_activity u
+                 set times = array(select jsonb_array_elements_text(j.value)::bigint)
+                 from jsonb_each($1::text::jsonb) j where u.member = j.key",
+                &[&times],
             )
             .await?;
         }

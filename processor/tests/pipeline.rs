@@ -209,6 +209,12 @@ fn assert_matches(r: &RealTime, e: &Expected, start_minute: i64) {
         assert_eq!(got.conversion_rate, ratio(buyers, users.len()), "{variant}");
     }
     assert_eq!(r.devices, e.devices, "device classes");
+    let sessions = storefront::sessions(e, common::SESSION_TIMEOUT_SECS * 1_000);
+    assert!(
+        sessions > e.users.len() as i64,
+        "some users have several sessions"
+    );
+    assert_eq!(r.sessions, sessions, "sessions");
     assert_eq!(r.catalog_misses, e.catalog_misses, "catalog misses");
     assert_eq!(r.late_events, e.late_events, "late events");
     assert_eq!(r.duplicates, e.duplicates, "duplicates");

@@ -16,6 +16,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The sessions' inactivity timeout the tests run with: short, so users have several.
+pub const SESSION_TIMEOUT_SECS: i64 = 30;
+
 /// A service address from `var`; panics with how to start the service when unset.
 pub fn service(var: &str, how: &str) -> String {
     match std::env::var(var) {
@@ -164,6 +167,10 @@ impl Scenario {
             .env("PROCESSOR_REDIS__KEY_PREFIX", &self.name)
             .env("PROCESSOR_WINDOWS__ALLOWED_LATENESS_SECS", "120")
             .env("PROCESSOR_CHECKPOINT__INTERVAL_MS", "200")
+            .env(
+                "PROCESSOR_SESSIONS__INACTIVITY_TIMEOUT_SECS",
+                SESSION_TIMEOUT_SECS.to_string(),
+            )
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())

@@ -132,6 +132,8 @@ pub struct Expected {
     pub late_events: i64,
     pub duplicates: i64,
     pub dead_letters: usize,
+    /// Event times (ms) of each user's counted events.
+    pub user_times: HashMap<String, Vec<i64>>,
     /// minute start (Unix seconds) → (events, revenue micros).
     pub series: BTreeMap<i64, (i64, i64)>,
 }
@@ -422,6 +424,10 @@ fn count(e: &mut Expected, d: &Draft) {
     e.events[d.topic] += 1;
     e.series.entry(minute).or_default().0 += 1;
     e.users.insert(user.clone());
+    e.user_times
+        .entry(user.clone())
+        .or_default()
+        .push(d.time_ms);
     let class = AGENTS
         .iter()
         .find(|(a, _)| Some(*a) == b["context"]["user_agent"].as_str())
@@ -486,4 +492,19 @@ fn count(e: &mut Expected, d: &Draft) {
             }
         }
     }
+}
+
+/// Sessions of the day: per user, sorted event times; a session starts at the first and
+/// after every gap longer than `timeout_ms`.
+pub fn sessions(e: &Expected, timeout_ms: i64) -> i64 {
+    let mut total = 0;
+    for times in e.user_times.values() {
+        let mut times = times.clone();
+        times.sort_unstable();
+        total += 1 + times
+            .windows(2)
+            .filter(|w| w[1] - w[0] > timeout_ms)
+            .count() as i64;
+    }
+    total
 }
