@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use ingest_core::model::{CartAction, Event};
 
 use crate::catalog::Catalog;
+use crate::recommend::{self, Recent};
 use crate::sessions::Activity;
 use crate::ua;
 
@@ -150,6 +151,10 @@ pub struct Rollup {
     pub watermarks: HashMap<TopicPartition, i64>,
     /// Event times of the users this batch touched, after it.
     pub activity: HashMap<String, Activity>,
+    /// Recent products of the users this batch touched, after it.
+    pub recent: HashMap<String, Recent>,
+    /// (kind, a, b) → delta of the product pair counts.
+    pub pairs: BTreeMap<(&'static str, String, String), i64>,
 }
 
 /// How sessions are cut.
@@ -161,6 +166,8 @@ pub struct SessionRules {
     pub retention_ms: i64,
     /// Event times kept per user at most.
     pub max_times: usize,
+    /// Recent distinct products kept per user (viewed, bought) for recommendations.
+    pub recent_products: usize,
 }
 
 /// Folds events into a [`Rollup`].
@@ -184,6 +191,7 @@ impl<'a> Aggregator<'a> {
         watermarks: HashMap<TopicPartition, i64>,
         already_seen: HashSet<String>,
         activity: HashMap<String, Activity>,
+        recent: HashMap<String, Recent>,
     ) -> Self {
         Aggregator {
             catalog,
@@ -193,6 +201,7 @@ impl<'a> Aggregator<'a> {
             rollup: Rollup {
                 watermarks,
                 activity,
+                recent,
                 ..Rollup::default()
             },
         }
@@ -229,6 +238,12 @@ impl<'a> Aggregator<'a> {
             .tops
             .entry((minute, source.clone(), dim, key.to_owned()))
             .or_insert(0) += delta;
+    }
+
+    fn pairs(&mut self, kind: &'static str, pairs: Vec<(String, String)>) {
+        for (a, b) in pairs {
+            *self.rollup.pairs.entry((kind, a, b)).or_insert(0) += 1;
+        }
     }
 
     fn member(&mut self, minute: i64, set: &str, member: &str) {
@@ -320,6 +335,14 @@ impl<'a> Aggregator<'a> {
                 }
                 if !user.is_empty() {
                     self.member(minute, set::VIEWERS, &user);
+                    let max = self.sessions.recent_products;
+                    let pairs = self
+                        .rollup
+                        .recent
+                        .entry(user.clone())
+                        .or_default()
+                        .view(&view.product_id, max);
+                    self.pairs(recommend::CO_VIEW, pairs);
                 }
             }
             Event::Cart(cart) => match cart.action {
@@ -352,6 +375,16 @@ impl<'a> Aggregator<'a> {
                     );
                 }
                 if !user.is_empty() {
+                    let max = self.sessions.recent_products;
+                    let products: Vec<&str> =
+                        order.items.iter().map(|i| i.product_id.as_str()).collect();
+                    let pairs = self
+                        .rollup
+                        .recent
+                        .entry(user.clone())
+                        .or_default()
+                        .order(&products, max);
+                    self.pairs(recommend::CO_PURCHASE, pairs);
                     self.member(minute, set::BUYERS, &user);
                     for (flag, variant) in &experiments {
                         self.member(minute, &set::experiment_buyers(flag, variant), &user);
@@ -397,6 +430,7 @@ mod tests {
         timeout_ms: 1_000,
         retention_ms: 3_600_000,
         max_times: 100,
+        recent_products: 5,
     };
 
     fn count(r: &Rollup, minute: i64, metric: &str) -> i64 {
@@ -426,6 +460,7 @@ mod tests {
             RULES,
             HashMap::new(),
             HashSet::new(),
+            HashMap::new(),
             HashMap::new(),
         );
         let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148";
@@ -488,6 +523,9 @@ mod tests {
         // u1: events at T0, +2, +3, +4 (one session); u2: +1, +5, +6 (one session).
         assert_eq!(count(&r, m, metric::SESSIONS), 2);
         assert_eq!(r.activity["u1"].times(), &[T0, T0 + 2, T0 + 3, T0 + 4]);
+        assert_eq!(r.recent["u1"].viewed, vec!["p1"]);
+        assert_eq!(r.recent["u2"].bought, vec!["p1"]);
+        assert!(r.pairs.is_empty(), "one product per user: no pairs");
         assert_eq!(r.watermarks.get(&tp), Some(&(T0 + 6)));
     }
 
@@ -502,6 +540,7 @@ mod tests {
             RULES,
             [(tp.clone(), T0 + 120_000)].into(),
             committed,
+            HashMap::new(),
             HashMap::new(),
         );
         let view = r#"{"user_id":"u","product_id":"p1"}"#;

@@ -44,6 +44,8 @@ pub struct ProcessorConfig {
     pub dead_letter: DeadLetterConfig,
     /// Sessions per user.
     pub sessions: SessionsConfig,
+    /// Recommendations.
+    pub recommendations: RecommendationsConfig,
     /// Analytics API answers.
     pub api: ApiConfig,
 }
@@ -62,6 +64,7 @@ impl Default for ProcessorConfig {
             catalog: CatalogConfig::default(),
             dead_letter: DeadLetterConfig::default(),
             sessions: SessionsConfig::default(),
+            recommendations: RecommendationsConfig::default(),
             api: ApiConfig::default(),
         }
     }
@@ -292,6 +295,25 @@ impl Default for SessionsConfig {
     }
 }
 
+/// `[recommendations]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecommendationsConfig {
+    /// Recent distinct products kept per user, viewed and bought each.
+    pub recent_products: usize,
+    /// Products per recommendation answer.
+    pub top_n: usize,
+}
+
+impl Default for RecommendationsConfig {
+    fn default() -> Self {
+        RecommendationsConfig {
+            recent_products: 20,
+            top_n: 10,
+        }
+    }
+}
+
 /// `[api]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -498,6 +520,13 @@ impl ProcessorConfig {
                 "must cover the inactivity timeout plus the allowed lateness and a minute",
             );
         }
+        let r = &self.recommendations;
+        if r.recent_products == 0 || r.recent_products > 1_000 || r.top_n == 0 || r.top_n > 1_000 {
+            return bad(
+                "recommendations",
+                "recent_products and top_n must be in 1..=1000",
+            );
+        }
         if self.api.top_n == 0 || self.api.top_n > 1_000 {
             return bad("api.top_n", "must be in 1..=1000");
         }
@@ -535,6 +564,8 @@ impl ProcessorConfig {
             inactivity_timeout_ms: sessions.inactivity_timeout_secs as i64 * 1_000,
             session_retention_ms: sessions.retention_minutes as i64 * 60_000,
             max_events_per_user: sessions.max_events_per_user,
+            recent_products: r.recent_products,
+            recommendations_top_n: r.top_n,
             top_n: self.api.top_n,
             max_connections: self.api.max_connections,
             header_read_timeout: Duration::from_millis(self.api.header_read_timeout_ms),
@@ -615,6 +646,10 @@ pub struct Settings {
     pub session_retention_ms: i64,
     /// Event times kept per user at most.
     pub max_events_per_user: usize,
+    /// Recent products kept per user.
+    pub recent_products: usize,
+    /// Products per recommendation answer.
+    pub recommendations_top_n: usize,
     /// Top list length.
     pub top_n: usize,
     /// HTTP connections at once.

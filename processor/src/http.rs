@@ -24,6 +24,14 @@ pub struct ApiState {
     pub currency: String,
     /// Top list length.
     pub top_n: usize,
+    /// Products per recommendation answer.
+    pub recommendations_top_n: usize,
+    /// The API's own PostgreSQL connection (opened on first use, re-opened when lost).
+    pub store: tokio::sync::Mutex<Option<crate::store::Store>>,
+    /// Where to open it.
+    pub postgres_url: String,
+    /// Its connect timeout.
+    pub postgres_connect_timeout: std::time::Duration,
     /// Connections served at once.
     pub max_connections: usize,
     /// Time a client has to send its request headers.
@@ -129,6 +137,77 @@ async fn real_time(state: &ApiState, query: Option<&str>) -> Response<Full<Bytes
     }
 }
 
+async fn recommendations(state: &ApiState, user: &str) -> Response<Full<Bytes>> {
+    let user = percent_decode(user);
+    let mut guard = state.store.lock().await;
+    if guard.as_ref().is_none_or(|s| s.is_closed()) {
+        match crate::store::Store::connect(&state.postgres_url, state.postgres_connect_timeout)
+            .await
+        {
+            Ok(store) => *guard = Some(store),
+            Err(e) => {
+                tracing::warn!(error = %e, "recommendations: PostgreSQL unreachable");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "recommendations cannot be read",
+                    None,
+                );
+            }
+        }
+    }
+    let Some(store) = guard.as_ref() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "recommendations cannot be read",
+            None,
+        );
+    };
+    let n = i64::try_from(state.recommendations_top_n).unwrap_or(10);
+    match store.recommendations(&user, n).await {
+        Ok(Some(products)) => {
+            let body = serde_json::json!({"user_id": user, "products": products});
+            json(StatusCode::OK, body.to_string())
+        }
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_user",
+            "no events of this user were counted",
+            Some("user_id"),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "recommendations read failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "recommendations cannot be read",
+                None,
+            )
+        }
+    }
+}
+
+/// Decodes `%XX` escapes of a path segment (invalid ones are kept as they are).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 async fn route(
     state: Arc<ApiState>,
     request: Request<Incoming>,
@@ -137,6 +216,9 @@ async fn route(
     let query = request.uri().query();
     let response = match (request.method(), path) {
         (&Method::GET, "/api/analytics/real-time") => real_time(&state, query).await,
+        (&Method::GET, p) if p.starts_with("/api/recommendations/") && p.len() > 21 => {
+            recommendations(&state, &p["/api/recommendations/".len()..]).await
+        }
         (&Method::GET, "/metrics") => {
             let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
             r.headers_mut().insert(
@@ -223,5 +305,8 @@ mod tests {
         assert_eq!(query_param(Some("window"), "window"), Some(""));
         assert_eq!(query_param(None, "window"), None);
         assert_eq!(floor_minute(119), 60);
+        assert_eq!(percent_decode("user%2D1%20x"), "user-1 x");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

@@ -24,6 +24,7 @@ mod error;
 pub mod http;
 pub mod live;
 pub mod pipeline;
+pub mod recommend;
 pub mod report;
 pub mod sessions;
 pub mod store;
@@ -64,6 +65,10 @@ pub async fn run(
         live: live.clone(),
         currency: settings.reporting_currency.clone(),
         top_n: settings.top_n,
+        recommendations_top_n: settings.recommendations_top_n,
+        store: tokio::sync::Mutex::new(None),
+        postgres_url: settings.postgres_url.clone(),
+        postgres_connect_timeout: settings.postgres_connect_timeout,
         max_connections: settings.max_connections,
         header_read_timeout: settings.header_read_timeout,
         metrics,

@@ -600,11 +600,12 @@ impl Pipeline {
             .iter()
             .filter_map(|e| e.event.common().identity())
             .collect();
-        let activity = checkpoint.activity(&users).await?;
+        let states = checkpoint.activity(&users).await?;
         let rules = SessionRules {
             timeout_ms: self.settings.inactivity_timeout_ms,
             retention_ms: self.settings.session_retention_ms,
             max_times: self.settings.max_events_per_user,
+            recent_products: self.settings.recent_products,
         };
         let mut aggregator = Aggregator::new(
             &self.catalog,
@@ -612,7 +613,8 @@ impl Pipeline {
             rules,
             watermarks,
             seen,
-            activity,
+            states.activity,
+            states.recent,
         );
         for incoming in &pending {
             aggregator.add(incoming);

@@ -25,6 +25,7 @@ use tokio_postgres::{Client, NoTls, Transaction};
 use crate::aggregate::{Rollup, TopicPartition};
 use crate::catalog::Catalog;
 use crate::error::Error;
+use crate::recommend::Recent;
 use crate::sessions::Activity;
 
 /// The migrations, applied in order and recorded in `schema_migrations`.
@@ -38,6 +39,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "0002_user_activity.sql",
         include_str!("../migrations/0002_user_activity.sql"),
+    ),
+    (
+        3,
+        "0003_recommendations.sql",
+        include_str!("../migrations/0003_recommendations.sql"),
     ),
 ];
 
@@ -69,6 +75,24 @@ pub struct Committed {
     /// Whether an outbox row of this checkpoint was already pending (an earlier write
     /// of that view failed): then the view needs a full re-write, not only these values.
     pub backlog: bool,
+}
+
+/// The committed per-user state of a batch's users.
+#[derive(Debug, Default)]
+pub struct UserStates {
+    /// Event times, for sessions.
+    pub activity: HashMap<String, Activity>,
+    /// Recent products, for recommendations.
+    pub recent: HashMap<String, Recent>,
+}
+
+/// A product recommended to a user.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Recommendation {
+    /// The product.
+    pub product_id: String,
+    /// Co-view count plus twice the co-purchase count, over the user's recent products.
+    pub score: i64,
 }
 
 /// A PostgreSQL connection.
@@ -373,6 +397,50 @@ impl Store {
         Ok(())
     }
 
+    /// The top `n` recommendations of `user` (see [`crate::recommend`]), or `None` for a
+    /// user never seen.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn recommendations(
+        &self,
+        user: &str,
+        n: i64,
+    ) -> Result<Option<Vec<Recommendation>>, Error> {
+        if self
+            .client
+            .query_opt("select 1 from user_activity where member = $1", &[&user])
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let rows = self
+            .client
+            .query(
+                "with u as (select viewed, bought from user_activity where member = $1)
+                 select p.b, sum(case when p.kind = 'purchase' then 2 * p.count else p.count end)::bigint
+                 from product_pairs p, u
+                 where ((p.kind = 'view' and p.a = any(u.viewed))
+                        or (p.kind = 'purchase' and p.a = any(u.bought)))
+                   and not (p.b = any(u.bought))
+                 group by p.b
+                 order by 2 desc, p.b
+                 limit $2",
+                &[&user, &n],
+            )
+            .await?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| Recommendation {
+                    product_id: r.get(0),
+                    score: r.get(1),
+                })
+                .collect(),
+        ))
+    }
+
     /// Runs one statement (for health checks).
     ///
     /// # Errors
@@ -415,7 +483,7 @@ impl Checkpoint<'_> {
     ///
     /// [`Error::Postgres`] (a deadlock between two instances too: the checkpoint is
     /// retried).
-    pub async fn activity(&self, users: &[&str]) -> Result<HashMap<String, Activity>, Error> {
+    pub async fn activity(&self, users: &[&str]) -> Result<UserStates, Error> {
         let mut sorted = users.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
@@ -429,15 +497,26 @@ impl Checkpoint<'_> {
         let rows = self
             .tx
             .query(
-                "select member, times from user_activity where member = any($1)
+                "select member, times, viewed, bought from user_activity where member = any($1)
                  order by member for update",
                 &[&sorted],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), Activity::from_times(r.get(1))))
-            .collect())
+        let mut states = UserStates::default();
+        for r in &rows {
+            let member: String = r.get(0);
+            states
+                .activity
+                .insert(member.clone(), Activity::from_times(r.get(1)));
+            states.recent.insert(
+                member,
+                Recent {
+                    viewed: r.get(2),
+                    bought: r.get(3),
+                },
+            );
+        }
+        Ok(states)
     }
 
     /// Writes the rollup and commits; returns the absolute values it produced.
@@ -533,17 +612,37 @@ impl Checkpoint<'_> {
             .await?;
         }
 
-        if !rollup.activity.is_empty() {
-            let mut times = serde_json::Map::new();
+        if !rollup.activity.is_empty() || !rollup.recent.is_empty() {
+            let mut states = serde_json::Map::new();
             for (member, activity) in &rollup.activity {
-                times.insert(member.clone(), serde_json::json!(activity.times()));
+                let recent = rollup.recent.get(member).cloned().unwrap_or_default();
+                states.insert(
+                    member.clone(),
+                    serde_json::json!({"t": activity.times(), "v": recent.viewed, "b": recent.bought}),
+                );
             }
-            let times = serde_json::Value::Object(times).to_string();
+            let states = serde_json::Value::Object(states).to_string();
             tx.execute(
                 "update user_activity u
-                 set times = array(select jsonb_array_elements_text(j.value)::bigint)
+                 set times = array(select jsonb_array_elements_text(j.value->'t')::bigint),
+                     viewed = array(select jsonb_array_elements_text(j.value->'v')),
+                     bought = array(select jsonb_array_elements_text(j.value->'b'))
                  from jsonb_each($1::text::jsonb) j where u.member = j.key",
-                &[&times],
+                &[&states],
+            )
+            .await?;
+        }
+
+        if !rollup.pairs.is_empty() {
+            let kinds: Vec<&str> = rollup.pairs.keys().map(|k| k.0).collect();
+            let a: Vec<&str> = rollup.pairs.keys().map(|k| k.1.as_str()).collect();
+            let b: Vec<&str> = rollup.pairs.keys().map(|k| k.2.as_str()).collect();
+            let n: Vec<i64> = rollup.pairs.values().copied().collect();
+            tx.execute(
+                "insert into product_pairs (kind, a, b, count)
+                 select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+                 on conflict (kind, a, b) do update set count = product_pairs.count + excluded.count",
+                &[&kinds, &a, &b, &n],
             )
             .await?;
         }

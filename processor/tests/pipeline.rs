@@ -250,6 +250,40 @@ fn day(seed: u64, users: usize) -> storefront::Day {
     day
 }
 
+/// Compares the recommendations of 20 users who viewed and bought several products.
+async fn assert_recommendations(p: &Processor, e: &Expected) {
+    let mut users: Vec<&String> = e
+        .user_products
+        .iter()
+        .filter(|(_, events)| events.len() >= 3 && events.iter().any(|(order, _)| *order))
+        .map(|(u, _)| u)
+        .collect();
+    users.sort();
+    assert!(users.len() >= 20);
+    for user in users.into_iter().take(20) {
+        let (status, body) = p
+            .get(&format!("/api/recommendations/{user}"))
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let got: Vec<(String, i64)> = answer["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .map(|p| {
+                (
+                    p["product_id"].as_str().expect("id").to_owned(),
+                    p["score"].as_i64().expect("score"),
+                )
+            })
+            .collect();
+        let want = storefront::recommendations(e, user);
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "recommendations of {user}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
     let day = day(0x5EED_0001, 3_000);
@@ -274,6 +308,15 @@ async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
     for code in ["undecodable", "unknown_event_type", "missing_identity"] {
         assert!(codes.contains(&code), "{code} missing in {codes:?}");
     }
+
+    assert_recommendations(&p, &day.expected).await;
+    assert_eq!(
+        p.get("/api/recommendations/nobody")
+            .await
+            .expect("answer")
+            .0,
+        404
+    );
 
     let (status, metrics) = p.get("/metrics").await.expect("metrics answer");
     assert_eq!(status, 200);
@@ -335,6 +378,7 @@ async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
     )
     .await;
     assert_matches(&r, &day.expected, day.start_minute);
+    assert_recommendations(&p, &day.expected).await;
     // Dead letters are at least once: a kill may repeat one, never lose one.
     let letters = scenario.dead_letters(day.expected.dead_letters, Duration::from_secs(30));
     let mut ids: Vec<&str> = letters.iter().map(|(_, id)| id.as_str()).collect();
@@ -363,6 +407,7 @@ async fn two_instances_share_the_partitions_and_give_the_same_results() {
     .await;
     assert_matches(&r, &day.expected, day.start_minute);
     assert_eq!(analytics(&b, day.start_minute).await.expect("b answers"), r);
+    assert_recommendations(&b, &day.expected).await;
     for p in [&a, &b] {
         let (_, metrics) = p.get("/metrics").await.expect("metrics");
         let consumed: f64 = metrics

@@ -132,6 +132,8 @@ pub struct Expected {
     pub late_events: i64,
     pub duplicates: i64,
     pub dead_letters: usize,
+    /// Each user's counted views (one product) and orders (their products), in order.
+    pub user_products: HashMap<String, Vec<(bool, Vec<String>)>>,
     /// Event times (ms) of each user's counted events.
     pub user_times: HashMap<String, Vec<i64>>,
     /// minute start (Unix seconds) → (events, revenue micros).
@@ -449,6 +451,10 @@ fn count(e: &mut Expected, d: &Draft) {
             if p >= product_id(PRODUCTS - MISSING_PRODUCTS) {
                 e.catalog_misses += 1;
             }
+            e.user_products
+                .entry(user.clone())
+                .or_default()
+                .push((false, vec![p.clone()]));
             *e.views.entry(p).or_default() += 1;
             e.viewers.insert(user);
         }
@@ -471,6 +477,16 @@ fn count(e: &mut Expected, d: &Draft) {
                 }
                 None => e.unconverted_orders += 1,
             }
+            let products = b["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|i| i["product_id"].as_str().expect("id").to_owned())
+                .collect();
+            e.user_products
+                .entry(user.clone())
+                .or_default()
+                .push((true, products));
             for item in b["items"].as_array().expect("items") {
                 *e.units
                     .entry(item["product_id"].as_str().expect("id").to_owned())
@@ -507,4 +523,61 @@ pub fn sessions(e: &Expected, timeout_ms: i64) -> i64 {
             .count() as i64;
     }
     total
+}
+
+/// The recommendations the processor must give `user` (recent lists of 20, top 10):
+/// co-view and co-purchase counts built from every user's views and orders in order.
+pub fn recommendations(e: &Expected, user: &str) -> Vec<(String, i64)> {
+    const RECENT: usize = 20;
+    let mut pairs: HashMap<(bool, String, String), i64> = HashMap::new();
+    let mut lists: HashMap<&str, (Vec<String>, Vec<String>)> = HashMap::new();
+    let mut users: Vec<&String> = e.user_products.keys().collect();
+    users.sort();
+    for u in users {
+        let (viewed, bought) = lists.entry(u.as_str()).or_default();
+        for (is_order, products) in &e.user_products[u] {
+            if !is_order {
+                let p = &products[0];
+                for q in viewed.iter().filter(|q| *q != p) {
+                    *pairs.entry((false, p.clone(), q.clone())).or_default() += 1;
+                    *pairs.entry((false, q.clone(), p.clone())).or_default() += 1;
+                }
+                viewed.retain(|q| q != p);
+                viewed.insert(0, p.clone());
+                viewed.truncate(RECENT);
+            } else {
+                let mut set = products.clone();
+                set.sort();
+                set.dedup();
+                for (i, p) in set.iter().enumerate() {
+                    let others: Vec<String> = set[..i]
+                        .iter()
+                        .cloned()
+                        .chain(bought.iter().filter(|q| !set.contains(q)).cloned())
+                        .collect();
+                    for q in others {
+                        *pairs.entry((true, p.clone(), q.clone())).or_default() += 1;
+                        *pairs.entry((true, q, p.clone())).or_default() += 1;
+                    }
+                }
+                for p in set {
+                    bought.retain(|q| *q != p);
+                    bought.insert(0, p);
+                    bought.truncate(RECENT);
+                }
+            }
+        }
+    }
+    let (viewed, bought) = lists.get(user).cloned().unwrap_or_default();
+    let mut scores: HashMap<String, i64> = HashMap::new();
+    for ((is_purchase, a, b), n) in &pairs {
+        let from = if *is_purchase { &bought } else { &viewed };
+        if from.contains(a) && !bought.contains(b) {
+            *scores.entry(b.clone()).or_default() += if *is_purchase { 2 * n } else { *n };
+        }
+    }
+    let mut ranked: Vec<(String, i64)> = scores.into_iter().collect();
+    ranked.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+    ranked.truncate(10);
+    ranked
 }
