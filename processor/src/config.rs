@@ -301,8 +301,11 @@ impl Default for SessionsConfig {
 pub struct RecommendationsConfig {
     /// Recent distinct products kept per user, viewed and bought each.
     pub recent_products: usize,
-    /// Products per recommendation answer.
+    /// Products per recommendation answer and published record.
     pub top_n: usize,
+    /// Topic the recommendations of the users of each checkpoint are published to,
+    /// keyed by user; empty: not published.
+    pub topic: String,
 }
 
 impl Default for RecommendationsConfig {
@@ -310,6 +313,7 @@ impl Default for RecommendationsConfig {
         RecommendationsConfig {
             recent_products: 20,
             top_n: 10,
+            topic: "user-recommendations".to_owned(),
         }
     }
 }
@@ -566,6 +570,7 @@ impl ProcessorConfig {
             max_events_per_user: sessions.max_events_per_user,
             recent_products: r.recent_products,
             recommendations_top_n: r.top_n,
+            recommendations_topic: (!r.topic.trim().is_empty()).then(|| r.topic.clone()),
             top_n: self.api.top_n,
             max_connections: self.api.max_connections,
             header_read_timeout: Duration::from_millis(self.api.header_read_timeout_ms),
@@ -650,6 +655,8 @@ pub struct Settings {
     pub recent_products: usize,
     /// Products per recommendation answer.
     pub recommendations_top_n: usize,
+    /// Where recommendations are published, if anywhere.
+    pub recommendations_topic: Option<String>,
     /// Top list length.
     pub top_n: usize,
     /// HTTP connections at once.

@@ -669,10 +669,60 @@ impl Pipeline {
                 self.live_lagging = true;
             }
         }
+        if let Some(topic) = self.settings.recommendations_topic.clone() {
+            let users: Vec<&str> = rollup
+                .recent
+                .iter()
+                .filter(|(_, r)| !r.viewed.is_empty() || !r.bought.is_empty())
+                .map(|(u, _)| u.as_str())
+                .collect();
+            self.publish_recommendations(&topic, &users).await;
+        }
         if let Err(e) = self.consumer.commit(&hint, CommitMode::Async) {
             tracing::debug!(error = %e, "offset hint not committed to Kafka");
         }
         Ok(())
+    }
+
+    /// Publishes the committed recommendations of `users`, keyed by user. At least once
+    /// per checkpoint while running; an update lost to a crash is replaced by the user's
+    /// next one.
+    async fn publish_recommendations(&self, topic: &str, users: &[&str]) {
+        if users.is_empty() {
+            return;
+        }
+        let n = i64::try_from(self.settings.recommendations_top_n).unwrap_or(10);
+        let lists = match self.store.recommendations_of(users, n).await {
+            Ok(lists) => lists,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading recommendations failed; not published");
+                return;
+            }
+        };
+        let generated_at = crate::report::rfc3339(now_ms() / 1000);
+        let mut deliveries = Vec::with_capacity(lists.len());
+        for (user, products) in &lists {
+            let value = serde_json::json!({"user_id": user, "products": products, "generated_at": generated_at}).to_string();
+            match self
+                .producer
+                .send_result(FutureRecord::to(topic).key(user.as_str()).payload(&value))
+            {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((e, _)) => {
+                    metrics::counter!("processor_recommendations_dropped_total").increment(1);
+                    tracing::warn!(error = %e, "recommendation not queued");
+                }
+            }
+        }
+        let published = deliveries.len() as u64;
+        tokio::spawn(async move {
+            for delivery in deliveries {
+                if !matches!(delivery.await, Ok(Ok(_))) {
+                    metrics::counter!("processor_recommendations_dropped_total").increment(1);
+                }
+            }
+        });
+        metrics::counter!("processor_recommendations_published_total").increment(published);
     }
 
     /// Re-writes the live view of every (minute, partition) in the outbox.

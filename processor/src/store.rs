@@ -441,6 +441,51 @@ impl Store {
         ))
     }
 
+    /// The top `n` recommendations of each of `users` that has any.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn recommendations_of(
+        &self,
+        users: &[&str],
+        n: i64,
+    ) -> Result<Vec<(String, Vec<Recommendation>)>, Error> {
+        let rows = self
+            .client
+            .query(
+                "with u as (select member, viewed, bought from user_activity where member = any($1)),
+                 scores as (
+                     select u.member, p.b,
+                            sum(case when p.kind = 'purchase' then 2 * p.count else p.count end)::bigint as score
+                     from u join product_pairs p
+                       on ((p.kind = 'view' and p.a = any(u.viewed))
+                           or (p.kind = 'purchase' and p.a = any(u.bought)))
+                     where not (p.b = any(u.bought))
+                     group by u.member, p.b),
+                 ranked as (
+                     select member, b, score,
+                            row_number() over (partition by member order by score desc, b) as rank
+                     from scores)
+                 select member, b, score from ranked where rank <= $2 order by member, rank",
+                &[&users, &n],
+            )
+            .await?;
+        let mut out: Vec<(String, Vec<Recommendation>)> = Vec::new();
+        for r in &rows {
+            let member: String = r.get(0);
+            let item = Recommendation {
+                product_id: r.get(1),
+                score: r.get(2),
+            };
+            match out.last_mut() {
+                Some((m, list)) if *m == member => list.push(item),
+                _ => out.push((member, vec![item])),
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs one statement (for health checks).
     ///
     /// # Errors

@@ -310,6 +310,31 @@ async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
     }
 
     assert_recommendations(&p, &day.expected).await;
+    // Recommendations are published per user (as they stood at that checkpoint):
+    // keyed by user, ranked, only for users with counted views or orders.
+    let published = scenario.published_recommendations(1, Duration::from_secs(30));
+    let mut users = std::collections::HashSet::new();
+    for (user, value) in &published {
+        assert_eq!(
+            value["user_id"].as_str(),
+            Some(user.as_str()),
+            "keyed by user"
+        );
+        assert!(
+            day.expected.user_products.contains_key(user),
+            "{user} viewed or bought nothing"
+        );
+        let scores: Vec<i64> = value["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .map(|p| p["score"].as_i64().expect("score"))
+            .collect();
+        assert!(!scores.is_empty() && scores.len() <= 10);
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "ranked: {value}");
+        users.insert(user.clone());
+    }
+    assert!(users.len() >= 1_000, "{} users published", users.len());
     assert_eq!(
         p.get("/api/recommendations/nobody")
             .await

@@ -52,7 +52,7 @@ pub struct Scenario {
     pub services: Services,
     pub name: String,
     pub postgres: String,
-    pub topics: [String; 5],
+    pub topics: [String; 6],
     pub log_dir: PathBuf,
 }
 
@@ -68,6 +68,7 @@ impl Scenario {
             format!("{name}-purchases"),
             format!("{name}-search-events"),
             format!("{name}-events-dlq"),
+            format!("{name}-user-recommendations"),
         ];
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &services.kafka)
@@ -76,7 +77,7 @@ impl Scenario {
         let new: Vec<NewTopic<'_>> = topics
             .iter()
             .enumerate()
-            .map(|(i, t)| NewTopic::new(t, if i == 4 { 1 } else { 4 }, TopicReplication::Fixed(1)))
+            .map(|(i, t)| NewTopic::new(t, if i >= 4 { 1 } else { 4 }, TopicReplication::Fixed(1)))
             .collect();
         for result in admin
             .create_topics(
@@ -163,6 +164,7 @@ impl Scenario {
             .env("PROCESSOR_KAFKA__TOPICS__PURCHASE", &self.topics[2])
             .env("PROCESSOR_KAFKA__TOPICS__SEARCH", &self.topics[3])
             .env("PROCESSOR_KAFKA__TOPICS__DEAD_LETTER", &self.topics[4])
+            .env("PROCESSOR_RECOMMENDATIONS__TOPIC", &self.topics[5])
             .env("PROCESSOR_KAFKA__SESSION_TIMEOUT_MS", "6000")
             .env("PROCESSOR_REDIS__KEY_PREFIX", &self.name)
             .env("PROCESSOR_WINDOWS__ALLOWED_LATENESS_SECS", "120")
@@ -215,17 +217,43 @@ impl Scenario {
 
     /// Dead letters written so far: (error_code header, event_id header).
     pub fn dead_letters(&self, expected: usize, timeout: Duration) -> Vec<(String, String)> {
+        self.read(4, expected, timeout)
+            .into_iter()
+            .map(|r| (r.header("error_code"), r.header("event_id")))
+            .collect()
+    }
+
+    /// Recommendation records published so far: (key, value).
+    pub fn published_recommendations(
+        &self,
+        expected: usize,
+        timeout: Duration,
+    ) -> Vec<(String, serde_json::Value)> {
+        self.read(5, expected, timeout)
+            .into_iter()
+            .map(|r| {
+                (
+                    r.key,
+                    serde_json::from_slice(&r.value).expect("a JSON record"),
+                )
+            })
+            .collect()
+    }
+
+    /// Reads topic `index` from the start until `expected` records came and 2 s passed
+    /// without more, or until `timeout`.
+    fn read(&self, index: usize, expected: usize, timeout: Duration) -> Vec<ReadRecord> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         use rdkafka::message::{Headers, Message};
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.services.kafka)
-            .set("group.id", format!("{}-dlq-reader", self.name))
+            .set("group.id", format!("{}-reader-{index}", self.name))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .create()
             .expect("consumer");
         consumer
-            .subscribe(&[self.topics[4].as_str()])
+            .subscribe(&[self.topics[index].as_str()])
             .expect("subscribe");
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
@@ -233,13 +261,28 @@ impl Scenario {
         while Instant::now() < deadline {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
-                    let header = |name: &str| {
-                        m.headers()
-                            .and_then(|hs| hs.iter().find(|h| h.key == name).and_then(|h| h.value))
-                            .map(|v| String::from_utf8_lossy(v).into_owned())
-                            .unwrap_or_default()
-                    };
-                    out.push((header("error_code"), header("event_id")));
+                    out.push(ReadRecord {
+                        key: m
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                            .unwrap_or_default(),
+                        value: m.payload().unwrap_or_default().to_vec(),
+                        headers: m
+                            .headers()
+                            .map(|hs| {
+                                hs.iter()
+                                    .map(|h| {
+                                        (
+                                            h.key.to_owned(),
+                                            h.value
+                                                .map(|v| String::from_utf8_lossy(v).into_owned())
+                                                .unwrap_or_default(),
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    });
                     quiet_since = Instant::now();
                 }
                 Some(Err(e)) => panic!("reading dead letters: {e}"),
@@ -301,6 +344,23 @@ impl Scenario {
             .execute("insert into products (id, name) values ($1, 'new')", &[&id])
             .await
             .expect("insert product");
+    }
+}
+
+/// A record read back.
+struct ReadRecord {
+    key: String,
+    value: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+impl ReadRecord {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
     }
 }
 
