@@ -1,0 +1,564 @@
+//! Turning a batch of decoded events into rollup deltas: de-duplication, event-time
+//! windows, enrichment and the metrics themselves. Pure: no I/O, so a replay of the same
+//! records from the same committed state gives the same deltas.
+//!
+//! ## Windows
+//!
+//! Tumbling one-minute windows of event time (the event's `timestamp`, else the
+//! `received_at` header, else the record's Kafka timestamp). Each partition has a
+//! watermark: the largest event time it has counted. An event whose minute ended more
+//! than `allowed_lateness` before the watermark is *late*: it is counted in `late_events`
+//! of its minute and in nothing else. The watermark is committed with the offsets, so the
+//! decision is the same after a restart.
+//!
+//! ## De-duplication
+//!
+//! An event whose `event_id` was counted before (in this batch, or in a committed one
+//! still inside the de-duplication window) is counted in `duplicates` and nothing else.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use ingest_core::model::{CartAction, Event};
+
+use crate::catalog::Catalog;
+use crate::recommend::{self, Recent};
+use crate::sessions::Activity;
+use crate::ua;
+
+/// A topic partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// A topic partition.
+    pub fn new(topic: &str, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.to_owned(),
+            partition,
+        }
+    }
+}
+
+/// One decoded record waiting for the next checkpoint.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// Where it was read.
+    pub source: TopicPartition,
+    /// The de-duplication key (the `event_id` header).
+    pub event_id: String,
+    /// Event time, Unix milliseconds.
+    pub event_time_ms: i64,
+    /// The event.
+    pub event: Event,
+}
+
+/// Counter names of [`Rollup::counts`].
+pub mod metric {
+    /// Counted events of a type: `events.<type>`.
+    pub const EVENTS_PREFIX: &str = "events.";
+    /// Orders.
+    pub const ORDERS: &str = "orders";
+    /// Revenue of converted orders, micro-units of the reporting currency.
+    pub const REVENUE_MICROS: &str = "revenue_micros";
+    /// Orders whose currency has no rate (counted as orders, not in revenue).
+    pub const UNCONVERTED_ORDERS: &str = "unconverted_orders";
+    /// Cart adds.
+    pub const CART_ADDS: &str = "cart_adds";
+    /// Cart removes.
+    pub const CART_REMOVES: &str = "cart_removes";
+    /// Events too late for their window.
+    pub const LATE_EVENTS: &str = "late_events";
+    /// Events already counted.
+    pub const DUPLICATES: &str = "duplicates";
+    /// Product views of products not in the catalog.
+    pub const CATALOG_MISSES: &str = "catalog_misses";
+    /// Sessions started (may be corrected by later events: see [`crate::sessions`]).
+    pub const SESSIONS: &str = "sessions";
+    /// Events per device class: `device.<class>`.
+    pub const DEVICE_PREFIX: &str = "device.";
+}
+
+/// Dimensions of [`Rollup::tops`].
+pub mod dimension {
+    /// Views per product.
+    pub const VIEWS: &str = "views";
+    /// Units bought per product.
+    pub const PURCHASES: &str = "purchases";
+    /// Searches per normalised query.
+    pub const SEARCHES: &str = "searches";
+    /// Searches without results per normalised query.
+    pub const ZERO_RESULTS: &str = "zero_results";
+    /// All of them.
+    pub const ALL: [&str; 4] = [VIEWS, PURCHASES, SEARCHES, ZERO_RESULTS];
+}
+
+/// Names of [`Rollup::members`] sets.
+pub mod set {
+    /// Every user seen.
+    pub const USERS: &str = "users";
+    /// Users who viewed a product.
+    pub const VIEWERS: &str = "viewers";
+    /// Users who placed an order.
+    pub const BUYERS: &str = "buyers";
+    /// Users who added to a cart.
+    pub const CART_ADDERS: &str = "cart_adders";
+
+    /// Users in an experiment variant.
+    pub fn experiment_users(flag: &str, variant: &str) -> String {
+        format!("exp_users\t{flag}\t{variant}")
+    }
+
+    /// Buyers in an experiment variant.
+    pub fn experiment_buyers(flag: &str, variant: &str) -> String {
+        format!("exp_buyers\t{flag}\t{variant}")
+    }
+}
+
+/// The start (Unix seconds) of the minute holding `unix_ms`.
+pub fn minute_of(unix_ms: i64) -> i64 {
+    unix_ms.div_euclid(60_000) * 60
+}
+
+/// Whether an event of `event_time_ms` is too late for its window, given the partition's
+/// `watermark_ms` and the allowed lateness.
+pub fn is_late(event_time_ms: i64, watermark_ms: i64, allowed_lateness_secs: i64) -> bool {
+    let window_end_ms = (minute_of(event_time_ms) + 60) * 1_000;
+    watermark_ms >= window_end_ms + allowed_lateness_secs * 1_000
+}
+
+/// A search query as counted: trimmed, lower case, at most 200 characters.
+pub fn normalise_query(query: &str) -> String {
+    query.trim().to_lowercase().chars().take(200).collect()
+}
+
+/// The deltas of one batch.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Rollup {
+    /// (minute, source, metric) → delta.
+    pub counts: BTreeMap<(i64, TopicPartition, String), i64>,
+    /// (minute, source, dimension, key) → delta.
+    pub tops: BTreeMap<(i64, TopicPartition, &'static str, String), i64>,
+    /// (minute, set, member).
+    pub members: BTreeSet<(i64, String, String)>,
+    /// Newly counted event ids with their minute.
+    pub seen: Vec<(String, i64)>,
+    /// Watermark per source after the batch.
+    pub watermarks: HashMap<TopicPartition, i64>,
+    /// Event times of the users this batch touched, after it.
+    pub activity: HashMap<String, Activity>,
+    /// Recent products of the users this batch touched, after it.
+    pub recent: HashMap<String, Recent>,
+    /// (kind, a, b) → delta of the product pair counts.
+    pub pairs: BTreeMap<(&'static str, String, String), i64>,
+}
+
+/// How sessions are cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRules {
+    /// Inactivity that ends a session (ms).
+    pub timeout_ms: i64,
+    /// Event times older than a user's newest minus this are forgotten (ms).
+    pub retention_ms: i64,
+    /// Event times kept per user at most.
+    pub max_times: usize,
+    /// Recent distinct products kept per user (viewed, bought) for recommendations.
+    pub recent_products: usize,
+}
+
+/// Folds events into a [`Rollup`].
+pub struct Aggregator<'a> {
+    catalog: &'a Catalog,
+    allowed_lateness_secs: i64,
+    sessions: SessionRules,
+    already_seen: HashSet<String>,
+    rollup: Rollup,
+}
+
+impl<'a> Aggregator<'a> {
+    /// An aggregator starting from the committed `watermarks` and the committed event
+    /// ids among the batch's (`already_seen`).
+    /// and the committed event times of the batch's users (`activity`; users not in it
+    /// have none).
+    pub fn new(
+        catalog: &'a Catalog,
+        allowed_lateness_secs: i64,
+        sessions: SessionRules,
+        watermarks: HashMap<TopicPartition, i64>,
+        already_seen: HashSet<String>,
+        activity: HashMap<String, Activity>,
+        recent: HashMap<String, Recent>,
+    ) -> Self {
+        Aggregator {
+            catalog,
+            allowed_lateness_secs,
+            sessions,
+            already_seen,
+            rollup: Rollup {
+                watermarks,
+                activity,
+                recent,
+                ..Rollup::default()
+            },
+        }
+    }
+
+    /// The deltas so far; the touched users' event times pruned to their bounds.
+    pub fn finish(mut self) -> Rollup {
+        let rules = self.sessions;
+        for activity in self.rollup.activity.values_mut() {
+            let newest = activity.times().last().copied().unwrap_or(i64::MIN);
+            activity.prune(newest.saturating_sub(rules.retention_ms), rules.max_times);
+        }
+        self.rollup
+    }
+
+    fn count(&mut self, minute: i64, source: &TopicPartition, metric: &str, delta: i64) {
+        *self
+            .rollup
+            .counts
+            .entry((minute, source.clone(), metric.to_owned()))
+            .or_insert(0) += delta;
+    }
+
+    fn top(
+        &mut self,
+        minute: i64,
+        source: &TopicPartition,
+        dim: &'static str,
+        key: &str,
+        delta: i64,
+    ) {
+        *self
+            .rollup
+            .tops
+            .entry((minute, source.clone(), dim, key.to_owned()))
+            .or_insert(0) += delta;
+    }
+
+    fn pairs(&mut self, kind: &'static str, pairs: Vec<(String, String)>) {
+        for (a, b) in pairs {
+            *self.rollup.pairs.entry((kind, a, b)).or_insert(0) += 1;
+        }
+    }
+
+    fn member(&mut self, minute: i64, set: &str, member: &str) {
+        self.rollup
+            .members
+            .insert((minute, set.to_owned(), member.to_owned()));
+    }
+
+    /// Adds one event (in the order of its partition).
+    pub fn add(&mut self, incoming: &Incoming) {
+        let source = &incoming.source;
+        let minute = minute_of(incoming.event_time_ms);
+        if !self.already_seen.insert(incoming.event_id.clone()) {
+            self.count(minute, source, metric::DUPLICATES, 1);
+            return;
+        }
+        self.rollup.seen.push((incoming.event_id.clone(), minute));
+        let watermark = self
+            .rollup
+            .watermarks
+            .get(source)
+            .copied()
+            .unwrap_or(i64::MIN);
+        if is_late(
+            incoming.event_time_ms,
+            watermark,
+            self.allowed_lateness_secs,
+        ) {
+            self.count(minute, source, metric::LATE_EVENTS, 1);
+            return;
+        }
+        self.rollup
+            .watermarks
+            .insert(source.clone(), watermark.max(incoming.event_time_ms));
+
+        let event = &incoming.event;
+        let kind = event.kind();
+        self.count(
+            minute,
+            source,
+            &format!("{}{kind}", metric::EVENTS_PREFIX),
+            1,
+        );
+        let common = event.common();
+        let user = common.identity().unwrap_or("").to_owned();
+        let experiments: Vec<(String, String)> = common
+            .context
+            .as_ref()
+            .map(|c| {
+                c.experiments
+                    .iter()
+                    .map(|(f, v)| (f.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(agent) = common
+            .context
+            .as_ref()
+            .and_then(|c| c.user_agent.as_deref())
+        {
+            let device = ua::parse(agent);
+            self.count(
+                minute,
+                source,
+                &format!("{}{}", metric::DEVICE_PREFIX, device.class),
+                1,
+            );
+        }
+        if !user.is_empty() {
+            let changes = self
+                .rollup
+                .activity
+                .entry(user.clone())
+                .or_default()
+                .insert(incoming.event_time_ms, self.sessions.timeout_ms);
+            for (time_ms, delta) in changes {
+                self.count(minute_of(time_ms), source, metric::SESSIONS, delta);
+            }
+            self.member(minute, set::USERS, &user);
+            for (flag, variant) in &experiments {
+                self.member(minute, &set::experiment_users(flag, variant), &user);
+            }
+        }
+        match event {
+            Event::ProductView(view) => {
+                self.top(minute, source, dimension::VIEWS, &view.product_id, 1);
+                if self.catalog.product(&view.product_id).is_none() {
+                    self.count(minute, source, metric::CATALOG_MISSES, 1);
+                }
+                if !user.is_empty() {
+                    self.member(minute, set::VIEWERS, &user);
+                    let max = self.sessions.recent_products;
+                    let pairs = self
+                        .rollup
+                        .recent
+                        .entry(user.clone())
+                        .or_default()
+                        .view(&view.product_id, max);
+                    self.pairs(recommend::CO_VIEW, pairs);
+                }
+            }
+            Event::Cart(cart) => match cart.action {
+                CartAction::Add => {
+                    self.count(minute, source, metric::CART_ADDS, 1);
+                    if !user.is_empty() {
+                        self.member(minute, set::CART_ADDERS, &user);
+                    }
+                }
+                CartAction::Remove => self.count(minute, source, metric::CART_REMOVES, 1),
+                CartAction::Update | CartAction::Clear => {}
+            },
+            Event::Purchase(order) => {
+                self.count(minute, source, metric::ORDERS, 1);
+                match self
+                    .catalog
+                    .to_reporting_micros(order.total, &order.currency)
+                {
+                    Some(micros) => self.count(minute, source, metric::REVENUE_MICROS, micros),
+                    None => self.count(minute, source, metric::UNCONVERTED_ORDERS, 1),
+                }
+                for item in &order.items {
+                    let units = i64::try_from(item.quantity).unwrap_or(i64::MAX);
+                    self.top(
+                        minute,
+                        source,
+                        dimension::PURCHASES,
+                        &item.product_id,
+                        units,
+                    );
+                }
+                if !user.is_empty() {
+                    let max = self.sessions.recent_products;
+                    let products: Vec<&str> =
+                        order.items.iter().map(|i| i.product_id.as_str()).collect();
+                    let pairs = self
+                        .rollup
+                        .recent
+                        .entry(user.clone())
+                        .or_default()
+                        .order(&products, max);
+                    self.pairs(recommend::CO_PURCHASE, pairs);
+                    self.member(minute, set::BUYERS, &user);
+                    for (flag, variant) in &experiments {
+                        self.member(minute, &set::experiment_buyers(flag, variant), &user);
+                    }
+                }
+            }
+            Event::Search(search) => {
+                let query = normalise_query(&search.query);
+                self.top(minute, source, dimension::SEARCHES, &query, 1);
+                if search.results_count == Some(0) {
+                    self.top(minute, source, dimension::ZERO_RESULTS, &query, 1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ingest_core::model::Event;
+    use ingest_core::EventKind;
+
+    fn incoming(id: &str, ms: i64, kind: EventKind, json: &str) -> Incoming {
+        Incoming {
+            source: TopicPartition::new("t", 0),
+            event_id: id.to_owned(),
+            event_time_ms: ms,
+            event: Event::decode(kind, json.as_bytes()).expect("valid test event"),
+        }
+    }
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::new("EUR");
+        c.insert_product("p1", "Shoe", None);
+        c.insert_rate("USD", 0.5);
+        c
+    }
+
+    const T0: i64 = 1_795_514_400_000; // 2026-11-24T10:00:00Z
+
+    const RULES: SessionRules = SessionRules {
+        timeout_ms: 1_000,
+        retention_ms: 3_600_000,
+        max_times: 100,
+        recent_products: 5,
+    };
+
+    fn count(r: &Rollup, minute: i64, metric: &str) -> i64 {
+        r.counts
+            .get(&(minute, TopicPartition::new("t", 0), metric.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn minutes_and_lateness() {
+        assert_eq!(minute_of(T0 + 59_999), T0 / 1000);
+        assert_eq!(minute_of(T0 + 60_000), T0 / 1000 + 60);
+        assert_eq!(minute_of(-1), -60);
+        // Window [T0, T0+60s) closes at T0+60s+lateness.
+        assert!(!is_late(T0, T0 + 60_000 + 9_999, 10));
+        assert!(is_late(T0, T0 + 60_000 + 10_000, 10));
+        assert!(!is_late(T0, i64::MIN, 0));
+    }
+
+    #[test]
+    fn counts_metrics_of_every_type() {
+        let catalog = catalog();
+        let mut agg = Aggregator::new(
+            &catalog,
+            60,
+            RULES,
+            HashMap::new(),
+            HashSet::new(),
+            HashMap::new(),
+            HashMap::new(),
+        );
+        let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148";
+        agg.add(&incoming("1", T0, EventKind::ProductView, &format!(r#"{{"user_id":"u1","product_id":"p1","context":{{"user_agent":"{ua}","experiments":{{"f":"a"}}}}}}"#)));
+        agg.add(&incoming(
+            "2",
+            T0 + 1,
+            EventKind::ProductView,
+            r#"{"user_id":"u2","product_id":"missing"}"#,
+        ));
+        agg.add(&incoming(
+            "3",
+            T0 + 2,
+            EventKind::Cart,
+            r#"{"user_id":"u1","action":"add","product_id":"p1","quantity":1}"#,
+        ));
+        agg.add(&incoming(
+            "4",
+            T0 + 3,
+            EventKind::Cart,
+            r#"{"user_id":"u1","action":"remove","product_id":"p1"}"#,
+        ));
+        agg.add(&incoming("5", T0 + 4, EventKind::Purchase, r#"{"user_id":"u1","order_id":"o","items":[{"product_id":"p1","quantity":2,"price":5}],"total":10.01,"currency":"USD","context":{"experiments":{"f":"a"}}}"#));
+        agg.add(&incoming("6", T0 + 5, EventKind::Purchase, r#"{"user_id":"u2","order_id":"o2","items":[{"product_id":"p1","quantity":1,"price":5}],"total":5,"currency":"JPY"}"#));
+        agg.add(&incoming(
+            "7",
+            T0 + 6,
+            EventKind::Search,
+            r#"{"user_id":"u2","query":" Shoes ","results_count":0}"#,
+        ));
+        let r = agg.finish();
+        let m = T0 / 1000;
+        assert_eq!(count(&r, m, "events.product_view"), 2);
+        assert_eq!(count(&r, m, "events.purchase"), 2);
+        assert_eq!(count(&r, m, metric::ORDERS), 2);
+        assert_eq!(count(&r, m, metric::REVENUE_MICROS), 5_005_000);
+        assert_eq!(count(&r, m, metric::UNCONVERTED_ORDERS), 1);
+        assert_eq!(count(&r, m, metric::CART_ADDS), 1);
+        assert_eq!(count(&r, m, metric::CART_REMOVES), 1);
+        assert_eq!(count(&r, m, metric::CATALOG_MISSES), 1);
+        assert_eq!(count(&r, m, "device.mobile"), 1);
+        let tp = TopicPartition::new("t", 0);
+        assert_eq!(
+            r.tops
+                .get(&(m, tp.clone(), dimension::PURCHASES, "p1".to_owned())),
+            Some(&3)
+        );
+        assert_eq!(
+            r.tops
+                .get(&(m, tp.clone(), dimension::ZERO_RESULTS, "shoes".to_owned())),
+            Some(&1)
+        );
+        assert!(r
+            .members
+            .contains(&(m, set::experiment_buyers("f", "a"), "u1".to_owned())));
+        assert!(r
+            .members
+            .contains(&(m, set::BUYERS.to_owned(), "u2".to_owned())));
+        assert_eq!(r.seen.len(), 7);
+        // u1: events at T0, +2, +3, +4 (one session); u2: +1, +5, +6 (one session).
+        assert_eq!(count(&r, m, metric::SESSIONS), 2);
+        assert_eq!(r.activity["u1"].times(), &[T0, T0 + 2, T0 + 3, T0 + 4]);
+        assert_eq!(r.recent["u1"].viewed, vec!["p1"]);
+        assert_eq!(r.recent["u2"].bought, vec!["p1"]);
+        assert!(r.pairs.is_empty(), "one product per user: no pairs");
+        assert_eq!(r.watermarks.get(&tp), Some(&(T0 + 6)));
+    }
+
+    #[test]
+    fn duplicates_and_late_events_count_only_as_such() {
+        let catalog = catalog();
+        let tp = TopicPartition::new("t", 0);
+        let committed: HashSet<String> = ["old".to_owned()].into();
+        let mut agg = Aggregator::new(
+            &catalog,
+            30,
+            RULES,
+            [(tp.clone(), T0 + 120_000)].into(),
+            committed,
+            HashMap::new(),
+            HashMap::new(),
+        );
+        let view = r#"{"user_id":"u","product_id":"p1"}"#;
+        agg.add(&incoming("old", T0 + 120_000, EventKind::ProductView, view));
+        agg.add(&incoming("a", T0 + 120_000, EventKind::ProductView, view));
+        agg.add(&incoming("a", T0 + 120_000, EventKind::ProductView, view));
+        // Minute T0 closed at T0+60s+30s < watermark: late.
+        agg.add(&incoming("b", T0, EventKind::ProductView, view));
+        // Minute T0+60s closes at T0+150s > watermark: on time.
+        agg.add(&incoming("c", T0 + 60_000, EventKind::ProductView, view));
+        let r = agg.finish();
+        let m = T0 / 1000;
+        assert_eq!(count(&r, m + 120, metric::DUPLICATES), 2);
+        assert_eq!(count(&r, m + 120, "events.product_view"), 1);
+        assert_eq!(count(&r, m, metric::LATE_EVENTS), 1);
+        assert_eq!(count(&r, m, "events.product_view"), 0);
+        assert_eq!(count(&r, m + 60, "events.product_view"), 1);
+        let seen: Vec<&str> = r.seen.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(seen, ["a", "b", "c"]);
+    }
+}

@@ -1,0 +1,869 @@
+//! Configuration in two steps: [`ProcessorConfig`] is what the TOML file, the
+//! environment and the command line say (serde, unknown keys rejected); [`Settings`] is
+//! the validated, typed value the processor runs with. Validation does no I/O.
+//!
+//! Layers, each overriding the one before: built-in defaults → TOML file → environment
+//! (`PROCESSOR_<SECTION>__<KEY>`, e.g. `PROCESSOR_KAFKA__BROKERS`; top-level keys as
+//! `PROCESSOR_LISTEN`) → command-line flags. An environment value is read as a TOML value
+//! when it parses as one (`1000`, `true`, `["a"]`), else as a string.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The environment variable prefix of every key.
+pub const ENV_PREFIX: &str = "PROCESSOR_";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// Address of the HTTP API (analytics, metrics, health).
+    pub listen: String,
+    /// ISO 4217 code every amount is converted to.
+    pub reporting_currency: String,
+    /// Kafka consumer group and topics.
+    pub kafka: KafkaConfig,
+    /// PostgreSQL: rollups, offsets, de-duplication state, catalog and rates.
+    pub postgres: PostgresConfig,
+    /// Redis: the live view the API reads.
+    pub redis: RedisConfig,
+    /// When results and offsets are committed.
+    pub checkpoint: CheckpointConfig,
+    /// De-duplication by `event_id`.
+    pub dedup: DedupConfig,
+    /// Event-time windows.
+    pub windows: WindowsConfig,
+    /// Product catalog and currency rates cache.
+    pub catalog: CatalogConfig,
+    /// Dead-letter topic writes.
+    pub dead_letter: DeadLetterConfig,
+    /// Sessions per user.
+    pub sessions: SessionsConfig,
+    /// Recommendations.
+    pub recommendations: RecommendationsConfig,
+    /// Analytics API answers.
+    pub api: ApiConfig,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            listen: "127.0.0.1:8090".to_owned(),
+            reporting_currency: "EUR".to_owned(),
+            kafka: KafkaConfig::default(),
+            postgres: PostgresConfig::default(),
+            redis: RedisConfig::default(),
+            checkpoint: CheckpointConfig::default(),
+            dedup: DedupConfig::default(),
+            windows: WindowsConfig::default(),
+            catalog: CatalogConfig::default(),
+            dead_letter: DeadLetterConfig::default(),
+            sessions: SessionsConfig::default(),
+            recommendations: RecommendationsConfig::default(),
+            api: ApiConfig::default(),
+        }
+    }
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port,...`.
+    pub brokers: String,
+    /// Consumer group id; every processor instance of one deployment uses the same.
+    pub group_id: String,
+    /// Consumer session timeout (ms): a silent instance loses its partitions after it.
+    pub session_timeout_ms: u64,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// Extra librdkafka properties for consumer and producer (`security.protocol`,
+    /// `sasl.*`, `ssl.*`, ...). Properties the processor's guarantees rest on cannot be
+    /// overridden.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".to_owned(),
+            group_id: "processor".to_owned(),
+            session_timeout_ms: 10_000,
+            topics: TopicsConfig::default(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[kafka.topics]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// Product views.
+    pub product_view: String,
+    /// Cart changes.
+    pub cart: String,
+    /// Orders.
+    pub purchase: String,
+    /// Searches.
+    pub search: String,
+    /// Where undecodable events go.
+    pub dead_letter: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            product_view: "product-views".to_owned(),
+            cart: "cart-events".to_owned(),
+            purchase: "purchases".to_owned(),
+            search: "search-events".to_owned(),
+            dead_letter: "events-dlq".to_owned(),
+        }
+    }
+}
+
+/// `[postgres]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connection URL, `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// Connect timeout (ms).
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: "postgres://postgres@127.0.0.1:5432/ingest".to_owned(),
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Connection URL, `redis://[:password@]host:port/db`.
+    pub url: String,
+    /// Prefix of every key the processor writes.
+    pub key_prefix: String,
+    /// How long a minute's keys live (minutes); at least the largest API window (60).
+    pub retention_minutes: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379/0".to_owned(),
+            key_prefix: "processor".to_owned(),
+            retention_minutes: 120,
+        }
+    }
+}
+
+/// `[checkpoint]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Interval between checkpoints (ms).
+    pub interval_ms: u64,
+    /// Events held between checkpoints at most; reaching it checkpoints early.
+    pub max_pending_events: usize,
+    /// Wait after a failed checkpoint before the next attempt, doubled per failure (ms).
+    pub initial_backoff_ms: u64,
+    /// Cap of that wait (ms).
+    pub max_backoff_ms: u64,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            interval_ms: 1_000,
+            max_pending_events: 50_000,
+            initial_backoff_ms: 200,
+            max_backoff_ms: 10_000,
+        }
+    }
+}
+
+/// `[dedup]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DedupConfig {
+    /// How long an `event_id` is remembered (minutes of event time).
+    pub window_minutes: u64,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig {
+            window_minutes: 1_440,
+        }
+    }
+}
+
+/// `[windows]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowsConfig {
+    /// How long after its minute ends an event is still counted (seconds of event time,
+    /// measured against the partition's watermark); later events are counted as late.
+    pub allowed_lateness_secs: u64,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        WindowsConfig {
+            allowed_lateness_secs: 300,
+        }
+    }
+}
+
+/// `[catalog]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Time to live of the cached catalog and rates (seconds); then they are reloaded.
+    pub refresh_secs: u64,
+    /// Products held in the cache at most; more are not loaded (and count as missing).
+    pub max_products: usize,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig {
+            refresh_secs: 60,
+            max_products: 1_000_000,
+        }
+    }
+}
+
+/// `[dead_letter]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// Attempts to write one dead letter before the processor stops with an error.
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt (ms), doubled per attempt.
+    pub initial_backoff_ms: u64,
+    /// Cap of that wait (ms).
+    pub max_backoff_ms: u64,
+    /// Time one attempt may take (ms).
+    pub timeout_ms: u64,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            max_attempts: 5,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 5_000,
+            timeout_ms: 30_000,
+        }
+    }
+}
+
+/// `[sessions]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Inactivity (seconds of event time) after which a user's next event starts a new
+    /// session.
+    pub inactivity_timeout_secs: u64,
+    /// How long a user's event times are kept for sessions (minutes of event time, from
+    /// the user's newest event).
+    pub retention_minutes: u64,
+    /// Event times kept per user at most (the newest).
+    pub max_events_per_user: usize,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            inactivity_timeout_secs: 1_800,
+            retention_minutes: 1_440,
+            max_events_per_user: 1_000,
+        }
+    }
+}
+
+/// `[recommendations]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecommendationsConfig {
+    /// Recent distinct products kept per user, viewed and bought each.
+    pub recent_products: usize,
+    /// Products per recommendation answer and published record.
+    pub top_n: usize,
+    /// Topic the recommendations of the users of each checkpoint are published to,
+    /// keyed by user; empty: not published.
+    pub topic: String,
+}
+
+impl Default for RecommendationsConfig {
+    fn default() -> Self {
+        RecommendationsConfig {
+            recent_products: 20,
+            top_n: 10,
+            topic: "user-recommendations".to_owned(),
+        }
+    }
+}
+
+/// `[api]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Entries in each top list (products, searches).
+    pub top_n: usize,
+    /// HTTP connections served at once; further clients wait to be accepted.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers (ms).
+    pub header_read_timeout_ms: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            top_n: 10,
+            max_connections: 1_024,
+            header_read_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Command-line overrides (the last layer).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`
+    pub listen: Option<String>,
+    /// `--brokers`
+    pub brokers: Option<String>,
+    /// `--postgres`
+    pub postgres: Option<String>,
+    /// `--redis`
+    pub redis: Option<String>,
+}
+
+impl ProcessorConfig {
+    /// Builds the configuration from its layers: defaults, then `file` (TOML text), then
+    /// the `PROCESSOR_*` variables of `env`, then `overrides`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for bad TOML, an unknown key or a value of the wrong type.
+    pub fn layered(
+        file: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<ProcessorConfig, Error> {
+        let mut table = toml::Table::try_from(ProcessorConfig::default())
+            .map_err(|e| Error::Config(format!("defaults: {e}")))?;
+        if let Some(text) = file {
+            let file: toml::Table =
+                toml::from_str(text).map_err(|e| Error::Config(format!("config file: {e}")))?;
+            merge(&mut table, file);
+        }
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        vars.sort();
+        for (name, value) in vars {
+            let path: Vec<String> = name[ENV_PREFIX.len()..]
+                .split("__")
+                .map(str::to_ascii_lowercase)
+                .collect();
+            set_path(&mut table, &path, env_value(&value))
+                .map_err(|e| Error::Config(format!("{name}: {e}")))?;
+        }
+        let mut config: ProcessorConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(e.message().to_owned()))?;
+        if let Some(v) = &overrides.listen {
+            config.listen = v.clone();
+        }
+        if let Some(v) = &overrides.brokers {
+            config.kafka.brokers = v.clone();
+        }
+        if let Some(v) = &overrides.postgres {
+            config.postgres.url = v.clone();
+        }
+        if let Some(v) = &overrides.redis {
+            config.redis.url = v.clone();
+        }
+        Ok(config)
+    }
+
+    /// The configuration as TOML with secrets masked: passwords in URLs and librdkafka
+    /// properties whose name mentions a password, secret or key.
+    pub fn masked_toml(&self) -> String {
+        let mut masked = self.clone();
+        masked.postgres.url = mask_url(&masked.postgres.url);
+        masked.redis.url = mask_url(&masked.redis.url);
+        for (name, value) in masked.kafka.properties.iter_mut() {
+            if is_secret_property(name) {
+                *value = "****".to_owned();
+            }
+        }
+        toml::to_string_pretty(&masked).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+
+    /// Validates the configuration into [`Settings`] (no I/O).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first key whose value is not acceptable.
+    pub fn validate(&self) -> Result<Settings, Error> {
+        let bad = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
+        let listen: SocketAddr = match self.listen.parse() {
+            Ok(a) => a,
+            Err(_) => return bad("listen", "must be an address like 127.0.0.1:8090"),
+        };
+        let currency = &self.reporting_currency;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return bad("reporting_currency", "must be an ISO 4217 code such as EUR");
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return bad("kafka.brokers", "must not be empty");
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return bad("kafka.group_id", "must not be empty");
+        }
+        let t = &self.kafka.topics;
+        let names = [
+            &t.product_view,
+            &t.cart,
+            &t.purchase,
+            &t.search,
+            &t.dead_letter,
+        ];
+        if names.iter().any(|n| n.trim().is_empty()) {
+            return bad("kafka.topics", "no topic name may be empty");
+        }
+        for (i, a) in names.iter().enumerate() {
+            if names[i + 1..].contains(a) {
+                return bad("kafka.topics", "every topic must have its own name");
+            }
+        }
+        for name in self.kafka.properties.keys() {
+            if RESERVED_PROPERTIES.contains(&name.as_str()) {
+                return bad(
+                    &format!("kafka.properties.{name}"),
+                    "is set by the processor (its exactly-once design depends on it)",
+                );
+            }
+        }
+        if !self.postgres.url.starts_with("postgres://")
+            && !self.postgres.url.starts_with("postgresql://")
+        {
+            return bad("postgres.url", "must start with postgres://");
+        }
+        if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
+            return bad("redis.url", "must start with redis:// or rediss://");
+        }
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(' ') {
+            return bad("redis.key_prefix", "must be a non-empty word");
+        }
+        if self.redis.retention_minutes < 61 {
+            return bad(
+                "redis.retention_minutes",
+                "must be at least 61 (the 1h window)",
+            );
+        }
+        if self.checkpoint.interval_ms == 0 || self.checkpoint.max_pending_events == 0 {
+            return bad(
+                "checkpoint",
+                "interval_ms and max_pending_events must be > 0",
+            );
+        }
+        if self.checkpoint.initial_backoff_ms == 0
+            || self.checkpoint.max_backoff_ms < self.checkpoint.initial_backoff_ms
+        {
+            return bad(
+                "checkpoint",
+                "need 0 < initial_backoff_ms <= max_backoff_ms",
+            );
+        }
+        if self.dedup.window_minutes == 0 {
+            return bad("dedup.window_minutes", "must be > 0");
+        }
+        if self.catalog.refresh_secs == 0 || self.catalog.max_products == 0 {
+            return bad("catalog", "refresh_secs and max_products must be > 0");
+        }
+        let d = &self.dead_letter;
+        if d.max_attempts == 0
+            || d.initial_backoff_ms == 0
+            || d.max_backoff_ms < d.initial_backoff_ms
+        {
+            return bad(
+                "dead_letter",
+                "need max_attempts > 0 and 0 < initial_backoff_ms <= max_backoff_ms",
+            );
+        }
+        let sessions = &self.sessions;
+        if sessions.inactivity_timeout_secs == 0 || sessions.max_events_per_user == 0 {
+            return bad(
+                "sessions",
+                "inactivity_timeout_secs and max_events_per_user must be > 0",
+            );
+        }
+        if sessions.retention_minutes * 60
+            < sessions.inactivity_timeout_secs + self.windows.allowed_lateness_secs + 60
+        {
+            return bad(
+                "sessions.retention_minutes",
+                "must cover the inactivity timeout plus the allowed lateness and a minute",
+            );
+        }
+        let r = &self.recommendations;
+        if r.recent_products == 0 || r.recent_products > 1_000 || r.top_n == 0 || r.top_n > 1_000 {
+            return bad(
+                "recommendations",
+                "recent_products and top_n must be in 1..=1000",
+            );
+        }
+        if self.api.top_n == 0 || self.api.top_n > 1_000 {
+            return bad("api.top_n", "must be in 1..=1000");
+        }
+        if self.api.max_connections == 0 || self.api.header_read_timeout_ms == 0 {
+            return bad(
+                "api",
+                "max_connections and header_read_timeout_ms must be > 0",
+            );
+        }
+        Ok(Settings {
+            listen,
+            reporting_currency: currency.clone(),
+            kafka: self.kafka.clone(),
+            postgres_url: self.postgres.url.clone(),
+            postgres_connect_timeout: Duration::from_millis(self.postgres.connect_timeout_ms),
+            redis_url: self.redis.url.clone(),
+            key_prefix: self.redis.key_prefix.clone(),
+            retention: Duration::from_secs(self.redis.retention_minutes * 60),
+            checkpoint_interval: Duration::from_millis(self.checkpoint.interval_ms),
+            max_pending_events: self.checkpoint.max_pending_events,
+            checkpoint_backoff: Backoff {
+                initial: Duration::from_millis(self.checkpoint.initial_backoff_ms),
+                max: Duration::from_millis(self.checkpoint.max_backoff_ms),
+            },
+            dedup_window_minutes: self.dedup.window_minutes as i64,
+            allowed_lateness_secs: self.windows.allowed_lateness_secs as i64,
+            catalog_ttl: Duration::from_secs(self.catalog.refresh_secs),
+            max_products: self.catalog.max_products,
+            dead_letter_attempts: d.max_attempts,
+            dead_letter_backoff: Backoff {
+                initial: Duration::from_millis(d.initial_backoff_ms),
+                max: Duration::from_millis(d.max_backoff_ms),
+            },
+            dead_letter_timeout: Duration::from_millis(d.timeout_ms),
+            inactivity_timeout_ms: sessions.inactivity_timeout_secs as i64 * 1_000,
+            session_retention_ms: sessions.retention_minutes as i64 * 60_000,
+            max_events_per_user: sessions.max_events_per_user,
+            recent_products: r.recent_products,
+            recommendations_top_n: r.top_n,
+            recommendations_topic: (!r.topic.trim().is_empty()).then(|| r.topic.clone()),
+            top_n: self.api.top_n,
+            max_connections: self.api.max_connections,
+            header_read_timeout: Duration::from_millis(self.api.header_read_timeout_ms),
+        })
+    }
+}
+
+/// librdkafka properties the processor sets itself.
+const RESERVED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "isolation.level",
+    "partition.assignment.strategy",
+    "auto.offset.reset",
+];
+
+/// A capped exponential backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The wait before attempt `failures + 1`, after `failures` (≥ 1) failures.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(20);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// HTTP API address.
+    pub listen: SocketAddr,
+    /// ISO 4217 reporting currency.
+    pub reporting_currency: String,
+    /// Kafka settings as configured.
+    pub kafka: KafkaConfig,
+    /// PostgreSQL URL.
+    pub postgres_url: String,
+    /// PostgreSQL connect timeout.
+    pub postgres_connect_timeout: Duration,
+    /// Redis URL.
+    pub redis_url: String,
+    /// Redis key prefix.
+    pub key_prefix: String,
+    /// Redis key lifetime.
+    pub retention: Duration,
+    /// Checkpoint interval.
+    pub checkpoint_interval: Duration,
+    /// Events held between checkpoints at most.
+    pub max_pending_events: usize,
+    /// Backoff after failed checkpoints.
+    pub checkpoint_backoff: Backoff,
+    /// De-duplication window, minutes.
+    pub dedup_window_minutes: i64,
+    /// Allowed lateness, seconds.
+    pub allowed_lateness_secs: i64,
+    /// Catalog cache time to live.
+    pub catalog_ttl: Duration,
+    /// Catalog cache bound.
+    pub max_products: usize,
+    /// Dead-letter attempts.
+    pub dead_letter_attempts: u32,
+    /// Dead-letter retry backoff.
+    pub dead_letter_backoff: Backoff,
+    /// Dead-letter attempt timeout.
+    pub dead_letter_timeout: Duration,
+    /// Session inactivity timeout, ms.
+    pub inactivity_timeout_ms: i64,
+    /// How long event times are kept for sessions, ms.
+    pub session_retention_ms: i64,
+    /// Event times kept per user at most.
+    pub max_events_per_user: usize,
+    /// Recent products kept per user.
+    pub recent_products: usize,
+    /// Products per recommendation answer.
+    pub recommendations_top_n: usize,
+    /// Where recommendations are published, if anywhere.
+    pub recommendations_topic: Option<String>,
+    /// Top list length.
+    pub top_n: usize,
+    /// HTTP connections at once.
+    pub max_connections: usize,
+    /// HTTP request header timeout.
+    pub header_read_timeout: Duration,
+}
+
+/// Merges `from` into `into`, tables recursively, other values replaced.
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets `path` (section names, then the key) in `table` to `value`.
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".to_owned()),
+        [key] if !key.is_empty() => {
+            table.insert(key.clone(), value);
+            Ok(())
+        }
+        [section, rest @ ..] if !section.is_empty() => {
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("{section} is not a section")),
+            }
+        }
+        _ => Err("empty key".to_owned()),
+    }
+}
+
+/// An environment value: a TOML value when it parses as one, else the string itself.
+fn env_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:****@host`; other URLs unchanged.
+pub fn mask_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &authority[..at];
+    let Some(colon) = userinfo.find(':') else {
+        return url.to_owned();
+    };
+    format!(
+        "{}{}:****{}",
+        &url[..scheme_end + 3],
+        &userinfo[..colon],
+        &rest[at..]
+    )
+}
+
+fn is_secret_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "key", "token"]
+        .iter()
+        .any(|w| name.contains(w))
+        && !name.ends_with(".location")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_validate_and_report_in_eur() {
+        let config = ProcessorConfig::layered(None, env(&[]), &Overrides::default()).expect("ok");
+        assert_eq!(config, ProcessorConfig::default());
+        let settings = config.validate().expect("valid");
+        assert_eq!(settings.reporting_currency, "EUR");
+        assert_eq!(settings.kafka.topics.dead_letter, "events-dlq");
+    }
+
+    #[test]
+    fn layers_override_in_order_file_env_flags() {
+        let file = r#"
+            listen = "127.0.0.1:1"
+            [kafka]
+            brokers = "file:9092"
+            group_id = "from-file"
+            [checkpoint]
+            interval_ms = 50
+        "#;
+        let vars = env(&[
+            ("PROCESSOR_KAFKA__GROUP_ID", "from-env"),
+            ("PROCESSOR_CHECKPOINT__INTERVAL_MS", "75"),
+            ("PROCESSOR_KAFKA__BROKERS", "env:9092"),
+            ("OTHER_THING", "ignored"),
+        ]);
+        let flags = Overrides {
+            brokers: Some("flag:9092".to_owned()),
+            ..Overrides::default()
+        };
+        let config = ProcessorConfig::layered(Some(file), vars, &flags).expect("ok");
+        assert_eq!(config.listen, "127.0.0.1:1");
+        assert_eq!(config.kafka.group_id, "from-env");
+        assert_eq!(config.kafka.brokers, "flag:9092");
+        assert_eq!(config.checkpoint.interval_ms, 75);
+        // Untouched keys keep their defaults.
+        assert_eq!(config.redis.retention_minutes, 120);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_in_file_and_env() {
+        let err = ProcessorConfig::layered(
+            Some("[kafka]\nbrokerz = \"x\""),
+            env(&[]),
+            &Overrides::default(),
+        )
+        .expect_err("unknown key");
+        assert!(err.to_string().contains("brokerz"), "{err}");
+        let err =
+            ProcessorConfig::layered(None, env(&[("PROCESSOR_NOPE", "1")]), &Overrides::default())
+                .expect_err("unknown env key");
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let config = ProcessorConfig {
+            reporting_currency: "euro".to_owned(),
+            ..ProcessorConfig::default()
+        };
+        assert!(config
+            .validate()
+            .expect_err("bad")
+            .to_string()
+            .contains("reporting_currency"));
+        let mut config = ProcessorConfig::default();
+        config
+            .kafka
+            .properties
+            .insert("enable.auto.commit".to_owned(), "true".to_owned());
+        assert!(config
+            .validate()
+            .expect_err("bad")
+            .to_string()
+            .contains("enable.auto.commit"));
+        let mut config = ProcessorConfig::default();
+        config.kafka.topics.cart = "purchases".to_owned();
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        assert_eq!(
+            mask_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:****@db:5432/x"
+        );
+        assert_eq!(mask_url("redis://:pw@h:1/0"), "redis://:****@h:1/0");
+        assert_eq!(mask_url("redis://h:1/0"), "redis://h:1/0");
+        let mut config = ProcessorConfig::default();
+        config.postgres.url = "postgres://app:s3cret@db/x".to_owned();
+        config
+            .kafka
+            .properties
+            .insert("sasl.password".to_owned(), "hunter2".to_owned());
+        config
+            .kafka
+            .properties
+            .insert("ssl.key.password".to_owned(), "hunter3".to_owned());
+        let text = config.masked_toml();
+        assert!(
+            !text.contains("s3cret") && !text.contains("hunter"),
+            "{text}"
+        );
+        assert!(text.contains("****"));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(350),
+        };
+        assert_eq!(b.delay(1), Duration::from_millis(100));
+        assert_eq!(b.delay(2), Duration::from_millis(200));
+        assert_eq!(b.delay(3), Duration::from_millis(350));
+        assert_eq!(b.delay(60), Duration::from_millis(350));
+    }
+}

@@ -1,0 +1,93 @@
+//! # processor
+//!
+//! Consumes the event topics as a Kafka consumer group, de-duplicates and enriches the
+//! events, computes real-time metrics in one-minute event-time windows, and serves them
+//! at `GET /api/analytics/real-time`. Results are exactly-once: every checkpoint is one
+//! PostgreSQL transaction holding the rollups, the consumer offsets and the
+//! de-duplication state, and Redis (the live view) is written only from committed state,
+//! idempotently.
+//!
+//! ```text
+//! Kafka → decode (ingest_core::model) → hold until checkpoint
+//!       → dedup (event_id) → late? → enrich (catalog, rates, user agent, experiments)
+//!       → rollup deltas → PostgreSQL (rollups + offsets + seen ids, one transaction)
+//!       → Redis (absolute values, versioned; sets and HyperLogLogs) → HTTP API
+//! ```
+//!
+//! Start with [`run`]. `docs/processor.md` in the repository describes the metrics, the
+//! design and every configuration key.
+
+pub mod aggregate;
+pub mod catalog;
+pub mod config;
+mod error;
+pub mod http;
+pub mod live;
+pub mod pipeline;
+pub mod recommend;
+pub mod report;
+pub mod sessions;
+pub mod store;
+pub mod ua;
+
+use std::sync::Arc;
+
+pub use config::{Overrides, ProcessorConfig, Settings};
+pub use error::Error;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+
+/// Runs the processor until `shutdown` turns true: the HTTP API and the consume loop,
+/// then a final checkpoint.
+///
+/// # Errors
+///
+/// Start-up failures (stores, Kafka, migrations, the listen address) and fatal errors
+/// of the consume loop.
+pub async fn run(
+    settings: Settings,
+    metrics: PrometheusHandle,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let settings = Arc::new(settings);
+    let live = live::LiveView::connect(
+        &settings.redis_url,
+        &settings.key_prefix,
+        settings.retention.as_secs(),
+    )
+    .await?;
+    let health = Arc::new(pipeline::Health::default());
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(Error::Http)?;
+    tracing::info!(listen = %settings.listen, "HTTP API listening");
+    let state = Arc::new(http::ApiState {
+        live: live.clone(),
+        currency: settings.reporting_currency.clone(),
+        top_n: settings.top_n,
+        recommendations_top_n: settings.recommendations_top_n,
+        store: tokio::sync::Mutex::new(None),
+        postgres_url: settings.postgres_url.clone(),
+        postgres_connect_timeout: settings.postgres_connect_timeout,
+        max_connections: settings.max_connections,
+        header_read_timeout: settings.header_read_timeout,
+        metrics,
+        health: health.clone(),
+    });
+    let server = tokio::spawn(http::serve(listener, state, shutdown.clone()));
+    let pipeline = pipeline::Pipeline::start(settings, live, health).await?;
+    let result = pipeline.run(shutdown).await;
+    server.abort();
+    result
+}
+
+/// Applies the schema migrations to the database at `url` (the processor does this on
+/// start; tools and tests call it to prepare a database). Returns the files applied.
+///
+/// # Errors
+///
+/// Connection and migration errors.
+pub async fn migrate(url: &str) -> Result<Vec<&'static str>, Error> {
+    let mut store = store::Store::connect(url, std::time::Duration::from_secs(10)).await?;
+    store.migrate().await
+}

@@ -1,0 +1,805 @@
+//! The consume loop: read records, decode, hold them until the next checkpoint, then
+//! aggregate and commit them with their offsets, then write the live view.
+//!
+//! ## Positions come from PostgreSQL
+//!
+//! The first record read from a partition (after an assignment or a failed checkpoint)
+//! makes the loop read that partition's committed position from PostgreSQL and, unless
+//! the record is exactly at it, seek there and drop what was read before it. Kafka's own
+//! committed offsets are written after each checkpoint only as a hint where to start
+//! fetching; they are never trusted.
+//!
+//! ## Rebalances
+//!
+//! Revoked partitions are forgotten at once, with their records not yet committed: the
+//! new owner re-reads them from the committed position. Should this instance still
+//! commit a batch holding a partition another instance has committed meanwhile, the
+//! offset fence in [`crate::store`] rolls the whole checkpoint back.
+//!
+//! ## Failures
+//!
+//! A failed checkpoint drops the batch, marks every partition for a re-seek to its
+//! committed position, and waits (capped exponential backoff) before the next attempt;
+//! a lost PostgreSQL connection is re-opened. Records that cannot be decoded go to the
+//! dead-letter topic (bounded retries; if that keeps failing the loop stops with an
+//! error and, having committed nothing for them, reads them again on the next start).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ingest_core::model::Event;
+use ingest_core::EventKind;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::aggregate::{Aggregator, Incoming, SessionRules, TopicPartition};
+use crate::catalog::Catalog;
+use crate::config::Settings;
+use crate::error::Error;
+use crate::live::LiveView;
+use crate::store::{OffsetRange, Store};
+
+/// What the HTTP health endpoints report.
+#[derive(Debug, Default)]
+pub struct Health {
+    started: AtomicBool,
+    checkpoint_ok: AtomicBool,
+}
+
+impl Health {
+    /// Started and the last checkpoint succeeded.
+    pub fn is_ready(&self) -> bool {
+        self.started.load(Ordering::Relaxed) && self.checkpoint_ok.load(Ordering::Relaxed)
+    }
+}
+
+/// Collects revoked partitions from librdkafka's rebalance callback.
+struct Rebalances {
+    revoked: Arc<Mutex<Vec<TopicPartition>>>,
+}
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let revoked: Vec<TopicPartition> = list
+                .elements()
+                .iter()
+                .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                .collect();
+            tracing::info!(count = revoked.len(), "partitions revoked");
+            if let Ok(mut guard) = self.revoked.lock() {
+                guard.extend(revoked);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            tracing::info!(count = list.count(), "partitions assigned");
+        }
+    }
+}
+
+/// Where reading a partition stands.
+#[derive(Debug, Clone, Copy)]
+struct PartitionState {
+    /// The offset committed in PostgreSQL (`None`: never).
+    committed: Option<i64>,
+    /// The committed watermark.
+    watermark_ms: i64,
+    /// Records below this offset are stale (read before a seek) and dropped.
+    floor: i64,
+}
+
+/// The running consumer.
+pub struct Pipeline {
+    settings: Arc<Settings>,
+    consumer: StreamConsumer<Rebalances>,
+    producer: FutureProducer,
+    store: Store,
+    live: LiveView,
+    catalog: Catalog,
+    catalog_loaded: Instant,
+    revoked: Arc<Mutex<Vec<TopicPartition>>>,
+    partitions: HashMap<TopicPartition, PartitionState>,
+    stale: HashSet<TopicPartition>,
+    pending: Vec<Incoming>,
+    ranges: HashMap<TopicPartition, OffsetRange>,
+    kinds: HashMap<String, EventKind>,
+    health: Arc<Health>,
+    live_lagging: bool,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_prune: Instant,
+}
+
+fn client_config(settings: &Settings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (k, v) in &settings.kafka.properties {
+        config.set(k, v);
+    }
+    config.set("bootstrap.servers", &settings.kafka.brokers);
+    config
+}
+
+impl Pipeline {
+    /// Connects to PostgreSQL (applying migrations), Redis and Kafka, and subscribes.
+    ///
+    /// # Errors
+    ///
+    /// Any connection or migration error.
+    pub async fn start(
+        settings: Arc<Settings>,
+        live: LiveView,
+        health: Arc<Health>,
+    ) -> Result<Pipeline, Error> {
+        let mut store =
+            Store::connect(&settings.postgres_url, settings.postgres_connect_timeout).await?;
+        let applied = store.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "migrations applied");
+        }
+        let catalog = store
+            .load_catalog(&settings.reporting_currency, settings.max_products)
+            .await?;
+        tracing::info!(products = catalog.len(), "catalog loaded");
+        let revoked = Arc::new(Mutex::new(Vec::new()));
+        let consumer: StreamConsumer<Rebalances> = client_config(&settings)
+            .set("group.id", &settings.kafka.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                settings.kafka.session_timeout_ms.to_string(),
+            )
+            .create_with_context(Rebalances {
+                revoked: revoked.clone(),
+            })?;
+        let t = &settings.kafka.topics;
+        let topics = [
+            t.product_view.as_str(),
+            t.cart.as_str(),
+            t.purchase.as_str(),
+            t.search.as_str(),
+        ];
+        consumer.subscribe(&topics)?;
+        let producer: FutureProducer = client_config(&settings)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "message.timeout.ms",
+                settings.dead_letter_timeout.as_millis().to_string(),
+            )
+            .create()?;
+        let kinds = [
+            (t.product_view.clone(), EventKind::ProductView),
+            (t.cart.clone(), EventKind::Cart),
+            (t.purchase.clone(), EventKind::Purchase),
+            (t.search.clone(), EventKind::Search),
+        ]
+        .into();
+        let mut pipeline = Pipeline {
+            settings,
+            consumer,
+            producer,
+            store,
+            live,
+            catalog,
+            catalog_loaded: Instant::now(),
+            revoked,
+            partitions: HashMap::new(),
+            stale: HashSet::new(),
+            pending: Vec::new(),
+            ranges: HashMap::new(),
+            kinds,
+            health,
+            live_lagging: true,
+            failures: 0,
+            retry_at: None,
+            last_prune: Instant::now(),
+        };
+        pipeline.resync_live().await;
+        pipeline.health.started.store(true, Ordering::Relaxed);
+        pipeline.health.checkpoint_ok.store(true, Ordering::Relaxed);
+        Ok(pipeline)
+    }
+
+    /// Runs until `shutdown` turns true, then checkpoints what it holds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DeadLetter`] when a dead letter cannot be written; the final checkpoint's
+    /// error. Failed checkpoints while running are retried, not returned.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+        let mut ticker = tokio::time::interval(self.settings.checkpoint_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            self.forget_revoked();
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                _ = ticker.tick() => self.tick().await,
+                message = self.consumer.recv() => {
+                    match message {
+                        Ok(message) => {
+                            let owned = message.detach();
+                            self.handle(&owned).await?;
+                        }
+                        Err(e) => {
+                            metrics::counter!("processor_kafka_errors_total").increment(1);
+                            tracing::warn!(error = %e, "Kafka consumer error");
+                        }
+                    }
+                    if self.pending.len() >= self.settings.max_pending_events {
+                        self.tick().await;
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            pending = self.pending.len(),
+            "shutting down: final checkpoint"
+        );
+        self.forget_revoked();
+        self.checkpoint().await?;
+        self.health.started.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Periodic work: re-seek stale partitions, refresh the catalog, checkpoint.
+    async fn tick(&mut self) {
+        if let Some(at) = self.retry_at {
+            if Instant::now() < at {
+                return;
+            }
+            self.retry_at = None;
+        }
+        if self.store.is_closed() {
+            match Store::connect(
+                &self.settings.postgres_url,
+                self.settings.postgres_connect_timeout,
+            )
+            .await
+            {
+                Ok(store) => {
+                    tracing::info!("PostgreSQL connection re-opened");
+                    self.store = store;
+                }
+                Err(e) => {
+                    self.failed(e);
+                    return;
+                }
+            }
+        }
+        let stale: Vec<TopicPartition> = self.stale.iter().cloned().collect();
+        for tp in stale {
+            if let Err(e) = self.resolve(&tp, None).await {
+                tracing::warn!(error = %e, topic = %tp.topic, partition = tp.partition, "re-seek failed");
+            }
+        }
+        if self.catalog_loaded.elapsed() >= self.settings.catalog_ttl {
+            match self
+                .store
+                .load_catalog(
+                    &self.settings.reporting_currency,
+                    self.settings.max_products,
+                )
+                .await
+            {
+                Ok(catalog) => {
+                    self.catalog = catalog;
+                    self.catalog_loaded = Instant::now();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "catalog refresh failed; keeping the cached one")
+                }
+            }
+        }
+        if let Err(e) = self.checkpoint().await {
+            self.failed(e);
+            return;
+        }
+        if self.live_lagging {
+            self.resync_live().await;
+        }
+        if self.last_prune.elapsed() >= Duration::from_secs(60) {
+            self.last_prune = Instant::now();
+            let now_minute = crate::aggregate::minute_of(now_ms());
+            let cutoff = now_minute - self.settings.dedup_window_minutes * 60;
+            match self.store.prune_seen(cutoff).await {
+                Ok(n) => tracing::debug!(deleted = n, "de-duplication state pruned"),
+                Err(e) => tracing::warn!(error = %e, "pruning the de-duplication state failed"),
+            }
+        }
+    }
+
+    fn failed(&mut self, error: Error) {
+        self.failures += 1;
+        let delay = self.settings.checkpoint_backoff.delay(self.failures);
+        let reason = match &error {
+            Error::Fenced { .. } => "fenced",
+            Error::Postgres(_) | Error::Timeout(_) => "postgres",
+            _ => "other",
+        };
+        metrics::counter!("processor_checkpoint_failures_total", "reason" => reason).increment(1);
+        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "checkpoint failed; the batch is re-read");
+        self.health.checkpoint_ok.store(false, Ordering::Relaxed);
+        self.retry_at = Some(Instant::now() + delay);
+        // A commit whose answer was lost may have succeeded: its outbox rows say so.
+        self.live_lagging = true;
+        self.pending.clear();
+        self.ranges.clear();
+        let known: Vec<TopicPartition> = self.partitions.drain().map(|(tp, _)| tp).collect();
+        self.stale.extend(known);
+    }
+
+    fn forget_revoked(&mut self) {
+        let revoked: Vec<TopicPartition> = match self.revoked.lock() {
+            Ok(mut guard) => guard.drain(..).collect(),
+            Err(_) => return,
+        };
+        if revoked.is_empty() {
+            return;
+        }
+        let gone: HashSet<TopicPartition> = revoked.into_iter().collect();
+        for tp in &gone {
+            self.partitions.remove(tp);
+            self.stale.remove(tp);
+            self.ranges.remove(tp);
+        }
+        self.pending.retain(|e| !gone.contains(&e.source));
+    }
+
+    /// Loads a partition's committed position and seeks there unless `at` (the offset of
+    /// a record just read) already is it. Returns whether that record may be used.
+    async fn resolve(&mut self, tp: &TopicPartition, at: Option<i64>) -> Result<bool, Error> {
+        let position = self
+            .store
+            .position(&self.settings.kafka.group_id, tp)
+            .await?;
+        let (target, offset) = match position {
+            Some(p) => (p.next_offset, Offset::Offset(p.next_offset)),
+            None => (i64::MIN, Offset::Beginning),
+        };
+        let exact = match (position, at) {
+            (Some(p), Some(at)) => at == p.next_offset,
+            (None, Some(at)) => at == 0,
+            _ => false,
+        };
+        if !exact {
+            self.consumer
+                .seek(&tp.topic, tp.partition, offset, Duration::from_secs(10))?;
+        }
+        self.stale.remove(tp);
+        self.partitions.insert(
+            tp.clone(),
+            PartitionState {
+                committed: position.map(|p| p.next_offset),
+                watermark_ms: position.map_or(i64::MIN, |p| p.watermark_ms),
+                floor: target,
+            },
+        );
+        Ok(exact)
+    }
+
+    async fn handle(&mut self, message: &rdkafka::message::OwnedMessage) -> Result<(), Error> {
+        let tp = TopicPartition::new(message.topic(), message.partition());
+        let offset = message.offset();
+        match self.partitions.get(&tp) {
+            None => match self.resolve(&tp, Some(offset)).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => {
+                    // Logged once per partition, not per record read meanwhile.
+                    if self.stale.insert(tp) {
+                        tracing::warn!(error = %e, "cannot read the committed position; retrying");
+                    }
+                    return Ok(());
+                }
+            },
+            Some(state) if offset < state.floor => return Ok(()),
+            Some(_) => {}
+        }
+        let committed = self.partitions.get(&tp).and_then(|s| s.committed);
+        if let Some(state) = self.partitions.get_mut(&tp) {
+            state.floor = offset + 1;
+        }
+        match self.decode(message) {
+            Ok(incoming) => {
+                metrics::counter!("processor_events_total", "event_type" => incoming.event.kind().as_str()).increment(1);
+                self.pending.push(incoming);
+            }
+            Err((code, why)) => self.dead_letter(message, code, &why).await?,
+        }
+        self.ranges
+            .entry(tp)
+            .or_insert(OffsetRange {
+                from: committed,
+                to: offset + 1,
+            })
+            .to = offset + 1;
+        Ok(())
+    }
+
+    fn decode(
+        &self,
+        message: &rdkafka::message::OwnedMessage,
+    ) -> Result<Incoming, (&'static str, String)> {
+        let header = |name: &str| -> Option<String> {
+            message.headers().and_then(|hs| {
+                hs.iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            })
+        };
+        let kind = match header("event_type") {
+            Some(name) => EventKind::from_name(&name).ok_or((
+                "unknown_event_type",
+                format!("event_type header {name:?} is not an event type"),
+            ))?,
+            None => *self
+                .kinds
+                .get(message.topic())
+                .ok_or(("missing_event_type", "no event_type header".to_owned()))?,
+        };
+        let payload = message.payload().unwrap_or_default();
+        let event = Event::decode(kind, payload)
+            .map_err(|e| ("undecodable", format!("not a {kind} event: {e}")))?;
+        if event.common().identity().is_none() {
+            return Err((
+                "missing_identity",
+                "neither user_id nor anonymous_id".to_owned(),
+            ));
+        }
+        let event_id = header("event_id")
+            .or_else(|| event.common().event_id.clone())
+            .unwrap_or_else(|| {
+                format!(
+                    "{}:{}:{}",
+                    message.topic(),
+                    message.partition(),
+                    message.offset()
+                )
+            });
+        let event_time_ms = event
+            .common()
+            .timestamp
+            .as_deref()
+            .and_then(parse_rfc3339_ms)
+            .or_else(|| header("received_at").as_deref().and_then(parse_rfc3339_ms))
+            .or_else(|| message.timestamp().to_millis())
+            .unwrap_or_else(now_ms);
+        Ok(Incoming {
+            source: TopicPartition::new(message.topic(), message.partition()),
+            event_id,
+            event_time_ms,
+            event,
+        })
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &rdkafka::message::OwnedMessage,
+        code: &'static str,
+        why: &str,
+    ) -> Result<(), Error> {
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = message.headers() {
+            for h in original.iter() {
+                if !h.key.starts_with("error_") {
+                    headers = headers.insert(Header {
+                        key: h.key,
+                        value: h.value,
+                    });
+                }
+            }
+        }
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        headers = headers
+            .insert(Header {
+                key: "error_code",
+                value: Some(code),
+            })
+            .insert(Header {
+                key: "error_message",
+                value: Some(why),
+            })
+            .insert(Header {
+                key: "source_topic",
+                value: Some(message.topic()),
+            })
+            .insert(Header {
+                key: "source_partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "source_offset",
+                value: Some(&offset),
+            });
+        let topic = &self.settings.kafka.topics.dead_letter;
+        let payload = message.payload().unwrap_or_default();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut record = FutureRecord::to(topic)
+                .payload(payload)
+                .headers(headers.clone());
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            match self
+                .producer
+                .send(record, self.settings.dead_letter_timeout)
+                .await
+            {
+                Ok(_) => {
+                    metrics::counter!("processor_dead_letters_total", "reason" => code)
+                        .increment(1);
+                    tracing::info!(
+                        reason = code,
+                        message = why,
+                        topic = message.topic(),
+                        offset = message.offset(),
+                        "event sent to the dead-letter topic"
+                    );
+                    return Ok(());
+                }
+                Err((e, _)) if attempt >= self.settings.dead_letter_attempts => {
+                    return Err(Error::DeadLetter {
+                        attempts: attempt,
+                        source: e,
+                    });
+                }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, attempt, "dead-letter write failed; retrying");
+                    tokio::time::sleep(self.settings.dead_letter_backoff.delay(attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// Commits the held records: see [`crate::store`].
+    async fn checkpoint(&mut self) -> Result<(), Error> {
+        if self.ranges.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let pending = std::mem::take(&mut self.pending);
+        let ranges = std::mem::take(&mut self.ranges);
+        let watermarks: HashMap<TopicPartition, i64> = ranges
+            .keys()
+            .map(|tp| {
+                let w = self.partitions.get(tp).map_or(i64::MIN, |s| s.watermark_ms);
+                (tp.clone(), w)
+            })
+            .collect();
+        let checkpoint = self
+            .store
+            .begin_checkpoint(&self.settings.kafka.group_id, &ranges)
+            .await?;
+        let ids: Vec<&str> = pending.iter().map(|e| e.event_id.as_str()).collect();
+        let seen = checkpoint.already_seen(&ids).await?;
+        let users: Vec<&str> = pending
+            .iter()
+            .filter_map(|e| e.event.common().identity())
+            .collect();
+        let states = checkpoint.activity(&users).await?;
+        let rules = SessionRules {
+            timeout_ms: self.settings.inactivity_timeout_ms,
+            retention_ms: self.settings.session_retention_ms,
+            max_times: self.settings.max_events_per_user,
+            recent_products: self.settings.recent_products,
+        };
+        let mut aggregator = Aggregator::new(
+            &self.catalog,
+            self.settings.allowed_lateness_secs,
+            rules,
+            watermarks,
+            seen,
+            states.activity,
+            states.recent,
+        );
+        for incoming in &pending {
+            aggregator.add(incoming);
+        }
+        let rollup = aggregator.finish();
+        let committed = checkpoint.commit(&rollup).await?;
+        metrics::histogram!("processor_checkpoint_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("processor_checkpoints_total").increment(1);
+        self.failures = 0;
+        self.health.checkpoint_ok.store(true, Ordering::Relaxed);
+
+        let mut hint = TopicPartitionList::new();
+        let mut versions = HashMap::new();
+        for (tp, range) in &ranges {
+            if let Some(state) = self.partitions.get_mut(tp) {
+                state.committed = Some(range.to);
+                if let Some(w) = rollup.watermarks.get(tp) {
+                    state.watermark_ms = *w;
+                }
+            }
+            versions.insert(tp.clone(), range.to);
+            // Only a hint where to start fetching; positions are read from PostgreSQL.
+            let _ = hint.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(range.to));
+        }
+        match self
+            .live
+            .write(&committed, &versions, &rollup.members)
+            .await
+        {
+            Ok(()) if committed.backlog => {
+                // Some of these views missed an earlier write: their outbox rows stay
+                // until the re-write from the committed tables (after this checkpoint).
+                self.live_lagging = true;
+            }
+            Ok(()) => {
+                let mut written: Vec<(i64, TopicPartition, i64)> = Vec::new();
+                for (minute, tp, _, _) in &committed.counts {
+                    written.push((*minute, tp.clone(), versions.get(tp).copied().unwrap_or(-1)));
+                }
+                for (minute, tp, _, _, _) in &committed.tops {
+                    written.push((*minute, tp.clone(), versions.get(tp).copied().unwrap_or(-1)));
+                }
+                written.sort();
+                written.dedup();
+                if let Err(e) = self.store.clear_outbox(&written).await {
+                    tracing::warn!(error = %e, "clearing the outbox failed; it is re-written later");
+                }
+            }
+            Err(e) => {
+                metrics::counter!("processor_live_write_failures_total").increment(1);
+                tracing::warn!(error = %e, "writing the live view failed; it is re-written from PostgreSQL");
+                self.live_lagging = true;
+            }
+        }
+        if let Some(topic) = self.settings.recommendations_topic.clone() {
+            let users: Vec<&str> = rollup
+                .recent
+                .iter()
+                .filter(|(_, r)| !r.viewed.is_empty() || !r.bought.is_empty())
+                .map(|(u, _)| u.as_str())
+                .collect();
+            self.publish_recommendations(&topic, &users).await;
+        }
+        if let Err(e) = self.consumer.commit(&hint, CommitMode::Async) {
+            tracing::debug!(error = %e, "offset hint not committed to Kafka");
+        }
+        Ok(())
+    }
+
+    /// Publishes the committed recommendations of `users`, keyed by user. At least once
+    /// per checkpoint while running; an update lost to a crash is replaced by the user's
+    /// next one.
+    async fn publish_recommendations(&self, topic: &str, users: &[&str]) {
+        if users.is_empty() {
+            return;
+        }
+        let n = i64::try_from(self.settings.recommendations_top_n).unwrap_or(10);
+        let lists = match self.store.recommendations_of(users, n).await {
+            Ok(lists) => lists,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading recommendations failed; not published");
+                return;
+            }
+        };
+        let generated_at = crate::report::rfc3339(now_ms() / 1000);
+        let mut deliveries = Vec::with_capacity(lists.len());
+        for (user, products) in &lists {
+            let value = serde_json::json!({"user_id": user, "products": products, "generated_at": generated_at}).to_string();
+            match self
+                .producer
+                .send_result(FutureRecord::to(topic).key(user.as_str()).payload(&value))
+            {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((e, _)) => {
+                    metrics::counter!("processor_recommendations_dropped_total").increment(1);
+                    tracing::warn!(error = %e, "recommendation not queued");
+                }
+            }
+        }
+        let published = deliveries.len() as u64;
+        tokio::spawn(async move {
+            for delivery in deliveries {
+                if !matches!(delivery.await, Ok(Ok(_))) {
+                    metrics::counter!("processor_recommendations_dropped_total").increment(1);
+                }
+            }
+        });
+        metrics::counter!("processor_recommendations_published_total").increment(published);
+    }
+
+    /// Re-writes the live view of every (minute, partition) in the outbox.
+    async fn resync_live(&mut self) {
+        // Bounded: rows another instance keeps moving ahead are left to it.
+        for _ in 0..MAX_RESYNC_ROUNDS {
+            let rows = match self.store.outbox(500).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the outbox failed");
+                    return;
+                }
+            };
+            if rows.is_empty() {
+                self.live_lagging = false;
+                return;
+            }
+            let mut written = Vec::new();
+            for (minute, tp, _) in rows {
+                let (committed, members, version) =
+                    match self.store.committed_for(minute, &tp).await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading committed rollups failed");
+                            return;
+                        }
+                    };
+                if version < 0 {
+                    continue;
+                }
+                let members = members.into_iter().map(|(s, m)| (minute, s, m)).collect();
+                let versions = [(tp.clone(), version)].into();
+                if let Err(e) = self.live.write(&committed, &versions, &members).await {
+                    tracing::warn!(error = %e, "re-writing the live view failed");
+                    self.live_lagging = true;
+                    return;
+                }
+                written.push((minute, tp, version));
+            }
+            if let Err(e) = self.store.clear_outbox(&written).await {
+                tracing::warn!(error = %e, "clearing the outbox failed");
+                return;
+            }
+            tracing::info!(rows = written.len(), "live view re-written from PostgreSQL");
+        }
+    }
+}
+
+/// Rounds of 500 outbox rows one resynchronisation handles at most.
+const MAX_RESYNC_ROUNDS: usize = 20;
+
+/// Unix milliseconds now.
+fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+/// Parses an RFC 3339 timestamp into Unix milliseconds.
+fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_timestamps() {
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-24T10:00:00.123Z"),
+            Some(1_795_514_400_123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-24T11:00:00+01:00"),
+            Some(1_795_514_400_000)
+        );
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+}

@@ -1,0 +1,752 @@
+//! PostgreSQL: schema migrations, the committed positions, the catalog, and the
+//! checkpoint transaction that makes results exactly-once.
+//!
+//! ## The checkpoint
+//!
+//! One transaction holds, for one batch of records:
+//!
+//! 1. the offset fence: for every partition of the batch, `next_offset` moves from the
+//!    value this instance read it at to the batch's end, or the transaction fails
+//!    ([`Error::Fenced`]): another instance committed that partition meanwhile (a
+//!    rebalance), so this batch is dropped and re-read from the stored offsets;
+//! 2. the de-duplication lookup (which of the batch's event ids are already counted);
+//! 3. the rollup deltas (counters and keyed counters added, members inserted) and the
+//!    event ids now counted;
+//! 4. the partitions' watermarks, and the outbox rows naming the (minute, partition)
+//!    pairs whose Redis view must be written.
+//!
+//! Nothing reaches Redis before this commits; see [`crate::live`].
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls, Transaction};
+
+use crate::aggregate::{Rollup, TopicPartition};
+use crate::catalog::Catalog;
+use crate::error::Error;
+use crate::recommend::Recent;
+use crate::sessions::Activity;
+
+/// The migrations, applied in order and recorded in `schema_migrations`.
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_initial.sql",
+        include_str!("../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "0002_user_activity.sql",
+        include_str!("../migrations/0002_user_activity.sql"),
+    ),
+    (
+        3,
+        "0003_recommendations.sql",
+        include_str!("../migrations/0003_recommendations.sql"),
+    ),
+];
+
+/// The committed position of a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The next offset to read.
+    pub next_offset: i64,
+    /// The event-time watermark (Unix ms).
+    pub watermark_ms: i64,
+}
+
+/// A partition's part of a checkpoint: where it was read from and to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetRange {
+    /// The committed next offset when the batch started (`None`: never committed).
+    pub from: Option<i64>,
+    /// The next offset after the batch.
+    pub to: i64,
+}
+
+/// The absolute values after a checkpoint, for the Redis view.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// (minute, source, metric) → value.
+    pub counts: Vec<(i64, TopicPartition, String, i64)>,
+    /// (minute, source, dimension, key) → value.
+    pub tops: Vec<(i64, TopicPartition, String, String, i64)>,
+    /// Whether an outbox row of this checkpoint was already pending (an earlier write
+    /// of that view failed): then the view needs a full re-write, not only these values.
+    pub backlog: bool,
+}
+
+/// The committed per-user state of a batch's users.
+#[derive(Debug, Default)]
+pub struct UserStates {
+    /// Event times, for sessions.
+    pub activity: HashMap<String, Activity>,
+    /// Recent products, for recommendations.
+    pub recent: HashMap<String, Recent>,
+}
+
+/// A product recommended to a user.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Recommendation {
+    /// The product.
+    pub product_id: String,
+    /// Co-view count plus twice the co-purchase count, over the user's recent products.
+    pub score: i64,
+}
+
+/// A PostgreSQL connection.
+pub struct Store {
+    client: Client,
+}
+
+impl Store {
+    /// Connects (the connection runs on a spawned task).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`] when the server cannot be reached, [`Error::Timeout`] after
+    /// `timeout`.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Store, Error> {
+        let mut config: tokio_postgres::Config = url.parse()?;
+        config.connect_timeout(timeout);
+        let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
+            .await
+            .map_err(|_| Error::Timeout("connecting to PostgreSQL"))??;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection closed");
+            }
+        });
+        Ok(Store { client })
+    }
+
+    /// Whether the connection is gone (then connect again).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Applies the migrations not applied yet, each in its own transaction, under an
+    /// advisory lock so instances starting together do not race.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Migration`] naming the file that failed.
+    pub async fn migrate(&mut self) -> Result<Vec<&'static str>, Error> {
+        self.client
+            .batch_execute(
+                "create table if not exists schema_migrations (
+                     version int primary key,
+                     name text not null,
+                     applied_at timestamptz not null default now())",
+            )
+            .await?;
+        let mut applied = Vec::new();
+        for &(version, name, sql) in MIGRATIONS {
+            let tx = self.client.transaction().await?;
+            tx.execute("select pg_advisory_xact_lock(7268126)", &[])
+                .await?;
+            let done = tx
+                .query_opt(
+                    "select 1 from schema_migrations where version = $1",
+                    &[&version],
+                )
+                .await?
+                .is_some();
+            if !done {
+                tx.batch_execute(sql)
+                    .await
+                    .map_err(|source| Error::Migration {
+                        name: name.to_owned(),
+                        source,
+                    })?;
+                tx.execute(
+                    "insert into schema_migrations (version, name) values ($1, $2)",
+                    &[&version, &name],
+                )
+                .await?;
+                applied.push(name);
+            }
+            tx.commit().await?;
+        }
+        Ok(applied)
+    }
+
+    /// The committed position of a partition, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn position(
+        &self,
+        group: &str,
+        tp: &TopicPartition,
+    ) -> Result<Option<Position>, Error> {
+        let row = self
+            .client
+            .query_opt(
+                "select next_offset, watermark_ms from consumer_offsets
+                 where group_id = $1 and topic = $2 and partition = $3",
+                &[&group, &tp.topic, &tp.partition],
+            )
+            .await?;
+        Ok(row.map(|r| Position {
+            next_offset: r.get(0),
+            watermark_ms: r.get(1),
+        }))
+    }
+
+    /// Loads the catalog (at most `max_products` products) and the rates.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn load_catalog(
+        &self,
+        reporting_currency: &str,
+        max_products: usize,
+    ) -> Result<Catalog, Error> {
+        let mut catalog = Catalog::new(reporting_currency);
+        let limit = i64::try_from(max_products).unwrap_or(i64::MAX);
+        for row in self
+            .client
+            .query(
+                "select id, name, category from products order by id limit $1",
+                &[&limit],
+            )
+            .await?
+        {
+            catalog.insert_product(row.get(0), row.get(1), row.get(2));
+        }
+        for row in self
+            .client
+            .query(
+                "select currency, rate_to_reporting from currency_rates",
+                &[],
+            )
+            .await?
+        {
+            catalog.insert_rate(&row.get::<_, String>(0).to_ascii_uppercase(), row.get(1));
+        }
+        Ok(catalog)
+    }
+
+    /// Starts a checkpoint: opens the transaction and moves the offsets (the fence).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Fenced`] when a partition's stored offset is not `range.from`;
+    /// [`Error::Postgres`].
+    pub async fn begin_checkpoint<'a>(
+        &'a mut self,
+        group: &str,
+        ranges: &HashMap<TopicPartition, OffsetRange>,
+    ) -> Result<Checkpoint<'a>, Error> {
+        let tx = self.client.transaction().await?;
+        let mut sorted: Vec<_> = ranges.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        for (tp, range) in sorted {
+            let moved = match range.from {
+                Some(from) => {
+                    tx.execute(
+                        "update consumer_offsets set next_offset = $4
+                         where group_id = $1 and topic = $2 and partition = $3 and next_offset = $5",
+                        &[&group, &tp.topic, &tp.partition, &range.to, &from],
+                    )
+                    .await?
+                }
+                None => {
+                    tx.execute(
+                        "insert into consumer_offsets (group_id, topic, partition, next_offset, watermark_ms)
+                         values ($1, $2, $3, $4, $5) on conflict do nothing",
+                        &[&group, &tp.topic, &tp.partition, &range.to, &i64::MIN],
+                    )
+                    .await?
+                }
+            };
+            if moved != 1 {
+                return Err(Error::Fenced {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                });
+            }
+        }
+        Ok(Checkpoint {
+            tx,
+            group: group.to_owned(),
+            ranges: ranges.clone(),
+        })
+    }
+
+    /// Deletes event ids whose minute is before `before_minute`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn prune_seen(&self, before_minute: i64) -> Result<u64, Error> {
+        Ok(self
+            .client
+            .execute(
+                "delete from seen_events where minute < $1",
+                &[&before_minute],
+            )
+            .await?)
+    }
+
+    /// The outbox: (minute, source) pairs whose Redis view may lag, with their version.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn outbox(&mut self, limit: i64) -> Result<Vec<(i64, TopicPartition, i64)>, Error> {
+        let rows = self
+            .client
+            .query(
+                "select minute, topic, partition, version from redis_outbox
+                 order by minute, topic, partition limit $1",
+                &[&limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), TopicPartition::new(r.get(1), r.get(2)), r.get(3)))
+            .collect())
+    }
+
+    /// Everything committed for one (minute, source), and the minute's members.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn committed_for(
+        &mut self,
+        minute: i64,
+        tp: &TopicPartition,
+    ) -> Result<(Committed, Vec<(String, String)>, i64), Error> {
+        let tx = self
+            .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let version: i64 = match tx
+            .query_opt(
+                "select version from redis_outbox where minute = $1 and topic = $2 and partition = $3",
+                &[&minute, &tp.topic, &tp.partition],
+            )
+            .await?
+        {
+            Some(row) => row.get(0),
+            None => return Ok((Committed::default(), Vec::new(), -1)),
+        };
+        let mut committed = Committed::default();
+        for r in tx
+            .query(
+                "select metric, value from rollup_counts where minute = $1 and topic = $2 and partition = $3",
+                &[&minute, &tp.topic, &tp.partition],
+            )
+            .await?
+        {
+            committed.counts.push((minute, tp.clone(), r.get(0), r.get(1)));
+        }
+        for r in tx
+            .query(
+                "select dimension, key, value from rollup_tops where minute = $1 and topic = $2 and partition = $3",
+                &[&minute, &tp.topic, &tp.partition],
+            )
+            .await?
+        {
+            committed.tops.push((minute, tp.clone(), r.get(0), r.get(1), r.get(2)));
+        }
+        let members = tx
+            .query(
+                "select set_name, member from rollup_members where minute = $1",
+                &[&minute],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        tx.commit().await?;
+        Ok((committed, members, version))
+    }
+
+    /// Removes outbox rows whose view was written at `version` or later.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn clear_outbox(&self, written: &[(i64, TopicPartition, i64)]) -> Result<(), Error> {
+        if written.is_empty() {
+            return Ok(());
+        }
+        let minutes: Vec<i64> = written.iter().map(|w| w.0).collect();
+        let topics: Vec<&str> = written.iter().map(|w| w.1.topic.as_str()).collect();
+        let partitions: Vec<i32> = written.iter().map(|w| w.1.partition).collect();
+        let versions: Vec<i64> = written.iter().map(|w| w.2).collect();
+        self.client
+            .execute(
+                "delete from redis_outbox o using unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[])
+                     as w(minute, topic, partition, version)
+                 where o.minute = w.minute and o.topic = w.topic and o.partition = w.partition
+                   and o.version <= w.version",
+                &[&minutes, &topics, &partitions, &versions],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The top `n` recommendations of `user` (see [`crate::recommend`]), or `None` for a
+    /// user never seen.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn recommendations(
+        &self,
+        user: &str,
+        n: i64,
+    ) -> Result<Option<Vec<Recommendation>>, Error> {
+        if self
+            .client
+            .query_opt("select 1 from user_activity where member = $1", &[&user])
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let rows = self
+            .client
+            .query(
+                "with u as (select viewed, bought from user_activity where member = $1)
+                 select p.b, sum(case when p.kind = 'purchase' then 2 * p.count else p.count end)::bigint
+                 from product_pairs p, u
+                 where ((p.kind = 'view' and p.a = any(u.viewed))
+                        or (p.kind = 'purchase' and p.a = any(u.bought)))
+                   and not (p.b = any(u.bought))
+                 group by p.b
+                 order by 2 desc, p.b
+                 limit $2",
+                &[&user, &n],
+            )
+            .await?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| Recommendation {
+                    product_id: r.get(0),
+                    score: r.get(1),
+                })
+                .collect(),
+        ))
+    }
+
+    /// The top `n` recommendations of each of `users` that has any.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn recommendations_of(
+        &self,
+        users: &[&str],
+        n: i64,
+    ) -> Result<Vec<(String, Vec<Recommendation>)>, Error> {
+        let rows = self
+            .client
+            .query(
+                "with u as (select member, viewed, bought from user_activity where member = any($1)),
+                 scores as (
+                     select u.member, p.b,
+                            sum(case when p.kind = 'purchase' then 2 * p.count else p.count end)::bigint as score
+                     from u join product_pairs p
+                       on ((p.kind = 'view' and p.a = any(u.viewed))
+                           or (p.kind = 'purchase' and p.a = any(u.bought)))
+                     where not (p.b = any(u.bought))
+                     group by u.member, p.b),
+                 ranked as (
+                     select member, b, score,
+                            row_number() over (partition by member order by score desc, b) as rank
+                     from scores)
+                 select member, b, score from ranked where rank <= $2 order by member, rank",
+                &[&users, &n],
+            )
+            .await?;
+        let mut out: Vec<(String, Vec<Recommendation>)> = Vec::new();
+        for r in &rows {
+            let member: String = r.get(0);
+            let item = Recommendation {
+                product_id: r.get(1),
+                score: r.get(2),
+            };
+            match out.last_mut() {
+                Some((m, list)) if *m == member => list.push(item),
+                _ => out.push((member, vec![item])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one statement (for health checks).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.client.simple_query("select 1").await?;
+        Ok(())
+    }
+}
+
+/// A checkpoint transaction whose offsets have been fenced.
+pub struct Checkpoint<'a> {
+    tx: Transaction<'a>,
+    group: String,
+    ranges: HashMap<TopicPartition, OffsetRange>,
+}
+
+impl Checkpoint<'_> {
+    /// The batch's event ids that are already counted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn already_seen(&self, ids: &[&str]) -> Result<HashSet<String>, Error> {
+        let rows = self
+            .tx
+            .query(
+                "select event_id from seen_events where event_id = any($1)",
+                &[&ids],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The committed event times of `users`, locked until the commit (another
+    /// instance may hold the same user's events from another topic).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`] (a deadlock between two instances too: the checkpoint is
+    /// retried).
+    pub async fn activity(&self, users: &[&str]) -> Result<UserStates, Error> {
+        let mut sorted = users.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        self.tx
+            .execute(
+                "insert into user_activity (member, times)
+                 select m, '{}' from unnest($1::text[]) as m order by m on conflict do nothing",
+                &[&sorted],
+            )
+            .await?;
+        let rows = self
+            .tx
+            .query(
+                "select member, times, viewed, bought from user_activity where member = any($1)
+                 order by member for update",
+                &[&sorted],
+            )
+            .await?;
+        let mut states = UserStates::default();
+        for r in &rows {
+            let member: String = r.get(0);
+            states
+                .activity
+                .insert(member.clone(), Activity::from_times(r.get(1)));
+            states.recent.insert(
+                member,
+                Recent {
+                    viewed: r.get(2),
+                    bought: r.get(3),
+                },
+            );
+        }
+        Ok(states)
+    }
+
+    /// Writes the rollup and commits; returns the absolute values it produced.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`]; nothing is committed then.
+    pub async fn commit(self, rollup: &Rollup) -> Result<Committed, Error> {
+        let tx = &self.tx;
+        let mut committed = Committed::default();
+
+        let (m, t, p, k, v) = unzip5(rollup.counts.iter().map(|((minute, tp, metric), delta)| {
+            (
+                *minute,
+                tp.topic.as_str(),
+                tp.partition,
+                metric.as_str(),
+                *delta,
+            )
+        }));
+        if !m.is_empty() {
+            for r in tx
+                .query(
+                    "insert into rollup_counts (minute, topic, partition, metric, value)
+                     select * from unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint[])
+                     on conflict (minute, topic, partition, metric)
+                     do update set value = rollup_counts.value + excluded.value
+                     returning minute, topic, partition, metric, value",
+                    &[&m, &t, &p, &k, &v],
+                )
+                .await?
+            {
+                committed.counts.push((r.get(0), TopicPartition::new(r.get(1), r.get(2)), r.get(3), r.get(4)));
+            }
+        }
+
+        let mut tm = Vec::new();
+        let mut tt = Vec::new();
+        let mut tpn = Vec::new();
+        let mut td = Vec::new();
+        let mut tk = Vec::new();
+        let mut tv = Vec::new();
+        for ((minute, tp, dim, key), delta) in &rollup.tops {
+            tm.push(*minute);
+            tt.push(tp.topic.as_str());
+            tpn.push(tp.partition);
+            td.push(*dim);
+            tk.push(key.as_str());
+            tv.push(*delta);
+        }
+        if !tm.is_empty() {
+            for r in tx
+                .query(
+                    "insert into rollup_tops (minute, topic, partition, dimension, key, value)
+                     select * from unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::bigint[])
+                     on conflict (minute, topic, partition, dimension, key)
+                     do update set value = rollup_tops.value + excluded.value
+                     returning minute, topic, partition, dimension, key, value",
+                    &[&tm, &tt, &tpn, &td, &tk, &tv],
+                )
+                .await?
+            {
+                committed.tops.push((
+                    r.get(0),
+                    TopicPartition::new(r.get(1), r.get(2)),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                ));
+            }
+        }
+
+        if !rollup.members.is_empty() {
+            let mm: Vec<i64> = rollup.members.iter().map(|x| x.0).collect();
+            let ms: Vec<&str> = rollup.members.iter().map(|x| x.1.as_str()).collect();
+            let mu: Vec<&str> = rollup.members.iter().map(|x| x.2.as_str()).collect();
+            tx.execute(
+                "insert into rollup_members (minute, set_name, member)
+                 select * from unnest($1::bigint[], $2::text[], $3::text[]) on conflict do nothing",
+                &[&mm, &ms, &mu],
+            )
+            .await?;
+        }
+
+        if !rollup.seen.is_empty() {
+            let ids: Vec<&str> = rollup.seen.iter().map(|s| s.0.as_str()).collect();
+            let minutes: Vec<i64> = rollup.seen.iter().map(|s| s.1).collect();
+            tx.execute(
+                "insert into seen_events (event_id, minute)
+                 select * from unnest($1::text[], $2::bigint[]) on conflict do nothing",
+                &[&ids, &minutes],
+            )
+            .await?;
+        }
+
+        if !rollup.activity.is_empty() || !rollup.recent.is_empty() {
+            let mut states = serde_json::Map::new();
+            for (member, activity) in &rollup.activity {
+                let recent = rollup.recent.get(member).cloned().unwrap_or_default();
+                states.insert(
+                    member.clone(),
+                    serde_json::json!({"t": activity.times(), "v": recent.viewed, "b": recent.bought}),
+                );
+            }
+            let states = serde_json::Value::Object(states).to_string();
+            tx.execute(
+                "update user_activity u
+                 set times = array(select jsonb_array_elements_text(j.value->'t')::bigint),
+                     viewed = array(select jsonb_array_elements_text(j.value->'v')),
+                     bought = array(select jsonb_array_elements_text(j.value->'b'))
+                 from jsonb_each($1::text::jsonb) j where u.member = j.key",
+                &[&states],
+            )
+            .await?;
+        }
+
+        if !rollup.pairs.is_empty() {
+            let kinds: Vec<&str> = rollup.pairs.keys().map(|k| k.0).collect();
+            let a: Vec<&str> = rollup.pairs.keys().map(|k| k.1.as_str()).collect();
+            let b: Vec<&str> = rollup.pairs.keys().map(|k| k.2.as_str()).collect();
+            let n: Vec<i64> = rollup.pairs.values().copied().collect();
+            tx.execute(
+                "insert into product_pairs (kind, a, b, count)
+                 select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+                 on conflict (kind, a, b) do update set count = product_pairs.count + excluded.count",
+                &[&kinds, &a, &b, &n],
+            )
+            .await?;
+        }
+
+        for (tp, watermark) in &rollup.watermarks {
+            if self.ranges.contains_key(tp) {
+                tx.execute(
+                    "update consumer_offsets set watermark_ms = $4
+                     where group_id = $1 and topic = $2 and partition = $3",
+                    &[&self.group, &tp.topic, &tp.partition, watermark],
+                )
+                .await?;
+            }
+        }
+
+        let mut outbox: HashMap<(i64, &TopicPartition), i64> = HashMap::new();
+        for (minute, tp, _, _) in &committed.counts {
+            if let Some(range) = self.ranges.get(tp) {
+                outbox.insert((*minute, tp), range.to);
+            }
+        }
+        for (minute, tp, _, _, _) in &committed.tops {
+            if let Some(range) = self.ranges.get(tp) {
+                outbox.insert((*minute, tp), range.to);
+            }
+        }
+        if !outbox.is_empty() {
+            let om: Vec<i64> = outbox.keys().map(|k| k.0).collect();
+            let ot: Vec<&str> = outbox.keys().map(|k| k.1.topic.as_str()).collect();
+            let op: Vec<i32> = outbox.keys().map(|k| k.1.partition).collect();
+            let ov: Vec<i64> = outbox.values().copied().collect();
+            // `xmax = 0` holds for rows this statement inserted, not for updated ones.
+            let rows = tx
+                .query(
+                    "insert into redis_outbox (minute, topic, partition, version)
+                     select * from unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[])
+                     on conflict (minute, topic, partition)
+                     do update set version = greatest(redis_outbox.version, excluded.version)
+                     returning xmax::text = '0'",
+                    &[&om, &ot, &op, &ov],
+                )
+                .await?;
+            committed.backlog = rows.iter().any(|r| !r.get::<_, bool>(0));
+        }
+        self.tx.commit().await?;
+        Ok(committed)
+    }
+}
+
+type Columns5<'a> = (Vec<i64>, Vec<&'a str>, Vec<i32>, Vec<&'a str>, Vec<i64>);
+
+fn unzip5<'a>(rows: impl Iterator<Item = (i64, &'a str, i32, &'a str, i64)>) -> Columns5<'a> {
+    let mut out: Columns5<'a> = Default::default();
+    for (a, b, c, d, e) in rows {
+        out.0.push(a);
+        out.1.push(b);
+        out.2.push(c);
+        out.3.push(d);
+        out.4.push(e);
+    }
+    out
+}

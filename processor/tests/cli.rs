@@ -1,0 +1,67 @@
+//! The command line, run as a process (no services needed).
+
+use std::process::Command;
+
+fn processor() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_processor"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PROCESSOR_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+#[test]
+fn check_config_prints_the_effective_layers_with_secrets_masked() {
+    let dir = std::env::temp_dir().join(format!("processor-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("processor.toml");
+    std::fs::write(
+        &file,
+        "reporting_currency = \"USD\"\n[kafka]\ngroup_id = \"from-file\"\n[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n",
+    )
+    .expect("config file");
+    let output = processor()
+        .arg("--config")
+        .arg(&file)
+        .args([
+            "--postgres",
+            "postgres://app:s3cret@db:5432/shop",
+            "--check-config",
+        ])
+        .env("PROCESSOR_KAFKA__GROUP_ID", "from-env")
+        .env("PROCESSOR_CHECKPOINT__INTERVAL_MS", "250")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("reporting_currency = \"USD\""), "{stdout}");
+    assert!(stdout.contains("group_id = \"from-env\""), "{stdout}");
+    assert!(stdout.contains("interval_ms = 250"), "{stdout}");
+    assert!(
+        stdout.contains("postgres://app:****@db:5432/shop"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("s3cret") && !stdout.contains("hunter2"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_key_fails_with_its_name() {
+    let output = processor()
+        .arg("--check-config")
+        .env("PROCESSOR_WINDOWS__ALLOWED_LATENESS_SECONDS", "5")
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("allowed_lateness_seconds"), "{stderr}");
+}

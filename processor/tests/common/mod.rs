@@ -1,0 +1,439 @@
+//! Helpers for the processor's integration tests: real Kafka, PostgreSQL and Redis,
+//! addresses from the environment, and the `processor` binary run as a process.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod storefront;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The sessions' inactivity timeout the tests run with: short, so users have several.
+pub const SESSION_TIMEOUT_SECS: i64 = 30;
+
+/// A service address from `var`; panics with how to start the service when unset.
+pub fn service(var: &str, how: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => panic!(
+            "{var} is not set. The processor's service tests need a real Kafka, PostgreSQL and Redis: \
+             run `{how}` and export {var}=<the address it prints>, or run scripts/test, which does all of it."
+        ),
+    }
+}
+
+/// The three services of a test.
+pub struct Services {
+    pub kafka: String,
+    pub postgres_admin: String,
+    pub redis: String,
+}
+
+impl Services {
+    pub fn from_env() -> Services {
+        Services {
+            kafka: service("KAFKA_BOOTSTRAP", "scripts/kafka start"),
+            postgres_admin: service("POSTGRES_URL", "scripts/services start"),
+            redis: service("REDIS_URL", "scripts/services start"),
+        }
+    }
+}
+
+/// Everything private to one test: topics, consumer group, database, Redis prefix.
+pub struct Scenario {
+    pub services: Services,
+    pub name: String,
+    pub postgres: String,
+    pub topics: [String; 6],
+    pub log_dir: PathBuf,
+}
+
+impl Scenario {
+    /// Creates the topics (4 partitions each, 1 for the dead letters) and a database with
+    /// the processor's schema, `catalog` products and the given rates.
+    pub async fn new(test: &str, catalog: &[(String, String)], rates: &[(&str, f64)]) -> Scenario {
+        let services = Services::from_env();
+        let name = format!("{test}_{}", uuid::Uuid::now_v7().simple());
+        let topics = [
+            format!("{name}-product-views"),
+            format!("{name}-cart-events"),
+            format!("{name}-purchases"),
+            format!("{name}-search-events"),
+            format!("{name}-events-dlq"),
+            format!("{name}-user-recommendations"),
+        ];
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &services.kafka)
+            .create()
+            .expect("admin client");
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, t)| NewTopic::new(t, if i >= 4 { 1 } else { 4 }, TopicReplication::Fixed(1)))
+            .collect();
+        for result in admin
+            .create_topics(
+                &new,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .expect("create topics")
+        {
+            result.expect("topic created");
+        }
+
+        let (admin_client, connection) =
+            tokio_postgres::connect(&services.postgres_admin, tokio_postgres::NoTls)
+                .await
+                .expect("PostgreSQL reachable at POSTGRES_URL");
+        tokio::spawn(connection);
+        let database = name.to_ascii_lowercase();
+        admin_client
+            .batch_execute(&format!("create database {database}"))
+            .await
+            .expect("create database");
+        let postgres = match services.postgres_admin.rfind('/') {
+            Some(i) => format!("{}/{database}", &services.postgres_admin[..i]),
+            None => panic!("POSTGRES_URL has no database"),
+        };
+        processor::migrate(&postgres)
+            .await
+            .expect("migrations apply");
+        let (client, connection) = tokio_postgres::connect(&postgres, tokio_postgres::NoTls)
+            .await
+            .expect("test database");
+        tokio::spawn(connection);
+        for (id, name) in catalog {
+            client
+                .execute(
+                    "insert into products (id, name, category) values ($1, $2, 'test')",
+                    &[id, name],
+                )
+                .await
+                .expect("insert product");
+        }
+        for (currency, rate) in rates {
+            client
+                .execute(
+                    "insert into currency_rates values ($1, $2)",
+                    &[currency, rate],
+                )
+                .await
+                .expect("insert rate");
+        }
+        let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&name);
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        Scenario {
+            services,
+            name,
+            postgres,
+            topics,
+            log_dir,
+        }
+    }
+
+    /// Starts a processor instance; `instance` names its log file.
+    pub fn start(&self, instance: &str) -> Processor {
+        self.start_with(instance, &[])
+    }
+
+    /// Starts a processor instance with extra environment variables.
+    pub fn start_with(&self, instance: &str, env: &[(&str, &str)]) -> Processor {
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_dir.join(format!("{instance}.log")))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_processor"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--brokers", &self.services.kafka])
+            .args(["--postgres", &self.postgres])
+            .args(["--redis", &self.services.redis])
+            .env("PROCESSOR_KAFKA__GROUP_ID", &self.name)
+            .env("PROCESSOR_KAFKA__TOPICS__PRODUCT_VIEW", &self.topics[0])
+            .env("PROCESSOR_KAFKA__TOPICS__CART", &self.topics[1])
+            .env("PROCESSOR_KAFKA__TOPICS__PURCHASE", &self.topics[2])
+            .env("PROCESSOR_KAFKA__TOPICS__SEARCH", &self.topics[3])
+            .env("PROCESSOR_KAFKA__TOPICS__DEAD_LETTER", &self.topics[4])
+            .env("PROCESSOR_RECOMMENDATIONS__TOPIC", &self.topics[5])
+            .env("PROCESSOR_KAFKA__SESSION_TIMEOUT_MS", "6000")
+            .env("PROCESSOR_REDIS__KEY_PREFIX", &self.name)
+            .env("PROCESSOR_WINDOWS__ALLOWED_LATENESS_SECS", "120")
+            .env("PROCESSOR_CHECKPOINT__INTERVAL_MS", "200")
+            .env(
+                "PROCESSOR_SESSIONS__INACTIVITY_TIMEOUT_SECS",
+                SESSION_TIMEOUT_SECS.to_string(),
+            )
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("processor binary starts");
+        Processor {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// Produces records straight to Kafka as ingest-core writes them.
+    pub async fn produce(&self, records: &[storefront::Record]) {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.services.kafka)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        let mut deliveries = Vec::with_capacity(records.len());
+        for r in records {
+            let topic = &self.topics[r.topic];
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
+            }
+            let record = FutureRecord::to(topic)
+                .key(&r.key)
+                .payload(&r.value)
+                .headers(headers);
+            deliveries.push(producer.send_result(record).expect("queued"));
+        }
+        for d in deliveries {
+            d.await.expect("delivered").expect("acknowledged");
+        }
+    }
+
+    /// Dead letters written so far: (error_code header, event_id header).
+    pub fn dead_letters(&self, expected: usize, timeout: Duration) -> Vec<(String, String)> {
+        self.read(4, expected, timeout)
+            .into_iter()
+            .map(|r| (r.header("error_code"), r.header("event_id")))
+            .collect()
+    }
+
+    /// Recommendation records published so far: (key, value).
+    pub fn published_recommendations(
+        &self,
+        expected: usize,
+        timeout: Duration,
+    ) -> Vec<(String, serde_json::Value)> {
+        self.read(5, expected, timeout)
+            .into_iter()
+            .map(|r| {
+                (
+                    r.key,
+                    serde_json::from_slice(&r.value).expect("a JSON record"),
+                )
+            })
+            .collect()
+    }
+
+    /// Reads topic `index` from the start until `expected` records came and 2 s passed
+    /// without more, or until `timeout`.
+    fn read(&self, index: usize, expected: usize, timeout: Duration) -> Vec<ReadRecord> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::{Headers, Message};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.services.kafka)
+            .set("group.id", format!("{}-reader-{index}", self.name))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        consumer
+            .subscribe(&[self.topics[index].as_str()])
+            .expect("subscribe");
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        let mut quiet_since = Instant::now();
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    out.push(ReadRecord {
+                        key: m
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                            .unwrap_or_default(),
+                        value: m.payload().unwrap_or_default().to_vec(),
+                        headers: m
+                            .headers()
+                            .map(|hs| {
+                                hs.iter()
+                                    .map(|h| {
+                                        (
+                                            h.key.to_owned(),
+                                            h.value
+                                                .map(|v| String::from_utf8_lossy(v).into_owned())
+                                                .unwrap_or_default(),
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    });
+                    quiet_since = Instant::now();
+                }
+                Some(Err(e)) => panic!("reading dead letters: {e}"),
+                None => {
+                    if out.len() >= expected && quiet_since.elapsed() > Duration::from_secs(2) {
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Scenario {
+    /// Closes every PostgreSQL connection to the scenario's database (as a server restart
+    /// would), and every Redis client connection.
+    pub async fn break_store_connections(&self) {
+        let (client, connection) =
+            tokio_postgres::connect(&self.services.postgres_admin, tokio_postgres::NoTls)
+                .await
+                .expect("PostgreSQL");
+        tokio::spawn(connection);
+        let database = self.name.to_ascii_lowercase();
+        let killed = client
+            .query(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+                &[&database],
+            )
+            .await
+            .expect("terminate backends");
+        assert!(
+            !killed.is_empty(),
+            "the processor holds a PostgreSQL connection"
+        );
+        let redis = redis::Client::open(self.services.redis.as_str()).expect("Redis URL");
+        let mut conn = redis
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis");
+        let _: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query_async(&mut conn)
+            .await
+            .expect("CLIENT KILL");
+    }
+
+    /// Inserts a product into the catalog.
+    pub async fn add_product(&self, id: &str) {
+        let (client, connection) = tokio_postgres::connect(&self.postgres, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL");
+        tokio::spawn(connection);
+        client
+            .execute("insert into products (id, name) values ($1, 'new')", &[&id])
+            .await
+            .expect("insert product");
+    }
+}
+
+/// A record read back.
+struct ReadRecord {
+    key: String,
+    value: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+impl ReadRecord {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A running processor process.
+pub struct Processor {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Processor {
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+        false
+    }
+
+    /// GET `path`: (status, body).
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = tokio::net::TcpStream::connect(&self.addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+            .await
+            .ok()?
+            .ok()?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n")?.1.to_owned();
+        Some((status, body))
+    }
+
+    /// Waits until `/health/ready` answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some((200, _)) = self.get("/health/ready").await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("processor at {} not ready after {timeout:?}", self.addr);
+    }
+}
+
+impl Drop for Processor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

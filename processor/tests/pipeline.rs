@@ -1,0 +1,549 @@
+//! End-to-end tests of the processor binary against a real Kafka, PostgreSQL and Redis
+//! (`KAFKA_BOOTSTRAP`, `POSTGRES_URL`, `REDIS_URL`; scripts/test sets them).
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use common::storefront::{self, Expected};
+use common::{Processor, Scenario};
+use processor::report::RealTime;
+
+/// A minute-aligned start 50 minutes ago, so the whole day is recent.
+fn start_minute() -> i64 {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    (now / 60) * 60 - 50 * 60
+}
+
+fn ranked(map: &HashMap<String, i64>, n: usize) -> Vec<(String, i64)> {
+    let mut list: Vec<(String, i64)> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    list.truncate(n);
+    list
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+async fn analytics(p: &Processor, start_minute: i64) -> Option<RealTime> {
+    let to = processor::report::rfc3339(start_minute + 3600);
+    let (status, body) = p
+        .get(&format!("/api/analytics/real-time?window=1h&to={to}"))
+        .await?;
+    if status == 503 {
+        // Redis is briefly unreachable (a test breaks the connections on purpose).
+        return None;
+    }
+    assert_eq!(status, 200, "{body}");
+    Some(serde_json::from_str(&body).expect("the documented JSON shape"))
+}
+
+/// Waits until the API has counted every record of the day (events, late, duplicates).
+async fn settled(p: &Processor, start_minute: i64, e: &Expected, timeout: Duration) -> RealTime {
+    let want: i64 = e.events.iter().sum::<i64>() + e.late_events + e.duplicates;
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(r) = analytics(p, start_minute).await {
+            let got = r.events.product_view
+                + r.events.cart
+                + r.events.purchase
+                + r.events.search
+                + r.late_events
+                + r.duplicates;
+            if got == want {
+                // Give a double count the chance to show.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return analytics(p, start_minute).await.expect("answer");
+            }
+            last = Some(got);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the processor counted {last:?} records, expected {want}");
+}
+
+/// Records counted so far (events, late, duplicates) in the day's window.
+fn counted(r: &RealTime) -> i64 {
+    r.events.product_view
+        + r.events.cart
+        + r.events.purchase
+        + r.events.search
+        + r.late_events
+        + r.duplicates
+}
+
+/// Waits until more than `before` records are counted; returns the count.
+async fn progress(p: &Processor, start_minute: i64, before: i64, timeout: Duration) -> i64 {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(r) = analytics(p, start_minute).await {
+            if counted(&r) > before {
+                return counted(&r);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no progress past {before} records within {timeout:?}");
+}
+
+/// Compares every figure of the answer with the independently computed expectation.
+fn assert_matches(r: &RealTime, e: &Expected, start_minute: i64) {
+    assert_eq!(r.window, "1h");
+    assert_eq!(r.from, processor::report::rfc3339(start_minute));
+    let events = [
+        r.events.product_view,
+        r.events.cart,
+        r.events.purchase,
+        r.events.search,
+    ];
+    assert_eq!(events, e.events, "events per type");
+    assert_eq!(r.orders, e.orders, "orders");
+    assert_eq!(
+        r.unconverted_orders, e.unconverted_orders,
+        "orders without a rate"
+    );
+    let revenue = e.revenue_micros as f64 / 1_000_000.0;
+    assert_eq!(r.revenue.amount, revenue, "revenue");
+    assert_eq!(r.revenue.currency, "EUR");
+    assert_eq!(
+        r.average_order_value,
+        revenue / (e.orders - e.unconverted_orders) as f64,
+        "AOV"
+    );
+    assert_eq!(
+        r.conversion_rate,
+        ratio(e.buyers.len(), e.viewers.len()),
+        "conversion"
+    );
+    assert_eq!(
+        (r.viewers, r.purchasers),
+        (e.viewers.len() as u64, e.buyers.len() as u64)
+    );
+    assert_eq!(
+        (r.cart.adds, r.cart.removes),
+        (e.cart_adds, e.cart_removes),
+        "cart"
+    );
+    let abandoned = e
+        .cart_adders
+        .iter()
+        .filter(|u| !e.buyers.contains(*u))
+        .count();
+    assert_eq!(
+        r.cart.abandonment_rate,
+        ratio(abandoned, e.cart_adders.len()),
+        "abandonment"
+    );
+    let exact = e.users.len() as f64;
+    let error = (r.unique_users as f64 - exact).abs() / exact;
+    assert!(
+        error <= 0.02,
+        "unique users {} vs {exact}: error {error}",
+        r.unique_users
+    );
+
+    let mut products: Vec<(String, i64, i64)> = e
+        .views
+        .keys()
+        .chain(e.units.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|p| {
+            (
+                p.clone(),
+                e.views.get(p).copied().unwrap_or(0),
+                e.units.get(p).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    products.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then(b.2.cmp(&a.2))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    products.truncate(10);
+    let got: Vec<(String, i64, i64)> = r
+        .top_products
+        .iter()
+        .map(|p| (p.product_id.clone(), p.views, p.purchases))
+        .collect();
+    assert_eq!(got, products, "top products by views");
+    let top_units = ranked(&e.units, 1)[0].clone();
+    assert_eq!(
+        (
+            r.top_products_by_purchases[0].product_id.clone(),
+            r.top_products_by_purchases[0].purchases
+        ),
+        top_units
+    );
+    let got: Vec<(String, i64)> = r
+        .top_searches
+        .iter()
+        .map(|q| (q.query.clone(), q.count))
+        .collect();
+    assert_eq!(got, ranked(&e.searches, 10), "top searches");
+    let got: Vec<(String, i64)> = r
+        .zero_result_searches
+        .iter()
+        .map(|q| (q.query.clone(), q.count))
+        .collect();
+    assert_eq!(got, ranked(&e.zero_results, 10), "zero-result searches");
+
+    let variants = &r.experiments["checkout_v2"];
+    assert_eq!(variants.len(), 2);
+    for (variant, users) in &e.experiment_users {
+        let buyers = e.experiment_buyers.get(variant).map_or(0, |b| b.len());
+        let got = &variants[variant];
+        assert_eq!(
+            (got.users, got.purchasers),
+            (users.len() as u64, buyers as u64),
+            "{variant}"
+        );
+        assert_eq!(got.conversion_rate, ratio(buyers, users.len()), "{variant}");
+    }
+    assert_eq!(r.devices, e.devices, "device classes");
+    let sessions = storefront::sessions(e, common::SESSION_TIMEOUT_SECS * 1_000);
+    assert!(
+        sessions > e.users.len() as i64,
+        "some users have several sessions"
+    );
+    assert_eq!(r.sessions, sessions, "sessions");
+    assert_eq!(r.catalog_misses, e.catalog_misses, "catalog misses");
+    assert_eq!(r.late_events, e.late_events, "late events");
+    assert_eq!(r.duplicates, e.duplicates, "duplicates");
+
+    assert_eq!(r.series.len(), 60);
+    let series: BTreeMap<String, (i64, f64)> = r
+        .series
+        .iter()
+        .filter(|p| p.events > 0)
+        .map(|p| (p.minute.clone(), (p.events, p.revenue)))
+        .collect();
+    let want: BTreeMap<String, (i64, f64)> = e
+        .series
+        .iter()
+        .map(|(m, (n, micros))| {
+            (
+                processor::report::rfc3339(*m),
+                (*n, *micros as f64 / 1_000_000.0),
+            )
+        })
+        .collect();
+    assert_eq!(series, want, "per-minute series");
+}
+
+fn day(seed: u64, users: usize) -> storefront::Day {
+    let day = storefront::day(seed, users, start_minute());
+    let e = &day.expected;
+    // The scenario covers what it claims to.
+    assert!(e.users.len() >= users * 9 / 10);
+    assert!(e.duplicates > 0 && e.late_events > 0 && e.dead_letters > 0);
+    assert!(e.unconverted_orders > 0 && e.catalog_misses > 0 && !e.zero_results.is_empty());
+    assert_eq!(e.experiment_users.len(), 2);
+    day
+}
+
+/// Compares the recommendations of 20 users who viewed and bought several products.
+async fn assert_recommendations(p: &Processor, e: &Expected) {
+    let mut users: Vec<&String> = e
+        .user_products
+        .iter()
+        .filter(|(_, events)| events.len() >= 3 && events.iter().any(|(order, _)| *order))
+        .map(|(u, _)| u)
+        .collect();
+    users.sort();
+    assert!(users.len() >= 20);
+    for user in users.into_iter().take(20) {
+        let (status, body) = p
+            .get(&format!("/api/recommendations/{user}"))
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let got: Vec<(String, i64)> = answer["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .map(|p| {
+                (
+                    p["product_id"].as_str().expect("id").to_owned(),
+                    p["score"].as_i64().expect("score"),
+                )
+            })
+            .collect();
+        let want = storefront::recommendations(e, user);
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "recommendations of {user}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
+    let day = day(0x5EED_0001, 3_000);
+    let scenario = Scenario::new("day", &storefront::catalog(), &storefront::RATES).await;
+    scenario.produce(&day.records).await;
+    let mut p = scenario.start("single");
+    p.wait_ready(Duration::from_secs(60)).await;
+    let r = settled(
+        &p,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+
+    let letters = scenario.dead_letters(day.expected.dead_letters, Duration::from_secs(30));
+    assert_eq!(letters.len(), day.expected.dead_letters, "{letters:?}");
+    let mut codes: Vec<&str> = letters.iter().map(|(c, _)| c.as_str()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    for code in ["undecodable", "unknown_event_type", "missing_identity"] {
+        assert!(codes.contains(&code), "{code} missing in {codes:?}");
+    }
+
+    assert_recommendations(&p, &day.expected).await;
+    // Recommendations are published per user (as they stood at that checkpoint):
+    // keyed by user, ranked, only for users with counted views or orders.
+    let published = scenario.published_recommendations(1, Duration::from_secs(30));
+    let mut users = std::collections::HashSet::new();
+    for (user, value) in &published {
+        assert_eq!(
+            value["user_id"].as_str(),
+            Some(user.as_str()),
+            "keyed by user"
+        );
+        assert!(
+            day.expected.user_products.contains_key(user),
+            "{user} viewed or bought nothing"
+        );
+        let scores: Vec<i64> = value["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .map(|p| p["score"].as_i64().expect("score"))
+            .collect();
+        assert!(!scores.is_empty() && scores.len() <= 10);
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "ranked: {value}");
+        users.insert(user.clone());
+    }
+    assert!(users.len() >= 1_000, "{} users published", users.len());
+    assert_eq!(
+        p.get("/api/recommendations/nobody")
+            .await
+            .expect("answer")
+            .0,
+        404
+    );
+
+    let (status, metrics) = p.get("/metrics").await.expect("metrics answer");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("processor_checkpoints_total"), "{metrics}");
+    assert!(
+        p.get("/api/analytics/real-time?window=2m")
+            .await
+            .expect("answer")
+            .0
+            == 400
+    );
+    assert!(
+        p.terminate(),
+        "SIGTERM exits cleanly after a final checkpoint"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
+    let day = day(0x5EED_0002, 3_000);
+    let scenario = Scenario::new("kill", &storefront::catalog(), &storefront::RATES).await;
+    let mut rng = storefront::Rng::new(0x4B11);
+    let chunks: Vec<&[storefront::Record]> =
+        day.records.chunks(day.records.len() / 4 + 1).collect();
+    assert_eq!(chunks.len(), 4);
+    let mut p = scenario.start("kill-0");
+    p.wait_ready(Duration::from_secs(60)).await;
+    let mut counted_before = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        scenario.produce(chunk).await;
+        if i == 3 {
+            break;
+        }
+        // Kill while this instance is consuming the chunk: once it has counted more
+        // than before, after a seeded random moment.
+        let counted = progress(
+            &p,
+            day.start_minute,
+            counted_before,
+            Duration::from_secs(60),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.below(400))).await;
+        p.kill9();
+        eprintln!(
+            "kill -9 #{}: {counted} records counted before (of {} produced so far)",
+            i + 1,
+            chunks[..=i].iter().map(|c| c.len()).sum::<usize>()
+        );
+        counted_before = counted;
+        p = scenario.start(&format!("kill-{}", i + 1));
+        p.wait_ready(Duration::from_secs(60)).await;
+    }
+    let r = settled(
+        &p,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+    assert_recommendations(&p, &day.expected).await;
+    // Dead letters are at least once: a kill may repeat one, never lose one.
+    let letters = scenario.dead_letters(day.expected.dead_letters, Duration::from_secs(30));
+    let mut ids: Vec<&str> = letters.iter().map(|(_, id)| id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), day.expected.dead_letters, "{letters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_the_partitions_and_give_the_same_results() {
+    let day = day(0x5EED_0003, 3_000);
+    let scenario = Scenario::new("pair", &storefront::catalog(), &storefront::RATES).await;
+    let a = scenario.start("a");
+    let b = scenario.start("b");
+    a.wait_ready(Duration::from_secs(60)).await;
+    b.wait_ready(Duration::from_secs(60)).await;
+    // Let the group settle so that both own partitions before the stream starts.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    scenario.produce(&day.records).await;
+    let r = settled(
+        &a,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+    assert_eq!(analytics(&b, day.start_minute).await.expect("b answers"), r);
+    assert_recommendations(&b, &day.expected).await;
+    for p in [&a, &b] {
+        let (_, metrics) = p.get("/metrics").await.expect("metrics");
+        let consumed: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("processor_events_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(
+            consumed > 0.0,
+            "instance {} consumed nothing: partitions not shared\n{metrics}",
+            p.addr
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_and_redis_connections_breaking_mid_stream_cause_retries_not_loss() {
+    let day = day(0x5EED_0004, 3_000);
+    let scenario = Scenario::new("stores", &storefront::catalog(), &storefront::RATES).await;
+    let chunks: Vec<&[storefront::Record]> =
+        day.records.chunks(day.records.len() / 4 + 1).collect();
+    let mut p = scenario.start("stores");
+    p.wait_ready(Duration::from_secs(60)).await;
+    let mut counted_before = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        scenario.produce(chunk).await;
+        if i == chunks.len() - 1 {
+            break;
+        }
+        counted_before = progress(
+            &p,
+            day.start_minute,
+            counted_before,
+            Duration::from_secs(60),
+        )
+        .await;
+        scenario.break_store_connections().await;
+        assert!(
+            p.child.try_wait().expect("status").is_none(),
+            "the processor must not exit"
+        );
+    }
+    let r = settled(
+        &p,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+    assert!(p.terminate(), "clean exit after the failures");
+}
+
+fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
+    let time = processor::report::rfc3339(time_ms / 1000);
+    storefront::Record {
+        topic: 0,
+        key: format!("u{user}"),
+        value: serde_json::json!({"user_id": format!("u{user}"), "product_id": product, "timestamp": time}).to_string().into_bytes(),
+        headers: vec![
+            ("event_type".into(), "product_view".into()),
+            ("event_id".into(), uuid::Uuid::now_v7().to_string()),
+        ],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_changes_are_picked_up_and_silent_clients_disconnected() {
+    let scenario = Scenario::new("catalog", &[("sku-old".to_owned(), "Old".to_owned())], &[]).await;
+    let start = start_minute();
+    let p = scenario.start_with(
+        "catalog",
+        &[
+            ("PROCESSOR_CATALOG__REFRESH_SECS", "1"),
+            ("PROCESSOR_API__HEADER_READ_TIMEOUT_MS", "500"),
+        ],
+    );
+    p.wait_ready(Duration::from_secs(60)).await;
+    // A client that never sends its request is disconnected.
+    let mut silent = tokio::net::TcpStream::connect(&p.addr)
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+    )
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a silent connection is closed after the header timeout"
+    );
+    let t = start * 1000 + 30 * 60_000;
+    let first: Vec<_> = (0..40)
+        .map(|u| view(u, if u % 4 == 0 { "sku-old" } else { "sku-new" }, t))
+        .collect();
+    scenario.produce(&first).await;
+    progress(&p, start, 39, Duration::from_secs(60)).await;
+    let r = analytics(&p, start).await.expect("answer");
+    assert_eq!((r.events.product_view, r.catalog_misses), (40, 30));
+
+    scenario.add_product("sku-new").await;
+    // The cache lives one second; give it time to be reloaded.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second: Vec<_> = (0..40).map(|u| view(u, "sku-new", t + 1_000)).collect();
+    scenario.produce(&second).await;
+    progress(&p, start, 79, Duration::from_secs(60)).await;
+    let r = analytics(&p, start).await.expect("answer");
+    assert_eq!(
+        (r.events.product_view, r.catalog_misses),
+        (80, 30),
+        "views of the new product are no longer misses"
+    );
+}
