@@ -636,3 +636,122 @@ async fn kill_9_with_persisted_acknowledgements_loses_nothing() {
         persisted.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificates_are_required_when_a_client_ca_is_configured() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let server =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("server cert");
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let client_key = KeyPair::generate().expect("key");
+    let client = CertificateParams::new(vec!["storefront".to_owned()])
+        .expect("params")
+        .signed_by(&client_key, &ca, &ca_key)
+        .expect("client cert");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let write = |name: &str, pem: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("write");
+        path.display().to_string()
+    };
+    let extra = format!(
+        "[tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {:?}\n",
+        write("cert.pem", server.cert.pem()),
+        write("key.pem", server.key_pair.serialize_pem()),
+        write("ca.pem", ca.pem()),
+    );
+    let agent = Agent::start_in("mtls", "", &extra, dir, &[]).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.cert.der().clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let anonymous = builder.clone().with_no_client_auth();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(client_key.serialize_der().into());
+    let authenticated = builder
+        .with_client_auth_cert(vec![client.der().clone()], key)
+        .expect("client auth");
+
+    let request = || {
+        post(
+            "/api/events/search",
+            r#"{"user_id":"u","query":"mtls"}"#,
+            &[JSON],
+        )
+    };
+    let connect = |config: rustls::ClientConfig| {
+        let addr = agent.addr.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+        }
+    };
+    // Without a certificate the handshake, or the first request, fails.
+    let refused = match connect(anonymous).await {
+        Err(_) => true,
+        Ok(tls) => send_on(tls, request()).await.is_err(),
+    };
+    assert!(refused, "a client without a certificate is refused");
+    let tls = connect(authenticated)
+        .await
+        .expect("handshake with a certificate");
+    let response = send_on(tls, request()).await.expect("answer");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_the_bound_wait_for_a_free_slot() {
+    let agent = Agent::start(
+        "connections",
+        "max_connections = 1\nheader_timeout_ms = 5000\n",
+        "",
+    )
+    .await;
+    // The one slot: a keep-alive connection that has been served and stays open.
+    let stream = tokio::net::TcpStream::connect(&agent.addr)
+        .await
+        .expect("connect");
+    let (mut held, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    let holder = tokio::spawn(connection);
+    let first = held
+        .send_request(get("/health/live"))
+        .await
+        .expect("answer");
+    assert_eq!(first.status(), StatusCode::OK);
+
+    // A second connection is accepted by the kernel but not served meanwhile.
+    let waiting = tokio::spawn({
+        let agent_addr = agent.addr.clone();
+        async move {
+            let stream = tokio::net::TcpStream::connect(&agent_addr)
+                .await
+                .expect("connect");
+            send_on(stream, get("/health/live")).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "served beyond max_connections");
+    drop(held);
+    holder.abort();
+    let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once the slot is free")
+        .expect("task")
+        .expect("answer");
+    assert_eq!(answer.status(), StatusCode::OK);
+}
