@@ -1,9 +1,8 @@
 //! Helpers for the edge agent's end-to-end tests: run the real binary, talk HTTP to it
 //! (HTTP/1.1, h2c, TLS, Unix socket), and read Kafka back.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -13,24 +12,16 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ingest_core::{ensure_topics, IngestConfig};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+pub use testkit::{event_ids, unique, Consumed};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// The Kafka the tests use.
+/// The Kafka the tests use, from `KAFKA_BOOTSTRAP`.
 ///
 /// # Panics
 ///
-/// When `KAFKA_BOOTSTRAP` is not set: these tests need a real broker.
+/// When it is not set: these tests need a real broker and say how to get one.
 pub fn brokers() -> String {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(v) if !v.trim().is_empty() => v,
-        _ => panic!(
-            "KAFKA_BOOTSTRAP is not set. These tests need a real Kafka: run `scripts/kafka start` and \
-             export KAFKA_BOOTSTRAP=<the address it prints>, or run scripts/test, which does both."
-        ),
-    }
+    testkit::bootstrap("KAFKA_BOOTSTRAP", "scripts/kafka start")
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -98,11 +89,6 @@ partitions = 1
 replication_factor = 1
 "#
     )
-}
-
-/// A unique topic prefix.
-pub fn unique(test: &str) -> String {
-    format!("a-{test}-{}", uuid::Uuid::now_v7().simple())
 }
 
 /// Creates the topics of an agent configuration.
@@ -297,119 +283,9 @@ pub fn json(response: &Response<Bytes>) -> serde_json::Value {
     })
 }
 
-/// One record read back from Kafka.
-#[derive(Debug, Clone)]
-pub struct Consumed {
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub headers: HashMap<String, String>,
-}
-
-impl Consumed {
-    pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map_or("", String::as_str)
-    }
-}
-
 /// Every record of `topic`, once `expected` arrived and a short quiet followed.
 pub async fn read_topic(topic: &str, expected: usize, timeout: Duration) -> Vec<Consumed> {
-    let (brokers, topic) = (brokers(), topic.to_owned());
-    tokio::task::spawn_blocking(move || consume(&brokers, &topic, expected, timeout))
-        .await
-        .expect("consumer thread")
-}
-
-fn consume(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<Consumed> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("verify-{}", uuid::Uuid::now_v7().simple()),
-        )
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    // A topic created moments ago may not have its partition leaders yet: wait for them.
-    let metadata_deadline = Instant::now() + Duration::from_secs(30);
-    let mut assignment = TopicPartitionList::new();
-    loop {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata");
-        // Every partition must have a leader, or records in the others would be missed.
-        let ready = metadata.topics().iter().all(|t| {
-            t.error().is_none()
-                && !t.partitions().is_empty()
-                && t.partitions().iter().all(|p| p.leader() >= 0)
-        });
-        let partitions: Vec<i32> = if ready {
-            metadata
-                .topics()
-                .iter()
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if !partitions.is_empty() {
-            for id in partitions {
-                assignment
-                    .add_partition_offset(topic, id, Offset::Beginning)
-                    .expect("partition");
-            }
-            break;
-        }
-        assert!(
-            Instant::now() < metadata_deadline,
-            "topic {topic} has no partitions with a leader after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    consumer.assign(&assignment).expect("assign");
-    let deadline = Instant::now() + timeout;
-    let mut records = Vec::new();
-    let mut quiet_since: Option<Instant> = None;
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                quiet_since = None;
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                let value =
-                                    h.value.map(|v| String::from_utf8_lossy(v).into_owned());
-                                (h.key.to_owned(), value.unwrap_or_default())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                records.push(Consumed {
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    headers,
-                });
-            }
-            Some(Err(e)) => panic!("consuming {topic}: {e}"),
-            None if records.len() >= expected => {
-                let since = *quiet_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_millis(1500) {
-                    break;
-                }
-            }
-            None => {}
-        }
-    }
-    records
-}
-
-/// The `event_id` headers of `records`.
-pub fn event_ids(records: &[Consumed]) -> HashSet<String> {
-    records
-        .iter()
-        .map(|r| r.header("event_id").to_owned())
-        .collect()
+    testkit::read_topic(&brokers(), topic, expected, timeout).await
 }
 
 /// A path in the test's directory.
