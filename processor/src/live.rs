@@ -114,6 +114,42 @@ impl LiveView {
         format!("{}:{minute}:{rest}", self.prefix)
     }
 
+    /// Queues the registration of `src` as a writer of `minute` and a versioned write
+    /// of `pairs` into the hash (`kind` `"h"`) or sorted set (`"z"`) named `field`.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_versioned(
+        &self,
+        pipe: &mut redis::Pipeline,
+        minute: i64,
+        src: &str,
+        field: &str,
+        version: i64,
+        kind: &str,
+        pairs: Vec<(&str, i64)>,
+    ) {
+        pipe.cmd("SADD")
+            .arg(self.key(minute, "parts"))
+            .arg(src)
+            .ignore();
+        pipe.cmd("EXPIRE")
+            .arg(self.key(minute, "parts"))
+            .arg(self.ttl_secs)
+            .ignore();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(VERSIONED_WRITE)
+            .arg(2)
+            .arg(self.key(minute, "v"))
+            .arg(self.key(minute, field))
+            .arg(field)
+            .arg(version)
+            .arg(self.ttl_secs)
+            .arg(kind);
+        for (name, value) in pairs {
+            cmd.arg(name).arg(value);
+        }
+        pipe.add_command(cmd).ignore();
+    }
+
     /// Writes committed values at `version` per source, and members.
     ///
     /// # Errors
@@ -138,27 +174,15 @@ impl LiveView {
                 continue;
             };
             let src = source(tp);
-            pipe.cmd("SADD")
-                .arg(self.key(minute, "parts"))
-                .arg(&src)
-                .ignore();
-            pipe.cmd("EXPIRE")
-                .arg(self.key(minute, "parts"))
-                .arg(self.ttl_secs)
-                .ignore();
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(VERSIONED_WRITE)
-                .arg(2)
-                .arg(self.key(minute, "v"))
-                .arg(self.key(minute, &format!("c:{src}")))
-                .arg(format!("c:{src}"))
-                .arg(*version)
-                .arg(self.ttl_secs)
-                .arg("h");
-            for (metric, value) in values {
-                cmd.arg(metric).arg(value);
-            }
-            pipe.add_command(cmd).ignore();
+            self.queue_versioned(
+                &mut pipe,
+                minute,
+                &src,
+                &format!("c:{src}"),
+                *version,
+                "h",
+                values,
+            );
         }
         let mut tops: BTreeMap<TopsKey<'_>, Vec<(&str, i64)>> = BTreeMap::new();
         for (minute, tp, dim, key, value) in &committed.tops {
@@ -171,27 +195,15 @@ impl LiveView {
                 continue;
             };
             let src = source(tp);
-            pipe.cmd("SADD")
-                .arg(self.key(minute, "parts"))
-                .arg(&src)
-                .ignore();
-            pipe.cmd("EXPIRE")
-                .arg(self.key(minute, "parts"))
-                .arg(self.ttl_secs)
-                .ignore();
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(VERSIONED_WRITE)
-                .arg(2)
-                .arg(self.key(minute, "v"))
-                .arg(self.key(minute, &format!("t:{dim}:{src}")))
-                .arg(format!("t:{dim}:{src}"))
-                .arg(*version)
-                .arg(self.ttl_secs)
-                .arg("z");
-            for (key, value) in values {
-                cmd.arg(key).arg(value);
-            }
-            pipe.add_command(cmd).ignore();
+            self.queue_versioned(
+                &mut pipe,
+                minute,
+                &src,
+                &format!("t:{dim}:{src}"),
+                *version,
+                "z",
+                values,
+            );
         }
         let mut by_set: BTreeMap<(i64, &str), Vec<&str>> = BTreeMap::new();
         for (minute, name, member) in members {

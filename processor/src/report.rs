@@ -63,18 +63,13 @@ impl Window {
 
 /// Formats Unix seconds as `2026-11-24T10:00:00Z`.
 pub fn rfc3339(unix_secs: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(unix_secs) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => "1970-01-01T00:00:00Z".to_owned(),
-    }
+    time::OffsetDateTime::from_unix_timestamp(unix_secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
 /// Events per type.
