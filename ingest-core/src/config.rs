@@ -610,6 +610,13 @@ impl Settings {
     pub fn config(&self) -> &IngestConfig {
         &self.raw
     }
+
+    /// The librdkafka properties of the producer, as the ingestor sets them (including
+    /// secrets from `[kafka.properties]`): for tools that must talk to Kafka exactly as
+    /// the ingestor does, such as a benchmark's raw producer loop.
+    pub fn producer_properties(&self) -> std::collections::BTreeMap<&str, &str> {
+        self.producer.config_map()
+    }
 }
 
 fn positive<T: PartialOrd + Default + std::fmt::Display>(
