@@ -62,6 +62,11 @@ fn parse_format(value: &str) -> Result<LogFormat, String> {
     }
 }
 
+// glibc's allocator serialises the many small cross-thread allocations of the hot path
+// (allocated by request or delivery threads, freed by librdkafka's); see docs/decisions.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Buffer { action, dir }) = cli.command {

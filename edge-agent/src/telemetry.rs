@@ -11,6 +11,7 @@
 //! Everything `ingest-core` exports (`ingest_*`: events accepted and rejected by reason,
 //! delivery, queue, disk buffer, breaker) is on the same page.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{counter, histogram, Counter, Histogram};
@@ -118,10 +119,17 @@ impl Endpoint {
     }
 }
 
+/// The statuses of successful answers, whose request counters are looked up once and
+/// kept (every other status is rare and looked up per answer).
+const SUCCESS_STATUSES: [u16; 3] = [200, 202, 204];
+
 /// Per-endpoint handles, resolved once.
 pub struct RequestMetrics {
     duration: Vec<Histogram>,
     bytes: Vec<Counter>,
+    /// `edge_http_requests_total` by endpoint and success status, registered on first
+    /// use so that no series exists for a combination that never happens.
+    successes: Vec<[OnceLock<Counter>; SUCCESS_STATUSES.len()]>,
 }
 
 impl RequestMetrics {
@@ -136,14 +144,20 @@ impl RequestMetrics {
                 .iter()
                 .map(|e| counter!("edge_http_received_bytes_total", "endpoint" => e.as_str()))
                 .collect(),
+            successes: Endpoint::ALL.iter().map(|_| Default::default()).collect(),
         }
     }
 
     /// Records one answered request.
     pub fn answered(&self, endpoint: Endpoint, status: u16, elapsed: Duration) {
         self.duration[endpoint.index()].record(elapsed.as_secs_f64());
-        counter!("edge_http_requests_total", "endpoint" => endpoint.as_str(), "status" => status.to_string())
-            .increment(1);
+        let requests = |status: u16| counter!("edge_http_requests_total", "endpoint" => endpoint.as_str(), "status" => status.to_string());
+        match SUCCESS_STATUSES.iter().position(|&s| s == status) {
+            Some(slot) => self.successes[endpoint.index()][slot]
+                .get_or_init(|| requests(status))
+                .increment(1),
+            None => requests(status).increment(1),
+        }
     }
 
     /// Records body bytes received.

@@ -30,6 +30,11 @@ struct Args {
     check_config: bool,
 }
 
+// glibc's allocator serialises the many small cross-thread allocations of the hot path
+// (allocated by request or delivery threads, freed by librdkafka's); see docs/decisions.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let file = match &args.config {

@@ -419,12 +419,13 @@ impl Store {
         let rows = self
             .client
             .query(
-                "with u as (select viewed, bought from user_activity where member = $1)
+                "with u as (select viewed, bought from user_activity where member = $1),
+                 seeds as (select 'view'::text as kind, a from u, unnest(u.viewed) as a
+                           union all
+                           select 'purchase'::text, a from u, unnest(u.bought) as a)
                  select p.b, sum(case when p.kind = 'purchase' then 2 * p.count else p.count end)::bigint
-                 from product_pairs p, u
-                 where ((p.kind = 'view' and p.a = any(u.viewed))
-                        or (p.kind = 'purchase' and p.a = any(u.bought)))
-                   and not (p.b = any(u.bought))
+                 from seeds s join product_pairs p on p.kind = s.kind and p.a = s.a, u
+                 where not (p.b = any(u.bought))
                  group by p.b
                  order by 2 desc, p.b
                  limit $2",
@@ -455,12 +456,15 @@ impl Store {
             .client
             .query(
                 "with u as (select member, viewed, bought from user_activity where member = any($1)),
+                 seeds as (select member, 'view'::text as kind, a from u, unnest(u.viewed) as a
+                           union all
+                           select member, 'purchase'::text, a from u, unnest(u.bought) as a),
                  scores as (
                      select u.member, p.b,
                             sum(case when p.kind = 'purchase' then 2 * p.count else p.count end)::bigint as score
-                     from u join product_pairs p
-                       on ((p.kind = 'view' and p.a = any(u.viewed))
-                           or (p.kind = 'purchase' and p.a = any(u.bought)))
+                     from seeds s
+                     join product_pairs p on p.kind = s.kind and p.a = s.a
+                     join u on u.member = s.member
                      where not (p.b = any(u.bought))
                      group by u.member, p.b),
                  ranked as (

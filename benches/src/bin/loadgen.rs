@@ -358,7 +358,9 @@ async fn worker(plan: Arc<Plan>, index: usize, mut sender: Sender) -> Outcome {
         }
         // Every acknowledged event counts for the Kafka check, measured or not.
         if verify && result.is_ok() {
-            outcome.acked_seqs.extend(first_seq..first_seq + args.batch as u64);
+            outcome
+                .acked_seqs
+                .extend(first_seq..first_seq + args.batch as u64);
         }
         if done < plan.measure_from {
             if result.is_err() {

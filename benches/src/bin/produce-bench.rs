@@ -39,6 +39,10 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 
+// The edge agent's and the processor's allocator, for both sides of every comparison.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(about = "Library-level Kafka throughput: ingest-core vs its ceilings")]
 struct Args {
@@ -86,8 +90,12 @@ enum Mode {
         brokers: String,
         #[arg(long)]
         topic: String,
+        /// Send without keys (as kcat without -K and Kafka's perf tool do): the sticky
+        /// partitioner then fills one partition's batch at a time.
+        #[arg(long)]
+        keyless: bool,
     },
-    /// The same event values, one per line, for `kcat -P`.
+    /// The same keys and values, `KEY<TAB>VALUE` per line, for `kcat -P -K '\t'`.
     WriteInput {
         #[arg(long)]
         out: String,
@@ -313,7 +321,12 @@ impl ProducerContext for Counting {
     }
 }
 
-fn run_rdkafka(args: &Args, brokers: &str, topic: &str) -> Result<Throughput, String> {
+fn run_rdkafka(
+    args: &Args,
+    brokers: &str,
+    topic: &str,
+    keyless: bool,
+) -> Result<Throughput, String> {
     let settings = ingest_config(brokers, topic, None)
         .validate()
         .map_err(|e| format!("settings: {e}"))?;
@@ -333,7 +346,7 @@ fn run_rdkafka(args: &Args, brokers: &str, topic: &str) -> Result<Throughput, St
     let send = |seq: u64| -> Result<(), String> {
         let value = fixed_size_view(run, seq, args.size);
         let id = ingest_benches::storefront::event_id(run, seq).to_string();
-        let key = format!("user-{}", seq % 10_000);
+        let key = user_key(seq);
         let headers = OwnedHeaders::new_with_capacity(5)
             .insert(Header {
                 key: "event_type",
@@ -355,10 +368,10 @@ fn run_rdkafka(args: &Args, brokers: &str, topic: &str) -> Result<Throughput, St
                 key: "schema",
                 value: Some("json:product_view/v1"),
             });
-        let mut record = BaseRecord::to(topic)
-            .key(&key)
-            .payload(&value)
-            .headers(headers);
+        let mut record = BaseRecord::to(topic).payload(&value).headers(headers);
+        if !keyless {
+            record = record.key(&key);
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -400,13 +413,20 @@ fn run_rdkafka(args: &Args, brokers: &str, topic: &str) -> Result<Throughput, St
     ))
 }
 
+/// The key of event `seq`: its `user_id`, as the ingestor keys records.
+fn user_key(seq: u64) -> String {
+    format!("user-{}", seq % 10_000)
+}
+
 fn write_input(args: &Args, out: &str) -> Result<(), String> {
     let file = std::fs::File::create(out).map_err(|e| format!("{out}: {e}"))?;
     let mut writer = std::io::BufWriter::new(file);
     let run = run_id();
     for seq in 0..args.events {
         writer
-            .write_all(&fixed_size_view(run, seq, args.size))
+            .write_all(user_key(seq).as_bytes())
+            .and_then(|()| writer.write_all(b"\t"))
+            .and_then(|()| writer.write_all(&fixed_size_view(run, seq, args.size)))
             .and_then(|()| writer.write_all(b"\n"))
             .map_err(|e| format!("{out}: {e}"))?;
     }
@@ -622,7 +642,11 @@ fn main() -> ExitCode {
             buffer_dir.as_deref(),
             *window,
         ),
-        Mode::Rdkafka { brokers, topic } => run_rdkafka(&args, brokers, topic),
+        Mode::Rdkafka {
+            brokers,
+            topic,
+            keyless,
+        } => run_rdkafka(&args, brokers, topic, *keyless),
         Mode::WriteInput { out } => return exit(write_input(&args, out)),
         Mode::Storefront {
             brokers,

@@ -78,22 +78,42 @@ impl Drop for Record {
     }
 }
 
-/// Formats Unix milliseconds as RFC 3339 UTC with millisecond precision
-/// (`2026-11-24T10:00:00.123Z`), the form of the `received_at` header.
-pub(crate) fn rfc3339_millis(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let millis = unix_ms.rem_euclid(1000);
-    match time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => "1970-01-01T00:00:00.000Z".to_owned(),
+/// Unix milliseconds as RFC 3339 UTC with millisecond precision
+/// (`2026-11-24T10:00:00.123Z`), the form of the `received_at` header. Formatted on the
+/// stack: it is written once per record on the delivery thread's hot path.
+pub(crate) struct Rfc3339Millis([u8; 24]);
+
+impl Rfc3339Millis {
+    pub(crate) fn new(unix_ms: i64) -> Self {
+        let secs = unix_ms.div_euclid(1000);
+        let millis = unix_ms.rem_euclid(1000) as u32;
+        let mut text = *b"1970-01-01T00:00:00.000Z";
+        if let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) {
+            // Years past 9999 cannot be written in four digits; such clocks are broken
+            // and keep the epoch.
+            if (0..=9999).contains(&t.year()) {
+                let mut put = |at: usize, value: u32, digits: usize| {
+                    let mut value = value;
+                    for i in (0..digits).rev() {
+                        text[at + i] = b'0' + (value % 10) as u8;
+                        value /= 10;
+                    }
+                };
+                put(0, t.year() as u32, 4);
+                put(5, u32::from(u8::from(t.month())), 2);
+                put(8, u32::from(t.day()), 2);
+                put(11, u32::from(t.hour()), 2);
+                put(14, u32::from(t.minute()), 2);
+                put(17, u32::from(t.second()), 2);
+                put(20, millis, 3);
+            }
+        }
+        Rfc3339Millis(text)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits and punctuation are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00.000Z")
     }
 }
 
@@ -103,11 +123,12 @@ mod tests {
 
     #[test]
     fn formats_received_at() {
-        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            rfc3339_millis(1_795_514_400_123),
-            "2026-11-24T10:00:00.123Z"
-        );
+        let format = |ms| Rfc3339Millis::new(ms).as_str().to_owned();
+        assert_eq!(format(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format(1_795_514_400_123), "2026-11-24T10:00:00.123Z");
+        assert_eq!(format(951_825_599_999), "2000-02-29T11:59:59.999Z");
+        assert_eq!(format(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(format(i64::MAX), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
 use super::context::{DeliveryContext, Sent};
-use super::record::{rfc3339_millis, Destination, Record};
+use super::record::{Destination, Record, Rfc3339Millis};
 use super::stored::StoredEvent;
 
 /// One record about to be sent, borrowed from a queued [`Record`] or from an event read
@@ -79,7 +79,7 @@ impl Sender {
 }
 
 fn headers(record: &Outgoing<'_>) -> OwnedHeaders {
-    let received_at = rfc3339_millis(record.received_at_ms);
+    let received_at = Rfc3339Millis::new(record.received_at_ms);
     let common = |headers: OwnedHeaders| {
         headers
             .insert(Header {
