@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use ingest_core::buffer::{BufferEngine, LogBuffer, LogConfig, SledBuffer, SledConfig, SyncPolicy};
 use tempfile::TempDir;
 
@@ -410,6 +410,9 @@ fn replay(c: &mut Criterion) {
     let joined = records.concat();
     let mut group = c.benchmark_group(format!("disk_replay_{REPLAY_RECORDS}"));
     common::short(&mut group);
+    // A replay takes tens to hundreds of milliseconds: the same number of iterations
+    // per sample keeps the group to seconds.
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
     group.throughput(common::throughput(REPLAY_RECORDS, joined.len()));
 
     let ceiling_dir = scratch();
