@@ -13,8 +13,8 @@
 //! - `ingestor_submit_batch`: the same events as ten NDJSON batches of 1,000.
 //!
 //! The broker's address comes from `KAFKA_BOOTSTRAP`, as for the integration tests; the
-//! suite fails when it is unset. Each run creates its own topics (`bench-<id>-…`, with
-//! ingest-core's `ensure_topics`) and leaves them on the broker.
+//! suite fails when it is unset. It sends to its own topics (`bench-product-views`, …),
+//! created when missing with ingest-core's `ensure_topics` and left on the broker.
 //!
 //! ```text
 //! scripts/kafka start                        # prints the bootstrap address last
@@ -24,10 +24,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use ingest_core::{ensure_topics, Ack, EventKind, IngestConfig, Ingestor, Receipt};
 
 const EVENTS: usize = 10_000;
@@ -45,12 +45,8 @@ fn bootstrap() -> String {
     }
 }
 
-/// The default configuration with this run's own topics.
+/// The default configuration with the benchmark's own topics.
 fn config(brokers: String) -> IngestConfig {
-    let run = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_millis();
     let mut config = IngestConfig::default();
     config.kafka.brokers = brokers;
     config.source = "bench".to_owned();
@@ -62,7 +58,7 @@ fn config(brokers: String) -> IngestConfig {
         &mut topics.search,
         &mut topics.dead_letter,
     ] {
-        topic.name = format!("bench-{run}-{}", topic.name);
+        topic.name = format!("bench-{}", topic.name);
     }
     config
 }
@@ -122,6 +118,8 @@ fn delivery(c: &mut Criterion) {
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5))
+        // Iterations take tens of milliseconds: the same number per sample.
+        .sampling_mode(SamplingMode::Flat)
         .sample_size(10);
     group.throughput(common::throughput(EVENTS, payload_bytes));
 
