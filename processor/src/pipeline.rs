@@ -39,7 +39,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::aggregate::{Aggregator, Incoming, SessionRules, TopicPartition};
+use crate::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartition};
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::error::Error;
@@ -120,6 +120,7 @@ pub struct Pipeline {
     failures: u32,
     retry_at: Option<Instant>,
     last_prune: Instant,
+    search_waker: Option<Arc<tokio::sync::Notify>>,
 }
 
 fn client_config(settings: &Settings) -> ClientConfig {
@@ -209,11 +210,18 @@ impl Pipeline {
             failures: 0,
             retry_at: None,
             last_prune: Instant::now(),
+            search_waker: None,
         };
         pipeline.resync_live().await;
         pipeline.health.started.store(true, Ordering::Relaxed);
         pipeline.health.checkpoint_ok.store(true, Ordering::Relaxed);
         Ok(pipeline)
+    }
+
+    /// Wakes the search sink after every checkpoint that queued documents (see
+    /// [`crate::search::SearchSink::waker`]).
+    pub fn set_search_waker(&mut self, waker: Arc<tokio::sync::Notify>) {
+        self.search_waker = Some(waker);
     }
 
     /// Runs until `shutdown` turns true, then checkpoints what it holds.
@@ -620,7 +628,16 @@ impl Pipeline {
             aggregator.add(incoming);
         }
         let rollup = aggregator.finish();
+        let documents = if self.settings.search.is_some() {
+            search_documents(&pending, &rollup, &self.catalog)
+        } else {
+            Vec::new()
+        };
+        checkpoint.queue_documents(&documents).await?;
         let committed = checkpoint.commit(&rollup).await?;
+        if let (false, Some(waker)) = (documents.is_empty(), &self.search_waker) {
+            waker.notify_one();
+        }
         metrics::histogram!("processor_checkpoint_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("processor_checkpoints_total").increment(1);
         self.failures = 0;
@@ -769,6 +786,24 @@ impl Pipeline {
             tracing::info!(rows = written.len(), "live view re-written from PostgreSQL");
         }
     }
+}
+
+/// The search documents of the events `rollup` counted for the first time (one per
+/// event id, in read order), as `(event_id, JSON)`.
+fn search_documents(
+    pending: &[Incoming],
+    rollup: &Rollup,
+    catalog: &Catalog,
+) -> Vec<(String, String)> {
+    let mut new: HashSet<&str> = rollup.seen.iter().map(|(id, _)| id.as_str()).collect();
+    pending
+        .iter()
+        .filter(|incoming| new.remove(incoming.event_id.as_str()))
+        .map(|incoming| {
+            let doc = crate::search::document(incoming, catalog);
+            (incoming.event_id.clone(), doc.to_string())
+        })
+        .collect()
 }
 
 /// Rounds of 500 outbox rows one resynchronisation handles at most.

@@ -13,7 +13,9 @@
 //! 3. the rollup deltas (counters and keyed counters added, members inserted) and the
 //!    event ids now counted;
 //! 4. the partitions' watermarks, and the outbox rows naming the (minute, partition)
-//!    pairs whose Redis view must be written.
+//!    pairs whose Redis view must be written;
+//! 5. with the search sink on, the search documents of the newly counted events
+//!    (`search_outbox`, see [`crate::search`]).
 //!
 //! Nothing reaches Redis before this commits; see [`crate::live`].
 
@@ -44,6 +46,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         3,
         "0003_recommendations.sql",
         include_str!("../migrations/0003_recommendations.sql"),
+    ),
+    (
+        4,
+        "0004_search_outbox.sql",
+        include_str!("../migrations/0004_search_outbox.sql"),
     ),
 ];
 
@@ -486,6 +493,75 @@ impl Store {
         Ok(out)
     }
 
+    /// Search documents waiting for the index, oldest first: `(seq, event_id, JSON)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn search_outbox(&self, limit: i64) -> Result<Vec<(i64, String, String)>, Error> {
+        let rows = self
+            .client
+            .query(
+                "select seq, event_id, document from search_outbox order by seq limit $1",
+                &[&limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// Deletes the search outbox rows `seqs` (answered by the index).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn clear_search_outbox(&self, seqs: &[i64]) -> Result<u64, Error> {
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        Ok(self
+            .client
+            .execute("delete from search_outbox where seq = any($1)", &[&seqs])
+            .await?)
+    }
+
+    /// Deletes the oldest search outbox rows so that at most `keep` sequence numbers
+    /// remain (rolled-back checkpoints leave gaps, so possibly fewer rows); returns how
+    /// many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn trim_search_outbox(&self, keep: i64) -> Result<u64, Error> {
+        Ok(self
+            .client
+            .execute(
+                "delete from search_outbox
+                 where seq <= (select max(seq) from search_outbox) - $1",
+                &[&keep],
+            )
+            .await?)
+    }
+
+    /// Queued search documents and the age of the oldest in seconds (0 when none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn search_outbox_lag(&self) -> Result<(i64, f64), Error> {
+        let row = self
+            .client
+            .query_one(
+                "select count(*), coalesce(extract(epoch from now() - min(queued_at)), 0)::float8
+                 from search_outbox",
+                &[],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
     /// Runs one statement (for health checks).
     ///
     /// # Errors
@@ -562,6 +638,28 @@ impl Checkpoint<'_> {
             );
         }
         Ok(states)
+    }
+
+    /// Queues search documents (`(event_id, JSON)`) in this transaction: they become
+    /// durable with the checkpoint, and the search sink sends them later.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn queue_documents(&self, documents: &[(String, String)]) -> Result<(), Error> {
+        if documents.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = documents.iter().map(|(id, _)| id.as_str()).collect();
+        let docs: Vec<&str> = documents.iter().map(|(_, d)| d.as_str()).collect();
+        self.tx
+            .execute(
+                "insert into search_outbox (event_id, document)
+                 select * from unnest($1::text[], $2::text[])",
+                &[&ids, &docs],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Writes the rollup and commits; returns the absolute values it produced.

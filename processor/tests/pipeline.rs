@@ -1,5 +1,6 @@
-//! End-to-end tests of the processor binary against a real Kafka, PostgreSQL and Redis
-//! (`KAFKA_BOOTSTRAP`, `POSTGRES_URL`, `REDIS_URL`; scripts/test sets them).
+//! End-to-end tests of the processor binary against a real Kafka, PostgreSQL, Redis and
+//! OpenSearch (`KAFKA_BOOTSTRAP`, `POSTGRES_URL`, `REDIS_URL`, `OPENSEARCH_URL`;
+//! scripts/test sets them).
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use common::storefront::{self, Expected};
-use common::{Processor, Scenario};
+use common::{Processor, Scenario, SearchIndex};
 use processor::report::RealTime;
 
 /// A minute-aligned start 50 minutes ago, so the whole day is recent.
@@ -359,15 +360,73 @@ async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
     );
 }
 
+fn as_env(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// The index holds one document per distinct valid event (counted or late, never a
+/// duplicate), enriched, and the outbox is empty.
+async fn assert_indexed(index: &SearchIndex, scenario: &Scenario, e: &Expected) {
+    let want = e.events.iter().sum::<i64>() + e.late_events;
+    let got = index.settled(want, Duration::from_secs(120)).await;
+    assert_eq!(got, want, "one document per distinct valid event");
+    assert_eq!(scenario.rows("search_outbox").await, 0, "outbox drained");
+    let answer = index
+        .search(&serde_json::json!({
+            "size": 0,
+            "aggs": {"types": {"terms": {"field": "event_type"}}},
+        }))
+        .await;
+    let buckets = answer["aggregations"]["types"]["buckets"]
+        .as_array()
+        .expect("buckets");
+    for (i, kind) in ["product_view", "cart", "purchase", "search"]
+        .iter()
+        .enumerate()
+    {
+        let n = buckets
+            .iter()
+            .find(|b| b["key"] == *kind)
+            .and_then(|b| b["doc_count"].as_i64())
+            .unwrap_or(0);
+        // Late events are indexed too, so at least the counted ones.
+        assert!(
+            n >= e.events[i],
+            "{kind}: {n} documents, {} counted",
+            e.events[i]
+        );
+    }
+    // Enriched: catalog names on views of known products, devices from user agents.
+    let named = index
+        .search(&serde_json::json!({"size": 0, "query": {"exists": {"field": "product.name"}}}))
+        .await;
+    assert!(
+        named["hits"]["total"]["value"].as_i64().unwrap_or(0) > 0,
+        "{named}"
+    );
+    let devices = index
+        .search(&serde_json::json!({"size": 0, "query": {"exists": {"field": "device.class"}}}))
+        .await;
+    assert!(
+        devices["hits"]["total"]["value"].as_i64().unwrap_or(0) > 0,
+        "{devices}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
     let day = day(0x5EED_0002, 3_000);
     let scenario = Scenario::new("kill", &storefront::catalog(), &storefront::RATES).await;
+    let index = scenario.search_index();
+    let search_env = scenario.search_env(&index.addr);
     let mut rng = storefront::Rng::new(0x4B11);
     let chunks: Vec<&[storefront::Record]> =
         day.records.chunks(day.records.len() / 4 + 1).collect();
     assert_eq!(chunks.len(), 4);
-    let mut p = scenario.start("kill-0");
+    let mut p = scenario.start_with("kill-0", &as_env(&search_env));
     p.wait_ready(Duration::from_secs(60)).await;
     let mut counted_before = 0;
     for (i, chunk) in chunks.iter().enumerate() {
@@ -392,7 +451,7 @@ async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
             chunks[..=i].iter().map(|c| c.len()).sum::<usize>()
         );
         counted_before = counted;
-        p = scenario.start(&format!("kill-{}", i + 1));
+        p = scenario.start_with(&format!("kill-{}", i + 1), &as_env(&search_env));
         p.wait_ready(Duration::from_secs(60)).await;
     }
     let r = settled(
@@ -410,6 +469,70 @@ async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), day.expected.dead_letters, "{letters:?}");
+    // The search index: replays after the kills overwrote documents, never added any.
+    assert_indexed(&index, &scenario, &day.expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_search_index_delays_documents_never_the_metrics() {
+    let scenario = Scenario::new("search", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let start = start_minute();
+    let index = scenario.search_index();
+    // First nothing listens where the index should be.
+    let nowhere = format!("127.0.0.1:{}", common::free_port());
+    let p = scenario.start_with("search-down", &as_env(&scenario.search_env(&nowhere)));
+    p.wait_ready(Duration::from_secs(60)).await;
+    let t = start * 1000 + 30 * 60_000;
+    let views: Vec<_> = (0..40).map(|u| view(u, "sku-1", t)).collect();
+    scenario.produce(&views).await;
+    // Checkpoints go on: every view is counted while the index is down.
+    progress(&p, start, 39, Duration::from_secs(60)).await;
+    let r = analytics(&p, start).await.expect("answer");
+    assert_eq!(r.events.product_view, 40);
+    assert_eq!(
+        scenario.rows("search_outbox").await,
+        40,
+        "documents queued durably"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = p.get("/metrics").await.expect("metrics");
+        let lag = metrics
+            .lines()
+            .find(|l| l.starts_with("processor_search_lag_documents "))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok());
+        if metrics.contains("processor_search_failures_total") && lag == Some(40.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failed attempt counted, or a lag other than 40 ({lag:?})\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut p = p;
+    assert!(p.terminate(), "a clean exit with documents still queued");
+
+    // With the index back, the queued documents arrive, and a replayed event adds none.
+    let p = scenario.start_with("search-up", &as_env(&scenario.search_env(&index.addr)));
+    p.wait_ready(Duration::from_secs(60)).await;
+    assert_eq!(index.settled(40, Duration::from_secs(60)).await, 40);
+    let mut replay = views[..5].to_vec();
+    replay.push(view(40, "sku-1", t));
+    scenario.produce(&replay).await;
+    progress(&p, start, 45, Duration::from_secs(60)).await;
+    assert_eq!(index.settled(41, Duration::from_secs(60)).await, 41);
+    let doc = index
+        .search(&serde_json::json!({"query": {"term": {"user_id": "u3"}}}))
+        .await;
+    let source = &doc["hits"]["hits"][0]["_source"];
+    assert_eq!(source["product"]["name"], "One", "{doc}");
+    assert_eq!(source["event_type"], "product_view");
+    let (_, metrics) = p.get("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains("processor_search_documents_indexed_total"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,6 @@
-//! Helpers for the processor's integration tests: real Kafka, PostgreSQL and Redis,
-//! addresses from the environment, and the `processor` binary run as a process.
+//! Helpers for the processor's integration tests: real Kafka, PostgreSQL, Redis and
+//! OpenSearch, addresses from the environment, and the `processor` binary run as a
+//! process.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -24,7 +25,7 @@ pub fn service(var: &str, how: &str) -> String {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => v,
         _ => panic!(
-            "{var} is not set. The processor's service tests need a real Kafka, PostgreSQL and Redis: \
+            "{var} is not set. The processor's service tests need a real Kafka, PostgreSQL, Redis and OpenSearch: \
              run `{how}` and export {var}=<the address it prints>, or run scripts/test, which does all of it."
         ),
     }
@@ -44,6 +45,106 @@ impl Services {
             postgres_admin: service("POSTGRES_URL", "scripts/services start"),
             redis: service("REDIS_URL", "scripts/services start"),
         }
+    }
+}
+
+/// The OpenSearch address (`OPENSEARCH_URL`, `http://host:port`) as `host:port`.
+pub fn opensearch() -> String {
+    let url = service("OPENSEARCH_URL", "scripts/services start");
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// One HTTP/1.1 request with a JSON body: (status, body); `None` when the server
+/// cannot be reached or does not answer within 30 s.
+pub async fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The search index of a scenario, in the real OpenSearch.
+pub struct SearchIndex {
+    pub addr: String,
+    pub name: String,
+}
+
+impl SearchIndex {
+    /// Documents in the index after a refresh (`None`: no such index yet).
+    pub async fn count(&self) -> Option<i64> {
+        let (status, _) = http(&self.addr, "POST", &format!("/{}/_refresh", self.name), "").await?;
+        if status == 404 {
+            return None;
+        }
+        let (status, body) = http(&self.addr, "GET", &format!("/{}/_count", self.name), "").await?;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        v["count"].as_i64()
+    }
+
+    /// A `_search` answer for `query` (a JSON body).
+    pub async fn search(&self, query: &serde_json::Value) -> serde_json::Value {
+        let (status, body) = http(
+            &self.addr,
+            "POST",
+            &format!("/{}/_search", self.name),
+            &query.to_string(),
+        )
+        .await
+        .expect("OpenSearch answers");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
+    /// Waits until the index holds `want` documents, then 2 s more to let a surplus show;
+    /// returns the final count.
+    pub async fn settled(&self, want: i64, timeout: Duration) -> i64 {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            last = self.count().await;
+            if last == Some(want) {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                return self.count().await.unwrap_or(0);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("the search index holds {last:?} documents, expected {want}");
     }
 }
 
@@ -138,6 +239,53 @@ impl Scenario {
             topics,
             log_dir,
         }
+    }
+
+    /// The scenario's search index (named after it) in the OpenSearch of `OPENSEARCH_URL`.
+    pub fn search_index(&self) -> SearchIndex {
+        SearchIndex {
+            addr: opensearch(),
+            name: self.name.to_ascii_lowercase(),
+        }
+    }
+
+    /// Environment that turns the search sink on, writing to [`Scenario::search_index`]
+    /// at `addr` (`host:port`).
+    pub fn search_env(&self, addr: &str) -> Vec<(String, String)> {
+        vec![
+            ("PROCESSOR_SEARCH__ENABLED".to_owned(), "true".to_owned()),
+            ("PROCESSOR_SEARCH__URL".to_owned(), format!("http://{addr}")),
+            (
+                "PROCESSOR_SEARCH__INDEX".to_owned(),
+                self.name.to_ascii_lowercase(),
+            ),
+            ("PROCESSOR_SEARCH__BATCH_SIZE".to_owned(), "500".to_owned()),
+            (
+                "PROCESSOR_SEARCH__FLUSH_INTERVAL_MS".to_owned(),
+                "200".to_owned(),
+            ),
+            (
+                "PROCESSOR_SEARCH__INITIAL_BACKOFF_MS".to_owned(),
+                "100".to_owned(),
+            ),
+            (
+                "PROCESSOR_SEARCH__MAX_BACKOFF_MS".to_owned(),
+                "1000".to_owned(),
+            ),
+        ]
+    }
+
+    /// Rows of a table of the scenario's database.
+    pub async fn rows(&self, table: &str) -> i64 {
+        let (client, connection) = tokio_postgres::connect(&self.postgres, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL");
+        tokio::spawn(connection);
+        client
+            .query_one(&format!("select count(*) from {table}"), &[])
+            .await
+            .expect("count")
+            .get(0)
     }
 
     /// Starts a processor instance; `instance` names its log file.
@@ -431,7 +579,8 @@ impl Drop for Processor {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on (at the moment of asking).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
