@@ -322,6 +322,7 @@ impl Pipeline {
             self.failed(e);
             return;
         }
+        self.check_live_marker().await;
         if self.live_lagging {
             self.resync_live().await;
         }
@@ -740,6 +741,39 @@ impl Pipeline {
             }
         });
         metrics::counter!("processor_recommendations_published_total").increment(published);
+    }
+
+    /// Notices a Redis that lost the live view (restarted without persistence, flushed)
+    /// and queues the whole retention period for a re-write from PostgreSQL.
+    async fn check_live_marker(&mut self) {
+        match self.live.has_marker().await {
+            Ok(true) | Err(_) => {}
+            Ok(false) => {
+                let since = crate::aggregate::minute_of(now_ms())
+                    - self.settings.retention.as_secs() as i64;
+                match self
+                    .store
+                    .requeue_live(&self.settings.kafka.group_id, since)
+                    .await
+                {
+                    Ok(rows) => {
+                        if rows > 0 {
+                            tracing::warn!(
+                                rows,
+                                "Redis holds no live view (restarted or flushed): re-writing it from PostgreSQL"
+                            );
+                        }
+                        self.live_lagging = true;
+                        if let Err(e) = self.live.set_marker().await {
+                            tracing::warn!(error = %e, "setting the live view marker failed");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "queueing the live view re-write failed")
+                    }
+                }
+            }
+        }
     }
 
     /// Re-writes the live view of every (minute, partition) in the outbox.

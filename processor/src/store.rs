@@ -379,6 +379,31 @@ impl Store {
         Ok((committed, members, version))
     }
 
+    /// Queues every (minute, partition) of `group` with rollups from `since_minute` on in
+    /// the Redis outbox, at the partition's committed offset, so that the live view is
+    /// re-written from the committed tables (after Redis lost its data). Returns the rows
+    /// queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn requeue_live(&self, group: &str, since_minute: i64) -> Result<u64, Error> {
+        Ok(self
+            .client
+            .execute(
+                "insert into redis_outbox (minute, topic, partition, version)
+                 select distinct r.minute, r.topic, r.partition, o.next_offset
+                 from rollup_counts r
+                 join consumer_offsets o
+                   on o.group_id = $1 and o.topic = r.topic and o.partition = r.partition
+                 where r.minute >= $2
+                 on conflict (minute, topic, partition)
+                 do update set version = greatest(redis_outbox.version, excluded.version)",
+                &[&group, &since_minute],
+            )
+            .await?)
+    }
+
     /// Removes outbox rows whose view was written at `version` or later.
     ///
     /// # Errors

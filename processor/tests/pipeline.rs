@@ -11,6 +11,10 @@ use common::storefront::{self, Expected};
 use common::{Processor, Scenario, SearchIndex};
 use processor::report::RealTime;
 
+/// Tests hold this shared; the one that restarts the PostgreSQL and Redis servers holds
+/// it alone, so no other test's own queries meet a server that is down.
+static STORES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// A minute-aligned start 50 minutes ago, so the whole day is recent.
 fn start_minute() -> i64 {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -287,6 +291,7 @@ async fn assert_recommendations(p: &Processor, e: &Expected) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
+    let _shared = STORES.read().await;
     let day = day(0x5EED_0001, 3_000);
     let scenario = Scenario::new("day", &storefront::catalog(), &storefront::RATES).await;
     scenario.produce(&day.records).await;
@@ -418,6 +423,7 @@ async fn assert_indexed(index: &SearchIndex, scenario: &Scenario, e: &Expected) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
+    let _shared = STORES.read().await;
     let day = day(0x5EED_0002, 3_000);
     let scenario = Scenario::new("kill", &storefront::catalog(), &storefront::RATES).await;
     let index = scenario.search_index();
@@ -475,6 +481,7 @@ async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_search_index_delays_documents_never_the_metrics() {
+    let _shared = STORES.read().await;
     let scenario = Scenario::new("search", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
     let start = start_minute();
     let index = scenario.search_index();
@@ -537,6 +544,7 @@ async fn an_unreachable_search_index_delays_documents_never_the_metrics() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_share_the_partitions_and_give_the_same_results() {
+    let _shared = STORES.read().await;
     let day = day(0x5EED_0003, 3_000);
     let scenario = Scenario::new("pair", &storefront::catalog(), &storefront::RATES).await;
     let a = scenario.start("a");
@@ -573,6 +581,7 @@ async fn two_instances_share_the_partitions_and_give_the_same_results() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_and_redis_connections_breaking_mid_stream_cause_retries_not_loss() {
+    let _shared = STORES.read().await;
     let day = day(0x5EED_0004, 3_000);
     let scenario = Scenario::new("stores", &storefront::catalog(), &storefront::RATES).await;
     let chunks: Vec<&[storefront::Record]> =
@@ -609,6 +618,52 @@ async fn postgres_and_redis_connections_breaking_mid_stream_cause_retries_not_lo
     assert!(p.terminate(), "clean exit after the failures");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_and_redis_servers_restarting_mid_stream_cause_retries_not_loss() {
+    let _alone = STORES.write().await;
+    let day = day(0x5EED_0006, 3_000);
+    let scenario = Scenario::new("restart", &storefront::catalog(), &storefront::RATES).await;
+    let chunks: Vec<&[storefront::Record]> =
+        day.records.chunks(day.records.len() / 4 + 1).collect();
+    let mut p = scenario.start("restart");
+    p.wait_ready(Duration::from_secs(60)).await;
+    let mut counted_before = 0;
+    // PostgreSQL, then Redis (which comes back empty: no persistence), then both.
+    let restarts: [&[&str]; 3] = [&["postgres"], &["redis"], &["postgres", "redis"]];
+    for (i, chunk) in chunks.iter().enumerate() {
+        scenario.produce(chunk).await;
+        if i == chunks.len() - 1 {
+            break;
+        }
+        counted_before = progress(
+            &p,
+            day.start_minute,
+            counted_before,
+            Duration::from_secs(120),
+        )
+        .await;
+        common::restart_services(restarts[i], Duration::from_secs(2));
+        assert!(
+            p.child.try_wait().expect("status").is_none(),
+            "the processor must not exit"
+        );
+    }
+    let r = settled(
+        &p,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+    let (_, metrics) = p.get("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains("processor_checkpoint_failures_total"),
+        "the outage made checkpoints fail and be retried\n{metrics}"
+    );
+    assert!(p.terminate(), "clean exit after the restarts");
+}
+
 fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
     let time = processor::report::rfc3339(time_ms / 1000);
     storefront::Record {
@@ -624,6 +679,7 @@ fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn catalog_changes_are_picked_up_and_silent_clients_disconnected() {
+    let _shared = STORES.read().await;
     let scenario = Scenario::new("catalog", &[("sku-old".to_owned(), "Old".to_owned())], &[]).await;
     let start = start_minute();
     let p = scenario.start_with(

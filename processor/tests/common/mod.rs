@@ -579,6 +579,43 @@ impl Drop for Processor {
     }
 }
 
+/// Stops the `scripts/services` servers `names` (`postgres`, `redis`), waits `down`, and
+/// starts them again: the real server processes, on the same ports. The script must be
+/// the one serving `POSTGRES_URL` and `REDIS_URL` (same `SERVICES_STATE_DIR`; scripts/test
+/// passes it on).
+pub fn restart_services(names: &[&str], down: Duration) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services");
+    let env = Command::new(script)
+        .arg("env")
+        .output()
+        .expect("scripts/services runs");
+    let lines = String::from_utf8_lossy(&env.stdout).into_owned();
+    for var in ["POSTGRES_URL", "REDIS_URL"] {
+        let want = format!("{var}={}", service(var, "scripts/services start"));
+        assert!(
+            lines.lines().any(|l| l == want),
+            "scripts/services (SERVICES_STATE_DIR={:?}) does not serve {want} but:\n{lines}\
+             set SERVICES_STATE_DIR to the state dir of the scripts/services that runs the test's servers",
+            std::env::var("SERVICES_STATE_DIR").unwrap_or_default()
+        );
+    }
+    let run = |command: &str| {
+        let status = Command::new(script)
+            .arg(command)
+            .args(names)
+            .stdout(Stdio::null())
+            .status()
+            .expect("scripts/services runs");
+        assert!(
+            status.success(),
+            "scripts/services {command} {names:?} failed"
+        );
+    };
+    run("stop");
+    std::thread::sleep(down);
+    run("start");
+}
+
 /// A port nothing listens on (at the moment of asking).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
