@@ -50,6 +50,8 @@ pub struct ProcessorConfig {
     pub api: ApiConfig,
     /// The search index sink (OpenSearch/Elasticsearch).
     pub search: SearchConfig,
+    /// What the processor deletes, and when.
+    pub pruning: PruningConfig,
 }
 
 impl Default for ProcessorConfig {
@@ -69,6 +71,7 @@ impl Default for ProcessorConfig {
             recommendations: RecommendationsConfig::default(),
             api: ApiConfig::default(),
             search: SearchConfig::default(),
+            pruning: PruningConfig::default(),
         }
     }
 }
@@ -343,6 +346,30 @@ impl Default for ApiConfig {
     }
 }
 
+/// `[pruning]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PruningConfig {
+    /// How long per-minute rollups stay in PostgreSQL (minutes); at least
+    /// `redis.retention_minutes`, since the live view is rebuilt from them.
+    pub rollup_retention_minutes: u64,
+    /// Product pairs kept per kind (co-view, co-purchase) at most; the least counted are
+    /// deleted first.
+    pub max_product_pairs: u64,
+    /// Time between pruning runs (s); the de-duplication state is pruned then too.
+    pub interval_secs: u64,
+}
+
+impl Default for PruningConfig {
+    fn default() -> Self {
+        PruningConfig {
+            rollup_retention_minutes: 43_200,
+            max_product_pairs: 1_000_000,
+            interval_secs: 60,
+        }
+    }
+}
+
 /// `[search]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -585,6 +612,21 @@ impl ProcessorConfig {
                 "max_connections and header_read_timeout_ms must be > 0",
             );
         }
+        let pruning = &self.pruning;
+        if pruning.rollup_retention_minutes < self.redis.retention_minutes
+            || pruning.rollup_retention_minutes > i64::MAX as u64 / 60
+        {
+            return bad(
+                "pruning.rollup_retention_minutes",
+                "must be at least redis.retention_minutes",
+            );
+        }
+        if pruning.max_product_pairs == 0
+            || pruning.max_product_pairs > i64::MAX as u64
+            || pruning.interval_secs == 0
+        {
+            return bad("pruning", "max_product_pairs and interval_secs must be > 0");
+        }
         let search = if self.search.enabled {
             Some(self.search.validate()?)
         } else {
@@ -592,6 +634,9 @@ impl ProcessorConfig {
         };
         Ok(Settings {
             search,
+            rollup_retention_minutes: pruning.rollup_retention_minutes as i64,
+            max_product_pairs: pruning.max_product_pairs as i64,
+            prune_interval: Duration::from_secs(pruning.interval_secs),
             listen,
             reporting_currency: currency.clone(),
             kafka: self.kafka.clone(),
@@ -732,6 +777,12 @@ impl Backoff {
 pub struct Settings {
     /// The search index sink, when enabled.
     pub search: Option<SearchSettings>,
+    /// Rollup retention, minutes.
+    pub rollup_retention_minutes: i64,
+    /// Product pairs kept per kind.
+    pub max_product_pairs: i64,
+    /// Time between pruning runs.
+    pub prune_interval: Duration,
     /// HTTP API address.
     pub listen: SocketAddr,
     /// ISO 4217 reporting currency.
@@ -965,6 +1016,23 @@ mod tests {
             let error = config.validate().expect_err("invalid").to_string();
             assert!(error.contains(key), "{key}: {error}");
         }
+    }
+
+    #[test]
+    fn pruning_keeps_what_the_live_view_is_rebuilt_from() {
+        let mut config = ProcessorConfig::default();
+        config.pruning.rollup_retention_minutes = config.redis.retention_minutes - 1;
+        let error = config.validate().expect_err("too short").to_string();
+        assert!(
+            error.contains("pruning.rollup_retention_minutes"),
+            "{error}"
+        );
+        let mut config = ProcessorConfig::default();
+        config.pruning.max_product_pairs = 0;
+        assert!(config.validate().is_err());
+        let settings = ProcessorConfig::default().validate().expect("defaults");
+        assert_eq!(settings.rollup_retention_minutes, 43_200);
+        assert_eq!(settings.prune_interval, Duration::from_secs(60));
     }
 
     #[test]

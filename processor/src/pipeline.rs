@@ -326,13 +326,37 @@ impl Pipeline {
         if self.live_lagging {
             self.resync_live().await;
         }
-        if self.last_prune.elapsed() >= Duration::from_secs(60) {
+        if self.last_prune.elapsed() >= self.settings.prune_interval {
             self.last_prune = Instant::now();
-            let now_minute = crate::aggregate::minute_of(now_ms());
-            let cutoff = now_minute - self.settings.dedup_window_minutes * 60;
-            match self.store.prune_seen(cutoff).await {
-                Ok(n) => tracing::debug!(deleted = n, "de-duplication state pruned"),
-                Err(e) => tracing::warn!(error = %e, "pruning the de-duplication state failed"),
+            self.prune().await;
+        }
+    }
+
+    /// Deletes what the bounds say is no longer kept: event ids past the de-duplication
+    /// window, rollups past their retention, the least counted product pairs beyond the
+    /// bound. Failures are logged and tried again at the next interval.
+    async fn prune(&mut self) {
+        let now_minute = crate::aggregate::minute_of(now_ms());
+        let seen_cutoff = now_minute - self.settings.dedup_window_minutes * 60;
+        let rollup_cutoff = now_minute - self.settings.rollup_retention_minutes * 60;
+        let results = [
+            ("seen_events", self.store.prune_seen(seen_cutoff).await),
+            ("rollups", self.store.prune_rollups(rollup_cutoff).await),
+            (
+                "product_pairs",
+                self.store
+                    .prune_pairs(self.settings.max_product_pairs)
+                    .await,
+            ),
+        ];
+        for (what, result) in results {
+            match result {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::counter!("processor_pruned_rows_total", "table" => what).increment(n);
+                    tracing::debug!(deleted = n, what, "pruned");
+                }
+                Err(e) => tracing::warn!(error = %e, what, "pruning failed"),
             }
         }
     }

@@ -300,6 +300,54 @@ impl Store {
             .await?)
     }
 
+    /// Deletes the per-minute rollups (counters, tops, members) and Redis outbox rows of
+    /// the minutes before `before_minute`; returns the rows deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn prune_rollups(&self, before_minute: i64) -> Result<u64, Error> {
+        let mut deleted = 0;
+        for table in [
+            "rollup_counts",
+            "rollup_tops",
+            "rollup_members",
+            "redis_outbox",
+        ] {
+            deleted += self
+                .client
+                .execute(
+                    &format!("delete from {table} where minute < $1"),
+                    &[&before_minute],
+                )
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Keeps at most `max_per_kind` product pairs per kind (co-view, co-purchase): the
+    /// most counted (ties by product ids); returns the rows deleted. A deleted pair seen
+    /// again starts counting anew.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn prune_pairs(&self, max_per_kind: i64) -> Result<u64, Error> {
+        Ok(self
+            .client
+            .execute(
+                "delete from product_pairs p using (
+                     select kind, a, b from (
+                         select kind, a, b,
+                                row_number() over (partition by kind order by count desc, a, b) as rank
+                         from product_pairs) ranked
+                     where rank > $1) old
+                 where p.kind = old.kind and p.a = old.a and p.b = old.b",
+                &[&max_per_kind],
+            )
+            .await?)
+    }
+
     /// The outbox: (minute, source) pairs whose Redis view may lag, with their version.
     ///
     /// # Errors

@@ -664,6 +664,84 @@ async fn postgres_and_redis_servers_restarting_mid_stream_cause_retries_not_loss
     assert!(p.terminate(), "clean exit after the restarts");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
+    let _shared = STORES.read().await;
+    let scenario = Scenario::new("prune", &[], &[]).await;
+    let now_minute = (time::OffsetDateTime::now_utc().unix_timestamp() / 60) * 60;
+    let old_ms = (now_minute - 180 * 60) * 1000;
+    let recent_ms = (now_minute - 10 * 60) * 1000;
+    // Three hours ago: one user views five products (ten co-view pairs each way, once).
+    // Ten minutes ago: four users view sku-x then sku-y (that pair four times each way).
+    let mut records: Vec<_> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .enumerate()
+        .map(|(i, product)| view(0, &format!("sku-{product}"), old_ms + i as i64 * 1000))
+        .collect();
+    for user in 1..=4 {
+        records.push(view(user, "sku-x", recent_ms));
+        records.push(view(user, "sku-y", recent_ms + 1000));
+    }
+    // A small bound and a short interval first, to see that nothing is pruned early...
+    let p = scenario.start_with(
+        "prune-keep",
+        &[
+            ("PROCESSOR_PRUNING__INTERVAL_SECS", "3600"),
+            ("PROCESSOR_PRUNING__ROLLUP_RETENTION_MINUTES", "120"),
+        ],
+    );
+    p.wait_ready(Duration::from_secs(60)).await;
+    scenario.produce(&records).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scenario.rows("seen_events").await < 13 {
+        assert!(Instant::now() < deadline, "the 13 views were not counted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let old_minute = now_minute - 180 * 60;
+    let old_rows = format!("rollup_counts where minute = {old_minute}");
+    assert!(
+        scenario.rows(&old_rows).await > 0,
+        "the old minute is counted"
+    );
+    assert_eq!(scenario.rows("product_pairs").await, 20 + 2);
+    let mut p = p;
+    assert!(p.terminate());
+
+    // ... then pruning every second: rollups older than 120 minutes go, and of the
+    // product pairs only the two most counted stay.
+    let p = scenario.start_with(
+        "prune",
+        &[
+            ("PROCESSOR_PRUNING__INTERVAL_SECS", "1"),
+            ("PROCESSOR_PRUNING__ROLLUP_RETENTION_MINUTES", "120"),
+            ("PROCESSOR_PRUNING__MAX_PRODUCT_PAIRS", "2"),
+        ],
+    );
+    p.wait_ready(Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scenario.rows(&old_rows).await > 0 || scenario.rows("product_pairs").await > 2 {
+        assert!(Instant::now() < deadline, "nothing pruned");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let recent_rows = format!("rollup_counts where minute = {}", now_minute - 10 * 60);
+    assert!(
+        scenario.rows(&recent_rows).await > 0,
+        "recent minutes are kept"
+    );
+    assert_eq!(
+        scenario
+            .rows("product_pairs where count = 4 and a in ('sku-x', 'sku-y')")
+            .await,
+        2,
+        "the most counted pairs are kept"
+    );
+    let (_, metrics) = p.get("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains("processor_pruned_rows_total{table=\"rollups\"}"),
+        "{metrics}"
+    );
+}
+
 fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
     let time = processor::report::rfc3339(time_ms / 1000);
     storefront::Record {
