@@ -365,9 +365,14 @@ impl Scenario {
 
     /// Dead letters written so far: (error_code header, event_id header).
     pub fn dead_letters(&self, expected: usize, timeout: Duration) -> Vec<(String, String)> {
-        self.read(4, expected, timeout)
+        testkit::consume(&self.services.kafka, &self.topics[4], expected, timeout)
             .into_iter()
-            .map(|r| (r.header("error_code"), r.header("event_id")))
+            .map(|r| {
+                (
+                    r.header("error_code").to_owned(),
+                    r.header("event_id").to_owned(),
+                )
+            })
             .collect()
     }
 
@@ -377,71 +382,15 @@ impl Scenario {
         expected: usize,
         timeout: Duration,
     ) -> Vec<(String, serde_json::Value)> {
-        self.read(5, expected, timeout)
+        testkit::consume(&self.services.kafka, &self.topics[5], expected, timeout)
             .into_iter()
             .map(|r| {
                 (
-                    r.key,
-                    serde_json::from_slice(&r.value).expect("a JSON record"),
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                    serde_json::from_slice(&r.payload).expect("a JSON record"),
                 )
             })
             .collect()
-    }
-
-    /// Reads topic `index` from the start until `expected` records came and 2 s passed
-    /// without more, or until `timeout`.
-    fn read(&self, index: usize, expected: usize, timeout: Duration) -> Vec<ReadRecord> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        use rdkafka::message::{Headers, Message};
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.services.kafka)
-            .set("group.id", format!("{}-reader-{index}", self.name))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        consumer
-            .subscribe(&[self.topics[index].as_str()])
-            .expect("subscribe");
-        let deadline = Instant::now() + timeout;
-        let mut out = Vec::new();
-        let mut quiet_since = Instant::now();
-        while Instant::now() < deadline {
-            match consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => {
-                    out.push(ReadRecord {
-                        key: m
-                            .key()
-                            .map(|k| String::from_utf8_lossy(k).into_owned())
-                            .unwrap_or_default(),
-                        value: m.payload().unwrap_or_default().to_vec(),
-                        headers: m
-                            .headers()
-                            .map(|hs| {
-                                hs.iter()
-                                    .map(|h| {
-                                        (
-                                            h.key.to_owned(),
-                                            h.value
-                                                .map(|v| String::from_utf8_lossy(v).into_owned())
-                                                .unwrap_or_default(),
-                                        )
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    });
-                    quiet_since = Instant::now();
-                }
-                Some(Err(e)) => panic!("reading dead letters: {e}"),
-                None => {
-                    if out.len() >= expected && quiet_since.elapsed() > Duration::from_secs(2) {
-                        break;
-                    }
-                }
-            }
-        }
-        out
     }
 }
 
@@ -492,23 +441,6 @@ impl Scenario {
             .execute("insert into products (id, name) values ($1, 'new')", &[&id])
             .await
             .expect("insert product");
-    }
-}
-
-/// A record read back.
-struct ReadRecord {
-    key: String,
-    value: Vec<u8>,
-    headers: Vec<(String, String)>,
-}
-
-impl ReadRecord {
-    fn header(&self, name: &str) -> String {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
     }
 }
 
