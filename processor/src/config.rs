@@ -48,6 +48,10 @@ pub struct ProcessorConfig {
     pub recommendations: RecommendationsConfig,
     /// Analytics API answers.
     pub api: ApiConfig,
+    /// The search index sink (OpenSearch/Elasticsearch).
+    pub search: SearchConfig,
+    /// What the processor deletes, and when.
+    pub pruning: PruningConfig,
 }
 
 impl Default for ProcessorConfig {
@@ -66,6 +70,8 @@ impl Default for ProcessorConfig {
             sessions: SessionsConfig::default(),
             recommendations: RecommendationsConfig::default(),
             api: ApiConfig::default(),
+            search: SearchConfig::default(),
+            pruning: PruningConfig::default(),
         }
     }
 }
@@ -340,6 +346,72 @@ impl Default for ApiConfig {
     }
 }
 
+/// `[pruning]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PruningConfig {
+    /// How long per-minute rollups stay in PostgreSQL (minutes); at least
+    /// `redis.retention_minutes`, since the live view is rebuilt from them.
+    pub rollup_retention_minutes: u64,
+    /// Product pairs kept per kind (co-view, co-purchase) at most; the least counted are
+    /// deleted first.
+    pub max_product_pairs: u64,
+    /// Time between pruning runs (s); the de-duplication state is pruned then too.
+    pub interval_secs: u64,
+}
+
+impl Default for PruningConfig {
+    fn default() -> Self {
+        PruningConfig {
+            rollup_retention_minutes: 43_200,
+            max_product_pairs: 1_000_000,
+            interval_secs: 60,
+        }
+    }
+}
+
+/// `[search]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Whether counted events are indexed. Off by default: with it on, every checkpoint
+    /// also queues one document per new event in PostgreSQL.
+    pub enabled: bool,
+    /// The index's REST API, `http://host:port[/prefix]` (https is not supported yet).
+    pub url: String,
+    /// Index name (created with the processor's mapping if missing).
+    pub index: String,
+    /// Documents per `_bulk` request at most.
+    pub batch_size: usize,
+    /// How often the queue is looked at without a checkpoint waking the sink (ms).
+    pub flush_interval_ms: u64,
+    /// Time one request may take (ms).
+    pub request_timeout_ms: u64,
+    /// Wait after a failed request, doubled per failure (ms).
+    pub initial_backoff_ms: u64,
+    /// Cap of that wait (ms).
+    pub max_backoff_ms: u64,
+    /// Documents queued at most while the index is unreachable; the oldest beyond it are
+    /// dropped and counted.
+    pub max_queued_documents: u64,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            enabled: false,
+            url: "http://127.0.0.1:9200".to_owned(),
+            index: "ecommerce-events".to_owned(),
+            batch_size: 1_000,
+            flush_interval_ms: 1_000,
+            request_timeout_ms: 30_000,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            max_queued_documents: 1_000_000,
+        }
+    }
+}
+
 /// Command-line overrides (the last layer).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -540,7 +612,31 @@ impl ProcessorConfig {
                 "max_connections and header_read_timeout_ms must be > 0",
             );
         }
+        let pruning = &self.pruning;
+        if pruning.rollup_retention_minutes < self.redis.retention_minutes
+            || pruning.rollup_retention_minutes > i64::MAX as u64 / 60
+        {
+            return bad(
+                "pruning.rollup_retention_minutes",
+                "must be at least redis.retention_minutes",
+            );
+        }
+        if pruning.max_product_pairs == 0
+            || pruning.max_product_pairs > i64::MAX as u64
+            || pruning.interval_secs == 0
+        {
+            return bad("pruning", "max_product_pairs and interval_secs must be > 0");
+        }
+        let search = if self.search.enabled {
+            Some(self.search.validate()?)
+        } else {
+            None
+        };
         Ok(Settings {
+            search,
+            rollup_retention_minutes: pruning.rollup_retention_minutes as i64,
+            max_product_pairs: pruning.max_product_pairs as i64,
+            prune_interval: Duration::from_secs(pruning.interval_secs),
             listen,
             reporting_currency: currency.clone(),
             kafka: self.kafka.clone(),
@@ -578,6 +674,76 @@ impl ProcessorConfig {
     }
 }
 
+impl SearchConfig {
+    fn validate(&self) -> Result<SearchSettings, Error> {
+        let bad = |key: &str, why: &str| Err(Error::Config(format!("search.{key}: {why}")));
+        let url = match crate::search::IndexUrl::parse(&self.url) {
+            Ok(u) => u,
+            Err(why) => return bad("url", &why),
+        };
+        let index = &self.index;
+        if index.is_empty()
+            || index.len() > 255
+            || index.starts_with(['-', '_', '+', '.'])
+            || index
+                .chars()
+                .any(|c| c.is_ascii_uppercase() || " \\/*?\"<>|,#:".contains(c))
+        {
+            return bad(
+                "index",
+                "must be a lower-case index name without spaces or \\/*?\"<>|,#:",
+            );
+        }
+        if self.batch_size == 0 || self.batch_size > 100_000 {
+            return bad("batch_size", "must be in 1..=100000");
+        }
+        if self.flush_interval_ms == 0 || self.request_timeout_ms == 0 {
+            return bad("flush_interval_ms", "and request_timeout_ms must be > 0");
+        }
+        if self.initial_backoff_ms == 0 || self.max_backoff_ms < self.initial_backoff_ms {
+            return bad(
+                "initial_backoff_ms",
+                "need 0 < initial_backoff_ms <= max_backoff_ms",
+            );
+        }
+        let max_queued_documents = match i64::try_from(self.max_queued_documents) {
+            Ok(n) if n >= self.batch_size as i64 => n,
+            _ => return bad("max_queued_documents", "must be at least batch_size"),
+        };
+        Ok(SearchSettings {
+            url,
+            index: index.clone(),
+            batch_size: self.batch_size,
+            flush_interval: Duration::from_millis(self.flush_interval_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            backoff: Backoff {
+                initial: Duration::from_millis(self.initial_backoff_ms),
+                max: Duration::from_millis(self.max_backoff_ms),
+            },
+            max_queued_documents,
+        })
+    }
+}
+
+/// The validated `[search]` section.
+#[derive(Debug, Clone)]
+pub struct SearchSettings {
+    /// The index's REST API.
+    pub url: crate::search::IndexUrl,
+    /// Index name.
+    pub index: String,
+    /// Documents per bulk request.
+    pub batch_size: usize,
+    /// Queue look-up interval.
+    pub flush_interval: Duration,
+    /// Request time-out.
+    pub request_timeout: Duration,
+    /// Backoff after failures.
+    pub backoff: Backoff,
+    /// Queue bound.
+    pub max_queued_documents: i64,
+}
+
 /// librdkafka properties the processor sets itself.
 const RESERVED_PROPERTIES: &[&str] = &[
     "bootstrap.servers",
@@ -609,6 +775,14 @@ impl Backoff {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The search index sink, when enabled.
+    pub search: Option<SearchSettings>,
+    /// Rollup retention, minutes.
+    pub rollup_retention_minutes: i64,
+    /// Product pairs kept per kind.
+    pub max_product_pairs: i64,
+    /// Time between pruning runs.
+    pub prune_interval: Duration,
     /// HTTP API address.
     pub listen: SocketAddr,
     /// ISO 4217 reporting currency.
@@ -801,6 +975,64 @@ mod tests {
             ProcessorConfig::layered(None, env(&[("PROCESSOR_NOPE", "1")]), &Overrides::default())
                 .expect_err("unknown env key");
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn the_search_sink_is_off_by_default_and_validated_when_on() {
+        assert!(ProcessorConfig::default()
+            .validate()
+            .expect("defaults")
+            .search
+            .is_none());
+        let file =
+            "[search]\nenabled = true\nurl = \"http://10.0.0.5:9201\"\nindex = \"shop-events\"\n";
+        let env = env(&[("PROCESSOR_SEARCH__BATCH_SIZE", "250")]);
+        let settings = ProcessorConfig::layered(Some(file), env, &Overrides::default())
+            .expect("layers")
+            .validate()
+            .expect("valid");
+        let search = settings.search.expect("enabled");
+        assert_eq!(search.url.to_string(), "http://10.0.0.5:9201");
+        assert_eq!(
+            (search.index.as_str(), search.batch_size),
+            ("shop-events", 250)
+        );
+        for (key, change) in [
+            (
+                "search.url",
+                (|c: &mut SearchConfig| c.url = "https://x".into()) as fn(&mut SearchConfig),
+            ),
+            ("search.index", |c| c.index = "Shop".into()),
+            ("search.index", |c| c.index = "a b".into()),
+            ("search.batch_size", |c| c.batch_size = 0),
+            ("search.max_queued_documents", |c| {
+                c.max_queued_documents = 10
+            }),
+            ("search.initial_backoff_ms", |c| c.max_backoff_ms = 1),
+        ] {
+            let mut config = ProcessorConfig::default();
+            config.search.enabled = true;
+            change(&mut config.search);
+            let error = config.validate().expect_err("invalid").to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_what_the_live_view_is_rebuilt_from() {
+        let mut config = ProcessorConfig::default();
+        config.pruning.rollup_retention_minutes = config.redis.retention_minutes - 1;
+        let error = config.validate().expect_err("too short").to_string();
+        assert!(
+            error.contains("pruning.rollup_retention_minutes"),
+            "{error}"
+        );
+        let mut config = ProcessorConfig::default();
+        config.pruning.max_product_pairs = 0;
+        assert!(config.validate().is_err());
+        let settings = ProcessorConfig::default().validate().expect("defaults");
+        assert_eq!(settings.rollup_retention_minutes, 43_200);
+        assert_eq!(settings.prune_interval, Duration::from_secs(60));
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub enum Error {
     /// The HTTP listener could not be bound or failed.
     #[error("http: {0}")]
     Http(#[source] std::io::Error),
+    /// The search index refused a request or could not be reached (the message says
+    /// which); the documents stay queued.
+    #[error("search index: {0}")]
+    Index(String),
     /// The time-out of an operation passed.
     #[error("timed out: {0}")]
     Timeout(&'static str),
@@ -60,6 +64,7 @@ impl Error {
                 | Error::Redis(_)
                 | Error::Kafka(_)
                 | Error::Fenced { .. }
+                | Error::Index(_)
                 | Error::Timeout(_)
         )
     }

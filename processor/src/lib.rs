@@ -12,6 +12,7 @@
 //!       → dedup (event_id) → late? → enrich (catalog, rates, user agent, experiments)
 //!       → rollup deltas → PostgreSQL (rollups + offsets + seen ids, one transaction)
 //!       → Redis (absolute values, versioned; sets and HyperLogLogs) → HTTP API
+//!       → search outbox (same transaction) → search index (bulk, at-least-once)
 //! ```
 //!
 //! Start with [`run`]. `docs/processor.md` in the repository describes the metrics, the
@@ -26,6 +27,7 @@ pub mod live;
 pub mod pipeline;
 pub mod recommend;
 pub mod report;
+pub mod search;
 pub mod sessions;
 pub mod store;
 pub mod ua;
@@ -75,9 +77,27 @@ pub async fn run(
         health: health.clone(),
     });
     let server = tokio::spawn(http::serve(listener, state, shutdown.clone()));
-    let pipeline = pipeline::Pipeline::start(settings, live, health).await?;
+    let mut pipeline = pipeline::Pipeline::start(settings.clone(), live, health).await?;
+    let sink = settings.search.clone().map(|search| {
+        let sink = search::SearchSink::new(
+            search,
+            settings.postgres_url.clone(),
+            settings.postgres_connect_timeout,
+        );
+        pipeline.set_search_waker(sink.waker());
+        tokio::spawn(sink.run(shutdown.clone()))
+    });
     let result = pipeline.run(shutdown).await;
     server.abort();
+    if let Some(sink) = sink {
+        if result.is_ok() {
+            // It stops on the same signal; its last attempt is bounded by its time-out.
+            let _ = sink.await;
+        } else {
+            // Nothing signals it then; what it has not sent stays queued.
+            sink.abort();
+        }
+    }
     result
 }
 

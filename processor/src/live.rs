@@ -22,6 +22,13 @@
 //! (`SADD`, `PFADD`), so adding a member again is harmless. If the process dies between
 //! the commit and these writes, the outbox rows in PostgreSQL bring them back at the next
 //! start ([`crate::pipeline`] re-writes them from the committed tables).
+//!
+//! ## When Redis loses its data
+//!
+//! A Redis restarted without persistence (or flushed) comes back empty. The key `P:view`
+//! (no expiry) marks a live view this processor wrote; when it is missing, the pipeline
+//! queues every (minute, partition) of the retention period in the outbox again and
+//! re-writes them from PostgreSQL, then sets the marker ([`LiveView::has_marker`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -371,6 +378,36 @@ impl LiveView {
             snapshot.experiments.insert(pair, (users, buyers));
         }
         Ok(snapshot)
+    }
+
+    /// Whether the marker of a written live view is there; `false` means Redis lost (or
+    /// never had) the view.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    pub async fn has_marker(&self) -> Result<bool, Error> {
+        let mut conn = self.connection.clone();
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(format!("{}:view", self.prefix))
+            .query_async(&mut conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Sets the marker (after the re-write of the view was queued durably).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    pub async fn set_marker(&self) -> Result<(), Error> {
+        let mut conn = self.connection.clone();
+        redis::cmd("SET")
+            .arg(format!("{}:view", self.prefix))
+            .arg(1)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// Whether Redis answers.

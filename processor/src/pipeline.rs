@@ -39,7 +39,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::aggregate::{Aggregator, Incoming, SessionRules, TopicPartition};
+use crate::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartition};
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::error::Error;
@@ -120,6 +120,7 @@ pub struct Pipeline {
     failures: u32,
     retry_at: Option<Instant>,
     last_prune: Instant,
+    search_waker: Option<Arc<tokio::sync::Notify>>,
 }
 
 fn client_config(settings: &Settings) -> ClientConfig {
@@ -209,11 +210,18 @@ impl Pipeline {
             failures: 0,
             retry_at: None,
             last_prune: Instant::now(),
+            search_waker: None,
         };
         pipeline.resync_live().await;
         pipeline.health.started.store(true, Ordering::Relaxed);
         pipeline.health.checkpoint_ok.store(true, Ordering::Relaxed);
         Ok(pipeline)
+    }
+
+    /// Wakes the search sink after every checkpoint that queued documents (see
+    /// [`crate::search::SearchSink::waker`]).
+    pub fn set_search_waker(&mut self, waker: Arc<tokio::sync::Notify>) {
+        self.search_waker = Some(waker);
     }
 
     /// Runs until `shutdown` turns true, then checkpoints what it holds.
@@ -314,16 +322,41 @@ impl Pipeline {
             self.failed(e);
             return;
         }
+        self.check_live_marker().await;
         if self.live_lagging {
             self.resync_live().await;
         }
-        if self.last_prune.elapsed() >= Duration::from_secs(60) {
+        if self.last_prune.elapsed() >= self.settings.prune_interval {
             self.last_prune = Instant::now();
-            let now_minute = crate::aggregate::minute_of(now_ms());
-            let cutoff = now_minute - self.settings.dedup_window_minutes * 60;
-            match self.store.prune_seen(cutoff).await {
-                Ok(n) => tracing::debug!(deleted = n, "de-duplication state pruned"),
-                Err(e) => tracing::warn!(error = %e, "pruning the de-duplication state failed"),
+            self.prune().await;
+        }
+    }
+
+    /// Deletes what the bounds say is no longer kept: event ids past the de-duplication
+    /// window, rollups past their retention, the least counted product pairs beyond the
+    /// bound. Failures are logged and tried again at the next interval.
+    async fn prune(&mut self) {
+        let now_minute = crate::aggregate::minute_of(now_ms());
+        let seen_cutoff = now_minute - self.settings.dedup_window_minutes * 60;
+        let rollup_cutoff = now_minute - self.settings.rollup_retention_minutes * 60;
+        let results = [
+            ("seen_events", self.store.prune_seen(seen_cutoff).await),
+            ("rollups", self.store.prune_rollups(rollup_cutoff).await),
+            (
+                "product_pairs",
+                self.store
+                    .prune_pairs(self.settings.max_product_pairs)
+                    .await,
+            ),
+        ];
+        for (what, result) in results {
+            match result {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::counter!("processor_pruned_rows_total", "table" => what).increment(n);
+                    tracing::debug!(deleted = n, what, "pruned");
+                }
+                Err(e) => tracing::warn!(error = %e, what, "pruning failed"),
             }
         }
     }
@@ -620,7 +653,16 @@ impl Pipeline {
             aggregator.add(incoming);
         }
         let rollup = aggregator.finish();
+        let documents = if self.settings.search.is_some() {
+            search_documents(&pending, &rollup, &self.catalog)
+        } else {
+            Vec::new()
+        };
+        checkpoint.queue_documents(&documents).await?;
         let committed = checkpoint.commit(&rollup).await?;
+        if let (false, Some(waker)) = (documents.is_empty(), &self.search_waker) {
+            waker.notify_one();
+        }
         metrics::histogram!("processor_checkpoint_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("processor_checkpoints_total").increment(1);
         self.failures = 0;
@@ -725,6 +767,39 @@ impl Pipeline {
         metrics::counter!("processor_recommendations_published_total").increment(published);
     }
 
+    /// Notices a Redis that lost the live view (restarted without persistence, flushed)
+    /// and queues the whole retention period for a re-write from PostgreSQL.
+    async fn check_live_marker(&mut self) {
+        match self.live.has_marker().await {
+            Ok(true) | Err(_) => {}
+            Ok(false) => {
+                let since = crate::aggregate::minute_of(now_ms())
+                    - self.settings.retention.as_secs() as i64;
+                match self
+                    .store
+                    .requeue_live(&self.settings.kafka.group_id, since)
+                    .await
+                {
+                    Ok(rows) => {
+                        if rows > 0 {
+                            tracing::warn!(
+                                rows,
+                                "Redis holds no live view (restarted or flushed): re-writing it from PostgreSQL"
+                            );
+                        }
+                        self.live_lagging = true;
+                        if let Err(e) = self.live.set_marker().await {
+                            tracing::warn!(error = %e, "setting the live view marker failed");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "queueing the live view re-write failed")
+                    }
+                }
+            }
+        }
+    }
+
     /// Re-writes the live view of every (minute, partition) in the outbox.
     async fn resync_live(&mut self) {
         // Bounded: rows another instance keeps moving ahead are left to it.
@@ -769,6 +844,24 @@ impl Pipeline {
             tracing::info!(rows = written.len(), "live view re-written from PostgreSQL");
         }
     }
+}
+
+/// The search documents of the events `rollup` counted for the first time (one per
+/// event id, in read order), as `(event_id, JSON)`.
+fn search_documents(
+    pending: &[Incoming],
+    rollup: &Rollup,
+    catalog: &Catalog,
+) -> Vec<(String, String)> {
+    let mut new: HashSet<&str> = rollup.seen.iter().map(|(id, _)| id.as_str()).collect();
+    pending
+        .iter()
+        .filter(|incoming| new.remove(incoming.event_id.as_str()))
+        .map(|incoming| {
+            let doc = crate::search::document(incoming, catalog);
+            (incoming.event_id.clone(), doc.to_string())
+        })
+        .collect()
 }
 
 /// Rounds of 500 outbox rows one resynchronisation handles at most.

@@ -13,7 +13,9 @@
 //! 3. the rollup deltas (counters and keyed counters added, members inserted) and the
 //!    event ids now counted;
 //! 4. the partitions' watermarks, and the outbox rows naming the (minute, partition)
-//!    pairs whose Redis view must be written.
+//!    pairs whose Redis view must be written;
+//! 5. with the search sink on, the search documents of the newly counted events
+//!    (`search_outbox`, see [`crate::search`]).
 //!
 //! Nothing reaches Redis before this commits; see [`crate::live`].
 
@@ -44,6 +46,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         3,
         "0003_recommendations.sql",
         include_str!("../migrations/0003_recommendations.sql"),
+    ),
+    (
+        4,
+        "0004_search_outbox.sql",
+        include_str!("../migrations/0004_search_outbox.sql"),
     ),
 ];
 
@@ -293,6 +300,54 @@ impl Store {
             .await?)
     }
 
+    /// Deletes the per-minute rollups (counters, tops, members) and Redis outbox rows of
+    /// the minutes before `before_minute`; returns the rows deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn prune_rollups(&self, before_minute: i64) -> Result<u64, Error> {
+        let mut deleted = 0;
+        for table in [
+            "rollup_counts",
+            "rollup_tops",
+            "rollup_members",
+            "redis_outbox",
+        ] {
+            deleted += self
+                .client
+                .execute(
+                    &format!("delete from {table} where minute < $1"),
+                    &[&before_minute],
+                )
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Keeps at most `max_per_kind` product pairs per kind (co-view, co-purchase): the
+    /// most counted (ties by product ids); returns the rows deleted. A deleted pair seen
+    /// again starts counting anew.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn prune_pairs(&self, max_per_kind: i64) -> Result<u64, Error> {
+        Ok(self
+            .client
+            .execute(
+                "delete from product_pairs p using (
+                     select kind, a, b from (
+                         select kind, a, b,
+                                row_number() over (partition by kind order by count desc, a, b) as rank
+                         from product_pairs) ranked
+                     where rank > $1) old
+                 where p.kind = old.kind and p.a = old.a and p.b = old.b",
+                &[&max_per_kind],
+            )
+            .await?)
+    }
+
     /// The outbox: (minute, source) pairs whose Redis view may lag, with their version.
     ///
     /// # Errors
@@ -370,6 +425,31 @@ impl Store {
             .collect();
         tx.commit().await?;
         Ok((committed, members, version))
+    }
+
+    /// Queues every (minute, partition) of `group` with rollups from `since_minute` on in
+    /// the Redis outbox, at the partition's committed offset, so that the live view is
+    /// re-written from the committed tables (after Redis lost its data). Returns the rows
+    /// queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn requeue_live(&self, group: &str, since_minute: i64) -> Result<u64, Error> {
+        Ok(self
+            .client
+            .execute(
+                "insert into redis_outbox (minute, topic, partition, version)
+                 select distinct r.minute, r.topic, r.partition, o.next_offset
+                 from rollup_counts r
+                 join consumer_offsets o
+                   on o.group_id = $1 and o.topic = r.topic and o.partition = r.partition
+                 where r.minute >= $2
+                 on conflict (minute, topic, partition)
+                 do update set version = greatest(redis_outbox.version, excluded.version)",
+                &[&group, &since_minute],
+            )
+            .await?)
     }
 
     /// Removes outbox rows whose view was written at `version` or later.
@@ -490,6 +570,75 @@ impl Store {
         Ok(out)
     }
 
+    /// Search documents waiting for the index, oldest first: `(seq, event_id, JSON)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn search_outbox(&self, limit: i64) -> Result<Vec<(i64, String, String)>, Error> {
+        let rows = self
+            .client
+            .query(
+                "select seq, event_id, document from search_outbox order by seq limit $1",
+                &[&limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// Deletes the search outbox rows `seqs` (answered by the index).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn clear_search_outbox(&self, seqs: &[i64]) -> Result<u64, Error> {
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        Ok(self
+            .client
+            .execute("delete from search_outbox where seq = any($1)", &[&seqs])
+            .await?)
+    }
+
+    /// Deletes the oldest search outbox rows so that at most `keep` sequence numbers
+    /// remain (rolled-back checkpoints leave gaps, so possibly fewer rows); returns how
+    /// many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn trim_search_outbox(&self, keep: i64) -> Result<u64, Error> {
+        Ok(self
+            .client
+            .execute(
+                "delete from search_outbox
+                 where seq <= (select max(seq) from search_outbox) - $1",
+                &[&keep],
+            )
+            .await?)
+    }
+
+    /// Queued search documents and the age of the oldest in seconds (0 when none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn search_outbox_lag(&self) -> Result<(i64, f64), Error> {
+        let row = self
+            .client
+            .query_one(
+                "select count(*), coalesce(extract(epoch from now() - min(queued_at)), 0)::float8
+                 from search_outbox",
+                &[],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
     /// Runs one statement (for health checks).
     ///
     /// # Errors
@@ -566,6 +715,28 @@ impl Checkpoint<'_> {
             );
         }
         Ok(states)
+    }
+
+    /// Queues search documents (`(event_id, JSON)`) in this transaction: they become
+    /// durable with the checkpoint, and the search sink sends them later.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn queue_documents(&self, documents: &[(String, String)]) -> Result<(), Error> {
+        if documents.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = documents.iter().map(|(id, _)| id.as_str()).collect();
+        let docs: Vec<&str> = documents.iter().map(|(_, d)| d.as_str()).collect();
+        self.tx
+            .execute(
+                "insert into search_outbox (event_id, document)
+                 select * from unnest($1::text[], $2::text[])",
+                &[&ids, &docs],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Writes the rollup and commits; returns the absolute values it produced.

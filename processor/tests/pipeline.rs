@@ -1,5 +1,6 @@
-//! End-to-end tests of the processor binary against a real Kafka, PostgreSQL and Redis
-//! (`KAFKA_BOOTSTRAP`, `POSTGRES_URL`, `REDIS_URL`; scripts/test sets them).
+//! End-to-end tests of the processor binary against a real Kafka, PostgreSQL, Redis and
+//! OpenSearch (`KAFKA_BOOTSTRAP`, `POSTGRES_URL`, `REDIS_URL`, `OPENSEARCH_URL`;
+//! scripts/test sets them).
 
 mod common;
 
@@ -7,8 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use common::storefront::{self, Expected};
-use common::{Processor, Scenario};
+use common::{Processor, Scenario, SearchIndex};
 use processor::report::RealTime;
+
+/// Tests hold this shared; the one that restarts the PostgreSQL and Redis servers holds
+/// it alone, so no other test's own queries meet a server that is down.
+static STORES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// A minute-aligned start 50 minutes ago, so the whole day is recent.
 fn start_minute() -> i64 {
@@ -286,6 +291,7 @@ async fn assert_recommendations(p: &Processor, e: &Expected) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
+    let _shared = STORES.read().await;
     let day = day(0x5EED_0001, 3_000);
     let scenario = Scenario::new("day", &storefront::catalog(), &storefront::RATES).await;
     scenario.produce(&day.records).await;
@@ -359,15 +365,74 @@ async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
     );
 }
 
+fn as_env(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// The index holds one document per distinct valid event (counted or late, never a
+/// duplicate), enriched, and the outbox is empty.
+async fn assert_indexed(index: &SearchIndex, scenario: &Scenario, e: &Expected) {
+    let want = e.events.iter().sum::<i64>() + e.late_events;
+    let got = index.settled(want, Duration::from_secs(120)).await;
+    assert_eq!(got, want, "one document per distinct valid event");
+    assert_eq!(scenario.rows("search_outbox").await, 0, "outbox drained");
+    let answer = index
+        .search(&serde_json::json!({
+            "size": 0,
+            "aggs": {"types": {"terms": {"field": "event_type"}}},
+        }))
+        .await;
+    let buckets = answer["aggregations"]["types"]["buckets"]
+        .as_array()
+        .expect("buckets");
+    for (i, kind) in ["product_view", "cart", "purchase", "search"]
+        .iter()
+        .enumerate()
+    {
+        let n = buckets
+            .iter()
+            .find(|b| b["key"] == *kind)
+            .and_then(|b| b["doc_count"].as_i64())
+            .unwrap_or(0);
+        // Late events are indexed too, so at least the counted ones.
+        assert!(
+            n >= e.events[i],
+            "{kind}: {n} documents, {} counted",
+            e.events[i]
+        );
+    }
+    // Enriched: catalog names on views of known products, devices from user agents.
+    let named = index
+        .search(&serde_json::json!({"size": 0, "query": {"exists": {"field": "product.name"}}}))
+        .await;
+    assert!(
+        named["hits"]["total"]["value"].as_i64().unwrap_or(0) > 0,
+        "{named}"
+    );
+    let devices = index
+        .search(&serde_json::json!({"size": 0, "query": {"exists": {"field": "device.class"}}}))
+        .await;
+    assert!(
+        devices["hits"]["total"]["value"].as_i64().unwrap_or(0) > 0,
+        "{devices}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
+    let _shared = STORES.read().await;
     let day = day(0x5EED_0002, 3_000);
     let scenario = Scenario::new("kill", &storefront::catalog(), &storefront::RATES).await;
+    let index = scenario.search_index();
+    let search_env = scenario.search_env(&index.addr);
     let mut rng = storefront::Rng::new(0x4B11);
     let chunks: Vec<&[storefront::Record]> =
         day.records.chunks(day.records.len() / 4 + 1).collect();
     assert_eq!(chunks.len(), 4);
-    let mut p = scenario.start("kill-0");
+    let mut p = scenario.start_with("kill-0", &as_env(&search_env));
     p.wait_ready(Duration::from_secs(60)).await;
     let mut counted_before = 0;
     for (i, chunk) in chunks.iter().enumerate() {
@@ -392,7 +457,7 @@ async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
             chunks[..=i].iter().map(|c| c.len()).sum::<usize>()
         );
         counted_before = counted;
-        p = scenario.start(&format!("kill-{}", i + 1));
+        p = scenario.start_with(&format!("kill-{}", i + 1), &as_env(&search_env));
         p.wait_ready(Duration::from_secs(60)).await;
     }
     let r = settled(
@@ -410,10 +475,76 @@ async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), day.expected.dead_letters, "{letters:?}");
+    // The search index: replays after the kills overwrote documents, never added any.
+    assert_indexed(&index, &scenario, &day.expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_search_index_delays_documents_never_the_metrics() {
+    let _shared = STORES.read().await;
+    let scenario = Scenario::new("search", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let start = start_minute();
+    let index = scenario.search_index();
+    // First nothing listens where the index should be.
+    let nowhere = format!("127.0.0.1:{}", common::free_port());
+    let p = scenario.start_with("search-down", &as_env(&scenario.search_env(&nowhere)));
+    p.wait_ready(Duration::from_secs(60)).await;
+    let t = start * 1000 + 30 * 60_000;
+    let views: Vec<_> = (0..40).map(|u| view(u, "sku-1", t)).collect();
+    scenario.produce(&views).await;
+    // Checkpoints go on: every view is counted while the index is down.
+    progress(&p, start, 39, Duration::from_secs(60)).await;
+    let r = analytics(&p, start).await.expect("answer");
+    assert_eq!(r.events.product_view, 40);
+    assert_eq!(
+        scenario.rows("search_outbox").await,
+        40,
+        "documents queued durably"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = p.get("/metrics").await.expect("metrics");
+        let lag = metrics
+            .lines()
+            .find(|l| l.starts_with("processor_search_lag_documents "))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok());
+        if metrics.contains("processor_search_failures_total") && lag == Some(40.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failed attempt counted, or a lag other than 40 ({lag:?})\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut p = p;
+    assert!(p.terminate(), "a clean exit with documents still queued");
+
+    // With the index back, the queued documents arrive, and a replayed event adds none.
+    let p = scenario.start_with("search-up", &as_env(&scenario.search_env(&index.addr)));
+    p.wait_ready(Duration::from_secs(60)).await;
+    assert_eq!(index.settled(40, Duration::from_secs(60)).await, 40);
+    let mut replay = views[..5].to_vec();
+    replay.push(view(40, "sku-1", t));
+    scenario.produce(&replay).await;
+    progress(&p, start, 45, Duration::from_secs(60)).await;
+    assert_eq!(index.settled(41, Duration::from_secs(60)).await, 41);
+    let doc = index
+        .search(&serde_json::json!({"query": {"term": {"user_id": "u3"}}}))
+        .await;
+    let source = &doc["hits"]["hits"][0]["_source"];
+    assert_eq!(source["product"]["name"], "One", "{doc}");
+    assert_eq!(source["event_type"], "product_view");
+    let (_, metrics) = p.get("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains("processor_search_documents_indexed_total"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_share_the_partitions_and_give_the_same_results() {
+    let _shared = STORES.read().await;
     let day = day(0x5EED_0003, 3_000);
     let scenario = Scenario::new("pair", &storefront::catalog(), &storefront::RATES).await;
     let a = scenario.start("a");
@@ -450,6 +581,7 @@ async fn two_instances_share_the_partitions_and_give_the_same_results() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_and_redis_connections_breaking_mid_stream_cause_retries_not_loss() {
+    let _shared = STORES.read().await;
     let day = day(0x5EED_0004, 3_000);
     let scenario = Scenario::new("stores", &storefront::catalog(), &storefront::RATES).await;
     let chunks: Vec<&[storefront::Record]> =
@@ -486,6 +618,130 @@ async fn postgres_and_redis_connections_breaking_mid_stream_cause_retries_not_lo
     assert!(p.terminate(), "clean exit after the failures");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_and_redis_servers_restarting_mid_stream_cause_retries_not_loss() {
+    let _alone = STORES.write().await;
+    let day = day(0x5EED_0006, 3_000);
+    let scenario = Scenario::new("restart", &storefront::catalog(), &storefront::RATES).await;
+    let chunks: Vec<&[storefront::Record]> =
+        day.records.chunks(day.records.len() / 4 + 1).collect();
+    let mut p = scenario.start("restart");
+    p.wait_ready(Duration::from_secs(60)).await;
+    let mut counted_before = 0;
+    // PostgreSQL, then Redis (which comes back empty: no persistence), then both.
+    let restarts: [&[&str]; 3] = [&["postgres"], &["redis"], &["postgres", "redis"]];
+    for (i, chunk) in chunks.iter().enumerate() {
+        scenario.produce(chunk).await;
+        if i == chunks.len() - 1 {
+            break;
+        }
+        counted_before = progress(
+            &p,
+            day.start_minute,
+            counted_before,
+            Duration::from_secs(120),
+        )
+        .await;
+        common::restart_services(restarts[i], Duration::from_secs(2));
+        assert!(
+            p.child.try_wait().expect("status").is_none(),
+            "the processor must not exit"
+        );
+    }
+    let r = settled(
+        &p,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+    let (_, metrics) = p.get("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains("processor_checkpoint_failures_total"),
+        "the outage made checkpoints fail and be retried\n{metrics}"
+    );
+    assert!(p.terminate(), "clean exit after the restarts");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
+    let _shared = STORES.read().await;
+    let scenario = Scenario::new("prune", &[], &[]).await;
+    let now_minute = (time::OffsetDateTime::now_utc().unix_timestamp() / 60) * 60;
+    let old_ms = (now_minute - 180 * 60) * 1000;
+    let recent_ms = (now_minute - 10 * 60) * 1000;
+    // Three hours ago: one user views five products (ten co-view pairs each way, once).
+    // Ten minutes ago: four users view sku-x then sku-y (that pair four times each way).
+    let mut records: Vec<_> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .enumerate()
+        .map(|(i, product)| view(0, &format!("sku-{product}"), old_ms + i as i64 * 1000))
+        .collect();
+    for user in 1..=4 {
+        records.push(view(user, "sku-x", recent_ms));
+        records.push(view(user, "sku-y", recent_ms + 1000));
+    }
+    // A small bound and a short interval first, to see that nothing is pruned early...
+    let p = scenario.start_with(
+        "prune-keep",
+        &[
+            ("PROCESSOR_PRUNING__INTERVAL_SECS", "3600"),
+            ("PROCESSOR_PRUNING__ROLLUP_RETENTION_MINUTES", "120"),
+        ],
+    );
+    p.wait_ready(Duration::from_secs(60)).await;
+    scenario.produce(&records).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scenario.rows("seen_events").await < 13 {
+        assert!(Instant::now() < deadline, "the 13 views were not counted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let old_minute = now_minute - 180 * 60;
+    let old_rows = format!("rollup_counts where minute = {old_minute}");
+    assert!(
+        scenario.rows(&old_rows).await > 0,
+        "the old minute is counted"
+    );
+    assert_eq!(scenario.rows("product_pairs").await, 20 + 2);
+    let mut p = p;
+    assert!(p.terminate());
+
+    // ... then pruning every second: rollups older than 120 minutes go, and of the
+    // product pairs only the two most counted stay.
+    let p = scenario.start_with(
+        "prune",
+        &[
+            ("PROCESSOR_PRUNING__INTERVAL_SECS", "1"),
+            ("PROCESSOR_PRUNING__ROLLUP_RETENTION_MINUTES", "120"),
+            ("PROCESSOR_PRUNING__MAX_PRODUCT_PAIRS", "2"),
+        ],
+    );
+    p.wait_ready(Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scenario.rows(&old_rows).await > 0 || scenario.rows("product_pairs").await > 2 {
+        assert!(Instant::now() < deadline, "nothing pruned");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let recent_rows = format!("rollup_counts where minute = {}", now_minute - 10 * 60);
+    assert!(
+        scenario.rows(&recent_rows).await > 0,
+        "recent minutes are kept"
+    );
+    assert_eq!(
+        scenario
+            .rows("product_pairs where count = 4 and a in ('sku-x', 'sku-y')")
+            .await,
+        2,
+        "the most counted pairs are kept"
+    );
+    let (_, metrics) = p.get("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains("processor_pruned_rows_total{table=\"rollups\"}"),
+        "{metrics}"
+    );
+}
+
 fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
     let time = processor::report::rfc3339(time_ms / 1000);
     storefront::Record {
@@ -501,6 +757,7 @@ fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn catalog_changes_are_picked_up_and_silent_clients_disconnected() {
+    let _shared = STORES.read().await;
     let scenario = Scenario::new("catalog", &[("sku-old".to_owned(), "Old".to_owned())], &[]).await;
     let start = start_minute();
     let p = scenario.start_with(

@@ -1,5 +1,6 @@
-//! Helpers for the processor's integration tests: real Kafka, PostgreSQL and Redis,
-//! addresses from the environment, and the `processor` binary run as a process.
+//! Helpers for the processor's integration tests: real Kafka, PostgreSQL, Redis and
+//! OpenSearch, addresses from the environment, and the `processor` binary run as a
+//! process.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -24,7 +25,7 @@ pub fn service(var: &str, how: &str) -> String {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => v,
         _ => panic!(
-            "{var} is not set. The processor's service tests need a real Kafka, PostgreSQL and Redis: \
+            "{var} is not set. The processor's service tests need a real Kafka, PostgreSQL, Redis and OpenSearch: \
              run `{how}` and export {var}=<the address it prints>, or run scripts/test, which does all of it."
         ),
     }
@@ -44,6 +45,106 @@ impl Services {
             postgres_admin: service("POSTGRES_URL", "scripts/services start"),
             redis: service("REDIS_URL", "scripts/services start"),
         }
+    }
+}
+
+/// The OpenSearch address (`OPENSEARCH_URL`, `http://host:port`) as `host:port`.
+pub fn opensearch() -> String {
+    let url = service("OPENSEARCH_URL", "scripts/services start");
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// One HTTP/1.1 request with a JSON body: (status, body); `None` when the server
+/// cannot be reached or does not answer within 30 s.
+pub async fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The search index of a scenario, in the real OpenSearch.
+pub struct SearchIndex {
+    pub addr: String,
+    pub name: String,
+}
+
+impl SearchIndex {
+    /// Documents in the index after a refresh (`None`: no such index yet).
+    pub async fn count(&self) -> Option<i64> {
+        let (status, _) = http(&self.addr, "POST", &format!("/{}/_refresh", self.name), "").await?;
+        if status == 404 {
+            return None;
+        }
+        let (status, body) = http(&self.addr, "GET", &format!("/{}/_count", self.name), "").await?;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        v["count"].as_i64()
+    }
+
+    /// A `_search` answer for `query` (a JSON body).
+    pub async fn search(&self, query: &serde_json::Value) -> serde_json::Value {
+        let (status, body) = http(
+            &self.addr,
+            "POST",
+            &format!("/{}/_search", self.name),
+            &query.to_string(),
+        )
+        .await
+        .expect("OpenSearch answers");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
+    /// Waits until the index holds `want` documents, then 2 s more to let a surplus show;
+    /// returns the final count.
+    pub async fn settled(&self, want: i64, timeout: Duration) -> i64 {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            last = self.count().await;
+            if last == Some(want) {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                return self.count().await.unwrap_or(0);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("the search index holds {last:?} documents, expected {want}");
     }
 }
 
@@ -140,6 +241,53 @@ impl Scenario {
         }
     }
 
+    /// The scenario's search index (named after it) in the OpenSearch of `OPENSEARCH_URL`.
+    pub fn search_index(&self) -> SearchIndex {
+        SearchIndex {
+            addr: opensearch(),
+            name: self.name.to_ascii_lowercase(),
+        }
+    }
+
+    /// Environment that turns the search sink on, writing to [`Scenario::search_index`]
+    /// at `addr` (`host:port`).
+    pub fn search_env(&self, addr: &str) -> Vec<(String, String)> {
+        vec![
+            ("PROCESSOR_SEARCH__ENABLED".to_owned(), "true".to_owned()),
+            ("PROCESSOR_SEARCH__URL".to_owned(), format!("http://{addr}")),
+            (
+                "PROCESSOR_SEARCH__INDEX".to_owned(),
+                self.name.to_ascii_lowercase(),
+            ),
+            ("PROCESSOR_SEARCH__BATCH_SIZE".to_owned(), "500".to_owned()),
+            (
+                "PROCESSOR_SEARCH__FLUSH_INTERVAL_MS".to_owned(),
+                "200".to_owned(),
+            ),
+            (
+                "PROCESSOR_SEARCH__INITIAL_BACKOFF_MS".to_owned(),
+                "100".to_owned(),
+            ),
+            (
+                "PROCESSOR_SEARCH__MAX_BACKOFF_MS".to_owned(),
+                "1000".to_owned(),
+            ),
+        ]
+    }
+
+    /// Rows of a table of the scenario's database.
+    pub async fn rows(&self, table: &str) -> i64 {
+        let (client, connection) = tokio_postgres::connect(&self.postgres, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL");
+        tokio::spawn(connection);
+        client
+            .query_one(&format!("select count(*) from {table}"), &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+
     /// Starts a processor instance; `instance` names its log file.
     pub fn start(&self, instance: &str) -> Processor {
         self.start_with(instance, &[])
@@ -217,9 +365,14 @@ impl Scenario {
 
     /// Dead letters written so far: (error_code header, event_id header).
     pub fn dead_letters(&self, expected: usize, timeout: Duration) -> Vec<(String, String)> {
-        self.read(4, expected, timeout)
+        testkit::consume(&self.services.kafka, &self.topics[4], expected, timeout)
             .into_iter()
-            .map(|r| (r.header("error_code"), r.header("event_id")))
+            .map(|r| {
+                (
+                    r.header("error_code").to_owned(),
+                    r.header("event_id").to_owned(),
+                )
+            })
             .collect()
     }
 
@@ -229,71 +382,15 @@ impl Scenario {
         expected: usize,
         timeout: Duration,
     ) -> Vec<(String, serde_json::Value)> {
-        self.read(5, expected, timeout)
+        testkit::consume(&self.services.kafka, &self.topics[5], expected, timeout)
             .into_iter()
             .map(|r| {
                 (
-                    r.key,
-                    serde_json::from_slice(&r.value).expect("a JSON record"),
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                    serde_json::from_slice(&r.payload).expect("a JSON record"),
                 )
             })
             .collect()
-    }
-
-    /// Reads topic `index` from the start until `expected` records came and 2 s passed
-    /// without more, or until `timeout`.
-    fn read(&self, index: usize, expected: usize, timeout: Duration) -> Vec<ReadRecord> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        use rdkafka::message::{Headers, Message};
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.services.kafka)
-            .set("group.id", format!("{}-reader-{index}", self.name))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        consumer
-            .subscribe(&[self.topics[index].as_str()])
-            .expect("subscribe");
-        let deadline = Instant::now() + timeout;
-        let mut out = Vec::new();
-        let mut quiet_since = Instant::now();
-        while Instant::now() < deadline {
-            match consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => {
-                    out.push(ReadRecord {
-                        key: m
-                            .key()
-                            .map(|k| String::from_utf8_lossy(k).into_owned())
-                            .unwrap_or_default(),
-                        value: m.payload().unwrap_or_default().to_vec(),
-                        headers: m
-                            .headers()
-                            .map(|hs| {
-                                hs.iter()
-                                    .map(|h| {
-                                        (
-                                            h.key.to_owned(),
-                                            h.value
-                                                .map(|v| String::from_utf8_lossy(v).into_owned())
-                                                .unwrap_or_default(),
-                                        )
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    });
-                    quiet_since = Instant::now();
-                }
-                Some(Err(e)) => panic!("reading dead letters: {e}"),
-                None => {
-                    if out.len() >= expected && quiet_since.elapsed() > Duration::from_secs(2) {
-                        break;
-                    }
-                }
-            }
-        }
-        out
     }
 }
 
@@ -344,23 +441,6 @@ impl Scenario {
             .execute("insert into products (id, name) values ($1, 'new')", &[&id])
             .await
             .expect("insert product");
-    }
-}
-
-/// A record read back.
-struct ReadRecord {
-    key: String,
-    value: Vec<u8>,
-    headers: Vec<(String, String)>,
-}
-
-impl ReadRecord {
-    fn header(&self, name: &str) -> String {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
     }
 }
 
@@ -431,7 +511,45 @@ impl Drop for Processor {
     }
 }
 
-fn free_port() -> u16 {
+/// Stops the `scripts/services` servers `names` (`postgres`, `redis`), waits `down`, and
+/// starts them again: the real server processes, on the same ports. The script must be
+/// the one serving `POSTGRES_URL` and `REDIS_URL` (same `SERVICES_STATE_DIR`; scripts/test
+/// passes it on).
+pub fn restart_services(names: &[&str], down: Duration) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services");
+    let env = Command::new(script)
+        .arg("env")
+        .output()
+        .expect("scripts/services runs");
+    let lines = String::from_utf8_lossy(&env.stdout).into_owned();
+    for var in ["POSTGRES_URL", "REDIS_URL"] {
+        let want = format!("{var}={}", service(var, "scripts/services start"));
+        assert!(
+            lines.lines().any(|l| l == want),
+            "scripts/services (SERVICES_STATE_DIR={:?}) does not serve {want} but:\n{lines}\
+             set SERVICES_STATE_DIR to the state dir of the scripts/services that runs the test's servers",
+            std::env::var("SERVICES_STATE_DIR").unwrap_or_default()
+        );
+    }
+    let run = |command: &str| {
+        let status = Command::new(script)
+            .arg(command)
+            .args(names)
+            .stdout(Stdio::null())
+            .status()
+            .expect("scripts/services runs");
+        assert!(
+            status.success(),
+            "scripts/services {command} {names:?} failed"
+        );
+    };
+    run("stop");
+    std::thread::sleep(down);
+    run("start");
+}
+
+/// A port nothing listens on (at the moment of asking).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
