@@ -50,16 +50,7 @@ fn config(brokers: String) -> IngestConfig {
     let mut config = IngestConfig::default();
     config.kafka.brokers = brokers;
     config.source = "bench".to_owned();
-    let topics = &mut config.topics;
-    for topic in [
-        &mut topics.product_view,
-        &mut topics.cart,
-        &mut topics.purchase,
-        &mut topics.search,
-        &mut topics.dead_letter,
-    ] {
-        topic.name = format!("bench-{}", topic.name);
-    }
+    ingest_benches::topics::prefix_topics(&mut config, "bench");
     config
 }
 

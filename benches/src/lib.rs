@@ -11,4 +11,5 @@
 
 pub mod report;
 pub mod storefront;
+pub mod topics;
 pub mod verify;

@@ -31,6 +31,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use ingest_benches::report::append_json;
 use ingest_benches::storefront::{fixed_size_view, Storefront};
+use ingest_benches::topics::prefix_topics;
 use ingest_core::config::{BufferSync, BufferType};
 use ingest_core::{Ack, Error, EventKind, IngestConfig, Ingestor};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -264,10 +265,7 @@ fn run_ingest_core(
     buffer_dir: Option<&str>,
     window: usize,
 ) -> Result<Throughput, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("runtime: {e}"))?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let ingestor = Ingestor::builder()
             .config(ingest_config(brokers, topic, buffer_dir))
@@ -301,6 +299,13 @@ async fn warm_up(ingestor: &Ingestor, size: usize) -> Result<(), String> {
         .await
         .map_err(|_| "warm-up event not delivered in 30 s: is Kafka running?".to_owned())?
         .map_err(|e| format!("warm-up: {e}"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))
 }
 
 /// Counts delivery reports of the raw loop.
@@ -438,25 +443,13 @@ fn run_storefront(
     brokers: &str,
     topic_prefix: Option<&str>,
 ) -> Result<Throughput, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("runtime: {e}"))?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let mut config = IngestConfig::default();
         config.kafka.brokers = brokers.to_owned();
         config.source = "produce-bench".to_owned();
         if let Some(prefix) = topic_prefix {
-            let topics = &mut config.topics;
-            for topic in [
-                &mut topics.product_view,
-                &mut topics.cart,
-                &mut topics.purchase,
-                &mut topics.search,
-                &mut topics.dead_letter,
-            ] {
-                topic.name = format!("{prefix}-{}", topic.name);
-            }
+            prefix_topics(&mut config, prefix);
         }
         create_topics(&config).await?;
         let ingestor = Ingestor::builder()
@@ -514,11 +507,7 @@ async fn create_topics(config: &IngestConfig) -> Result<(), String> {
 }
 
 fn create_topic(brokers: &str, topic: &str) -> Result<(), String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("runtime: {e}"))?
-        .block_on(create_topics(&ingest_config(brokers, topic, None)))
+    runtime()?.block_on(create_topics(&ingest_config(brokers, topic, None)))
 }
 
 /// The Java producer's names for the settings that shape throughput; the rest of
