@@ -309,9 +309,16 @@ pub struct RecommendationsConfig {
     pub recent_products: usize,
     /// Products per recommendation answer and published record.
     pub top_n: usize,
-    /// Topic the recommendations of the users of each checkpoint are published to,
-    /// keyed by user; empty: not published.
+    /// Partners per product (by count) that recommendations draw on: the item-to-item
+    /// neighbour list of each product, so that the cost of a user's recommendations does
+    /// not grow with the catalog.
+    pub partners_per_product: usize,
+    /// Topic the recommendations of recently active users are published to, keyed by
+    /// user; empty: not published.
     pub topic: String,
+    /// A user's recommendations are published at most once per this many seconds (the
+    /// users active since the last round, all at once).
+    pub publish_interval_secs: u64,
 }
 
 impl Default for RecommendationsConfig {
@@ -319,7 +326,9 @@ impl Default for RecommendationsConfig {
         RecommendationsConfig {
             recent_products: 20,
             top_n: 10,
+            partners_per_product: 50,
             topic: "user-recommendations".to_owned(),
+            publish_interval_secs: 30,
         }
     }
 }
@@ -603,6 +612,18 @@ impl ProcessorConfig {
                 "recent_products and top_n must be in 1..=1000",
             );
         }
+        if r.partners_per_product == 0 || r.partners_per_product > 10_000 {
+            return bad(
+                "recommendations.partners_per_product",
+                "must be in 1..=10000",
+            );
+        }
+        if r.publish_interval_secs == 0 || r.publish_interval_secs > 86_400 {
+            return bad(
+                "recommendations.publish_interval_secs",
+                "must be in 1..=86400",
+            );
+        }
         if self.api.top_n == 0 || self.api.top_n > 1_000 {
             return bad("api.top_n", "must be in 1..=1000");
         }
@@ -666,7 +687,9 @@ impl ProcessorConfig {
             max_events_per_user: sessions.max_events_per_user,
             recent_products: r.recent_products,
             recommendations_top_n: r.top_n,
+            recommendations_partners: r.partners_per_product,
             recommendations_topic: (!r.topic.trim().is_empty()).then(|| r.topic.clone()),
+            recommendations_interval: Duration::from_secs(r.publish_interval_secs),
             top_n: self.api.top_n,
             max_connections: self.api.max_connections,
             header_read_timeout: Duration::from_millis(self.api.header_read_timeout_ms),
@@ -829,8 +852,12 @@ pub struct Settings {
     pub recent_products: usize,
     /// Products per recommendation answer.
     pub recommendations_top_n: usize,
+    /// Partners per product that recommendations draw on.
+    pub recommendations_partners: usize,
     /// Where recommendations are published, if anywhere.
     pub recommendations_topic: Option<String>,
+    /// How often recommendations are published (per user at most).
+    pub recommendations_interval: Duration,
     /// Top list length.
     pub top_n: usize,
     /// HTTP connections at once.
@@ -1033,6 +1060,27 @@ mod tests {
         let settings = ProcessorConfig::default().validate().expect("defaults");
         assert_eq!(settings.rollup_retention_minutes, 43_200);
         assert_eq!(settings.prune_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn recommendation_bounds_are_checked() {
+        for (key, change) in [
+            (
+                "recommendations.partners_per_product",
+                (|c| c.partners_per_product = 0) as fn(&mut RecommendationsConfig),
+            ),
+            ("recommendations.publish_interval_secs", |c| {
+                c.publish_interval_secs = 0
+            }),
+        ] {
+            let mut config = ProcessorConfig::default();
+            change(&mut config.recommendations);
+            let error = config.validate().expect_err("invalid").to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
+        let settings = ProcessorConfig::default().validate().expect("defaults");
+        assert_eq!(settings.recommendations_partners, 50);
+        assert_eq!(settings.recommendations_interval, Duration::from_secs(30));
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct ApiState {
     pub top_n: usize,
     /// Products per recommendation answer.
     pub recommendations_top_n: usize,
+    /// Partners per product recommendations draw on.
+    pub recommendations_partners: usize,
     /// The API's own PostgreSQL connection (opened on first use, re-opened when lost).
     pub store: tokio::sync::Mutex<Option<crate::store::Store>>,
     /// Where to open it.
@@ -165,7 +167,8 @@ async fn recommendations(state: &ApiState, user: &str) -> Response<Full<Bytes>> 
         );
     };
     let n = i64::try_from(state.recommendations_top_n).unwrap_or(10);
-    match store.recommendations(&user, n).await {
+    let partners = i64::try_from(state.recommendations_partners).unwrap_or(i64::MAX);
+    match store.recommendations(&user, n, partners).await {
         Ok(Some(products)) => {
             let body = serde_json::json!({"user_id": user, "products": products});
             json(StatusCode::OK, body.to_string())

@@ -68,6 +68,7 @@ pub async fn run(
         currency: settings.reporting_currency.clone(),
         top_n: settings.top_n,
         recommendations_top_n: settings.recommendations_top_n,
+        recommendations_partners: settings.recommendations_partners,
         store: tokio::sync::Mutex::new(None),
         postgres_url: settings.postgres_url.clone(),
         postgres_connect_timeout: settings.postgres_connect_timeout,
@@ -87,8 +88,34 @@ pub async fn run(
         pipeline.set_search_waker(sink.waker());
         tokio::spawn(sink.run(shutdown.clone()))
     });
+    // The publisher stops after the pipeline, so that the users of the final checkpoint
+    // get their last round.
+    let (stop_publisher, publisher_stop) = watch::channel(false);
+    let publisher = settings.recommendations_topic.clone().map(|topic| {
+        let publisher = recommend::publisher::Publisher::new(
+            recommend::publisher::PublisherSettings {
+                topic,
+                top_n: settings.recommendations_top_n,
+                partners: settings.recommendations_partners,
+                interval: settings.recommendations_interval,
+                postgres_url: settings.postgres_url.clone(),
+                postgres_connect_timeout: settings.postgres_connect_timeout,
+            },
+            pipeline.producer(),
+        );
+        pipeline.set_active_users(publisher.active_users());
+        tokio::spawn(publisher.run(publisher_stop))
+    });
     let result = pipeline.run(shutdown).await;
     server.abort();
+    if let Some(publisher) = publisher {
+        let _ = stop_publisher.send(true);
+        if result.is_ok() {
+            let _ = publisher.await;
+        } else {
+            publisher.abort();
+        }
+    }
     if let Some(sink) = sink {
         if result.is_ok() {
             // It stops on the same signal; its last attempt is bounded by its time-out.

@@ -44,6 +44,7 @@ use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::error::Error;
 use crate::live::LiveView;
+use crate::recommend::publisher::ActiveUsers;
 use crate::store::{OffsetRange, Store};
 
 /// What the HTTP health endpoints report.
@@ -121,6 +122,7 @@ pub struct Pipeline {
     retry_at: Option<Instant>,
     last_prune: Instant,
     search_waker: Option<Arc<tokio::sync::Notify>>,
+    active_users: Option<Arc<ActiveUsers>>,
 }
 
 fn client_config(settings: &Settings) -> ClientConfig {
@@ -211,6 +213,7 @@ impl Pipeline {
             retry_at: None,
             last_prune: Instant::now(),
             search_waker: None,
+            active_users: None,
         };
         pipeline.resync_live().await;
         pipeline.health.started.store(true, Ordering::Relaxed);
@@ -222,6 +225,17 @@ impl Pipeline {
     /// [`crate::search::SearchSink::waker`]).
     pub fn set_search_waker(&mut self, waker: Arc<tokio::sync::Notify>) {
         self.search_waker = Some(waker);
+    }
+
+    /// Notes the users of every committed checkpoint for the recommendations publisher
+    /// (see [`crate::recommend::publisher`]).
+    pub fn set_active_users(&mut self, active: Arc<ActiveUsers>) {
+        self.active_users = Some(active);
+    }
+
+    /// The pipeline's producer (idempotent, `acks=all`), to share its connections.
+    pub fn producer(&self) -> FutureProducer {
+        self.producer.clone()
     }
 
     /// Runs until `shutdown` turns true, then checkpoints what it holds.
@@ -711,60 +725,22 @@ impl Pipeline {
                 self.live_lagging = true;
             }
         }
-        if let Some(topic) = self.settings.recommendations_topic.clone() {
-            let users: Vec<&str> = rollup
+        if let Some(active) = &self.active_users {
+            let users = rollup
                 .recent
                 .iter()
                 .filter(|(_, r)| !r.viewed.is_empty() || !r.bought.is_empty())
-                .map(|(u, _)| u.as_str())
-                .collect();
-            self.publish_recommendations(&topic, &users).await;
+                .map(|(u, _)| u.as_str());
+            let refused = active.add(users);
+            if refused > 0 {
+                metrics::counter!("processor_recommendations_dropped_total")
+                    .increment(refused as u64);
+            }
         }
         if let Err(e) = self.consumer.commit(&hint, CommitMode::Async) {
             tracing::debug!(error = %e, "offset hint not committed to Kafka");
         }
         Ok(())
-    }
-
-    /// Publishes the committed recommendations of `users`, keyed by user. At least once
-    /// per checkpoint while running; an update lost to a crash is replaced by the user's
-    /// next one.
-    async fn publish_recommendations(&self, topic: &str, users: &[&str]) {
-        if users.is_empty() {
-            return;
-        }
-        let n = i64::try_from(self.settings.recommendations_top_n).unwrap_or(10);
-        let lists = match self.store.recommendations_of(users, n).await {
-            Ok(lists) => lists,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading recommendations failed; not published");
-                return;
-            }
-        };
-        let generated_at = crate::report::rfc3339(now_ms() / 1000);
-        let mut deliveries = Vec::with_capacity(lists.len());
-        for (user, products) in &lists {
-            let value = serde_json::json!({"user_id": user, "products": products, "generated_at": generated_at}).to_string();
-            match self
-                .producer
-                .send_result(FutureRecord::to(topic).key(user.as_str()).payload(&value))
-            {
-                Ok(delivery) => deliveries.push(delivery),
-                Err((e, _)) => {
-                    metrics::counter!("processor_recommendations_dropped_total").increment(1);
-                    tracing::warn!(error = %e, "recommendation not queued");
-                }
-            }
-        }
-        let published = deliveries.len() as u64;
-        tokio::spawn(async move {
-            for delivery in deliveries {
-                if !matches!(delivery.await, Ok(Ok(_))) {
-                    metrics::counter!("processor_recommendations_dropped_total").increment(1);
-                }
-            }
-        });
-        metrics::counter!("processor_recommendations_published_total").increment(published);
     }
 
     /// Notices a Redis that lost the live view (restarted without persistence, flushed)
@@ -868,7 +844,7 @@ fn search_documents(
 const MAX_RESYNC_ROUNDS: usize = 20;
 
 /// Unix milliseconds now.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }
 

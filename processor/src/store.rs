@@ -477,8 +477,9 @@ impl Store {
         Ok(())
     }
 
-    /// The top `n` recommendations of `user` (see [`crate::recommend`]), or `None` for a
-    /// user never seen.
+    /// The top `n` recommendations of `user` (see [`crate::recommend`]) drawn from the
+    /// top `partners` partners of each of their recent products, or `None` for a user
+    /// never seen.
     ///
     /// # Errors
     ///
@@ -487,6 +488,7 @@ impl Store {
         &self,
         user: &str,
         n: i64,
+        partners: i64,
     ) -> Result<Option<Vec<Recommendation>>, Error> {
         if self
             .client
@@ -496,33 +498,17 @@ impl Store {
         {
             return Ok(None);
         }
-        let rows = self
-            .client
-            .query(
-                "with u as (select viewed, bought from user_activity where member = $1),
-                 seeds as (select 'view'::text as kind, a from u, unnest(u.viewed) as a
-                           union all
-                           select 'purchase'::text, a from u, unnest(u.bought) as a)
-                 select p.b, sum(case when p.kind = 'purchase' then 2 * p.count else p.count end)::bigint
-                 from seeds s join product_pairs p on p.kind = s.kind and p.a = s.a, u
-                 where not (p.b = any(u.bought))
-                 group by p.b
-                 order by 2 desc, p.b
-                 limit $2",
-                &[&user, &n],
-            )
-            .await?;
-        Ok(Some(
-            rows.iter()
-                .map(|r| Recommendation {
-                    product_id: r.get(0),
-                    score: r.get(1),
-                })
-                .collect(),
-        ))
+        let mut lists = self.recommendations_of(&[user], n, partners).await?;
+        Ok(Some(lists.pop().map(|(_, list)| list).unwrap_or_default()))
     }
 
-    /// The top `n` recommendations of each of `users` that has any.
+    /// The top `n` recommendations of each of `users` that has any, drawn from the top
+    /// `partners` partners of each of their recent products.
+    ///
+    /// The neighbour list of each product is looked up once per call however many of
+    /// `users` share it, so one call for many users costs about one pass over the pairs
+    /// of the products they touched, not one per user. Ties are broken by product id in
+    /// byte order.
     ///
     /// # Errors
     ///
@@ -531,6 +517,7 @@ impl Store {
         &self,
         users: &[&str],
         n: i64,
+        partners: i64,
     ) -> Result<Vec<(String, Vec<Recommendation>)>, Error> {
         let rows = self
             .client
@@ -539,20 +526,28 @@ impl Store {
                  seeds as (select member, 'view'::text as kind, a from u, unnest(u.viewed) as a
                            union all
                            select member, 'purchase'::text, a from u, unnest(u.bought) as a),
+                 neighbours as (
+                     select d.kind, d.a, t.b, t.count
+                     from (select distinct kind, a from seeds) d
+                     cross join lateral (
+                         select p.b, p.count from product_pairs p
+                         where p.kind = d.kind and p.a = d.a
+                         order by p.count desc, p.b collate \"C\"
+                         limit $3) t),
                  scores as (
-                     select u.member, p.b,
-                            sum(case when p.kind = 'purchase' then 2 * p.count else p.count end)::bigint as score
+                     select u.member, nb.b,
+                            sum(case when nb.kind = 'purchase' then 2 * nb.count else nb.count end)::bigint as score
                      from seeds s
-                     join product_pairs p on p.kind = s.kind and p.a = s.a
+                     join neighbours nb on nb.kind = s.kind and nb.a = s.a
                      join u on u.member = s.member
-                     where not (p.b = any(u.bought))
-                     group by u.member, p.b),
+                     where not (nb.b = any(u.bought))
+                     group by u.member, nb.b),
                  ranked as (
                      select member, b, score,
-                            row_number() over (partition by member order by score desc, b) as rank
+                            row_number() over (partition by member order by score desc, b collate \"C\") as rank
                      from scores)
                  select member, b, score from ranked where rank <= $2 order by member, rank",
-                &[&users, &n],
+                &[&users, &n, &partners],
             )
             .await?;
         let mut out: Vec<(String, Vec<Recommendation>)> = Vec::new();

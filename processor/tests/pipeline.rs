@@ -255,8 +255,8 @@ fn day(seed: u64, users: usize) -> storefront::Day {
     day
 }
 
-/// Compares the recommendations of 20 users who viewed and bought several products.
-async fn assert_recommendations(p: &Processor, e: &Expected) {
+/// 20 users who viewed and bought several products.
+fn recommended_users(e: &Expected) -> Vec<&String> {
     let mut users: Vec<&String> = e
         .user_products
         .iter()
@@ -265,27 +265,37 @@ async fn assert_recommendations(p: &Processor, e: &Expected) {
         .collect();
     users.sort();
     assert!(users.len() >= 20);
-    for user in users.into_iter().take(20) {
+    users.truncate(20);
+    users
+}
+
+/// The `(product_id, score)` list of a recommendations answer or record.
+fn ranked_products(value: &serde_json::Value) -> Vec<(String, i64)> {
+    value["products"]
+        .as_array()
+        .expect("products")
+        .iter()
+        .map(|p| {
+            (
+                p["product_id"].as_str().expect("id").to_owned(),
+                p["score"].as_i64().expect("score"),
+            )
+        })
+        .collect()
+}
+
+/// Compares the recommendations of [`recommended_users`] with the model's.
+async fn assert_recommendations(p: &Processor, e: &Expected) {
+    for user in recommended_users(e) {
         let (status, body) = p
             .get(&format!("/api/recommendations/{user}"))
             .await
             .expect("answer");
         assert_eq!(status, 200, "{body}");
         let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        let got: Vec<(String, i64)> = answer["products"]
-            .as_array()
-            .expect("products")
-            .iter()
-            .map(|p| {
-                (
-                    p["product_id"].as_str().expect("id").to_owned(),
-                    p["score"].as_i64().expect("score"),
-                )
-            })
-            .collect();
         let want = storefront::recommendations(e, user);
         assert!(!want.is_empty());
-        assert_eq!(got, want, "recommendations of {user}");
+        assert_eq!(ranked_products(&answer), want, "recommendations of {user}");
     }
 }
 
@@ -316,8 +326,9 @@ async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
     }
 
     assert_recommendations(&p, &day.expected).await;
-    // Recommendations are published per user (as they stood at that checkpoint):
-    // keyed by user, ranked, only for users with counted views or orders.
+    // Recommendations are published per user active since the last round (each 1 s
+    // here), as they stood then: keyed by user, ranked, only for users with counted
+    // views or orders.
     let published = scenario.published_recommendations(1, Duration::from_secs(30));
     let mut users = std::collections::HashSet::new();
     for (user, value) in &published {
@@ -330,12 +341,7 @@ async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
             day.expected.user_products.contains_key(user),
             "{user} viewed or bought nothing"
         );
-        let scores: Vec<i64> = value["products"]
-            .as_array()
-            .expect("products")
-            .iter()
-            .map(|p| p["score"].as_i64().expect("score"))
-            .collect();
+        let scores: Vec<i64> = ranked_products(value).iter().map(|p| p.1).collect();
         assert!(!scores.is_empty() && scores.len() <= 10);
         assert!(scores.windows(2).all(|w| w[0] >= w[1]), "ranked: {value}");
         users.insert(user.clone());

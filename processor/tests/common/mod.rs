@@ -313,6 +313,11 @@ impl Scenario {
             .env("PROCESSOR_KAFKA__TOPICS__SEARCH", &self.topics[3])
             .env("PROCESSOR_KAFKA__TOPICS__DEAD_LETTER", &self.topics[4])
             .env("PROCESSOR_RECOMMENDATIONS__TOPIC", &self.topics[5])
+            .env("PROCESSOR_RECOMMENDATIONS__PUBLISH_INTERVAL_SECS", "1")
+            .env(
+                "PROCESSOR_RECOMMENDATIONS__PARTNERS_PER_PRODUCT",
+                storefront::PARTNERS_PER_PRODUCT.to_string(),
+            )
             .env("PROCESSOR_KAFKA__SESSION_TIMEOUT_MS", "6000")
             .env("PROCESSOR_REDIS__KEY_PREFIX", &self.name)
             .env("PROCESSOR_WINDOWS__ALLOWED_LATENESS_SECS", "120")

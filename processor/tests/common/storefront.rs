@@ -525,8 +525,13 @@ pub fn sessions(e: &Expected, timeout_ms: i64) -> i64 {
     total
 }
 
+/// Partners per product the test processors draw recommendations from: few enough that
+/// the neighbour lists leave partners out.
+pub const PARTNERS_PER_PRODUCT: usize = 8;
+
 /// The recommendations the processor must give `user` (recent lists of 20, top 10):
-/// co-view and co-purchase counts built from every user's views and orders in order.
+/// co-view and co-purchase counts built from every user's views and orders in order,
+/// each product's partners cut to its top [`PARTNERS_PER_PRODUCT`].
 pub fn recommendations(e: &Expected, user: &str) -> Vec<(String, i64)> {
     const RECENT: usize = 20;
     let mut pairs: HashMap<(bool, String, String), i64> = HashMap::new();
@@ -568,9 +573,25 @@ pub fn recommendations(e: &Expected, user: &str) -> Vec<(String, i64)> {
             }
         }
     }
+    let mut neighbours: HashMap<(bool, &str), Vec<(&str, i64)>> = HashMap::new();
+    for ((is_purchase, a, b), n) in &pairs {
+        neighbours
+            .entry((*is_purchase, a.as_str()))
+            .or_default()
+            .push((b.as_str(), *n));
+    }
+    let mut kept: Vec<((bool, String, String), i64)> = Vec::new();
+    for ((is_purchase, a), mut list) in neighbours {
+        list.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(y.0)));
+        list.truncate(PARTNERS_PER_PRODUCT);
+        kept.extend(
+            list.into_iter()
+                .map(|(b, n)| ((is_purchase, a.to_owned(), b.to_owned()), n)),
+        );
+    }
     let (viewed, bought) = lists.get(user).cloned().unwrap_or_default();
     let mut scores: HashMap<String, i64> = HashMap::new();
-    for ((is_purchase, a, b), n) in &pairs {
+    for ((is_purchase, a, b), n) in &kept {
         let from = if *is_purchase { &bought } else { &viewed };
         if from.contains(a) && !bought.contains(b) {
             *scores.entry(b.clone()).or_default() += if *is_purchase { 2 * n } else { *n };

@@ -7,8 +7,15 @@
 //! recent purchases and with the order's other products, both ways. A user's
 //! recommendations score every product B by the co-view counts of (A, B) over their
 //! recent views A, plus twice the co-purchase counts over their recent purchases A, and
-//! leave out what they recently bought. Views and orders of one user come from one
-//! partition each, in order, so the counts do not depend on how topics are interleaved.
+//! leave out what they recently bought. Only the top `partners_per_product` partners of
+//! each product A (by count, ties by product id) take part: an item-to-item neighbour
+//! list, so the cost of a user's recommendations is bounded by their recent products,
+//! not by the catalog. Views and orders of one user come from one partition each, in
+//! order, so the counts do not depend on how topics are interleaved.
+//!
+//! [`publisher`] publishes the recommendations of active users to Kafka.
+
+pub mod publisher;
 
 /// Kind of a product pair count.
 pub const CO_VIEW: &str = "view";
