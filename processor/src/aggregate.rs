@@ -168,6 +168,8 @@ pub struct SessionRules {
     pub max_times: usize,
     /// Recent distinct products kept per user (viewed, bought) for recommendations.
     pub recent_products: usize,
+    /// Most recent products a new one is paired with.
+    pub pair_window: usize,
 }
 
 /// Folds events into a [`Rollup`].
@@ -336,12 +338,11 @@ impl<'a> Aggregator<'a> {
                 if !user.is_empty() {
                     self.member(minute, set::VIEWERS, &user);
                     let max = self.sessions.recent_products;
-                    let pairs = self
-                        .rollup
-                        .recent
-                        .entry(user.clone())
-                        .or_default()
-                        .view(&view.product_id, max);
+                    let pairs = self.rollup.recent.entry(user.clone()).or_default().view(
+                        &view.product_id,
+                        max,
+                        self.sessions.pair_window,
+                    );
                     self.pairs(recommend::CO_VIEW, pairs);
                 }
             }
@@ -378,12 +379,11 @@ impl<'a> Aggregator<'a> {
                     let max = self.sessions.recent_products;
                     let products: Vec<&str> =
                         order.items.iter().map(|i| i.product_id.as_str()).collect();
-                    let pairs = self
-                        .rollup
-                        .recent
-                        .entry(user.clone())
-                        .or_default()
-                        .order(&products, max);
+                    let pairs = self.rollup.recent.entry(user.clone()).or_default().order(
+                        &products,
+                        max,
+                        self.sessions.pair_window,
+                    );
                     self.pairs(recommend::CO_PURCHASE, pairs);
                     self.member(minute, set::BUYERS, &user);
                     for (flag, variant) in &experiments {
@@ -431,6 +431,7 @@ mod tests {
         retention_ms: 3_600_000,
         max_times: 100,
         recent_products: 5,
+        pair_window: 5,
     };
 
     fn count(r: &Rollup, minute: i64, metric: &str) -> i64 {

@@ -309,6 +309,9 @@ pub struct RecommendationsConfig {
     pub recent_products: usize,
     /// Products per recommendation answer and published record.
     pub top_n: usize,
+    /// Most recent other products a viewed or bought product is paired with: bounds the
+    /// pair counts each event writes (at most `recent_products`).
+    pub pair_window: usize,
     /// Partners per product (by count) that recommendations draw on: the item-to-item
     /// neighbour list of each product, so that the cost of a user's recommendations does
     /// not grow with the catalog.
@@ -326,6 +329,7 @@ impl Default for RecommendationsConfig {
         RecommendationsConfig {
             recent_products: 20,
             top_n: 10,
+            pair_window: 5,
             partners_per_product: 50,
             topic: "user-recommendations".to_owned(),
             publish_interval_secs: 30,
@@ -612,6 +616,12 @@ impl ProcessorConfig {
                 "recent_products and top_n must be in 1..=1000",
             );
         }
+        if r.pair_window == 0 || r.pair_window > r.recent_products {
+            return bad(
+                "recommendations.pair_window",
+                "must be in 1..=recommendations.recent_products",
+            );
+        }
         if r.partners_per_product == 0 || r.partners_per_product > 10_000 {
             return bad(
                 "recommendations.partners_per_product",
@@ -687,6 +697,7 @@ impl ProcessorConfig {
             max_events_per_user: sessions.max_events_per_user,
             recent_products: r.recent_products,
             recommendations_top_n: r.top_n,
+            pair_window: r.pair_window,
             recommendations_partners: r.partners_per_product,
             recommendations_topic: (!r.topic.trim().is_empty()).then(|| r.topic.clone()),
             recommendations_interval: Duration::from_secs(r.publish_interval_secs),
@@ -852,6 +863,8 @@ pub struct Settings {
     pub recent_products: usize,
     /// Products per recommendation answer.
     pub recommendations_top_n: usize,
+    /// Most recent products a new one is paired with.
+    pub pair_window: usize,
     /// Partners per product that recommendations draw on.
     pub recommendations_partners: usize,
     /// Where recommendations are published, if anywhere.
@@ -1072,6 +1085,7 @@ mod tests {
             ("recommendations.publish_interval_secs", |c| {
                 c.publish_interval_secs = 0
             }),
+            ("recommendations.pair_window", |c| c.pair_window = 21),
         ] {
             let mut config = ProcessorConfig::default();
             change(&mut config.recommendations);

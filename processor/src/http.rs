@@ -166,9 +166,11 @@ async fn recommendations(state: &ApiState, user: &str) -> Response<Full<Bytes>> 
             None,
         );
     };
-    let n = i64::try_from(state.recommendations_top_n).unwrap_or(10);
     let partners = i64::try_from(state.recommendations_partners).unwrap_or(i64::MAX);
-    match store.recommendations(&user, n, partners).await {
+    match store
+        .recommendations(&user, state.recommendations_top_n, partners)
+        .await
+    {
         Ok(Some(products)) => {
             let body = serde_json::json!({"user_id": user, "products": products});
             json(StatusCode::OK, body.to_string())

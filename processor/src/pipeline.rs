@@ -653,6 +653,7 @@ impl Pipeline {
             retention_ms: self.settings.session_retention_ms,
             max_times: self.settings.max_events_per_user,
             recent_products: self.settings.recent_products,
+            pair_window: self.settings.pair_window,
         };
         let mut aggregator = Aggregator::new(
             &self.catalog,

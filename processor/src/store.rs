@@ -27,7 +27,7 @@ use tokio_postgres::{Client, NoTls, Transaction};
 use crate::aggregate::{Rollup, TopicPartition};
 use crate::catalog::Catalog;
 use crate::error::Error;
-use crate::recommend::Recent;
+use crate::recommend::{self, Neighbours, Recent};
 use crate::sessions::Activity;
 
 /// The migrations, applied in order and recorded in `schema_migrations`.
@@ -93,14 +93,7 @@ pub struct UserStates {
     pub recent: HashMap<String, Recent>,
 }
 
-/// A product recommended to a user.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Recommendation {
-    /// The product.
-    pub product_id: String,
-    /// Co-view count plus twice the co-purchase count, over the user's recent products.
-    pub score: i64,
-}
+pub use crate::recommend::Recommendation;
 
 /// A PostgreSQL connection.
 pub struct Store {
@@ -487,28 +480,23 @@ impl Store {
     pub async fn recommendations(
         &self,
         user: &str,
-        n: i64,
+        n: usize,
         partners: i64,
     ) -> Result<Option<Vec<Recommendation>>, Error> {
-        if self
-            .client
-            .query_opt("select 1 from user_activity where member = $1", &[&user])
-            .await?
-            .is_none()
-        {
+        let mut recent = self.recent_products(&[user]).await?;
+        let Some((_, recent)) = recent.pop() else {
             return Ok(None);
-        }
-        let mut lists = self.recommendations_of(&[user], n, partners).await?;
-        Ok(Some(lists.pop().map(|(_, list)| list).unwrap_or_default()))
+        };
+        let neighbours = self.neighbours(&recent.seeds(), partners).await?;
+        Ok(Some(recommend::score(&recent, &neighbours, n)))
     }
 
     /// The top `n` recommendations of each of `users` that has any, drawn from the top
     /// `partners` partners of each of their recent products.
     ///
-    /// The neighbour list of each product is looked up once per call however many of
-    /// `users` share it, so one call for many users costs about one pass over the pairs
-    /// of the products they touched, not one per user. Ties are broken by product id in
-    /// byte order.
+    /// PostgreSQL reads each neighbour list once per call however many of `users` share
+    /// it; the scores are summed here. So one call for many users costs about one pass
+    /// over the pairs of the products they touched.
     ///
     /// # Errors
     ///
@@ -516,51 +504,66 @@ impl Store {
     pub async fn recommendations_of(
         &self,
         users: &[&str],
-        n: i64,
+        n: usize,
         partners: i64,
     ) -> Result<Vec<(String, Vec<Recommendation>)>, Error> {
+        let recent = self.recent_products(users).await?;
+        let mut seeds: Vec<(&'static str, &str)> =
+            recent.iter().flat_map(|(_, r)| r.seeds()).collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        let neighbours = self.neighbours(&seeds, partners).await?;
+        Ok(recent
+            .iter()
+            .map(|(user, r)| (user.clone(), recommend::score(r, &neighbours, n)))
+            .filter(|(_, list)| !list.is_empty())
+            .collect())
+    }
+
+    /// The recent products of each of `users` that was ever counted.
+    async fn recent_products(&self, users: &[&str]) -> Result<Vec<(String, Recent)>, Error> {
         let rows = self
             .client
             .query(
-                "with u as (select member, viewed, bought from user_activity where member = any($1)),
-                 seeds as (select member, 'view'::text as kind, a from u, unnest(u.viewed) as a
-                           union all
-                           select member, 'purchase'::text, a from u, unnest(u.bought) as a),
-                 neighbours as (
-                     select d.kind, d.a, t.b, t.count
-                     from (select distinct kind, a from seeds) d
-                     cross join lateral (
-                         select p.b, p.count from product_pairs p
-                         where p.kind = d.kind and p.a = d.a
-                         order by p.count desc, p.b collate \"C\"
-                         limit $3) t),
-                 scores as (
-                     select u.member, nb.b,
-                            sum(case when nb.kind = 'purchase' then 2 * nb.count else nb.count end)::bigint as score
-                     from seeds s
-                     join neighbours nb on nb.kind = s.kind and nb.a = s.a
-                     join u on u.member = s.member
-                     where not (nb.b = any(u.bought))
-                     group by u.member, nb.b),
-                 ranked as (
-                     select member, b, score,
-                            row_number() over (partition by member order by score desc, b collate \"C\") as rank
-                     from scores)
-                 select member, b, score from ranked where rank <= $2 order by member, rank",
-                &[&users, &n, &partners],
+                "select member, viewed, bought from user_activity where member = any($1) order by member",
+                &[&users],
             )
             .await?;
-        let mut out: Vec<(String, Vec<Recommendation>)> = Vec::new();
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    Recent {
+                        viewed: r.get(1),
+                        bought: r.get(2),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// The `partners` most counted partners of each `(kind, product)` in `seeds`, most
+    /// counted first, ties by product id in byte order.
+    async fn neighbours(&self, seeds: &[(&str, &str)], partners: i64) -> Result<Neighbours, Error> {
+        let kinds: Vec<&str> = seeds.iter().map(|s| s.0).collect();
+        let products: Vec<&str> = seeds.iter().map(|s| s.1).collect();
+        let rows = self
+            .client
+            .query(
+                "select d.kind, d.a, t.b, t.count
+                 from unnest($1::text[], $2::text[]) as d(kind, a)
+                 cross join lateral (
+                     select p.b, p.count from product_pairs p
+                     where p.kind = d.kind and p.a = d.a
+                     order by p.count desc, p.b collate \"C\"
+                     limit $3) t",
+                &[&kinds, &products, &partners],
+            )
+            .await?;
+        let mut out = Neighbours::default();
         for r in &rows {
-            let member: String = r.get(0);
-            let item = Recommendation {
-                product_id: r.get(1),
-                score: r.get(2),
-            };
-            match out.last_mut() {
-                Some((m, list)) if *m == member => list.push(item),
-                _ => out.push((member, vec![item])),
-            }
+            out.push(r.get(0), r.get(1), r.get(2), r.get(3));
         }
         Ok(out)
     }

@@ -2,9 +2,10 @@
 //!
 //! Each user keeps the most recent distinct products they viewed and bought (bounded,
 //! newest first), committed with the checkpoint. A view of product P adds one to the
-//! co-view count of P with every product in the user's recent views, both ways; an
-//! order adds one to the co-purchase count of each of its products with the user's
-//! recent purchases and with the order's other products, both ways. A user's
+//! co-view count of P with each of the user's `pair_window` most recent other views,
+//! both ways; an order adds one to the co-purchase count of each of its products with
+//! the order's other products and with the user's `pair_window` most recent other
+//! purchases, both ways. The window bounds the pair counts written per event. A user's
 //! recommendations score every product B by the co-view counts of (A, B) over their
 //! recent views A, plus twice the co-purchase counts over their recent purchases A, and
 //! leave out what they recently bought. Only the top `partners_per_product` partners of
@@ -16,6 +17,8 @@
 //! [`publisher`] publishes the recommendations of active users to Kafka.
 
 pub mod publisher;
+
+use std::collections::HashMap;
 
 /// Kind of a product pair count.
 pub const CO_VIEW: &str = "view";
@@ -31,6 +34,71 @@ pub struct Recent {
     pub bought: Vec<String>,
 }
 
+/// A product recommended to a user.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Recommendation {
+    /// The product.
+    pub product_id: String,
+    /// Co-view count plus twice the co-purchase count, over the user's recent products.
+    pub score: i64,
+}
+
+/// The most counted partners of some products, per kind: `(partner, count)`, most
+/// counted first.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Neighbours {
+    viewed_with: HashMap<String, Vec<(String, i64)>>,
+    bought_with: HashMap<String, Vec<(String, i64)>>,
+}
+
+impl Neighbours {
+    /// Appends `b` with `count` to the list of `a` for `kind` ([`CO_VIEW`] or
+    /// [`CO_PURCHASE`]; anything else is ignored).
+    pub fn push(&mut self, kind: &str, a: String, b: String, count: i64) {
+        let lists = match kind {
+            CO_VIEW => &mut self.viewed_with,
+            CO_PURCHASE => &mut self.bought_with,
+            _ => return,
+        };
+        lists.entry(a).or_default().push((b, count));
+    }
+
+    fn of(&self, kind: &str, a: &str) -> &[(String, i64)] {
+        let lists = if kind == CO_PURCHASE {
+            &self.bought_with
+        } else {
+            &self.viewed_with
+        };
+        lists.get(a).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The top `n` recommendations of a user with `recent` products: each partner B of
+/// their recent views A scores the co-view count (A, B), each partner of their recent
+/// purchases twice the co-purchase count; what they recently bought is left out; ties
+/// by product id in byte order.
+pub fn score(recent: &Recent, neighbours: &Neighbours, n: usize) -> Vec<Recommendation> {
+    let mut scores: HashMap<&str, i64> = HashMap::new();
+    for (kind, a) in recent.seeds() {
+        let weight = if kind == CO_PURCHASE { 2 } else { 1 };
+        for (b, count) in neighbours.of(kind, a) {
+            if !recent.bought.iter().any(|p| p == b) {
+                *scores.entry(b.as_str()).or_default() += weight * count;
+            }
+        }
+    }
+    let mut ranked: Vec<(&str, i64)> = scores.into_iter().collect();
+    ranked.sort_unstable_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(y.0)));
+    ranked.truncate(n);
+    ranked
+        .into_iter()
+        .map(|(product_id, score)| Recommendation {
+            product_id: product_id.to_owned(),
+            score,
+        })
+        .collect()
+}
+
 fn push_front(list: &mut Vec<String>, product: &str, max: usize) {
     list.retain(|p| p != product);
     list.insert(0, product.to_owned());
@@ -38,10 +106,18 @@ fn push_front(list: &mut Vec<String>, product: &str, max: usize) {
 }
 
 impl Recent {
-    /// Records a view; returns the co-view pairs to count (both directions).
-    pub fn view(&mut self, product: &str, max: usize) -> Vec<(String, String)> {
+    /// The `(kind, product)` neighbour lists the user's recommendations draw on.
+    pub fn seeds(&self) -> Vec<(&'static str, &str)> {
+        let viewed = self.viewed.iter().map(|p| (CO_VIEW, p.as_str()));
+        let bought = self.bought.iter().map(|p| (CO_PURCHASE, p.as_str()));
+        viewed.chain(bought).collect()
+    }
+
+    /// Records a view (keeping `max` views); returns the co-view pairs to count (both
+    /// directions) with the `window` most recent other views.
+    pub fn view(&mut self, product: &str, max: usize, window: usize) -> Vec<(String, String)> {
         let mut pairs = Vec::new();
-        for other in self.viewed.iter().filter(|p| *p != product) {
+        for other in self.viewed.iter().filter(|p| *p != product).take(window) {
             pairs.push((product.to_owned(), other.clone()));
             pairs.push((other.clone(), product.to_owned()));
         }
@@ -49,8 +125,10 @@ impl Recent {
         pairs
     }
 
-    /// Records an order of `products`; returns the co-purchase pairs to count.
-    pub fn order(&mut self, products: &[&str], max: usize) -> Vec<(String, String)> {
+    /// Records an order of `products` (keeping `max` purchases); returns the
+    /// co-purchase pairs to count: within the order, and with the `window` most recent
+    /// other purchases.
+    pub fn order(&mut self, products: &[&str], max: usize, window: usize) -> Vec<(String, String)> {
         let mut distinct: Vec<&str> = products.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
@@ -61,6 +139,7 @@ impl Recent {
                 .bought
                 .iter()
                 .filter(|p| !distinct.contains(&p.as_str()))
+                .take(window)
                 .cloned();
             for other in earlier.chain(recent) {
                 pairs.push(((*product).to_owned(), other.clone()));
@@ -81,24 +160,75 @@ mod tests {
     #[test]
     fn views_pair_with_recent_views_and_orders_with_recent_purchases() {
         let mut r = Recent::default();
-        assert!(r.view("a", 2).is_empty());
+        assert!(r.view("a", 2, 5).is_empty());
         assert_eq!(
-            r.view("b", 2),
+            r.view("b", 2, 5),
             vec![("b".into(), "a".into()), ("a".into(), "b".into())]
         );
         // Viewing a again pairs it with b only, and keeps the list distinct.
-        assert_eq!(r.view("a", 2).len(), 2);
+        assert_eq!(r.view("a", 2, 5).len(), 2);
         assert_eq!(r.viewed, vec!["a", "b"]);
-        r.view("c", 2);
+        r.view("c", 2, 5);
         assert_eq!(r.viewed, vec!["c", "a"], "bounded");
 
-        let pairs = r.order(&["y", "x", "x"], 5);
+        let pairs = r.order(&["y", "x", "x"], 5, 5);
         assert_eq!(
             pairs,
             vec![("y".into(), "x".into()), ("x".into(), "y".into())]
         );
-        let pairs = r.order(&["z"], 5);
+        let pairs = r.order(&["z"], 5, 5);
         assert_eq!(pairs.len(), 4, "z with x and y");
         assert_eq!(r.bought, vec!["z", "y", "x"]);
+    }
+
+    #[test]
+    fn pairs_reach_only_the_window_of_most_recent_products() {
+        let mut r = Recent::default();
+        for p in ["a", "b", "c", "d"] {
+            r.view(p, 10, 2);
+        }
+        let pairs = r.view("e", 10, 2);
+        assert_eq!(
+            pairs,
+            vec![
+                ("e".into(), "d".into()),
+                ("d".into(), "e".into()),
+                ("e".into(), "c".into()),
+                ("c".into(), "e".into()),
+            ]
+        );
+        assert_eq!(r.viewed.len(), 5, "the list keeps more than the window");
+        r.order(&["x"], 10, 1);
+        r.order(&["y"], 10, 1);
+        let pairs = r.order(&["z", "w"], 10, 1);
+        // w and z with each other, each with y only (x is outside the window).
+        assert_eq!(pairs.len(), 6);
+        assert!(!pairs.iter().any(|(a, b)| a == "x" || b == "x"));
+    }
+
+    #[test]
+    fn scores_sum_views_and_twice_purchases_and_leave_out_what_was_bought() {
+        let recent = Recent {
+            viewed: vec!["a".into(), "b".into()],
+            bought: vec!["c".into()],
+        };
+        let mut nb = Neighbours::default();
+        nb.push(CO_VIEW, "a".into(), "x".into(), 5);
+        nb.push(CO_VIEW, "a".into(), "c".into(), 9);
+        nb.push(CO_VIEW, "b".into(), "x".into(), 1);
+        nb.push(CO_VIEW, "b".into(), "y".into(), 4);
+        nb.push(CO_PURCHASE, "c".into(), "y".into(), 1);
+        nb.push(CO_PURCHASE, "c".into(), "z".into(), 3);
+        // Lists of products the user did not touch do not count.
+        nb.push(CO_VIEW, "q".into(), "w".into(), 100);
+        nb.push("other", "a".into(), "w".into(), 100);
+        let got: Vec<(String, i64)> = score(&recent, &nb, 10)
+            .into_iter()
+            .map(|r| (r.product_id, r.score))
+            .collect();
+        // x: 5 + 1; y: 4 + 2×1; z: 2×3; c was bought. Ties by id.
+        assert_eq!(got, vec![("x".into(), 6), ("y".into(), 6), ("z".into(), 6)]);
+        assert_eq!(score(&recent, &nb, 2).len(), 2, "top n");
+        assert!(score(&Recent::default(), &nb, 10).is_empty());
     }
 }

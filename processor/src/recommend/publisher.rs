@@ -180,7 +180,7 @@ impl Publisher {
         &self,
         store: &mut Option<Store>,
         users: &[String],
-    ) -> Result<Vec<(String, Vec<crate::store::Recommendation>)>, Error> {
+    ) -> Result<Vec<(String, Vec<super::Recommendation>)>, Error> {
         if store.as_ref().is_none_or(Store::is_closed) {
             *store = Some(
                 Store::connect(
@@ -197,7 +197,7 @@ impl Publisher {
         store
             .recommendations_of(
                 &users,
-                i64::try_from(self.settings.top_n).unwrap_or(i64::MAX),
+                self.settings.top_n,
                 i64::try_from(self.settings.partners).unwrap_or(i64::MAX),
             )
             .await
@@ -206,7 +206,7 @@ impl Publisher {
     fn produce(
         &self,
         user: &str,
-        products: &[crate::store::Recommendation],
+        products: &[super::Recommendation],
     ) -> Option<rdkafka::producer::DeliveryFuture> {
         let generated_at = crate::report::rfc3339(crate::pipeline::now_ms() / 1000);
         let value = serde_json::json!({"user_id": user, "products": products, "generated_at": generated_at})

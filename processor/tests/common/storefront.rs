@@ -529,8 +529,12 @@ pub fn sessions(e: &Expected, timeout_ms: i64) -> i64 {
 /// the neighbour lists leave partners out.
 pub const PARTNERS_PER_PRODUCT: usize = 8;
 
+/// Most recent products a new one is paired with (the processor's default).
+pub const PAIR_WINDOW: usize = 5;
+
 /// The recommendations the processor must give `user` (recent lists of 20, top 10):
-/// co-view and co-purchase counts built from every user's views and orders in order,
+/// co-view and co-purchase counts built from every user's views and orders in order
+/// (each paired with the [`PAIR_WINDOW`] most recent others),
 /// each product's partners cut to its top [`PARTNERS_PER_PRODUCT`].
 pub fn recommendations(e: &Expected, user: &str) -> Vec<(String, i64)> {
     const RECENT: usize = 20;
@@ -543,7 +547,7 @@ pub fn recommendations(e: &Expected, user: &str) -> Vec<(String, i64)> {
         for (is_order, products) in &e.user_products[u] {
             if !is_order {
                 let p = &products[0];
-                for q in viewed.iter().filter(|q| *q != p) {
+                for q in viewed.iter().filter(|q| *q != p).take(PAIR_WINDOW) {
                     *pairs.entry((false, p.clone(), q.clone())).or_default() += 1;
                     *pairs.entry((false, q.clone(), p.clone())).or_default() += 1;
                 }
@@ -558,7 +562,13 @@ pub fn recommendations(e: &Expected, user: &str) -> Vec<(String, i64)> {
                     let others: Vec<String> = set[..i]
                         .iter()
                         .cloned()
-                        .chain(bought.iter().filter(|q| !set.contains(q)).cloned())
+                        .chain(
+                            bought
+                                .iter()
+                                .filter(|q| !set.contains(q))
+                                .take(PAIR_WINDOW)
+                                .cloned(),
+                        )
                         .collect();
                     for q in others {
                         *pairs.entry((true, p.clone(), q.clone())).or_default() += 1;
