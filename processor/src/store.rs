@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_search_outbox.sql",
         include_str!("../migrations/0004_search_outbox.sql"),
     ),
+    (
+        5,
+        "0005_counter_fillfactor.sql",
+        include_str!("../migrations/0005_counter_fillfactor.sql"),
+    ),
 ];
 
 /// The committed position of a partition.
