@@ -128,6 +128,14 @@ enum Mode {
         #[arg(long)]
         java: bool,
     },
+    /// Prints the sum of the end offsets of a topic's partitions (its records so far),
+    /// to check what a peer tool says it delivered.
+    EndOffsets {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+    },
     /// Read topics from the start to their current end.
     Consume {
         #[arg(long)]
@@ -537,6 +545,25 @@ fn print_properties(brokers: &str, topic: &str, java: bool) -> Result<(), String
     Ok(())
 }
 
+fn print_end_offsets(brokers: &str, topic: &str) -> Result<(), String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| format!("consumer: {e}"))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| format!("metadata of {topic}: {e}"))?;
+    let mut total = 0i64;
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
+            .map_err(|e| format!("watermarks of {topic}: {e}"))?;
+        total += high;
+    }
+    println!("{total}");
+    Ok(())
+}
+
 fn run_consume(args: &Args, brokers: &str, topics: &str) -> Result<Throughput, String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -649,6 +676,7 @@ fn main() -> ExitCode {
             topic,
             java,
         } => return exit(print_properties(brokers, topic, *java)),
+        Mode::EndOffsets { brokers, topic } => return exit(print_end_offsets(brokers, topic)),
         Mode::Consume { brokers, topics } => run_consume(&args, brokers, topics),
     };
     match result {
