@@ -478,13 +478,14 @@ impl Processor {
         false
     }
 
-    /// GET `path`: (status, body).
+    /// GET `path`: (status, body). Generous time-out: under a loaded test machine an
+    /// analytics answer read from Redis during a checkpoint can take seconds.
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut stream = tokio::net::TcpStream::connect(&self.addr).await.ok()?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut raw = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
             .await
             .ok()?
             .ok()?;
