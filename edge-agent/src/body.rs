@@ -72,6 +72,12 @@ pub fn check_media_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), Ap
 /// Reads the whole body: refused with 413 before reading when `Content-Length` says it
 /// is over `limit`, and cut off when more arrives; 408 when it takes over `timeout`.
 ///
+/// The body is copied into an allocation of its own, sized by `Content-Length`. hyper
+/// hands over body chunks as slices of the connection's read buffer (8 KiB at least);
+/// an event keeps its body until Kafka has it, so a queued 500-byte event would
+/// otherwise hold a whole read buffer, and the queue's byte bound (which counts event
+/// bytes) would not bound memory.
+///
 /// # Errors
 ///
 /// As above; a connection error while reading is a 400.
@@ -88,9 +94,10 @@ pub async fn read(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+    let capacity = declared.map_or(0, |n| n as usize);
+    match tokio::time::timeout(timeout, collect(Limited::new(body, limit), capacity)).await {
         Err(_) => Err(ApiError::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(error)) => {
             if error
                 .downcast_ref::<http_body_util::LengthLimitError>()
@@ -105,6 +112,24 @@ pub async fn read(
             }
         }
     }
+}
+
+/// Copies a body's data frames into one buffer of `capacity` bytes (grown if the body
+/// turns out longer, and trimmed to its length if it grew).
+async fn collect(
+    mut body: Limited<Incoming>,
+    capacity: usize,
+) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
+    let mut out = Vec::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            out.extend_from_slice(&data);
+        }
+    }
+    if out.capacity() > out.len() {
+        out.shrink_to_fit();
+    }
+    Ok(Bytes::from(out))
 }
 
 /// Decompresses `bytes`. More than `max_out` decompressed bytes is `too_large` (the

@@ -27,6 +27,12 @@ pub const ENV_PREFIX: &str = "EDGE_AGENT_";
 /// What shows instead of a secret in printed configurations.
 pub const MASK: &str = "<redacted>";
 
+/// The smallest `server.max_head_bytes`, and its default: 8 KiB, the read buffer an
+/// HTTP/1 connection starts with. Any larger bound lets that buffer grow to 16 KiB on
+/// the first request (the HTTP/2 preface check hands the first bytes over separately),
+/// which at 1,000 open connections is 8 MiB more.
+pub const MIN_HEAD_BYTES: usize = 8192;
+
 /// Everything the agent can be told, as read from its TOML file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -76,6 +82,11 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Time allowed to send the request head, in milliseconds (slow clients are cut).
     pub header_timeout_ms: u64,
+    /// Largest HTTP/1 request head (request line and headers), in bytes; larger is
+    /// answered with 431. It is also the size of each HTTP/1 connection's read buffer,
+    /// held for as long as the connection is open. At least 8192. (HTTP/2 header lists
+    /// are bounded at 16 KiB.)
+    pub max_head_bytes: usize,
     /// Time allowed to send the request body, in milliseconds.
     pub body_timeout_ms: u64,
     /// Largest request body as sent (compressed or not), in bytes; larger is refused
@@ -98,6 +109,7 @@ impl Default for ServerConfig {
             unix_socket: String::new(),
             max_connections: 4096,
             header_timeout_ms: 5_000,
+            max_head_bytes: MIN_HEAD_BYTES,
             body_timeout_ms: 10_000,
             max_body_bytes: 4 << 20,
             ack_timeout_ms: 10_000,
@@ -408,6 +420,12 @@ impl AgentConfig {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
+        if server.max_head_bytes < MIN_HEAD_BYTES {
+            return Err(invalid(
+                "server.max_head_bytes",
+                format!("must be at least {MIN_HEAD_BYTES}"),
+            ));
+        }
         let tls = match (&self.tls.cert_file, &self.tls.key_file) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: cert.clone(),
@@ -450,6 +468,7 @@ impl AgentConfig {
             tls,
             max_connections: server.max_connections,
             header_timeout: Duration::from_millis(server.header_timeout_ms),
+            max_head_bytes: server.max_head_bytes,
             body_timeout: Duration::from_millis(server.body_timeout_ms),
             max_body_bytes: server.max_body_bytes,
             ack_timeout: Duration::from_millis(server.ack_timeout_ms),
@@ -509,6 +528,8 @@ pub struct AgentSettings {
     pub max_connections: usize,
     /// Deadline for the request head.
     pub header_timeout: Duration,
+    /// Largest HTTP/1 request head; the size of a connection's read buffer.
+    pub max_head_bytes: usize,
     /// Deadline for the request body.
     pub body_timeout: Duration,
     /// Largest body as sent.
@@ -740,6 +761,13 @@ mod tests {
             .expect_err("cors")
             .to_string()
             .contains("cors.allowed_origins"));
+        let mut config = AgentConfig::default();
+        config.server.max_head_bytes = MIN_HEAD_BYTES - 1;
+        assert!(config
+            .validate()
+            .expect_err("head")
+            .to_string()
+            .contains("server.max_head_bytes"));
     }
 
     #[test]

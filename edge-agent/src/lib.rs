@@ -124,6 +124,7 @@ pub async fn run(
         api,
         connections: Arc::new(Semaphore::new(settings.max_connections)),
         header_timeout: settings.header_timeout,
+        max_head_bytes: settings.max_head_bytes,
         tls,
     });
     let (stop, stopped) = watch::channel(false);

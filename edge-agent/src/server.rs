@@ -26,6 +26,8 @@ pub struct Server {
     pub connections: Arc<Semaphore>,
     /// Deadline for a request head.
     pub header_timeout: Duration,
+    /// Largest HTTP/1 request head, and the size of a connection's read buffer.
+    pub max_head_bytes: usize,
     /// TLS for the TCP listener.
     pub tls: Option<TlsAcceptor>,
 }
@@ -70,6 +72,7 @@ impl Server {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_timeout)
+            .max_buf_size(self.max_head_bytes)
             .keep_alive(true);
         builder
             .http2()

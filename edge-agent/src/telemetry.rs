@@ -51,11 +51,13 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
-/// Drains histogram samples into their buckets now and then (the exporter does not on
-/// its own when installed without its HTTP listener).
+/// Drains histogram samples into their buckets every second (the exporter does not on
+/// its own when installed without its HTTP listener). Until drained, each request's
+/// and each event's latency sample is kept: at 30,000 events/s a 5-second interval held
+/// several MiB of them.
 pub fn spawn_upkeep(handle: PrometheusHandle) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
             handle.run_upkeep();

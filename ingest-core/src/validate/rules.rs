@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::currency::is_iso4217;
-use super::json::{type_name, Json};
+use super::json::{type_name, Field, FieldSet, Index, Json};
 use super::Limits;
 use crate::error::{ErrorCode, ValidationError};
 use crate::event::EventKind;
@@ -91,84 +91,105 @@ impl Scope {
     }
 }
 
-/// One object's fields, with typed accessors that produce precise errors.
+/// Why the indexed pass rejected an event.
+enum Failure<'i> {
+    /// A key appears twice in some object (not necessarily the first such key).
+    Duplicate(&'i str),
+    /// A rule failed; a duplicate key elsewhere in the event would take precedence.
+    Rule(ValidationError),
+}
+
+impl From<ValidationError> for Failure<'_> {
+    fn from(error: ValidationError) -> Self {
+        Failure::Rule(error)
+    }
+}
+
+/// One object's fields, indexed in one pass, with typed accessors that produce precise
+/// errors.
 #[derive(Clone, Copy)]
 struct Fields<'t, 'i> {
-    object: Json<'t, 'i>,
+    object: Index<'t, 'i>,
     scope: Scope,
 }
 
 impl<'t, 'i> Fields<'t, 'i> {
+    /// Indexes `object` (see [`Json::index`]).
+    fn index(object: Json<'t, 'i>, scope: Scope, deferred: FieldSet) -> Result<Self, Failure<'i>> {
+        let object = object.index(deferred).map_err(Failure::Duplicate)?;
+        Ok(Fields { object, scope })
+    }
+
     /// The field's value, `None` when absent or `null`.
-    fn value(&self, field: &'static str) -> Option<Json<'t, 'i>> {
+    fn value(&self, field: Field) -> Option<Json<'t, 'i>> {
         self.object.get(field).filter(|v| !v.is_null())
     }
 
-    fn required(&self, field: &'static str) -> Result<Json<'t, 'i>, ValidationError> {
+    fn required(&self, field: Field) -> Result<Json<'t, 'i>, ValidationError> {
         self.value(field).ok_or_else(|| {
             error(
                 ErrorCode::MissingField,
-                self.scope.at(field),
-                format!("{field} is required"),
+                self.scope.at(field.name()),
+                format!("{} is required", field.name()),
             )
         })
     }
 
-    fn opt_str(
-        &self,
-        field: &'static str,
-        max_chars: usize,
-    ) -> Result<Option<&'i str>, ValidationError> {
+    fn opt_str(&self, field: Field, max_chars: usize) -> Result<Option<&'i str>, ValidationError> {
         self.value(field)
-            .map(|v| string(v, self.scope.at(field), max_chars))
+            .map(|v| string(v, self.scope.at(field.name()), max_chars))
             .transpose()
     }
 
-    fn req_str(&self, field: &'static str, max_chars: usize) -> Result<&'i str, ValidationError> {
-        string(self.required(field)?, self.scope.at(field), max_chars)
+    fn req_str(&self, field: Field, max_chars: usize) -> Result<&'i str, ValidationError> {
+        string(
+            self.required(field)?,
+            self.scope.at(field.name()),
+            max_chars,
+        )
     }
 
     /// A required identifier: a non-empty string of at most [`MAX_ID_CHARS`].
-    fn req_id(&self, field: &'static str) -> Result<&'i str, ValidationError> {
+    fn req_id(&self, field: Field) -> Result<&'i str, ValidationError> {
         let id = self.req_str(field, MAX_ID_CHARS)?;
-        non_empty(id, self.scope.at(field))
+        non_empty(id, self.scope.at(field.name()))
     }
 
-    fn opt_id(&self, field: &'static str) -> Result<Option<&'i str>, ValidationError> {
+    fn opt_id(&self, field: Field) -> Result<Option<&'i str>, ValidationError> {
         self.opt_str(field, MAX_ID_CHARS)?
-            .map(|id| non_empty(id, self.scope.at(field)))
+            .map(|id| non_empty(id, self.scope.at(field.name())))
             .transpose()
     }
 
-    fn opt_amount(&self, field: &'static str) -> Result<Option<f64>, ValidationError> {
+    fn opt_amount(&self, field: Field) -> Result<Option<f64>, ValidationError> {
         self.value(field)
-            .map(|v| amount(v, self.scope.at(field)))
+            .map(|v| amount(v, self.scope.at(field.name())))
             .transpose()
     }
 
-    fn req_amount(&self, field: &'static str) -> Result<f64, ValidationError> {
-        amount(self.required(field)?, self.scope.at(field))
+    fn req_amount(&self, field: Field) -> Result<f64, ValidationError> {
+        amount(self.required(field)?, self.scope.at(field.name()))
     }
 
-    fn opt_count(&self, field: &'static str, min: i128) -> Result<Option<i128>, ValidationError> {
+    fn opt_count(&self, field: Field, min: i128) -> Result<Option<i128>, ValidationError> {
         self.value(field)
-            .map(|v| count(v, self.scope.at(field), min))
+            .map(|v| count(v, self.scope.at(field.name()), min))
             .transpose()
     }
 
-    fn req_count(&self, field: &'static str, min: i128) -> Result<i128, ValidationError> {
-        count(self.required(field)?, self.scope.at(field), min)
+    fn req_count(&self, field: Field, min: i128) -> Result<i128, ValidationError> {
+        count(self.required(field)?, self.scope.at(field.name()), min)
     }
 
-    fn opt_object(&self, field: &'static str) -> Result<Option<Json<'t, 'i>>, ValidationError> {
+    fn opt_object(&self, field: Field) -> Result<Option<Json<'t, 'i>>, ValidationError> {
         match self.value(field) {
             Some(v) if v.is_object() => Ok(Some(v)),
-            Some(v) => Err(wrong_type(v, self.scope.at(field), "an object")),
+            Some(v) => Err(wrong_type(v, self.scope.at(field.name()), "an object")),
             None => Ok(None),
         }
     }
 
-    fn opt_currency(&self, field: &'static str) -> Result<Option<&'i str>, ValidationError> {
+    fn opt_currency(&self, field: Field) -> Result<Option<&'i str>, ValidationError> {
         let Some(code) = self.opt_str(field, 3 + 1)? else {
             return Ok(None);
         };
@@ -177,13 +198,13 @@ impl<'t, 'i> Fields<'t, 'i> {
         } else {
             Err(error(
                 ErrorCode::InvalidCurrency,
-                self.scope.at(field),
+                self.scope.at(field.name()),
                 format!("{code:?} is not an ISO 4217 currency code"),
             ))
         }
     }
 
-    fn req_currency(&self, field: &'static str) -> Result<&'i str, ValidationError> {
+    fn req_currency(&self, field: Field) -> Result<&'i str, ValidationError> {
         self.required(field)?;
         self.opt_currency(field).map(|c| c.unwrap_or_default())
     }
@@ -263,8 +284,18 @@ fn count(value: Json<'_, '_>, path: Path, min: i128) -> Result<i128, ValidationE
     }
 }
 
+/// The top-level fields whose objects the rules index themselves: `context` always,
+/// `items` for purchases (for other types [`check_indexed`] scans it after the rules).
+const TOP_DEFERRED: FieldSet = FieldSet::of(&[Field::Context, Field::Items]);
+
 /// Checks one event. `expected` is the kind implied by the endpoint (single-event
 /// submissions); batch elements pass `None` and must carry a `type` field.
+///
+/// A key repeated in any object of the event is reported before any other error: the
+/// first such object in document order (an object's own keys before its nested values).
+/// The indexed pass finds duplicates while it reads the fields; when it fails for any
+/// reason, the whole event is searched for that first duplicate before the failure is
+/// reported, so a rule error never hides a duplicate.
 pub(crate) fn check_event<'i>(
     root: Json<'_, 'i>,
     expected: Option<EventKind>,
@@ -277,21 +308,49 @@ pub(crate) fn check_event<'i>(
             format!("an event must be a JSON object, not {}", type_name(root)),
         ));
     }
-    if let Some(key) = root.find_duplicate_key() {
-        return Err(ValidationError::field(
-            ErrorCode::DuplicateField,
-            key.to_owned(),
-            format!("key {key:?} appears more than once in one object"),
-        ));
-    }
-    let fields = Fields {
-        object: root,
-        scope: Scope::Top,
+    let failure = match check_indexed(root, expected, limits, now) {
+        Ok(facts) => return Ok(facts),
+        Err(failure) => failure,
     };
+    let duplicate = match failure {
+        Failure::Rule(error) => match root.find_duplicate_key() {
+            Some(key) => key,
+            None => return Err(error),
+        },
+        Failure::Duplicate(key) => root.find_duplicate_key().unwrap_or(key),
+    };
+    Err(ValidationError::field(
+        ErrorCode::DuplicateField,
+        duplicate.to_owned(),
+        format!("key {duplicate:?} appears more than once in one object"),
+    ))
+}
 
+/// Every rule, reading each object through one indexing pass that also checks it (and
+/// whatever it nests that no rule indexes) for duplicate keys.
+fn check_indexed<'i>(
+    root: Json<'_, 'i>,
+    expected: Option<EventKind>,
+    limits: &Limits,
+    now: OffsetDateTime,
+) -> Result<Facts<'i>, Failure<'i>> {
+    let fields = Fields::index(root, Scope::Top, TOP_DEFERRED)?;
     let kind = event_kind(&fields, expected)?;
     // From here on the type is known: errors carry it (for metrics and dead letters).
-    check_typed(&fields, kind, limits, now).map_err(|e| e.with_event_kind(kind))
+    let facts = check_typed(&fields, kind, limits, now).map_err(|failure| match failure {
+        Failure::Rule(error) => Failure::Rule(error.with_event_kind(kind)),
+        duplicate => duplicate,
+    })?;
+    if kind != EventKind::Purchase {
+        if let Some(dup) = fields
+            .object
+            .get(Field::Items)
+            .and_then(|items| items.find_duplicate_key())
+        {
+            return Err(Failure::Duplicate(dup));
+        }
+    }
+    Ok(facts)
 }
 
 /// The rules that apply once the event's type is known.
@@ -300,9 +359,9 @@ fn check_typed<'i>(
     kind: EventKind,
     limits: &Limits,
     now: OffsetDateTime,
-) -> Result<Facts<'i>, ValidationError> {
+) -> Result<Facts<'i>, Failure<'i>> {
     let event_id = fields
-        .opt_str("event_id", 64)?
+        .opt_str(Field::EventId, 64)?
         .map(|id| {
             Uuid::try_parse(id).map_err(|_| {
                 error(
@@ -313,8 +372,8 @@ fn check_typed<'i>(
             })
         })
         .transpose()?;
-    let user_id = fields.opt_id("user_id")?;
-    let anonymous_id = fields.opt_id("anonymous_id")?;
+    let user_id = fields.opt_id(Field::UserId)?;
+    let anonymous_id = fields.opt_id(Field::AnonymousId)?;
     let partition_key = user_id.or(anonymous_id).ok_or_else(|| {
         error(
             ErrorCode::MissingField,
@@ -322,9 +381,11 @@ fn check_typed<'i>(
             "one of user_id or anonymous_id is required",
         )
     })?;
-    fields.opt_id("session_id")?;
+    fields.opt_id(Field::SessionId)?;
     check_timestamp(fields, limits, now)?;
-    if let Some(context) = fields.opt_object("context")? {
+    // `context` is deferred by the top-level index; absent or `null` it nests nothing,
+    // and anything but an object is an error above.
+    if let Some(context) = fields.opt_object(Field::Context)? {
         check_context(context)?;
     }
 
@@ -345,7 +406,7 @@ fn event_kind(
     fields: &Fields<'_, '_>,
     expected: Option<EventKind>,
 ) -> Result<EventKind, ValidationError> {
-    let declared = fields.opt_str("type", 32)?;
+    let declared = fields.opt_str(Field::Type, 32)?;
     match (declared, expected) {
         (None, Some(kind)) => Ok(kind),
         (None, None) => Err(error(
@@ -372,7 +433,7 @@ fn check_timestamp(
     limits: &Limits,
     now: OffsetDateTime,
 ) -> Result<(), ValidationError> {
-    let Some(text) = fields.opt_str("timestamp", 64)? else {
+    let Some(text) = fields.opt_str(Field::Timestamp, 64)? else {
         return Ok(());
     };
     let path = Path::Top("timestamp");
@@ -409,45 +470,44 @@ fn check_timestamp(
     Ok(())
 }
 
-fn check_context(context: Json<'_, '_>) -> Result<(), ValidationError> {
-    let fields = Fields {
-        object: context,
-        scope: Scope::In("context"),
-    };
-    fields.opt_str("user_agent", MAX_USER_AGENT_CHARS)?;
-    fields.opt_str("page_url", MAX_URL_CHARS)?;
-    fields.opt_str("referrer", MAX_URL_CHARS)?;
-    fields.opt_str("locale", MAX_LOCALE_CHARS)?;
-    if let Some(ip) = fields.opt_str("ip", 64)? {
+fn check_context<'i>(context: Json<'_, 'i>) -> Result<(), Failure<'i>> {
+    let fields = Fields::index(context, Scope::In("context"), FieldSet::EMPTY)?;
+    fields.opt_str(Field::UserAgent, MAX_USER_AGENT_CHARS)?;
+    fields.opt_str(Field::PageUrl, MAX_URL_CHARS)?;
+    fields.opt_str(Field::Referrer, MAX_URL_CHARS)?;
+    fields.opt_str(Field::Locale, MAX_LOCALE_CHARS)?;
+    if let Some(ip) = fields.opt_str(Field::Ip, 64)? {
         if ip.parse::<IpAddr>().is_err() {
             return Err(error(
                 ErrorCode::InvalidValue,
                 Path::In("context", "ip"),
                 format!("{ip:?} is not an IPv4 or IPv6 address"),
-            ));
+            )
+            .into());
         }
     }
-    if let Some(experiments) = fields.opt_object("experiments")? {
+    if let Some(experiments) = fields.opt_object(Field::Experiments)? {
         let path = Path::In("context", "experiments");
         if experiments.len() > MAX_EXPERIMENTS {
             return Err(error(
                 ErrorCode::InvalidValue,
                 path,
                 format!("at most {MAX_EXPERIMENTS} experiments are allowed"),
-            ));
+            )
+            .into());
         }
         for (flag, variant) in experiments.members().into_iter().flatten() {
             let variant_ok = variant
                 .as_str()
                 .is_some_and(|v| !v.is_empty() && v.chars().count() <= MAX_ID_CHARS);
             if flag.is_empty() || flag.chars().count() > MAX_ID_CHARS || !variant_ok {
-                return Err(ValidationError::field(
+                return Err(Failure::Rule(ValidationError::field(
                     ErrorCode::InvalidValue,
                     format!("context.experiments.{flag}"),
                     format!(
                         "experiments map flag names to variant names: non-empty strings of at most {MAX_ID_CHARS} characters"
                     ),
-                ));
+                )));
             }
         }
     }
@@ -455,28 +515,28 @@ fn check_context(context: Json<'_, '_>) -> Result<(), ValidationError> {
 }
 
 fn check_product_view(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {
-    fields.req_id("product_id")?;
-    fields.opt_str("category", MAX_LABEL_CHARS)?;
-    fields.opt_str("brand", MAX_LABEL_CHARS)?;
-    fields.opt_amount("price")?;
-    fields.opt_currency("currency")?;
+    fields.req_id(Field::ProductId)?;
+    fields.opt_str(Field::Category, MAX_LABEL_CHARS)?;
+    fields.opt_str(Field::Brand, MAX_LABEL_CHARS)?;
+    fields.opt_amount(Field::Price)?;
+    fields.opt_currency(Field::Currency)?;
     Ok(())
 }
 
 fn check_cart(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {
-    let action = fields.req_str("action", 16)?;
+    let action = fields.req_str(Field::Action, 16)?;
     match action {
         "add" | "update" => {
-            fields.req_id("product_id")?;
-            fields.req_count("quantity", 0)?;
+            fields.req_id(Field::ProductId)?;
+            fields.req_count(Field::Quantity, 0)?;
         }
         "remove" => {
-            fields.req_id("product_id")?;
-            fields.opt_count("quantity", 0)?;
+            fields.req_id(Field::ProductId)?;
+            fields.opt_count(Field::Quantity, 0)?;
         }
         "clear" => {
-            fields.opt_id("product_id")?;
-            fields.opt_count("quantity", 0)?;
+            fields.opt_id(Field::ProductId)?;
+            fields.opt_count(Field::Quantity, 0)?;
         }
         other => {
             return Err(error(
@@ -486,56 +546,53 @@ fn check_cart(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {
             ))
         }
     }
-    fields.opt_amount("price")?;
-    fields.opt_currency("currency")?;
-    fields.opt_id("cart_id")?;
+    fields.opt_amount(Field::Price)?;
+    fields.opt_currency(Field::Currency)?;
+    fields.opt_id(Field::CartId)?;
     Ok(())
 }
 
-fn check_purchase(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {
-    fields.req_id("order_id")?;
-    let items = fields.required("items")?;
+fn check_purchase<'i>(fields: &Fields<'_, 'i>) -> Result<(), Failure<'i>> {
+    fields.req_id(Field::OrderId)?;
+    let items = fields.required(Field::Items)?;
     let Some(elements) = items.elements() else {
-        return Err(wrong_type(items, Path::Top("items"), "an array"));
+        return Err(wrong_type(items, Path::Top("items"), "an array").into());
     };
     if items.len() == 0 || items.len() > MAX_ITEMS {
-        return Err(error(
+        return Err(Failure::Rule(error(
             ErrorCode::InvalidValue,
             Path::Top("items"),
             format!(
                 "items must hold 1 to {MAX_ITEMS} entries, not {}",
                 items.len()
             ),
-        ));
+        )));
     }
     for (index, item) in elements.enumerate() {
         if !item.is_object() {
-            return Err(ValidationError::field(
+            return Err(Failure::Rule(ValidationError::field(
                 ErrorCode::InvalidType,
                 format!("items[{index}]"),
                 format!("each item must be an object, not {}", type_name(item)),
-            ));
+            )));
         }
-        let item = Fields {
-            object: item,
-            scope: Scope::Item("items", index),
-        };
-        item.req_id("product_id")?;
-        item.req_count("quantity", 1)?;
-        item.req_amount("price")?;
+        let item = Fields::index(item, Scope::Item("items", index), FieldSet::EMPTY)?;
+        item.req_id(Field::ProductId)?;
+        item.req_count(Field::Quantity, 1)?;
+        item.req_amount(Field::Price)?;
     }
-    fields.req_amount("total")?;
-    fields.req_currency("currency")?;
-    fields.opt_amount("discount")?;
-    fields.opt_amount("tax")?;
-    fields.opt_amount("shipping")?;
-    fields.opt_id("coupon")?;
+    fields.req_amount(Field::Total)?;
+    fields.req_currency(Field::Currency)?;
+    fields.opt_amount(Field::Discount)?;
+    fields.opt_amount(Field::Tax)?;
+    fields.opt_amount(Field::Shipping)?;
+    fields.opt_id(Field::Coupon)?;
     Ok(())
 }
 
 fn check_search(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {
-    fields.req_str("query", MAX_QUERY_CHARS)?;
-    fields.opt_count("results_count", 0)?;
-    fields.opt_object("filters")?;
+    fields.req_str(Field::Query, MAX_QUERY_CHARS)?;
+    fields.opt_count(Field::ResultsCount, 0)?;
+    fields.opt_object(Field::Filters)?;
     Ok(())
 }

@@ -545,6 +545,63 @@ fn hostile_documents() {
 }
 
 #[test]
+fn a_duplicate_key_anywhere_outranks_every_other_error_and_the_first_is_named() {
+    let cases = [
+        // A rule error before the duplicate, in document order and in rule order.
+        (PV, r#"{"product_id":"p","x":{"a":1,"a":2}}"#, "a"),
+        (
+            PV,
+            r#"{"user_id":"","product_id":"p","f":[{"b":1,"b":2}]}"#,
+            "b",
+        ),
+        // Inside objects the rules index themselves, with a rule error beside them.
+        (
+            PV,
+            r#"{"user_id":"u","product_id":"p","context":{"ip":"nope","c":1,"c":2}}"#,
+            "c",
+        ),
+        (
+            EventKind::Purchase,
+            r#"{"user_id":"u","order_id":"o","total":1,"currency":"EUR","items":[{"product_id":"p","quantity":1},{"product_id":"p","quantity":1,"price":1,"price":2}]}"#,
+            "price",
+        ),
+        // `items` of a type that does not read it, on an otherwise valid event.
+        (
+            PV,
+            r#"{"user_id":"u","product_id":"p","items":[{"k":1,"k":2}]}"#,
+            "k",
+        ),
+        // The top-level object's own keys come first, then nested values in order.
+        (
+            PV,
+            r#"{"context":{"a":1,"a":2},"x":{"b":1,"b":2},"product_id":"p","product_id":"q"}"#,
+            "product_id",
+        ),
+        (
+            PV,
+            r#"{"user_id":"u","product_id":"p","context":{"a":1,"a":2},"x":{"b":1,"b":2}}"#,
+            "a",
+        ),
+        (
+            PV,
+            r#"{"user_id":"u","product_id":"p","x":{"b":1,"b":2},"context":{"a":1,"a":2}}"#,
+            "b",
+        ),
+        // More unknown keys than the pairwise table holds.
+        (
+            PV,
+            r#"{"user_id":"u","product_id":"p","k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k3":3}"#,
+            "k3",
+        ),
+    ];
+    for (kind, json, key) in cases {
+        let err = rejects(Some(kind), json);
+        assert_eq!(err.code(), ErrorCode::DuplicateField, "{json}: {err}");
+        assert_eq!(err.field_path(), Some(key), "{json}: {err}");
+    }
+}
+
+#[test]
 fn nesting_limit_counts_the_event_as_level_one() {
     let nested = |levels: usize| {
         // The event object is level 1; `levels - 1` more objects nest inside "x".
