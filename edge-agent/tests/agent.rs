@@ -205,6 +205,20 @@ async fn every_error_answer_has_its_status_and_body() {
             .is_some_and(|m| !m.is_empty()));
         assert_eq!(body["error"]["field"].as_str(), field, "{what}");
     }
+    // A request head over server.max_head_bytes (8 KiB by default): 431, no body.
+    let mut big = post(
+        "/api/events/cart",
+        r#"{"user_id":"u","action":"add"}"#,
+        &[JSON],
+    );
+    big.headers_mut().insert(
+        "cookie",
+        http::HeaderValue::from_str(&"c".repeat(9 * 1024)).expect("header"),
+    );
+    assert_eq!(
+        agent.send(big).await.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
     assert_eq!(
         agent.send(get("/health/live")).await.status(),
         StatusCode::OK
