@@ -164,6 +164,11 @@ pub fn decompress(
             format!("the decompressed body is larger than {max_out} bytes"),
         )));
     }
+    // The events keep this allocation until Kafka has them: give back what growing
+    // (and the guess above) left spare, unless it is little.
+    if out.capacity() - out.len() > out.len() / 4 {
+        out.shrink_to_fit();
+    }
     Ok(Bytes::from(out))
 }
 
