@@ -13,8 +13,9 @@ use tokio::sync::oneshot;
 use crate::batch::split_batch;
 use crate::config::{IngestConfig, Settings};
 use crate::delivery::{
-    BatchReceipt, Breaker, Command, DeliveryContext, Destination, DiskState, Forwarder, Gate,
-    QueueBudget, Receipt, Record, Rejection, Sender, ShutdownReport, Spool, Tracker, Worker,
+    gather_window, BatchReceipt, Breaker, Command, DeliveryContext, Destination, DiskState,
+    Doorbell, Forwarder, Gate, QueueBudget, Receipt, Record, Rejection, Sender, ShutdownReport,
+    Spool, Tracker, Worker,
 };
 use crate::error::{Error, ValidationError};
 use crate::event::EventKind;
@@ -72,6 +73,11 @@ struct Inner {
     settings: Settings,
     validator: Validator,
     commands: flume::Sender<Command>,
+    /// Wakes the delivery thread (memory queue only; the spool waits on the queue).
+    doorbell: Arc<Doorbell>,
+    /// The producer, for single submissions sent on the caller's thread when nothing
+    /// is queued ahead of them (memory queue only).
+    direct: Option<Arc<Sender>>,
     budget: Arc<QueueBudget>,
     dead_letter_budget: Arc<QueueBudget>,
     gate: Gate,
@@ -198,11 +204,14 @@ impl Ingestor {
             DeliveryContext::new(telemetry.clone(), breaker.clone(), disk.clone()),
         )
         .map_err(|e| Error::kafka("creating the producer", e))?;
-        let sender = Arc::new(Sender {
+        let sender = Arc::new(Sender::new(
             producer,
-            topics: settings.topics.clone(),
-            dead_letter_topic: settings.dead_letter_topic.clone(),
-        });
+            settings.topics.clone(),
+            settings.dead_letter_topic.clone(),
+        ));
+        // Without a disk buffer, a submission may go straight to the producer; with
+        // one, every event goes through the spool to be persisted first.
+        let direct = disk.is_none().then(|| sender.clone());
         let queue = &settings.queue;
         let budget = Arc::new(QueueBudget::new(queue.max_events, queue.max_bytes));
         let dead_letter_budget = Arc::new(QueueBudget::new(
@@ -214,6 +223,7 @@ impl Ingestor {
         let channel_slots = queue.max_events + queue.max_events / DEAD_LETTER_SHARE + 16;
         let (commands, receiver) = flume::bounded(channel_slots);
         let stop_by = Arc::new(OnceLock::new());
+        let doorbell = Arc::new(Doorbell::new());
         let threads = match &disk {
             None => {
                 let worker = Worker {
@@ -224,8 +234,12 @@ impl Ingestor {
                     dead_letter_budget: dead_letter_budget.clone(),
                     telemetry: telemetry.clone(),
                     expired: std::cell::Cell::new(0),
+                    doorbell: doorbell.clone(),
+                    gather: gather_window(settings.raw.kafka.linger_ms),
                 };
-                vec![spawn("ingest-delivery", move || worker.run(receiver))?]
+                let delivery = spawn("ingest-delivery", move || worker.run(receiver))?;
+                doorbell.set_thread(delivery.thread().clone());
+                vec![delivery]
             }
             Some(disk) => {
                 let forwarder = Forwarder::new(
@@ -264,6 +278,8 @@ impl Ingestor {
                 validator: Validator::new(settings.limits.clone()),
                 settings,
                 commands,
+                doorbell,
+                direct,
                 budget,
                 dead_letter_budget,
                 gate: Gate::new(),
@@ -335,7 +351,7 @@ impl Ingestor {
         let event_id = event.event_id();
         let bytes = event.payload().len();
         let record = self.record(event, received_at_ms, &source, &tracker);
-        self.enqueue(&self.inner.budget, Command::Send(record), 1, bytes)?;
+        self.send_or_enqueue(record, bytes)?;
         self.inner.telemetry.accepted(kind, 1);
         Ok(Receipt::new(tracker, Some(event_id)))
     }
@@ -433,6 +449,7 @@ impl Ingestor {
             .send_async(Command::Flush { timeout, done })
             .await
             .map_err(|_| Error::ShuttingDown)?;
+        self.inner.doorbell.wake();
         match flushed.await {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::Timeout(timeout)),
@@ -464,6 +481,7 @@ impl Ingestor {
             .send_async(Command::Shutdown { timeout, done })
             .await
             .map_err(|_| Error::ShuttingDown)?;
+        self.inner.doorbell.wake();
         let report = report.await.map_err(|_| Error::ShuttingDown)?;
         let threads = self
             .inner
@@ -509,6 +527,24 @@ impl Ingestor {
         )
     }
 
+    /// Hands a single event's record to the producer on this thread when nothing is
+    /// queued ahead of it (see [`Sender::send_first`]), else queues it: under load the
+    /// delivery thread feeds the producer, and submission order is kept either way.
+    fn send_or_enqueue(&self, record: Record, bytes: usize) -> Result<(), Error> {
+        let _pass = self.inner.gate.enter()?;
+        let record = match &self.inner.direct {
+            Some(sender) => {
+                let budget = &self.inner.budget;
+                match sender.send_first(record, || budget.queued().0 == 0) {
+                    Ok(()) => return Ok(()),
+                    Err(record) => record,
+                }
+            }
+            None => record,
+        };
+        self.enqueue_passed(&self.inner.budget, Command::Send(record), 1, bytes)
+    }
+
     fn enqueue(
         &self,
         budget: &QueueBudget,
@@ -517,7 +553,18 @@ impl Ingestor {
         bytes: usize,
     ) -> Result<(), Error> {
         let _pass = self.inner.gate.enter()?;
-        budget.try_reserve(events, bytes)?;
+        self.enqueue_passed(budget, command, events, bytes)
+    }
+
+    /// [`enqueue`](Self::enqueue) for a caller already through the gate.
+    fn enqueue_passed(
+        &self,
+        budget: &QueueBudget,
+        command: Command,
+        events: usize,
+        bytes: usize,
+    ) -> Result<(), Error> {
+        let queued = budget.try_reserve(events, bytes)?;
         self.inner.commands.try_send(command).map_err(|e| {
             budget.release(events, bytes);
             match e {
@@ -531,7 +578,9 @@ impl Ingestor {
                 }
                 flume::TrySendError::Disconnected(_) => Error::ShuttingDown,
             }
-        })
+        })?;
+        self.inner.doorbell.ring(queued);
+        Ok(())
     }
 
     /// Counts and dead-letters a submission rejected whole, and returns its error.

@@ -424,3 +424,45 @@ async fn a_submission_can_name_its_own_source() {
         .await
         .expect("shuts down");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn single_submissions_taken_in_groups_keep_their_order_and_all_resolve() {
+    let brokers = brokers();
+    let config = config(&brokers, "groups", 3, 1);
+    create_topics(&config).await;
+    let ingestor = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
+    // Bursts and pauses, so the delivery thread takes groups of every size, gathers
+    // and goes idle in between.
+    let mut receipts = Vec::new();
+    for i in 0..5_000u32 {
+        let body = format!(r#"{{"user_id":"u-order","query":"q{i}"}}"#);
+        let receipt = ingestor
+            .submit(EventKind::Search, Bytes::from(body))
+            .expect("accepted");
+        receipts.push(receipt);
+        if i % 1_000 == 999 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for receipt in &receipts {
+        receipt.wait(Ack::Delivered).await.expect("delivered");
+    }
+    let records = read_topic(&brokers, &config.topics.search.name, 5_000, WAIT).await;
+    let queries: Vec<String> = records
+        .iter()
+        .map(|r| {
+            let text = std::str::from_utf8(&r.payload).expect("utf-8");
+            let start = text.find("\"query\":\"").expect("query") + 9;
+            text[start..text.len() - 2].to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (0..5_000).map(|i| format!("q{i}")).collect();
+    assert_eq!(queries, expected, "one key: in submission order, each once");
+    ingestor
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shuts down");
+}

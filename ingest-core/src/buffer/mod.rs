@@ -67,7 +67,8 @@
 //! # Recovery
 //!
 //! [`LogBuffer::open`] reads every segment and verifies every frame (length, checksum,
-//! sequence number).
+//! sequence number). Reads verify the checksums of records appended since then; the
+//! records recovered at open are not verified again, so each record is verified once.
 //!
 //! - A short or failing frame at the tail of the **last** segment (or a run of zeros
 //!   where the file was extended but never written) is a torn write: the append never

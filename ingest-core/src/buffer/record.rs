@@ -66,6 +66,18 @@ fn le_u64(bytes: &[u8]) -> u64 {
 
 /// Decodes the frame at the start of `buf`, verifying its length and checksum.
 pub(crate) fn decode(buf: &[u8]) -> Result<Frame<'_>, FrameDamage> {
+    let frame = decode_unverified(buf)?;
+    let stored = le_u32(&buf[4..8]);
+    let computed = checksum(frame.seq, frame.payload);
+    if stored != computed {
+        return Err(FrameDamage::Checksum { stored, computed });
+    }
+    Ok(frame)
+}
+
+/// Decodes the frame at the start of `buf`, verifying its length but not its checksum:
+/// for frames already verified since they were last read from disk.
+pub(crate) fn decode_unverified(buf: &[u8]) -> Result<Frame<'_>, FrameDamage> {
     if buf.len() < HEADER_LEN {
         return Err(FrameDamage::Truncated {
             needed: HEADER_LEN as u64,
@@ -86,14 +98,11 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Frame<'_>, FrameDamage> {
             available: buf.len() as u64,
         });
     }
-    let stored = le_u32(&buf[4..8]);
     let seq = le_u64(&buf[8..16]);
-    let payload = &buf[HEADER_LEN..total];
-    let computed = checksum(seq, payload);
-    if stored != computed {
-        return Err(FrameDamage::Checksum { stored, computed });
-    }
-    Ok(Frame { seq, payload })
+    Ok(Frame {
+        seq,
+        payload: &buf[HEADER_LEN..total],
+    })
 }
 
 #[cfg(test)]

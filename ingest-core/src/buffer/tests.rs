@@ -796,3 +796,22 @@ proptest! {
         prop_assert!(inspect(dir.path()).expect("inspect").is_clean());
     }
 }
+
+#[test]
+fn reads_verify_records_appended_since_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) = open(dir.path(), SyncPolicy::Never);
+    append_n(&log, 1);
+    let segment = dir.path().join(super::segment::segment_name(0));
+    let mut bytes = fs::read(&segment).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&segment, &bytes).expect("damage");
+    match log.read(0, 10, 1 << 20) {
+        Err(BufferError::Corrupt {
+            damage: FrameDamage::Checksum { .. },
+            ..
+        }) => {}
+        other => panic!("expected a checksum error, got {other:?}"),
+    }
+}

@@ -80,7 +80,14 @@ pub(crate) struct Breaker {
     state: AtomicU8,
     /// A probe is under way (on its own thread).
     probe_running: AtomicBool,
-    /// When a record was last delivered, in milliseconds since `epoch`.
+    /// Records delivered so far. A delivery report only counts (no clock read on that
+    /// path); [`check_stalled`](Self::check_stalled) notices the count move and dates
+    /// it.
+    delivered: AtomicU64,
+    /// `delivered` as [`check_stalled`](Self::check_stalled) last saw it.
+    delivered_seen: AtomicU64,
+    /// When progress (a delivery, or sending after an idle spell) was last seen, in
+    /// milliseconds since `epoch`.
     last_success_ms: AtomicU64,
     epoch: Instant,
     probing: Mutex<Probing>,
@@ -96,6 +103,8 @@ impl Breaker {
         Breaker {
             state: AtomicU8::new(BreakerState::Closed.to_u8()),
             probe_running: AtomicBool::new(false),
+            delivered: AtomicU64::new(0),
+            delivered_seen: AtomicU64::new(0),
             last_success_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             probing: Mutex::new(Probing {
@@ -160,7 +169,7 @@ impl Breaker {
 
     /// A record was delivered: close (cheap when already closed).
     pub(crate) fn success(&self) {
-        self.last_success_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.delivered.fetch_add(1, Ordering::Relaxed);
         let state = self.state();
         if state != BreakerState::Closed && self.set(state, BreakerState::Closed) {
             self.probing().backoff = self.settings.min_backoff;
@@ -171,8 +180,18 @@ impl Breaker {
     /// Trips when records are waiting in the producer and none has been delivered for
     /// the stall timeout: the cluster is unreachable even if the client has not said so
     /// (it reports failures only when records time out).
+    ///
+    /// Deliveries are dated here, when this check first sees them, so a stall is
+    /// noticed at most one check later than by the delivery's own time.
     pub(crate) fn check_stalled(&self, records_waiting: bool) {
-        if !records_waiting || self.state() == BreakerState::Open {
+        let delivered = self.delivered.load(Ordering::Relaxed);
+        if self.delivered_seen.swap(delivered, Ordering::Relaxed) != delivered || !records_waiting {
+            // Progress, or nothing waiting (records sent from now on, by any thread,
+            // start the clock afresh).
+            self.last_success_ms.store(self.now_ms(), Ordering::Relaxed);
+            return;
+        }
+        if self.state() == BreakerState::Open {
             return;
         }
         let since = self
@@ -275,9 +294,47 @@ mod tests {
         breaker.check_stalled(true);
         assert_eq!(breaker.state(), BreakerState::Closed, "not stalled yet");
         std::thread::sleep(Duration::from_millis(60));
-        breaker.check_stalled(false);
-        assert_eq!(breaker.state(), BreakerState::Closed, "nothing waiting");
         breaker.check_stalled(true);
         assert_eq!(breaker.state(), BreakerState::Open, "stalled");
+    }
+
+    #[test]
+    fn nothing_waiting_restarts_the_stall_clock() {
+        let breaker = breaker();
+        breaker.sending(false);
+        std::thread::sleep(Duration::from_millis(60));
+        breaker.check_stalled(false);
+        breaker.check_stalled(true);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Closed,
+            "records sent after the idle check have not waited long"
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        breaker.check_stalled(true);
+        assert_eq!(breaker.state(), BreakerState::Open, "stalled");
+    }
+
+    #[test]
+    fn a_delivery_seen_by_the_check_restarts_the_stall_clock() {
+        let breaker = breaker();
+        breaker.sending(false);
+        std::thread::sleep(Duration::from_millis(60));
+        breaker.success();
+        breaker.check_stalled(true);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Closed,
+            "a record was delivered"
+        );
+        breaker.check_stalled(true);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Closed,
+            "dated by the first check"
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        breaker.check_stalled(true);
+        assert_eq!(breaker.state(), BreakerState::Open, "nothing since");
     }
 }

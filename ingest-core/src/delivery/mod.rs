@@ -3,9 +3,16 @@
 //! ```text
 //! submit (caller's thread)          delivery thread             producer client threads
 //! validate → admit (QueueBudget) →  bounded queue → send  →     batch, compress, retry
-//!          → Record + Tracker                                   → delivery report
+//!          → Record + Tracker        (in groups)                → delivery report
 //!                                                               → Tracker::complete
 //! ```
+//!
+//! A single submission that finds nothing queued ahead of it skips the queue: the
+//! submitter hands it to the producer itself, under the lock the delivery thread also
+//! holds while it feeds the producer, so records still enter the producer in submission
+//! order (see `Sender::send_first`). When something is queued, or the producer's queue
+//! is full, the record is queued as above. The delivery thread takes the queue in
+//! groups and is woken once per group, not per event (see `Doorbell` in `worker.rs`).
 //!
 //! With a disk buffer (see [`disk`]), a spool thread takes the queue's place as its
 //! consumer and appends to the buffer; a forwarder thread reads the buffer in order
@@ -45,4 +52,4 @@ pub(crate) use record::{Destination, Record};
 pub(crate) use sender::Sender;
 pub(crate) use spool::Spool;
 pub(crate) use stored::MAX_OVERHEAD as STORED_OVERHEAD;
-pub(crate) use worker::{Command, Gate, QueueBudget, Worker};
+pub(crate) use worker::{gather_window, Command, Doorbell, Gate, QueueBudget, Worker};

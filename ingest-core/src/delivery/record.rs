@@ -65,6 +65,11 @@ impl Record {
     pub(crate) fn take_tracker(&mut self) -> Option<Arc<Tracker>> {
         self.tracker.take()
     }
+
+    /// Takes back a tracker share the producer refused (its queue was full).
+    pub(crate) fn put_tracker(&mut self, tracker: Arc<Tracker>) {
+        self.tracker = Some(tracker);
+    }
 }
 
 impl Drop for Record {

@@ -1,16 +1,18 @@
 //! [`Sender`]: turns a record into a Kafka record (topic, key, headers) and hands it to
-//! the producer client. Shared by the memory path ([`Worker`](super::Worker)) and the
-//! disk path ([`Forwarder`](super::forwarder::Forwarder)).
+//! the producer client. Shared by the memory path ([`Worker`](super::Worker) and
+//! submitters, see [`Sender::send_first`]) and the disk path
+//! ([`Forwarder`](super::forwarder::Forwarder)).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
-use super::context::{DeliveryContext, Sent};
+use super::context::{is_retryable, reason_label, DeliveryContext, Sent};
 use super::record::{Destination, Record, Rfc3339Millis};
 use super::stored::StoredEvent;
+use crate::telemetry::Telemetry;
 
 /// One record about to be sent, borrowed from a queued [`Record`] or from an event read
 /// back from the disk buffer.
@@ -48,9 +50,76 @@ pub(crate) struct Sender {
     pub(crate) producer: ThreadedProducer<DeliveryContext>,
     pub(crate) topics: [Arc<str>; 4],
     pub(crate) dead_letter_topic: Arc<str>,
+    /// Held by whoever feeds the producer from the memory queue's side: the delivery
+    /// thread while it has records taken off the queue and not yet handed on, or a
+    /// submitter sending its record directly. Records therefore enter the producer in
+    /// the order they were submitted.
+    pub(crate) feed: Mutex<()>,
 }
 
 impl Sender {
+    pub(crate) fn new(
+        producer: ThreadedProducer<DeliveryContext>,
+        topics: [Arc<str>; 4],
+        dead_letter_topic: Arc<str>,
+    ) -> Self {
+        Sender {
+            producer,
+            topics,
+            dead_letter_topic,
+            feed: Mutex::new(()),
+        }
+    }
+
+    /// Takes the feed (see [`feed`](Self::feed)), waiting for it.
+    pub(crate) fn feed(&self) -> MutexGuard<'_, ()> {
+        self.feed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands a submitter's record straight to the producer on the calling thread, if
+    /// that keeps submission order: the feed is free and `nothing_queued` (asked while
+    /// holding it) says no record waits in the queue ahead of this one. Then the record
+    /// skips the queue and the delivery thread altogether, as a plain producer loop
+    /// would. Otherwise, or when the producer's own queue is full, the record comes
+    /// back for the queue. Never blocks.
+    pub(crate) fn send_first(
+        &self,
+        mut record: Record,
+        nothing_queued: impl FnOnce() -> bool,
+    ) -> Result<(), Record> {
+        let Ok(_feed) = self.feed.try_lock() else {
+            return Err(record);
+        };
+        if !nothing_queued() {
+            return Err(record);
+        }
+        let Some(tracker) = record.take_tracker() else {
+            return Ok(());
+        };
+        let sent = Box::new(Sent {
+            tracker: Some(tracker),
+            seq: None,
+        });
+        match self.try_send(&Outgoing::of_record(&record), sent) {
+            Ok(()) => Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                if let Some(tracker) = back.tracker {
+                    record.put_tracker(tracker);
+                }
+                Err(record)
+            }
+            Err((error, back)) => {
+                let topic = self.topic(&record.destination);
+                Telemetry::failed(topic, &reason_label(&error));
+                tracing::warn!(topic, %error, "record refused by the Kafka client");
+                if let Some(tracker) = back.tracker {
+                    tracker.complete(Some((error.to_string(), is_retryable(&error))));
+                }
+                Ok(())
+            }
+        }
+    }
+
     pub(crate) fn topic(&self, destination: &Destination) -> &str {
         match destination {
             Destination::Event { kind, .. } => &self.topics[kind.index()],

@@ -4,9 +4,18 @@
 //!
 //! One thread feeds the producer so that records of one key enter it in submission
 //! order; with the idempotent producer, that is the order they land in their partition.
+//!
+//! The thread takes what is queued in groups: it drains the queue (up to
+//! [`MAX_GROUP`] commands), hands the records to the producer, releases their queue
+//! budget once per group, and then lets the next group gather for a short window (a
+//! tenth of `kafka.linger_ms`, see [`Doorbell`]) before it looks again. Submitters wake
+//! it only when it is idle or when a group has grown large, so under load it is woken
+//! once per group, not once per event. The producer holds records for `linger_ms`
+//! anyway to fill its batches, so the window adds little to delivery latency; with
+//! `linger_ms = 0` there is no window.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -88,7 +97,9 @@ impl QueueBudget {
         }
     }
 
-    pub(crate) fn try_reserve(&self, events: usize, bytes: usize) -> Result<(), Error> {
+    /// Reserves room for `events` events of `bytes` bytes; on success, returns how many
+    /// events are queued now, these included.
+    pub(crate) fn try_reserve(&self, events: usize, bytes: usize) -> Result<usize, Error> {
         let queued_events = self.events.fetch_add(events, Ordering::AcqRel);
         let queued_bytes = self.bytes.fetch_add(bytes, Ordering::AcqRel);
         if queued_events + events > self.max_events || queued_bytes + bytes > self.max_bytes {
@@ -98,7 +109,7 @@ impl QueueBudget {
                 queued_bytes,
             });
         }
-        Ok(())
+        Ok(queued_events + events)
     }
 
     /// Events and bytes queued now.
@@ -174,6 +185,93 @@ impl Gate {
     }
 }
 
+/// Most commands the delivery thread takes off the queue in one group.
+pub(crate) const MAX_GROUP: usize = 4096;
+
+/// Queued events at which a submitter wakes a delivery thread that is letting a group
+/// gather, so a burst does not wait out the whole window.
+pub(crate) const WAKE_AT_EVENTS: usize = 1024;
+
+/// How long the delivery thread lets a group gather: a tenth of the producer's
+/// `linger_ms`, at most 1 ms (zero when `linger_ms` is zero).
+pub(crate) fn gather_window(linger_ms: u64) -> Duration {
+    Duration::from_micros(linger_ms.saturating_mul(100)).min(Duration::from_millis(1))
+}
+
+const RUNNING: u8 = 0;
+const GATHERING: u8 = 1;
+const IDLE: u8 = 2;
+
+/// How submitters wake the delivery thread, and only when it needs waking.
+///
+/// The thread is running (taking commands), gathering (parked for the gather window
+/// after a group; woken early only once [`WAKE_AT_EVENTS`] are queued) or idle (parked
+/// because the queue was empty after a window; the first submission wakes it). The
+/// thread announces its state, then looks at the queue once more before parking;
+/// submitters queue, then look at the state. With a sequentially consistent fence on
+/// both sides, either the thread sees the new command or the submitter sees the state
+/// and wakes it: no command waits longer than the window.
+pub(crate) struct Doorbell {
+    state: AtomicU8,
+    thread: OnceLock<thread::Thread>,
+}
+
+impl Doorbell {
+    pub(crate) fn new() -> Self {
+        Doorbell {
+            state: AtomicU8::new(RUNNING),
+            thread: OnceLock::new(),
+        }
+    }
+
+    /// Names the thread to wake (the delivery thread, once spawned).
+    pub(crate) fn set_thread(&self, thread: thread::Thread) {
+        let _ = self.thread.set(thread);
+    }
+
+    /// After queueing records, with `queued_events` now queued: wakes the delivery
+    /// thread if it is idle, or gathering and the group is large.
+    pub(crate) fn ring(&self, queued_events: usize) {
+        fence(Ordering::SeqCst);
+        match self.state.load(Ordering::Relaxed) {
+            IDLE => self.wake(),
+            GATHERING if queued_events >= WAKE_AT_EVENTS => self.wake(),
+            _ => {}
+        }
+    }
+
+    /// Wakes the delivery thread whatever its state (control commands).
+    pub(crate) fn wake(&self) {
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
+        }
+    }
+
+    /// Parks the calling (delivery) thread for up to `timeout` in `state`, unless
+    /// `is_empty` (checked after the state is announced) says there is work.
+    fn park(&self, state: u8, timeout: Duration, is_empty: impl FnOnce() -> bool) {
+        self.state.store(state, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if is_empty() {
+            thread::park_timeout(timeout);
+        }
+        self.state.store(RUNNING, Ordering::Relaxed);
+    }
+}
+
+/// Records taken from the queue and not yet released from its budgets:
+/// [events, dead letters] × [count, bytes].
+#[derive(Default)]
+struct Taken([(usize, usize); 2]);
+
+impl Taken {
+    fn add(&mut self, record: &Record) {
+        let slot = usize::from(matches!(record.destination, Destination::DeadLetter { .. }));
+        self.0[slot].0 += 1;
+        self.0[slot].1 += record.payload.len();
+    }
+}
+
 pub(crate) struct Worker {
     pub(crate) sender: Arc<Sender>,
     pub(crate) breaker: Arc<Breaker>,
@@ -188,6 +286,9 @@ pub(crate) struct Worker {
     /// Records failed because the shutdown deadline passed before the producer had
     /// room for them (they never reached it, so its in-flight count misses them).
     pub(crate) expired: Cell<usize>,
+    pub(crate) doorbell: Arc<Doorbell>,
+    /// See [`gather_window`].
+    pub(crate) gather: Duration,
 }
 
 /// How often an idle delivery thread looks whether the breaker wants a probe.
@@ -219,30 +320,33 @@ pub(crate) fn probe_if_due(sender: &Arc<Sender>, breaker: &Arc<Breaker>) {
 
 impl Worker {
     pub(crate) fn run(self, commands: flume::Receiver<Command>) {
+        // Whether the last look found work: then the next group may gather first.
+        let mut busy = false;
         loop {
             let waiting = self.sender.producer.in_flight_count() > 0;
             self.breaker.check_stalled(waiting);
-            let command = match commands.recv_timeout(IDLE_TICK) {
+            let first = match commands.try_recv() {
                 Ok(command) => command,
-                Err(flume::RecvTimeoutError::Timeout) => {
-                    probe_if_due(&self.sender, &self.breaker);
+                Err(flume::TryRecvError::Empty) => {
+                    if busy && !self.gather.is_zero() {
+                        self.doorbell
+                            .park(GATHERING, self.gather, || commands.is_empty());
+                    } else {
+                        self.doorbell.park(IDLE, IDLE_TICK, || commands.is_empty());
+                        probe_if_due(&self.sender, &self.breaker);
+                    }
+                    busy = false;
                     continue;
                 }
-                Err(flume::RecvTimeoutError::Disconnected) => break,
+                Err(flume::TryRecvError::Disconnected) => break,
             };
+            busy = true;
             self.breaker.sending(waiting);
-            match command {
-                Command::Send(record) => self.send_all(std::iter::once(record)),
-                Command::SendMany(records) => self.send_all(records),
-                Command::Flush { timeout, done } => {
-                    let _ = done.send(self.sender.producer.flush(timeout).is_ok());
-                }
-                Command::Shutdown { timeout, done } => {
-                    let report = self.finish(&commands, timeout);
-                    drop(self);
-                    let _ = done.send(report);
-                    return;
-                }
+            if let Some((timeout, done)) = self.take_group(first, &commands) {
+                let report = self.finish(&commands, timeout);
+                drop(self);
+                let _ = done.send(report);
+                return;
             }
         }
         // Every handle was dropped without a shutdown: still deliver what we hold.
@@ -255,21 +359,62 @@ impl Worker {
         }
     }
 
-    fn send_all(&self, records: impl IntoIterator<Item = Record>) {
-        // [events, dead letters] × [count, bytes], released in one go per command.
-        let mut taken = [(0, 0); 2];
-        for record in records {
-            let slot = usize::from(matches!(record.destination, Destination::DeadLetter { .. }));
-            taken[slot].0 += 1;
-            taken[slot].1 += record.payload.len();
-            self.send(record);
+    /// Serves `first` and whatever else is queued, in queue order, up to
+    /// [`MAX_GROUP`] commands, releasing their queue budget once at the end. Returns
+    /// the shutdown command if it met one (what was queued after it stays queued).
+    fn take_group(
+        &self,
+        first: Command,
+        commands: &flume::Receiver<Command>,
+    ) -> Option<(Duration, oneshot::Sender<ShutdownReport>)> {
+        // Held until the group is handed on and released (declared first, dropped last).
+        let _feed = self.sender.feed();
+        let mut taken = Taken::default();
+        let mut next = Some(first);
+        let mut served = 0;
+        let mut shutdown = None;
+        while let Some(command) = next.take() {
+            match command {
+                Command::Send(record) => self.send(record, &mut taken),
+                Command::SendMany(records) => {
+                    for record in records {
+                        self.send(record, &mut taken);
+                    }
+                }
+                Command::Flush { timeout, done } => {
+                    self.release(&mut taken);
+                    let _ = done.send(self.sender.producer.flush(timeout).is_ok());
+                }
+                Command::Shutdown { timeout, done } => {
+                    shutdown = Some((timeout, done));
+                    break;
+                }
+            }
+            served += 1;
+            if served < MAX_GROUP {
+                next = commands.try_recv().ok();
+            }
         }
-        self.budget.release(taken[0].0, taken[0].1);
-        self.dead_letter_budget.release(taken[1].0, taken[1].1);
+        self.release(&mut taken);
+        shutdown
+    }
+
+    /// Gives the queue budget of the records taken back to submitters.
+    fn release(&self, taken: &mut Taken) {
+        let [events, dead_letters] = std::mem::take(&mut taken.0);
+        if events == (0, 0) && dead_letters == (0, 0) {
+            return;
+        }
+        self.budget.release(events.0, events.1);
+        self.dead_letter_budget
+            .release(dead_letters.0, dead_letters.1);
         self.budget.publish(&self.telemetry);
     }
 
-    fn send(&self, mut record: Record) {
+    /// Hands one record to the producer (waiting while its queue is full) and counts
+    /// it in `taken`.
+    fn send(&self, mut record: Record, taken: &mut Taken) {
+        taken.add(&record);
         let Some(tracker) = record.take_tracker() else {
             return;
         };
@@ -316,14 +461,22 @@ impl Worker {
     fn finish(&self, commands: &flume::Receiver<Command>, timeout: Duration) -> ShutdownReport {
         let started = Instant::now();
         let deadline = *self.stop_by.get_or_init(|| started + timeout);
+        let feed = self.sender.feed();
+        let mut taken = Taken::default();
         for command in commands.drain() {
             match command {
-                Command::Send(record) => self.send_all(std::iter::once(record)),
-                Command::SendMany(records) => self.send_all(records),
+                Command::Send(record) => self.send(record, &mut taken),
+                Command::SendMany(records) => {
+                    for record in records {
+                        self.send(record, &mut taken);
+                    }
+                }
                 // Waiters of these learn from the dropped sender that the ingestor stopped.
                 Command::Flush { .. } | Command::Shutdown { .. } => {}
             }
         }
+        self.release(&mut taken);
+        drop(feed);
         let producer = &self.sender.producer;
         let _ = producer.flush(deadline.saturating_duration_since(Instant::now()));
         let in_flight = usize::try_from(producer.in_flight_count()).unwrap_or(0);
@@ -342,5 +495,156 @@ impl Worker {
             kept_in_buffer: 0,
             elapsed: started.elapsed(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use bytes::Bytes;
+    use rdkafka::config::FromClientConfigAndContext;
+    use rdkafka::producer::ThreadedProducer;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::config::IngestConfig;
+    use crate::delivery::{DeliveryContext, Receipt, Tracker};
+    use crate::event::EventKind;
+
+    /// Parks a thread on `doorbell` in `state` for up to 5 s; the channel says when it
+    /// woke.
+    fn parked(doorbell: &Arc<Doorbell>, state: u8) -> mpsc::Receiver<Duration> {
+        let (woke, rx) = mpsc::channel();
+        let bell = doorbell.clone();
+        let (ready, is_ready) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            ready.send(()).expect("test waits");
+            let started = Instant::now();
+            bell.park(state, Duration::from_secs(5), || true);
+            let _ = woke.send(started.elapsed());
+        });
+        doorbell.set_thread(thread.thread().clone());
+        is_ready.recv().expect("thread started");
+        // Let it announce its state and park.
+        while doorbell.state.load(Ordering::SeqCst) != state {
+            thread::yield_now();
+        }
+        rx
+    }
+
+    #[test]
+    fn an_idle_thread_is_woken_by_the_first_submission() {
+        let doorbell = Arc::new(Doorbell::new());
+        let woke = parked(&doorbell, IDLE);
+        doorbell.ring(1);
+        let waited = woke.recv().expect("woke");
+        assert!(waited < Duration::from_secs(4), "woken, not timed out");
+        assert_eq!(doorbell.state.load(Ordering::SeqCst), RUNNING);
+    }
+
+    #[test]
+    fn a_gathering_thread_is_woken_only_by_a_large_group() {
+        let doorbell = Arc::new(Doorbell::new());
+        let woke = parked(&doorbell, GATHERING);
+        doorbell.ring(WAKE_AT_EVENTS - 1);
+        assert!(
+            woke.recv_timeout(Duration::from_millis(200)).is_err(),
+            "a small group keeps gathering"
+        );
+        doorbell.ring(WAKE_AT_EVENTS);
+        assert!(woke.recv().expect("woke") < Duration::from_secs(4));
+    }
+
+    #[test]
+    fn the_gather_window_is_a_tenth_of_linger_capped() {
+        assert_eq!(gather_window(0), Duration::ZERO);
+        assert_eq!(gather_window(5), Duration::from_micros(500));
+        assert_eq!(gather_window(1_000), Duration::from_millis(1));
+    }
+
+    fn offline_worker(budget: Arc<QueueBudget>) -> Worker {
+        let mut config = IngestConfig::default();
+        // Nothing listens there: records stay in the producer until purged.
+        config.kafka.brokers = "127.0.0.1:9".to_owned();
+        let settings = config.validate().expect("valid");
+        let telemetry = Telemetry::new(&settings.topics);
+        let breaker = Arc::new(Breaker::new(settings.breaker));
+        let producer = ThreadedProducer::from_config_and_context(
+            &settings.producer,
+            DeliveryContext::new(telemetry.clone(), breaker.clone(), None),
+        )
+        .expect("producer");
+        Worker {
+            sender: Arc::new(Sender::new(
+                producer,
+                settings.topics.clone(),
+                settings.dead_letter_topic.clone(),
+            )),
+            breaker,
+            stop_by: Arc::new(OnceLock::new()),
+            budget,
+            dead_letter_budget: Arc::new(QueueBudget::new(10, 1 << 20)),
+            telemetry,
+            expired: Cell::new(0),
+            doorbell: Arc::new(Doorbell::new()),
+            gather: gather_window(5),
+        }
+    }
+
+    fn record(tracker: &Arc<Tracker>) -> Record {
+        Record::new(
+            Destination::Event {
+                kind: EventKind::Search,
+                event_id: Uuid::new_v4(),
+            },
+            Some(Bytes::from_static(b"u")),
+            Bytes::from_static(br#"{"user_id":"u","query":"q"}"#),
+            0,
+            Arc::from("test"),
+            tracker.clone(),
+        )
+    }
+
+    #[test]
+    fn a_group_stops_at_shutdown_releases_its_budget_and_every_record_resolves() {
+        let budget = Arc::new(QueueBudget::new(100, 1 << 20));
+        let worker = offline_worker(budget.clone());
+        let (commands, queue) = flume::bounded(16);
+        // One share more than queued: dropping the record that measures the payload
+        // resolves one.
+        let tracker = Tracker::new(5, false);
+        let payload = record(&tracker).payload.len();
+        budget.try_reserve(4, 4 * payload).expect("room");
+        commands
+            .send(Command::Send(record(&tracker)))
+            .expect("queued");
+        commands
+            .send(Command::SendMany(vec![record(&tracker), record(&tracker)]))
+            .expect("queued");
+        let (done, _report) = oneshot::channel();
+        commands
+            .send(Command::Shutdown {
+                timeout: Duration::ZERO,
+                done,
+            })
+            .expect("queued");
+        commands
+            .send(Command::Send(record(&tracker)))
+            .expect("queued");
+        let first = queue.try_recv().expect("queued");
+        let shutdown = worker.take_group(first, &queue);
+        assert!(shutdown.is_some(), "the group ends at the shutdown command");
+        assert_eq!(budget.queued(), (1, payload), "three released at once");
+        assert_eq!(queue.len(), 1, "what follows the shutdown stays queued");
+        let receipt = Receipt::new(tracker, None);
+        assert!(!receipt.is_settled());
+        let report = worker.finish(&queue, Duration::ZERO);
+        assert_eq!(budget.queued(), (0, 0));
+        // The client's queue length may also count its own pending events (errors
+        // about the refused connection), hence at least.
+        assert!(report.undelivered >= 4, "never delivered: nothing listens");
+        drop(worker);
+        assert!(receipt.is_settled(), "every record resolved");
     }
 }
