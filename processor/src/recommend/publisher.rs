@@ -40,9 +40,12 @@ impl ActiveUsers {
         let mut waiting = self.users.lock().unwrap_or_else(|e| e.into_inner());
         let mut refused = 0;
         for user in users {
-            if waiting.len() >= MAX_WAITING_USERS && !waiting.contains(user) {
+            if waiting.contains(user) {
+                continue;
+            }
+            if waiting.len() >= MAX_WAITING_USERS {
                 refused += 1;
-            } else if !waiting.contains(user) {
+            } else {
                 waiting.insert(user.to_owned());
             }
         }
