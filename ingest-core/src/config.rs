@@ -164,7 +164,7 @@ impl Default for KafkaConfig {
             batch_max_records: 10_000,
             message_timeout_ms: 300_000,
             request_timeout_ms: 30_000,
-            producer_queue_max_records: 500_000,
+            producer_queue_max_records: 100_000,
             producer_queue_max_bytes: 256 * 1024 * 1024,
             properties: BTreeMap::new(),
         }
