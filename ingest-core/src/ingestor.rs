@@ -14,8 +14,8 @@ use crate::batch::split_batch;
 use crate::config::{IngestConfig, Settings};
 use crate::delivery::{
     gather_window, BatchReceipt, Breaker, Command, DeliveryContext, Destination, DiskState,
-    Doorbell, Forwarder, Gate, QueueBudget, Receipt, Record, Rejection, Sender, ShutdownReport,
-    Spool, Tracker, Worker,
+    Doorbell, Forwarder, Gate, Layout, QueueBudget, Receipt, Record, Rejection, Sender,
+    ShutdownReport, Spool, Tracker, Worker,
 };
 use crate::error::{Error, ValidationError};
 use crate::event::EventKind;
@@ -236,6 +236,14 @@ impl Ingestor {
                     expired: std::cell::Cell::new(0),
                     doorbell: doorbell.clone(),
                     gather: gather_window(settings.raw.kafka.linger_ms),
+                    layout: Arc::new(Layout::new(
+                        settings
+                            .raw
+                            .kafka
+                            .properties
+                            .get("partitioner")
+                            .map(String::as_str),
+                    )),
                 };
                 let delivery = spawn("ingest-delivery", move || worker.run(receiver))?;
                 doorbell.set_thread(delivery.thread().clone());

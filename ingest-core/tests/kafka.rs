@@ -466,3 +466,64 @@ async fn single_submissions_taken_in_groups_keep_their_order_and_all_resolve() {
         .await
         .expect("shuts down");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_of_many_users_keep_each_users_order_and_land_where_predicted() {
+    let brokers = brokers();
+    let config = config(&brokers, "layout", 6, 1);
+    create_topics(&config).await;
+    let ingestor = Ingestor::builder()
+        .config(config.clone())
+        .build()
+        .expect("builds");
+    // Wait until the delivery thread has read the partition counts, so the groups
+    // below are ordered by partition and not only by topic.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (users, batches, per_batch) = (50u32, 20u32, 500u32);
+    let mut receipts = Vec::new();
+    for b in 0..batches {
+        let mut body = String::new();
+        for i in 0..per_batch {
+            let seq = b * per_batch + i;
+            body.push_str(&format!(
+                "{{\"type\":\"search\",\"user_id\":\"user-{}\",\"query\":\"q{seq}\"}}\n",
+                seq % users
+            ));
+        }
+        let batch = ingestor.submit_batch(Bytes::from(body)).expect("accepted");
+        assert_eq!(batch.accepted, per_batch as usize);
+        receipts.push(batch.receipt);
+    }
+    for receipt in &receipts {
+        receipt.wait(Ack::Delivered).await.expect("delivered");
+    }
+    let total = (batches * per_batch) as usize;
+    let records = read_topic(&brokers, &config.topics.search.name, total, WAIT).await;
+    assert_eq!(records.len(), total);
+    let mut last_seq: std::collections::HashMap<Vec<u8>, u32> = Default::default();
+    for record in &records {
+        let key = record.key.clone().expect("keyed");
+        // The partitioner librdkafka applies is the one the delivery thread predicts
+        // when it orders a group: CRC-32 of the key modulo the partition count.
+        assert_eq!(
+            record.partition,
+            (crc32fast::hash(&key) % 6) as i32,
+            "partition of {:?}",
+            String::from_utf8_lossy(&key)
+        );
+        let text = std::str::from_utf8(&record.payload).expect("utf-8");
+        let start = text.find("\"query\":\"q").expect("query") + 10;
+        let seq: u32 = text[start..text.len() - 2].parse().expect("seq");
+        if let Some(previous) = last_seq.insert(key.clone(), seq) {
+            assert!(
+                previous < seq,
+                "one user's events out of order: {previous} then {seq}"
+            );
+        }
+    }
+    assert_eq!(last_seq.len(), users as usize);
+    ingestor
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shuts down");
+}

@@ -12,7 +12,9 @@
 //! holds while it feeds the producer, so records still enter the producer in submission
 //! order (see `Sender::send_first`). When something is queued, or the producer's queue
 //! is full, the record is queued as above. The delivery thread takes the queue in
-//! groups and is woken once per group, not per event (see `Doorbell` in `worker.rs`).
+//! groups and is woken once per group, not per event (see `Doorbell` in `worker.rs`),
+//! and hands each group over sorted by the partition each record will go to (see
+//! `layout.rs`: one key's records keep their order).
 //!
 //! With a disk buffer (see [`disk`]), a spool thread takes the queue's place as its
 //! consumer and appends to the buffer; a forwarder thread reads the buffer in order
@@ -32,6 +34,7 @@ mod breaker;
 mod context;
 mod disk;
 mod forwarder;
+mod layout;
 mod receipt;
 mod record;
 mod sender;
@@ -47,6 +50,7 @@ pub(crate) use breaker::Breaker;
 pub(crate) use context::DeliveryContext;
 pub(crate) use disk::DiskState;
 pub(crate) use forwarder::Forwarder;
+pub(crate) use layout::Layout;
 pub(crate) use receipt::Tracker;
 pub(crate) use record::{Destination, Record};
 pub(crate) use sender::Sender;

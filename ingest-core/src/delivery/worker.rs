@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use super::breaker::Breaker;
 use super::context::{is_retryable, reason_label, Sent};
+use super::layout::Layout;
 use super::record::{Destination, Record};
 use super::sender::{Outgoing, Sender};
 use crate::error::Error;
@@ -289,7 +290,12 @@ pub(crate) struct Worker {
     pub(crate) doorbell: Arc<Doorbell>,
     /// See [`gather_window`].
     pub(crate) gather: Duration,
+    /// The order records of a group are handed to the producer in.
+    pub(crate) layout: Arc<Layout>,
 }
+
+/// Most records a group holds before they are handed to the producer.
+pub(crate) const MAX_HELD: usize = 8192;
 
 /// How often an idle delivery thread looks whether the breaker wants a probe.
 pub(crate) const IDLE_TICK: Duration = Duration::from_millis(100);
@@ -323,6 +329,7 @@ impl Worker {
         // Whether the last look found work: then the next group may gather first.
         let mut busy = false;
         loop {
+            self.layout.refresh_if_due(&self.sender);
             let waiting = self.sender.producer.in_flight_count() > 0;
             self.breaker.check_stalled(waiting);
             let first = match commands.try_recv() {
@@ -359,9 +366,11 @@ impl Worker {
         }
     }
 
-    /// Serves `first` and whatever else is queued, in queue order, up to
-    /// [`MAX_GROUP`] commands, releasing their queue budget once at the end. Returns
-    /// the shutdown command if it met one (what was queued after it stays queued).
+    /// Serves `first` and whatever else is queued, up to [`MAX_GROUP`] commands or
+    /// [`MAX_HELD`] records, releasing their queue budget once at the end. The records
+    /// go to the producer in the order of [`Layout::order`] (each key's in queue order),
+    /// all of them before a flush or a shutdown met in the queue. Returns the shutdown
+    /// command if it met one (what was queued after it stays queued).
     fn take_group(
         &self,
         first: Command,
@@ -373,15 +382,13 @@ impl Worker {
         let mut next = Some(first);
         let mut served = 0;
         let mut shutdown = None;
+        let mut held = Vec::new();
         while let Some(command) = next.take() {
             match command {
-                Command::Send(record) => self.send(record, &mut taken),
-                Command::SendMany(records) => {
-                    for record in records {
-                        self.send(record, &mut taken);
-                    }
-                }
+                Command::Send(record) => held.push(record),
+                Command::SendMany(records) => held.extend(records),
                 Command::Flush { timeout, done } => {
+                    self.send_held(&mut held, &mut taken);
                     self.release(&mut taken);
                     let _ = done.send(self.sender.producer.flush(timeout).is_ok());
                 }
@@ -391,12 +398,21 @@ impl Worker {
                 }
             }
             served += 1;
-            if served < MAX_GROUP {
+            if served < MAX_GROUP && held.len() < MAX_HELD {
                 next = commands.try_recv().ok();
             }
         }
+        self.send_held(&mut held, &mut taken);
         self.release(&mut taken);
         shutdown
+    }
+
+    /// Hands the records held so far to the producer, in [`Layout::order`].
+    fn send_held(&self, held: &mut Vec<Record>, taken: &mut Taken) {
+        self.layout.order(held);
+        for record in held.drain(..) {
+            self.send(record, taken);
+        }
     }
 
     /// Gives the queue budget of the records taken back to submitters.
@@ -589,6 +605,7 @@ mod tests {
             expired: Cell::new(0),
             doorbell: Arc::new(Doorbell::new()),
             gather: gather_window(5),
+            layout: Arc::new(Layout::new(None)),
         }
     }
 
