@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{bootstrap, config, create_topics, event_ids, payloads, read_topic};
-use ingest_core::{ensure_topics, Ack, ErrorCode, EventKind, Ingestor, SubmitOptions};
+use ingest_core::{
+    ensure_topics, Ack, ErrorCode, EventKind, IngestConfig, Ingestor, SubmitOptions,
+};
 
 fn brokers() -> String {
     bootstrap("KAFKA_BOOTSTRAP", "scripts/kafka start")
@@ -16,15 +18,17 @@ fn brokers() -> String {
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Creates the test's own topics, then an ingestor that sends to them.
+async fn start(config: IngestConfig) -> Ingestor {
+    create_topics(&config).await;
+    Ingestor::builder().config(config).build().expect("builds")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_event_type_lands_in_its_topic_with_exact_bytes_key_and_headers() {
     let brokers = brokers();
     let config = config(&brokers, "types", 3, 1);
-    create_topics(&config).await;
-    let ingestor = Ingestor::builder()
-        .config(config.clone())
-        .build()
-        .expect("builds");
+    let ingestor = start(config.clone()).await;
 
     let given_id = "0190c6a4-5a5e-7d5e-8b5e-0123456789ab";
     let events = [
@@ -91,11 +95,7 @@ async fn every_event_type_lands_in_its_topic_with_exact_bytes_key_and_headers() 
 async fn a_mixed_batch_delivers_exactly_the_valid_events_and_dead_letters_the_rest() {
     let brokers = brokers();
     let config = config(&brokers, "mixed", 2, 1);
-    create_topics(&config).await;
-    let ingestor = Ingestor::builder()
-        .config(config.clone())
-        .build()
-        .expect("builds");
+    let ingestor = start(config.clone()).await;
 
     let body = concat!(
         r#"{"type":"product_view","user_id":"u1","product_id":"p1"}"#,
@@ -186,11 +186,7 @@ async fn a_mixed_batch_delivers_exactly_the_valid_events_and_dead_letters_the_re
 async fn a_rejected_single_event_is_dead_lettered_with_its_type_unless_disabled() {
     let brokers = brokers();
     let mut config = config(&brokers, "single-dlq", 1, 1);
-    create_topics(&config).await;
-    let ingestor = Ingestor::builder()
-        .config(config.clone())
-        .build()
-        .expect("builds");
+    let ingestor = start(config.clone()).await;
     let bad = Bytes::from_static(br#"{"user_id":"u","action":"add"}"#);
     let err = ingestor
         .submit(EventKind::Cart, bad.clone())
@@ -238,11 +234,7 @@ async fn a_hundred_thousand_events_from_four_threads_arrive_exactly_once() {
     const PER_THREAD: usize = 25_000;
     let brokers = brokers();
     let config = config(&brokers, "volume", 6, 1);
-    create_topics(&config).await;
-    let ingestor = Ingestor::builder()
-        .config(config.clone())
-        .build()
-        .expect("builds");
+    let ingestor = start(config.clone()).await;
 
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -310,11 +302,7 @@ async fn shutdown_with_events_in_flight_delivers_all_of_them() {
     let mut config = config(&brokers, "shutdown", 3, 1);
     // A long linger keeps records inside the producer when shutdown starts.
     config.kafka.linger_ms = 500;
-    create_topics(&config).await;
-    let ingestor = Ingestor::builder()
-        .config(config.clone())
-        .build()
-        .expect("builds");
+    let ingestor = start(config.clone()).await;
     let mut ids = HashSet::new();
     for i in 0..5_000 {
         let body = format!(r#"{{"user_id":"u{}","query":"q{i}"}}"#, i % 50);
@@ -373,11 +361,7 @@ async fn topic_creation_reduces_replication_to_the_cluster_size_and_is_idempoten
 async fn a_submission_can_name_its_own_source() {
     let brokers = brokers();
     let config = config(&brokers, "source", 1, 1);
-    create_topics(&config).await;
-    let ingestor = Ingestor::builder()
-        .config(config.clone())
-        .build()
-        .expect("builds");
+    let ingestor = start(config.clone()).await;
     let single = SubmitOptions::default().with_source("storefront-7");
     let batch = SubmitOptions::default().with_source("storefront-8");
     let receipt = ingestor
@@ -429,11 +413,7 @@ async fn a_submission_can_name_its_own_source() {
 async fn single_submissions_taken_in_groups_keep_their_order_and_all_resolve() {
     let brokers = brokers();
     let config = config(&brokers, "groups", 3, 1);
-    create_topics(&config).await;
-    let ingestor = Ingestor::builder()
-        .config(config.clone())
-        .build()
-        .expect("builds");
+    let ingestor = start(config.clone()).await;
     // Bursts and pauses, so the delivery thread takes groups of every size, gathers
     // and goes idle in between.
     let mut receipts = Vec::new();
@@ -471,11 +451,7 @@ async fn single_submissions_taken_in_groups_keep_their_order_and_all_resolve() {
 async fn batches_of_many_users_keep_each_users_order_and_land_where_predicted() {
     let brokers = brokers();
     let config = config(&brokers, "layout", 6, 1);
-    create_topics(&config).await;
-    let ingestor = Ingestor::builder()
-        .config(config.clone())
-        .build()
-        .expect("builds");
+    let ingestor = start(config.clone()).await;
     // Wait until the delivery thread has read the partition counts, so the groups
     // below are ordered by partition and not only by topic.
     tokio::time::sleep(Duration::from_secs(2)).await;
