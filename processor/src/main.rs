@@ -30,8 +30,9 @@ struct Args {
     check_config: bool,
 }
 
-// glibc's allocator serialises the many small cross-thread allocations of the hot path
-// (allocated by request or delivery threads, freed by librdkafka's); see docs/decisions.md.
+// mimalloc for Rust's allocations, and (built with its `override` feature) for the C
+// libraries' too, librdkafka's included: glibc's allocator handles the hot path's
+// cross-thread frees poorly. See docs/decisions.md, 14 and 17.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

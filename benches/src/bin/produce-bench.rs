@@ -40,7 +40,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 
-// The edge agent's and the processor's allocator, for both sides of every comparison.
+// The edge agent's and the processor's allocator (librdkafka's too, through mimalloc's
+// `override`), for both sides of every comparison.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
