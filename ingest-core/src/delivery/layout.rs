@@ -18,7 +18,7 @@
 //! known yet, a record has no key) records are only grouped by topic; a wrong
 //! prediction costs speed, never correctness, since librdkafka still partitions.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -46,8 +46,9 @@ pub(crate) struct Layout {
     /// Partition count per topic slot; 0 while unknown.
     counts: [AtomicU32; DEAD_LETTER_SLOT + 1],
     /// When the counts are next due to be read; `None` until the first read is due.
+    /// Moved a full period ahead when a read starts, so reads never overlap (one takes
+    /// at most [`REFRESH_TIMEOUT`]), and brought nearer after it by `schedule_retry`.
     next_refresh: Mutex<Option<Instant>>,
-    refreshing: AtomicBool,
     /// Refreshes in a row that left an event topic's count unknown.
     retries: AtomicU32,
 }
@@ -59,7 +60,6 @@ impl Layout {
             predictable: matches!(partitioner, None | Some("consistent_random" | "consistent")),
             counts: Default::default(),
             next_refresh: Mutex::new(None),
-            refreshing: AtomicBool::new(false),
             retries: AtomicU32::new(0),
         }
     }
@@ -96,20 +96,14 @@ impl Layout {
             }
             *next = Some(now + REFRESH_EVERY);
         }
-        if self.refreshing.swap(true, Ordering::AcqRel) {
-            return;
-        }
         let (layout, sender) = (self.clone(), sender.clone());
-        let spawned = thread::Builder::new()
+        // No thread for it now: the next period tries again.
+        let _ = thread::Builder::new()
             .name("ingest-metadata".to_owned())
             .spawn(move || {
                 layout.refresh(&sender);
                 layout.schedule_retry();
-                layout.refreshing.store(false, Ordering::Release);
             });
-        if spawned.is_err() {
-            self.refreshing.store(false, Ordering::Release);
-        }
     }
 
     /// While an event topic's count is unknown (created after the ingestor started,
