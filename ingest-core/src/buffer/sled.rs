@@ -5,7 +5,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -20,6 +20,33 @@ const RECORDS_TREE: &str = "records";
 const META_TREE: &str = "meta";
 const NEXT_SEQ_KEY: &[u8] = b"next_seq";
 const WATERMARK_KEY: &[u8] = b"watermark";
+
+/// How long `open` waits for a database lock held by this process's previous
+/// `SledBuffer` on the same directory. Dropping a `sled::Db` signals its I/O threads but
+/// does not join them; the file lock goes when they exit, moments later (sled#1289).
+const LOCK_RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens the database, retrying while its file lock is taken, for at most `wait`.
+///
+/// sled reports a taken lock as an `Other` I/O error whose text names it (it tries the
+/// lock without blocking); every other error is returned at once. A lock still taken
+/// after `wait` belongs to a live owner, usually another process.
+fn open_when_unlocked(config: &sled::Config, wait: Duration) -> sled::Result<sled::Db> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(err))
+                if err.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
 
 /// Bound and durability of a [`SledBuffer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +165,10 @@ impl SledBuffer {
     /// # Errors
     ///
     /// [`BufferError::InvalidConfig`] for a bad configuration; [`BufferError::Sled`]
-    /// when the database cannot be opened (for instance while another process, or
-    /// another `SledBuffer` in this one, has it open) or read.
+    /// when the database cannot be opened or read, for instance while another process,
+    /// or another `SledBuffer` in this one, has it open. A `SledBuffer` just dropped
+    /// releases the directory moments after its drop returns; `open` waits up to two
+    /// seconds for that before giving up.
     pub fn open(dir: impl AsRef<Path>, config: SledConfig) -> Result<SledBuffer, BufferError> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -150,11 +179,13 @@ impl SledBuffer {
             SyncPolicy::IntervalMs(ms) => Some(ms.max(1)),
             SyncPolicy::Never => None,
         };
-        let db = sled::Config::new()
-            .path(&dir)
-            .flush_every_ms(flush_every_ms)
-            .open()
-            .map_err(|e| BufferError::sled("opening", e))?;
+        let db = open_when_unlocked(
+            &sled::Config::new()
+                .path(&dir)
+                .flush_every_ms(flush_every_ms),
+            LOCK_RELEASE_WAIT,
+        )
+        .map_err(|e| BufferError::sled("opening", e))?;
         let records = db
             .open_tree(RECORDS_TREE)
             .map_err(|e| BufferError::sled("opening the records tree", e))?;
@@ -554,6 +585,33 @@ mod tests {
             read_meta(&buffer.meta, WATERMARK_KEY).expect("meta"),
             Some(2)
         );
+    }
+
+    #[test]
+    fn open_waits_for_a_dropped_buffer_and_refuses_a_live_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = sled::Config::new().path(dir.path());
+        let first = config.open().expect("first open");
+        let taken = open_when_unlocked(&config, Duration::from_millis(50)).expect_err("locked");
+        assert!(
+            taken.to_string().contains("could not acquire lock"),
+            "{taken}"
+        );
+
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(first);
+        });
+        open_when_unlocked(&config, Duration::from_secs(10)).expect("opened once released");
+        releaser.join().expect("releaser");
+
+        // Back to back, as a restart within one process does.
+        for round in 0..20 {
+            let buffer = open(dir.path(), 1 << 20);
+            buffer.append(&[b"x"]).expect("append");
+            drop(buffer);
+            assert_eq!(open(dir.path(), 1 << 20).stats().entries, round + 1);
+        }
     }
 
     #[test]
