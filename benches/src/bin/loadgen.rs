@@ -8,12 +8,17 @@
 //!         [--rate REQ_PER_S] [--batch N] [--gzip] [--http2 --streams S]
 //!         [--ack accepted|persisted|delivered] [--api-key KEY] [--warmup S]
 //!         [--label NAME] [--json FILE] [--verify-kafka BROKERS] [--topics a,b,c,d]
+//!         [--ignore-retry-after]
 //! ```
 //!
 //! Without `--rate` every connection sends its next request as soon as the answer
 //! arrives (closed loop). With `--rate` requests are scheduled at fixed times and latency
 //! is measured from the scheduled time, so a stalled server shows up as latency instead
 //! of silently lowering the offered load.
+//!
+//! A 429 or 503 answer with `Retry-After` makes that connection wait as asked before its
+//! next request, as a storefront SDK would (`--ignore-retry-after` sends again at once);
+//! the wait counts in the measured time, so the rate is what the server sustained.
 //!
 //! Bodies are generated before the run and only their event ids are rewritten per request
 //! (16 hex digits per event), so the generator's own cost stays small next to the
@@ -101,6 +106,10 @@ struct Args {
     /// Seed of the storefront generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Send again at once after a 429 or 503 instead of waiting its `Retry-After`
+    /// (a client that does not back off).
+    #[arg(long)]
+    ignore_retry_after: bool,
     /// Run id: the high half of every event id (default: derived from the clock).
     #[arg(long)]
     run: Option<u64>,
@@ -254,6 +263,24 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// Whether the connection is gone (the server closed it or it broke).
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(sender) => sender.is_closed(),
+            Sender::H2(sender) => sender.is_closed(),
+        }
+    }
+}
+
+/// The `Retry-After` of an answer, when given in seconds (the form servers use for
+/// 429 and 503).
+fn retry_after_of<B>(response: &hyper::Response<B>) -> Option<Duration> {
+    let value = response.headers().get(hyper::header::RETRY_AFTER)?;
+    let seconds: u64 = value.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
 async fn connect(args: &Args, authority: &str) -> Result<Sender, String> {
     let stream = TcpStream::connect(authority)
         .await
@@ -341,9 +368,11 @@ async fn worker(plan: Arc<Plan>, index: usize, mut sender: Sender) -> Outcome {
         } else {
             Instant::now()
         };
+        let mut retry_after = None;
         let result = match sender.send(request).await {
             Ok(response) => {
                 let status = response.status();
+                retry_after = retry_after_of(&response);
                 match response.into_body().collect().await {
                     Ok(_) if status.is_success() => Ok(()),
                     Ok(_) => Err(format!("status {}", status.as_u16())),
@@ -362,13 +391,33 @@ async fn worker(plan: Arc<Plan>, index: usize, mut sender: Sender) -> Outcome {
                 .acked_seqs
                 .extend(first_seq..first_seq + args.batch as u64);
         }
-        if done < plan.measure_from {
-            if result.is_err() {
-                // A broken connection is replaced, also during warm-up.
-                if let Ok(fresh) = connect(args, &plan.authority).await {
-                    sender = fresh;
+        if result.is_err() {
+            // A client told to come back later waits as asked (a storefront SDK does;
+            // asking again at once only takes cores from the server), and a closed
+            // connection is replaced.
+            if let Some(wait) = retry_after.filter(|_| !args.ignore_retry_after) {
+                let until = (Instant::now() + wait).min(plan.stop_at);
+                tokio::time::sleep_until(until.into()).await;
+                if let Some(interval) = plan.interval {
+                    // Rate mode: the requests due while waiting are not sent.
+                    while due < until {
+                        due += interval;
+                    }
                 }
             }
+            if sender.is_closed() {
+                match connect(args, &plan.authority).await {
+                    Ok(fresh) => sender = fresh,
+                    Err(e) => {
+                        if done >= plan.measure_from && done <= plan.stop_at {
+                            *outcome.errors.entry(e).or_default() += 1;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        if done < plan.measure_from {
             continue;
         }
         if done > plan.stop_at {
@@ -382,25 +431,8 @@ async fn worker(plan: Arc<Plan>, index: usize, mut sender: Sender) -> Outcome {
                 outcome.ok_requests += 1;
                 outcome.events_acked += args.batch as u64;
                 outcome.payload_bytes += template.body.len() as u64;
-                if verify {
-                    outcome
-                        .acked_seqs
-                        .extend(first_seq..first_seq + args.batch as u64);
-                }
             }
-            Err(error) => {
-                *outcome.errors.entry(error).or_default() += 1;
-                if matches!(sender, Sender::H1(_)) {
-                    // HTTP/1.1 connections may be closed after an error answer.
-                    match connect(args, &plan.authority).await {
-                        Ok(fresh) => sender = fresh,
-                        Err(e) => {
-                            *outcome.errors.entry(e).or_default() += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-            }
+            Err(error) => *outcome.errors.entry(error).or_default() += 1,
         }
     }
     outcome
