@@ -15,6 +15,7 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 use super::breaker::Breaker;
 use super::disk::{BufferTelemetry, DiskState};
 use super::receipt::Tracker;
+use crate::ingestor::unix_millis;
 use crate::telemetry::Telemetry;
 
 /// What travels with a record through the producer client and comes back in its
@@ -25,6 +26,29 @@ pub(crate) struct Sent {
     pub(crate) tracker: Option<Arc<Tracker>>,
     /// The record's place in the disk buffer, to acknowledge there.
     pub(crate) seq: Option<u64>,
+    /// When a buffered record nobody waits for any more was accepted (Unix ms), for
+    /// the delivery latency; records with a tracker take it from the tracker.
+    pub(crate) received_at_ms: Option<i64>,
+}
+
+impl Sent {
+    /// A record from the memory queue, whose submitter may be waiting.
+    pub(crate) fn waited_for(tracker: Arc<Tracker>) -> Box<Sent> {
+        Box::new(Sent {
+            tracker: Some(tracker),
+            seq: None,
+            received_at_ms: None,
+        })
+    }
+
+    /// Seconds from acceptance until now, when known.
+    fn latency(&self) -> Option<f64> {
+        match (&self.tracker, self.received_at_ms) {
+            (Some(tracker), _) => Some(tracker.accepted_at().elapsed().as_secs_f64()),
+            (None, Some(at)) => Some((unix_millis() - at).max(0) as f64 / 1000.0),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Routes delivery reports to receipts, the disk buffer, the breaker and metrics, and
@@ -106,7 +130,8 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Sent>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Sent>) {
-        let Sent { tracker, seq } = *sent;
+        let latency = sent.latency();
+        let Sent { tracker, seq, .. } = *sent;
         match result {
             Ok(message) => {
                 self.breaker.success();
@@ -114,10 +139,10 @@ impl ProducerContext for DeliveryContext {
                     disk.acked(seq);
                 }
                 self.telemetry.delivered(message.topic());
+                if let Some(latency) = latency {
+                    self.telemetry.delivery_latency.record(latency);
+                }
                 if let Some(tracker) = tracker {
-                    self.telemetry
-                        .delivery_latency
-                        .record(tracker.accepted_at().elapsed().as_secs_f64());
                     tracker.complete(None);
                 }
             }

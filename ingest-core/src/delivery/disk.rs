@@ -29,6 +29,8 @@ use crate::config::{BufferType, DiskBufferSettings};
 use crate::error::Error;
 
 const NO_REWIND: u64 = u64::MAX;
+/// Tracker map capacity kept however empty the map is (hashbrown's growth steps).
+const SHRINK_ABOVE: usize = 4096;
 
 /// A `flush` waiting for every record below `target` to be acknowledged.
 pub(crate) struct FlushRequest {
@@ -81,7 +83,10 @@ pub(crate) struct DiskState {
     pub(crate) engine: Box<dyn BufferEngine>,
     pub(crate) settings: DiskBufferSettings,
     /// Receipts of records in the buffer that have not been handed to the producer,
-    /// by sequence number. Records from before a restart have none.
+    /// by sequence number, while someone holds the receipt: a backlog of records whose
+    /// submitters stopped waiting (the `accepted` level, an answered `persisted`, a
+    /// timed-out `delivered`) costs no memory here. Records from before a restart have
+    /// none.
     trackers: Mutex<HashMap<u64, Arc<Tracker>>>,
     /// Every record below it is in the buffer with its tracker registered: the
     /// forwarder reads no further.
@@ -130,15 +135,27 @@ impl DiskState {
         self.appended_end.load(Ordering::Acquire)
     }
 
-    /// Publishes records `..end` (their trackers registered) to the forwarder.
+    /// Publishes records `..end` (the trackers still watched registered) to the
+    /// forwarder.
     pub(crate) fn appended(
         &self,
         trackers: impl IntoIterator<Item = (u64, Arc<Tracker>)>,
         end: u64,
     ) {
-        lock(&self.trackers).extend(trackers);
+        lock(&self.trackers).extend(trackers.into_iter().filter(|(_, t)| t.is_watched()));
         self.appended_end.store(end, Ordering::Release);
         self.wake();
+    }
+
+    /// Drops the trackers whose receipts are all gone since their records were
+    /// appended, and gives back the map's memory once it is mostly empty (a backlog
+    /// during an outage can have grown it to millions of entries).
+    pub(crate) fn forget_unwatched(&self) {
+        let mut trackers = lock(&self.trackers);
+        trackers.retain(|_, tracker| tracker.is_watched());
+        if trackers.capacity() > 4 * trackers.len() + SHRINK_ABOVE {
+            trackers.shrink_to_fit();
+        }
     }
 
     pub(crate) fn take_tracker(&self, seq: u64) -> Option<Arc<Tracker>> {
@@ -240,5 +257,71 @@ fn open_engine(settings: &DiskBufferSettings) -> Result<Box<dyn BufferEngine>, E
             );
             Ok(Box::new(engine))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::buffer::SyncPolicy;
+    use crate::config::WhenFull;
+    use crate::delivery::receipt::Receipt;
+
+    fn state(dir: &Path) -> DiskState {
+        DiskState::open(DiskBufferSettings {
+            kind: BufferType::Log,
+            dir: dir.to_path_buf(),
+            max_bytes: 1 << 20,
+            segment_bytes: 1 << 20,
+            sync: SyncPolicy::Never,
+            when_full: WhenFull::Block,
+            full_timeout: Duration::from_secs(1),
+        })
+        .expect("open")
+    }
+
+    #[test]
+    fn only_watched_trackers_are_kept_and_an_emptied_map_gives_its_memory_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = state(dir.path());
+        let watched = Tracker::new(1, true);
+        let receipt = Receipt::new(watched.clone(), None);
+        let backlog = 100_000;
+        // One watched submission, then a backlog nobody waits for any more.
+        disk.appended([(0, watched)], 1);
+        disk.appended(
+            (1..=backlog).map(|seq| (seq, Tracker::new(1, true))),
+            backlog + 1,
+        );
+        assert_eq!(
+            lock(&disk.trackers).len(),
+            1,
+            "unwatched trackers are not kept"
+        );
+
+        // Receipts alive at append time and dropped later are forgotten by the sweep.
+        let first = backlog + 1;
+        let (trackers, receipts): (Vec<_>, Vec<_>) = (first..first + backlog)
+            .map(|seq| {
+                let tracker = Tracker::new(1, true);
+                ((seq, tracker.clone()), Receipt::new(tracker, None))
+            })
+            .unzip();
+        disk.appended(trackers, first + backlog);
+        assert_eq!(lock(&disk.trackers).len(), 1 + backlog as usize);
+        drop(receipts);
+        disk.forget_unwatched();
+        let trackers = lock(&disk.trackers);
+        assert_eq!(trackers.keys().copied().collect::<Vec<_>>(), [0]);
+        assert!(
+            trackers.capacity() <= SHRINK_ABOVE + 4,
+            "capacity {} kept after the backlog left",
+            trackers.capacity()
+        );
+        drop(trackers);
+        assert!(disk.take_tracker(0).is_some_and(|t| t.is_watched()));
+        drop(receipt);
     }
 }

@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{Producer, PurgeConfig};
@@ -30,6 +30,7 @@ use super::disk::{BufferTelemetry, DiskState};
 use super::sender::{Outgoing, Sender};
 use super::stored;
 use super::worker::{probe_if_due, ShutdownReport, IDLE_TICK};
+use crate::ingestor::unix_millis;
 use crate::telemetry::Telemetry;
 
 /// Most records read from the buffer at a time.
@@ -179,9 +180,13 @@ impl Forwarder {
             };
             let destination = event.destination();
             let outgoing = Outgoing::of_stored(&event, &destination);
+            let tracker = self.disk.take_tracker(seq);
+            // Records accepted by this run have their latency measured; replays do not.
+            let accepted_here = tracker.is_none() && seq >= self.replay_end;
             let mut sent = Box::new(Sent {
-                tracker: self.disk.take_tracker(seq),
+                tracker,
                 seq: Some(seq),
+                received_at_ms: accepted_here.then_some(event.received_at_ms),
             });
             loop {
                 match self.sender.try_send(&outgoing, sent) {
@@ -295,13 +300,9 @@ impl Forwarder {
             .oldest_unacked_seq
             .and_then(|seq| self.disk.engine.read(seq, 1, 0).ok())
             .and_then(|records| records.first().and_then(|(_, b)| stored::received_at_ms(b)))
-            .map_or(0.0, |at| {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
-                (now - at).max(0) as f64 / 1000.0
-            });
+            .map_or(0.0, |at| (unix_millis() - at).max(0) as f64 / 1000.0);
         telemetry.oldest_age.set(age);
+        self.disk.forget_unwatched();
     }
 
     fn finish(self) {

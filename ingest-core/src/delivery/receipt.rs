@@ -80,6 +80,9 @@ pub(crate) struct Tracker {
     accepted_at: Instant,
     /// Whether `Ack::Persisted` means the disk buffer (else it means Kafka).
     disk: bool,
+    /// Live [`Receipt`]s: once none is left, nobody can learn the outcome, and the disk
+    /// path need not keep the tracker for the records it holds.
+    watchers: AtomicUsize,
 }
 
 impl Tracker {
@@ -94,7 +97,13 @@ impl Tracker {
             notify: Notify::new(),
             accepted_at: Instant::now(),
             disk,
+            watchers: AtomicUsize::new(0),
         })
+    }
+
+    /// Whether a [`Receipt`] of this submission is still alive.
+    pub(crate) fn is_watched(&self) -> bool {
+        self.watchers.load(Ordering::Acquire) > 0
     }
 
     pub(crate) fn accepted_at(&self) -> Instant {
@@ -171,8 +180,8 @@ impl Tracker {
 }
 
 /// What became of a submission: resolves at the acknowledgement level the caller asks
-/// for. Dropping a receipt does not affect delivery.
-#[derive(Clone)]
+/// for. Dropping a receipt does not affect delivery (with a disk buffer it frees the
+/// memory that kept the outcome for it).
 pub struct Receipt {
     tracker: Arc<Tracker>,
     event_id: Option<Uuid>,
@@ -188,8 +197,21 @@ impl fmt::Debug for Receipt {
     }
 }
 
+impl Clone for Receipt {
+    fn clone(&self) -> Self {
+        Receipt::new(self.tracker.clone(), self.event_id)
+    }
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        self.tracker.watchers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Receipt {
     pub(crate) fn new(tracker: Arc<Tracker>, event_id: Option<Uuid>) -> Self {
+        tracker.watchers.fetch_add(1, Ordering::AcqRel);
         Receipt { tracker, event_id }
     }
 
@@ -327,6 +349,18 @@ mod tests {
         let receipt = Receipt::new(tracker.clone(), None);
         tracker.persisted(1);
         receipt.wait(Ack::Persisted).await.expect("persisted");
+    }
+
+    #[test]
+    fn a_tracker_is_watched_while_any_receipt_lives() {
+        let tracker = Tracker::new(1, true);
+        assert!(!tracker.is_watched());
+        let receipt = Receipt::new(tracker.clone(), None);
+        let copy = receipt.clone();
+        drop(receipt);
+        assert!(tracker.is_watched(), "the clone still watches");
+        drop(copy);
+        assert!(!tracker.is_watched());
     }
 
     #[test]

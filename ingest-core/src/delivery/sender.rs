@@ -96,10 +96,7 @@ impl Sender {
         let Some(tracker) = record.take_tracker() else {
             return Ok(());
         };
-        let sent = Box::new(Sent {
-            tracker: Some(tracker),
-            seq: None,
-        });
+        let sent = Sent::waited_for(tracker);
         match self.try_send(&Outgoing::of_record(&record), sent) {
             Ok(()) => Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {

@@ -145,10 +145,7 @@ impl Spool {
     fn send_dead_letter(&self, record: &mut Record) {
         let len = record.payload.len();
         if let Some(tracker) = record.take_tracker() {
-            let sent = Box::new(Sent {
-                tracker: Some(tracker),
-                seq: None,
-            });
+            let sent = Sent::waited_for(tracker);
             if let Err((error, back)) = self.sender.try_send(&Outgoing::of_record(record), sent) {
                 Telemetry::dead_letter_dropped("producer_queue_full", 1);
                 super::worker::complete(*back, error.to_string(), true);

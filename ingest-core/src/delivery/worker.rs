@@ -436,10 +436,7 @@ impl Worker {
         };
         let outgoing = Outgoing::of_record(&record);
         let topic = self.sender.topic(&record.destination);
-        let mut sent = Box::new(Sent {
-            tracker: Some(tracker),
-            seq: None,
-        });
+        let mut sent = Sent::waited_for(tracker);
         loop {
             match self.sender.try_send(&outgoing, sent) {
                 Ok(()) => return,
