@@ -292,7 +292,11 @@ mod tests {
         // One watched submission, then a backlog nobody waits for any more.
         disk.appended([(0, watched)], 1);
         disk.appended(
-            (1..=backlog).map(|seq| (seq, Tracker::new(1, true))),
+            (1..=backlog).map(|seq| {
+                let tracker = Tracker::new(1, true);
+                drop(Receipt::new(tracker.clone(), None));
+                (seq, tracker)
+            }),
             backlog + 1,
         );
         assert_eq!(

@@ -80,8 +80,9 @@ pub(crate) struct Tracker {
     accepted_at: Instant,
     /// Whether `Ack::Persisted` means the disk buffer (else it means Kafka).
     disk: bool,
-    /// Live [`Receipt`]s: once none is left, nobody can learn the outcome, and the disk
-    /// path need not keep the tracker for the records it holds.
+    /// Live [`Receipt`]s, counting from creation the one the submission returns (its
+    /// records can reach the disk buffer before `submit` returns it). At zero nobody can
+    /// learn the outcome, and the disk path need not keep the tracker for its records.
     watchers: AtomicUsize,
 }
 
@@ -97,7 +98,7 @@ impl Tracker {
             notify: Notify::new(),
             accepted_at: Instant::now(),
             disk,
-            watchers: AtomicUsize::new(0),
+            watchers: AtomicUsize::new(1),
         })
     }
 
@@ -199,7 +200,11 @@ impl fmt::Debug for Receipt {
 
 impl Clone for Receipt {
     fn clone(&self) -> Self {
-        Receipt::new(self.tracker.clone(), self.event_id)
+        self.tracker.watchers.fetch_add(1, Ordering::AcqRel);
+        Receipt {
+            tracker: self.tracker.clone(),
+            event_id: self.event_id,
+        }
     }
 }
 
@@ -210,8 +215,9 @@ impl Drop for Receipt {
 }
 
 impl Receipt {
+    /// The receipt of a new tracker's submission; call once per tracker (it takes
+    /// over the watch the tracker was created with).
     pub(crate) fn new(tracker: Arc<Tracker>, event_id: Option<Uuid>) -> Self {
-        tracker.watchers.fetch_add(1, Ordering::AcqRel);
         Receipt { tracker, event_id }
     }
 
@@ -352,9 +358,12 @@ mod tests {
     }
 
     #[test]
-    fn a_tracker_is_watched_while_any_receipt_lives() {
+    fn a_tracker_is_watched_until_its_receipts_are_gone() {
         let tracker = Tracker::new(1, true);
-        assert!(!tracker.is_watched());
+        assert!(
+            tracker.is_watched(),
+            "by the receipt its submission returns"
+        );
         let receipt = Receipt::new(tracker.clone(), None);
         let copy = receipt.clone();
         drop(receipt);
