@@ -21,13 +21,18 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogConfig, LogFormat};
 
 /// Starts logging to stderr.
+///
+/// A line that cannot be written (stderr on a full disk, a closed pipe) is lost without
+/// a word: the formatter's own report of it would go through `eprintln!`, which panics
+/// when stderr fails, and a panic aborts the process with the events it holds.
 pub fn init_logs(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = match config.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

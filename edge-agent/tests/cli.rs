@@ -114,3 +114,64 @@ fn buffer_tools_report_verify_and_repair_damage() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+/// Logging to a full disk loses log lines, not the process: the log formatter's report
+/// of a failed write went through `eprintln!`, whose panic aborted the agent.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unwritable_stderr_does_not_take_the_agent_down() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    // No broker listens on port 1: librdkafka logs a connection error every second.
+    let mut child = agent()
+        .args(["--brokers", "127.0.0.1:1", "--listen", &listen])
+        .env("EDGE_AGENT_LOG_LEVEL", "debug")
+        .env("EDGE_AGENT_SERVER_SHUTDOWN_TIMEOUT_MS", "1000")
+        .stderr(std::fs::File::create("/dev/full").expect("/dev/full"))
+        .spawn()
+        .expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        assert!(
+            child.try_wait().expect("status").is_none(),
+            "the agent exited"
+        );
+        assert!(Instant::now() < deadline, "the agent never answered");
+        let Ok(mut stream) = TcpStream::connect(&listen) else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let body = r#"{"user_id":"u1","product_id":"p1"}"#;
+        write!(
+            stream,
+            "POST /api/events/product-view HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("answer");
+        break answer;
+    };
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    // A few seconds of failing log writes (connection errors, debug lines).
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "the agent died while its log writes failed"
+    );
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let status = child.wait().expect("exits");
+    assert_eq!(status.signal(), None, "ended by a signal: {status:?}");
+}

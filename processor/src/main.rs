@@ -62,6 +62,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written is dropped; reporting it would panic.
+        .log_internal_errors(false)
         .init();
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
