@@ -80,7 +80,7 @@ pub struct KafkaConfig {
     pub compression: Compression,
     /// How long the producer waits to fill a batch before sending it, in milliseconds.
     /// Longer means fewer, larger batches (less CPU per event in the client and the
-    /// brokers) and a longer wait for `delivered` acknowledgements under light load.
+    /// brokers) and a longer wait for every `delivered` acknowledgement.
     pub linger_ms: u64,
     /// Largest record batch per partition, in bytes.
     pub batch_max_bytes: usize,
@@ -161,7 +161,7 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".to_owned(),
             client_id: "ingest-core".to_owned(),
             compression: Compression::Lz4,
-            linger_ms: 20,
+            linger_ms: 5,
             batch_max_bytes: 1024 * 1024,
             batch_max_records: 10_000,
             message_timeout_ms: 300_000,
