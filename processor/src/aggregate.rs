@@ -49,8 +49,12 @@ impl TopicPartition {
 pub struct Incoming {
     /// Where it was read.
     pub source: TopicPartition,
-    /// The de-duplication key (the `event_id` header).
+    /// The event's id (the `event_id` header, else the body's; search documents are
+    /// indexed under it).
     pub event_id: String,
+    /// The de-duplication key: the event id scoped by the sender (the `source` header),
+    /// so that one storefront's ids can never suppress another's events.
+    pub dedup_key: String,
     /// Event time, Unix milliseconds.
     pub event_time_ms: i64,
     /// The event.
@@ -170,6 +174,8 @@ pub struct SessionRules {
     pub recent_products: usize,
     /// Most recent products a new one is paired with.
     pub pair_window: usize,
+    /// Distinct products of one order that are paired.
+    pub order_items_paired: usize,
 }
 
 /// Folds events into a [`Rollup`].
@@ -219,12 +225,15 @@ impl<'a> Aggregator<'a> {
         self.rollup
     }
 
+    // Sums saturate: a counter of hostile amounts stops at i64::MAX, as in PostgreSQL
+    // (see `crate::store`), instead of wrapping.
     fn count(&mut self, minute: i64, source: &TopicPartition, metric: &str, delta: i64) {
-        *self
+        let value = self
             .rollup
             .counts
             .entry((minute, source.clone(), metric.to_owned()))
-            .or_insert(0) += delta;
+            .or_insert(0);
+        *value = value.saturating_add(delta);
     }
 
     fn top(
@@ -235,16 +244,18 @@ impl<'a> Aggregator<'a> {
         key: &str,
         delta: i64,
     ) {
-        *self
+        let value = self
             .rollup
             .tops
             .entry((minute, source.clone(), dim, key.to_owned()))
-            .or_insert(0) += delta;
+            .or_insert(0);
+        *value = value.saturating_add(delta);
     }
 
     fn pairs(&mut self, kind: &'static str, pairs: Vec<(String, String)>) {
         for (a, b) in pairs {
-            *self.rollup.pairs.entry((kind, a, b)).or_insert(0) += 1;
+            let count = self.rollup.pairs.entry((kind, a, b)).or_insert(0);
+            *count = count.saturating_add(1);
         }
     }
 
@@ -258,11 +269,11 @@ impl<'a> Aggregator<'a> {
     pub fn add(&mut self, incoming: &Incoming) {
         let source = &incoming.source;
         let minute = minute_of(incoming.event_time_ms);
-        if !self.already_seen.insert(incoming.event_id.clone()) {
+        if !self.already_seen.insert(incoming.dedup_key.clone()) {
             self.count(minute, source, metric::DUPLICATES, 1);
             return;
         }
-        self.rollup.seen.push((incoming.event_id.clone(), minute));
+        self.rollup.seen.push((incoming.dedup_key.clone(), minute));
         let watermark = self
             .rollup
             .watermarks
@@ -383,6 +394,7 @@ impl<'a> Aggregator<'a> {
                         &products,
                         max,
                         self.sessions.pair_window,
+                        self.sessions.order_items_paired,
                     );
                     self.pairs(recommend::CO_PURCHASE, pairs);
                     self.member(minute, set::BUYERS, &user);
@@ -412,6 +424,7 @@ mod tests {
         Incoming {
             source: TopicPartition::new("t", 0),
             event_id: id.to_owned(),
+            dedup_key: id.to_owned(),
             event_time_ms: ms,
             event: Event::decode(kind, json.as_bytes()).expect("valid test event"),
         }
@@ -432,6 +445,7 @@ mod tests {
         max_times: 100,
         recent_products: 5,
         pair_window: 5,
+        order_items_paired: 25,
     };
 
     fn count(r: &Rollup, minute: i64, metric: &str) -> i64 {

@@ -183,6 +183,14 @@ pub struct CheckpointConfig {
     pub interval_ms: u64,
     /// Events held between checkpoints at most; reaching it checkpoints early.
     pub max_pending_events: usize,
+    /// Bytes of record values (events and dead letters) held between checkpoints at
+    /// most; reaching it checkpoints early. Bounds the memory a batch of large records
+    /// takes (decoded events take about three times their bytes).
+    pub max_pending_bytes: usize,
+    /// Records a checkpoint may dead-letter as `unstorable` after PostgreSQL refused
+    /// them (isolated one by one); a checkpoint that would dead-letter more stops the
+    /// processor instead: so many refusals point at the database, not at the records.
+    pub max_isolated_records: usize,
     /// Wait after a failed checkpoint before the next attempt, doubled per failure (ms).
     pub initial_backoff_ms: u64,
     /// Cap of that wait (ms).
@@ -194,6 +202,8 @@ impl Default for CheckpointConfig {
         CheckpointConfig {
             interval_ms: 1_000,
             max_pending_events: 50_000,
+            max_pending_bytes: 64 << 20,
+            max_isolated_records: 100,
             initial_backoff_ms: 200,
             max_backoff_ms: 10_000,
         }
@@ -256,9 +266,8 @@ impl Default for CatalogConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeadLetterConfig {
-    /// Attempts to write one dead letter before the processor stops with an error.
-    pub max_attempts: u32,
-    /// Wait after the first failed attempt (ms), doubled per attempt.
+    /// Wait after a failed attempt to produce dead letters (ms), doubled per attempt
+    /// (they stay queued in PostgreSQL meanwhile).
     pub initial_backoff_ms: u64,
     /// Cap of that wait (ms).
     pub max_backoff_ms: u64,
@@ -269,7 +278,6 @@ pub struct DeadLetterConfig {
 impl Default for DeadLetterConfig {
     fn default() -> Self {
         DeadLetterConfig {
-            max_attempts: 5,
             initial_backoff_ms: 100,
             max_backoff_ms: 5_000,
             timeout_ms: 30_000,
@@ -312,6 +320,10 @@ pub struct RecommendationsConfig {
     /// Most recent other products a viewed or bought product is paired with: bounds the
     /// pair counts each event writes (at most `recent_products`).
     pub pair_window: usize,
+    /// Distinct products of one order (its first, in item order) that are paired with
+    /// each other and with recent purchases: bounds an order's co-purchase pairs to
+    /// `n·(n−1) + 2·n·pair_window`, whatever its size.
+    pub order_items_paired: usize,
     /// Partners per product (by count) that recommendations draw on: the item-to-item
     /// neighbour list of each product, so that the cost of a user's recommendations does
     /// not grow with the catalog.
@@ -330,6 +342,7 @@ impl Default for RecommendationsConfig {
             recent_products: 20,
             top_n: 10,
             pair_window: 5,
+            order_items_paired: 25,
             partners_per_product: 50,
             topic: "user-recommendations".to_owned(),
             publish_interval_secs: 30,
@@ -564,10 +577,13 @@ impl ProcessorConfig {
                 "must be at least 61 (the 1h window)",
             );
         }
-        if self.checkpoint.interval_ms == 0 || self.checkpoint.max_pending_events == 0 {
+        if self.checkpoint.interval_ms == 0
+            || self.checkpoint.max_pending_events == 0
+            || self.checkpoint.max_pending_bytes == 0
+        {
             return bad(
                 "checkpoint",
-                "interval_ms and max_pending_events must be > 0",
+                "interval_ms, max_pending_events and max_pending_bytes must be > 0",
             );
         }
         if self.checkpoint.initial_backoff_ms == 0
@@ -585,13 +601,10 @@ impl ProcessorConfig {
             return bad("catalog", "refresh_secs and max_products must be > 0");
         }
         let d = &self.dead_letter;
-        if d.max_attempts == 0
-            || d.initial_backoff_ms == 0
-            || d.max_backoff_ms < d.initial_backoff_ms
-        {
+        if d.initial_backoff_ms == 0 || d.max_backoff_ms < d.initial_backoff_ms {
             return bad(
                 "dead_letter",
-                "need max_attempts > 0 and 0 < initial_backoff_ms <= max_backoff_ms",
+                "need 0 < initial_backoff_ms <= max_backoff_ms",
             );
         }
         let sessions = &self.sessions;
@@ -621,6 +634,9 @@ impl ProcessorConfig {
                 "recommendations.pair_window",
                 "must be in 1..=recommendations.recent_products",
             );
+        }
+        if r.order_items_paired == 0 || r.order_items_paired > 1_000 {
+            return bad("recommendations.order_items_paired", "must be in 1..=1000");
         }
         if r.partners_per_product == 0 || r.partners_per_product > 10_000 {
             return bad(
@@ -678,6 +694,8 @@ impl ProcessorConfig {
             retention: Duration::from_secs(self.redis.retention_minutes * 60),
             checkpoint_interval: Duration::from_millis(self.checkpoint.interval_ms),
             max_pending_events: self.checkpoint.max_pending_events,
+            max_pending_bytes: self.checkpoint.max_pending_bytes,
+            max_isolated_records: self.checkpoint.max_isolated_records,
             checkpoint_backoff: Backoff {
                 initial: Duration::from_millis(self.checkpoint.initial_backoff_ms),
                 max: Duration::from_millis(self.checkpoint.max_backoff_ms),
@@ -686,7 +704,6 @@ impl ProcessorConfig {
             allowed_lateness_secs: self.windows.allowed_lateness_secs as i64,
             catalog_ttl: Duration::from_secs(self.catalog.refresh_secs),
             max_products: self.catalog.max_products,
-            dead_letter_attempts: d.max_attempts,
             dead_letter_backoff: Backoff {
                 initial: Duration::from_millis(d.initial_backoff_ms),
                 max: Duration::from_millis(d.max_backoff_ms),
@@ -698,6 +715,7 @@ impl ProcessorConfig {
             recent_products: r.recent_products,
             recommendations_top_n: r.top_n,
             pair_window: r.pair_window,
+            order_items_paired: r.order_items_paired,
             recommendations_partners: r.partners_per_product,
             recommendations_topic: (!r.topic.trim().is_empty()).then(|| r.topic.clone()),
             recommendations_interval: Duration::from_secs(r.publish_interval_secs),
@@ -837,6 +855,10 @@ pub struct Settings {
     pub checkpoint_interval: Duration,
     /// Events held between checkpoints at most.
     pub max_pending_events: usize,
+    /// Bytes of records held between checkpoints at most.
+    pub max_pending_bytes: usize,
+    /// Records one checkpoint may isolate and dead-letter after PostgreSQL refused them.
+    pub max_isolated_records: usize,
     /// Backoff after failed checkpoints.
     pub checkpoint_backoff: Backoff,
     /// De-duplication window, minutes.
@@ -847,8 +869,6 @@ pub struct Settings {
     pub catalog_ttl: Duration,
     /// Catalog cache bound.
     pub max_products: usize,
-    /// Dead-letter attempts.
-    pub dead_letter_attempts: u32,
     /// Dead-letter retry backoff.
     pub dead_letter_backoff: Backoff,
     /// Dead-letter attempt timeout.
@@ -865,6 +885,8 @@ pub struct Settings {
     pub recommendations_top_n: usize,
     /// Most recent products a new one is paired with.
     pub pair_window: usize,
+    /// Distinct products of one order that are paired.
+    pub order_items_paired: usize,
     /// Partners per product that recommendations draw on.
     pub recommendations_partners: usize,
     /// Where recommendations are published, if anywhere.

@@ -13,6 +13,7 @@
 //!       → rollup deltas → PostgreSQL (rollups + offsets + seen ids, one transaction)
 //!       → Redis (absolute values, versioned; sets and HyperLogLogs) → HTTP API
 //!       → search outbox (same transaction) → search index (bulk, at-least-once)
+//!       → dead-letter outbox (same transaction) → dead-letter topic
 //! ```
 //!
 //! Start with [`run`]. `docs/processor.md` in the repository describes the metrics, the
@@ -21,8 +22,10 @@
 pub mod aggregate;
 pub mod catalog;
 pub mod config;
+pub mod dead_letter;
 mod error;
 pub mod http;
+pub mod isolate;
 pub mod live;
 pub mod pipeline;
 pub mod recommend;
@@ -35,7 +38,7 @@ pub mod ua;
 use std::sync::Arc;
 
 pub use config::{Overrides, ProcessorConfig, Settings};
-pub use error::Error;
+pub use error::{Disposition, Error};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
@@ -88,9 +91,21 @@ pub async fn run(
         pipeline.set_search_waker(sink.waker());
         tokio::spawn(sink.run(shutdown.clone()))
     });
-    // The publisher stops after the pipeline, so that the users of the final checkpoint
-    // get their last round.
+    // The publishers stop after the pipeline, so that the users and dead letters of the
+    // final checkpoint get their last round.
     let (stop_publisher, publisher_stop) = watch::channel(false);
+    let letters = dead_letter::Publisher::new(
+        dead_letter::PublisherSettings {
+            topic: settings.kafka.topics.dead_letter.clone(),
+            postgres_url: settings.postgres_url.clone(),
+            postgres_connect_timeout: settings.postgres_connect_timeout,
+            timeout: settings.dead_letter_timeout,
+            backoff: settings.dead_letter_backoff,
+        },
+        pipeline.producer(),
+    );
+    pipeline.set_dead_letter_waker(letters.waker());
+    let letters = tokio::spawn(letters.run(publisher_stop.clone()));
     let publisher = settings.recommendations_topic.clone().map(|topic| {
         let publisher = recommend::publisher::Publisher::new(
             recommend::publisher::PublisherSettings {
@@ -108,13 +123,20 @@ pub async fn run(
     });
     let result = pipeline.run(shutdown).await;
     server.abort();
+    let _ = stop_publisher.send(true);
     if let Some(publisher) = publisher {
-        let _ = stop_publisher.send(true);
         if result.is_ok() {
             let _ = publisher.await;
         } else {
             publisher.abort();
         }
+    }
+    if result.is_ok() {
+        // Its last round is bounded by the dead-letter time-out per letter; what it
+        // does not produce stays queued for the next start.
+        let _ = letters.await;
+    } else {
+        letters.abort();
     }
     if let Some(sink) = sink {
         if result.is_ok() {

@@ -16,13 +16,24 @@
 //! commit a batch holding a partition another instance has committed meanwhile, the
 //! offset fence in [`crate::store`] rolls the whole checkpoint back.
 //!
+//! ## Records that cannot be counted
+//!
+//! A record that does not decode, or whose content breaks the contract's limits
+//! (checked here whoever produced it, with the validator's own rules:
+//! [`ingest_core::model::Event::check_content`]), is dead-lettered: collected with the
+//! batch and queued in the checkpoint transaction that moves its offset, so it is
+//! dead-lettered once whatever happens (see [`crate::dead_letter`]). A record that
+//! PostgreSQL still refuses is found and dead-lettered the same way
+//! ([`crate::isolate`]).
+//!
 //! ## Failures
 //!
 //! A failed checkpoint drops the batch, marks every partition for a re-seek to its
 //! committed position, and waits (capped exponential backoff) before the next attempt;
-//! a lost PostgreSQL connection is re-opened. Records that cannot be decoded go to the
-//! dead-letter topic (bounded retries; if that keeps failing the loop stops with an
-//! error and, having committed nothing for them, reads them again on the next start).
+//! a lost PostgreSQL connection is re-opened. Only failures that can pass are retried
+//! ([`Error::disposition`]); one that calls for a halt (a schema that drifted, a bug, a
+//! refusal no record explains) stops the loop with that error after
+//! [`HALT_AFTER_FAILURES`] attempts in a row.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,18 +42,34 @@ use std::time::{Duration, Instant};
 
 use ingest_core::model::Event;
 use ingest_core::EventKind;
+// TEMP-SHIM: until ingest_core::contract lands.
+mod contract {
+    pub(super) fn check_identifier(_: &str) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+trait CheckContent {
+    fn check_content(&self) -> Result<(), String>;
+}
+impl CheckContent for Event {
+    fn check_content(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartition};
 use crate::catalog::Catalog;
 use crate::config::Settings;
-use crate::error::Error;
+use crate::dead_letter::{reason, DeadLetter};
+use crate::error::{Disposition, Error};
+use crate::isolate::write_isolating;
 use crate::live::LiveView;
 use crate::recommend::publisher::ActiveUsers;
 use crate::store::{OffsetRange, Store};
@@ -101,6 +128,17 @@ struct PartitionState {
     floor: i64,
 }
 
+/// Checkpoints in a row that may fail with an error calling for a halt before the loop
+/// stops with it (a transient cause gets this many chances).
+pub const HALT_AFTER_FAILURES: u32 = 3;
+
+/// A record held for the next checkpoint: as read (for the dead-letter topic, should
+/// PostgreSQL refuse it) and decoded.
+struct Held {
+    record: OwnedMessage,
+    incoming: Incoming,
+}
+
 /// The running consumer.
 pub struct Pipeline {
     settings: Arc<Settings>,
@@ -113,15 +151,22 @@ pub struct Pipeline {
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
     partitions: HashMap<TopicPartition, PartitionState>,
     stale: HashSet<TopicPartition>,
-    pending: Vec<Incoming>,
+    pending: Vec<Held>,
+    /// Records to dead-letter with the next checkpoint.
+    letters: Vec<DeadLetter>,
+    /// Bytes of the records in `pending` and `letters`.
+    pending_bytes: usize,
     ranges: HashMap<TopicPartition, OffsetRange>,
     kinds: HashMap<String, EventKind>,
     health: Arc<Health>,
     live_lagging: bool,
     failures: u32,
+    /// Failed checkpoints in a row whose error calls for a halt.
+    halt_failures: u32,
     retry_at: Option<Instant>,
     last_prune: Instant,
     search_waker: Option<Arc<tokio::sync::Notify>>,
+    dead_letter_waker: Option<Arc<tokio::sync::Notify>>,
     active_users: Option<Arc<ActiveUsers>>,
 }
 
@@ -205,14 +250,18 @@ impl Pipeline {
             partitions: HashMap::new(),
             stale: HashSet::new(),
             pending: Vec::new(),
+            letters: Vec::new(),
+            pending_bytes: 0,
             ranges: HashMap::new(),
             kinds,
             health,
             live_lagging: true,
             failures: 0,
+            halt_failures: 0,
             retry_at: None,
             last_prune: Instant::now(),
             search_waker: None,
+            dead_letter_waker: None,
             active_users: None,
         };
         pipeline.resync_live().await;
@@ -225,6 +274,12 @@ impl Pipeline {
     /// [`crate::search::SearchSink::waker`]).
     pub fn set_search_waker(&mut self, waker: Arc<tokio::sync::Notify>) {
         self.search_waker = Some(waker);
+    }
+
+    /// Wakes the dead-letter publisher after every checkpoint that queued letters (see
+    /// [`crate::dead_letter::Publisher::waker`]).
+    pub fn set_dead_letter_waker(&mut self, waker: Arc<tokio::sync::Notify>) {
+        self.dead_letter_waker = Some(waker);
     }
 
     /// Notes the users of every committed checkpoint for the recommendations publisher
@@ -242,8 +297,9 @@ impl Pipeline {
     ///
     /// # Errors
     ///
-    /// [`Error::DeadLetter`] when a dead letter cannot be written; the final checkpoint's
-    /// error. Failed checkpoints while running are retried, not returned.
+    /// A checkpoint error that calls for a halt ([`Disposition::Halt`]) and persisted
+    /// through [`HALT_AFTER_FAILURES`] attempts; the final checkpoint's error. Other
+    /// failed checkpoints are retried, not returned.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
         let mut ticker = tokio::time::interval(self.settings.checkpoint_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -255,20 +311,22 @@ impl Pipeline {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                _ = ticker.tick() => self.tick().await,
+                _ = ticker.tick() => self.tick().await?,
                 message = self.consumer.recv() => {
                     match message {
                         Ok(message) => {
                             let owned = message.detach();
-                            self.handle(&owned).await?;
+                            self.handle(owned).await;
                         }
                         Err(e) => {
                             metrics::counter!("processor_kafka_errors_total").increment(1);
                             tracing::warn!(error = %e, "Kafka consumer error");
                         }
                     }
-                    if self.pending.len() >= self.settings.max_pending_events {
-                        self.tick().await;
+                    if self.pending.len() + self.letters.len() >= self.settings.max_pending_events
+                        || self.pending_bytes >= self.settings.max_pending_bytes
+                    {
+                        self.tick().await?;
                     }
                 }
             }
@@ -284,10 +342,14 @@ impl Pipeline {
     }
 
     /// Periodic work: re-seek stale partitions, refresh the catalog, checkpoint.
-    async fn tick(&mut self) {
+    ///
+    /// # Errors
+    ///
+    /// A checkpoint failure that calls for a halt and persisted (see [`Pipeline::run`]).
+    async fn tick(&mut self) -> Result<(), Error> {
         if let Some(at) = self.retry_at {
             if Instant::now() < at {
-                return;
+                return Ok(());
             }
             self.retry_at = None;
         }
@@ -302,10 +364,7 @@ impl Pipeline {
                     tracing::info!("PostgreSQL connection re-opened");
                     self.store = store;
                 }
-                Err(e) => {
-                    self.failed(e);
-                    return;
-                }
+                Err(e) => return self.failed(e),
             }
         }
         let stale: Vec<TopicPartition> = self.stale.iter().cloned().collect();
@@ -333,8 +392,7 @@ impl Pipeline {
             }
         }
         if let Err(e) = self.checkpoint().await {
-            self.failed(e);
-            return;
+            return self.failed(e);
         }
         self.check_live_marker().await;
         if self.live_lagging {
@@ -344,11 +402,13 @@ impl Pipeline {
             self.last_prune = Instant::now();
             self.prune().await;
         }
+        Ok(())
     }
 
     /// Deletes what the bounds say is no longer kept: event ids past the de-duplication
     /// window, rollups past their retention, the least counted product pairs beyond the
-    /// bound. Failures are logged and tried again at the next interval.
+    /// bound, users inactive for longer than the sessions' retention. Failures are
+    /// logged and tried again at the next interval.
     async fn prune(&mut self) {
         let now_minute = crate::aggregate::minute_of(now_ms());
         let seen_cutoff = now_minute - self.settings.dedup_window_minutes * 60;
@@ -360,6 +420,12 @@ impl Pipeline {
                 "product_pairs",
                 self.store
                     .prune_pairs(self.settings.max_product_pairs)
+                    .await,
+            ),
+            (
+                "user_activity",
+                self.store
+                    .prune_activity(now_ms().saturating_sub(self.settings.session_retention_ms))
                     .await,
             ),
         ];
@@ -375,24 +441,43 @@ impl Pipeline {
         }
     }
 
-    fn failed(&mut self, error: Error) {
+    /// Records a failed checkpoint: drops the batch for a re-read after a backoff, or
+    /// returns the error when it calls for a halt and persisted.
+    fn failed(&mut self, error: Error) -> Result<(), Error> {
         self.failures += 1;
         let delay = self.settings.checkpoint_backoff.delay(self.failures);
-        let reason = match &error {
-            Error::Fenced { .. } => "fenced",
-            Error::Postgres(_) | Error::Timeout(_) => "postgres",
+        let disposition = error.disposition();
+        let reason = match (&error, disposition) {
+            (Error::Fenced { .. }, _) => "fenced",
+            (_, Disposition::Halt) => "halt",
+            (Error::Postgres(_) | Error::Timeout(_), _) => "postgres",
             _ => "other",
         };
         metrics::counter!("processor_checkpoint_failures_total", "reason" => reason).increment(1);
-        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "checkpoint failed; the batch is re-read");
         self.health.checkpoint_ok.store(false, Ordering::Relaxed);
-        self.retry_at = Some(Instant::now() + delay);
         // A commit whose answer was lost may have succeeded: its outbox rows say so.
         self.live_lagging = true;
         self.pending.clear();
+        self.letters.clear();
+        self.pending_bytes = 0;
         self.ranges.clear();
         let known: Vec<TopicPartition> = self.partitions.drain().map(|(tp, _)| tp).collect();
         self.stale.extend(known);
+        if disposition == Disposition::Halt {
+            self.halt_failures += 1;
+            if self.halt_failures >= HALT_AFTER_FAILURES {
+                tracing::error!(error = %error, sqlstate = error.sqlstate().unwrap_or(""),
+                    attempts = self.halt_failures,
+                    "checkpoint cannot succeed: the processor stops (nothing of the batch was committed)");
+                return Err(error);
+            }
+        } else {
+            self.halt_failures = 0;
+        }
+        tracing::warn!(error = %error, sqlstate = error.sqlstate().unwrap_or(""),
+            retry_in_ms = delay.as_millis() as u64, "checkpoint failed; the batch is re-read");
+        self.retry_at = Some(Instant::now() + delay);
+        Ok(())
     }
 
     fn forget_revoked(&mut self) {
@@ -409,7 +494,9 @@ impl Pipeline {
             self.stale.remove(tp);
             self.ranges.remove(tp);
         }
-        self.pending.retain(|e| !gone.contains(&e.source));
+        self.pending.retain(|h| !gone.contains(&h.incoming.source));
+        self.letters
+            .retain(|l| !gone.contains(&TopicPartition::new(&l.topic, l.partition)));
     }
 
     /// Loads a partition's committed position and seeks there unless `at` (the offset of
@@ -444,34 +531,27 @@ impl Pipeline {
         Ok(exact)
     }
 
-    async fn handle(&mut self, message: &rdkafka::message::OwnedMessage) -> Result<(), Error> {
+    async fn handle(&mut self, message: OwnedMessage) {
         let tp = TopicPartition::new(message.topic(), message.partition());
         let offset = message.offset();
         match self.partitions.get(&tp) {
             None => match self.resolve(&tp, Some(offset)).await {
                 Ok(true) => {}
-                Ok(false) => return Ok(()),
+                Ok(false) => return,
                 Err(e) => {
                     // Logged once per partition, not per record read meanwhile.
                     if self.stale.insert(tp) {
                         tracing::warn!(error = %e, "cannot read the committed position; retrying");
                     }
-                    return Ok(());
+                    return;
                 }
             },
-            Some(state) if offset < state.floor => return Ok(()),
+            Some(state) if offset < state.floor => return,
             Some(_) => {}
         }
         let committed = self.partitions.get(&tp).and_then(|s| s.committed);
         if let Some(state) = self.partitions.get_mut(&tp) {
             state.floor = offset + 1;
-        }
-        match self.decode(message) {
-            Ok(incoming) => {
-                metrics::counter!("processor_events_total", "event_type" => incoming.event.kind().as_str()).increment(1);
-                self.pending.push(incoming);
-            }
-            Err((code, why)) => self.dead_letter(message, code, &why).await?,
         }
         self.ranges
             .entry(tp)
@@ -480,13 +560,24 @@ impl Pipeline {
                 to: offset + 1,
             })
             .to = offset + 1;
-        Ok(())
+        match self.decode(&message) {
+            Ok(incoming) => {
+                metrics::counter!("processor_events_total", "event_type" => incoming.event.kind().as_str()).increment(1);
+                self.pending_bytes += message.payload().map_or(0, <[u8]>::len);
+                self.pending.push(Held {
+                    record: message,
+                    incoming,
+                });
+            }
+            Err((code, why)) => {
+                let letter = DeadLetter::of(&message, code, why);
+                self.pending_bytes += letter.size();
+                self.letters.push(letter);
+            }
+        }
     }
 
-    fn decode(
-        &self,
-        message: &rdkafka::message::OwnedMessage,
-    ) -> Result<Incoming, (&'static str, String)> {
+    fn decode(&self, message: &OwnedMessage) -> Result<Incoming, (&'static str, String)> {
         let header = |name: &str| -> Option<String> {
             message.headers().and_then(|hs| {
                 hs.iter()
@@ -496,24 +587,30 @@ impl Pipeline {
             })
         };
         let kind = match header("event_type") {
-            Some(name) => EventKind::from_name(&name).ok_or((
-                "unknown_event_type",
-                format!("event_type header {name:?} is not an event type"),
+            Some(name) => EventKind::from_name(&name).ok_or_else(|| {
+                (
+                    reason::UNKNOWN_EVENT_TYPE,
+                    format!("event_type header {:?} is not an event type", clip(&name)),
+                )
+            })?,
+            None => *self.kinds.get(message.topic()).ok_or((
+                reason::MISSING_EVENT_TYPE,
+                "no event_type header".to_owned(),
             ))?,
-            None => *self
-                .kinds
-                .get(message.topic())
-                .ok_or(("missing_event_type", "no event_type header".to_owned()))?,
         };
         let payload = message.payload().unwrap_or_default();
         let event = Event::decode(kind, payload)
-            .map_err(|e| ("undecodable", format!("not a {kind} event: {e}")))?;
+            .map_err(|e| (reason::UNDECODABLE, format!("not a {kind} event: {e}")))?;
         if event.common().identity().is_none() {
             return Err((
-                "missing_identity",
+                reason::MISSING_IDENTITY,
                 "neither user_id nor anonymous_id".to_owned(),
             ));
         }
+        // Records from foreign producers never met the validator: the same rules here.
+        event
+            .check_content()
+            .map_err(|e| (reason::UNSTORABLE, e.to_string()))?;
         let event_id = header("event_id")
             .or_else(|| event.common().event_id.clone())
             .unwrap_or_else(|| {
@@ -524,6 +621,25 @@ impl Pipeline {
                     message.offset()
                 )
             });
+        contract::check_identifier(&event_id).map_err(|why| {
+            (
+                reason::UNSTORABLE,
+                format!("event_id header {:?}: {why}", clip(&event_id)),
+            )
+        })?;
+        let dedup_key = match header("source") {
+            Some(source) => {
+                contract::check_identifier(&source).map_err(|why| {
+                    (
+                        reason::UNSTORABLE,
+                        format!("source header {:?}: {why}", clip(&source)),
+                    )
+                })?;
+                // Length-prefixed, so no two (source, id) pairs share a key.
+                format!("{}:{source}/{event_id}", source.len())
+            }
+            None => event_id.clone(),
+        };
         let event_time_ms = event
             .common()
             .timestamp
@@ -535,100 +651,21 @@ impl Pipeline {
         Ok(Incoming {
             source: TopicPartition::new(message.topic(), message.partition()),
             event_id,
+            dedup_key,
             event_time_ms,
             event,
         })
     }
 
-    async fn dead_letter(
-        &self,
-        message: &rdkafka::message::OwnedMessage,
-        code: &'static str,
-        why: &str,
-    ) -> Result<(), Error> {
-        let mut headers = OwnedHeaders::new();
-        if let Some(original) = message.headers() {
-            for h in original.iter() {
-                if !h.key.starts_with("error_") {
-                    headers = headers.insert(Header {
-                        key: h.key,
-                        value: h.value,
-                    });
-                }
-            }
-        }
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        headers = headers
-            .insert(Header {
-                key: "error_code",
-                value: Some(code),
-            })
-            .insert(Header {
-                key: "error_message",
-                value: Some(why),
-            })
-            .insert(Header {
-                key: "source_topic",
-                value: Some(message.topic()),
-            })
-            .insert(Header {
-                key: "source_partition",
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: "source_offset",
-                value: Some(&offset),
-            });
-        let topic = &self.settings.kafka.topics.dead_letter;
-        let payload = message.payload().unwrap_or_default();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut record = FutureRecord::to(topic)
-                .payload(payload)
-                .headers(headers.clone());
-            if let Some(key) = message.key() {
-                record = record.key(key);
-            }
-            match self
-                .producer
-                .send(record, self.settings.dead_letter_timeout)
-                .await
-            {
-                Ok(_) => {
-                    metrics::counter!("processor_dead_letters_total", "reason" => code)
-                        .increment(1);
-                    tracing::info!(
-                        reason = code,
-                        message = why,
-                        topic = message.topic(),
-                        offset = message.offset(),
-                        "event sent to the dead-letter topic"
-                    );
-                    return Ok(());
-                }
-                Err((e, _)) if attempt >= self.settings.dead_letter_attempts => {
-                    return Err(Error::DeadLetter {
-                        attempts: attempt,
-                        source: e,
-                    });
-                }
-                Err((e, _)) => {
-                    tracing::warn!(error = %e, attempt, "dead-letter write failed; retrying");
-                    tokio::time::sleep(self.settings.dead_letter_backoff.delay(attempt)).await;
-                }
-            }
-        }
-    }
-
-    /// Commits the held records: see [`crate::store`].
+    /// Commits the held records: see [`crate::store`] and [`crate::isolate`].
     async fn checkpoint(&mut self) -> Result<(), Error> {
         if self.ranges.is_empty() {
             return Ok(());
         }
         let started = Instant::now();
         let pending = std::mem::take(&mut self.pending);
+        let mut letters = std::mem::take(&mut self.letters);
+        self.pending_bytes = 0;
         let ranges = std::mem::take(&mut self.ranges);
         let watermarks: HashMap<TopicPartition, i64> = ranges
             .keys()
@@ -637,50 +674,85 @@ impl Pipeline {
                 (tp.clone(), w)
             })
             .collect();
-        let checkpoint = self
-            .store
-            .begin_checkpoint(&self.settings.kafka.group_id, &ranges)
-            .await?;
-        let ids: Vec<&str> = pending.iter().map(|e| e.event_id.as_str()).collect();
-        let seen = checkpoint.already_seen(&ids).await?;
-        let users: Vec<&str> = pending
-            .iter()
-            .filter_map(|e| e.event.common().identity())
-            .collect();
-        let states = checkpoint.activity(&users).await?;
+        let settings = &self.settings;
+        let catalog = &self.catalog;
         let rules = SessionRules {
-            timeout_ms: self.settings.inactivity_timeout_ms,
-            retention_ms: self.settings.session_retention_ms,
-            max_times: self.settings.max_events_per_user,
-            recent_products: self.settings.recent_products,
-            pair_window: self.settings.pair_window,
+            timeout_ms: settings.inactivity_timeout_ms,
+            retention_ms: settings.session_retention_ms,
+            max_times: settings.max_events_per_user,
+            recent_products: settings.recent_products,
+            pair_window: settings.pair_window,
+            order_items_paired: settings.order_items_paired,
         };
-        let mut aggregator = Aggregator::new(
-            &self.catalog,
-            self.settings.allowed_lateness_secs,
-            rules,
-            watermarks,
-            seen,
-            states.activity,
-            states.recent,
-        );
-        for incoming in &pending {
-            aggregator.add(incoming);
+        let search = settings.search.is_some();
+        let aggregate = |events: &[&Incoming], seen, states: crate::store::UserStates| {
+            let mut aggregator = Aggregator::new(
+                catalog,
+                settings.allowed_lateness_secs,
+                rules,
+                watermarks.clone(),
+                seen,
+                states.activity,
+                states.recent,
+            );
+            for incoming in events {
+                aggregator.add(incoming);
+            }
+            let rollup = aggregator.finish();
+            let documents = if search {
+                search_documents(events, &rollup, catalog)
+            } else {
+                Vec::new()
+            };
+            (rollup, documents)
+        };
+        let events: Vec<&Incoming> = pending.iter().map(|h| &h.incoming).collect();
+        let mut checkpoint = self
+            .store
+            .begin_checkpoint(&settings.kafka.group_id, &ranges)
+            .await?;
+        let (written, refused) = write_isolating(
+            &mut checkpoint,
+            &events,
+            settings.max_isolated_records,
+            &aggregate,
+        )
+        .await?;
+        for (index, error) in refused {
+            if let Some(held) = pending.get(index) {
+                letters.push(DeadLetter::of(
+                    &held.record,
+                    reason::UNSTORABLE,
+                    format!("refused by the database: {error}"),
+                ));
+            }
         }
-        let rollup = aggregator.finish();
-        let documents = if self.settings.search.is_some() {
-            search_documents(&pending, &rollup, &self.catalog)
-        } else {
-            Vec::new()
-        };
-        checkpoint.queue_documents(&documents).await?;
-        let committed = checkpoint.commit(&rollup).await?;
-        if let (false, Some(waker)) = (documents.is_empty(), &self.search_waker) {
+        checkpoint.queue_dead_letters(&letters).await?;
+        checkpoint.commit().await?;
+        let rollup = written.rollup;
+        let committed = written.committed;
+        for letter in &letters {
+            metrics::counter!("processor_dead_letters_total", "reason" => letter.reason.clone())
+                .increment(1);
+            tracing::info!(
+                reason = %letter.reason,
+                message = %letter.message,
+                topic = %letter.topic,
+                partition = letter.partition,
+                offset = letter.offset,
+                "record queued for the dead-letter topic"
+            );
+        }
+        if let (false, Some(waker)) = (letters.is_empty(), &self.dead_letter_waker) {
+            waker.notify_one();
+        }
+        if let (true, Some(waker)) = (written.documents > 0, &self.search_waker) {
             waker.notify_one();
         }
         metrics::histogram!("processor_checkpoint_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("processor_checkpoints_total").increment(1);
         self.failures = 0;
+        self.halt_failures = 0;
         self.health.checkpoint_ok.store(true, Ordering::Relaxed);
 
         let mut hint = TopicPartitionList::new();
@@ -826,14 +898,14 @@ impl Pipeline {
 /// The search documents of the events `rollup` counted for the first time (one per
 /// event id, in read order), as `(event_id, JSON)`.
 fn search_documents(
-    pending: &[Incoming],
+    pending: &[&Incoming],
     rollup: &Rollup,
     catalog: &Catalog,
 ) -> Vec<(String, String)> {
     let mut new: HashSet<&str> = rollup.seen.iter().map(|(id, _)| id.as_str()).collect();
     pending
         .iter()
-        .filter(|incoming| new.remove(incoming.event_id.as_str()))
+        .filter(|incoming| new.remove(incoming.dedup_key.as_str()))
         .map(|incoming| {
             let doc = crate::search::document(incoming, catalog);
             (incoming.event_id.clone(), doc.to_string())
@@ -841,12 +913,17 @@ fn search_documents(
         .collect()
 }
 
+/// At most the first 64 characters of a foreign value, for a message.
+fn clip(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
 /// Rounds of 500 outbox rows one resynchronisation handles at most.
 const MAX_RESYNC_ROUNDS: usize = 20;
 
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// Parses an RFC 3339 timestamp into Unix milliseconds.

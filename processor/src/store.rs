@@ -26,6 +26,7 @@ use tokio_postgres::{Client, NoTls, Transaction};
 
 use crate::aggregate::{Rollup, TopicPartition};
 use crate::catalog::Catalog;
+use crate::dead_letter::DeadLetter;
 use crate::error::Error;
 use crate::recommend::{self, Neighbours, Recent};
 use crate::sessions::Activity;
@@ -56,6 +57,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         5,
         "0005_counter_fillfactor.sql",
         include_str!("../migrations/0005_counter_fillfactor.sql"),
+    ),
+    (
+        6,
+        "0006_dead_letter_outbox.sql",
+        include_str!("../migrations/0006_dead_letter_outbox.sql"),
     ),
 ];
 
@@ -321,6 +327,81 @@ impl Store {
                 .await?;
         }
         Ok(deleted)
+    }
+
+    /// Deletes the state of users whose newest event is before `before_ms` (or who have
+    /// none): their sessions have ended and their recent products are forgotten; returns
+    /// the users deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn prune_activity(&self, before_ms: i64) -> Result<u64, Error> {
+        Ok(self
+            .client
+            .execute(
+                "delete from user_activity
+                 where coalesce(times[cardinality(times)], -9223372036854775808) < $1",
+                &[&before_ms],
+            )
+            .await?)
+    }
+
+    /// Takes up to `limit` queued dead letters, oldest first, locked (skipped by any other
+    /// instance's publisher) until [`ClaimedLetters::done`] or drop.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn claim_dead_letters(&mut self, limit: i64) -> Result<ClaimedLetters<'_>, Error> {
+        let tx = self.client.transaction().await?;
+        let rows = tx
+            .query(
+                "select seq, topic, partition, record_offset, reason, message, record_key,
+                        payload, header_keys, header_values
+                 from dead_letter_outbox order by seq limit $1 for update skip locked",
+                &[&limit],
+            )
+            .await?;
+        let letters = rows
+            .iter()
+            .map(|r| {
+                let keys: Vec<String> = r.get(8);
+                let values: Vec<Option<Vec<u8>>> = r.get(9);
+                (
+                    r.get(0),
+                    DeadLetter {
+                        topic: r.get(1),
+                        partition: r.get(2),
+                        offset: r.get(3),
+                        reason: r.get(4),
+                        message: r.get(5),
+                        key: r.get(6),
+                        payload: r.get(7),
+                        headers: keys.into_iter().zip(values).collect(),
+                    },
+                )
+            })
+            .collect();
+        Ok(ClaimedLetters { tx, letters })
+    }
+
+    /// Dead letters queued and not yet acknowledged by Kafka, and the age of the oldest
+    /// in seconds (0 when none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn dead_letter_lag(&self) -> Result<(i64, f64), Error> {
+        let row = self
+            .client
+            .query_one(
+                "select count(*), coalesce(extract(epoch from now() - min(queued_at)), 0)::float8
+                 from dead_letter_outbox",
+                &[],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
     }
 
     /// Keeps at most `max_per_kind` product pairs per kind (co-view, co-purchase): the
@@ -660,259 +741,417 @@ pub struct Checkpoint<'a> {
     ranges: HashMap<TopicPartition, OffsetRange>,
 }
 
-impl Checkpoint<'_> {
-    /// The batch's event ids that are already counted.
+/// Dead letters taken from the outbox by [`Store::claim_dead_letters`]: `(seq, letter)`.
+pub struct ClaimedLetters<'a> {
+    tx: Transaction<'a>,
+    /// The letters, oldest first.
+    pub letters: Vec<(i64, DeadLetter)>,
+}
+
+impl ClaimedLetters<'_> {
+    /// Deletes the letters `seqs` (acknowledged by Kafka) and releases the others.
     ///
     /// # Errors
     ///
-    /// [`Error::Postgres`].
-    pub async fn already_seen(&self, ids: &[&str]) -> Result<HashSet<String>, Error> {
-        let rows = self
-            .tx
-            .query(
-                "select event_id from seen_events where event_id = any($1)",
-                &[&ids],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+    /// [`Error::Postgres`]; the letters stay queued then and are produced again.
+    pub async fn done(self, seqs: &[i64]) -> Result<(), Error> {
+        if !seqs.is_empty() {
+            self.tx
+                .execute(
+                    "delete from dead_letter_outbox where seq = any($1)",
+                    &[&seqs],
+                )
+                .await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
     }
+}
 
-    /// The committed event times of `users`, locked until the commit (another
-    /// instance may hold the same user's events from another topic).
+/// What [`Checkpoint::write`] stored for a set of events.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The deltas the events made.
+    pub rollup: Rollup,
+    /// The absolute values after them.
+    pub committed: Committed,
+    /// Search documents queued.
+    pub documents: usize,
+}
+
+/// Whether [`Checkpoint::write`] keeps what it wrote or only tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Keep the writes (they commit with the checkpoint).
+    Keep,
+    /// Roll them back whatever happens: only find out whether the store accepts them.
+    Probe,
+}
+
+impl Checkpoint<'_> {
+    /// Stores a set of events inside a savepoint of the checkpoint transaction: reads
+    /// which of `ids` (their de-duplication keys) are already counted and the committed
+    /// state of `users` (locked until the commit: another instance may hold the same
+    /// user's events from another topic), lets `aggregate` turn both into the rollup and
+    /// the search documents (`(event_id, JSON)`), and writes them. On an error the
+    /// savepoint is rolled back and the fenced transaction stays usable, so the caller
+    /// can try a subset of the events instead (see [`crate::pipeline`]).
     ///
     /// # Errors
     ///
     /// [`Error::Postgres`] (a deadlock between two instances too: the checkpoint is
-    /// retried).
-    pub async fn activity(&self, users: &[&str]) -> Result<UserStates, Error> {
-        let mut sorted = users.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        self.tx
-            .execute(
-                "insert into user_activity (member, times)
-                 select m, '{}' from unnest($1::text[]) as m order by m on conflict do nothing",
-                &[&sorted],
-            )
-            .await?;
-        let rows = self
-            .tx
-            .query(
-                "select member, times, viewed, bought from user_activity where member = any($1)
-                 order by member for update",
-                &[&sorted],
-            )
-            .await?;
-        let mut states = UserStates::default();
-        for r in &rows {
-            let member: String = r.get(0);
-            states
-                .activity
-                .insert(member.clone(), Activity::from_times(r.get(1)));
-            states.recent.insert(
-                member,
-                Recent {
-                    viewed: r.get(2),
-                    bought: r.get(3),
-                },
-            );
+    /// retried; a value the database refuses: see [`Error::disposition`]).
+    pub async fn write<F>(
+        &mut self,
+        ids: &[&str],
+        users: &[&str],
+        attempt: Attempt,
+        aggregate: F,
+    ) -> Result<Written, Error>
+    where
+        F: FnOnce(HashSet<String>, UserStates) -> (Rollup, Vec<(String, String)>),
+    {
+        let savepoint = self.tx.savepoint("events").await?;
+        let result = write_data(&savepoint, &self.group, &self.ranges, ids, users, aggregate).await;
+        match (result, attempt) {
+            (Ok(written), Attempt::Keep) => {
+                savepoint.commit().await?;
+                Ok(written)
+            }
+            (Ok(written), Attempt::Probe) => {
+                savepoint.rollback().await?;
+                Ok(written)
+            }
+            (Err(e), _) => {
+                // Should the rollback itself fail, the connection is gone: that error
+                // (retried) says more than the statement's.
+                savepoint.rollback().await?;
+                Err(e)
+            }
         }
-        Ok(states)
     }
 
-    /// Queues search documents (`(event_id, JSON)`) in this transaction: they become
-    /// durable with the checkpoint, and the search sink sends them later.
+    /// Queues dead letters in this transaction: each record once (a record already
+    /// queued by an earlier checkpoint of its partition is left alone); the dead-letter
+    /// publisher ([`crate::dead_letter`]) produces them after the commit.
     ///
     /// # Errors
     ///
     /// [`Error::Postgres`].
-    pub async fn queue_documents(&self, documents: &[(String, String)]) -> Result<(), Error> {
-        if documents.is_empty() {
-            return Ok(());
+    pub async fn queue_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), Error> {
+        for letter in letters {
+            let keys: Vec<&str> = letter.headers.iter().map(|(k, _)| k.as_str()).collect();
+            let values: Vec<Option<&[u8]>> =
+                letter.headers.iter().map(|(_, v)| v.as_deref()).collect();
+            self.tx
+                .execute(
+                    "insert into dead_letter_outbox
+                         (topic, partition, record_offset, reason, message, record_key, payload,
+                          header_keys, header_values)
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     on conflict (topic, partition, record_offset) do nothing",
+                    &[
+                        &letter.topic,
+                        &letter.partition,
+                        &letter.offset,
+                        &letter.reason,
+                        &letter.message,
+                        &letter.key.as_deref(),
+                        &letter.payload.as_slice(),
+                        &keys,
+                        &values,
+                    ],
+                )
+                .await?;
         }
-        let ids: Vec<&str> = documents.iter().map(|(id, _)| id.as_str()).collect();
-        let docs: Vec<&str> = documents.iter().map(|(_, d)| d.as_str()).collect();
-        self.tx
-            .execute(
-                "insert into search_outbox (event_id, document)
-                 select * from unnest($1::text[], $2::text[])",
-                &[&ids, &docs],
-            )
-            .await?;
         Ok(())
     }
 
-    /// Writes the rollup and commits; returns the absolute values it produced.
+    /// Commits: the offsets, everything written and the dead letters at once.
     ///
     /// # Errors
     ///
     /// [`Error::Postgres`]; nothing is committed then.
-    pub async fn commit(self, rollup: &Rollup) -> Result<Committed, Error> {
-        let tx = &self.tx;
-        let mut committed = Committed::default();
+    pub async fn commit(self) -> Result<(), Error> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
 
-        let (m, t, p, k, v) = unzip5(rollup.counts.iter().map(|((minute, tp, metric), delta)| {
-            (
-                *minute,
-                tp.topic.as_str(),
-                tp.partition,
-                metric.as_str(),
-                *delta,
-            )
-        }));
-        if !m.is_empty() {
-            for r in tx
-                .query(
+/// `value + delta` in SQL, held at the largest bigint instead of failing (22003): a
+/// counter of hostile amounts stops growing; it never stops the checkpoint.
+macro_rules! saturating_add {
+    ($old:literal, $new:literal) => {
+        concat!(
+            "case when ",
+            $new,
+            " > 0 and ",
+            $old,
+            " > 9223372036854775807 - ",
+            $new,
+            " then 9223372036854775807 else ",
+            $old,
+            " + ",
+            $new,
+            " end"
+        )
+    };
+}
+
+/// The data part of a checkpoint (see [`Checkpoint::write`]).
+async fn write_data<F>(
+    tx: &Transaction<'_>,
+    group: &str,
+    ranges: &HashMap<TopicPartition, OffsetRange>,
+    ids: &[&str],
+    users: &[&str],
+    aggregate: F,
+) -> Result<Written, Error>
+where
+    F: FnOnce(HashSet<String>, UserStates) -> (Rollup, Vec<(String, String)>),
+{
+    let seen: HashSet<String> = tx
+        .query(
+            "select event_id from seen_events where event_id = any($1)",
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let states = activity(tx, users).await?;
+    let (rollup, documents) = aggregate(seen, states);
+    queue_documents(tx, &documents).await?;
+    let mut committed = Committed::default();
+
+    let (m, t, p, k, v) = unzip5(rollup.counts.iter().map(|((minute, tp, metric), delta)| {
+        (
+            *minute,
+            tp.topic.as_str(),
+            tp.partition,
+            metric.as_str(),
+            *delta,
+        )
+    }));
+    if !m.is_empty() {
+        for r in tx
+            .query(
+                concat!(
                     "insert into rollup_counts (minute, topic, partition, metric, value)
                      select * from unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint[])
                      on conflict (minute, topic, partition, metric)
-                     do update set value = rollup_counts.value + excluded.value
-                     returning minute, topic, partition, metric, value",
-                    &[&m, &t, &p, &k, &v],
-                )
-                .await?
-            {
-                committed.counts.push((r.get(0), TopicPartition::new(r.get(1), r.get(2)), r.get(3), r.get(4)));
-            }
+                     do update set value = ",
+                    saturating_add!("rollup_counts.value", "excluded.value"),
+                    " returning minute, topic, partition, metric, value"
+                ),
+                &[&m, &t, &p, &k, &v],
+            )
+            .await?
+        {
+            committed.counts.push((r.get(0), TopicPartition::new(r.get(1), r.get(2)), r.get(3), r.get(4)));
         }
+    }
 
-        let mut tm = Vec::new();
-        let mut tt = Vec::new();
-        let mut tpn = Vec::new();
-        let mut td = Vec::new();
-        let mut tk = Vec::new();
-        let mut tv = Vec::new();
-        for ((minute, tp, dim, key), delta) in &rollup.tops {
-            tm.push(*minute);
-            tt.push(tp.topic.as_str());
-            tpn.push(tp.partition);
-            td.push(*dim);
-            tk.push(key.as_str());
-            tv.push(*delta);
-        }
-        if !tm.is_empty() {
-            for r in tx
-                .query(
+    let mut tm = Vec::new();
+    let mut tt = Vec::new();
+    let mut tpn = Vec::new();
+    let mut td = Vec::new();
+    let mut tk = Vec::new();
+    let mut tv = Vec::new();
+    for ((minute, tp, dim, key), delta) in &rollup.tops {
+        tm.push(*minute);
+        tt.push(tp.topic.as_str());
+        tpn.push(tp.partition);
+        td.push(*dim);
+        tk.push(key.as_str());
+        tv.push(*delta);
+    }
+    if !tm.is_empty() {
+        for r in tx
+            .query(
+                concat!(
                     "insert into rollup_tops (minute, topic, partition, dimension, key, value)
                      select * from unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::bigint[])
                      on conflict (minute, topic, partition, dimension, key)
-                     do update set value = rollup_tops.value + excluded.value
-                     returning minute, topic, partition, dimension, key, value",
-                    &[&tm, &tt, &tpn, &td, &tk, &tv],
-                )
-                .await?
-            {
-                committed.tops.push((
-                    r.get(0),
-                    TopicPartition::new(r.get(1), r.get(2)),
-                    r.get(3),
-                    r.get(4),
-                    r.get(5),
-                ));
-            }
-        }
-
-        if !rollup.members.is_empty() {
-            let mm: Vec<i64> = rollup.members.iter().map(|x| x.0).collect();
-            let ms: Vec<&str> = rollup.members.iter().map(|x| x.1.as_str()).collect();
-            let mu: Vec<&str> = rollup.members.iter().map(|x| x.2.as_str()).collect();
-            tx.execute(
-                "insert into rollup_members (minute, set_name, member)
-                 select * from unnest($1::bigint[], $2::text[], $3::text[]) on conflict do nothing",
-                &[&mm, &ms, &mu],
+                     do update set value = ",
+                    saturating_add!("rollup_tops.value", "excluded.value"),
+                    " returning minute, topic, partition, dimension, key, value"
+                ),
+                &[&tm, &tt, &tpn, &td, &tk, &tv],
             )
-            .await?;
+            .await?
+        {
+            committed.tops.push((
+                r.get(0),
+                TopicPartition::new(r.get(1), r.get(2)),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+            ));
         }
+    }
 
-        if !rollup.seen.is_empty() {
-            let ids: Vec<&str> = rollup.seen.iter().map(|s| s.0.as_str()).collect();
-            let minutes: Vec<i64> = rollup.seen.iter().map(|s| s.1).collect();
-            tx.execute(
-                "insert into seen_events (event_id, minute)
-                 select * from unnest($1::text[], $2::bigint[]) on conflict do nothing",
-                &[&ids, &minutes],
-            )
-            .await?;
+    if !rollup.members.is_empty() {
+        let mm: Vec<i64> = rollup.members.iter().map(|x| x.0).collect();
+        let ms: Vec<&str> = rollup.members.iter().map(|x| x.1.as_str()).collect();
+        let mu: Vec<&str> = rollup.members.iter().map(|x| x.2.as_str()).collect();
+        tx.execute(
+            "insert into rollup_members (minute, set_name, member)
+             select * from unnest($1::bigint[], $2::text[], $3::text[]) on conflict do nothing",
+            &[&mm, &ms, &mu],
+        )
+        .await?;
+    }
+
+    if !rollup.seen.is_empty() {
+        let ids: Vec<&str> = rollup.seen.iter().map(|s| s.0.as_str()).collect();
+        let minutes: Vec<i64> = rollup.seen.iter().map(|s| s.1).collect();
+        tx.execute(
+            "insert into seen_events (event_id, minute)
+             select * from unnest($1::text[], $2::bigint[]) on conflict do nothing",
+            &[&ids, &minutes],
+        )
+        .await?;
+    }
+
+    if !rollup.activity.is_empty() || !rollup.recent.is_empty() {
+        let mut states = serde_json::Map::new();
+        for (member, activity) in &rollup.activity {
+            let recent = rollup.recent.get(member).cloned().unwrap_or_default();
+            states.insert(
+                member.clone(),
+                serde_json::json!({"t": activity.times(), "v": recent.viewed, "b": recent.bought}),
+            );
         }
+        let states = serde_json::Value::Object(states).to_string();
+        tx.execute(
+            "update user_activity u
+             set times = array(select jsonb_array_elements_text(j.value->'t')::bigint),
+                 viewed = array(select jsonb_array_elements_text(j.value->'v')),
+                 bought = array(select jsonb_array_elements_text(j.value->'b'))
+             from jsonb_each($1::text::jsonb) j where u.member = j.key",
+            &[&states],
+        )
+        .await?;
+    }
 
-        if !rollup.activity.is_empty() || !rollup.recent.is_empty() {
-            let mut states = serde_json::Map::new();
-            for (member, activity) in &rollup.activity {
-                let recent = rollup.recent.get(member).cloned().unwrap_or_default();
-                states.insert(
-                    member.clone(),
-                    serde_json::json!({"t": activity.times(), "v": recent.viewed, "b": recent.bought}),
-                );
-            }
-            let states = serde_json::Value::Object(states).to_string();
-            tx.execute(
-                "update user_activity u
-                 set times = array(select jsonb_array_elements_text(j.value->'t')::bigint),
-                     viewed = array(select jsonb_array_elements_text(j.value->'v')),
-                     bought = array(select jsonb_array_elements_text(j.value->'b'))
-                 from jsonb_each($1::text::jsonb) j where u.member = j.key",
-                &[&states],
-            )
-            .await?;
-        }
-
-        if !rollup.pairs.is_empty() {
-            let kinds: Vec<&str> = rollup.pairs.keys().map(|k| k.0).collect();
-            let a: Vec<&str> = rollup.pairs.keys().map(|k| k.1.as_str()).collect();
-            let b: Vec<&str> = rollup.pairs.keys().map(|k| k.2.as_str()).collect();
-            let n: Vec<i64> = rollup.pairs.values().copied().collect();
-            tx.execute(
+    if !rollup.pairs.is_empty() {
+        let kinds: Vec<&str> = rollup.pairs.keys().map(|k| k.0).collect();
+        let a: Vec<&str> = rollup.pairs.keys().map(|k| k.1.as_str()).collect();
+        let b: Vec<&str> = rollup.pairs.keys().map(|k| k.2.as_str()).collect();
+        let n: Vec<i64> = rollup.pairs.values().copied().collect();
+        tx.execute(
+            concat!(
                 "insert into product_pairs (kind, a, b, count)
                  select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-                 on conflict (kind, a, b) do update set count = product_pairs.count + excluded.count",
-                &[&kinds, &a, &b, &n],
+                 on conflict (kind, a, b) do update set count = ",
+                saturating_add!("product_pairs.count", "excluded.count")
+            ),
+            &[&kinds, &a, &b, &n],
+        )
+        .await?;
+    }
+
+    for (tp, watermark) in &rollup.watermarks {
+        if ranges.contains_key(tp) {
+            tx.execute(
+                "update consumer_offsets set watermark_ms = $4
+                 where group_id = $1 and topic = $2 and partition = $3",
+                &[&group, &tp.topic, &tp.partition, watermark],
             )
             .await?;
         }
-
-        for (tp, watermark) in &rollup.watermarks {
-            if self.ranges.contains_key(tp) {
-                tx.execute(
-                    "update consumer_offsets set watermark_ms = $4
-                     where group_id = $1 and topic = $2 and partition = $3",
-                    &[&self.group, &tp.topic, &tp.partition, watermark],
-                )
-                .await?;
-            }
-        }
-
-        let mut outbox: HashMap<(i64, &TopicPartition), i64> = HashMap::new();
-        for (minute, tp, _, _) in &committed.counts {
-            if let Some(range) = self.ranges.get(tp) {
-                outbox.insert((*minute, tp), range.to);
-            }
-        }
-        for (minute, tp, _, _, _) in &committed.tops {
-            if let Some(range) = self.ranges.get(tp) {
-                outbox.insert((*minute, tp), range.to);
-            }
-        }
-        if !outbox.is_empty() {
-            let om: Vec<i64> = outbox.keys().map(|k| k.0).collect();
-            let ot: Vec<&str> = outbox.keys().map(|k| k.1.topic.as_str()).collect();
-            let op: Vec<i32> = outbox.keys().map(|k| k.1.partition).collect();
-            let ov: Vec<i64> = outbox.values().copied().collect();
-            // `xmax = 0` holds for rows this statement inserted, not for updated ones.
-            let rows = tx
-                .query(
-                    "insert into redis_outbox (minute, topic, partition, version)
-                     select * from unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[])
-                     on conflict (minute, topic, partition)
-                     do update set version = greatest(redis_outbox.version, excluded.version)
-                     returning xmax::text = '0'",
-                    &[&om, &ot, &op, &ov],
-                )
-                .await?;
-            committed.backlog = rows.iter().any(|r| !r.get::<_, bool>(0));
-        }
-        self.tx.commit().await?;
-        Ok(committed)
     }
+
+    let mut outbox: HashMap<(i64, &TopicPartition), i64> = HashMap::new();
+    for (minute, tp, _, _) in &committed.counts {
+        if let Some(range) = ranges.get(tp) {
+            outbox.insert((*minute, tp), range.to);
+        }
+    }
+    for (minute, tp, _, _, _) in &committed.tops {
+        if let Some(range) = ranges.get(tp) {
+            outbox.insert((*minute, tp), range.to);
+        }
+    }
+    if !outbox.is_empty() {
+        let om: Vec<i64> = outbox.keys().map(|k| k.0).collect();
+        let ot: Vec<&str> = outbox.keys().map(|k| k.1.topic.as_str()).collect();
+        let op: Vec<i32> = outbox.keys().map(|k| k.1.partition).collect();
+        let ov: Vec<i64> = outbox.values().copied().collect();
+        // `xmax = 0` holds for rows this statement inserted, not for updated ones.
+        let rows = tx
+            .query(
+                "insert into redis_outbox (minute, topic, partition, version)
+                 select * from unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[])
+                 on conflict (minute, topic, partition)
+                 do update set version = greatest(redis_outbox.version, excluded.version)
+                 returning xmax::text = '0'",
+                &[&om, &ot, &op, &ov],
+            )
+            .await?;
+        committed.backlog = rows.iter().any(|r| !r.get::<_, bool>(0));
+    }
+    Ok(Written {
+        rollup,
+        committed,
+        documents: documents.len(),
+    })
+}
+
+/// The committed event times and recent products of `users`, locked until the commit.
+async fn activity(tx: &Transaction<'_>, users: &[&str]) -> Result<UserStates, Error> {
+    let mut sorted = users.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    tx.execute(
+        "insert into user_activity (member, times)
+         select m, '{}' from unnest($1::text[]) as m order by m on conflict do nothing",
+        &[&sorted],
+    )
+    .await?;
+    let rows = tx
+        .query(
+            "select member, times, viewed, bought from user_activity where member = any($1)
+             order by member for update",
+            &[&sorted],
+        )
+        .await?;
+    let mut states = UserStates::default();
+    for r in &rows {
+        let member: String = r.get(0);
+        states
+            .activity
+            .insert(member.clone(), Activity::from_times(r.get(1)));
+        states.recent.insert(
+            member,
+            Recent {
+                viewed: r.get(2),
+                bought: r.get(3),
+            },
+        );
+    }
+    Ok(states)
+}
+
+/// Queues search documents (`(event_id, JSON)`): they become durable with the
+/// checkpoint, and the search sink sends them later.
+async fn queue_documents(
+    tx: &Transaction<'_>,
+    documents: &[(String, String)],
+) -> Result<(), Error> {
+    if documents.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = documents.iter().map(|(id, _)| id.as_str()).collect();
+    let docs: Vec<&str> = documents.iter().map(|(_, d)| d.as_str()).collect();
+    tx.execute(
+        "insert into search_outbox (event_id, document)
+         select * from unnest($1::text[], $2::text[])",
+        &[&ids, &docs],
+    )
+    .await?;
+    Ok(())
 }
 
 type Columns5<'a> = (Vec<i64>, Vec<&'a str>, Vec<i32>, Vec<&'a str>, Vec<i64>);

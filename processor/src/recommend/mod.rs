@@ -5,8 +5,9 @@
 //! co-view count of P with each of the user's `pair_window` most recent other views,
 //! both ways; an order adds one to the co-purchase count of each of its products with
 //! the order's other products and with the user's `pair_window` most recent other
-//! purchases, both ways. The window bounds the pair counts written per event. A user's
-//! recommendations score every product B by the co-view counts of (A, B) over their
+//! purchases, both ways. The window, and the number of an order's products that take
+//! part (its first `order_items_paired` distinct ones), bound the pair counts written
+//! per event. A user's recommendations score every product B by the co-view counts of (A, B) over their
 //! recent views A, plus twice the co-purchase counts over their recent purchases A, and
 //! leave out what they recently bought. Only the top `partners_per_product` partners of
 //! each product A (by count, ties by product id) take part: an item-to-item neighbour
@@ -127,11 +128,26 @@ impl Recent {
 
     /// Records an order of `products` (keeping `max` purchases); returns the
     /// co-purchase pairs to count: within the order, and with the `window` most recent
-    /// other purchases.
-    pub fn order(&mut self, products: &[&str], max: usize, window: usize) -> Vec<(String, String)> {
-        let mut distinct: Vec<&str> = products.to_vec();
+    /// other purchases. Only the order's first `max_items` distinct products (in item
+    /// order) take part, so an order makes at most `n·(n−1) + 2·n·window` pairs
+    /// (`n = max_items`) however many items it has.
+    pub fn order(
+        &mut self,
+        products: &[&str],
+        max: usize,
+        window: usize,
+        max_items: usize,
+    ) -> Vec<(String, String)> {
+        let mut distinct: Vec<&str> = Vec::with_capacity(max_items.min(products.len()));
+        for product in products {
+            if distinct.len() == max_items {
+                break;
+            }
+            if !distinct.contains(product) {
+                distinct.push(product);
+            }
+        }
         distinct.sort_unstable();
-        distinct.dedup();
         let mut pairs = Vec::new();
         for (i, product) in distinct.iter().enumerate() {
             let earlier = distinct[..i].iter().map(|p| (*p).to_owned());
@@ -171,14 +187,29 @@ mod tests {
         r.view("c", 2, 5);
         assert_eq!(r.viewed, vec!["c", "a"], "bounded");
 
-        let pairs = r.order(&["y", "x", "x"], 5, 5);
+        let pairs = r.order(&["y", "x", "x"], 5, 5, 25);
         assert_eq!(
             pairs,
             vec![("y".into(), "x".into()), ("x".into(), "y".into())]
         );
-        let pairs = r.order(&["z"], 5, 5);
+        let pairs = r.order(&["z"], 5, 5, 25);
         assert_eq!(pairs.len(), 4, "z with x and y");
         assert_eq!(r.bought, vec!["z", "y", "x"]);
+    }
+
+    #[test]
+    fn an_order_pairs_only_its_first_distinct_products() {
+        let mut r = Recent::default();
+        let items: Vec<String> = (0..749).map(|i| format!("p{i:03}")).collect();
+        let mut order: Vec<&str> = items.iter().map(String::as_str).collect();
+        order.insert(1, "p000");
+        let pairs = r.order(&order, 20, 5, 25);
+        assert_eq!(pairs.len(), 25 * 24, "25 distinct products, both ways");
+        assert!(pairs
+            .iter()
+            .all(|(a, b)| a.as_str() < "p025" && b.as_str() < "p025"));
+        let next = r.order(&["q"], 20, 5, 25);
+        assert_eq!(next.len(), 2 * 5, "with the window of recent purchases");
     }
 
     #[test]
@@ -198,9 +229,9 @@ mod tests {
             ]
         );
         assert_eq!(r.viewed.len(), 5, "the list keeps more than the window");
-        r.order(&["x"], 10, 1);
-        r.order(&["y"], 10, 1);
-        let pairs = r.order(&["z", "w"], 10, 1);
+        r.order(&["x"], 10, 1, 25);
+        r.order(&["y"], 10, 1, 25);
+        let pairs = r.order(&["z", "w"], 10, 1, 25);
         // w and z with each other, each with y only (x is outside the window).
         assert_eq!(pairs.len(), 6);
         assert!(!pairs.iter().any(|(a, b)| a == "x" || b == "x"));
