@@ -24,7 +24,7 @@
 //! - Counters (`c:SRC` hashes) are read per minute and source; their fields are metric
 //!   names the processor defines, so they are few.
 //! - Top lists: `ZUNIONSTORE` of the window's `t:DIM:SRC` sorted sets, then the script
-//!   [`RANKED`] returns the members of the first `top_n` (ties at the cut resolved on
+//!   `RANKED` returns the members of the first `top_n` (ties at the cut resolved on
 //!   the Redis side as the API orders them); `ZMSCORE` reads the views and units bought
 //!   of the at most `2 × top_n` listed products.
 //! - Distinct counts: `SUNIONSTORE` (viewers, buyers, cart adders) and `SDIFFSTORE`
