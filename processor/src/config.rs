@@ -360,6 +360,16 @@ pub struct ApiConfig {
     pub max_connections: usize,
     /// Time a client has to send its request headers (ms).
     pub header_read_timeout_ms: u64,
+    /// Analytics requests computed at once; more are answered 503 with `Retry-After`.
+    pub max_concurrent_queries: usize,
+    /// (flag, variant) pairs an analytics answer reports at most (the first in byte
+    /// order); the answer's `experiment_pairs` says how many the window has.
+    pub max_experiment_pairs: usize,
+    /// PostgreSQL connections the recommendations endpoint uses at most.
+    pub postgres_connections: usize,
+    /// Time one statement of the recommendations endpoint may take (ms); then it is
+    /// cancelled and the request answered 503 with `Retry-After`.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -368,6 +378,10 @@ impl Default for ApiConfig {
             top_n: 10,
             max_connections: 1_024,
             header_read_timeout_ms: 10_000,
+            max_concurrent_queries: 8,
+            max_experiment_pairs: 100,
+            postgres_connections: 4,
+            statement_timeout_ms: 2_000,
         }
     }
 }
@@ -659,6 +673,18 @@ impl ProcessorConfig {
                 "max_connections and header_read_timeout_ms must be > 0",
             );
         }
+        if self.api.max_concurrent_queries == 0 || self.api.max_concurrent_queries > 1_024 {
+            return bad("api.max_concurrent_queries", "must be in 1..=1024");
+        }
+        if self.api.max_experiment_pairs == 0 || self.api.max_experiment_pairs > 10_000 {
+            return bad("api.max_experiment_pairs", "must be in 1..=10000");
+        }
+        if self.api.postgres_connections == 0 || self.api.postgres_connections > 64 {
+            return bad("api.postgres_connections", "must be in 1..=64");
+        }
+        if self.api.statement_timeout_ms == 0 || self.api.statement_timeout_ms > 600_000 {
+            return bad("api.statement_timeout_ms", "must be in 1..=600000");
+        }
         let pruning = &self.pruning;
         if pruning.rollup_retention_minutes < self.redis.retention_minutes
             || pruning.rollup_retention_minutes > i64::MAX as u64 / 60
@@ -722,6 +748,10 @@ impl ProcessorConfig {
             top_n: self.api.top_n,
             max_connections: self.api.max_connections,
             header_read_timeout: Duration::from_millis(self.api.header_read_timeout_ms),
+            max_concurrent_queries: self.api.max_concurrent_queries,
+            max_experiment_pairs: self.api.max_experiment_pairs,
+            api_postgres_connections: self.api.postgres_connections,
+            api_statement_timeout: Duration::from_millis(self.api.statement_timeout_ms),
         })
     }
 }
@@ -899,6 +929,14 @@ pub struct Settings {
     pub max_connections: usize,
     /// HTTP request header timeout.
     pub header_read_timeout: Duration,
+    /// Analytics requests computed at once.
+    pub max_concurrent_queries: usize,
+    /// Experiment pairs per analytics answer at most.
+    pub max_experiment_pairs: usize,
+    /// PostgreSQL connections of the recommendations endpoint.
+    pub api_postgres_connections: usize,
+    /// Statement timeout of those connections.
+    pub api_statement_timeout: Duration,
 }
 
 /// Merges `from` into `into`, tables recursively, other values replaced.
@@ -1169,6 +1207,32 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("****"));
+    }
+
+    #[test]
+    fn api_bounds_have_defaults_and_are_checked() {
+        let settings = ProcessorConfig::default().validate().expect("defaults");
+        assert_eq!(settings.max_concurrent_queries, 8);
+        assert_eq!(settings.max_experiment_pairs, 100);
+        assert_eq!(settings.api_postgres_connections, 4);
+        assert_eq!(settings.api_statement_timeout, Duration::from_secs(2));
+        for (key, change) in [
+            (
+                "api.max_concurrent_queries",
+                (|c| c.max_concurrent_queries = 0) as fn(&mut ApiConfig),
+            ),
+            ("api.max_experiment_pairs", |c| c.max_experiment_pairs = 0),
+            ("api.max_experiment_pairs", |c| {
+                c.max_experiment_pairs = 10_001
+            }),
+            ("api.postgres_connections", |c| c.postgres_connections = 0),
+            ("api.statement_timeout_ms", |c| c.statement_timeout_ms = 0),
+        ] {
+            let mut config = ProcessorConfig::default();
+            change(&mut config.api);
+            let error = config.validate().expect_err("invalid").to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
     }
 
     #[test]

@@ -1,5 +1,16 @@
 //! The HTTP API (hyper 1, HTTP/1.1): analytics, Prometheus metrics, health.
 //! Errors answer `{"error":{"code","message","field"}}` like the edge agent's.
+//!
+//! ## Bounds
+//!
+//! - Analytics: at most `api.max_concurrent_queries` answers are computed at once; a
+//!   request beyond them is answered 503 `overloaded` with `Retry-After` at once, not
+//!   queued. Each answer costs bounded memory whatever the data ([`LiveView::snapshot`]).
+//! - Recommendations: the user id (percent-decoded) must be 1 to 128 characters of
+//!   UTF-8 without control characters, else 400 `invalid_user_id` before any query. The
+//!   queries run on a [`StorePool`] of `api.postgres_connections` connections with
+//!   `api.statement_timeout_ms`; a timeout or an unreachable database is 503
+//!   `store_unavailable` with `Retry-After`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,9 +23,17 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::live::LiveView;
+use crate::live::{LiveView, ReadLimits};
 use crate::pipeline::Health;
 use crate::report::{self, Window};
+use crate::store_pool::StorePool;
+
+/// The longest user id the recommendations endpoint accepts (characters), as the event
+/// schema's.
+pub const MAX_USER_ID_CHARS: usize = 128;
+
+/// Seconds a client is asked to wait after a 503 (`Retry-After`).
+const RETRY_AFTER_SECS: &str = "1";
 
 /// What the handlers share.
 pub struct ApiState {
@@ -22,18 +41,16 @@ pub struct ApiState {
     pub live: LiveView,
     /// Reporting currency.
     pub currency: String,
-    /// Top list length.
-    pub top_n: usize,
+    /// What one analytics answer may hold (top list length, experiment pairs).
+    pub limits: ReadLimits,
+    /// Analytics answers computed at once (`api.max_concurrent_queries` permits).
+    pub queries: tokio::sync::Semaphore,
     /// Products per recommendation answer.
     pub recommendations_top_n: usize,
     /// Partners per product recommendations draw on.
     pub recommendations_partners: usize,
-    /// The API's own PostgreSQL connection (opened on first use, re-opened when lost).
-    pub store: tokio::sync::Mutex<Option<crate::store::Store>>,
-    /// Where to open it.
-    pub postgres_url: String,
-    /// Its connect timeout.
-    pub postgres_connect_timeout: std::time::Duration,
+    /// The API's own PostgreSQL connections (opened on first use, re-opened when lost).
+    pub stores: StorePool,
     /// Connections served at once.
     pub max_connections: usize,
     /// Time a client has to send its request headers.
@@ -68,6 +85,36 @@ fn error(
     json(status, body.to_string())
 }
 
+/// 503 with `Retry-After`.
+fn unavailable(code: &str, message: &str) -> Response<Full<Bytes>> {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, code, message, None);
+    response.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static(RETRY_AFTER_SECS),
+    );
+    response
+}
+
+/// A request refused with 400: the error code, its message and the field at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Invalid {
+    code: &'static str,
+    message: &'static str,
+    field: &'static str,
+}
+
+impl Invalid {
+    fn response(self) -> Response<Full<Bytes>> {
+        error(
+            StatusCode::BAD_REQUEST,
+            self.code,
+            self.message,
+            Some(self.field),
+        )
+    }
+}
+
+/// The raw value of query parameter `name` (the first if repeated).
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?
         .split('&')
@@ -81,42 +128,61 @@ fn floor_minute(unix_secs: i64) -> i64 {
     unix_secs.div_euclid(60) * 60
 }
 
-async fn real_time(state: &ApiState, query: Option<&str>) -> Response<Full<Bytes>> {
+const INVALID_WINDOW: Invalid = Invalid {
+    code: "invalid_window",
+    message: "window must be 1m, 5m, 15m or 1h",
+    field: "window",
+};
+
+const INVALID_TO: Invalid = Invalid {
+    code: "invalid_to",
+    message: "to must be an RFC 3339 time",
+    field: "to",
+};
+
+/// The window and its end (a minute start) an analytics request asks for; `now` (Unix
+/// seconds) makes the default end, the minute after the current one.
+fn analytics_request(query: Option<&str>, now: i64) -> Result<(Window, i64), Invalid> {
     let window = match query_param(query, "window") {
         None | Some("") => Window::FiveMinutes,
-        Some(w) => match Window::parse(w) {
-            Some(w) => w,
-            None => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_window",
-                    "window must be 1m, 5m, 15m or 1h",
-                    Some("window"),
-                )
-            }
-        },
+        Some(w) => percent_decode(w)
+            .as_deref()
+            .and_then(Window::parse)
+            .ok_or(INVALID_WINDOW)?,
     };
     let to = match query_param(query, "to") {
-        None | Some("") => floor_minute(time::OffsetDateTime::now_utc().unix_timestamp()) + 60,
+        None | Some("") => floor_minute(now) + 60,
         Some(text) => {
-            let text = text.replace("%3A", ":").replace("%3a", ":");
-            match time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
-            {
-                Ok(t) => floor_minute(t.unix_timestamp()),
-                Err(_) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_to",
-                        "to must be an RFC 3339 time",
-                        Some("to"),
-                    )
-                }
-            }
+            let text = percent_decode(text).ok_or(INVALID_TO)?;
+            let t =
+                time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| INVALID_TO)?;
+            floor_minute(t.unix_timestamp())
         }
     };
-    match state.live.snapshot(&window.minute_starts(to)).await {
+    Ok((window, to))
+}
+
+async fn real_time(state: &ApiState, query: Option<&str>) -> Response<Full<Bytes>> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (window, to) = match analytics_request(query, now) {
+        Ok(request) => request,
+        Err(invalid) => return invalid.response(),
+    };
+    let Ok(_slot) = state.queries.try_acquire() else {
+        return unavailable(
+            "overloaded",
+            "too many analytics requests at once; try again shortly",
+        );
+    };
+    match state
+        .live
+        .snapshot(&window.minute_starts(to), state.limits)
+        .await
+    {
         Ok(snapshot) => {
-            let answer = report::compute(window, to, &snapshot, &state.currency, state.top_n);
+            let answer =
+                report::compute(window, to, &snapshot, &state.currency, state.limits.top_n);
             match serde_json::to_string(&answer) {
                 Ok(body) => json(StatusCode::OK, body),
                 Err(e) => error(
@@ -129,42 +195,39 @@ async fn real_time(state: &ApiState, query: Option<&str>) -> Response<Full<Bytes
         }
         Err(e) => {
             tracing::warn!(error = %e, "analytics read failed");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the live view cannot be read",
-                None,
-            )
+            unavailable("store_unavailable", "the live view cannot be read")
         }
     }
 }
 
-async fn recommendations(state: &ApiState, user: &str) -> Response<Full<Bytes>> {
-    let user = percent_decode(user);
-    let mut guard = state.store.lock().await;
-    if guard.as_ref().is_none_or(|s| s.is_closed()) {
-        match crate::store::Store::connect(&state.postgres_url, state.postgres_connect_timeout)
-            .await
-        {
-            Ok(store) => *guard = Some(store),
-            Err(e) => {
-                tracing::warn!(error = %e, "recommendations: PostgreSQL unreachable");
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "recommendations cannot be read",
-                    None,
-                );
-            }
-        }
+const INVALID_USER_ID: Invalid = Invalid {
+    code: "invalid_user_id",
+    message: "user_id must be 1 to 128 characters of UTF-8 without control characters",
+    field: "user_id",
+};
+
+/// The user id of a recommendations path segment: percent-decoded, 1 to
+/// [`MAX_USER_ID_CHARS`] characters, no control character (C0, DEL, C1).
+fn user_id(segment: &str) -> Result<String, Invalid> {
+    let id = percent_decode(segment).ok_or(INVALID_USER_ID)?;
+    let chars = id.chars().count();
+    if chars == 0 || chars > MAX_USER_ID_CHARS || id.chars().any(char::is_control) {
+        return Err(INVALID_USER_ID);
     }
-    let Some(store) = guard.as_ref() else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "recommendations cannot be read",
-            None,
-        );
+    Ok(id)
+}
+
+async fn recommendations(state: &ApiState, segment: &str) -> Response<Full<Bytes>> {
+    let user = match user_id(segment) {
+        Ok(user) => user,
+        Err(invalid) => return invalid.response(),
+    };
+    let store = match state.stores.get().await {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::warn!(error = %e, "recommendations: no PostgreSQL connection");
+            return unavailable("store_unavailable", "recommendations cannot be read");
+        }
     };
     let partners = i64::try_from(state.recommendations_partners).unwrap_or(i64::MAX);
     match store
@@ -183,18 +246,14 @@ async fn recommendations(state: &ApiState, user: &str) -> Response<Full<Bytes>> 
         ),
         Err(e) => {
             tracing::warn!(error = %e, "recommendations read failed");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "recommendations cannot be read",
-                None,
-            )
+            unavailable("store_unavailable", "recommendations cannot be read")
         }
     }
 }
 
-/// Decodes `%XX` escapes of a path segment (invalid ones are kept as they are).
-fn percent_decode(text: &str) -> String {
+/// Decodes `%XX` escapes (invalid ones are kept as they are); `None` when the result is
+/// not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -210,7 +269,7 @@ fn percent_decode(text: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).ok()
 }
 
 async fn route(
@@ -310,8 +369,59 @@ mod tests {
         assert_eq!(query_param(Some("window"), "window"), Some(""));
         assert_eq!(query_param(None, "window"), None);
         assert_eq!(floor_minute(119), 60);
-        assert_eq!(percent_decode("user%2D1%20x"), "user-1 x");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("user%2D1%20x").as_deref(), Some("user-1 x"));
+        assert_eq!(percent_decode("a%2").as_deref(), Some("a%2"));
+        assert_eq!(percent_decode("%zz").as_deref(), Some("%zz"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+        assert_eq!(percent_decode("%FF"), None);
+    }
+
+    #[test]
+    fn analytics_queries_parse_or_answer_400() {
+        let now = 1_795_514_430;
+        assert_eq!(
+            analytics_request(None, now),
+            Ok((Window::FiveMinutes, 1_795_514_460))
+        );
+        assert_eq!(
+            analytics_request(Some("window=1h&to=2026-11-24T10:00:59Z"), now),
+            Ok((Window::OneHour, 1_795_514_400))
+        );
+        assert_eq!(
+            analytics_request(Some("to=2026-11-24T11%3A00%3A00%2B01%3A00&window=1m"), now),
+            Ok((Window::OneMinute, 1_795_514_400))
+        );
+        for (query, invalid) in [
+            ("window=2m", INVALID_WINDOW),
+            ("window=1h%00", INVALID_WINDOW),
+            ("window=%FF", INVALID_WINDOW),
+            ("to=yesterday", INVALID_TO),
+            ("to=2026-11-24T10:00:00Z%00", INVALID_TO),
+            ("to=%FF", INVALID_TO),
+            ("to=2026-13-24T10:00:00Z", INVALID_TO),
+        ] {
+            assert_eq!(analytics_request(Some(query), now), Err(invalid), "{query}");
+        }
+    }
+
+    #[test]
+    fn user_ids_without_control_characters_up_to_128_characters() {
+        assert_eq!(user_id("user-1").as_deref(), Ok("user-1"));
+        assert_eq!(user_id("caf%C3%A9%20x").as_deref(), Ok("café x"));
+        let longest = "é".repeat(MAX_USER_ID_CHARS);
+        assert_eq!(user_id(&longest).as_deref(), Ok(longest.as_str()));
+        for bad in [
+            "a%00b".to_owned(),
+            "%00".to_owned(),
+            "a%0Ab".to_owned(),
+            "a%7Fb".to_owned(),
+            // U+0085 (NEL), a C1 control character.
+            "a%C2%85b".to_owned(),
+            "%FF".to_owned(),
+            "x".repeat(MAX_USER_ID_CHARS + 1),
+            String::new(),
+        ] {
+            assert_eq!(user_id(&bad), Err(INVALID_USER_ID), "{bad:?}");
+        }
     }
 }

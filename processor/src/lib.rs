@@ -33,6 +33,7 @@ pub mod report;
 pub mod search;
 pub mod sessions;
 pub mod store;
+pub mod store_pool;
 pub mod ua;
 
 use std::sync::Arc;
@@ -69,12 +70,19 @@ pub async fn run(
     let state = Arc::new(http::ApiState {
         live: live.clone(),
         currency: settings.reporting_currency.clone(),
-        top_n: settings.top_n,
+        limits: live::ReadLimits {
+            top_n: settings.top_n,
+            max_experiment_pairs: settings.max_experiment_pairs,
+        },
+        queries: tokio::sync::Semaphore::new(settings.max_concurrent_queries),
         recommendations_top_n: settings.recommendations_top_n,
         recommendations_partners: settings.recommendations_partners,
-        store: tokio::sync::Mutex::new(None),
-        postgres_url: settings.postgres_url.clone(),
-        postgres_connect_timeout: settings.postgres_connect_timeout,
+        stores: store_pool::StorePool::new(
+            &settings.postgres_url,
+            settings.api_postgres_connections,
+            settings.postgres_connect_timeout,
+            settings.api_statement_timeout,
+        ),
         max_connections: settings.max_connections,
         header_read_timeout: settings.header_read_timeout,
         metrics,

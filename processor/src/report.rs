@@ -178,8 +178,12 @@ pub struct RealTime {
     pub top_searches: Vec<QueryCount>,
     /// Most frequent queries without results.
     pub zero_result_searches: Vec<QueryCount>,
-    /// flag → variant → figures.
+    /// flag → variant → figures: at most `api.max_experiment_pairs` (flag, variant)
+    /// pairs, the first in byte order of `flag` TAB `variant`.
     pub experiments: BTreeMap<String, BTreeMap<String, VariantStats>>,
+    /// Distinct (flag, variant) pairs seen in the window; more than `experiments` lists
+    /// when the cap applies.
+    pub experiment_pairs: u64,
     /// Per minute.
     pub series: Vec<SeriesPoint>,
     /// Sessions started in the window (inactivity timeout per user).
@@ -226,7 +230,32 @@ fn ranked(map: &HashMap<String, i64>, n: usize) -> Vec<QueryCount> {
     list
 }
 
+/// The products of `products` (id → (views, units bought)) ordered by `key`, first `n`.
+fn top_products(
+    products: &BTreeMap<String, (i64, i64)>,
+    n: usize,
+    key: fn(&TopProduct) -> (i64, i64),
+) -> Vec<TopProduct> {
+    let mut list: Vec<TopProduct> = products
+        .iter()
+        .map(|(id, &(views, purchases))| TopProduct {
+            product_id: id.clone(),
+            views,
+            purchases,
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        key(b)
+            .cmp(&key(a))
+            .then_with(|| a.product_id.cmp(&b.product_id))
+    });
+    list.truncate(n);
+    list
+}
+
 /// Computes the answer for `window` ending at `to` (a minute start) from `snapshot`.
+///
+/// Sums saturate at `i64::MAX` (stored values are not bounded by the event schema).
 pub fn compute(
     window: Window,
     to: i64,
@@ -235,20 +264,14 @@ pub fn compute(
     top_n: usize,
 ) -> RealTime {
     let mut total: HashMap<String, i64> = HashMap::new();
-    let mut tops: HashMap<String, HashMap<String, i64>> = HashMap::new();
     let mut series = Vec::new();
     for minute in &snapshot.minutes {
-        let mut events = 0;
+        let mut events: i64 = 0;
         for (name, value) in &minute.counts {
-            *total.entry(name.clone()).or_insert(0) += value;
+            let sum = total.entry(name.clone()).or_insert(0);
+            *sum = sum.saturating_add(*value);
             if name.starts_with(metric::EVENTS_PREFIX) {
-                events += value;
-            }
-        }
-        for (dim, keys) in &minute.tops {
-            let into = tops.entry(dim.clone()).or_default();
-            for (key, value) in keys {
-                *into.entry(key.clone()).or_insert(0) += value;
+                events = events.saturating_add(*value);
             }
         }
         series.push(SeriesPoint {
@@ -268,39 +291,9 @@ pub fn compute(
     let orders = get(metric::ORDERS);
     let revenue = micros_to_amount(get(metric::REVENUE_MICROS));
     let empty = HashMap::new();
-    let views = tops.get(dimension::VIEWS).unwrap_or(&empty);
-    let bought = tops.get(dimension::PURCHASES).unwrap_or(&empty);
-    let mut products: Vec<TopProduct> = views
-        .keys()
-        .chain(bought.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .map(|id| TopProduct {
-            product_id: id.clone(),
-            views: views.get(id).copied().unwrap_or(0),
-            purchases: bought.get(id).copied().unwrap_or(0),
-        })
-        .collect();
-    let mut by_purchases = products.clone();
-    products.sort_by(|a, b| {
-        b.views
-            .cmp(&a.views)
-            .then(b.purchases.cmp(&a.purchases))
-            .then_with(|| a.product_id.cmp(&b.product_id))
-    });
-    products.truncate(top_n);
-    by_purchases.sort_by(|a, b| {
-        b.purchases
-            .cmp(&a.purchases)
-            .then(b.views.cmp(&a.views))
-            .then_with(|| a.product_id.cmp(&b.product_id))
-    });
-    by_purchases.truncate(top_n);
-    let abandoned = snapshot
-        .cart_adders
-        .iter()
-        .filter(|u| !snapshot.buyers.contains(*u))
-        .count();
+    let queries = |dim: &str| ranked(snapshot.queries.get(dim).unwrap_or(&empty), top_n);
+    let products = top_products(&snapshot.products, top_n, |p| (p.views, p.purchases));
+    let by_purchases = top_products(&snapshot.products, top_n, |p| (p.purchases, p.views));
     let mut experiments: BTreeMap<String, BTreeMap<String, VariantStats>> = BTreeMap::new();
     for ((flag, variant), (users, buyers)) in &snapshot.experiments {
         experiments.entry(flag.clone()).or_default().insert(
@@ -332,22 +325,26 @@ pub fn compute(
             amount: revenue,
             currency: currency.to_owned(),
         },
-        average_order_value: ratio(revenue, (orders - get(metric::UNCONVERTED_ORDERS)) as f64),
-        conversion_rate: ratio(snapshot.buyers.len() as f64, snapshot.viewers.len() as f64),
+        average_order_value: ratio(
+            revenue,
+            orders.saturating_sub(get(metric::UNCONVERTED_ORDERS)) as f64,
+        ),
+        conversion_rate: ratio(snapshot.buyers as f64, snapshot.viewers as f64),
         cart: CartStats {
             adds: get(metric::CART_ADDS),
             removes: get(metric::CART_REMOVES),
-            abandonment_rate: ratio(abandoned as f64, snapshot.cart_adders.len() as f64),
+            abandonment_rate: ratio(snapshot.cart_abandoners as f64, snapshot.cart_adders as f64),
         },
         top_products: products,
         top_products_by_purchases: by_purchases,
-        top_searches: ranked(tops.get(dimension::SEARCHES).unwrap_or(&empty), top_n),
-        zero_result_searches: ranked(tops.get(dimension::ZERO_RESULTS).unwrap_or(&empty), top_n),
+        top_searches: queries(dimension::SEARCHES),
+        zero_result_searches: queries(dimension::ZERO_RESULTS),
         experiments,
+        experiment_pairs: snapshot.experiment_pairs,
         series,
         sessions: get(metric::SESSIONS),
-        viewers: snapshot.viewers.len() as u64,
-        purchasers: snapshot.buyers.len() as u64,
+        viewers: snapshot.viewers,
+        purchasers: snapshot.buyers,
         late_events: get(metric::LATE_EVENTS),
         duplicates: get(metric::DUPLICATES),
         catalog_misses: get(metric::CATALOG_MISSES),
@@ -372,25 +369,18 @@ mod tests {
         assert_eq!(rfc3339(1_795_514_400), "2026-11-24T10:00:00Z");
     }
 
+    fn minute(m: i64, counts: &[(&str, i64)]) -> MinuteTotals {
+        MinuteTotals {
+            minute: m,
+            counts: counts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        }
+    }
+
     #[test]
     fn computes_rates_tops_and_series() {
-        let minute = |m: i64, counts: &[(&str, i64)], tops: &[(&str, &str, i64)]| {
-            let mut t = MinuteTotals {
-                minute: m,
-                ..MinuteTotals::default()
-            };
-            for (k, v) in counts {
-                t.counts.insert((*k).to_owned(), *v);
-            }
-            for (d, k, v) in tops {
-                t.tops
-                    .entry((*d).to_owned())
-                    .or_default()
-                    .insert((*k).to_owned(), *v);
-            }
-            t
+        let queries = |xs: &[(&str, i64)]| -> HashMap<String, i64> {
+            xs.iter().map(|(q, n)| ((*q).to_owned(), *n)).collect()
         };
-        let set = |xs: &[&str]| xs.iter().map(|x| (*x).to_owned()).collect();
         let snapshot = Snapshot {
             minutes: vec![
                 minute(
@@ -402,7 +392,6 @@ mod tests {
                         ("cart_adds", 2),
                         ("device.mobile", 2),
                     ],
-                    &[("views", "a", 2), ("views", "b", 1), ("searches", "x", 1)],
                 ),
                 minute(
                     60,
@@ -412,18 +401,21 @@ mod tests {
                         ("revenue_micros", 4_500_000),
                         ("unconverted_orders", 1),
                     ],
-                    &[
-                        ("purchases", "b", 3),
-                        ("searches", "y", 2),
-                        ("zero_results", "y", 2),
-                    ],
                 ),
             ],
             unique_users: 4,
-            viewers: set(&["u1", "u2", "u3", "u4"]),
-            buyers: set(&["u1"]),
-            cart_adders: set(&["u1", "u2"]),
+            viewers: 4,
+            buyers: 1,
+            cart_adders: 2,
+            cart_abandoners: 1,
+            products: [("a".to_owned(), (2, 0)), ("b".to_owned(), (1, 3))].into(),
+            queries: [
+                ("searches".to_owned(), queries(&[("x", 1), ("y", 2)])),
+                ("zero_results".to_owned(), queries(&[("y", 2), ("z", 0)])),
+            ]
+            .into(),
             experiments: [(("f".to_owned(), "a".to_owned()), (4, 1))].into(),
+            experiment_pairs: 3,
         };
         let r = compute(Window::FiveMinutes, 120, &snapshot, "EUR", 1);
         assert_eq!(r.events.product_view, 3);
@@ -433,6 +425,7 @@ mod tests {
         assert_eq!(r.average_order_value, 15.0);
         assert_eq!(r.conversion_rate, 0.25);
         assert_eq!(r.cart.abandonment_rate, 0.5);
+        assert_eq!((r.viewers, r.purchasers), (4, 1));
         assert_eq!(
             r.top_products,
             vec![TopProduct {
@@ -451,6 +444,7 @@ mod tests {
         );
         assert_eq!(r.zero_result_searches[0].query, "y");
         assert_eq!(r.experiments["f"]["a"].conversion_rate, 0.25);
+        assert_eq!(r.experiment_pairs, 3);
         assert_eq!(r.series[0].events, 3);
         assert_eq!(r.series[1].revenue, 4.5);
         assert_eq!(r.devices["mobile"], 2);
@@ -458,5 +452,64 @@ mod tests {
             (r.from.as_str(), r.to.as_str()),
             ("1969-12-31T23:57:00Z", "1970-01-01T00:02:00Z")
         );
+    }
+
+    #[test]
+    fn top_lists_break_ties_like_the_documented_order() {
+        let snapshot = Snapshot {
+            products: [
+                ("c".to_owned(), (5, 1)),
+                ("b".to_owned(), (5, 2)),
+                ("a".to_owned(), (5, 1)),
+                ("d".to_owned(), (0, 9)),
+            ]
+            .into(),
+            queries: [(
+                "searches".to_owned(),
+                [
+                    ("q2".to_owned(), 4),
+                    ("q1".to_owned(), 4),
+                    ("q0".to_owned(), 0),
+                ]
+                .into(),
+            )]
+            .into(),
+            ..Snapshot::default()
+        };
+        let r = compute(Window::OneMinute, 60, &snapshot, "EUR", 3);
+        let ids = |list: &[TopProduct]| -> Vec<String> {
+            list.iter().map(|p| p.product_id.clone()).collect()
+        };
+        assert_eq!(ids(&r.top_products), ["b", "a", "c"]);
+        assert_eq!(ids(&r.top_products_by_purchases), ["d", "b", "a"]);
+        let got: Vec<&str> = r.top_searches.iter().map(|q| q.query.as_str()).collect();
+        assert_eq!(got, ["q1", "q2"], "ties by query, zero counts left out");
+    }
+
+    #[test]
+    fn sums_saturate_instead_of_wrapping() {
+        let near = i64::MAX - 1;
+        let snapshot = Snapshot {
+            minutes: vec![
+                minute(
+                    0,
+                    &[
+                        ("events.product_view", near),
+                        ("events.search", near),
+                        ("orders", near),
+                        ("unconverted_orders", -near),
+                    ],
+                ),
+                minute(60, &[("events.product_view", near), ("orders", 5)]),
+            ],
+            ..Snapshot::default()
+        };
+        let r = compute(Window::FiveMinutes, 120, &snapshot, "EUR", 10);
+        assert_eq!(r.events.product_view, i64::MAX);
+        assert_eq!(r.orders, i64::MAX);
+        assert_eq!(r.series[0].events, i64::MAX);
+        assert_eq!(r.series[1].events, near);
+        // orders - unconverted saturates too (no panic in debug builds).
+        assert!(r.average_order_value.is_finite());
     }
 }

@@ -354,6 +354,25 @@ async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
             .0,
         404
     );
+    // A NUL (or any control character) in the id is the client's error: 400 before any
+    // query, in the API's error shape.
+    for bad in ["a%00b", "a%0Ab", &"x".repeat(129)] {
+        let (status, body) = p
+            .get(&format!("/api/recommendations/{bad}"))
+            .await
+            .expect("answer");
+        assert_eq!(status, 400, "{bad}: {body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(answer["error"]["code"], "invalid_user_id", "{body}");
+        assert_eq!(answer["error"]["field"], "user_id", "{body}");
+    }
+    assert_eq!(
+        p.get("/api/analytics/real-time?window=1h&to=yesterday")
+            .await
+            .expect("answer")
+            .0,
+        400
+    );
 
     let (status, metrics) = p.get("/metrics").await.expect("metrics answer");
     assert_eq!(status, 200);
