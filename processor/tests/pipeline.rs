@@ -829,3 +829,109 @@ async fn catalog_changes_are_picked_up_and_silent_clients_disconnected() {
         "views of the new product are no longer misses"
     );
 }
+
+/// A record the content check lets through but the database refuses is found by
+/// bisection inside the checkpoint, dead-lettered once as `unstorable` with the
+/// SQLSTATE, and everything else is counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_the_database_refuses_is_isolated_and_the_rest_is_counted() {
+    let _shared = STORES.read().await;
+    let mut day = day(0x5EED_0014, 300);
+    let scenario = Scenario::new("refused", &storefront::catalog(), &storefront::RATES).await;
+    // A constraint only PostgreSQL knows about stands for a class of values nobody has
+    // found yet.
+    let (client, connection) = tokio_postgres::connect(&scenario.postgres, tokio_postgres::NoTls)
+        .await
+        .expect("test database");
+    tokio::spawn(connection);
+    client
+        .batch_execute("alter table rollup_tops add constraint no_poison check (key <> 'poison')")
+        .await
+        .expect("constraint");
+    let at = day.start_minute * 1000 + 45 * 60_000;
+    let time = processor::report::rfc3339(at / 1000);
+    let poison: Vec<common::RawRecord> = (0..3)
+        .map(|i| common::RawRecord {
+            topic: 0,
+            key: Some(format!("poisoner-{i}").into_bytes()),
+            value: Some(
+                serde_json::to_vec(&serde_json::json!({"user_id": format!("poisoner-{i}"), "product_id": "poison", "timestamp": time}))
+                    .expect("json"),
+            ),
+            headers: vec![
+                ("event_type".into(), Some(b"product_view".to_vec())),
+                ("marker".into(), Some(format!("poison-{i}").into_bytes())),
+            ],
+        })
+        .collect();
+    scenario
+        .produce(&day.records[..day.records.len() / 2])
+        .await;
+    scenario.produce_raw(&poison).await;
+    scenario
+        .produce(&day.records[day.records.len() / 2..])
+        .await;
+    let mut p = scenario.start("refused");
+    p.wait_ready(Duration::from_secs(60)).await;
+    let r = settled(
+        &p,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+    day.expected.dead_letters += poison.len();
+    let letters = scenario.dead_letters(day.expected.dead_letters, Duration::from_secs(60));
+    assert_eq!(letters.len(), day.expected.dead_letters, "{letters:?}");
+    let raw = testkit::consume(
+        &scenario.services.kafka,
+        &scenario.topics[4],
+        day.expected.dead_letters,
+        Duration::from_secs(10),
+    );
+    for i in 0..poison.len() {
+        let letter = raw
+            .iter()
+            .find(|l| l.header("marker") == format!("poison-{i}"))
+            .expect("poison dead-lettered");
+        assert_eq!(letter.header("error_code"), "unstorable");
+        assert!(
+            letter.header("error_message").contains("SQLSTATE 23514"),
+            "{}",
+            letter.header("error_message")
+        );
+    }
+    assert!(p.terminate());
+}
+
+/// A failure no record explains (here a table the processor needs is gone) stops the
+/// processor with the SQLSTATE in its log instead of retrying for ever or
+/// dead-lettering good records.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schema_error_stops_the_processor_with_the_sqlstate() {
+    let _shared = STORES.read().await;
+    let day = storefront::day(0x5EED_0015, 50, start_minute());
+    let scenario = Scenario::new("halt", &storefront::catalog(), &storefront::RATES).await;
+    let (client, connection) = tokio_postgres::connect(&scenario.postgres, tokio_postgres::NoTls)
+        .await
+        .expect("test database");
+    tokio::spawn(connection);
+    client
+        .batch_execute("drop table rollup_members")
+        .await
+        .expect("drop");
+    scenario.produce(&day.records).await;
+    let mut p = scenario.start("halt");
+    let status = p
+        .wait_exit(Duration::from_secs(120))
+        .expect("the processor stops");
+    assert!(!status.success(), "exits with an error");
+    let log = std::fs::read_to_string(scenario.log_dir.join("halt.log")).expect("log");
+    assert!(log.contains("SQLSTATE 42P01"), "{log}");
+    assert_eq!(
+        scenario.rows("dead_letter_outbox").await,
+        0,
+        "no record blamed"
+    );
+}

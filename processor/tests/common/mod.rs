@@ -148,6 +148,15 @@ impl SearchIndex {
     }
 }
 
+/// A record with arbitrary bytes (see [`Scenario::produce_raw`]).
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    pub topic: usize,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
 /// Everything private to one test: topics, consumer group, database, Redis prefix.
 pub struct Scenario {
     pub services: Services,
@@ -368,6 +377,39 @@ impl Scenario {
         }
     }
 
+    /// Produces records as a foreign producer could write them: any key, value and
+    /// header bytes (`None`: absent). `topic` indexes [`Scenario::topics`].
+    pub async fn produce_raw(&self, records: &[RawRecord]) {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.services.kafka)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.max.bytes", "10000000")
+            .create()
+            .expect("producer");
+        for r in records {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: v.as_deref(),
+                });
+            }
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.topics[r.topic]).headers(headers);
+            if let Some(key) = &r.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(value) = &r.value {
+                record = record.payload(value.as_slice());
+            }
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .expect("acknowledged");
+        }
+    }
+
     /// Dead letters written so far: (error_code header, event_id header).
     pub fn dead_letters(&self, expected: usize, timeout: Duration) -> Vec<(String, String)> {
         testkit::consume(&self.services.kafka, &self.topics[4], expected, timeout)
@@ -476,6 +518,18 @@ impl Processor {
         }
         self.kill9();
         false
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its status, or `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     /// GET `path`: (status, body). Generous time-out: under a loaded test machine an

@@ -419,6 +419,47 @@ pub fn day(seed: u64, users: usize, start_minute: i64) -> Day {
     }
 }
 
+/// A valid record of `user` at `time_ms` (topic index as in [`Record`]), counted into
+/// `e` as the processor must count it; `body` gets the user id and, when it has none, a
+/// desktop user agent.
+pub fn counted_record(
+    e: &mut Expected,
+    rng: &mut Rng,
+    topic: usize,
+    user: &str,
+    time_ms: i64,
+    mut body: serde_json::Value,
+) -> Record {
+    let kinds = ["product_view", "cart", "purchase", "search"];
+    body["user_id"] = json!(user);
+    body["timestamp"] = json!(rfc3339_ms(time_ms));
+    if body["context"]["user_agent"].is_null() {
+        if body["context"].is_null() {
+            body["context"] = json!({});
+        }
+        body["context"]["user_agent"] = json!(AGENTS[0].0);
+    }
+    let draft = Draft {
+        time_ms,
+        seq: 0,
+        topic,
+        user: user.to_owned(),
+        body,
+    };
+    count(e, &draft);
+    Record {
+        topic,
+        key: user.to_owned(),
+        value: serde_json::to_vec(&draft.body).expect("json"),
+        headers: vec![
+            ("event_type".into(), kinds[topic].into()),
+            ("event_id".into(), rng.uuid()),
+            ("received_at".into(), rfc3339_ms(time_ms)),
+            ("source".into(), "storefront-test".into()),
+        ],
+    }
+}
+
 fn count(e: &mut Expected, d: &Draft) {
     let b = &d.body;
     let minute = (d.time_ms / 60_000) * 60;
