@@ -423,6 +423,9 @@ pub struct SearchConfig {
     pub index: String,
     /// Documents per `_bulk` request at most.
     pub batch_size: usize,
+    /// Bytes of documents per `_bulk` request at most (a single larger document is sent
+    /// alone); keep it well below the index's `http.max_content_length`.
+    pub max_bulk_bytes: usize,
     /// How often the queue is looked at without a checkpoint waking the sink (ms).
     pub flush_interval_ms: u64,
     /// Time one request may take (ms).
@@ -443,6 +446,7 @@ impl Default for SearchConfig {
             url: "http://127.0.0.1:9200".to_owned(),
             index: "ecommerce-events".to_owned(),
             batch_size: 1_000,
+            max_bulk_bytes: 10 << 20,
             flush_interval_ms: 1_000,
             request_timeout_ms: 30_000,
             initial_backoff_ms: 500,
@@ -779,6 +783,9 @@ impl SearchConfig {
         if self.batch_size == 0 || self.batch_size > 100_000 {
             return bad("batch_size", "must be in 1..=100000");
         }
+        if self.max_bulk_bytes < 1 << 10 {
+            return bad("max_bulk_bytes", "must be at least 1024");
+        }
         if self.flush_interval_ms == 0 || self.request_timeout_ms == 0 {
             return bad("flush_interval_ms", "and request_timeout_ms must be > 0");
         }
@@ -796,6 +803,7 @@ impl SearchConfig {
             url,
             index: index.clone(),
             batch_size: self.batch_size,
+            max_bulk_bytes: self.max_bulk_bytes,
             flush_interval: Duration::from_millis(self.flush_interval_ms),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             backoff: Backoff {
@@ -816,6 +824,8 @@ pub struct SearchSettings {
     pub index: String,
     /// Documents per bulk request.
     pub batch_size: usize,
+    /// Bytes of documents per bulk request at most.
+    pub max_bulk_bytes: usize,
     /// Queue look-up interval.
     pub flush_interval: Duration,
     /// Request time-out.

@@ -124,12 +124,27 @@ impl SearchSink {
             self.create_index(client).await?;
             *index_ready = true;
         }
+        // Documents per request: the configured batch, halved while the index refuses
+        // whole requests as too large or malformed, to find the document it refuses.
+        let mut limit = self.settings.batch_size;
         loop {
-            let rows = store.search_outbox(self.settings.batch_size as i64).await?;
+            let mut rows = store.search_outbox(limit as i64).await?;
             if rows.is_empty() {
                 return Ok(());
             }
-            let full = rows.len() >= self.settings.batch_size;
+            let full = rows.len() >= limit;
+            // A request holds at most `max_bulk_bytes` of documents (at least one).
+            let mut bytes = 0;
+            let fit = rows
+                .iter()
+                .position(|(_, id, doc)| {
+                    bytes += id.len() + doc.len();
+                    bytes > self.settings.max_bulk_bytes
+                })
+                .unwrap_or(rows.len())
+                .max(1);
+            let cut = fit < rows.len();
+            rows.truncate(fit);
             let docs: Vec<(String, String)> = rows
                 .iter()
                 .map(|(_, id, doc)| (id.clone(), doc.clone()))
@@ -145,12 +160,29 @@ impl SearchSink {
                 .await?;
             metrics::histogram!("processor_search_bulk_seconds")
                 .record(started.elapsed().as_secs_f64());
+            let status = answer.status.as_u16();
             if !answer.status.is_success() {
-                return Err(Error::Index(format!(
-                    "bulk request answered {}: {}",
-                    answer.status,
-                    excerpt(&answer.body)
-                )));
+                let whole_request_refused =
+                    (400..500).contains(&status) && status != 408 && status != 429;
+                if !whole_request_refused {
+                    return Err(Error::Index(format!(
+                        "bulk request answered {}: {}",
+                        answer.status,
+                        excerpt(&answer.body)
+                    )));
+                }
+                // Retrying the same request cannot succeed: fewer documents can.
+                if let [(seq, id, _)] = rows.as_slice() {
+                    tracing::warn!(event_id = %id, status, answer = %excerpt(&answer.body),
+                        "search index refused a request holding only this document; it is dropped");
+                    store.clear_search_outbox(&[*seq]).await?;
+                    metrics::counter!("processor_search_documents_failed_total", "reason" => "refused_request").increment(1);
+                } else {
+                    tracing::warn!(status, documents = rows.len(),
+                        "search index refused a whole bulk request; sending fewer documents per request");
+                    limit = (rows.len() / 2).max(1);
+                }
+                continue;
             }
             let outcomes = classify(&answer.body, rows.len()).map_err(Error::Index)?;
             let mut done = Vec::with_capacity(rows.len());
@@ -179,9 +211,10 @@ impl SearchSink {
             if let Some(why) = retry {
                 return Err(Error::Index(format!("documents to send again: {why}")));
             }
-            if !full {
+            if !full && !cut {
                 return Ok(());
             }
+            limit = self.settings.batch_size;
         }
     }
 
