@@ -2,6 +2,8 @@
 //! scripts started (and failing with instructions when it is missing), and reading
 //! topics back. Not published; a dev-dependency only.
 
+pub mod hostile;
+
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 

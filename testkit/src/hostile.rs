@@ -1,0 +1,329 @@
+//! Records a foreign producer could write to the event topics, each with the reason the
+//! processor must dead-letter it: NUL and control characters in every kind of string
+//! field, amounts and quantities past the contract's limits, 100 KB strings, values that
+//! are not JSON, empty or absent, nesting deeper than any parser allows, headers that
+//! are not UTF-8. Shared by the processor's tests and `scripts/demo --hostile`.
+
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+
+/// One hostile record.
+#[derive(Debug, Clone)]
+pub struct Hostile {
+    /// Topic: 0 product views, 1 cart, 2 purchases, 3 searches.
+    pub topic: usize,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value (`None`: a record without one).
+    pub value: Option<Vec<u8>>,
+    /// Headers, among them `marker` = `hostile-<index>` to find its dead letter.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The `error_code` its dead letter must carry.
+    pub reason: &'static str,
+}
+
+/// Topic, `event_type` header, value, extra headers, expected reason.
+type Case<'a> = (
+    usize,
+    &'a [u8],
+    Option<Vec<u8>>,
+    Vec<(&'a str, &'a [u8])>,
+    &'static str,
+);
+
+fn merged(base: Value, fields: Value) -> Option<Vec<u8>> {
+    let mut v = base;
+    if let (Some(object), Some(fields)) = (v.as_object_mut(), fields.as_object()) {
+        for (k, x) in fields {
+            object.insert(k.clone(), x.clone());
+        }
+    }
+    Some(serde_json::to_vec(&v).expect("JSON"))
+}
+
+/// The hostile records, with event times `timestamp` (RFC 3339).
+pub fn records(timestamp: &str) -> Vec<Hostile> {
+    let view = |fields: Value| {
+        merged(
+            json!({"user_id": "hostile", "product_id": "sku-0001", "timestamp": timestamp}),
+            fields,
+        )
+    };
+    let purchase = |fields: Value| {
+        merged(
+            json!({"user_id": "hostile-buyer", "order_id": "o-1", "currency": "EUR", "total": 1.0,
+                "items": [{"product_id": "sku-0001", "quantity": 1, "price": 1.0}], "timestamp": timestamp}),
+            fields,
+        )
+    };
+    let search = |fields: Value| {
+        merged(
+            json!({"user_id": "hostile", "query": "q", "timestamp": timestamp}),
+            fields,
+        )
+    };
+    let long = "x".repeat(100_000);
+    let deep = format!(
+        r#"{{"user_id":"u","product_id":"p","x":{}1{}}}"#,
+        "{\"a\":".repeat(200),
+        "}".repeat(200)
+    );
+    let unstorable = "unstorable";
+    let cases: Vec<Case<'_>> = vec![
+        (
+            0,
+            b"product_view",
+            view(json!({"user_id": "a\u{0}b"})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"user_id": null, "anonymous_id": "anon\u{0}"})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"product_id": "sku\u{0}1"})),
+            vec![],
+            unstorable,
+        ),
+        (
+            2,
+            b"purchase",
+            purchase(json!({"items": [{"product_id": "p\u{0}", "quantity": 1, "price": 1.0}]})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"context": {"experiments": {"flag\u{0}": "a"}}})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"context": {"experiments": {"flag": "a\u{0}"}}})),
+            vec![],
+            unstorable,
+        ),
+        (
+            3,
+            b"search",
+            search(json!({"query": "shoes\u{0}"})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"context": {"experiments": {"check\tout": "a"}}})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"context": {"experiments": {"a=b": "c"}}})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"user_id": "u\u{85}"})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"session_id": "s\u{1b}[31m"})),
+            vec![],
+            unstorable,
+        ),
+        (
+            2,
+            b"purchase",
+            purchase(json!({"total": 1e13})),
+            vec![],
+            unstorable,
+        ),
+        (
+            2,
+            b"purchase",
+            purchase(json!({"total": 2e13})),
+            vec![],
+            unstorable,
+        ),
+        (
+            2,
+            b"purchase",
+            purchase(json!({"items": [{"product_id": "p", "quantity": 9e15, "price": 1.0}]})),
+            vec![],
+            unstorable,
+        ),
+        (
+            2,
+            b"purchase",
+            purchase(json!({"discount": -1.0})),
+            vec![],
+            unstorable,
+        ),
+        (
+            3,
+            b"search",
+            search(json!({"results_count": 9e15})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"price": 1e300})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"product_id": long})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"brand": long})),
+            vec![],
+            unstorable,
+        ),
+        (
+            3,
+            b"search",
+            search(json!({"query": long})),
+            vec![],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({})),
+            vec![("event_id", b"id\x00with-nul")],
+            unstorable,
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({})),
+            vec![("source", b"shop\x01")],
+            unstorable,
+        ),
+        (
+            0,
+            b"\xff\xfeview",
+            view(json!({})),
+            vec![],
+            "unknown_event_type",
+        ),
+        (
+            0,
+            b"product_view",
+            Some(b"\x00\x01 not json".to_vec()),
+            vec![],
+            "undecodable",
+        ),
+        (0, b"product_view", Some(Vec::new()), vec![], "undecodable"),
+        (0, b"product_view", None, vec![], "undecodable"),
+        (
+            0,
+            b"product_view",
+            Some(deep.into_bytes()),
+            vec![],
+            "undecodable",
+        ),
+        (1, b"cart", Some(b"[1,2,3]".to_vec()), vec![], "undecodable"),
+        (
+            1,
+            b"cart",
+            Some(br#"{"user_id":"u","action":"add","product_id":"p","quantity":"1"}"#.to_vec()),
+            vec![],
+            "undecodable",
+        ),
+        (
+            0,
+            b"product_view",
+            view(json!({"user_id": null})),
+            vec![],
+            "missing_identity",
+        ),
+    ];
+    cases
+        .into_iter()
+        .enumerate()
+        .map(|(i, (topic, event_type, value, extra, reason))| {
+            let mut headers = vec![
+                ("event_type".to_owned(), Some(event_type.to_vec())),
+                (
+                    "marker".to_owned(),
+                    Some(format!("hostile-{i}").into_bytes()),
+                ),
+            ];
+            for (k, v) in extra {
+                headers.push((k.to_owned(), Some(v.to_vec())));
+            }
+            Hostile {
+                topic,
+                key: Some(format!("hostile-user-{i}").into_bytes()),
+                value,
+                headers,
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// Produces `records` to `topics` (product views, cart, purchases, searches) and waits
+/// until Kafka has them all.
+///
+/// # Panics
+///
+/// When Kafka cannot be reached or refuses a record: a test or demo cannot go on then.
+pub fn produce(brokers: &str, topics: [&str; 4], records: &[Hostile]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    for r in records {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topics[r.topic]).headers(headers);
+        if let Some(key) = &r.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = &r.value {
+            record = record.payload(value.as_slice());
+        }
+        producer.send(record).map_err(|(e, _)| e).expect("queued");
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("acknowledged");
+}
