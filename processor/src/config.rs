@@ -46,6 +46,8 @@ pub struct ProcessorConfig {
     pub sessions: SessionsConfig,
     /// Recommendations.
     pub recommendations: RecommendationsConfig,
+    /// A/B experiments.
+    pub experiments: ExperimentsConfig,
     /// Analytics API answers.
     pub api: ApiConfig,
     /// The search index sink (OpenSearch/Elasticsearch).
@@ -69,6 +71,7 @@ impl Default for ProcessorConfig {
             dead_letter: DeadLetterConfig::default(),
             sessions: SessionsConfig::default(),
             recommendations: RecommendationsConfig::default(),
+            experiments: ExperimentsConfig::default(),
             api: ApiConfig::default(),
             search: SearchConfig::default(),
             pruning: PruningConfig::default(),
@@ -348,6 +351,16 @@ impl Default for RecommendationsConfig {
             publish_interval_secs: 30,
         }
     }
+}
+
+/// `[experiments]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentsConfig {
+    /// The experiment flags counted per variant; others in `context.experiments` are
+    /// ignored. Empty: every flag a client sends. Listing the shop's flags bounds the
+    /// experiment sets per minute, whatever public clients send.
+    pub flags: Vec<String>,
 }
 
 /// `[api]`
@@ -653,6 +666,14 @@ impl ProcessorConfig {
                 "must be in 1..=recommendations.recent_products",
             );
         }
+        if let Some(flag) = self.experiments.flags.iter().find(|f| {
+            f.is_empty() || f.chars().count() > 128 || f.chars().any(|c| c == '=' || c.is_control())
+        }) {
+            return bad(
+                "experiments.flags",
+                &format!("{flag:?} is not an experiment flag (1 to 128 characters, no control characters or '=')"),
+            );
+        }
         if r.order_items_paired == 0 || r.order_items_paired > 1_000 {
             return bad("recommendations.order_items_paired", "must be in 1..=1000");
         }
@@ -746,6 +767,8 @@ impl ProcessorConfig {
             recommendations_top_n: r.top_n,
             pair_window: r.pair_window,
             order_items_paired: r.order_items_paired,
+            experiment_flags: (!self.experiments.flags.is_empty())
+                .then(|| self.experiments.flags.iter().cloned().collect()),
             recommendations_partners: r.partners_per_product,
             recommendations_topic: (!r.topic.trim().is_empty()).then(|| r.topic.clone()),
             recommendations_interval: Duration::from_secs(r.publish_interval_secs),
@@ -927,6 +950,8 @@ pub struct Settings {
     pub pair_window: usize,
     /// Distinct products of one order that are paired.
     pub order_items_paired: usize,
+    /// The experiment flags counted, when not all are.
+    pub experiment_flags: Option<std::collections::BTreeSet<String>>,
     /// Partners per product that recommendations draw on.
     pub recommendations_partners: usize,
     /// Where recommendations are published, if anywhere.
@@ -1165,6 +1190,31 @@ mod tests {
         let settings = ProcessorConfig::default().validate().expect("defaults");
         assert_eq!(settings.recommendations_partners, 50);
         assert_eq!(settings.recommendations_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn experiment_flags_are_all_by_default_or_the_listed_ones() {
+        let settings = ProcessorConfig::default().validate().expect("defaults");
+        assert_eq!(settings.experiment_flags, None);
+        let config = ProcessorConfig::layered(
+            Some("[experiments]\nflags = [\"checkout_v2\", \"search_ranking\"]"),
+            Vec::new(),
+            &Overrides::default(),
+        )
+        .expect("parses");
+        let flags = config.validate().expect("valid").experiment_flags;
+        assert_eq!(
+            flags.map(|f| f.into_iter().collect::<Vec<_>>()),
+            Some(vec!["checkout_v2".to_owned(), "search_ranking".to_owned()])
+        );
+        let config = ProcessorConfig {
+            experiments: ExperimentsConfig {
+                flags: vec!["a=b".to_owned()],
+            },
+            ..ProcessorConfig::default()
+        };
+        let error = config.validate().expect_err("refused").to_string();
+        assert!(error.contains("experiments.flags"), "{error}");
     }
 
     #[test]

@@ -599,7 +599,7 @@ impl Pipeline {
             ))?,
         };
         let payload = message.payload().unwrap_or_default();
-        let event = Event::decode(kind, payload)
+        let mut event = Event::decode(kind, payload)
             .map_err(|e| (reason::UNDECODABLE, format!("not a {kind} event: {e}")))?;
         if event.common().identity().is_none() {
             return Err((
@@ -611,6 +611,17 @@ impl Pipeline {
         event
             .check_content()
             .map_err(|e| (reason::UNSTORABLE, e.to_string()))?;
+        if let Some(flags) = &self.settings.experiment_flags {
+            let common = match &mut event {
+                Event::ProductView(e) => &mut e.common,
+                Event::Cart(e) => &mut e.common,
+                Event::Purchase(e) => &mut e.common,
+                Event::Search(e) => &mut e.common,
+            };
+            if let Some(context) = common.context.as_mut() {
+                context.experiments.retain(|flag, _| flags.contains(flag));
+            }
+        }
         let event_id = header("event_id")
             .or_else(|| event.common().event_id.clone())
             .unwrap_or_else(|| {

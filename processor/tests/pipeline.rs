@@ -868,10 +868,32 @@ async fn a_record_the_database_refuses_is_isolated_and_the_rest_is_counted() {
         .produce(&day.records[..day.records.len() / 2])
         .await;
     scenario.produce_raw(&poison).await;
+    // Views with experiments the configuration does not list: counted, their flags not.
+    let mut rng = storefront::Rng::new(14);
+    let flooded: Vec<storefront::Record> = (0..20)
+        .map(|i| {
+            let flags: serde_json::Map<String, serde_json::Value> = (0..10)
+                .map(|f| (format!("unlisted_{i}_{f}"), serde_json::json!("v")))
+                .collect();
+            storefront::counted_record(
+                &mut day.expected,
+                &mut rng,
+                0,
+                &format!("flooder-{i}"),
+                at + i,
+                serde_json::json!({"product_id": storefront::product_id(2), "context": {"experiments": flags}}),
+            )
+        })
+        .collect();
     scenario
         .produce(&day.records[day.records.len() / 2..])
         .await;
-    let mut p = scenario.start("refused");
+    // After the day: they move their partitions' watermarks past it.
+    scenario.produce(&flooded).await;
+    let mut p = scenario.start_with(
+        "refused",
+        &[("PROCESSOR_EXPERIMENTS__FLAGS", r#"["checkout_v2"]"#)],
+    );
     p.wait_ready(Duration::from_secs(60)).await;
     let r = settled(
         &p,
@@ -881,6 +903,7 @@ async fn a_record_the_database_refuses_is_isolated_and_the_rest_is_counted() {
     )
     .await;
     assert_matches(&r, &day.expected, day.start_minute);
+    assert_eq!(r.experiment_pairs, 2, "only the listed flag's variants");
     day.expected.dead_letters += poison.len();
     let letters = scenario.dead_letters(day.expected.dead_letters, Duration::from_secs(60));
     assert_eq!(letters.len(), day.expected.dead_letters, "{letters:?}");
