@@ -732,19 +732,23 @@ async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
     let mut p = p;
     assert!(p.terminate());
 
-    // ... then pruning every second: rollups older than 120 minutes go, and of the
-    // product pairs only the two most counted stay.
+    // ... then pruning every second: rollups older than 120 minutes go, of the product
+    // pairs only the two most counted stay, and the user idle for three hours goes.
     let p = scenario.start_with(
         "prune",
         &[
             ("PROCESSOR_PRUNING__INTERVAL_SECS", "1"),
             ("PROCESSOR_PRUNING__ROLLUP_RETENTION_MINUTES", "120"),
             ("PROCESSOR_PRUNING__MAX_PRODUCT_PAIRS", "2"),
+            ("PROCESSOR_SESSIONS__RETENTION_MINUTES", "120"),
         ],
     );
     p.wait_ready(Duration::from_secs(60)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while scenario.rows(&old_rows).await > 0 || scenario.rows("product_pairs").await > 2 {
+    while scenario.rows(&old_rows).await > 0
+        || scenario.rows("product_pairs").await > 2
+        || scenario.rows("user_activity").await > 4
+    {
         assert!(Instant::now() < deadline, "nothing pruned");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -760,7 +764,18 @@ async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
         2,
         "the most counted pairs are kept"
     );
+    assert_eq!(
+        scenario
+            .rows("user_activity where member in ('u1', 'u2', 'u3', 'u4')")
+            .await,
+        4,
+        "users active within the sessions' retention are kept; u0, three hours idle, is not"
+    );
     let (_, metrics) = p.get("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains("processor_pruned_rows_total{table=\"user_activity\"}"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("processor_pruned_rows_total{table=\"rollups\"}"),
         "{metrics}"
