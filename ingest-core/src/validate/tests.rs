@@ -701,7 +701,8 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         any::<bool>().prop_map(serde_json::Value::from),
         any::<i64>().prop_map(serde_json::Value::from),
         (-1e12f64..1e12).prop_map(serde_json::Value::from),
-        ".{0,12}".prop_map(serde_json::Value::from),
+        // Any text but U+0000, which no string of an event may hold.
+        "[^\u{0}]{0,12}".prop_map(serde_json::Value::from),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
@@ -731,7 +732,8 @@ proptest! {
     #[test]
     fn valid_product_views_with_any_extra_fields_are_accepted_untouched(
         user in "[a-zA-Z0-9_-]{1,128}",
-        product in "[^\"\\\\]{1,40}",
+        // Identifiers refuse control characters (and whitespace alone), U+2028 and U+2029.
+        product in "[^\"\\\\\\p{Cc}\u{2028}\u{2029}]{0,39}[^\"\\\\\\p{Cc}\u{2028}\u{2029}\\s]",
         price in proptest::option::of(0f64..1e9),
         extra in proptest::collection::btree_map("x_[a-z]{1,6}", json_value(), 0..4),
     ) {
