@@ -430,13 +430,7 @@ fn opt_text(path: &str, value: Option<&str>, max_chars: usize) -> Result<(), Val
     let Some(s) = value else {
         return Ok(());
     };
-    if s.len() > max_chars && s.chars().count() > max_chars {
-        return Err(ValidationError::field(
-            ErrorCode::TooLong,
-            path.to_owned(),
-            format!("{} is longer than {max_chars} characters", name_of(path)),
-        ));
-    }
+    length(path, s, max_chars)?;
     if has_forbidden_text(s) {
         return Err(ValidationError::field(
             ErrorCode::InvalidValue,
@@ -447,9 +441,21 @@ fn opt_text(path: &str, value: Option<&str>, max_chars: usize) -> Result<(), Val
     Ok(())
 }
 
+/// `too_long` past `max_chars`, as the validator reports it.
+fn length(path: &str, s: &str, max_chars: usize) -> Result<(), ValidationError> {
+    if s.len() > max_chars && s.chars().count() > max_chars {
+        return Err(ValidationError::field(
+            ErrorCode::TooLong,
+            path.to_owned(),
+            format!("{} is longer than {max_chars} characters", name_of(path)),
+        ));
+    }
+    Ok(())
+}
+
 fn identifier(path: &str, id: &str) -> Result<(), ValidationError> {
     // Too long is `too_long`, as the validator reports it; the rest `invalid_value`.
-    opt_text(path, Some(id), MAX_ID_CHARS)?;
+    length(path, id, MAX_ID_CHARS)?;
     check_identifier(id).map_err(|reason| {
         ValidationError::field(
             ErrorCode::InvalidValue,
@@ -720,6 +726,491 @@ mod tests {
             }
             .expect("serialises");
             prop_assert_eq!(Event::decode(kind, &again).expect("decodes"), decoded);
+        }
+    }
+
+    #[test]
+    fn check_content_refuses_what_the_validator_refuses() {
+        let refused = |kind: EventKind, json: &str, field: &str, code: ErrorCode, message: &str| {
+            let event = Event::decode(kind, json.as_bytes()).expect(json);
+            let err = event.check_content().expect_err(json);
+            assert_eq!(
+                (err.code(), err.field_path(), err.message()),
+                (code, Some(field), message),
+                "{json}"
+            );
+            assert_eq!(err.event_kind(), Some(kind));
+            let validated = Validator::default()
+                .validate(Some(kind), Bytes::copy_from_slice(json.as_bytes()))
+                .expect_err(json);
+            assert_eq!(
+                (validated.code(), validated.field_path()),
+                (code, Some(field)),
+                "the validator agrees: {json}"
+            );
+        };
+        let pv = EventKind::ProductView;
+        let invalid = ErrorCode::InvalidValue;
+        let control = "must not contain control characters (U+0000–U+001F, U+007F–U+009F)";
+        refused(
+            pv,
+            r#"{"user_id":"u\u0000","product_id":"p"}"#,
+            "user_id",
+            invalid,
+            &format!("user_id {control}"),
+        );
+        refused(
+            pv,
+            r#"{"anonymous_id":"\t","product_id":"p"}"#,
+            "anonymous_id",
+            invalid,
+            &format!("anonymous_id {control}"),
+        );
+        refused(
+            pv,
+            r#"{"product_id":"p"}"#,
+            "user_id",
+            ErrorCode::MissingField,
+            "one of user_id or anonymous_id is required",
+        );
+        refused(
+            pv,
+            r#"{"user_id":" ","product_id":"p"}"#,
+            "user_id",
+            invalid,
+            "user_id must not be only whitespace",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p\u2028"}"#,
+            "product_id",
+            invalid,
+            "product_id must not contain line or paragraph separators (U+2028, U+2029)",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","brand":"\u0000"}"#,
+            "brand",
+            invalid,
+            "brand must not contain U+0000 (NUL)",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","context":{"locale":"de\u0000"}}"#,
+            "context.locale",
+            invalid,
+            "locale must not contain U+0000 (NUL)",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","context":{"experiments":{"a=b":"on"}}}"#,
+            r#"context.experiments."a=b""#,
+            invalid,
+            "experiment flag names must not contain '='",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","context":{"experiments":{"f":"\u0085"}}}"#,
+            "context.experiments.f",
+            invalid,
+            &format!("experiment variant names {control}"),
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","price":1e13}"#,
+            "price",
+            invalid,
+            "price must be at most 1e11, got 1e13",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","price":-1}"#,
+            "price",
+            invalid,
+            "price must be a finite number >= 0, got -1",
+        );
+        let long = "x".repeat(MAX_ID_CHARS + 1);
+        refused(
+            pv,
+            &format!(r#"{{"user_id":"u","product_id":"{long}"}}"#),
+            "product_id",
+            ErrorCode::TooLong,
+            "product_id is longer than 128 characters",
+        );
+        let cart = EventKind::Cart;
+        refused(
+            cart,
+            r#"{"user_id":"u","action":"add","quantity":1}"#,
+            "product_id",
+            ErrorCode::MissingField,
+            "product_id is required",
+        );
+        refused(
+            cart,
+            r#"{"user_id":"u","action":"update","product_id":"p"}"#,
+            "quantity",
+            ErrorCode::MissingField,
+            "quantity is required",
+        );
+        refused(
+            cart,
+            r#"{"user_id":"u","action":"clear","cart_id":"c\n"}"#,
+            "cart_id",
+            invalid,
+            &format!("cart_id {control}"),
+        );
+        let purchase = EventKind::Purchase;
+        refused(
+            purchase,
+            r#"{"user_id":"u","order_id":"o","items":[],"total":1,"currency":"EUR"}"#,
+            "items",
+            invalid,
+            "items must hold 1 to 1000 entries, not 0",
+        );
+        refused(
+            purchase,
+            r#"{"user_id":"u","order_id":"o","items":[{"product_id":"p","quantity":0,"price":1}],"total":1,"currency":"EUR"}"#,
+            "items[0].quantity",
+            invalid,
+            "quantity must be >= 1, got 0",
+        );
+        refused(
+            purchase,
+            r#"{"user_id":"u","order_id":"o","items":[{"product_id":"p","quantity":1,"price":1e12}],"total":1,"currency":"EUR"}"#,
+            "items[0].price",
+            invalid,
+            "price must be at most 1e11, got 1e12",
+        );
+        refused(
+            purchase,
+            r#"{"user_id":"u","order_id":"o","items":[{"product_id":"p","quantity":1,"price":1}],"total":1e13,"currency":"EUR"}"#,
+            "total",
+            invalid,
+            "total must be at most 1e11, got 1e13",
+        );
+        refused(
+            purchase,
+            r#"{"user_id":"u","order_id":"o","items":[{"product_id":"p","quantity":1,"price":1}],"total":1,"currency":"EUR","coupon":"\u0000"}"#,
+            "coupon",
+            invalid,
+            &format!("coupon {control}"),
+        );
+        let search = EventKind::Search;
+        refused(
+            search,
+            r#"{"user_id":"u","query":"\u0000"}"#,
+            "query",
+            invalid,
+            "query must not contain U+0000 (NUL)",
+        );
+        refused(
+            search,
+            r#"{"user_id":"u","query":"q","filters":{"size":[1,{"x":"\u0000"}]}}"#,
+            "filters.size[1].x",
+            invalid,
+            "x must not contain U+0000 (NUL)",
+        );
+        refused(
+            search,
+            r#"{"user_id":"u","query":"q","filters":{"a\u0000":1}}"#,
+            r#"filters."a\0""#,
+            invalid,
+            "object keys must not contain U+0000 (NUL)",
+        );
+    }
+
+    #[test]
+    fn decoded_counts_stop_at_the_contract_maximum() {
+        let cart = |q: &str| {
+            format!(r#"{{"user_id":"u","action":"add","product_id":"p","quantity":{q}}}"#)
+        };
+        for fine in ["0", "1000000", "1000000.0", "2.0", "1e6"] {
+            assert!(
+                Event::decode(EventKind::Cart, cart(fine).as_bytes()).is_ok(),
+                "{fine}"
+            );
+        }
+        for refused in [
+            "1000001",
+            "9000000000000001",
+            "18446744073709551615",
+            "1e308",
+            "2.5",
+            "-1",
+        ] {
+            assert!(
+                Event::decode(EventKind::Cart, cart(refused).as_bytes()).is_err(),
+                "{refused}"
+            );
+        }
+        let search = |n: &str| format!(r#"{{"user_id":"u","query":"q","results_count":{n}}}"#);
+        assert!(Event::decode(EventKind::Search, search("1000000000").as_bytes()).is_ok());
+        assert!(Event::decode(EventKind::Search, search("1000000001").as_bytes()).is_err());
+    }
+
+    /// Characters that break storage or parsing downstream, weighted against plain ones.
+    fn hostile_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            6 => proptest::char::range('a', 'z'),
+            3 => Just('\0'),
+            2 => proptest::char::range('\u{1}', '\u{1f}'),
+            1 => Just('\t'),
+            1 => Just('\u{7f}'),
+            2 => proptest::char::range('\u{80}', '\u{9f}'),
+            2 => Just('='),
+            1 => Just('\u{2028}'),
+            1 => Just('\u{2029}'),
+            2 => Just(' '),
+            2 => proptest::char::range('\u{10000}', '\u{10ffff}'),
+            2 => any::<char>(),
+        ]
+    }
+
+    /// A string for a field of at most `max` characters: mostly plain, sometimes hostile,
+    /// sometimes at the length limit (with 4-byte characters).
+    fn text(max: usize) -> BoxedStrategy<String> {
+        let long_char = prop_oneof![4 => Just('a'), 1 => Just('\u{1F600}'), 1 => hostile_char()];
+        prop_oneof![
+            8 => "[a-z0-9_-]{1,12}".boxed(),
+            3 => proptest::collection::vec(hostile_char(), 0..8)
+                .prop_map(String::from_iter)
+                .boxed(),
+            1 => proptest::collection::vec(long_char, max - 1..=max + 1)
+                .prop_map(String::from_iter)
+                .boxed(),
+        ]
+        .boxed()
+    }
+
+    /// An amount: ordinary, or at and around the contract's bounds.
+    fn extreme_amount() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            8 => (0.0f64..1e6).prop_map(serde_json::Value::from),
+            1 => Just(serde_json::json!(MAX_AMOUNT)),
+            1 => Just(serde_json::json!(MAX_AMOUNT - 0.5)),
+            1 => Just(serde_json::json!(MAX_AMOUNT + 1.0)),
+            1 => Just(serde_json::json!(1e308)),
+            1 => Just(serde_json::json!(9_000_000_000_000_001u64)),
+            1 => Just(serde_json::json!(u64::MAX)),
+            1 => Just(serde_json::json!(-0.5)),
+        ]
+    }
+
+    /// A count for a field of at most `max`: ordinary, or at and around its bounds.
+    fn extreme_count(max: u64) -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            8 => (0u64..100).prop_map(serde_json::Value::from),
+            1 => Just(serde_json::json!(max)),
+            1 => Just(serde_json::json!(max as f64)),
+            1 => Just(serde_json::json!(max + 1)),
+            1 => Just(serde_json::json!(2.5)),
+            1 => Just(serde_json::json!(9_000_000_000_000_001u64)),
+            1 => Just(serde_json::json!(u64::MAX)),
+            1 => Just(serde_json::json!(1e308)),
+            1 => Just(serde_json::json!(-1)),
+        ]
+    }
+
+    fn insert_some<T: Into<serde_json::Value>>(
+        object: &mut serde_json::Map<String, serde_json::Value>,
+        key: &str,
+        value: Option<T>,
+    ) {
+        if let Some(value) = value {
+            object.insert(key.to_owned(), value.into());
+        }
+    }
+
+    fn filters() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            text(16).prop_map(serde_json::Value::from),
+            (0u32..100).prop_map(serde_json::Value::from),
+        ];
+        let value = leaf.prop_recursive(2, 8, 3, |inner| {
+            proptest::collection::vec(inner, 0..3).prop_map(serde_json::Value::from)
+        });
+        proptest::collection::btree_map(text(16), value, 0..3)
+            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect()))
+    }
+
+    /// Events of every type with hostile strings in every string field the model holds,
+    /// and extreme amounts and counts. No `timestamp`, `event_id`, `ip` or unknown
+    /// fields, and valid currencies: those rules are the validator's alone.
+    fn hostile_event() -> impl Strategy<Value = (EventKind, serde_json::Value)> {
+        let opt = |s: BoxedStrategy<String>| proptest::option::weighted(0.3, s);
+        let context = (
+            opt(text(MAX_USER_AGENT_CHARS)),
+            opt(text(MAX_URL_CHARS)),
+            opt(text(MAX_URL_CHARS)),
+            opt(text(MAX_LOCALE_CHARS)),
+            proptest::collection::btree_map(text(MAX_ID_CHARS), text(MAX_ID_CHARS), 0..3),
+        )
+            .prop_map(|(user_agent, page_url, referrer, locale, experiments)| {
+                let mut context = serde_json::Map::new();
+                insert_some(&mut context, "user_agent", user_agent);
+                insert_some(&mut context, "page_url", page_url);
+                insert_some(&mut context, "referrer", referrer);
+                insert_some(&mut context, "locale", locale);
+                let experiments: serde_json::Map<_, _> = experiments
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into()))
+                    .collect();
+                context.insert("experiments".into(), experiments.into());
+                serde_json::Value::Object(context)
+            });
+        let common = (
+            proptest::option::weighted(0.8, text(MAX_ID_CHARS)),
+            proptest::option::weighted(0.3, text(MAX_ID_CHARS)),
+            opt(text(MAX_ID_CHARS)),
+            proptest::option::weighted(0.2, context),
+        )
+            .prop_map(|(user, anonymous, session, context)| {
+                let mut event = serde_json::Map::new();
+                insert_some(&mut event, "user_id", user);
+                insert_some(&mut event, "anonymous_id", anonymous);
+                insert_some(&mut event, "session_id", session);
+                insert_some(&mut event, "context", context);
+                event
+            });
+        let amount = || proptest::option::weighted(0.5, extreme_amount());
+        prop_oneof![
+            (common.clone(), text(MAX_ID_CHARS), opt(text(MAX_LABEL_CHARS)), opt(text(MAX_LABEL_CHARS)), amount())
+                .prop_map(|(mut event, product, category, brand, price)| {
+                    event.insert("product_id".into(), product.into());
+                    insert_some(&mut event, "category", category);
+                    insert_some(&mut event, "brand", brand);
+                    insert_some(&mut event, "price", price);
+                    event.insert("currency".into(), "EUR".into());
+                    (EventKind::ProductView, event)
+                }),
+            (
+                common.clone(),
+                prop_oneof![Just("add"), Just("update"), Just("remove"), Just("clear")],
+                proptest::option::weighted(0.9, text(MAX_ID_CHARS)),
+                proptest::option::weighted(0.9, extreme_count(MAX_QUANTITY)),
+                amount(),
+                opt(text(MAX_ID_CHARS)),
+            )
+                .prop_map(|(mut event, action, product, quantity, price, cart_id)| {
+                    event.insert("action".into(), action.into());
+                    insert_some(&mut event, "product_id", product);
+                    insert_some(&mut event, "quantity", quantity);
+                    insert_some(&mut event, "price", price);
+                    insert_some(&mut event, "cart_id", cart_id);
+                    (EventKind::Cart, event)
+                }),
+            (
+                common.clone(),
+                text(MAX_ID_CHARS),
+                proptest::collection::vec(
+                    (text(MAX_ID_CHARS), extreme_count(MAX_QUANTITY), extreme_amount()),
+                    0..4,
+                ),
+                extreme_amount(),
+                (amount(), amount(), amount()),
+                opt(text(MAX_ID_CHARS)),
+            )
+                .prop_map(|(mut event, order, items, total, (discount, tax, shipping), coupon)| {
+                    let items: Vec<_> = items
+                        .into_iter()
+                        .map(|(product, quantity, price)| {
+                            serde_json::json!({"product_id": product, "quantity": quantity, "price": price})
+                        })
+                        .collect();
+                    event.insert("order_id".into(), order.into());
+                    event.insert("items".into(), items.into());
+                    event.insert("total".into(), total);
+                    event.insert("currency".into(), "IDR".into());
+                    insert_some(&mut event, "discount", discount);
+                    insert_some(&mut event, "tax", tax);
+                    insert_some(&mut event, "shipping", shipping);
+                    insert_some(&mut event, "coupon", coupon);
+                    (EventKind::Purchase, event)
+                }),
+            (
+                common,
+                text(MAX_QUERY_CHARS),
+                proptest::option::weighted(0.5, extreme_count(MAX_RESULTS_COUNT)),
+                proptest::option::weighted(0.5, filters()),
+            )
+                .prop_map(|(mut event, query, results, filters)| {
+                    event.insert("query".into(), query.into());
+                    insert_some(&mut event, "results_count", results);
+                    insert_some(&mut event, "filters", filters);
+                    (EventKind::Search, event)
+                }),
+        ]
+        .prop_map(|(kind, event)| (kind, serde_json::Value::Object(event)))
+    }
+
+    /// Whether any string or key in `value` holds U+0000.
+    fn holds_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(elements) => elements.iter().any(holds_nul),
+            serde_json::Value::Object(members) => members
+                .iter()
+                .any(|(key, member)| key.contains('\0') || holds_nul(member)),
+            _ => false,
+        }
+    }
+
+    /// Every amount of an event, and every count.
+    fn numbers(event: &Event) -> (Vec<f64>, Vec<u64>) {
+        match event {
+            Event::ProductView(e) => (e.price.into_iter().collect(), vec![]),
+            Event::Cart(e) => (
+                e.price.into_iter().collect(),
+                e.quantity.into_iter().collect(),
+            ),
+            Event::Purchase(e) => {
+                let mut amounts = vec![e.total];
+                amounts.extend([e.discount, e.tax, e.shipping].into_iter().flatten());
+                amounts.extend(e.items.iter().map(|item| item.price));
+                (amounts, e.items.iter().map(|item| item.quantity).collect())
+            }
+            Event::Search(e) => (vec![], e.results_count.into_iter().collect()),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// The validator and `check_content` on the decoded event agree on every event
+        /// the generator makes, and what they accept is safe to store and to add up.
+        #[test]
+        fn validator_and_check_content_agree_on_hostile_events((kind, event) in hostile_event()) {
+            let bytes = serde_json::to_vec(&event).expect("serialises");
+            let roomy = Validator::new(crate::Limits { max_event_bytes: 1 << 20, ..crate::Limits::default() });
+            let validated = roomy.validate(Some(kind), Bytes::from(bytes.clone()));
+            let decoded = Event::decode(kind, &bytes);
+            let checked = decoded.as_ref().map(|e| e.check_content());
+            let content_ok = matches!(checked, Ok(Ok(())));
+            prop_assert_eq!(
+                validated.is_ok(),
+                content_ok,
+                "validator: {:?}; decode and check_content: {:?}",
+                validated.as_ref().err().map(ToString::to_string),
+                checked.as_ref().map_err(ToString::to_string).map(|r| r.as_ref().err().map(ToString::to_string)),
+            );
+            if validated.is_ok() {
+                let decoded = decoded.expect("accepted events decode");
+                let again = match &decoded {
+                    Event::ProductView(e) => serde_json::to_value(e),
+                    Event::Cart(e) => serde_json::to_value(e),
+                    Event::Purchase(e) => serde_json::to_value(e),
+                    Event::Search(e) => serde_json::to_value(e),
+                }
+                .expect("serialises");
+                prop_assert!(!holds_nul(&again), "a decoded string holds U+0000: {}", again);
+                let (amounts, counts) = numbers(&decoded);
+                for amount in amounts {
+                    prop_assert!(amount * 1e6 < i64::MAX as f64, "{}", amount);
+                }
+                for count in counts {
+                    prop_assert!(count.checked_mul(MAX_ITEMS as u64).is_some_and(|n| n <= i64::MAX as u64), "{}", count);
+                }
+            }
         }
     }
 }
