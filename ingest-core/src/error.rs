@@ -191,6 +191,63 @@ impl ValidationError {
     }
 }
 
+/// How a client-chosen object key appears in a field path: as it is when it is short and
+/// plain (ASCII letters, digits, `_`, `-`), otherwise escaped and quoted as a Rust string
+/// literal (`"a\tb"`), cut to its first [`KEY_CHARS_SHOWN`] characters (marked `…`).
+/// Field paths end up in Kafka headers and HTTP answers, so they never carry raw client
+/// text.
+pub(crate) fn path_key(key: &str) -> Cow<'_, str> {
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-';
+    if !key.is_empty() && key.len() <= KEY_CHARS_SHOWN && key.as_bytes().iter().all(plain) {
+        return Cow::Borrowed(key);
+    }
+    match key.char_indices().nth(KEY_CHARS_SHOWN) {
+        Some((cut, _)) => Cow::Owned(format!("{:?}…", &key[..cut])),
+        None => Cow::Owned(format!("{key:?}")),
+    }
+}
+
+/// The most characters of a client-chosen key shown in a field path.
+pub(crate) const KEY_CHARS_SHOWN: usize = 64;
+
+/// One step of a path into a document: an object key or an array index.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PathStep<'a> {
+    /// A member of an object.
+    Key(&'a str),
+    /// An element of an array.
+    Index(usize),
+}
+
+/// The longest field path rendered from steps, in bytes, before it is cut with `…`.
+const MAX_PATH_BYTES: usize = 256;
+
+/// A field path from steps: keys joined by `.` (each rendered by [`path_key`]), indices as
+/// `[i]`, e.g. `filters.color[1]`; cut with `…` past [`MAX_PATH_BYTES`].
+pub(crate) fn render_path(steps: &[PathStep<'_>]) -> String {
+    let mut path = String::new();
+    for step in steps {
+        if path.len() > MAX_PATH_BYTES {
+            path.push('…');
+            break;
+        }
+        match step {
+            PathStep::Key(key) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&path_key(key));
+            }
+            PathStep::Index(index) => {
+                path.push('[');
+                path.push_str(&index.to_string());
+                path.push(']');
+            }
+        }
+    }
+    path
+}
+
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.field {

@@ -54,6 +54,7 @@ pub mod admin;
 mod batch;
 pub mod buffer;
 pub mod config;
+pub mod contract;
 mod delivery;
 mod error;
 mod event;

@@ -5,11 +5,22 @@
 //! bytes. A consumer decodes a record's value with [`Event::decode`], using the
 //! `event_type` header for the type. Every event that passed validation decodes; fields
 //! the contract does not name are ignored here (they are still in the record).
+//!
+//! Records from other producers never passed the validator. A consumer that stores what
+//! it reads runs [`Event::check_content`] on each decoded event: it applies the
+//! contract's rules on characters, lengths, amounts and counts ([`crate::contract`]), so
+//! a record a store would refuse is set aside instead of failing a whole batch.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::contract::{
+    check_flag, check_identifier, has_forbidden_text, MAX_AMOUNT, MAX_EXPERIMENTS, MAX_ID_CHARS,
+    MAX_ITEMS, MAX_LABEL_CHARS, MAX_LOCALE_CHARS, MAX_QUANTITY, MAX_QUERY_CHARS, MAX_RESULTS_COUNT,
+    MAX_URL_CHARS, MAX_USER_AGENT_CHARS, TEXT_NUL,
+};
+use crate::error::{path_key, render_path, ErrorCode, PathStep, ValidationError};
 use crate::event::EventKind;
 
 /// Fields every event may carry.
@@ -96,8 +107,8 @@ pub struct Cart {
     pub action: CartAction,
     /// The product (absent for `clear`).
     pub product_id: Option<String>,
-    /// The new or added quantity.
-    #[serde(default, deserialize_with = "whole_number")]
+    /// The new or added quantity (at most [`MAX_QUANTITY`]).
+    #[serde(default, deserialize_with = "quantity")]
     pub quantity: Option<u64>,
     /// The unit price, in `currency`.
     pub price: Option<f64>,
@@ -112,8 +123,8 @@ pub struct Cart {
 pub struct Item {
     /// The product.
     pub product_id: String,
-    /// How many (at least 1).
-    #[serde(deserialize_with = "required_whole_number")]
+    /// How many (1 to [`MAX_QUANTITY`]).
+    #[serde(deserialize_with = "item_quantity")]
     pub quantity: u64,
     /// The unit price, in the order's currency.
     pub price: f64,
@@ -151,8 +162,8 @@ pub struct Search {
     pub common: Common,
     /// What was searched for.
     pub query: String,
-    /// How many results it found.
-    #[serde(default, deserialize_with = "whole_number")]
+    /// How many results it found (at most [`MAX_RESULTS_COUNT`]).
+    #[serde(default, deserialize_with = "results_count")]
     pub results_count: Option<u64>,
     /// Filters applied, as sent.
     pub filters: Option<serde_json::Map<String, serde_json::Value>>,
@@ -173,6 +184,10 @@ pub enum Event {
 
 impl Event {
     /// Decodes a record value of type `kind` (from the record's `event_type` header).
+    ///
+    /// Counts are read as the validator reads them: whole numbers (`2` or `2.0`) up to
+    /// the field's maximum ([`MAX_QUANTITY`], [`MAX_RESULTS_COUNT`]). Nothing else is
+    /// checked here: see [`check_content`](Self::check_content).
     ///
     /// # Errors
     ///
@@ -206,6 +221,342 @@ impl Event {
             Event::Search(e) => &e.common,
         }
     }
+
+    /// Checks the decoded event against the contract's content rules, as the validator
+    /// applies them on the way in ([`crate::contract`]):
+    ///
+    /// - no string of the model holds U+0000: every field, `context` included, and the
+    ///   keys and string values of `search.filters` at any depth;
+    /// - identifiers (`user_id`, `anonymous_id`, `session_id`, `product_id` also in
+    ///   `items`, `order_id`, `cart_id`, `coupon`, experiment variants) pass
+    ///   [`check_identifier`], experiment flags also
+    ///   refuse `=`;
+    /// - strings are within their field's length;
+    /// - one of `user_id` and `anonymous_id` is present;
+    /// - amounts are finite, ≥ 0 and at most [`MAX_AMOUNT`]; counts are within their
+    ///   field's range; `purchase.items` holds 1 to [`MAX_ITEMS`] entries, and
+    ///   `context.experiments` at most [`MAX_EXPERIMENTS`];
+    /// - a cart event has the `product_id` and `quantity` its `action` requires.
+    ///
+    /// It is what a consumer runs on records from producers that never passed the
+    /// validator. Syntax rules the validator also enforces (`timestamp`, `currency`,
+    /// `event_id`, `context.ip`), the timestamp's skew and the rules on the whole
+    /// document (size, depth, duplicate keys, U+0000 in fields the model does not hold)
+    /// are not repeated here. An event the validator accepted always passes.
+    ///
+    /// # Errors
+    ///
+    /// The first broken rule, as the validator reports it: `invalid_value`, `too_long` or
+    /// `missing_field` with the field path (`items[2].price`), the event's type set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ingest_core::model::Event;
+    /// use ingest_core::{ErrorCode, EventKind};
+    ///
+    /// // A record from another producer: valid JSON, but its user_id holds U+0000.
+    /// let value = br#"{"user_id":"u\u0000","product_id":"sku-1"}"#;
+    /// let event = Event::decode(EventKind::ProductView, value)?;
+    /// let error = event.check_content().unwrap_err();
+    /// assert_eq!(error.code(), ErrorCode::InvalidValue);
+    /// assert_eq!(error.field_path(), Some("user_id"));
+    ///
+    /// let fine = Event::decode(EventKind::ProductView, br#"{"user_id":"u","product_id":"p"}"#)?;
+    /// assert!(fine.check_content().is_ok());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn check_content(&self) -> Result<(), ValidationError> {
+        let checked = match self {
+            Event::ProductView(e) => e.check_content(),
+            Event::Cart(e) => e.check_content(),
+            Event::Purchase(e) => e.check_content(),
+            Event::Search(e) => e.check_content(),
+        };
+        checked.map_err(|error| error.with_event_kind(self.kind()))
+    }
+}
+
+impl Common {
+    fn check_content(&self) -> Result<(), ValidationError> {
+        opt_text("event_id", self.event_id.as_deref(), 64)?;
+        opt_identifier("user_id", self.user_id.as_deref())?;
+        opt_identifier("anonymous_id", self.anonymous_id.as_deref())?;
+        if self.identity().is_none() {
+            return Err(ValidationError::field(
+                ErrorCode::MissingField,
+                "user_id",
+                "one of user_id or anonymous_id is required",
+            ));
+        }
+        opt_identifier("session_id", self.session_id.as_deref())?;
+        opt_text("timestamp", self.timestamp.as_deref(), 64)?;
+        match &self.context {
+            Some(context) => context.check_content(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Context {
+    fn check_content(&self) -> Result<(), ValidationError> {
+        opt_text(
+            "context.user_agent",
+            self.user_agent.as_deref(),
+            MAX_USER_AGENT_CHARS,
+        )?;
+        opt_text("context.page_url", self.page_url.as_deref(), MAX_URL_CHARS)?;
+        opt_text("context.referrer", self.referrer.as_deref(), MAX_URL_CHARS)?;
+        opt_text("context.locale", self.locale.as_deref(), MAX_LOCALE_CHARS)?;
+        opt_text("context.ip", self.ip.as_deref(), 64)?;
+        if self.experiments.len() > MAX_EXPERIMENTS {
+            return Err(ValidationError::field(
+                ErrorCode::InvalidValue,
+                "context.experiments",
+                format!("at most {MAX_EXPERIMENTS} experiments are allowed"),
+            ));
+        }
+        for (flag, variant) in &self.experiments {
+            let refuse = |message: String| {
+                ValidationError::field(
+                    ErrorCode::InvalidValue,
+                    format!("context.experiments.{}", path_key(flag)),
+                    message,
+                )
+            };
+            check_flag(flag).map_err(|reason| refuse(format!("experiment flag names {reason}")))?;
+            check_identifier(variant)
+                .map_err(|reason| refuse(format!("experiment variant names {reason}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl ProductView {
+    fn check_content(&self) -> Result<(), ValidationError> {
+        self.common.check_content()?;
+        identifier("product_id", &self.product_id)?;
+        opt_text("category", self.category.as_deref(), MAX_LABEL_CHARS)?;
+        opt_text("brand", self.brand.as_deref(), MAX_LABEL_CHARS)?;
+        opt_amount("price", self.price)?;
+        opt_text("currency", self.currency.as_deref(), 4)
+    }
+}
+
+impl Cart {
+    fn check_content(&self) -> Result<(), ValidationError> {
+        self.common.check_content()?;
+        let (product_required, quantity_required) = match self.action {
+            CartAction::Add | CartAction::Update => (true, true),
+            CartAction::Remove => (true, false),
+            CartAction::Clear => (false, false),
+        };
+        match &self.product_id {
+            Some(product) => identifier("product_id", product)?,
+            None if product_required => return Err(missing("product_id")),
+            None => {}
+        }
+        match self.quantity {
+            Some(quantity) => count("quantity", quantity, 0, MAX_QUANTITY)?,
+            None if quantity_required => return Err(missing("quantity")),
+            None => {}
+        }
+        opt_amount("price", self.price)?;
+        opt_text("currency", self.currency.as_deref(), 4)?;
+        opt_identifier("cart_id", self.cart_id.as_deref())
+    }
+}
+
+impl Purchase {
+    fn check_content(&self) -> Result<(), ValidationError> {
+        self.common.check_content()?;
+        identifier("order_id", &self.order_id)?;
+        if self.items.is_empty() || self.items.len() > MAX_ITEMS {
+            return Err(ValidationError::field(
+                ErrorCode::InvalidValue,
+                "items",
+                format!(
+                    "items must hold 1 to {MAX_ITEMS} entries, not {}",
+                    self.items.len()
+                ),
+            ));
+        }
+        for (index, item) in self.items.iter().enumerate() {
+            identifier(&format!("items[{index}].product_id"), &item.product_id)?;
+            count(
+                &format!("items[{index}].quantity"),
+                item.quantity,
+                1,
+                MAX_QUANTITY,
+            )?;
+            amount(&format!("items[{index}].price"), item.price)?;
+        }
+        amount("total", self.total)?;
+        opt_text("currency", Some(&self.currency), 4)?;
+        opt_amount("discount", self.discount)?;
+        opt_amount("tax", self.tax)?;
+        opt_amount("shipping", self.shipping)?;
+        opt_identifier("coupon", self.coupon.as_deref())
+    }
+}
+
+impl Search {
+    fn check_content(&self) -> Result<(), ValidationError> {
+        self.common.check_content()?;
+        opt_text("query", Some(&self.query), MAX_QUERY_CHARS)?;
+        if let Some(results) = self.results_count {
+            count("results_count", results, 0, MAX_RESULTS_COUNT)?;
+        }
+        if let Some(filters) = &self.filters {
+            let mut steps = vec![PathStep::Key("filters")];
+            for (key, value) in filters {
+                nul_in_json(key, value, &mut steps)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The last segment of a field path, which messages name (`items[0].price` → `price`).
+fn name_of(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+fn missing(path: &'static str) -> ValidationError {
+    ValidationError::field(ErrorCode::MissingField, path, format!("{path} is required"))
+}
+
+fn opt_text(path: &str, value: Option<&str>, max_chars: usize) -> Result<(), ValidationError> {
+    let Some(s) = value else {
+        return Ok(());
+    };
+    length(path, s, max_chars)?;
+    if has_forbidden_text(s) {
+        return Err(ValidationError::field(
+            ErrorCode::InvalidValue,
+            path.to_owned(),
+            format!("{} {TEXT_NUL}", name_of(path)),
+        ));
+    }
+    Ok(())
+}
+
+/// `too_long` past `max_chars`, as the validator reports it.
+fn length(path: &str, s: &str, max_chars: usize) -> Result<(), ValidationError> {
+    if s.len() > max_chars && s.chars().count() > max_chars {
+        return Err(ValidationError::field(
+            ErrorCode::TooLong,
+            path.to_owned(),
+            format!("{} is longer than {max_chars} characters", name_of(path)),
+        ));
+    }
+    Ok(())
+}
+
+fn identifier(path: &str, id: &str) -> Result<(), ValidationError> {
+    // Too long is `too_long`, as the validator reports it; the rest `invalid_value`.
+    length(path, id, MAX_ID_CHARS)?;
+    check_identifier(id).map_err(|reason| {
+        ValidationError::field(
+            ErrorCode::InvalidValue,
+            path.to_owned(),
+            format!("{} {reason}", name_of(path)),
+        )
+    })
+}
+
+fn opt_identifier(path: &str, id: Option<&str>) -> Result<(), ValidationError> {
+    id.map_or(Ok(()), |id| identifier(path, id))
+}
+
+fn amount(path: &str, n: f64) -> Result<(), ValidationError> {
+    let message = if !n.is_finite() || n < 0.0 {
+        format!("{} must be a finite number >= 0, got {n}", name_of(path))
+    } else if n > MAX_AMOUNT {
+        format!(
+            "{} must be at most {MAX_AMOUNT:e}, got {n:e}",
+            name_of(path)
+        )
+    } else {
+        return Ok(());
+    };
+    Err(ValidationError::field(
+        ErrorCode::InvalidValue,
+        path.to_owned(),
+        message,
+    ))
+}
+
+fn opt_amount(path: &str, n: Option<f64>) -> Result<(), ValidationError> {
+    n.map_or(Ok(()), |n| amount(path, n))
+}
+
+fn count(path: &str, n: u64, min: u64, max: u64) -> Result<(), ValidationError> {
+    let message = if n < min {
+        format!("{} must be >= {min}, got {n}", name_of(path))
+    } else if n > max {
+        format!("{} must be at most {max}, got {n}", name_of(path))
+    } else {
+        return Ok(());
+    };
+    Err(ValidationError::field(
+        ErrorCode::InvalidValue,
+        path.to_owned(),
+        message,
+    ))
+}
+
+/// U+0000 in `key` or anywhere in `value`, a member of the object at `steps`.
+fn nul_in_json<'a>(
+    key: &'a str,
+    value: &'a serde_json::Value,
+    steps: &mut Vec<PathStep<'a>>,
+) -> Result<(), ValidationError> {
+    steps.push(PathStep::Key(key));
+    if has_forbidden_text(key) {
+        return Err(ValidationError::field(
+            ErrorCode::InvalidValue,
+            render_path(steps),
+            format!("object keys {TEXT_NUL}"),
+        ));
+    }
+    nul_in_value(value, steps)?;
+    steps.pop();
+    Ok(())
+}
+
+fn nul_in_value<'a>(
+    value: &'a serde_json::Value,
+    steps: &mut Vec<PathStep<'a>>,
+) -> Result<(), ValidationError> {
+    match value {
+        serde_json::Value::String(s) if has_forbidden_text(s) => {
+            let named = steps
+                .iter()
+                .rposition(|step| matches!(step, PathStep::Key(_)))
+                .unwrap_or(0);
+            Err(ValidationError::field(
+                ErrorCode::InvalidValue,
+                render_path(steps),
+                format!("{} {TEXT_NUL}", render_path(&steps[named..])),
+            ))
+        }
+        serde_json::Value::Object(members) => {
+            for (key, member) in members {
+                nul_in_json(key, member, steps)?;
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(elements) => {
+            for (index, element) in elements.iter().enumerate() {
+                steps.push(PathStep::Index(index));
+                nul_in_value(element, steps)?;
+                steps.pop();
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `null` where a map belongs means an empty map, as validation treats it.
@@ -217,23 +568,36 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// A count: validation accepts `2` and `2.0` alike, so decoding does too.
-fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+/// A count from 0 to `max`: validation accepts `2` and `2.0` alike, so decoding does too,
+/// and decoding refuses what validation refuses above the field's maximum.
+fn whole_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    max: u64,
+) -> Result<Option<u64>, D::Error> {
     let Some(n) = Option::<f64>::deserialize(deserializer)? else {
         return Ok(None);
     };
-    if n >= 0.0 && n.fract() == 0.0 && n <= 9.0e15 {
+    // `max` is far below 2^53, so it and every count up to it are exact as floats.
+    if n >= 0.0 && n.fract() == 0.0 && n <= max as f64 {
         Ok(Some(n as u64))
     } else {
         Err(serde::de::Error::custom(format!(
-            "{n} is not a whole number >= 0"
+            "{n} is not a whole number from 0 to {max}"
         )))
     }
 }
 
-fn required_whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    whole_number(deserializer)?
+fn quantity<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    whole_number(deserializer, MAX_QUANTITY)
+}
+
+fn item_quantity<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    whole_number(deserializer, MAX_QUANTITY)?
         .ok_or_else(|| serde::de::Error::custom("a whole number is required"))
+}
+
+fn results_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    whole_number(deserializer, MAX_RESULTS_COUNT)
 }
 
 #[cfg(test)]
@@ -336,7 +700,7 @@ mod tests {
                     let items: Vec<_> = items.into_iter().map(|(p, q, price)| serde_json::json!({"product_id": p, "quantity": q, "price": price})).collect();
                     (EventKind::Purchase, serde_json::json!({"user_id": user, "order_id": order, "items": items, "total": total, "currency": "USD", "coupon": coupon}))
                 }),
-            (common(), ".{0,40}", proptest::option::of(0u64..1000)).prop_map(|((user, _, _), query, count)| {
+            (common(), "[^\u{0}]{0,40}", proptest::option::of(0u64..1000)).prop_map(|((user, _, _), query, count)| {
                 (EventKind::Search, serde_json::json!({"user_id": user, "query": query, "results_count": count}))
             }),
         ]
@@ -362,6 +726,491 @@ mod tests {
             }
             .expect("serialises");
             prop_assert_eq!(Event::decode(kind, &again).expect("decodes"), decoded);
+        }
+    }
+
+    #[test]
+    fn check_content_refuses_what_the_validator_refuses() {
+        let refused = |kind: EventKind, json: &str, field: &str, code: ErrorCode, message: &str| {
+            let event = Event::decode(kind, json.as_bytes()).expect(json);
+            let err = event.check_content().expect_err(json);
+            assert_eq!(
+                (err.code(), err.field_path(), err.message()),
+                (code, Some(field), message),
+                "{json}"
+            );
+            assert_eq!(err.event_kind(), Some(kind));
+            let validated = Validator::default()
+                .validate(Some(kind), Bytes::copy_from_slice(json.as_bytes()))
+                .expect_err(json);
+            assert_eq!(
+                (validated.code(), validated.field_path()),
+                (code, Some(field)),
+                "the validator agrees: {json}"
+            );
+        };
+        let pv = EventKind::ProductView;
+        let invalid = ErrorCode::InvalidValue;
+        let control = "must not contain control characters (U+0000–U+001F, U+007F–U+009F)";
+        refused(
+            pv,
+            r#"{"user_id":"u\u0000","product_id":"p"}"#,
+            "user_id",
+            invalid,
+            &format!("user_id {control}"),
+        );
+        refused(
+            pv,
+            r#"{"anonymous_id":"\t","product_id":"p"}"#,
+            "anonymous_id",
+            invalid,
+            &format!("anonymous_id {control}"),
+        );
+        refused(
+            pv,
+            r#"{"product_id":"p"}"#,
+            "user_id",
+            ErrorCode::MissingField,
+            "one of user_id or anonymous_id is required",
+        );
+        refused(
+            pv,
+            r#"{"user_id":" ","product_id":"p"}"#,
+            "user_id",
+            invalid,
+            "user_id must not be only whitespace",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p\u2028"}"#,
+            "product_id",
+            invalid,
+            "product_id must not contain line or paragraph separators (U+2028, U+2029)",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","brand":"\u0000"}"#,
+            "brand",
+            invalid,
+            "brand must not contain U+0000 (NUL)",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","context":{"locale":"de\u0000"}}"#,
+            "context.locale",
+            invalid,
+            "locale must not contain U+0000 (NUL)",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","context":{"experiments":{"a=b":"on"}}}"#,
+            r#"context.experiments."a=b""#,
+            invalid,
+            "experiment flag names must not contain '='",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","context":{"experiments":{"f":"\u0085"}}}"#,
+            "context.experiments.f",
+            invalid,
+            &format!("experiment variant names {control}"),
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","price":1e13}"#,
+            "price",
+            invalid,
+            "price must be at most 1e11, got 1e13",
+        );
+        refused(
+            pv,
+            r#"{"user_id":"u","product_id":"p","price":-1}"#,
+            "price",
+            invalid,
+            "price must be a finite number >= 0, got -1",
+        );
+        let long = "x".repeat(MAX_ID_CHARS + 1);
+        refused(
+            pv,
+            &format!(r#"{{"user_id":"u","product_id":"{long}"}}"#),
+            "product_id",
+            ErrorCode::TooLong,
+            "product_id is longer than 128 characters",
+        );
+        let cart = EventKind::Cart;
+        refused(
+            cart,
+            r#"{"user_id":"u","action":"add","quantity":1}"#,
+            "product_id",
+            ErrorCode::MissingField,
+            "product_id is required",
+        );
+        refused(
+            cart,
+            r#"{"user_id":"u","action":"update","product_id":"p"}"#,
+            "quantity",
+            ErrorCode::MissingField,
+            "quantity is required",
+        );
+        refused(
+            cart,
+            r#"{"user_id":"u","action":"clear","cart_id":"c\n"}"#,
+            "cart_id",
+            invalid,
+            &format!("cart_id {control}"),
+        );
+        let purchase = EventKind::Purchase;
+        refused(
+            purchase,
+            r#"{"user_id":"u","order_id":"o","items":[],"total":1,"currency":"EUR"}"#,
+            "items",
+            invalid,
+            "items must hold 1 to 1000 entries, not 0",
+        );
+        refused(
+            purchase,
+            r#"{"user_id":"u","order_id":"o","items":[{"product_id":"p","quantity":0,"price":1}],"total":1,"currency":"EUR"}"#,
+            "items[0].quantity",
+            invalid,
+            "quantity must be >= 1, got 0",
+        );
+        refused(
+            purchase,
+            r#"{"user_id":"u","order_id":"o","items":[{"product_id":"p","quantity":1,"price":1e12}],"total":1,"currency":"EUR"}"#,
+            "items[0].price",
+            invalid,
+            "price must be at most 1e11, got 1e12",
+        );
+        refused(
+            purchase,
+            r#"{"user_id":"u","order_id":"o","items":[{"product_id":"p","quantity":1,"price":1}],"total":1e13,"currency":"EUR"}"#,
+            "total",
+            invalid,
+            "total must be at most 1e11, got 1e13",
+        );
+        refused(
+            purchase,
+            r#"{"user_id":"u","order_id":"o","items":[{"product_id":"p","quantity":1,"price":1}],"total":1,"currency":"EUR","coupon":"\u0000"}"#,
+            "coupon",
+            invalid,
+            &format!("coupon {control}"),
+        );
+        let search = EventKind::Search;
+        refused(
+            search,
+            r#"{"user_id":"u","query":"\u0000"}"#,
+            "query",
+            invalid,
+            "query must not contain U+0000 (NUL)",
+        );
+        refused(
+            search,
+            r#"{"user_id":"u","query":"q","filters":{"size":[1,{"x":"\u0000"}]}}"#,
+            "filters.size[1].x",
+            invalid,
+            "x must not contain U+0000 (NUL)",
+        );
+        refused(
+            search,
+            r#"{"user_id":"u","query":"q","filters":{"a\u0000":1}}"#,
+            r#"filters."a\0""#,
+            invalid,
+            "object keys must not contain U+0000 (NUL)",
+        );
+    }
+
+    #[test]
+    fn decoded_counts_stop_at_the_contract_maximum() {
+        let cart = |q: &str| {
+            format!(r#"{{"user_id":"u","action":"add","product_id":"p","quantity":{q}}}"#)
+        };
+        for fine in ["0", "1000000", "1000000.0", "2.0", "1e6"] {
+            assert!(
+                Event::decode(EventKind::Cart, cart(fine).as_bytes()).is_ok(),
+                "{fine}"
+            );
+        }
+        for refused in [
+            "1000001",
+            "9000000000000001",
+            "18446744073709551615",
+            "1e308",
+            "2.5",
+            "-1",
+        ] {
+            assert!(
+                Event::decode(EventKind::Cart, cart(refused).as_bytes()).is_err(),
+                "{refused}"
+            );
+        }
+        let search = |n: &str| format!(r#"{{"user_id":"u","query":"q","results_count":{n}}}"#);
+        assert!(Event::decode(EventKind::Search, search("1000000000").as_bytes()).is_ok());
+        assert!(Event::decode(EventKind::Search, search("1000000001").as_bytes()).is_err());
+    }
+
+    /// Characters that break storage or parsing downstream, weighted against plain ones.
+    fn hostile_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            6 => proptest::char::range('a', 'z'),
+            3 => Just('\0'),
+            2 => proptest::char::range('\u{1}', '\u{1f}'),
+            1 => Just('\t'),
+            1 => Just('\u{7f}'),
+            2 => proptest::char::range('\u{80}', '\u{9f}'),
+            2 => Just('='),
+            1 => Just('\u{2028}'),
+            1 => Just('\u{2029}'),
+            2 => Just(' '),
+            2 => proptest::char::range('\u{10000}', '\u{10ffff}'),
+            2 => any::<char>(),
+        ]
+    }
+
+    /// A string for a field of at most `max` characters: mostly plain, sometimes hostile,
+    /// sometimes at the length limit (with 4-byte characters).
+    fn text(max: usize) -> BoxedStrategy<String> {
+        let long_char = prop_oneof![4 => Just('a'), 1 => Just('\u{1F600}'), 1 => hostile_char()];
+        prop_oneof![
+            8 => "[a-z0-9_-]{1,12}".boxed(),
+            3 => proptest::collection::vec(hostile_char(), 0..8)
+                .prop_map(String::from_iter)
+                .boxed(),
+            1 => proptest::collection::vec(long_char, max - 1..=max + 1)
+                .prop_map(String::from_iter)
+                .boxed(),
+        ]
+        .boxed()
+    }
+
+    /// An amount: ordinary, or at and around the contract's bounds.
+    fn extreme_amount() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            8 => (0.0f64..1e6).prop_map(serde_json::Value::from),
+            1 => Just(serde_json::json!(MAX_AMOUNT)),
+            1 => Just(serde_json::json!(MAX_AMOUNT - 0.5)),
+            1 => Just(serde_json::json!(MAX_AMOUNT + 1.0)),
+            1 => Just(serde_json::json!(1e308)),
+            1 => Just(serde_json::json!(9_000_000_000_000_001u64)),
+            1 => Just(serde_json::json!(u64::MAX)),
+            1 => Just(serde_json::json!(-0.5)),
+        ]
+    }
+
+    /// A count for a field of at most `max`: ordinary, or at and around its bounds.
+    fn extreme_count(max: u64) -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            8 => (0u64..100).prop_map(serde_json::Value::from),
+            1 => Just(serde_json::json!(max)),
+            1 => Just(serde_json::json!(max as f64)),
+            1 => Just(serde_json::json!(max + 1)),
+            1 => Just(serde_json::json!(2.5)),
+            1 => Just(serde_json::json!(9_000_000_000_000_001u64)),
+            1 => Just(serde_json::json!(u64::MAX)),
+            1 => Just(serde_json::json!(1e308)),
+            1 => Just(serde_json::json!(-1)),
+        ]
+    }
+
+    fn insert_some<T: Into<serde_json::Value>>(
+        object: &mut serde_json::Map<String, serde_json::Value>,
+        key: &str,
+        value: Option<T>,
+    ) {
+        if let Some(value) = value {
+            object.insert(key.to_owned(), value.into());
+        }
+    }
+
+    fn filters() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            text(16).prop_map(serde_json::Value::from),
+            (0u32..100).prop_map(serde_json::Value::from),
+        ];
+        let value = leaf.prop_recursive(2, 8, 3, |inner| {
+            proptest::collection::vec(inner, 0..3).prop_map(serde_json::Value::from)
+        });
+        proptest::collection::btree_map(text(16), value, 0..3)
+            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect()))
+    }
+
+    /// Events of every type with hostile strings in every string field the model holds,
+    /// and extreme amounts and counts. No `timestamp`, `event_id`, `ip` or unknown
+    /// fields, and valid currencies: those rules are the validator's alone.
+    fn hostile_event() -> impl Strategy<Value = (EventKind, serde_json::Value)> {
+        let opt = |s: BoxedStrategy<String>| proptest::option::weighted(0.3, s);
+        let context = (
+            opt(text(MAX_USER_AGENT_CHARS)),
+            opt(text(MAX_URL_CHARS)),
+            opt(text(MAX_URL_CHARS)),
+            opt(text(MAX_LOCALE_CHARS)),
+            proptest::collection::btree_map(text(MAX_ID_CHARS), text(MAX_ID_CHARS), 0..3),
+        )
+            .prop_map(|(user_agent, page_url, referrer, locale, experiments)| {
+                let mut context = serde_json::Map::new();
+                insert_some(&mut context, "user_agent", user_agent);
+                insert_some(&mut context, "page_url", page_url);
+                insert_some(&mut context, "referrer", referrer);
+                insert_some(&mut context, "locale", locale);
+                let experiments: serde_json::Map<_, _> = experiments
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into()))
+                    .collect();
+                context.insert("experiments".into(), experiments.into());
+                serde_json::Value::Object(context)
+            });
+        let common = (
+            proptest::option::weighted(0.8, text(MAX_ID_CHARS)),
+            proptest::option::weighted(0.3, text(MAX_ID_CHARS)),
+            opt(text(MAX_ID_CHARS)),
+            proptest::option::weighted(0.2, context),
+        )
+            .prop_map(|(user, anonymous, session, context)| {
+                let mut event = serde_json::Map::new();
+                insert_some(&mut event, "user_id", user);
+                insert_some(&mut event, "anonymous_id", anonymous);
+                insert_some(&mut event, "session_id", session);
+                insert_some(&mut event, "context", context);
+                event
+            });
+        let amount = || proptest::option::weighted(0.5, extreme_amount());
+        prop_oneof![
+            (common.clone(), text(MAX_ID_CHARS), opt(text(MAX_LABEL_CHARS)), opt(text(MAX_LABEL_CHARS)), amount())
+                .prop_map(|(mut event, product, category, brand, price)| {
+                    event.insert("product_id".into(), product.into());
+                    insert_some(&mut event, "category", category);
+                    insert_some(&mut event, "brand", brand);
+                    insert_some(&mut event, "price", price);
+                    event.insert("currency".into(), "EUR".into());
+                    (EventKind::ProductView, event)
+                }),
+            (
+                common.clone(),
+                prop_oneof![Just("add"), Just("update"), Just("remove"), Just("clear")],
+                proptest::option::weighted(0.9, text(MAX_ID_CHARS)),
+                proptest::option::weighted(0.9, extreme_count(MAX_QUANTITY)),
+                amount(),
+                opt(text(MAX_ID_CHARS)),
+            )
+                .prop_map(|(mut event, action, product, quantity, price, cart_id)| {
+                    event.insert("action".into(), action.into());
+                    insert_some(&mut event, "product_id", product);
+                    insert_some(&mut event, "quantity", quantity);
+                    insert_some(&mut event, "price", price);
+                    insert_some(&mut event, "cart_id", cart_id);
+                    (EventKind::Cart, event)
+                }),
+            (
+                common.clone(),
+                text(MAX_ID_CHARS),
+                proptest::collection::vec(
+                    (text(MAX_ID_CHARS), extreme_count(MAX_QUANTITY), extreme_amount()),
+                    0..4,
+                ),
+                extreme_amount(),
+                (amount(), amount(), amount()),
+                opt(text(MAX_ID_CHARS)),
+            )
+                .prop_map(|(mut event, order, items, total, (discount, tax, shipping), coupon)| {
+                    let items: Vec<_> = items
+                        .into_iter()
+                        .map(|(product, quantity, price)| {
+                            serde_json::json!({"product_id": product, "quantity": quantity, "price": price})
+                        })
+                        .collect();
+                    event.insert("order_id".into(), order.into());
+                    event.insert("items".into(), items.into());
+                    event.insert("total".into(), total);
+                    event.insert("currency".into(), "IDR".into());
+                    insert_some(&mut event, "discount", discount);
+                    insert_some(&mut event, "tax", tax);
+                    insert_some(&mut event, "shipping", shipping);
+                    insert_some(&mut event, "coupon", coupon);
+                    (EventKind::Purchase, event)
+                }),
+            (
+                common,
+                text(MAX_QUERY_CHARS),
+                proptest::option::weighted(0.5, extreme_count(MAX_RESULTS_COUNT)),
+                proptest::option::weighted(0.5, filters()),
+            )
+                .prop_map(|(mut event, query, results, filters)| {
+                    event.insert("query".into(), query.into());
+                    insert_some(&mut event, "results_count", results);
+                    insert_some(&mut event, "filters", filters);
+                    (EventKind::Search, event)
+                }),
+        ]
+        .prop_map(|(kind, event)| (kind, serde_json::Value::Object(event)))
+    }
+
+    /// Whether any string or key in `value` holds U+0000.
+    fn holds_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(elements) => elements.iter().any(holds_nul),
+            serde_json::Value::Object(members) => members
+                .iter()
+                .any(|(key, member)| key.contains('\0') || holds_nul(member)),
+            _ => false,
+        }
+    }
+
+    /// Every amount of an event, and every count.
+    fn numbers(event: &Event) -> (Vec<f64>, Vec<u64>) {
+        match event {
+            Event::ProductView(e) => (e.price.into_iter().collect(), vec![]),
+            Event::Cart(e) => (
+                e.price.into_iter().collect(),
+                e.quantity.into_iter().collect(),
+            ),
+            Event::Purchase(e) => {
+                let mut amounts = vec![e.total];
+                amounts.extend([e.discount, e.tax, e.shipping].into_iter().flatten());
+                amounts.extend(e.items.iter().map(|item| item.price));
+                (amounts, e.items.iter().map(|item| item.quantity).collect())
+            }
+            Event::Search(e) => (vec![], e.results_count.into_iter().collect()),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// The validator and `check_content` on the decoded event agree on every event
+        /// the generator makes, and what they accept is safe to store and to add up.
+        #[test]
+        fn validator_and_check_content_agree_on_hostile_events((kind, event) in hostile_event()) {
+            let bytes = serde_json::to_vec(&event).expect("serialises");
+            let roomy = Validator::new(crate::Limits { max_event_bytes: 1 << 20, ..crate::Limits::default() });
+            let validated = roomy.validate(Some(kind), Bytes::from(bytes.clone()));
+            let decoded = Event::decode(kind, &bytes);
+            let checked = decoded.as_ref().map(|e| e.check_content());
+            let content_ok = matches!(checked, Ok(Ok(())));
+            prop_assert_eq!(
+                validated.is_ok(),
+                content_ok,
+                "validator: {:?}; decode and check_content: {:?}",
+                validated.as_ref().err().map(ToString::to_string),
+                checked.as_ref().map_err(ToString::to_string).map(|r| r.as_ref().err().map(ToString::to_string)),
+            );
+            if validated.is_ok() {
+                let decoded = decoded.expect("accepted events decode");
+                let again = match &decoded {
+                    Event::ProductView(e) => serde_json::to_value(e),
+                    Event::Cart(e) => serde_json::to_value(e),
+                    Event::Purchase(e) => serde_json::to_value(e),
+                    Event::Search(e) => serde_json::to_value(e),
+                }
+                .expect("serialises");
+                prop_assert!(!holds_nul(&again), "a decoded string holds U+0000: {}", again);
+                let (amounts, counts) = numbers(&decoded);
+                for amount in amounts {
+                    prop_assert!(amount * 1e6 < i64::MAX as f64, "{}", amount);
+                }
+                for count in counts {
+                    prop_assert!(count.checked_mul(MAX_ITEMS as u64).is_some_and(|n| n <= i64::MAX as u64), "{}", count);
+                }
+            }
         }
     }
 }

@@ -232,13 +232,16 @@ impl Validator {
         let outcome = match simd_json::fill_tape_padded(input, payload.len(), buffers, &mut parsed)
         {
             Ok(()) => match Json::root(&parsed.0) {
-                Some(root) => rules::check_event(root, expected, &self.limits, now).map(|facts| {
-                    (
-                        facts.kind,
-                        facts.event_id,
-                        Bytes::copy_from_slice(facts.partition_key.as_bytes()),
-                    )
-                }),
+                Some(root) => {
+                    rules::check_event(root, expected, &self.limits, now, may_hold_nul(payload))
+                        .map(|facts| {
+                            (
+                                facts.kind,
+                                facts.event_id,
+                                Bytes::copy_from_slice(facts.partition_key.as_bytes()),
+                            )
+                        })
+                }
                 None => Err(ValidationError::new(
                     ErrorCode::EmptyBody,
                     "the event is empty",
@@ -249,6 +252,15 @@ impl Validator {
         *tape = Some(parsed.reset());
         outcome
     }
+}
+
+/// Whether the event may hold U+0000 in a string or key. JSON can carry it only as the
+/// escape `\u0000` (a raw control byte inside a string is malformed JSON), so its absence
+/// from the raw bytes proves there is none, and an event with no such escape costs one
+/// fast scan. A match is not proof (it may be `\\u0000`, an escaped backslash followed
+/// by the text `u0000`): the rules then search the parsed strings.
+fn may_hold_nul(payload: &[u8]) -> bool {
+    memchr::memmem::find(payload, br"\u0000").is_some()
 }
 
 fn parse_error(e: &simd_json::Error, max_depth: usize) -> ValidationError {

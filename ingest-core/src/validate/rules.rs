@@ -3,7 +3,8 @@
 //! Each rule reads fields from the tape view and returns the facts routing needs (event
 //! id, partition key). Optional fields set to `null` count as absent, because JavaScript
 //! and Python clients commonly serialise "no value" that way. Unknown fields are never
-//! looked at: they travel to Kafka untouched.
+//! looked at by the rules: they travel to Kafka untouched. The one rule that reads them
+//! is that no string and no key of an event holds U+0000 ([`find_nul`]).
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -15,26 +16,13 @@ use uuid::Uuid;
 use super::currency::is_iso4217;
 use super::json::{type_name, Field, FieldSet, Index, Json};
 use super::Limits;
-use crate::error::{ErrorCode, ValidationError};
+use crate::contract::{
+    check_flag, check_identifier, has_forbidden_text, MAX_AMOUNT, MAX_EXPERIMENTS, MAX_ID_CHARS,
+    MAX_ITEMS, MAX_LABEL_CHARS, MAX_LOCALE_CHARS, MAX_QUANTITY, MAX_QUERY_CHARS, MAX_RESULTS_COUNT,
+    MAX_URL_CHARS, MAX_USER_AGENT_CHARS, TEXT_NUL,
+};
+use crate::error::{path_key, render_path, ErrorCode, PathStep, ValidationError};
 use crate::event::EventKind;
-
-/// Longest `user_id`, `anonymous_id`, `session_id`, `product_id`, `order_id`, `cart_id`,
-/// `coupon`, experiment flag and variant, in characters.
-pub(crate) const MAX_ID_CHARS: usize = 128;
-/// Longest `category` and `brand`, in characters.
-pub(crate) const MAX_LABEL_CHARS: usize = 256;
-/// Longest `search.query`, in characters.
-pub(crate) const MAX_QUERY_CHARS: usize = 1024;
-/// Longest `context.user_agent`, in characters.
-pub(crate) const MAX_USER_AGENT_CHARS: usize = 1024;
-/// Longest `context.page_url` and `context.referrer`, in characters.
-pub(crate) const MAX_URL_CHARS: usize = 4096;
-/// Longest `context.locale`, in characters (BCP 47 tags are at most 35 in practice).
-pub(crate) const MAX_LOCALE_CHARS: usize = 35;
-/// Most entries in `context.experiments`.
-pub(crate) const MAX_EXPERIMENTS: usize = 64;
-/// Most entries in `purchase.items`.
-pub(crate) const MAX_ITEMS: usize = 1000;
 
 /// What validation learnt about an event that routing needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,15 +137,16 @@ impl<'t, 'i> Fields<'t, 'i> {
         )
     }
 
-    /// A required identifier: a non-empty string of at most [`MAX_ID_CHARS`].
+    /// A required identifier: a string of at most [`MAX_ID_CHARS`] (`too_long`) that
+    /// [`check_identifier`] accepts (`invalid_value`).
     fn req_id(&self, field: Field) -> Result<&'i str, ValidationError> {
         let id = self.req_str(field, MAX_ID_CHARS)?;
-        non_empty(id, self.scope.at(field.name()))
+        identifier(id, self.scope.at(field.name()))
     }
 
     fn opt_id(&self, field: Field) -> Result<Option<&'i str>, ValidationError> {
         self.opt_str(field, MAX_ID_CHARS)?
-            .map(|id| non_empty(id, self.scope.at(field.name())))
+            .map(|id| identifier(id, self.scope.at(field.name())))
             .transpose()
     }
 
@@ -171,14 +160,14 @@ impl<'t, 'i> Fields<'t, 'i> {
         amount(self.required(field)?, self.scope.at(field.name()))
     }
 
-    fn opt_count(&self, field: Field, min: i128) -> Result<Option<i128>, ValidationError> {
+    fn opt_count(&self, field: Field, min: u64, max: u64) -> Result<Option<i128>, ValidationError> {
         self.value(field)
-            .map(|v| count(v, self.scope.at(field.name()), min))
+            .map(|v| count(v, self.scope.at(field.name()), min, max))
             .transpose()
     }
 
-    fn req_count(&self, field: Field, min: i128) -> Result<i128, ValidationError> {
-        count(self.required(field)?, self.scope.at(field.name()), min)
+    fn req_count(&self, field: Field, min: u64, max: u64) -> Result<i128, ValidationError> {
+        count(self.required(field)?, self.scope.at(field.name()), min, max)
     }
 
     fn opt_object(&self, field: Field) -> Result<Option<Json<'t, 'i>>, ValidationError> {
@@ -241,16 +230,14 @@ fn string<'i>(
     Ok(s)
 }
 
-fn non_empty(s: &str, path: Path) -> Result<&str, ValidationError> {
-    if s.is_empty() {
-        Err(error(
+fn identifier(s: &str, path: Path) -> Result<&str, ValidationError> {
+    check_identifier(s).map(|()| s).map_err(|reason| {
+        error(
             ErrorCode::InvalidValue,
             path,
-            format!("{} must not be empty", path.name()),
-        ))
-    } else {
-        Ok(s)
-    }
+            format!("{} {reason}", path.name()),
+        )
+    })
 }
 
 fn amount(value: Json<'_, '_>, path: Path) -> Result<f64, ValidationError> {
@@ -264,17 +251,37 @@ fn amount(value: Json<'_, '_>, path: Path) -> Result<f64, ValidationError> {
             format!("{} must be a finite number >= 0, got {n}", path.name()),
         ));
     }
+    if n > MAX_AMOUNT {
+        return Err(error(
+            ErrorCode::InvalidValue,
+            path,
+            format!("{} must be at most {MAX_AMOUNT:e}, got {n:e}", path.name()),
+        ));
+    }
     Ok(n)
 }
 
-fn count(value: Json<'_, '_>, path: Path, min: i128) -> Result<i128, ValidationError> {
+fn count(value: Json<'_, '_>, path: Path, min: u64, max: u64) -> Result<i128, ValidationError> {
+    let too_large = |shown: String| {
+        error(
+            ErrorCode::InvalidValue,
+            path,
+            format!("{} must be at most {max}, got {shown}", path.name()),
+        )
+    };
     match value.as_integer() {
-        Some(Ok(n)) if n >= min => Ok(n),
-        Some(Ok(n)) => Err(error(
+        Some(Ok(n)) if n < i128::from(min) => Err(error(
             ErrorCode::InvalidValue,
             path,
             format!("{} must be >= {min}, got {n}", path.name()),
         )),
+        Some(Ok(n)) if n > i128::from(max) => Err(too_large(n.to_string())),
+        Some(Ok(n)) => Ok(n),
+        // A float beyond the range of whole numbers (integers past 64 bits read as one).
+        Some(Err(())) if value.as_f64().is_some_and(|f| f > max as f64) => Err(too_large(format!(
+            "{:e}",
+            value.as_f64().unwrap_or_default()
+        ))),
         Some(Err(())) => Err(error(
             ErrorCode::InvalidValue,
             path,
@@ -296,11 +303,16 @@ const TOP_DEFERRED: FieldSet = FieldSet::of(&[Field::Context, Field::Items]);
 /// The indexed pass finds duplicates while it reads the fields; when it fails for any
 /// reason, the whole event is searched for that first duplicate before the failure is
 /// reported, so a rule error never hides a duplicate.
+///
+/// An event that passes every rule is then searched for U+0000 in any string or key
+/// ([`find_nul`]), but only when `may_hold_nul`: the caller found the escape `\u0000` in
+/// the raw bytes, the only way JSON can carry that character.
 pub(crate) fn check_event<'i>(
     root: Json<'_, 'i>,
     expected: Option<EventKind>,
     limits: &Limits,
     now: OffsetDateTime,
+    may_hold_nul: bool,
 ) -> Result<Facts<'i>, ValidationError> {
     if !root.is_object() {
         return Err(ValidationError::new(
@@ -309,7 +321,12 @@ pub(crate) fn check_event<'i>(
         ));
     }
     let failure = match check_indexed(root, expected, limits, now) {
-        Ok(facts) => return Ok(facts),
+        Ok(facts) => {
+            return match find_nul(root, may_hold_nul) {
+                Some(error) => Err(error.with_event_kind(facts.kind)),
+                None => Ok(facts),
+            }
+        }
         Err(failure) => failure,
     };
     let duplicate = match failure {
@@ -321,9 +338,65 @@ pub(crate) fn check_event<'i>(
     };
     Err(ValidationError::field(
         ErrorCode::DuplicateField,
-        duplicate.to_owned(),
+        path_key(duplicate).into_owned(),
         format!("key {duplicate:?} appears more than once in one object"),
     ))
+}
+
+/// The first string or object key of the event, at any depth and in unknown fields too,
+/// that holds U+0000 (PostgreSQL refuses it), as an `invalid_value` error. `None` without
+/// a search when `may_hold_nul` is false.
+///
+/// The field path is the value's path (`query`, `filters.color[1]`, `x.y`); for a key
+/// holding U+0000 it is the key's path. Client-chosen keys in it are escaped and cut short
+/// ([`render_path`]).
+fn find_nul(root: Json<'_, '_>, may_hold_nul: bool) -> Option<ValidationError> {
+    if !may_hold_nul {
+        return None;
+    }
+    let mut steps = Vec::new();
+    nul_in(root, &mut steps)
+}
+
+fn nul_in<'i>(value: Json<'_, 'i>, steps: &mut Vec<PathStep<'i>>) -> Option<ValidationError> {
+    if let Some(s) = value.as_str() {
+        if has_forbidden_text(s) {
+            // The message names the value from its nearest key: `color[1]`, `query`.
+            let named = steps
+                .iter()
+                .rposition(|step| matches!(step, PathStep::Key(_)))
+                .unwrap_or(0);
+            return Some(ValidationError::field(
+                ErrorCode::InvalidValue,
+                render_path(steps),
+                format!("{} {TEXT_NUL}", render_path(&steps[named..])),
+            ));
+        }
+    } else if let Some(members) = value.members() {
+        for (key, member) in members {
+            steps.push(PathStep::Key(key));
+            if has_forbidden_text(key) {
+                return Some(ValidationError::field(
+                    ErrorCode::InvalidValue,
+                    render_path(steps),
+                    format!("object keys {TEXT_NUL}"),
+                ));
+            }
+            if let Some(error) = nul_in(member, steps) {
+                return Some(error);
+            }
+            steps.pop();
+        }
+    } else if let Some(elements) = value.elements() {
+        for (index, element) in elements.enumerate() {
+            steps.push(PathStep::Index(index));
+            if let Some(error) = nul_in(element, steps) {
+                return Some(error);
+            }
+            steps.pop();
+        }
+    }
+    None
 }
 
 /// Every rule, reading each object through one indexing pass that also checks it (and
@@ -497,21 +570,31 @@ fn check_context<'i>(context: Json<'_, 'i>) -> Result<(), Failure<'i>> {
             .into());
         }
         for (flag, variant) in experiments.members().into_iter().flatten() {
-            let variant_ok = variant
-                .as_str()
-                .is_some_and(|v| !v.is_empty() && v.chars().count() <= MAX_ID_CHARS);
-            if flag.is_empty() || flag.chars().count() > MAX_ID_CHARS || !variant_ok {
-                return Err(Failure::Rule(ValidationError::field(
-                    ErrorCode::InvalidValue,
-                    format!("context.experiments.{flag}"),
-                    format!(
-                        "experiments map flag names to variant names: non-empty strings of at most {MAX_ID_CHARS} characters"
-                    ),
-                )));
-            }
+            check_experiment(flag, variant)?;
         }
     }
     Ok(())
+}
+
+/// One entry of `context.experiments`: the flag name follows [`check_flag`], the variant
+/// name [`check_identifier`]. The field path names the flag escaped and cut short
+/// ([`path_key`]): it is client text.
+fn check_experiment(flag: &str, variant: Json<'_, '_>) -> Result<(), ValidationError> {
+    let refuse = |message: String| {
+        ValidationError::field(
+            ErrorCode::InvalidValue,
+            format!("context.experiments.{}", path_key(flag)),
+            message,
+        )
+    };
+    check_flag(flag).map_err(|reason| refuse(format!("experiment flag names {reason}")))?;
+    let Some(variant) = variant.as_str() else {
+        return Err(refuse(format!(
+            "experiment variant names must be strings, not {}",
+            type_name(variant)
+        )));
+    };
+    check_identifier(variant).map_err(|reason| refuse(format!("experiment variant names {reason}")))
 }
 
 fn check_product_view(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {
@@ -528,15 +611,15 @@ fn check_cart(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {
     match action {
         "add" | "update" => {
             fields.req_id(Field::ProductId)?;
-            fields.req_count(Field::Quantity, 0)?;
+            fields.req_count(Field::Quantity, 0, MAX_QUANTITY)?;
         }
         "remove" => {
             fields.req_id(Field::ProductId)?;
-            fields.opt_count(Field::Quantity, 0)?;
+            fields.opt_count(Field::Quantity, 0, MAX_QUANTITY)?;
         }
         "clear" => {
             fields.opt_id(Field::ProductId)?;
-            fields.opt_count(Field::Quantity, 0)?;
+            fields.opt_count(Field::Quantity, 0, MAX_QUANTITY)?;
         }
         other => {
             return Err(error(
@@ -578,7 +661,7 @@ fn check_purchase<'i>(fields: &Fields<'_, 'i>) -> Result<(), Failure<'i>> {
         }
         let item = Fields::index(item, Scope::Item("items", index), FieldSet::EMPTY)?;
         item.req_id(Field::ProductId)?;
-        item.req_count(Field::Quantity, 1)?;
+        item.req_count(Field::Quantity, 1, MAX_QUANTITY)?;
         item.req_amount(Field::Price)?;
     }
     fields.req_amount(Field::Total)?;
@@ -592,7 +675,7 @@ fn check_purchase<'i>(fields: &Fields<'_, 'i>) -> Result<(), Failure<'i>> {
 
 fn check_search(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {
     fields.req_str(Field::Query, MAX_QUERY_CHARS)?;
-    fields.opt_count(Field::ResultsCount, 0)?;
+    fields.opt_count(Field::ResultsCount, 0, MAX_RESULTS_COUNT)?;
     fields.opt_object(Field::Filters)?;
     Ok(())
 }

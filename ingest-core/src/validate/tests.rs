@@ -695,13 +695,390 @@ fn scratch_is_reused_safely_across_calls_and_limits() {
     }
 }
 
+#[track_caller]
+fn assert_refused(kind: EventKind, json: &str, field: &str, message: &str) {
+    let err = rejects(Some(kind), json);
+    assert_eq!(
+        (err.code(), err.field_path(), err.message()),
+        (ErrorCode::InvalidValue, Some(field), message),
+        "{json}"
+    );
+    assert_eq!(err.event_kind(), Some(kind), "{json}");
+}
+
+const CONTROL: &str = "must not contain control characters (U+0000–U+001F, U+007F–U+009F)";
+
+#[test]
+fn identifiers_refuse_control_characters_separators_and_blank_values() {
+    // JSON escapes of the refused characters, and what the message says.
+    let refused = [
+        (r"\u0000", CONTROL),
+        (r"\t", CONTROL),
+        (r"\n", CONTROL),
+        (r"\u001f", CONTROL),
+        (r"\u007f", CONTROL),
+        (r"\u0085", CONTROL),
+        (r"\u009f", CONTROL),
+        (
+            r"\u2028",
+            "must not contain line or paragraph separators (U+2028, U+2029)",
+        ),
+        (
+            r"\u2029",
+            "must not contain line or paragraph separators (U+2028, U+2029)",
+        ),
+    ];
+    let fields = [
+        (PV, r#"{"user_id":"X","product_id":"p"}"#, "user_id"),
+        (
+            PV,
+            r#"{"anonymous_id":"X","product_id":"p"}"#,
+            "anonymous_id",
+        ),
+        (
+            PV,
+            r#"{"user_id":"u","session_id":"X","product_id":"p"}"#,
+            "session_id",
+        ),
+        (PV, r#"{"user_id":"u","product_id":"X"}"#, "product_id"),
+        (
+            EventKind::Cart,
+            r#"{"user_id":"u","action":"clear","cart_id":"X"}"#,
+            "cart_id",
+        ),
+        (
+            EventKind::Purchase,
+            r#"{"user_id":"u","order_id":"X","items":[{"product_id":"p","quantity":1,"price":1}],"total":1,"currency":"EUR"}"#,
+            "order_id",
+        ),
+        (
+            EventKind::Purchase,
+            r#"{"user_id":"u","order_id":"o","items":[{"product_id":"p","quantity":1,"price":1},{"product_id":"X","quantity":1,"price":1}],"total":1,"currency":"EUR"}"#,
+            "items[1].product_id",
+        ),
+        (
+            EventKind::Purchase,
+            r#"{"user_id":"u","order_id":"o","items":[{"product_id":"p","quantity":1,"price":1}],"total":1,"currency":"EUR","coupon":"X"}"#,
+            "coupon",
+        ),
+    ];
+    for (kind, template, field) in fields {
+        let name = field.rsplit('.').next().unwrap_or(field);
+        for (escape, reason) in refused {
+            let json = template.replace('X', &format!("a{escape}b"));
+            assert_refused(kind, &json, field, &format!("{name} {reason}"));
+        }
+        for blank in [" ", r"  \u00a0", r"\u3000"] {
+            let json = template.replace('X', blank);
+            assert_refused(
+                kind,
+                &json,
+                field,
+                &format!("{name} must not be only whitespace"),
+            );
+        }
+        // Printable text around them is fine: spaces inside, `=`, non-Latin scripts.
+        for fine in ["a b", "a=b", "商品-1", r"\u00e9", r"\ud83d\ude00"] {
+            let json = template.replace('X', fine);
+            check(Some(kind), &json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn no_string_or_key_may_hold_nul_anywhere() {
+    assert_refused(
+        EventKind::Search,
+        r#"{"user_id":"u","query":"red\u0000shoes"}"#,
+        "query",
+        "query must not contain U+0000 (NUL)",
+    );
+    assert_refused(
+        PV,
+        r#"{"user_id":"u","product_id":"p","category":"\u0000"}"#,
+        "category",
+        "category must not contain U+0000 (NUL)",
+    );
+    assert_refused(
+        PV,
+        r#"{"user_id":"u","product_id":"p","context":{"user_agent":"Mozilla\u0000"}}"#,
+        "context.user_agent",
+        "user_agent must not contain U+0000 (NUL)",
+    );
+    assert_refused(
+        EventKind::Search,
+        r#"{"user_id":"u","query":"q","filters":{"color":["red","\u0000"]}}"#,
+        "filters.color[1]",
+        "color[1] must not contain U+0000 (NUL)",
+    );
+    // Unknown fields, at any depth, and keys.
+    assert_refused(
+        PV,
+        r#"{"user_id":"u","product_id":"p","x":{"y":[{"z":"\u0000"}]}}"#,
+        "x.y[0].z",
+        "z must not contain U+0000 (NUL)",
+    );
+    assert_refused(
+        PV,
+        r#"{"user_id":"u","product_id":"p","note":"a\u0000"}"#,
+        "note",
+        "note must not contain U+0000 (NUL)",
+    );
+    assert_refused(
+        PV,
+        r#"{"user_id":"u","product_id":"p","x":{"a\u0000b":1}}"#,
+        r#"x."a\0b""#,
+        "object keys must not contain U+0000 (NUL)",
+    );
+    assert_refused(
+        PV,
+        r#"{"user_id":"u","product_id":"p","context":{"\u0000":1}}"#,
+        r#"context."\0""#,
+        "object keys must not contain U+0000 (NUL)",
+    );
+    // Batch elements carry no endpoint type, and are refused the same way.
+    let err = rejects(None, r#"{"type":"search","user_id":"u","query":"\u0000"}"#);
+    assert_eq!(
+        (err.code(), err.field_path(), err.event_kind()),
+        (
+            ErrorCode::InvalidValue,
+            Some("query"),
+            Some(EventKind::Search)
+        )
+    );
+    // Other control characters are fine outside identifiers.
+    check(
+        Some(EventKind::Search),
+        r#"{"user_id":"u","query":"a\tb\u0001\u0085\u2028","x":"\u001f"}"#,
+    )
+    .expect("only U+0000 is refused in text");
+}
+
+#[test]
+fn an_escaped_backslash_before_u0000_is_text_not_nul() {
+    // `\\u0000` is a backslash followed by the letters `u0000`.
+    for json in [
+        r#"{"user_id":"u","query":"\\u0000"}"#,
+        r#"{"user_id":"u","query":"a\\\\\\u0000"}"#,
+        r#"{"user_id":"u\\u0000","query":"q","\\u0000":"\\u0000"}"#,
+    ] {
+        check(Some(EventKind::Search), json).unwrap_or_else(|e| panic!("{json}: {e}"));
+    }
+    // An odd number of backslashes leaves a real escape.
+    assert_refused(
+        EventKind::Search,
+        r#"{"user_id":"u","query":"a\\\u0000"}"#,
+        "query",
+        "query must not contain U+0000 (NUL)",
+    );
+}
+
+#[test]
+fn nul_is_reported_after_the_rules_and_after_duplicates() {
+    // A rule error elsewhere is the first error in check order.
+    let err = rejects(Some(PV), r#"{"user_id":"u","x":"\u0000"}"#);
+    assert_eq!(err.code(), ErrorCode::MissingField, "{err}");
+    let err = rejects(
+        Some(PV),
+        r#"{"user_id":"u","product_id":"p","x":"\u0000","y":{"a":1,"a":2}}"#,
+    );
+    assert_eq!(err.code(), ErrorCode::DuplicateField, "{err}");
+}
+
+#[test]
+fn experiments_refuse_bad_flags_and_variants_with_an_escaped_path() {
+    let with = |experiments: &str| {
+        check(
+            Some(PV),
+            &format!(
+                r#"{{"user_id":"u","product_id":"p","context":{{"experiments":{experiments}}}}}"#
+            ),
+        )
+    };
+    let cases = [
+        (
+            r#"{"a=b":"on"}"#,
+            r#""a=b""#,
+            "experiment flag names must not contain '='",
+        ),
+        (
+            r#"{"a\tb":"on"}"#,
+            r#""a\tb""#,
+            "experiment flag names must not contain control characters (U+0000–U+001F, U+007F–U+009F)",
+        ),
+        (
+            r#"{"x\r\nFake-Header: 1":"on"}"#,
+            r#""x\r\nFake-Header: 1""#,
+            "experiment flag names must not contain control characters (U+0000–U+001F, U+007F–U+009F)",
+        ),
+        (
+            r#"{"":"on"}"#,
+            r#""""#,
+            "experiment flag names must not be empty",
+        ),
+        (
+            r#"{" ":"on"}"#,
+            r#"" ""#,
+            "experiment flag names must not be only whitespace",
+        ),
+        (
+            r#"{"flag":"a\u0000"}"#,
+            "flag",
+            "experiment variant names must not contain control characters (U+0000–U+001F, U+007F–U+009F)",
+        ),
+        (
+            r#"{"flag":"a\tb"}"#,
+            "flag",
+            "experiment variant names must not contain control characters (U+0000–U+001F, U+007F–U+009F)",
+        ),
+        (
+            r#"{"flag":""}"#,
+            "flag",
+            "experiment variant names must not be empty",
+        ),
+        (
+            r#"{"flag":1}"#,
+            "flag",
+            "experiment variant names must be strings, not a number",
+        ),
+    ];
+    for (experiments, key, message) in cases {
+        let err = with(experiments).expect_err(experiments);
+        assert_eq!(
+            (err.code(), err.field_path(), err.message()),
+            (
+                ErrorCode::InvalidValue,
+                Some(&*format!("context.experiments.{key}")),
+                message
+            ),
+            "{experiments}"
+        );
+    }
+    // A long flag is named by its first 64 characters only.
+    let long = "f".repeat(5000);
+    let err = with(&format!(r#"{{"{long}":"on"}}"#)).expect_err("long flag");
+    assert_eq!(
+        err.field_path(),
+        Some(&*format!("context.experiments.{:?}…", "f".repeat(64)))
+    );
+    assert_eq!(
+        err.message(),
+        "experiment flag names must be at most 128 characters long"
+    );
+    // `=` is allowed in variants, and a TAB-free flag of 128 characters is fine.
+    with(&format!(r#"{{"{}":"a=b"}}"#, "f".repeat(128))).expect("valid experiment");
+}
+
+#[test]
+fn duplicate_keys_are_named_escaped() {
+    let err = rejects(
+        Some(PV),
+        r#"{"user_id":"u","product_id":"p","x":{"a\nb":1,"a\nb":2}}"#,
+    );
+    assert_eq!(
+        (err.code(), err.field_path()),
+        (ErrorCode::DuplicateField, Some(r#""a\nb""#))
+    );
+}
+
+#[test]
+fn amounts_and_counts_have_a_maximum() {
+    let view = |price: &str| format!(r#"{{"user_id":"u","product_id":"p","price":{price}}}"#);
+    for fine in ["1e11", "100000000000", "99999999999.99", "0"] {
+        check(Some(PV), &view(fine)).unwrap_or_else(|e| panic!("{fine}: {e}"));
+    }
+    for (price, shown) in [
+        ("100000000001", "1.00000000001e11"),
+        ("1e13", "1e13"),
+        ("1e308", "1e308"),
+        ("18446744073709551615", "1.8446744073709552e19"),
+    ] {
+        assert_refused(
+            PV,
+            &view(price),
+            "price",
+            &format!("price must be at most 1e11, got {shown}"),
+        );
+    }
+    let order = |item_price: &str, total: &str, extra: &str| {
+        format!(
+            r#"{{"user_id":"u","order_id":"o","items":[{{"product_id":"p","quantity":1,"price":{item_price}}}],"total":{total},"currency":"IDR"{extra}}}"#
+        )
+    };
+    let p = EventKind::Purchase;
+    check(
+        Some(p),
+        &order(
+            "1e11",
+            "1e11",
+            r#","tax":1e11,"discount":1e11,"shipping":1e11"#,
+        ),
+    )
+    .expect("the maximum itself is allowed");
+    assert_refused(
+        p,
+        &order("2e11", "1", ""),
+        "items[0].price",
+        "price must be at most 1e11, got 2e11",
+    );
+    assert_refused(
+        p,
+        &order("1", "1e13", ""),
+        "total",
+        "total must be at most 1e11, got 1e13",
+    );
+    for field in ["discount", "tax", "shipping"] {
+        let err = rejects(Some(p), &order("1", "1", &format!(r#","{field}":1e12"#)));
+        assert_eq!(
+            (err.code(), err.field_path()),
+            (ErrorCode::InvalidValue, Some(field))
+        );
+    }
+
+    let cart = |quantity: &str| {
+        format!(r#"{{"user_id":"u","action":"add","product_id":"p","quantity":{quantity}}}"#)
+    };
+    for fine in ["1000000", "1000000.0", "1e6", "2.0"] {
+        check(Some(EventKind::Cart), &cart(fine)).unwrap_or_else(|e| panic!("{fine}: {e}"));
+    }
+    for (quantity, shown) in [
+        ("1000001", "1000001"),
+        ("9000000000000001", "9000000000000001"),
+        ("18446744073709551615", "18446744073709551615"),
+        ("1e19", "1e19"),
+        ("1e300", "1e300"),
+    ] {
+        assert_refused(
+            EventKind::Cart,
+            &cart(quantity),
+            "quantity",
+            &format!("quantity must be at most 1000000, got {shown}"),
+        );
+    }
+    assert_refused(
+        p,
+        &order("1", "1", "").replace(r#""quantity":1"#, r#""quantity":1000001"#),
+        "items[0].quantity",
+        "quantity must be at most 1000000, got 1000001",
+    );
+    let search = |count: &str| format!(r#"{{"user_id":"u","query":"q","results_count":{count}}}"#);
+    check(Some(EventKind::Search), &search("1000000000")).expect("the maximum");
+    assert_refused(
+        EventKind::Search,
+        &search("1000000001"),
+        "results_count",
+        "results_count must be at most 1000000000, got 1000000001",
+    );
+}
+
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
         any::<bool>().prop_map(serde_json::Value::from),
         any::<i64>().prop_map(serde_json::Value::from),
         (-1e12f64..1e12).prop_map(serde_json::Value::from),
-        ".{0,12}".prop_map(serde_json::Value::from),
+        // Any text but U+0000, which no string of an event may hold.
+        "[^\u{0}]{0,12}".prop_map(serde_json::Value::from),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
@@ -731,7 +1108,8 @@ proptest! {
     #[test]
     fn valid_product_views_with_any_extra_fields_are_accepted_untouched(
         user in "[a-zA-Z0-9_-]{1,128}",
-        product in "[^\"\\\\]{1,40}",
+        // Identifiers refuse control characters (and whitespace alone), U+2028 and U+2029.
+        product in "[^\"\\\\\\p{Cc}\u{2028}\u{2029}]{0,39}[^\"\\\\\\p{Cc}\u{2028}\u{2029}\\s]",
         price in proptest::option::of(0f64..1e9),
         extra in proptest::collection::btree_map("x_[a-z]{1,6}", json_value(), 0..4),
     ) {
