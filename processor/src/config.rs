@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use ingest_core::contract;
+
 use crate::error::Error;
 
 /// The environment variable prefix of every key.
@@ -666,13 +668,15 @@ impl ProcessorConfig {
                 "must be in 1..=recommendations.recent_products",
             );
         }
-        if let Some(flag) = self.experiments.flags.iter().find(|f| {
-            f.is_empty() || f.chars().count() > 128 || f.chars().any(|c| c == '=' || c.is_control())
+        if let Some((flag, why)) = self.experiments.flags.iter().find_map(|f| {
+            let why = match contract::check_identifier(f) {
+                Err(why) => why,
+                Ok(()) if f.chars().any(contract::is_forbidden_in_flag) => "must not contain '='",
+                Ok(()) => return None,
+            };
+            Some((f, why))
         }) {
-            return bad(
-                "experiments.flags",
-                &format!("{flag:?} is not an experiment flag (1 to 128 characters, no control characters or '=')"),
-            );
+            return bad("experiments.flags", &format!("flag {flag:?} {why}"));
         }
         if r.order_items_paired == 0 || r.order_items_paired > 1_000 {
             return bad("recommendations.order_items_paired", "must be in 1..=1000");

@@ -41,21 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ingest_core::model::Event;
-use ingest_core::EventKind;
-// TEMP-SHIM: until ingest_core::contract lands.
-mod contract {
-    pub(super) fn check_identifier(_: &str) -> Result<(), &'static str> {
-        Ok(())
-    }
-}
-trait CheckContent {
-    fn check_content(&self) -> Result<(), String>;
-}
-impl CheckContent for Event {
-    fn check_content(&self) -> Result<(), String> {
-        Ok(())
-    }
-}
+use ingest_core::{contract, EventKind};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };

@@ -845,6 +845,163 @@ async fn catalog_changes_are_picked_up_and_silent_clients_disconnected() {
     );
 }
 
+/// A hostile record as the scenario's producer takes it.
+fn raw(h: &testkit::hostile::Hostile) -> common::RawRecord {
+    common::RawRecord {
+        topic: h.topic,
+        key: h.key.clone(),
+        value: h.value.clone(),
+        headers: h.headers.clone(),
+    }
+}
+
+/// Records a foreign producer could write, mixed into every topic with a clean day and
+/// heavy valid records: the clean day's numbers stay exact, the processor keeps running,
+/// and each bad record is dead-lettered exactly once, also across a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_records_are_dead_lettered_once_and_the_rest_is_counted_exactly() {
+    let _shared = STORES.read().await;
+    let mut day = day(0x5EED_0013, 1_000);
+    // After the day (40 minutes), so that no partition's watermark makes them late.
+    let at = day.start_minute * 1000 + 45 * 60_000;
+    let time = processor::report::rfc3339(at / 1000);
+    let mut cases = testkit::hostile::records(&time);
+    use serde_json::json as j;
+    // Records the processor must count although they are heavy: an order of 1,000
+    // distinct products (its pairs are bounded), 3,200 experiment pairs, a header that
+    // is not UTF-8.
+    let mut rng = storefront::Rng::new(13);
+    let e = &mut day.expected;
+    let items: Vec<serde_json::Value> = (0..1_000)
+        .map(|i| j!({"product_id": format!("bulk-{i:04}"), "quantity": 1, "price": 0.01}))
+        .collect();
+    let mut valid = vec![storefront::counted_record(
+        e,
+        &mut rng,
+        2,
+        "heavy-buyer",
+        at,
+        j!({"order_id": "bulk", "items": items, "total": 10.0, "currency": "EUR"}),
+    )];
+    for i in 0..50 {
+        let flags: serde_json::Map<String, serde_json::Value> = (0..64)
+            .map(|f| (format!("flood_{i}_{f}"), j!("v")))
+            .collect();
+        valid.push(storefront::counted_record(
+            e,
+            &mut rng,
+            0,
+            &format!("flooder-{i}"),
+            at + i,
+            j!({"product_id": storefront::product_id(1), "context": {"experiments": flags}}),
+        ));
+    }
+    valid.push(storefront::counted_record(
+        e,
+        &mut rng,
+        3,
+        "odd-header",
+        at,
+        j!({"query": "tent", "results_count": 3}),
+    ));
+    let clean_letters = e.dead_letters;
+    let hostile_count = cases.len();
+    let scenario = Scenario::new("hostile", &storefront::catalog(), &storefront::RATES).await;
+    // Hostile records first, mixed into every topic, then the clean day with the heavy
+    // valid records, then the rest of the hostile ones again interleaved per topic.
+    let second_half = cases.split_off(hostile_count / 2);
+    scenario
+        .produce_raw(&cases.iter().map(raw).collect::<Vec<_>>())
+        .await;
+    scenario.produce(&day.records).await;
+    scenario.produce(&valid).await;
+    let mut invalid_utf8 = common::RawRecord {
+        topic: 3,
+        key: Some(b"odd-header-2".to_vec()),
+        value: None,
+        headers: Vec::new(),
+    };
+    // The same valid search again with a header that is not UTF-8: a resend with the
+    // same id, counted as a duplicate.
+    invalid_utf8.value = Some(valid[valid.len() - 1].value.clone());
+    for (k, v) in &valid[valid.len() - 1].headers {
+        invalid_utf8
+            .headers
+            .push((k.clone(), Some(v.clone().into_bytes())));
+    }
+    invalid_utf8
+        .headers
+        .push(("trace".into(), Some(b"\xff\xfe\x00".to_vec())));
+    day.expected.duplicates += 1;
+    scenario.produce_raw(&[invalid_utf8]).await;
+    scenario
+        .produce_raw(&second_half.iter().map(raw).collect::<Vec<_>>())
+        .await;
+    cases.extend(second_half);
+
+    let mut p = scenario.start("hostile");
+    p.wait_ready(Duration::from_secs(60)).await;
+    let r = settled(
+        &p,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+
+    let want = clean_letters + hostile_count;
+    let letters = testkit::consume(
+        &scenario.services.kafka,
+        &scenario.topics[4],
+        want,
+        Duration::from_secs(60),
+    );
+    assert_eq!(letters.len(), want, "each record dead-lettered once");
+    let mut seen = std::collections::HashSet::new();
+    for letter in &letters {
+        let at = (
+            letter.header("source_topic").to_owned(),
+            letter.header("source_partition").to_owned(),
+            letter.header("source_offset").to_owned(),
+        );
+        assert!(seen.insert(at.clone()), "{at:?} dead-lettered twice");
+    }
+    for (i, record) in cases.iter().enumerate() {
+        let marker = format!("hostile-{i}");
+        let letter = letters
+            .iter()
+            .find(|l| l.header("marker") == marker)
+            .unwrap_or_else(|| panic!("{marker} not dead-lettered: {record:?}"));
+        assert_eq!(
+            letter.header("error_code"),
+            record.reason,
+            "{marker}: {}",
+            letter.header("error_message")
+        );
+        assert!(!letter.header("error_message").is_empty());
+        assert_eq!(
+            Some(letter.payload.as_slice()),
+            record.value.as_deref().or(Some(&[][..])),
+            "{marker}: the value as it was read"
+        );
+    }
+    assert!(p.get("/health/ready").await.expect("answer").0 == 200);
+    assert!(p.terminate(), "SIGTERM exits cleanly");
+    // A restart reads nothing again: no dead letter is produced twice.
+    let mut p = scenario.start("hostile-restarted");
+    p.wait_ready(Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = testkit::consume(
+        &scenario.services.kafka,
+        &scenario.topics[4],
+        want,
+        Duration::from_secs(20),
+    );
+    assert_eq!(again.len(), want, "no dead letter again after a restart");
+    assert!(p.terminate());
+}
+
 /// A record the content check lets through but the database refuses is found by
 /// bisection inside the checkpoint, dead-lettered once as `unstorable` with the
 /// SQLSTATE, and everything else is counted.

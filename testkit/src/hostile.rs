@@ -170,7 +170,7 @@ pub fn records(timestamp: &str) -> Vec<Hostile> {
             b"purchase",
             purchase(json!({"items": [{"product_id": "p", "quantity": 9e15, "price": 1.0}]})),
             vec![],
-            unstorable,
+            "undecodable",
         ),
         (
             2,
@@ -184,7 +184,7 @@ pub fn records(timestamp: &str) -> Vec<Hostile> {
             b"search",
             search(json!({"results_count": 9e15})),
             vec![],
-            unstorable,
+            "undecodable",
         ),
         (
             0,
