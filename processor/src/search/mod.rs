@@ -4,7 +4,7 @@
 //! ## Guarantee: at-least-once, idempotent by `event_id`
 //!
 //! The documents of a checkpoint are written to the `search_outbox` table *in the
-//! checkpoint's transaction* ([`crate::store::Checkpoint::queue_documents`]), so they are
+//! checkpoint's transaction* ([`crate::store::Checkpoint::write`]), so they are
 //! durable exactly when the rollups and offsets are, and a crash cannot lose them. A
 //! background task ([`SearchSink`]) reads the outbox in order, sends bounded `_bulk`
 //! requests, and deletes rows only after the index has answered for them. A crash
