@@ -17,13 +17,14 @@ fn main() {
         .format(&time::format_description::well_known::Rfc3339)
         .expect("now formats as RFC 3339");
     let records = testkit::hostile::records(&timestamp);
-    testkit::hostile::produce(
+    let raw: Vec<testkit::RawRecord> = records.into_iter().map(|h| h.record).collect();
+    testkit::produce_raw(
         &brokers,
-        ["product-views", "cart-events", "purchases", "search-events"],
-        &records,
+        &["product-views", "cart-events", "purchases", "search-events"],
+        &raw,
     );
     println!(
         "{} hostile records written to {brokers}; each goes to the dead-letter topic (events-dlq)",
-        records.len()
+        raw.len()
     );
 }

@@ -845,16 +845,6 @@ async fn catalog_changes_are_picked_up_and_silent_clients_disconnected() {
     );
 }
 
-/// A hostile record as the scenario's producer takes it.
-fn raw(h: &testkit::hostile::Hostile) -> common::RawRecord {
-    common::RawRecord {
-        topic: h.topic,
-        key: h.key.clone(),
-        value: h.value.clone(),
-        headers: h.headers.clone(),
-    }
-}
-
 /// Records a foreign producer could write, mixed into every topic with a clean day and
 /// heavy valid records: the clean day's numbers stay exact, the processor keeps running,
 /// and each bad record is dead-lettered exactly once, also across a restart.
@@ -911,11 +901,11 @@ async fn hostile_records_are_dead_lettered_once_and_the_rest_is_counted_exactly(
     // valid records, then the rest of the hostile ones again interleaved per topic.
     let second_half = cases.split_off(hostile_count / 2);
     scenario
-        .produce_raw(&cases.iter().map(raw).collect::<Vec<_>>())
+        .produce_raw(&cases.iter().map(|h| h.record.clone()).collect::<Vec<_>>())
         .await;
     scenario.produce(&day.records).await;
     scenario.produce(&valid).await;
-    let mut invalid_utf8 = common::RawRecord {
+    let mut invalid_utf8 = testkit::RawRecord {
         topic: 3,
         key: Some(b"odd-header-2".to_vec()),
         value: None,
@@ -935,7 +925,12 @@ async fn hostile_records_are_dead_lettered_once_and_the_rest_is_counted_exactly(
     day.expected.duplicates += 1;
     scenario.produce_raw(&[invalid_utf8]).await;
     scenario
-        .produce_raw(&second_half.iter().map(raw).collect::<Vec<_>>())
+        .produce_raw(
+            &second_half
+                .iter()
+                .map(|h| h.record.clone())
+                .collect::<Vec<_>>(),
+        )
         .await;
     cases.extend(second_half);
 
@@ -982,7 +977,7 @@ async fn hostile_records_are_dead_lettered_once_and_the_rest_is_counted_exactly(
         assert!(!letter.header("error_message").is_empty());
         assert_eq!(
             Some(letter.payload.as_slice()),
-            record.value.as_deref().or(Some(&[][..])),
+            record.record.value.as_deref().or(Some(&[][..])),
             "{marker}: the value as it was read"
         );
     }
@@ -1022,8 +1017,8 @@ async fn a_record_the_database_refuses_is_isolated_and_the_rest_is_counted() {
         .expect("constraint");
     let at = day.start_minute * 1000 + 45 * 60_000;
     let time = processor::report::rfc3339(at / 1000);
-    let poison: Vec<common::RawRecord> = (0..3)
-        .map(|i| common::RawRecord {
+    let poison: Vec<testkit::RawRecord> = (0..3)
+        .map(|i| testkit::RawRecord {
             topic: 0,
             key: Some(format!("poisoner-{i}").into_bytes()),
             value: Some(

@@ -2,26 +2,19 @@
 //! processor must dead-letter it: NUL and control characters in every kind of string
 //! field, amounts and quantities past the contract's limits, 100 KB strings, values that
 //! are not JSON, empty or absent, nesting deeper than any parser allows, headers that
-//! are not UTF-8. Shared by the processor's tests and `scripts/demo --hostile`.
+//! are not UTF-8. Shared by the processor's tests and `scripts/demo --hostile`;
+//! [`crate::produce_raw`] writes them.
 
-use std::time::Duration;
-
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::ClientConfig;
 use serde_json::{json, Value};
+
+use crate::RawRecord;
 
 /// One hostile record.
 #[derive(Debug, Clone)]
 pub struct Hostile {
-    /// Topic: 0 product views, 1 cart, 2 purchases, 3 searches.
-    pub topic: usize,
-    /// Key.
-    pub key: Option<Vec<u8>>,
-    /// Value (`None`: a record without one).
-    pub value: Option<Vec<u8>>,
-    /// Headers, among them `marker` = `hostile-<index>` to find its dead letter.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The record (topic 0 product views, 1 cart, 2 purchases, 3 searches), with a
+    /// header `marker` = `hostile-<index>` to find its dead letter.
+    pub record: RawRecord,
     /// The `error_code` its dead letter must carry.
     pub reason: &'static str,
 }
@@ -282,48 +275,14 @@ pub fn records(timestamp: &str) -> Vec<Hostile> {
                 headers.push((k.to_owned(), Some(v.to_vec())));
             }
             Hostile {
-                topic,
-                key: Some(format!("hostile-user-{i}").into_bytes()),
-                value,
-                headers,
+                record: RawRecord {
+                    topic,
+                    key: Some(format!("hostile-user-{i}").into_bytes()),
+                    value,
+                    headers,
+                },
                 reason,
             }
         })
         .collect()
-}
-
-/// Produces `records` to `topics` (product views, cart, purchases, searches) and waits
-/// until Kafka has them all.
-///
-/// # Panics
-///
-/// When Kafka cannot be reached or refuses a record: a test or demo cannot go on then.
-pub fn produce(brokers: &str, topics: [&str; 4], records: &[Hostile]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
-        .expect("producer");
-    for r in records {
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
-        }
-        let mut record: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(topics[r.topic]).headers(headers);
-        if let Some(key) = &r.key {
-            record = record.key(key.as_slice());
-        }
-        if let Some(value) = &r.value {
-            record = record.payload(value.as_slice());
-        }
-        producer.send(record).map_err(|(e, _)| e).expect("queued");
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .expect("acknowledged");
 }

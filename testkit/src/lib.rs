@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// The bootstrap address of the Kafka the tests use, from `KAFKA_BOOTSTRAP`.
@@ -168,4 +169,55 @@ pub fn event_ids(records: &[Consumed]) -> HashSet<String> {
 /// The values of `records`, in order.
 pub fn payloads(records: &[Consumed]) -> Vec<&[u8]> {
     records.iter().map(|r| r.payload.as_slice()).collect()
+}
+
+/// A record with any bytes, as a foreign producer could write it.
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    /// Index into the `topics` given to [`produce_raw`].
+    pub topic: usize,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value (`None`: a record without one).
+    pub value: Option<Vec<u8>>,
+    /// Headers, in order (`None`: a header without a value).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Produces `records` (each to `topics[record.topic]`) with an idempotent producer and
+/// waits until Kafka has acknowledged them all.
+///
+/// # Panics
+///
+/// When Kafka cannot be reached or refuses a record: a test or demo cannot go on then.
+pub fn produce_raw(brokers: &str, topics: &[&str], records: &[RawRecord]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .expect("producer");
+    for r in records {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topics[r.topic]).headers(headers);
+        if let Some(key) = &r.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = &r.value {
+            record = record.payload(value.as_slice());
+        }
+        producer.send(record).map_err(|(e, _)| e).expect("queued");
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("acknowledged");
+    assert_eq!(producer.in_flight_count(), 0, "every record acknowledged");
 }

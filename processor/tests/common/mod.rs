@@ -148,15 +148,6 @@ impl SearchIndex {
     }
 }
 
-/// A record with arbitrary bytes (see [`Scenario::produce_raw`]).
-#[derive(Debug, Clone, Default)]
-pub struct RawRecord {
-    pub topic: usize,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
 /// Everything private to one test: topics, consumer group, database, Redis prefix.
 pub struct Scenario {
     pub services: Services,
@@ -377,37 +368,18 @@ impl Scenario {
         }
     }
 
-    /// Produces records as a foreign producer could write them: any key, value and
-    /// header bytes (`None`: absent). `topic` indexes [`Scenario::topics`].
-    pub async fn produce_raw(&self, records: &[RawRecord]) {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.services.kafka)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.max.bytes", "10000000")
-            .create()
-            .expect("producer");
-        for r in records {
-            let mut headers = OwnedHeaders::new();
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: v.as_deref(),
-                });
-            }
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.topics[r.topic]).headers(headers);
-            if let Some(key) = &r.key {
-                record = record.key(key.as_slice());
-            }
-            if let Some(value) = &r.value {
-                record = record.payload(value.as_slice());
-            }
-            producer
-                .send(record, Duration::from_secs(30))
-                .await
-                .expect("acknowledged");
-        }
+    /// Produces records as a foreign producer could write them (any key, value and
+    /// header bytes); `topic` indexes [`Scenario::topics`].
+    pub async fn produce_raw(&self, records: &[testkit::RawRecord]) {
+        let brokers = self.services.kafka.clone();
+        let topics = self.topics.clone();
+        let records = records.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            testkit::produce_raw(&brokers, &topics, &records);
+        })
+        .await
+        .expect("the producing thread finishes");
     }
 
     /// Dead letters written so far: (error_code header, event_id header).
