@@ -704,10 +704,12 @@ impl Pipeline {
             (rollup, documents)
         };
         let events: Vec<&Incoming> = pending.iter().map(|h| &h.incoming).collect();
+        let mut phase = Instant::now();
         let mut checkpoint = self
             .store
             .begin_checkpoint(&settings.kafka.group_id, &ranges)
             .await?;
+        phase_done("fence", &mut phase);
         let (written, refused) = write_isolating(
             &mut checkpoint,
             &events,
@@ -715,6 +717,7 @@ impl Pipeline {
             &aggregate,
         )
         .await?;
+        phase_done("write", &mut phase);
         for (index, error) in refused {
             if let Some(held) = pending.get(index) {
                 letters.push(DeadLetter::of(
@@ -725,7 +728,9 @@ impl Pipeline {
             }
         }
         checkpoint.queue_dead_letters(&letters).await?;
+        phase_done("dead_letters", &mut phase);
         checkpoint.commit().await?;
+        phase_done("commit", &mut phase);
         let rollup = written.rollup;
         let committed = written.committed;
         for letter in &letters {
@@ -765,11 +770,12 @@ impl Pipeline {
             // Only a hint where to start fetching; positions are read from PostgreSQL.
             let _ = hint.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(range.to));
         }
-        match self
+        let live_written = self
             .live
             .write(&committed, &versions, &rollup.members)
-            .await
-        {
+            .await;
+        phase_done("live", &mut phase);
+        match live_written {
             Ok(()) if committed.backlog => {
                 // Some of these views missed an earlier write: their outbox rows stay
                 // until the re-write from the committed tables (after this checkpoint).
@@ -908,6 +914,14 @@ fn search_documents(
             (incoming.event_id.clone(), doc.to_string())
         })
         .collect()
+}
+
+/// Records the time since `*since` as checkpoint phase `name`
+/// (`processor_checkpoint_phase_seconds{phase}`) and restarts the clock.
+fn phase_done(name: &'static str, since: &mut Instant) {
+    metrics::histogram!("processor_checkpoint_phase_seconds", "phase" => name)
+        .record(since.elapsed().as_secs_f64());
+    *since = Instant::now();
 }
 
 /// At most the first 64 characters of a foreign value, for a message.

@@ -20,7 +20,8 @@
 //! Nothing reaches Redis before this commits; see [`crate::live`].
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls, Transaction};
 
@@ -898,6 +899,19 @@ macro_rules! saturating_add {
     };
 }
 
+/// Awaits one statement of a checkpoint, recording its time in
+/// `processor_checkpoint_statement_seconds{statement}`.
+async fn timed<T, E>(
+    statement: &'static str,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let started = Instant::now();
+    let result = work.await;
+    metrics::histogram!("processor_checkpoint_statement_seconds", "statement" => statement)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
 /// The data part of a checkpoint (see [`Checkpoint::write`]).
 async fn write_data<F>(
     tx: &Transaction<'_>,
@@ -910,18 +924,23 @@ async fn write_data<F>(
 where
     F: FnOnce(HashSet<String>, UserStates) -> (Rollup, Vec<(String, String)>),
 {
-    let seen: HashSet<String> = tx
-        .query(
+    let seen: HashSet<String> = timed(
+        "seen_lookup",
+        tx.query(
             "select event_id from seen_events where event_id = any($1)",
             &[&ids],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let states = activity(tx, users).await?;
+        ),
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    let states = timed("user_state_read", activity(tx, users)).await?;
+    let started = Instant::now();
     let (rollup, documents) = aggregate(seen, states);
-    queue_documents(tx, &documents).await?;
+    metrics::histogram!("processor_checkpoint_phase_seconds", "phase" => "aggregate")
+        .record(started.elapsed().as_secs_f64());
+    timed("search_documents", queue_documents(tx, &documents)).await?;
     let mut committed = Committed::default();
 
     let (m, t, p, k, v) = unzip5(rollup.counts.iter().map(|((minute, tp, metric), delta)| {
@@ -934,7 +953,7 @@ where
         )
     }));
     if !m.is_empty() {
-        for r in tx
+        for r in timed("counts", tx
             .query(
                 concat!(
                     "insert into rollup_counts (minute, topic, partition, metric, value)
@@ -945,7 +964,7 @@ where
                     " returning minute, topic, partition, metric, value"
                 ),
                 &[&m, &t, &p, &k, &v],
-            )
+            ))
             .await?
         {
             committed.counts.push((r.get(0), TopicPartition::new(r.get(1), r.get(2)), r.get(3), r.get(4)));
@@ -967,7 +986,7 @@ where
         tv.push(*delta);
     }
     if !tm.is_empty() {
-        for r in tx
+        for r in timed("tops", tx
             .query(
                 concat!(
                     "insert into rollup_tops (minute, topic, partition, dimension, key, value)
@@ -978,7 +997,7 @@ where
                     " returning minute, topic, partition, dimension, key, value"
                 ),
                 &[&tm, &tt, &tpn, &td, &tk, &tv],
-            )
+            ))
             .await?
         {
             committed.tops.push((
@@ -995,10 +1014,13 @@ where
         let mm: Vec<i64> = rollup.members.iter().map(|x| x.0).collect();
         let ms: Vec<&str> = rollup.members.iter().map(|x| x.1.as_str()).collect();
         let mu: Vec<&str> = rollup.members.iter().map(|x| x.2.as_str()).collect();
-        tx.execute(
-            "insert into rollup_members (minute, set_name, member)
+        timed(
+            "members",
+            tx.execute(
+                "insert into rollup_members (minute, set_name, member)
              select * from unnest($1::bigint[], $2::text[], $3::text[]) on conflict do nothing",
-            &[&mm, &ms, &mu],
+                &[&mm, &ms, &mu],
+            ),
         )
         .await?;
     }
@@ -1006,10 +1028,13 @@ where
     if !rollup.seen.is_empty() {
         let ids: Vec<&str> = rollup.seen.iter().map(|s| s.0.as_str()).collect();
         let minutes: Vec<i64> = rollup.seen.iter().map(|s| s.1).collect();
-        tx.execute(
-            "insert into seen_events (event_id, minute)
+        timed(
+            "seen_insert",
+            tx.execute(
+                "insert into seen_events (event_id, minute)
              select * from unnest($1::text[], $2::bigint[]) on conflict do nothing",
-            &[&ids, &minutes],
+                &[&ids, &minutes],
+            ),
         )
         .await?;
     }
@@ -1024,13 +1049,16 @@ where
             );
         }
         let states = serde_json::Value::Object(states).to_string();
-        tx.execute(
-            "update user_activity u
+        timed(
+            "user_state",
+            tx.execute(
+                "update user_activity u
              set times = array(select jsonb_array_elements_text(j.value->'t')::bigint),
                  viewed = array(select jsonb_array_elements_text(j.value->'v')),
                  bought = array(select jsonb_array_elements_text(j.value->'b'))
              from jsonb_each($1::text::jsonb) j where u.member = j.key",
-            &[&states],
+                &[&states],
+            ),
         )
         .await?;
     }
@@ -1040,24 +1068,30 @@ where
         let a: Vec<&str> = rollup.pairs.keys().map(|k| k.1.as_str()).collect();
         let b: Vec<&str> = rollup.pairs.keys().map(|k| k.2.as_str()).collect();
         let n: Vec<i64> = rollup.pairs.values().copied().collect();
-        tx.execute(
-            concat!(
-                "insert into product_pairs (kind, a, b, count)
+        timed(
+            "pairs",
+            tx.execute(
+                concat!(
+                    "insert into product_pairs (kind, a, b, count)
                  select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
                  on conflict (kind, a, b) do update set count = ",
-                saturating_add!("product_pairs.count", "excluded.count")
+                    saturating_add!("product_pairs.count", "excluded.count")
+                ),
+                &[&kinds, &a, &b, &n],
             ),
-            &[&kinds, &a, &b, &n],
         )
         .await?;
     }
 
     for (tp, watermark) in &rollup.watermarks {
         if ranges.contains_key(tp) {
-            tx.execute(
-                "update consumer_offsets set watermark_ms = $4
+            timed(
+                "watermarks",
+                tx.execute(
+                    "update consumer_offsets set watermark_ms = $4
                  where group_id = $1 and topic = $2 and partition = $3",
-                &[&group, &tp.topic, &tp.partition, watermark],
+                    &[&group, &tp.topic, &tp.partition, watermark],
+                ),
             )
             .await?;
         }
@@ -1080,16 +1114,18 @@ where
         let op: Vec<i32> = outbox.keys().map(|k| k.1.partition).collect();
         let ov: Vec<i64> = outbox.values().copied().collect();
         // `xmax = 0` holds for rows this statement inserted, not for updated ones.
-        let rows = tx
-            .query(
+        let rows = timed(
+            "redis_outbox",
+            tx.query(
                 "insert into redis_outbox (minute, topic, partition, version)
                  select * from unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[])
                  on conflict (minute, topic, partition)
                  do update set version = greatest(redis_outbox.version, excluded.version)
                  returning xmax::text = '0'",
                 &[&om, &ot, &op, &ov],
-            )
-            .await?;
+            ),
+        )
+        .await?;
         committed.backlog = rows.iter().any(|r| !r.get::<_, bool>(0));
     }
     Ok(Written {

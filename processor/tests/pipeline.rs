@@ -377,6 +377,15 @@ async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
     let (status, metrics) = p.get("/metrics").await.expect("metrics answer");
     assert_eq!(status, 200);
     assert!(metrics.contains("processor_checkpoints_total"), "{metrics}");
+    for series in [
+        "processor_checkpoint_phase_seconds_count{phase=\"fence\"}",
+        "processor_checkpoint_phase_seconds_count{phase=\"aggregate\"}",
+        "processor_checkpoint_phase_seconds_count{phase=\"commit\"}",
+        "processor_checkpoint_statement_seconds_count{statement=\"counts\"}",
+        "processor_checkpoint_statement_seconds_count{statement=\"pairs\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
     assert!(
         p.get("/api/analytics/real-time?window=2m")
             .await
