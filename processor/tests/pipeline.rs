@@ -903,6 +903,39 @@ async fn hostile_records_are_dead_lettered_once_and_the_rest_is_counted_exactly(
         at,
         j!({"query": "tent", "results_count": 3}),
     ));
+    // One event id sent by two storefronts: de-duplication is per sender, so another
+    // storefront's (predictable) id cannot suppress this one's event; both count.
+    let first = storefront::counted_record(
+        e,
+        &mut rng,
+        0,
+        "shop-a-user",
+        at,
+        j!({"product_id": "sku-0002"}),
+    );
+    let mut second = storefront::counted_record(
+        e,
+        &mut rng,
+        0,
+        "shop-b-user",
+        at,
+        j!({"product_id": "sku-0002"}),
+    );
+    let id = |r: &storefront::Record| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == "event_id")
+            .map(|(_, v)| v.clone())
+    };
+    for (k, v) in second.headers.iter_mut() {
+        match k.as_str() {
+            "event_id" => *v = id(&first).expect("an id"),
+            "source" => *v = "another-storefront".to_owned(),
+            _ => {}
+        }
+    }
+    valid.push(first);
+    valid.push(second);
     let clean_letters = e.dead_letters;
     let hostile_count = cases.len();
     let scenario = Scenario::new("hostile", &storefront::catalog(), &storefront::RATES).await;
