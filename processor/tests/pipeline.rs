@@ -1167,3 +1167,148 @@ async fn a_schema_error_stops_the_processor_with_the_sqlstate() {
         "no record blamed"
     );
 }
+
+/// What the fault-injecting index of the split test saw.
+#[derive(Default)]
+struct RefusingIndex {
+    /// Ids of the documents it indexed.
+    indexed: std::collections::HashSet<String>,
+    /// Bulk requests it refused as too large.
+    refused: usize,
+}
+
+/// An index that answers `_bulk` requests over `limit` bytes with 413, as OpenSearch does
+/// past its `http.max_content_length`, and indexes the others (a fault the real server
+/// only shows with 100 MB requests).
+async fn serve_refusing_index(
+    listener: tokio::net::TcpListener,
+    limit: usize,
+    seen: std::sync::Arc<std::sync::Mutex<RefusingIndex>>,
+) {
+    use http_body_util::{BodyExt, Full};
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let bulk = request.uri().path().ends_with("/_bulk");
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let answer = if !bulk {
+                            (200, "{}".to_owned())
+                        } else if body.len() > limit {
+                            seen.lock().expect("lock").refused += 1;
+                            (413, String::new())
+                        } else {
+                            let mut items = Vec::new();
+                            for line in body.split(|b| *b == b'\n').step_by(2) {
+                                let Ok(action) = serde_json::from_slice::<serde_json::Value>(line)
+                                else {
+                                    continue;
+                                };
+                                if let Some(id) = action["index"]["_id"].as_str() {
+                                    seen.lock().expect("lock").indexed.insert(id.to_owned());
+                                    items.push(serde_json::json!({"index": {"status": 201}}));
+                                }
+                            }
+                            (
+                                200,
+                                serde_json::json!({"errors": false, "items": items}).to_string(),
+                            )
+                        };
+                        let mut response =
+                            hyper::Response::new(Full::new(hyper::body::Bytes::from(answer.1)));
+                        *response.status_mut() =
+                            hyper::StatusCode::from_u16(answer.0).expect("status");
+                        Ok::<_, hyper::Error>(response)
+                    }
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// A bulk request the index refuses as a whole (413) is split in halves until each part
+/// is taken; a document the index refuses even alone is dropped and counted. Nothing
+/// blocks the queue and the analytics stay exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_requests_the_index_refuses_as_too_large_are_split() {
+    let _shared = STORES.read().await;
+    let mut day = day(0x5EED_0016, 300);
+    let scenario = Scenario::new("split", &storefront::catalog(), &storefront::RATES).await;
+    // An order whose document alone is larger than the index takes.
+    let mut rng = storefront::Rng::new(16);
+    let items: Vec<serde_json::Value> = (0..1_000)
+        .map(|i| serde_json::json!({"product_id": format!("big-order-item-{i:04}"), "quantity": 1, "price": 1.0}))
+        .collect();
+    let at = day.start_minute * 1000 + 45 * 60_000;
+    let big = storefront::counted_record(
+        &mut day.expected,
+        &mut rng,
+        2,
+        "big-buyer",
+        at,
+        serde_json::json!({"order_id": "big", "items": items, "total": 1000.0, "currency": "EUR"}),
+    );
+    let big_id = big
+        .headers
+        .iter()
+        .find(|(k, _)| k == "event_id")
+        .map(|(_, v)| v.clone())
+        .expect("an id");
+    scenario.produce(&day.records).await;
+    scenario.produce(&[big]).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(RefusingIndex::default()));
+    tokio::spawn(serve_refusing_index(listener, 32 * 1024, seen.clone()));
+    let env = scenario.search_env(&addr);
+    let mut p = scenario.start_with("split", &as_env(&env));
+    p.wait_ready(Duration::from_secs(60)).await;
+    let r = settled(
+        &p,
+        day.start_minute,
+        &day.expected,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_matches(&r, &day.expected, day.start_minute);
+
+    let want = (day.expected.events.iter().sum::<i64>() + day.expected.late_events) as usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scenario.rows("search_outbox").await > 0 {
+        assert!(Instant::now() < deadline, "the outbox does not drain");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let seen = std::mem::take(&mut *seen.lock().expect("lock"));
+    assert!(
+        seen.refused > 1,
+        "requests were refused and split: {}",
+        seen.refused
+    );
+    assert_eq!(
+        seen.indexed.len(),
+        want - 1,
+        "every document but the one too large alone"
+    );
+    assert!(
+        !seen.indexed.contains(&big_id),
+        "the refused document is dropped"
+    );
+    let (_, metrics) = p.get("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains("processor_search_documents_failed_total{reason=\"refused_request\"} 1"),
+        "{metrics}"
+    );
+    assert!(p.terminate());
+}
