@@ -28,6 +28,7 @@ pub mod http;
 pub mod isolate;
 pub mod live;
 pub mod pipeline;
+pub mod prune;
 pub mod recommend;
 pub mod report;
 pub mod search;
@@ -129,7 +130,21 @@ pub async fn run(
         pipeline.set_active_users(publisher.active_users());
         tokio::spawn(publisher.run(publisher_stop))
     });
+    let pruning = tokio::spawn(prune::run(
+        prune::PruneSettings {
+            postgres_url: settings.postgres_url.clone(),
+            postgres_connect_timeout: settings.postgres_connect_timeout,
+            interval: settings.prune_interval,
+            dedup_window_minutes: settings.dedup_window_minutes,
+            rollup_retention_minutes: settings.rollup_retention_minutes,
+            max_product_pairs: settings.max_product_pairs,
+            session_retention_ms: settings.session_retention_ms,
+        },
+        shutdown.clone(),
+    ));
     let result = pipeline.run(shutdown).await;
+    // A pruning run holds nothing that must finish.
+    pruning.abort();
     server.abort();
     let _ = stop_publisher.send(true);
     if let Some(publisher) = publisher {

@@ -150,7 +150,6 @@ pub struct Pipeline {
     /// Failed checkpoints in a row whose error calls for a halt.
     halt_failures: u32,
     retry_at: Option<Instant>,
-    last_prune: Instant,
     search_waker: Option<Arc<tokio::sync::Notify>>,
     dead_letter_waker: Option<Arc<tokio::sync::Notify>>,
     active_users: Option<Arc<ActiveUsers>>,
@@ -245,7 +244,6 @@ impl Pipeline {
             failures: 0,
             halt_failures: 0,
             retry_at: None,
-            last_prune: Instant::now(),
             search_waker: None,
             dead_letter_waker: None,
             active_users: None,
@@ -384,47 +382,7 @@ impl Pipeline {
         if self.live_lagging {
             self.resync_live().await;
         }
-        if self.last_prune.elapsed() >= self.settings.prune_interval {
-            self.last_prune = Instant::now();
-            self.prune().await;
-        }
         Ok(())
-    }
-
-    /// Deletes what the bounds say is no longer kept: event ids past the de-duplication
-    /// window, rollups past their retention, the least counted product pairs beyond the
-    /// bound, users inactive for longer than the sessions' retention. Failures are
-    /// logged and tried again at the next interval.
-    async fn prune(&mut self) {
-        let now_minute = crate::aggregate::minute_of(now_ms());
-        let seen_cutoff = now_minute - self.settings.dedup_window_minutes * 60;
-        let rollup_cutoff = now_minute - self.settings.rollup_retention_minutes * 60;
-        let results = [
-            ("seen_events", self.store.prune_seen(seen_cutoff).await),
-            ("rollups", self.store.prune_rollups(rollup_cutoff).await),
-            (
-                "product_pairs",
-                self.store
-                    .prune_pairs(self.settings.max_product_pairs)
-                    .await,
-            ),
-            (
-                "user_activity",
-                self.store
-                    .prune_activity(now_ms().saturating_sub(self.settings.session_retention_ms))
-                    .await,
-            ),
-        ];
-        for (what, result) in results {
-            match result {
-                Ok(0) => {}
-                Ok(n) => {
-                    metrics::counter!("processor_pruned_rows_total", "table" => what).increment(n);
-                    tracing::debug!(deleted = n, what, "pruned");
-                }
-                Err(e) => tracing::warn!(error = %e, what, "pruning failed"),
-            }
-        }
     }
 
     /// Records a failed checkpoint: drops the batch for a re-read after a backoff, or
