@@ -23,6 +23,8 @@
 //!   are at most [`MAX_ITEMS`] × [`MAX_QUANTITY`] = 10⁹. Sums over many events can still
 //!   reach the limit, so consumers add them with checked or saturating arithmetic.
 
+use crate::error::{path_key, ErrorCode, ValidationError};
+
 /// Longest `user_id`, `anonymous_id`, `session_id`, `product_id` (also in `items[]`),
 /// `order_id`, `cart_id`, `coupon`, experiment flag and variant, in characters.
 pub const MAX_ID_CHARS: usize = 128;
@@ -121,6 +123,30 @@ pub(crate) fn check_flag(s: &str) -> Result<(), &'static str> {
         return Err(FLAG_EQUALS);
     }
     Ok(())
+}
+
+/// Checks one `context.experiments` entry, for the validator and for
+/// `Event::check_content` alike: the flag name follows [`check_flag`], the variant
+/// (`Err` with its JSON type's name when it is not a string) [`check_identifier`]. The
+/// error's field path shows the flag escaped and cut short: it is client text.
+pub(crate) fn check_experiment(
+    flag: &str,
+    variant: Result<&str, &'static str>,
+) -> Result<(), ValidationError> {
+    let refuse = |message: String| {
+        ValidationError::field(
+            ErrorCode::InvalidValue,
+            format!("context.experiments.{}", path_key(flag)),
+            message,
+        )
+    };
+    check_flag(flag).map_err(|reason| refuse(format!("experiment flag names {reason}")))?;
+    let variant = variant.map_err(|type_name| {
+        refuse(format!(
+            "experiment variant names must be strings, not {type_name}"
+        ))
+    })?;
+    check_identifier(variant).map_err(|reason| refuse(format!("experiment variant names {reason}")))
 }
 
 /// Whether `s` holds a character that [`is_forbidden_in_text`] refuses.

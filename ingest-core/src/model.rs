@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::contract::{
-    check_flag, check_identifier, has_forbidden_text, MAX_AMOUNT, MAX_EXPERIMENTS, MAX_ID_CHARS,
-    MAX_ITEMS, MAX_LABEL_CHARS, MAX_LOCALE_CHARS, MAX_QUANTITY, MAX_QUERY_CHARS, MAX_RESULTS_COUNT,
-    MAX_URL_CHARS, MAX_USER_AGENT_CHARS, TEXT_NUL,
+    check_experiment, check_identifier, has_forbidden_text, MAX_AMOUNT, MAX_EXPERIMENTS,
+    MAX_ID_CHARS, MAX_ITEMS, MAX_LABEL_CHARS, MAX_LOCALE_CHARS, MAX_QUANTITY, MAX_QUERY_CHARS,
+    MAX_RESULTS_COUNT, MAX_URL_CHARS, MAX_USER_AGENT_CHARS, TEXT_NUL,
 };
-use crate::error::{path_key, render_path, ErrorCode, PathStep, ValidationError};
+use crate::error::{render_path, ErrorCode, PathStep, ValidationError};
 use crate::event::EventKind;
 
 /// Fields every event may carry.
@@ -317,16 +317,7 @@ impl Context {
             ));
         }
         for (flag, variant) in &self.experiments {
-            let refuse = |message: String| {
-                ValidationError::field(
-                    ErrorCode::InvalidValue,
-                    format!("context.experiments.{}", path_key(flag)),
-                    message,
-                )
-            };
-            check_flag(flag).map_err(|reason| refuse(format!("experiment flag names {reason}")))?;
-            check_identifier(variant)
-                .map_err(|reason| refuse(format!("experiment variant names {reason}")))?;
+            check_experiment(flag, Ok(variant))?;
         }
         Ok(())
     }

@@ -17,9 +17,9 @@ use super::currency::is_iso4217;
 use super::json::{type_name, Field, FieldSet, Index, Json};
 use super::Limits;
 use crate::contract::{
-    check_flag, check_identifier, has_forbidden_text, MAX_AMOUNT, MAX_EXPERIMENTS, MAX_ID_CHARS,
-    MAX_ITEMS, MAX_LABEL_CHARS, MAX_LOCALE_CHARS, MAX_QUANTITY, MAX_QUERY_CHARS, MAX_RESULTS_COUNT,
-    MAX_URL_CHARS, MAX_USER_AGENT_CHARS, TEXT_NUL,
+    check_experiment, check_identifier, has_forbidden_text, MAX_AMOUNT, MAX_EXPERIMENTS,
+    MAX_ID_CHARS, MAX_ITEMS, MAX_LABEL_CHARS, MAX_LOCALE_CHARS, MAX_QUANTITY, MAX_QUERY_CHARS,
+    MAX_RESULTS_COUNT, MAX_URL_CHARS, MAX_USER_AGENT_CHARS, TEXT_NUL,
 };
 use crate::error::{path_key, render_path, ErrorCode, PathStep, ValidationError};
 use crate::event::EventKind;
@@ -570,31 +570,10 @@ fn check_context<'i>(context: Json<'_, 'i>) -> Result<(), Failure<'i>> {
             .into());
         }
         for (flag, variant) in experiments.members().into_iter().flatten() {
-            check_experiment(flag, variant)?;
+            check_experiment(flag, variant.as_str().ok_or_else(|| type_name(variant)))?;
         }
     }
     Ok(())
-}
-
-/// One entry of `context.experiments`: the flag name follows [`check_flag`], the variant
-/// name [`check_identifier`]. The field path names the flag escaped and cut short
-/// ([`path_key`]): it is client text.
-fn check_experiment(flag: &str, variant: Json<'_, '_>) -> Result<(), ValidationError> {
-    let refuse = |message: String| {
-        ValidationError::field(
-            ErrorCode::InvalidValue,
-            format!("context.experiments.{}", path_key(flag)),
-            message,
-        )
-    };
-    check_flag(flag).map_err(|reason| refuse(format!("experiment flag names {reason}")))?;
-    let Some(variant) = variant.as_str() else {
-        return Err(refuse(format!(
-            "experiment variant names must be strings, not {}",
-            type_name(variant)
-        )));
-    };
-    check_identifier(variant).map_err(|reason| refuse(format!("experiment variant names {reason}")))
 }
 
 fn check_product_view(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {
