@@ -1049,14 +1049,9 @@ async fn a_record_the_database_refuses_is_isolated_and_the_rest_is_counted() {
     let scenario = Scenario::new("refused", &storefront::catalog(), &storefront::RATES).await;
     // A constraint only PostgreSQL knows about stands for a class of values nobody has
     // found yet.
-    let (client, connection) = tokio_postgres::connect(&scenario.postgres, tokio_postgres::NoTls)
-        .await
-        .expect("test database");
-    tokio::spawn(connection);
-    client
-        .batch_execute("alter table rollup_tops add constraint no_poison check (key <> 'poison')")
-        .await
-        .expect("constraint");
+    scenario
+        .execute("alter table rollup_tops add constraint no_poison check (key <> 'poison')")
+        .await;
     let at = day.start_minute * 1000 + 45 * 60_000;
     let time = processor::report::rfc3339(at / 1000);
     let poison: Vec<testkit::RawRecord> = (0..3)
@@ -1145,14 +1140,7 @@ async fn a_schema_error_stops_the_processor_with_the_sqlstate() {
     let _shared = STORES.read().await;
     let day = storefront::day(0x5EED_0015, 50, start_minute());
     let scenario = Scenario::new("halt", &storefront::catalog(), &storefront::RATES).await;
-    let (client, connection) = tokio_postgres::connect(&scenario.postgres, tokio_postgres::NoTls)
-        .await
-        .expect("test database");
-    tokio::spawn(connection);
-    client
-        .batch_execute("drop table rollup_members")
-        .await
-        .expect("drop");
+    scenario.execute("drop table rollup_members").await;
     scenario.produce(&day.records).await;
     let mut p = scenario.start("halt");
     let status = p

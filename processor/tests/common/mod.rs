@@ -275,17 +275,28 @@ impl Scenario {
         ]
     }
 
-    /// Rows of a table of the scenario's database.
-    pub async fn rows(&self, table: &str) -> i64 {
+    /// A connection to the scenario's database.
+    async fn database(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.postgres, tokio_postgres::NoTls)
             .await
             .expect("PostgreSQL");
         tokio::spawn(connection);
         client
+    }
+
+    /// Rows of a table of the scenario's database.
+    pub async fn rows(&self, table: &str) -> i64 {
+        self.database()
+            .await
             .query_one(&format!("select count(*) from {table}"), &[])
             .await
             .expect("count")
             .get(0)
+    }
+
+    /// Runs `sql` in the scenario's database (to change its schema under the processor).
+    pub async fn execute(&self, sql: &str) {
+        self.database().await.batch_execute(sql).await.expect(sql);
     }
 
     /// Starts a processor instance; `instance` names its log file.
