@@ -13,14 +13,16 @@
 //!
 //! ## De-duplication
 //!
-//! An event whose `event_id` was counted before (in this batch, or in a committed one
-//! still inside the de-duplication window) is counted in `duplicates` and nothing else.
+//! An event whose key was counted before in its partition (in this batch, or in a
+//! committed one still inside the de-duplication window, [`crate::dedup`]) is counted in
+//! `duplicates` and nothing else.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ingest_core::model::{CartAction, Event};
 
 use crate::catalog::Catalog;
+use crate::dedup::{stream_minute, EventKey, SeenIds};
 use crate::recommend::{self, Recent};
 use crate::sessions::Activity;
 use crate::ua;
@@ -52,9 +54,10 @@ pub struct Incoming {
     /// The event's id (the `event_id` header, else the body's; search documents are
     /// indexed under it).
     pub event_id: String,
-    /// The de-duplication key: the event id scoped by the sender (the `source` header),
-    /// so that one storefront's ids can never suppress another's events.
-    pub dedup_key: String,
+    /// The de-duplication key: the hash of the event id scoped by the sender (the
+    /// `source` header), so that one storefront's ids can never suppress another's
+    /// events ([`crate::dedup::key_of`]).
+    pub key: EventKey,
     /// Event time, Unix milliseconds.
     pub event_time_ms: i64,
     /// The event.
@@ -149,8 +152,9 @@ pub struct Rollup {
     pub tops: BTreeMap<(i64, TopicPartition, &'static str, String), i64>,
     /// (minute, set, member).
     pub members: BTreeSet<(i64, String, String)>,
-    /// Newly counted event ids with their minute.
-    pub seen: Vec<(String, i64)>,
+    /// Newly counted event keys per partition, with their stream minute
+    /// ([`crate::dedup`]).
+    pub seen: HashMap<TopicPartition, Vec<(i64, EventKey)>>,
     /// Watermark per source after the batch.
     pub watermarks: HashMap<TopicPartition, i64>,
     /// Event times of the users this batch touched, after it.
@@ -183,21 +187,23 @@ pub struct Aggregator<'a> {
     catalog: &'a Catalog,
     allowed_lateness_secs: i64,
     sessions: SessionRules,
-    already_seen: HashSet<String>,
+    /// The keys counted by committed checkpoints.
+    committed: &'a SeenIds,
+    /// The keys counted by this batch, per partition.
+    batch: HashMap<TopicPartition, HashSet<EventKey>>,
     rollup: Rollup,
 }
 
 impl<'a> Aggregator<'a> {
-    /// An aggregator starting from the committed `watermarks` and the committed event
-    /// ids among the batch's (`already_seen`).
-    /// and the committed event times of the batch's users (`activity`; users not in it
-    /// have none).
+    /// An aggregator starting from the committed `watermarks`, the committed event keys
+    /// (`committed`) and the committed event times of the batch's users (`activity`;
+    /// users not in it have none).
     pub fn new(
         catalog: &'a Catalog,
         allowed_lateness_secs: i64,
         sessions: SessionRules,
         watermarks: HashMap<TopicPartition, i64>,
-        already_seen: HashSet<String>,
+        committed: &'a SeenIds,
         activity: HashMap<String, Activity>,
         recent: HashMap<String, Recent>,
     ) -> Self {
@@ -205,7 +211,8 @@ impl<'a> Aggregator<'a> {
             catalog,
             allowed_lateness_secs,
             sessions,
-            already_seen,
+            committed,
+            batch: HashMap::new(),
             rollup: Rollup {
                 watermarks,
                 activity,
@@ -265,21 +272,39 @@ impl<'a> Aggregator<'a> {
             .insert((minute, set.to_owned(), member.to_owned()));
     }
 
+    /// Notes the event's key in the batch; whether it was not there yet.
+    fn first_in_batch(&mut self, incoming: &Incoming) -> bool {
+        match self.batch.get_mut(&incoming.source) {
+            Some(keys) => keys.insert(incoming.key),
+            None => {
+                self.batch
+                    .insert(incoming.source.clone(), HashSet::from([incoming.key]));
+                true
+            }
+        }
+    }
+
     /// Adds one event (in the order of its partition).
     pub fn add(&mut self, incoming: &Incoming) {
         let source = &incoming.source;
         let minute = minute_of(incoming.event_time_ms);
-        if !self.already_seen.insert(incoming.dedup_key.clone()) {
+        if self.committed.contains(source, incoming.key) || !self.first_in_batch(incoming) {
             self.count(minute, source, metric::DUPLICATES, 1);
             return;
         }
-        self.rollup.seen.push((incoming.dedup_key.clone(), minute));
         let watermark = self
             .rollup
             .watermarks
             .get(source)
             .copied()
             .unwrap_or(i64::MIN);
+        let filed = (stream_minute(minute, watermark), incoming.key);
+        match self.rollup.seen.get_mut(source) {
+            Some(seen) => seen.push(filed),
+            None => {
+                self.rollup.seen.insert(source.clone(), vec![filed]);
+            }
+        }
         if is_late(
             incoming.event_time_ms,
             watermark,
@@ -424,7 +449,7 @@ mod tests {
         Incoming {
             source: TopicPartition::new("t", 0),
             event_id: id.to_owned(),
-            dedup_key: id.to_owned(),
+            key: crate::dedup::key_of(id),
             event_time_ms: ms,
             event: Event::decode(kind, json.as_bytes()).expect("valid test event"),
         }
@@ -469,12 +494,13 @@ mod tests {
     #[test]
     fn counts_metrics_of_every_type() {
         let catalog = catalog();
+        let committed = SeenIds::default();
         let mut agg = Aggregator::new(
             &catalog,
             60,
             RULES,
             HashMap::new(),
-            HashSet::new(),
+            &committed,
             HashMap::new(),
             HashMap::new(),
         );
@@ -534,7 +560,7 @@ mod tests {
         assert!(r
             .members
             .contains(&(m, set::BUYERS.to_owned(), "u2".to_owned())));
-        assert_eq!(r.seen.len(), 7);
+        assert_eq!(r.seen.values().map(Vec::len).sum::<usize>(), 7);
         // u1: events at T0, +2, +3, +4 (one session); u2: +1, +5, +6 (one session).
         assert_eq!(count(&r, m, metric::SESSIONS), 2);
         assert_eq!(r.activity["u1"].times(), &[T0, T0 + 2, T0 + 3, T0 + 4]);
@@ -548,13 +574,25 @@ mod tests {
     fn duplicates_and_late_events_count_only_as_such() {
         let catalog = catalog();
         let tp = TopicPartition::new("t", 0);
-        let committed: HashSet<String> = ["old".to_owned()].into();
+        let mut committed = SeenIds::default();
+        let window = crate::dedup::Window {
+            minutes: 60,
+            max_ids_per_partition: 100,
+        };
+        committed.commit(&tp, &[(T0 / 1000, crate::dedup::key_of("old"))], T0, window);
+        // The same id committed in another partition is not a duplicate here.
+        committed.commit(
+            &TopicPartition::new("t", 1),
+            &[(T0 / 1000, crate::dedup::key_of("d"))],
+            T0,
+            window,
+        );
         let mut agg = Aggregator::new(
             &catalog,
             30,
             RULES,
             [(tp.clone(), T0 + 120_000)].into(),
-            committed,
+            &committed,
             HashMap::new(),
             HashMap::new(),
         );
@@ -566,14 +604,24 @@ mod tests {
         agg.add(&incoming("b", T0, EventKind::ProductView, view));
         // Minute T0+60s closes at T0+150s > watermark: on time.
         agg.add(&incoming("c", T0 + 60_000, EventKind::ProductView, view));
+        agg.add(&incoming("d", T0 + 60_000, EventKind::ProductView, view));
         let r = agg.finish();
         let m = T0 / 1000;
         assert_eq!(count(&r, m + 120, metric::DUPLICATES), 2);
         assert_eq!(count(&r, m + 120, "events.product_view"), 1);
         assert_eq!(count(&r, m, metric::LATE_EVENTS), 1);
         assert_eq!(count(&r, m, "events.product_view"), 0);
-        assert_eq!(count(&r, m + 60, "events.product_view"), 1);
-        let seen: Vec<&str> = r.seen.iter().map(|(id, _)| id.as_str()).collect();
-        assert_eq!(seen, ["a", "b", "c"]);
+        assert_eq!(count(&r, m + 60, "events.product_view"), 2);
+        // Filed by stream minute: the watermark's minute for the late and older events.
+        let key = crate::dedup::key_of;
+        assert_eq!(
+            r.seen[&tp],
+            [
+                (m + 120, key("a")),
+                (m + 120, key("b")),
+                (m + 120, key("c")),
+                (m + 120, key("d"))
+            ]
+        );
     }
 }

@@ -219,14 +219,19 @@ impl Default for CheckpointConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DedupConfig {
-    /// How long an `event_id` is remembered (minutes of event time).
+    /// How long an event's id is remembered to catch a resend: minutes of stream time
+    /// (the partition's watermark) after the minute it was counted in.
     pub window_minutes: u64,
+    /// Ids remembered per partition at most; past it the oldest minutes are forgotten
+    /// before their window ends (about 40 bytes of memory each).
+    pub max_ids_per_partition: usize,
 }
 
 impl Default for DedupConfig {
     fn default() -> Self {
         DedupConfig {
-            window_minutes: 1_440,
+            window_minutes: 10,
+            max_ids_per_partition: 500_000,
         }
     }
 }
@@ -627,8 +632,14 @@ impl ProcessorConfig {
                 "need 0 < initial_backoff_ms <= max_backoff_ms",
             );
         }
-        if self.dedup.window_minutes == 0 {
-            return bad("dedup.window_minutes", "must be > 0");
+        if self.dedup.window_minutes == 0 || self.dedup.window_minutes > 525_600 {
+            return bad(
+                "dedup.window_minutes",
+                "must be between 1 and 525600 (a year)",
+            );
+        }
+        if self.dedup.max_ids_per_partition == 0 {
+            return bad("dedup.max_ids_per_partition", "must be > 0");
         }
         if self.catalog.refresh_secs == 0 || self.catalog.max_products == 0 {
             return bad("catalog", "refresh_secs and max_products must be > 0");
@@ -756,6 +767,10 @@ impl ProcessorConfig {
                 max: Duration::from_millis(self.checkpoint.max_backoff_ms),
             },
             dedup_window_minutes: self.dedup.window_minutes as i64,
+            dedup_window: crate::dedup::Window {
+                minutes: self.dedup.window_minutes as i64,
+                max_ids_per_partition: self.dedup.max_ids_per_partition,
+            },
             allowed_lateness_secs: self.windows.allowed_lateness_secs as i64,
             catalog_ttl: Duration::from_secs(self.catalog.refresh_secs),
             max_products: self.catalog.max_products,
@@ -930,6 +945,8 @@ pub struct Settings {
     pub checkpoint_backoff: Backoff,
     /// De-duplication window, minutes.
     pub dedup_window_minutes: i64,
+    /// De-duplication window and cap.
+    pub dedup_window: crate::dedup::Window,
     /// Allowed lateness, seconds.
     pub allowed_lateness_secs: i64,
     /// Catalog cache time to live.

@@ -53,6 +53,10 @@ pub enum Error {
     /// The time-out of an operation passed.
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    /// State the processor stored cannot be read back (a `dedup_log` row damaged, or
+    /// written by a newer version): it stops rather than count resends twice.
+    #[error("stored state cannot be read: {0}")]
+    Corrupt(String),
 }
 
 /// What a failure calls for.
@@ -92,7 +96,8 @@ impl Error {
             Error::Config(_)
             | Error::Migration { .. }
             | Error::Unattributable(_)
-            | Error::Http(_) => Disposition::Halt,
+            | Error::Http(_)
+            | Error::Corrupt(_) => Disposition::Halt,
         }
     }
 

@@ -21,17 +21,11 @@ use crate::aggregate::{Incoming, Rollup};
 use crate::error::{Disposition, Error};
 use crate::store::{Attempt, Checkpoint, UserStates, Written};
 
-/// Turns a subset of the batch, the ids among them already counted and their users'
-/// committed state into the rollup and the search documents.
-pub trait Aggregate:
-    Fn(&[&Incoming], HashSet<String>, UserStates) -> (Rollup, Vec<(String, String)>)
-{
-}
+/// Turns a subset of the batch and its users' committed state into the rollup and the
+/// search documents.
+pub trait Aggregate: Fn(&[&Incoming], UserStates) -> (Rollup, Vec<(String, String)>) {}
 
-impl<F> Aggregate for F where
-    F: Fn(&[&Incoming], HashSet<String>, UserStates) -> (Rollup, Vec<(String, String)>)
-{
-}
+impl<F> Aggregate for F where F: Fn(&[&Incoming], UserStates) -> (Rollup, Vec<(String, String)>) {}
 
 /// Writes `events` (in order) into `checkpoint`, leaving out the records PostgreSQL
 /// refuses. Returns what was written and the refused records, as indices into `events`
@@ -105,14 +99,11 @@ async fn write(
         .iter()
         .filter_map(|&i| events.get(i).copied())
         .collect();
-    let ids: Vec<&str> = subset.iter().map(|e| e.dedup_key.as_str()).collect();
     let users: Vec<&str> = subset
         .iter()
         .filter_map(|e| e.event.common().identity())
         .collect();
     checkpoint
-        .write(&ids, &users, attempt, |seen, states| {
-            aggregate(&subset, seen, states)
-        })
+        .write(&users, attempt, |states| aggregate(&subset, states))
         .await
 }

@@ -23,6 +23,7 @@ pub mod aggregate;
 pub mod catalog;
 pub mod config;
 pub mod dead_letter;
+pub mod dedup;
 mod error;
 pub mod http;
 pub mod isolate;
@@ -135,6 +136,7 @@ pub async fn run(
             postgres_url: settings.postgres_url.clone(),
             postgres_connect_timeout: settings.postgres_connect_timeout,
             interval: settings.prune_interval,
+            group_id: settings.kafka.group_id.clone(),
             dedup_window_minutes: settings.dedup_window_minutes,
             rollup_retention_minutes: settings.rollup_retention_minutes,
             max_product_pairs: settings.max_product_pairs,

@@ -7,7 +7,8 @@
 //! makes the loop read that partition's committed position from PostgreSQL and, unless
 //! the record is exactly at it, seek there and drop what was read before it. Kafka's own
 //! committed offsets are written after each checkpoint only as a hint where to start
-//! fetching; they are never trusted.
+//! fetching; they are never trusted. The partition's de-duplication keys are loaded
+//! with it ([`crate::dedup`]).
 //!
 //! ## Rebalances
 //!
@@ -54,6 +55,7 @@ use crate::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartitio
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::dead_letter::{reason, DeadLetter};
+use crate::dedup::{self, SeenIds};
 use crate::error::{Disposition, Error};
 use crate::isolate::write_isolating;
 use crate::live::LiveView;
@@ -136,6 +138,8 @@ pub struct Pipeline {
     catalog_loaded: Instant,
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
     partitions: HashMap<TopicPartition, PartitionState>,
+    /// The de-duplication keys of the partitions in `partitions`, as committed.
+    seen: SeenIds,
     stale: HashSet<TopicPartition>,
     pending: Vec<Held>,
     /// Records to dead-letter with the next checkpoint.
@@ -233,6 +237,7 @@ impl Pipeline {
             catalog_loaded: Instant::now(),
             revoked,
             partitions: HashMap::new(),
+            seen: SeenIds::default(),
             stale: HashSet::new(),
             pending: Vec::new(),
             letters: Vec::new(),
@@ -354,6 +359,11 @@ impl Pipeline {
         let stale: Vec<TopicPartition> = self.stale.iter().cloned().collect();
         for tp in stale {
             if let Err(e) = self.resolve(&tp, None).await {
+                if e.disposition() == Disposition::Halt {
+                    tracing::error!(error = %e, topic = %tp.topic, partition = tp.partition,
+                        "a partition's committed state cannot be loaded: the processor stops");
+                    return Err(e);
+                }
                 tracing::warn!(error = %e, topic = %tp.topic, partition = tp.partition, "re-seek failed");
             }
         }
@@ -435,6 +445,7 @@ impl Pipeline {
         let gone: HashSet<TopicPartition> = revoked.into_iter().collect();
         for tp in &gone {
             self.partitions.remove(tp);
+            self.seen.forget(tp);
             self.stale.remove(tp);
             self.ranges.remove(tp);
         }
@@ -443,13 +454,32 @@ impl Pipeline {
             .retain(|l| !gone.contains(&TopicPartition::new(&l.topic, l.partition)));
     }
 
-    /// Loads a partition's committed position and seeks there unless `at` (the offset of
-    /// a record just read) already is it. Returns whether that record may be used.
+    /// Loads a partition's committed position and de-duplication keys, and seeks there
+    /// unless `at` (the offset of a record just read) already is it. Returns whether that
+    /// record may be used.
     async fn resolve(&mut self, tp: &TopicPartition, at: Option<i64>) -> Result<bool, Error> {
-        let position = self
-            .store
-            .position(&self.settings.kafka.group_id, tp)
-            .await?;
+        let group = &self.settings.kafka.group_id;
+        let position = self.store.position(group, tp).await?;
+        let window = self.settings.dedup_window;
+        let ids = match position {
+            Some(p) => {
+                let started = Instant::now();
+                // Rows up to the position read: a later commit (another instance's)
+                // belongs to a position this instance does not hold.
+                let mut ids = self
+                    .store
+                    .load_seen(group, tp, p.next_offset, window.cutoff(p.watermark_ms))
+                    .await?;
+                let truncated =
+                    ids.prune(window.cutoff(p.watermark_ms), window.max_ids_per_partition);
+                note_truncated(truncated);
+                tracing::debug!(topic = %tp.topic, partition = tp.partition, ids = ids.len(),
+                    ms = started.elapsed().as_millis() as u64, "de-duplication keys loaded");
+                ids
+            }
+            None => dedup::PartitionIds::default(),
+        };
+        self.seen.load(tp.clone(), ids);
         let (target, offset) = match position {
             Some(p) => (p.next_offset, Offset::Offset(p.next_offset)),
             None => (i64::MIN, Offset::Beginning),
@@ -591,9 +621,9 @@ impl Pipeline {
                     )
                 })?;
                 // Length-prefixed, so no two (source, id) pairs share a key.
-                format!("{}:{source}/{event_id}", source.len())
+                dedup::key_of(&format!("{}:{source}/{event_id}", source.len()))
             }
-            None => event_id.clone(),
+            None => dedup::key_of(&event_id),
         };
         let event_time_ms = event
             .common()
@@ -606,7 +636,7 @@ impl Pipeline {
         Ok(Incoming {
             source: TopicPartition::new(message.topic(), message.partition()),
             event_id,
-            dedup_key,
+            key: dedup_key,
             event_time_ms,
             event,
         })
@@ -640,7 +670,8 @@ impl Pipeline {
             order_items_paired: settings.order_items_paired,
         };
         let search = settings.search.is_some();
-        let aggregate = |events: &[&Incoming], seen, states: crate::store::UserStates| {
+        let seen = &self.seen;
+        let aggregate = |events: &[&Incoming], states: crate::store::UserStates| {
             let mut aggregator = Aggregator::new(
                 catalog,
                 settings.allowed_lateness_secs,
@@ -723,11 +754,17 @@ impl Pipeline {
                 if let Some(w) = rollup.watermarks.get(tp) {
                     state.watermark_ms = *w;
                 }
+                let ids = rollup.seen.get(tp).map_or(&[][..], Vec::as_slice);
+                let truncated =
+                    self.seen
+                        .commit(tp, ids, state.watermark_ms, self.settings.dedup_window);
+                note_truncated(truncated);
             }
             versions.insert(tp.clone(), range.to);
             // Only a hint where to start fetching; positions are read from PostgreSQL.
             let _ = hint.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(range.to));
         }
+        metrics::gauge!("processor_dedup_ids").set(self.seen.len() as f64);
         let live_written = self
             .live
             .write(&committed, &versions, &rollup.members)
@@ -863,15 +900,42 @@ fn search_documents(
     rollup: &Rollup,
     catalog: &Catalog,
 ) -> Vec<(String, String)> {
-    let mut new: HashSet<&str> = rollup.seen.iter().map(|(id, _)| id.as_str()).collect();
+    let mut new: HashSet<(&TopicPartition, dedup::EventKey)> = rollup
+        .seen
+        .iter()
+        .flat_map(|(tp, ids)| ids.iter().map(move |&(_, key)| (tp, key)))
+        .collect();
     pending
         .iter()
-        .filter(|incoming| new.remove(incoming.dedup_key.as_str()))
+        .filter(|incoming| new.remove(&(&incoming.source, incoming.key)))
         .map(|incoming| {
             let doc = crate::search::document(incoming, catalog);
             (incoming.event_id.clone(), doc.to_string())
         })
         .collect()
+}
+
+/// Counts the de-duplication keys forgotten for the cap before their window ended.
+/// Logged at most once a minute; the counter has every one.
+fn note_truncated(ids: usize) {
+    static LAST_LOGGED_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    if ids == 0 {
+        return;
+    }
+    metrics::counter!("processor_dedup_window_truncated_total").increment(ids as u64);
+    let now = now_ms();
+    let last = LAST_LOGGED_MS.load(Ordering::Relaxed);
+    if now - last >= 60_000
+        && LAST_LOGGED_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            ids,
+            "dedup.max_ids_per_partition reached: the oldest keys were forgotten before \
+             dedup.window_minutes ended (resends of them are counted again)"
+        );
+    }
 }
 
 /// Records the time since `*since` as checkpoint phase `name`

@@ -1,5 +1,5 @@
-//! The background job that deletes what the bounds say is no longer kept: event ids past
-//! the de-duplication window, rollups past their retention, the least counted product
+//! The background job that deletes what the bounds say is no longer kept: the
+//! de-duplication log rows past the window ([`crate::dedup`]), rollups past their retention, the least counted product
 //! pairs beyond the bound, users inactive for longer than the sessions' retention.
 //!
 //! It runs on a connection of its own, beside the consume loop rather than inside it: a
@@ -26,7 +26,9 @@ pub struct PruneSettings {
     pub postgres_connect_timeout: Duration,
     /// Time between runs.
     pub interval: Duration,
-    /// Event ids are kept this many minutes of event time.
+    /// The consumer group whose de-duplication log is pruned.
+    pub group_id: String,
+    /// De-duplication keys are kept this many minutes of stream time.
     pub dedup_window_minutes: i64,
     /// Rollups are kept this many minutes.
     pub rollup_retention_minutes: i64,
@@ -65,11 +67,15 @@ pub async fn run(settings: PruneSettings, mut shutdown: watch::Receiver<bool>) {
 
 async fn prune(store: &Store, settings: &PruneSettings) {
     let now_minute = minute_of(now_ms());
-    let seen_cutoff = now_minute - settings.dedup_window_minutes * 60;
     let rollup_cutoff = now_minute - settings.rollup_retention_minutes * 60;
     let activity_cutoff = now_ms().saturating_sub(settings.session_retention_ms);
     let runs: [(&str, Result<u64, Error>); 4] = [
-        ("seen_events", store.prune_seen(seen_cutoff).await),
+        (
+            "dedup_log",
+            store
+                .prune_dedup_log(&settings.group_id, settings.dedup_window_minutes)
+                .await,
+        ),
         ("rollups", store.prune_rollups(rollup_cutoff).await),
         (
             "product_pairs",

@@ -9,9 +9,9 @@
 //!    value this instance read it at to the batch's end, or the transaction fails
 //!    ([`Error::Fenced`]): another instance committed that partition meanwhile (a
 //!    rebalance), so this batch is dropped and re-read from the stored offsets;
-//! 2. the de-duplication lookup (which of the batch's event ids are already counted);
-//! 3. the rollup deltas (counters and keyed counters added, members inserted) and the
-//!    event ids now counted;
+//! 2. the rollup deltas (counters and keyed counters added, members inserted);
+//! 3. per partition, one `dedup_log` row with the keys of the events now counted
+//!    ([`crate::dedup`]: the de-duplication lookup itself is in memory);
 //! 4. the partitions' watermarks, and the outbox rows naming the (minute, partition)
 //!    pairs whose Redis view must be written;
 //! 5. with the search sink on, the search documents of the newly counted events
@@ -19,7 +19,7 @@
 //!
 //! Nothing reaches Redis before this commits; see [`crate::live`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use tokio_postgres::{Client, NoTls, Transaction};
 use crate::aggregate::{Rollup, TopicPartition};
 use crate::catalog::Catalog;
 use crate::dead_letter::DeadLetter;
+use crate::dedup::{self, PartitionIds};
 use crate::error::Error;
 use crate::recommend::{self, Neighbours, Recent};
 use crate::sessions::Activity;
@@ -63,6 +64,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         6,
         "0006_dead_letter_outbox.sql",
         include_str!("../migrations/0006_dead_letter_outbox.sql"),
+    ),
+    (
+        7,
+        "0007_dedup_log.sql",
+        include_str!("../migrations/0007_dedup_log.sql"),
     ),
 ];
 
@@ -290,19 +296,62 @@ impl Store {
         })
     }
 
-    /// Deletes event ids whose minute is before `before_minute`.
+    /// Deletes the `dedup_log` rows of `group` whose newest minute is more than
+    /// `window_minutes` before their partition's committed watermark (no loaded
+    /// partition reads them any more, [`crate::dedup`]); returns the rows deleted.
     ///
     /// # Errors
     ///
     /// [`Error::Postgres`].
-    pub async fn prune_seen(&self, before_minute: i64) -> Result<u64, Error> {
+    pub async fn prune_dedup_log(&self, group: &str, window_minutes: i64) -> Result<u64, Error> {
         Ok(self
             .client
             .execute(
-                "delete from seen_events where minute < $1",
-                &[&before_minute],
+                "delete from dedup_log d using consumer_offsets o
+                 where d.group_id = $1 and o.group_id = d.group_id and o.topic = d.topic
+                   and o.partition = d.partition and o.watermark_ms > -9223372036854775808
+                   and d.max_minute < (o.watermark_ms / 60000) * 60 - $2::bigint * 60",
+                &[&group, &window_minutes],
             )
             .await?)
+    }
+
+    /// The de-duplication keys of a partition committed up to `next_offset` (its
+    /// committed position) and filed at or after `since_minute` (`None`: all).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`]; [`Error::Corrupt`] for a row that cannot be read.
+    pub async fn load_seen(
+        &self,
+        group: &str,
+        tp: &TopicPartition,
+        next_offset: i64,
+        since_minute: Option<i64>,
+    ) -> Result<PartitionIds, Error> {
+        let rows = self
+            .client
+            .query(
+                "select ids from dedup_log
+                 where group_id = $1 and topic = $2 and partition = $3 and to_offset <= $4
+                   and max_minute >= $5
+                 order by to_offset",
+                &[
+                    &group,
+                    &tp.topic,
+                    &tp.partition,
+                    &next_offset,
+                    &since_minute.unwrap_or(i64::MIN),
+                ],
+            )
+            .await?;
+        let mut ids = PartitionIds::default();
+        for row in rows {
+            let bytes: &[u8] = row.get(0);
+            dedup::decode_into(bytes, &mut ids)
+                .map_err(|e| Error::Corrupt(format!("{e} ({}/{})", tp.topic, tp.partition)))?;
+        }
+        Ok(ids)
     }
 
     /// Deletes the per-minute rollups (counters, tops, members) and Redis outbox rows of
@@ -791,10 +840,9 @@ pub enum Attempt {
 
 impl Checkpoint<'_> {
     /// Stores a set of events inside a savepoint of the checkpoint transaction: reads
-    /// which of `ids` (their de-duplication keys) are already counted and the committed
-    /// state of `users` (locked until the commit: another instance may hold the same
-    /// user's events from another topic), lets `aggregate` turn both into the rollup and
-    /// the search documents (`(event_id, JSON)`), and writes them. On an error the
+    /// the committed state of `users` (locked until the commit: another instance may
+    /// hold the same user's events from another topic), lets `aggregate` turn it into
+    /// the rollup and the search documents (`(event_id, JSON)`), and writes them. On an error the
     /// savepoint is rolled back and the fenced transaction stays usable, so the caller
     /// can try a subset of the events instead (see [`crate::pipeline`]).
     ///
@@ -804,16 +852,15 @@ impl Checkpoint<'_> {
     /// retried; a value the database refuses: see [`Error::disposition`]).
     pub async fn write<F>(
         &mut self,
-        ids: &[&str],
         users: &[&str],
         attempt: Attempt,
         aggregate: F,
     ) -> Result<Written, Error>
     where
-        F: FnOnce(HashSet<String>, UserStates) -> (Rollup, Vec<(String, String)>),
+        F: FnOnce(UserStates) -> (Rollup, Vec<(String, String)>),
     {
         let savepoint = self.tx.savepoint("events").await?;
-        let result = write_data(&savepoint, &self.group, &self.ranges, ids, users, aggregate).await;
+        let result = write_data(&savepoint, &self.group, &self.ranges, users, aggregate).await;
         match (result, attempt) {
             (Ok(written), Attempt::Keep) => {
                 savepoint.commit().await?;
@@ -912,32 +959,57 @@ async fn timed<T, E>(
     result
 }
 
+/// Writes one `dedup_log` row per partition with the keys `rollup` counted there,
+/// keyed by the end of the partition's committed range ([`crate::dedup`]).
+async fn write_dedup_log(
+    tx: &Transaction<'_>,
+    group: &str,
+    ranges: &HashMap<TopicPartition, OffsetRange>,
+    rollup: &Rollup,
+) -> Result<(), Error> {
+    let mut topics = Vec::new();
+    let mut partitions = Vec::new();
+    let mut to_offsets = Vec::new();
+    let mut oldest = Vec::new();
+    let mut newest = Vec::new();
+    let mut blobs = Vec::new();
+    for (tp, ids) in &rollup.seen {
+        let (Some(range), Some((min, max, bytes))) = (ranges.get(tp), dedup::encode(ids)) else {
+            continue;
+        };
+        topics.push(tp.topic.as_str());
+        partitions.push(tp.partition);
+        to_offsets.push(range.to);
+        oldest.push(min);
+        newest.push(max);
+        blobs.push(bytes);
+    }
+    if topics.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "insert into dedup_log (group_id, topic, partition, to_offset, min_minute, max_minute, ids)
+         select $1, * from unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bytea[])",
+        &[&group, &topics, &partitions, &to_offsets, &oldest, &newest, &blobs],
+    )
+    .await?;
+    Ok(())
+}
+
 /// The data part of a checkpoint (see [`Checkpoint::write`]).
 async fn write_data<F>(
     tx: &Transaction<'_>,
     group: &str,
     ranges: &HashMap<TopicPartition, OffsetRange>,
-    ids: &[&str],
     users: &[&str],
     aggregate: F,
 ) -> Result<Written, Error>
 where
-    F: FnOnce(HashSet<String>, UserStates) -> (Rollup, Vec<(String, String)>),
+    F: FnOnce(UserStates) -> (Rollup, Vec<(String, String)>),
 {
-    let seen: HashSet<String> = timed(
-        "seen_lookup",
-        tx.query(
-            "select event_id from seen_events where event_id = any($1)",
-            &[&ids],
-        ),
-    )
-    .await?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
     let states = timed("user_state_read", activity(tx, users)).await?;
     let started = Instant::now();
-    let (rollup, documents) = aggregate(seen, states);
+    let (rollup, documents) = aggregate(states);
     metrics::histogram!("processor_checkpoint_phase_seconds", "phase" => "aggregate")
         .record(started.elapsed().as_secs_f64());
     timed("search_documents", queue_documents(tx, &documents)).await?;
@@ -1025,19 +1097,7 @@ where
         .await?;
     }
 
-    if !rollup.seen.is_empty() {
-        let ids: Vec<&str> = rollup.seen.iter().map(|s| s.0.as_str()).collect();
-        let minutes: Vec<i64> = rollup.seen.iter().map(|s| s.1).collect();
-        timed(
-            "seen_insert",
-            tx.execute(
-                "insert into seen_events (event_id, minute)
-             select * from unnest($1::text[], $2::bigint[]) on conflict do nothing",
-                &[&ids, &minutes],
-            ),
-        )
-        .await?;
-    }
+    timed("dedup_log", write_dedup_log(tx, group, ranges, &rollup)).await?;
 
     if !rollup.activity.is_empty() || !rollup.recent.is_empty() {
         let mut states = serde_json::Map::new();

@@ -726,11 +726,7 @@ async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
     );
     p.wait_ready(Duration::from_secs(60)).await;
     scenario.produce(&records).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while scenario.rows("seen_events").await < 13 {
-        assert!(Instant::now() < deadline, "the 13 views were not counted");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    scenario.wait_committed(13, Duration::from_secs(60)).await;
     let old_minute = now_minute - 180 * 60;
     let old_rows = format!("rollup_counts where minute = {old_minute}");
     assert!(
@@ -789,6 +785,69 @@ async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
         metrics.contains("processor_pruned_rows_total{table=\"rollups\"}"),
         "{metrics}"
     );
+}
+
+/// Counts of a few views: waits until `views + late + duplicates` are counted, then
+/// checks each.
+async fn assert_counted(p: &Processor, start: i64, views: i64, late: i64, duplicates: i64) {
+    let e = Expected {
+        events: [views, 0, 0, 0],
+        late_events: late,
+        duplicates,
+        ..Expected::default()
+    };
+    let r = settled(p, start, &e, Duration::from_secs(60)).await;
+    assert_eq!(
+        (r.events.product_view, r.late_events, r.duplicates),
+        (views, late, duplicates),
+        "(views, late, duplicates)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resend_after_a_kill_9_is_a_duplicate_until_its_window_has_passed() {
+    let _shared = STORES.read().await;
+    let scenario = Scenario::new("resend", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let start = start_minute();
+    let env = [
+        ("PROCESSOR_DEDUP__WINDOW_MINUTES", "5"),
+        ("PROCESSOR_PRUNING__INTERVAL_SECS", "1"),
+    ];
+    let t0 = (start + 10 * 60) * 1000;
+    let original = view(1, "sku-1", t0);
+    let mut p = scenario.start_with("resend-0", &env);
+    p.wait_ready(Duration::from_secs(60)).await;
+    scenario.produce(std::slice::from_ref(&original)).await;
+    scenario.wait_committed(1, Duration::from_secs(60)).await;
+    p.kill9();
+    // The same record again (the agent's disk buffer delivering again after a crash):
+    // the new process knows its id from the committed log only.
+    scenario.produce(std::slice::from_ref(&original)).await;
+    let mut p = scenario.start_with("resend-1", &env);
+    p.wait_ready(Duration::from_secs(60)).await;
+    assert_counted(&p, start, 1, 0, 1).await;
+    assert_eq!(scenario.rows("dedup_log").await, 1, "one id committed");
+
+    // Twenty minutes later in the same partition (the same user): the original's minute
+    // leaves the 5-minute window, and its log row is pruned.
+    scenario
+        .produce(&[view(1, "sku-1", t0 + 20 * 60_000)])
+        .await;
+    assert_counted(&p, start, 2, 0, 1).await;
+    let old_rows = format!("dedup_log where max_minute < {}", t0 / 1000 + 15 * 60);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scenario.rows(&old_rows).await > 0 {
+        assert!(Instant::now() < deadline, "the old log row was not pruned");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(scenario.rows("dedup_log").await, 1, "the newer row stays");
+    // A resend now is not recognised any more: it is counted as what it then is, an
+    // event far behind the watermark (late), not as a duplicate.
+    scenario.produce(std::slice::from_ref(&original)).await;
+    assert_counted(&p, start, 2, 1, 1).await;
+    let (_, metrics) = p.get("/metrics").await.expect("metrics");
+    assert!(metrics.contains("processor_dedup_ids"), "{metrics}");
+    assert!(p.terminate());
 }
 
 fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
@@ -947,14 +1006,14 @@ async fn hostile_records_are_dead_lettered_once_and_the_rest_is_counted_exactly(
         .await;
     scenario.produce(&day.records).await;
     scenario.produce(&valid).await;
+    // The last valid record again (same topic and key, as a resend comes) with a header
+    // that is not UTF-8: counted as a duplicate.
     let mut invalid_utf8 = testkit::RawRecord {
-        topic: 3,
-        key: Some(b"odd-header-2".to_vec()),
+        topic: 0,
+        key: Some(b"shop-b-user".to_vec()),
         value: None,
         headers: Vec::new(),
     };
-    // The same valid search again with a header that is not UTF-8: a resend with the
-    // same id, counted as a duplicate.
     invalid_utf8.value = Some(valid[valid.len() - 1].value.clone());
     for (k, v) in &valid[valid.len() - 1].headers {
         invalid_utf8

@@ -2,12 +2,13 @@
 //! processor reads them, decoded events, and the aggregation of one checkpoint.
 #![allow(dead_code)] // each bench target uses a different part of this module
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use ingest_core::model::Event;
 use ingest_core::EventKind;
 use processor::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartition};
 use processor::catalog::Catalog;
+use processor::dedup::SeenIds;
 
 use crate::common;
 
@@ -37,7 +38,7 @@ pub(crate) fn incoming(n: usize) -> Vec<Incoming> {
             let id = format!("event-{i}");
             Incoming {
                 source: TopicPartition::new(kind.as_str(), (i % 8) as i32),
-                dedup_key: format!("9:bench-src/{id}"),
+                key: processor::dedup::key_of(&format!("9:bench-src/{id}")),
                 event_id: id,
                 event_time_ms: T0_MS + i as i64 * 10,
                 event,
@@ -67,12 +68,13 @@ pub(crate) fn aggregate(catalog: &Catalog, events: &[Incoming]) -> Rollup {
         pair_window: 5,
         order_items_paired: 25,
     };
+    let committed = SeenIds::default();
     let mut aggregator = Aggregator::new(
         catalog,
         300,
         rules,
         HashMap::new(),
-        HashSet::new(),
+        &committed,
         HashMap::new(),
         HashMap::new(),
     );

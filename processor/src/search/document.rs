@@ -203,7 +203,7 @@ mod tests {
         Incoming {
             source: TopicPartition::new("purchases", 3),
             event_id: "e-1".to_owned(),
-            dedup_key: "e-1".to_owned(),
+            key: crate::dedup::key_of("e-1"),
             event_time_ms: 1_795_514_412_345,
             event: Event::decode(kind, json.as_bytes()).expect("valid test event"),
         }

@@ -294,6 +294,36 @@ impl Scenario {
             .get(0)
     }
 
+    /// Records committed so far in all partitions (the sum of the committed offsets; the
+    /// scenario's topics are fresh, so that is every record read and committed).
+    pub async fn committed_records(&self) -> i64 {
+        self.database()
+            .await
+            .query_one(
+                "select coalesce(sum(next_offset), 0)::bigint from consumer_offsets",
+                &[],
+            )
+            .await
+            .expect("committed offsets")
+            .get(0)
+    }
+
+    /// Waits until at least `want` records are committed.
+    pub async fn wait_committed(&self, want: i64, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let n = self.committed_records().await;
+            if n >= want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} of {want} records committed after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Runs `sql` in the scenario's database (to change its schema under the processor).
     pub async fn execute(&self, sql: &str) {
         self.database().await.batch_execute(sql).await.expect(sql);
