@@ -344,6 +344,12 @@ pub struct RecommendationsConfig {
     /// A user's recommendations are published at most once per this many seconds (the
     /// users active since the last round, all at once).
     pub publish_interval_secs: u64,
+    /// Time between folds of the checkpoints' product-pair deltas (`pair_log`) into the
+    /// pair counts that recommendations read (ms): how far recommendations lag counting.
+    pub fold_interval_ms: u64,
+    /// Distinct product pairs one fold adds at most (memory bound of a fold, about 100
+    /// bytes each); more pending deltas are folded at once in the next round.
+    pub fold_max_pairs: usize,
 }
 
 impl Default for RecommendationsConfig {
@@ -356,6 +362,8 @@ impl Default for RecommendationsConfig {
             partners_per_product: 50,
             topic: "user-recommendations".to_owned(),
             publish_interval_secs: 30,
+            fold_interval_ms: 2_000,
+            fold_max_pairs: 500_000,
         }
     }
 }
@@ -698,6 +706,15 @@ impl ProcessorConfig {
                 "must be in 1..=10000",
             );
         }
+        if r.fold_interval_ms == 0 || r.fold_interval_ms > 3_600_000 {
+            return bad(
+                "recommendations.fold_interval_ms",
+                "must be between 1 and 3600000 (an hour)",
+            );
+        }
+        if r.fold_max_pairs == 0 {
+            return bad("recommendations.fold_max_pairs", "must be > 0");
+        }
         if r.publish_interval_secs == 0 || r.publish_interval_secs > 86_400 {
             return bad(
                 "recommendations.publish_interval_secs",
@@ -791,6 +808,8 @@ impl ProcessorConfig {
             recommendations_partners: r.partners_per_product,
             recommendations_topic: (!r.topic.trim().is_empty()).then(|| r.topic.clone()),
             recommendations_interval: Duration::from_secs(r.publish_interval_secs),
+            pair_fold_interval: Duration::from_millis(r.fold_interval_ms),
+            pair_fold_max_pairs: r.fold_max_pairs as i64,
             top_n: self.api.top_n,
             max_connections: self.api.max_connections,
             header_read_timeout: Duration::from_millis(self.api.header_read_timeout_ms),
@@ -979,6 +998,10 @@ pub struct Settings {
     pub recommendations_topic: Option<String>,
     /// How often recommendations are published (per user at most).
     pub recommendations_interval: Duration,
+    /// Time between folds of `pair_log` into `product_pairs`.
+    pub pair_fold_interval: Duration,
+    /// Distinct pairs one fold adds at most.
+    pub pair_fold_max_pairs: i64,
     /// Top list length.
     pub top_n: usize,
     /// HTTP connections at once.
@@ -1202,6 +1225,10 @@ mod tests {
                 c.publish_interval_secs = 0
             }),
             ("recommendations.pair_window", |c| c.pair_window = 21),
+            ("recommendations.fold_interval_ms", |c| {
+                c.fold_interval_ms = 0
+            }),
+            ("recommendations.fold_max_pairs", |c| c.fold_max_pairs = 0),
         ] {
             let mut config = ProcessorConfig::default();
             change(&mut config.recommendations);
@@ -1211,6 +1238,7 @@ mod tests {
         let settings = ProcessorConfig::default().validate().expect("defaults");
         assert_eq!(settings.recommendations_partners, 50);
         assert_eq!(settings.recommendations_interval, Duration::from_secs(30));
+        assert_eq!(settings.pair_fold_interval, Duration::from_secs(2));
     }
 
     #[test]

@@ -144,9 +144,20 @@ pub async fn run(
         },
         shutdown.clone(),
     ));
+    let folding = tokio::spawn(recommend::fold::run(
+        recommend::fold::FoldSettings {
+            postgres_url: settings.postgres_url.clone(),
+            postgres_connect_timeout: settings.postgres_connect_timeout,
+            interval: settings.pair_fold_interval,
+            max_pairs: settings.pair_fold_max_pairs,
+        },
+        shutdown.clone(),
+    ));
     let result = pipeline.run(shutdown).await;
-    // A pruning run holds nothing that must finish.
+    // A pruning run or a fold holds nothing that must finish (a fold that does not
+    // commit leaves its rows for the next start).
     pruning.abort();
+    folding.abort();
     server.abort();
     let _ = stop_publisher.send(true);
     if let Some(publisher) = publisher {

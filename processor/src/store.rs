@@ -29,7 +29,8 @@ use crate::aggregate::{Rollup, TopicPartition};
 use crate::catalog::Catalog;
 use crate::dead_letter::DeadLetter;
 use crate::dedup::{self, PartitionIds};
-use crate::error::Error;
+use crate::error::{Disposition, Error};
+use crate::recommend::pair_log::{self, PairSums};
 use crate::recommend::{self, Neighbours, Recent};
 use crate::sessions::Activity;
 
@@ -69,6 +70,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         7,
         "0007_dedup_log.sql",
         include_str!("../migrations/0007_dedup_log.sql"),
+    ),
+    (
+        8,
+        "0008_pair_log.sql",
+        include_str!("../migrations/0008_pair_log.sql"),
     ),
 ];
 
@@ -448,6 +454,95 @@ impl Store {
             .query_one(
                 "select count(*), coalesce(extract(epoch from now() - min(queued_at)), 0)::float8
                  from dead_letter_outbox",
+                &[],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// Folds pending `pair_log` rows into `product_pairs` (see
+    /// [`crate::recommend::fold`]): in one transaction, deletes the oldest rows holding
+    /// about `max_pairs` pairs (at least one row) and adds their summed deltas. Does
+    /// nothing while another instance folds. A row that cannot be read is logged and
+    /// dropped; a pair PostgreSQL refuses is isolated (bisection in savepoints), logged
+    /// with its SQLSTATE and dropped, so one bad value never stops the fold.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`]; nothing is folded then.
+    pub async fn fold_pairs(&mut self, max_pairs: i64) -> Result<Folded, Error> {
+        let mut tx = self.client.transaction().await?;
+        let locked: bool = tx
+            .query_one("select pg_try_advisory_xact_lock($1)", &[&PAIR_FOLD_LOCK])
+            .await?
+            .get(0);
+        if !locked {
+            return Ok(Folded::default());
+        }
+        let rows = tx
+            .query(
+                "delete from pair_log where seq in (
+                     select seq from (
+                         select seq, (sum(pairs) over (order by seq) - pairs)::bigint as before
+                         from pair_log) t
+                     where before < $1)
+                 returning seq, pairs, deltas",
+                &[&max_pairs],
+            )
+            .await?;
+        let mut folded = Folded {
+            rows: rows.len(),
+            ..Folded::default()
+        };
+        let mut sums = PairSums::default();
+        for row in &rows {
+            let seq: i64 = row.get(0);
+            let logged: i64 = row.get(1);
+            folded.logged = folded.logged.saturating_add(logged);
+            let deltas: &[u8] = row.get(2);
+            if let Err(e) = sums.add(deltas) {
+                folded.corrupt += 1;
+                tracing::error!(error = %e, seq, "a pair_log row cannot be read: its pair counts are dropped");
+            }
+        }
+        folded.pairs = sums.len();
+        let pairs = sums.rows();
+        let mut pending: Vec<&[(&str, &str, &str, i64)]> = pairs.chunks(50_000).collect();
+        while let Some(chunk) = pending.pop() {
+            let savepoint = tx.savepoint("pairs").await?;
+            match upsert_pairs(&savepoint, chunk).await {
+                Ok(()) => savepoint.commit().await?,
+                Err(e) if e.disposition() == Disposition::Data => {
+                    savepoint.rollback().await?;
+                    if let [(kind, a, b, _)] = chunk {
+                        folded.refused += 1;
+                        tracing::error!(error = %e, sqlstate = e.sqlstate().unwrap_or(""),
+                            kind, a = %clip(a), b = %clip(b),
+                            "PostgreSQL refuses a product pair: its count is dropped");
+                    } else {
+                        let (left, right) = chunk.split_at(chunk.len() / 2);
+                        pending.push(right);
+                        pending.push(left);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().await?;
+        Ok(folded)
+    }
+
+    /// Rows waiting in `pair_log`, and the age of the oldest (seconds).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn pair_log_lag(&self) -> Result<(i64, f64), Error> {
+        let row = self
+            .client
+            .query_one(
+                "select count(*), coalesce(extract(epoch from now() - min(queued_at)), 0)::float8
+                 from pair_log",
                 &[],
             )
             .await?;
@@ -959,6 +1054,51 @@ async fn timed<T, E>(
     result
 }
 
+/// The advisory lock held by the instance folding `pair_log` (one fold at a time).
+const PAIR_FOLD_LOCK: i64 = 0x7061_6972_5f66_6f6c; // "pair_fol"
+
+/// What one fold did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Folded {
+    /// `pair_log` rows applied.
+    pub rows: usize,
+    /// The pairs those rows held (a pair in several rows counts several times).
+    pub logged: i64,
+    /// Distinct pairs added (each to both directions' rows).
+    pub pairs: usize,
+    /// Rows that could not be read (dropped).
+    pub corrupt: usize,
+    /// Pairs PostgreSQL refused (dropped).
+    pub refused: usize,
+}
+
+/// Adds deltas to `product_pairs`, saturating.
+async fn upsert_pairs(
+    tx: &Transaction<'_>,
+    pairs: &[(&str, &str, &str, i64)],
+) -> Result<(), Error> {
+    let kinds: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+    let a: Vec<&str> = pairs.iter().map(|p| p.1).collect();
+    let b: Vec<&str> = pairs.iter().map(|p| p.2).collect();
+    let n: Vec<i64> = pairs.iter().map(|p| p.3).collect();
+    tx.execute(
+        concat!(
+            "insert into product_pairs (kind, a, b, count)
+             select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+             on conflict (kind, a, b) do update set count = ",
+            saturating_add!("product_pairs.count", "excluded.count")
+        ),
+        &[&kinds, &a, &b, &n],
+    )
+    .await?;
+    Ok(())
+}
+
+/// At most the first 64 characters of a value, for a log line.
+fn clip(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
 /// Writes one `dedup_log` row per partition with the keys `rollup` counted there,
 /// keyed by the end of the partition's committed range ([`crate::dedup`]).
 async fn write_dedup_log(
@@ -1123,21 +1263,12 @@ where
         .await?;
     }
 
-    if !rollup.pairs.is_empty() {
-        let kinds: Vec<&str> = rollup.pairs.keys().map(|k| k.0).collect();
-        let a: Vec<&str> = rollup.pairs.keys().map(|k| k.1.as_str()).collect();
-        let b: Vec<&str> = rollup.pairs.keys().map(|k| k.2.as_str()).collect();
-        let n: Vec<i64> = rollup.pairs.values().copied().collect();
+    if let Some((pairs, deltas)) = pair_log::encode(&rollup.pairs) {
         timed(
-            "pairs",
+            "pair_log",
             tx.execute(
-                concat!(
-                    "insert into product_pairs (kind, a, b, count)
-                 select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-                 on conflict (kind, a, b) do update set count = ",
-                    saturating_add!("product_pairs.count", "excluded.count")
-                ),
-                &[&kinds, &a, &b, &n],
+                "insert into pair_log (pairs, deltas) values ($1, $2)",
+                &[&pairs, &deltas],
             ),
         )
         .await?;

@@ -284,18 +284,31 @@ fn ranked_products(value: &serde_json::Value) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// Compares the recommendations of [`recommended_users`] with the model's.
+/// Compares the recommendations of [`recommended_users`] with the model's, once the
+/// checkpoints' pair deltas are folded in (about `recommendations.fold_interval_ms`
+/// after the last count).
 async fn assert_recommendations(p: &Processor, e: &Expected) {
+    let deadline = Instant::now() + Duration::from_secs(60);
     for user in recommended_users(e) {
-        let (status, body) = p
-            .get(&format!("/api/recommendations/{user}"))
-            .await
-            .expect("answer");
-        assert_eq!(status, 200, "{body}");
-        let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
         let want = storefront::recommendations(e, user);
         assert!(!want.is_empty());
-        assert_eq!(ranked_products(&answer), want, "recommendations of {user}");
+        loop {
+            let (status, body) = p
+                .get(&format!("/api/recommendations/{user}"))
+                .await
+                .expect("answer");
+            assert_eq!(status, 200, "{body}");
+            let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            let got = ranked_products(&answer);
+            if got == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "recommendations of {user}: {got:?}, expected {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
 
@@ -382,7 +395,11 @@ async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
         "processor_checkpoint_phase_seconds_count{phase=\"aggregate\"}",
         "processor_checkpoint_phase_seconds_count{phase=\"commit\"}",
         "processor_checkpoint_statement_seconds_count{statement=\"counts\"}",
-        "processor_checkpoint_statement_seconds_count{statement=\"pairs\"}",
+        "processor_checkpoint_statement_seconds_count{statement=\"pair_log\"}",
+        "processor_checkpoint_statement_seconds_count{statement=\"dedup_log\"}",
+        "processor_pair_fold_seconds_count",
+        "processor_pair_log_rows",
+        "processor_dedup_ids",
     ] {
         assert!(metrics.contains(series), "{series} in {metrics}");
     }
@@ -733,7 +750,18 @@ async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
         scenario.rows(&old_rows).await > 0,
         "the old minute is counted"
     );
+    // The pair deltas are folded into product_pairs in the background.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scenario.rows("product_pairs").await < 20 + 2 {
+        assert!(Instant::now() < deadline, "the pairs were not folded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(scenario.rows("product_pairs").await, 20 + 2);
+    assert_eq!(
+        scenario.rows("pair_log").await,
+        0,
+        "every delta folded once"
+    );
     let mut p = p;
     assert!(p.terminate());
 

@@ -15,8 +15,11 @@
 //! not by the catalog. Views and orders of one user come from one partition each, in
 //! order, so the counts do not depend on how topics are interleaved.
 //!
-//! [`publisher`] publishes the recommendations of active users to Kafka.
+//! Checkpoints log the pair deltas ([`pair_log`]); [`fold`] adds them to the counts in
+//! the background. [`publisher`] publishes the recommendations of active users to Kafka.
 
+pub mod fold;
+pub mod pair_log;
 pub mod publisher;
 
 use std::collections::HashMap;

@@ -1,0 +1,97 @@
+//! The background job that adds the checkpoints' product-pair deltas (`pair_log`, see
+//! [`super::pair_log`]) to the pair counts that recommendations read (`product_pairs`).
+//!
+//! Every `recommendations.fold_interval_ms`, on a connection of its own, it deletes the
+//! pending rows and adds their summed deltas in one transaction: a row is applied exactly
+//! once, whatever crashes (a fold that does not commit leaves its rows for the next).
+//! Rows commit in any order across instances; sums do not care. One instance folds at a
+//! time (an advisory lock); the others find the lock taken and wait for their next
+//! round. When a round had more pending than `recommendations.fold_max_pairs`, the next
+//! starts at once.
+//!
+//! Recommendations therefore lag the counted events by about one interval; the pair
+//! counts themselves are exact once the log is folded.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::store::Store;
+
+/// How the job runs.
+#[derive(Debug, Clone)]
+pub struct FoldSettings {
+    /// PostgreSQL.
+    pub postgres_url: String,
+    /// Its connect time-out.
+    pub postgres_connect_timeout: Duration,
+    /// Time between rounds.
+    pub interval: Duration,
+    /// Distinct pairs one round adds at most.
+    pub max_pairs: i64,
+}
+
+/// Runs rounds until `shutdown` turns true. Failures are logged and tried again at the
+/// next round; a lost connection is opened again.
+pub async fn run(settings: FoldSettings, mut shutdown: watch::Receiver<bool>) {
+    let mut store: Option<Store> = None;
+    let mut more = false;
+    loop {
+        if !more {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(settings.interval) => {}
+            }
+        }
+        more = false;
+        if *shutdown.borrow() {
+            return;
+        }
+        if store.as_ref().is_none_or(Store::is_closed) {
+            match Store::connect(&settings.postgres_url, settings.postgres_connect_timeout).await {
+                Ok(connected) => store = Some(connected),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pair fold: cannot connect to PostgreSQL");
+                    continue;
+                }
+            }
+        }
+        let Some(store) = store.as_mut() else {
+            continue;
+        };
+        let started = Instant::now();
+        match store.fold_pairs(settings.max_pairs).await {
+            Ok(folded) => {
+                metrics::histogram!("processor_pair_fold_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!("processor_pair_log_rows_folded_total")
+                    .increment(folded.rows as u64);
+                if folded.corrupt > 0 {
+                    metrics::counter!("processor_pair_log_rows_dropped_total")
+                        .increment(folded.corrupt as u64);
+                }
+                if folded.refused > 0 {
+                    metrics::counter!("processor_pairs_refused_total")
+                        .increment(folded.refused as u64);
+                }
+                tracing::debug!(
+                    rows = folded.rows,
+                    pairs = folded.pairs,
+                    ms = started.elapsed().as_millis() as u64,
+                    "product pairs folded"
+                );
+                // A full round may have left more behind.
+                more = folded.logged >= settings.max_pairs;
+            }
+            Err(e) => {
+                metrics::counter!("processor_pair_fold_failures_total").increment(1);
+                tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or(""),
+                    "folding product pairs failed; retried at the next round");
+            }
+        }
+        if let Ok((rows, age)) = store.pair_log_lag().await {
+            metrics::gauge!("processor_pair_log_rows").set(rows as f64);
+            metrics::gauge!("processor_pair_log_lag_seconds").set(age);
+        }
+    }
+}

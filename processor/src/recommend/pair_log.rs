@@ -1,0 +1,337 @@
+//! The product-pair deltas of one checkpoint as one compact `pair_log` row, and their
+//! sum over many rows for the fold ([`super::fold`]).
+//!
+//! A checkpoint used to upsert one `product_pairs` row per pair its events made (about
+//! six per product view): most of a checkpoint's time. Now it writes one row holding all
+//! of its deltas, in the same transaction as the offsets, and the fold adds many rows'
+//! deltas to `product_pairs` at once, off the consume path. Pairs repeat across
+//! checkpoints, so a fold writes each pair once however many checkpoints counted it.
+//!
+//! ## Format
+//!
+//! Counts are symmetric (a view or an order always counts both directions), so a row
+//! holds each unordered pair once, `a < b`. A version byte, then a zstd frame of: the
+//! number of distinct product ids (u32) and each id (u16 length, UTF-8 bytes), the
+//! number of pairs (u32) and each pair (kind u8: 0 co-view, 1 co-purchase; the indices
+//! of `a` and `b` (u32 each); the delta (i64)), all little-endian. Reading checks every
+//! length against the bytes and caps the decompressed size, so a damaged row is refused,
+//! never trusted.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{CO_PURCHASE, CO_VIEW};
+
+/// Format version of a row's `deltas`.
+const FORMAT_V1: u8 = 1;
+
+/// Decompressed size of one row at most (a checkpoint's deltas are bounded by
+/// `checkpoint.max_pending_events` and the pair bounds: far below this).
+const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
+
+/// The deltas of a rollup (`(kind, a, b) → delta`, both directions) as a `pair_log`
+/// row: the number of unordered pairs and the bytes. `None` when there are none.
+pub fn encode(pairs: &BTreeMap<(&'static str, String, String), i64>) -> Option<(i64, Vec<u8>)> {
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    let mut names: Vec<&str> = Vec::new();
+    let mut body_pairs: Vec<u8> = Vec::new();
+    let mut count: u32 = 0;
+    for ((kind, a, b), delta) in pairs {
+        if a >= b || *delta == 0 {
+            continue;
+        }
+        let kind = match *kind {
+            CO_VIEW => 0u8,
+            CO_PURCHASE => 1u8,
+            _ => continue,
+        };
+        let (Some(ia), Some(ib)) = (
+            intern(a, &mut ids, &mut names),
+            intern(b, &mut ids, &mut names),
+        ) else {
+            continue;
+        };
+        body_pairs.push(kind);
+        body_pairs.extend_from_slice(&ia.to_le_bytes());
+        body_pairs.extend_from_slice(&ib.to_le_bytes());
+        body_pairs.extend_from_slice(&delta.to_le_bytes());
+        count += 1;
+    }
+    if count == 0 {
+        return None;
+    }
+    let mut body = Vec::with_capacity(8 + names.len() * 16 + body_pairs.len());
+    body.extend_from_slice(&(names.len() as u32).to_le_bytes());
+    for name in &names {
+        body.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        body.extend_from_slice(name.as_bytes());
+    }
+    body.extend_from_slice(&count.to_le_bytes());
+    body.extend_from_slice(&body_pairs);
+    // Level 1: the row is written once and read once; speed matters more than size.
+    let compressed = zstd::bulk::compress(&body, 1).ok()?;
+    let mut bytes = Vec::with_capacity(1 + compressed.len());
+    bytes.push(FORMAT_V1);
+    bytes.extend_from_slice(&compressed);
+    Some((i64::from(count), bytes))
+}
+
+/// The index of `id` in `names`, added if new; `None` for an id too long for the format
+/// (ids are bounded by the contract, `MAX_ID_CHARS`, far below that).
+fn intern<'a>(
+    id: &'a str,
+    ids: &mut HashMap<&'a str, u32>,
+    names: &mut Vec<&'a str>,
+) -> Option<u32> {
+    if let Some(&i) = ids.get(id) {
+        return Some(i);
+    }
+    u16::try_from(id.len()).ok()?;
+    let i = u32::try_from(names.len()).ok()?;
+    names.push(id);
+    ids.insert(id, i);
+    Some(i)
+}
+
+/// A `pair_log` row that cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("product pair log row: {0}")]
+pub struct Corrupt(&'static str);
+
+/// The summed deltas of many rows, product ids interned.
+#[derive(Debug, Default)]
+pub struct PairSums {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+    sums: HashMap<(u8, u32, u32), i64>,
+}
+
+impl PairSums {
+    fn intern(&mut self, id: &str) -> u32 {
+        if let Some(&i) = self.ids.get(id) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(id.to_owned());
+        self.ids.insert(id.to_owned(), i);
+        i
+    }
+
+    /// Adds one row's deltas.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] when the bytes are not in the format of [`encode`]; nothing of the
+    /// row is added then.
+    pub fn add(&mut self, bytes: &[u8]) -> Result<(), Corrupt> {
+        let (&version, compressed) = bytes.split_first().ok_or(Corrupt("empty"))?;
+        if version != FORMAT_V1 {
+            return Err(Corrupt("unknown format version"));
+        }
+        let body = zstd::bulk::decompress(compressed, MAX_DECOMPRESSED_BYTES)
+            .map_err(|_| Corrupt("not a zstd frame within the size bound"))?;
+        let mut reader = Reader(&body);
+        let n_ids = reader.u32()? as usize;
+        let mut names: Vec<&str> = Vec::new();
+        for _ in 0..n_ids {
+            let len = reader.u16()? as usize;
+            let bytes = reader.take(len)?;
+            names.push(std::str::from_utf8(bytes).map_err(|_| Corrupt("id not UTF-8"))?);
+        }
+        let n_pairs = reader.u32()? as usize;
+        // Checked before reading: the count never makes the loop run past the bytes.
+        if n_pairs.checked_mul(17) != Some(reader.0.len()) {
+            return Err(Corrupt("pair count does not match the bytes"));
+        }
+        let mut parsed: Vec<(u8, &str, &str, i64)> = Vec::with_capacity(n_pairs);
+        for _ in 0..n_pairs {
+            let kind = reader.u8()?;
+            let a = reader.u32()? as usize;
+            let b = reader.u32()? as usize;
+            let delta = reader.i64()?;
+            if kind > 1 {
+                return Err(Corrupt("unknown pair kind"));
+            }
+            let (Some(a), Some(b)) = (names.get(a), names.get(b)) else {
+                return Err(Corrupt("pair names an id out of range"));
+            };
+            parsed.push((kind, a, b, delta));
+        }
+        for (kind, a, b, delta) in parsed {
+            let (a, b) = (self.intern(a), self.intern(b));
+            let sum = self.sums.entry((kind, a, b)).or_insert(0);
+            *sum = sum.saturating_add(delta);
+        }
+        Ok(())
+    }
+
+    /// Distinct unordered pairs summed.
+    pub fn len(&self) -> usize {
+        self.sums.len()
+    }
+
+    /// Whether nothing was summed.
+    pub fn is_empty(&self) -> bool {
+        self.sums.is_empty()
+    }
+
+    /// The sums as `product_pairs` rows, both directions, sorted by `(kind, a, b)` (so
+    /// that two writers lock rows in the same order): `(kind, a, b, delta)`.
+    pub fn rows(&self) -> Vec<(&'static str, &str, &str, i64)> {
+        let mut rows = Vec::with_capacity(self.sums.len() * 2);
+        for (&(kind, a, b), &delta) in &self.sums {
+            if delta == 0 {
+                continue;
+            }
+            let kind = if kind == 0 { CO_VIEW } else { CO_PURCHASE };
+            let (a, b) = (
+                self.names[a as usize].as_str(),
+                self.names[b as usize].as_str(),
+            );
+            rows.push((kind, a, b, delta));
+            rows.push((kind, b, a, delta));
+        }
+        rows.sort_unstable();
+        rows
+    }
+}
+
+/// Reads little-endian values, refusing to run past the end.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
+        if n > self.0.len() {
+            return Err(Corrupt("truncated"));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Corrupt> {
+        self.take(N)?.try_into().map_err(|_| Corrupt("truncated"))
+    }
+
+    fn u8(&mut self) -> Result<u8, Corrupt> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, Corrupt> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, Corrupt> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, Corrupt> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn both_ways(
+        pairs: &[(&'static str, &str, &str, i64)],
+    ) -> BTreeMap<(&'static str, String, String), i64> {
+        let mut map = BTreeMap::new();
+        for &(kind, a, b, n) in pairs {
+            *map.entry((kind, a.to_owned(), b.to_owned())).or_insert(0) += n;
+            *map.entry((kind, b.to_owned(), a.to_owned())).or_insert(0) += n;
+        }
+        map
+    }
+
+    #[test]
+    fn rows_of_several_checkpoints_sum_to_both_directions() {
+        let first = both_ways(&[(CO_VIEW, "p1", "p2", 1), (CO_PURCHASE, "p1", "p3", 2)]);
+        let second = both_ways(&[(CO_VIEW, "p2", "p1", 3)]);
+        let (n, a) = encode(&first).expect("pairs");
+        assert_eq!(n, 2, "each unordered pair once");
+        let (_, b) = encode(&second).expect("pairs");
+        let mut sums = PairSums::default();
+        sums.add(&a).expect("row");
+        sums.add(&b).expect("row");
+        assert_eq!(
+            sums.rows(),
+            [
+                (CO_PURCHASE, "p1", "p3", 2),
+                (CO_PURCHASE, "p3", "p1", 2),
+                (CO_VIEW, "p1", "p2", 4),
+                (CO_VIEW, "p2", "p1", 4),
+            ]
+        );
+        assert!(encode(&BTreeMap::new()).is_none());
+    }
+
+    #[test]
+    fn damaged_rows_are_refused_whole() {
+        let (_, mut bytes) = encode(&both_ways(&[(CO_VIEW, "a", "b", 1)])).expect("pairs");
+        let mut sums = PairSums::default();
+        assert_eq!(sums.add(&[]), Err(Corrupt("empty")));
+        assert_eq!(sums.add(&[9, 1, 2]), Err(Corrupt("unknown format version")));
+        let last = bytes.len() - 1;
+        bytes.truncate(last);
+        assert!(sums.add(&bytes).is_err());
+        // A well-formed frame whose counts lie.
+        let mut body = Vec::new();
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&1u16.to_le_bytes());
+        body.push(b'x');
+        body.extend_from_slice(&u32::MAX.to_le_bytes());
+        let mut lying = vec![FORMAT_V1];
+        lying.extend_from_slice(&zstd::bulk::compress(&body, 1).expect("compress"));
+        assert_eq!(
+            sums.add(&lying),
+            Err(Corrupt("pair count does not match the bytes"))
+        );
+        assert!(sums.is_empty(), "nothing added from a damaged row");
+    }
+
+    proptest! {
+        #[test]
+        fn folding_rows_equals_summing_the_checkpoints(
+            batches in proptest::collection::vec(
+                proptest::collection::vec((0u8..2, 0u8..6, 0u8..6, 1i64..5), 0..20), 1..6)
+        ) {
+            let mut want: BTreeMap<(&'static str, String, String), i64> = BTreeMap::new();
+            let mut sums = PairSums::default();
+            for batch in &batches {
+                let pairs: Vec<(&'static str, String, String, i64)> = batch
+                    .iter()
+                    .filter(|(_, a, b, _)| a != b)
+                    .map(|&(k, a, b, n)| {
+                        (if k == 0 { CO_VIEW } else { CO_PURCHASE }, format!("p{a}"), format!("p{b}"), n)
+                    })
+                    .collect();
+                let refs: Vec<(&'static str, &str, &str, i64)> =
+                    pairs.iter().map(|(k, a, b, n)| (*k, a.as_str(), b.as_str(), *n)).collect();
+                let map = both_ways(&refs);
+                for (key, n) in &map {
+                    *want.entry(key.clone()).or_insert(0) += n;
+                }
+                if let Some((_, bytes)) = encode(&map) {
+                    sums.add(&bytes).expect("own rows decode");
+                }
+            }
+            let got: BTreeMap<(&'static str, String, String), i64> = sums
+                .rows()
+                .into_iter()
+                .map(|(k, a, b, n)| ((k, a.to_owned(), b.to_owned()), n))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut sums = PairSums::default();
+            let _ = sums.add(&bytes);
+            let mut framed = vec![FORMAT_V1];
+            framed.extend_from_slice(&zstd::bulk::compress(&bytes, 1).expect("compress"));
+            let _ = sums.add(&framed);
+        }
+    }
+}
