@@ -362,7 +362,7 @@ impl Default for RecommendationsConfig {
             partners_per_product: 50,
             topic: "user-recommendations".to_owned(),
             publish_interval_secs: 30,
-            fold_interval_ms: 2_000,
+            fold_interval_ms: 10_000,
             fold_max_pairs: 500_000,
         }
     }
@@ -1238,7 +1238,7 @@ mod tests {
         let settings = ProcessorConfig::default().validate().expect("defaults");
         assert_eq!(settings.recommendations_partners, 50);
         assert_eq!(settings.recommendations_interval, Duration::from_secs(30));
-        assert_eq!(settings.pair_fold_interval, Duration::from_secs(2));
+        assert_eq!(settings.pair_fold_interval, Duration::from_secs(10));
     }
 
     #[test]

@@ -125,6 +125,7 @@ pub async fn run(
                 interval: settings.recommendations_interval,
                 postgres_url: settings.postgres_url.clone(),
                 postgres_connect_timeout: settings.postgres_connect_timeout,
+                fold_max_pairs: settings.pair_fold_max_pairs,
             },
             pipeline.producer(),
         );

@@ -19,7 +19,7 @@
 //!
 //! Nothing reaches Redis before this commits; see [`crate::live`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -267,33 +267,63 @@ impl Store {
         ranges: &HashMap<TopicPartition, OffsetRange>,
     ) -> Result<Checkpoint<'a>, Error> {
         let tx = self.client.transaction().await?;
+        // Sorted, so that two instances lock rows in the same order.
         let mut sorted: Vec<_> = ranges.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(b.0));
-        for (tp, range) in sorted {
-            let moved = match range.from {
-                Some(from) => {
-                    tx.execute(
-                        "update consumer_offsets set next_offset = $4
-                         where group_id = $1 and topic = $2 and partition = $3 and next_offset = $5",
-                        &[&group, &tp.topic, &tp.partition, &range.to, &from],
-                    )
-                    .await?
-                }
-                None => {
-                    tx.execute(
-                        "insert into consumer_offsets (group_id, topic, partition, next_offset, watermark_ms)
-                         values ($1, $2, $3, $4, $5) on conflict do nothing",
-                        &[&group, &tp.topic, &tp.partition, &range.to, &i64::MIN],
-                    )
-                    .await?
-                }
-            };
-            if moved != 1 {
-                return Err(Error::Fenced {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                });
+        let (known, new): (Vec<_>, Vec<_>) =
+            sorted.into_iter().partition(|(_, r)| r.from.is_some());
+        let mut moved: HashSet<(String, i32)> = HashSet::new();
+        if !known.is_empty() {
+            let topics: Vec<&str> = known.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+            let partitions: Vec<i32> = known.iter().map(|(tp, _)| tp.partition).collect();
+            let to: Vec<i64> = known.iter().map(|(_, r)| r.to).collect();
+            let from: Vec<i64> = known
+                .iter()
+                .map(|(_, r)| r.from.unwrap_or(i64::MIN))
+                .collect();
+            for row in tx
+                .query(
+                    "update consumer_offsets c set next_offset = r.to_offset
+                     from unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[])
+                         as r(topic, partition, to_offset, from_offset)
+                     where c.group_id = $1 and c.topic = r.topic and c.partition = r.partition
+                       and c.next_offset = r.from_offset
+                     returning c.topic, c.partition",
+                    &[&group, &topics, &partitions, &to, &from],
+                )
+                .await?
+            {
+                moved.insert((row.get(0), row.get(1)));
             }
+        }
+        if !new.is_empty() {
+            let topics: Vec<&str> = new.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+            let partitions: Vec<i32> = new.iter().map(|(tp, _)| tp.partition).collect();
+            let to: Vec<i64> = new.iter().map(|(_, r)| r.to).collect();
+            for row in tx
+                .query(
+                    "insert into consumer_offsets (group_id, topic, partition, next_offset, watermark_ms)
+                     select $1, r.topic, r.partition, r.to_offset, $5::bigint
+                     from unnest($2::text[], $3::int[], $4::bigint[]) as r(topic, partition, to_offset)
+                     on conflict do nothing
+                     returning topic, partition",
+                    &[&group, &topics, &partitions, &to, &i64::MIN],
+                )
+                .await?
+            {
+                moved.insert((row.get(0), row.get(1)));
+            }
+        }
+        // The first partition (in order) another consumer committed meanwhile.
+        if let Some((tp, _)) = known
+            .iter()
+            .chain(new.iter())
+            .find(|(tp, _)| !moved.contains(&(tp.topic.clone(), tp.partition)))
+        {
+            return Err(Error::Fenced {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            });
         }
         Ok(Checkpoint {
             tx,
@@ -462,22 +492,27 @@ impl Store {
 
     /// Folds pending `pair_log` rows into `product_pairs` (see
     /// [`crate::recommend::fold`]): in one transaction, deletes the oldest rows holding
-    /// about `max_pairs` pairs (at least one row) and adds their summed deltas. Does
-    /// nothing while another instance folds. A row that cannot be read is logged and
+    /// about `max_pairs` pairs (at least one row) and adds their summed deltas. While
+    /// another connection folds, waits for it with `wait`, else does nothing. A row that cannot be read is logged and
     /// dropped; a pair PostgreSQL refuses is isolated (bisection in savepoints), logged
     /// with its SQLSTATE and dropped, so one bad value never stops the fold.
     ///
     /// # Errors
     ///
     /// [`Error::Postgres`]; nothing is folded then.
-    pub async fn fold_pairs(&mut self, max_pairs: i64) -> Result<Folded, Error> {
+    pub async fn fold_pairs(&mut self, max_pairs: i64, wait: bool) -> Result<Folded, Error> {
         let mut tx = self.client.transaction().await?;
-        let locked: bool = tx
-            .query_one("select pg_try_advisory_xact_lock($1)", &[&PAIR_FOLD_LOCK])
-            .await?
-            .get(0);
-        if !locked {
-            return Ok(Folded::default());
+        if wait {
+            tx.execute("select pg_advisory_xact_lock($1)", &[&PAIR_FOLD_LOCK])
+                .await?;
+        } else {
+            let locked: bool = tx
+                .query_one("select pg_try_advisory_xact_lock($1)", &[&PAIR_FOLD_LOCK])
+                .await?
+                .get(0);
+            if !locked {
+                return Ok(Folded::default());
+            }
         }
         let rows = tx
             .query(
@@ -1274,18 +1309,27 @@ where
         .await?;
     }
 
-    for (tp, watermark) in &rollup.watermarks {
-        if ranges.contains_key(tp) {
-            timed(
-                "watermarks",
-                tx.execute(
-                    "update consumer_offsets set watermark_ms = $4
-                 where group_id = $1 and topic = $2 and partition = $3",
-                    &[&group, &tp.topic, &tp.partition, watermark],
-                ),
-            )
-            .await?;
-        }
+    let mut marks: Vec<(&TopicPartition, i64)> = rollup
+        .watermarks
+        .iter()
+        .filter(|(tp, _)| ranges.contains_key(*tp))
+        .map(|(tp, w)| (tp, *w))
+        .collect();
+    if !marks.is_empty() {
+        marks.sort();
+        let topics: Vec<&str> = marks.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+        let partitions: Vec<i32> = marks.iter().map(|(tp, _)| tp.partition).collect();
+        let values: Vec<i64> = marks.iter().map(|(_, w)| *w).collect();
+        timed(
+            "watermarks",
+            tx.execute(
+                "update consumer_offsets c set watermark_ms = w.watermark
+                 from unnest($2::text[], $3::int[], $4::bigint[]) as w(topic, partition, watermark)
+                 where c.group_id = $1 and c.topic = w.topic and c.partition = w.partition",
+                &[&group, &topics, &partitions, &values],
+            ),
+        )
+        .await?;
     }
 
     let mut outbox: HashMap<(i64, &TopicPartition), i64> = HashMap::new();

@@ -1,22 +1,25 @@
-//! The background job that adds the checkpoints' product-pair deltas (`pair_log`, see
-//! [`super::pair_log`]) to the pair counts that recommendations read (`product_pairs`).
+//! Adding the checkpoints' product-pair deltas (`pair_log`, see [`super::pair_log`]) to
+//! the pair counts that recommendations read (`product_pairs`): a background job, and a
+//! fold the publisher runs before each round.
 //!
-//! Every `recommendations.fold_interval_ms`, on a connection of its own, it deletes the
-//! pending rows and adds their summed deltas in one transaction: a row is applied exactly
-//! once, whatever crashes (a fold that does not commit leaves its rows for the next).
-//! Rows commit in any order across instances; sums do not care. One instance folds at a
-//! time (an advisory lock); the others find the lock taken and wait for their next
-//! round. When a round had more pending than `recommendations.fold_max_pairs`, the next
-//! starts at once.
+//! Every `recommendations.fold_interval_ms`, on a connection of its own, the job deletes
+//! the pending rows and adds their summed deltas in one transaction: a row is applied
+//! exactly once, whatever crashes (a fold that does not commit leaves its rows for the
+//! next). Rows commit in any order across instances; sums do not care. One fold runs at a
+//! time (an advisory lock): the job skips its round while another runs. When a round had
+//! more pending than `recommendations.fold_max_pairs`, the next starts at once.
 //!
-//! Recommendations therefore lag the counted events by about one interval; the pair
-//! counts themselves are exact once the log is folded.
+//! Recommendations read through the API therefore lag the counted events by about one
+//! interval. The publisher folds everything pending before each round
+//! ([`fold_pending`]), so a published record includes every checkpoint committed before
+//! its round.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::store::Store;
+use crate::error::Error;
+use crate::store::{Folded, Store};
 
 /// How the job runs.
 #[derive(Debug, Clone)]
@@ -59,39 +62,53 @@ pub async fn run(settings: FoldSettings, mut shutdown: watch::Receiver<bool>) {
         let Some(store) = store.as_mut() else {
             continue;
         };
-        let started = Instant::now();
-        match store.fold_pairs(settings.max_pairs).await {
-            Ok(folded) => {
-                metrics::histogram!("processor_pair_fold_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                metrics::counter!("processor_pair_log_rows_folded_total")
-                    .increment(folded.rows as u64);
-                if folded.corrupt > 0 {
-                    metrics::counter!("processor_pair_log_rows_dropped_total")
-                        .increment(folded.corrupt as u64);
-                }
-                if folded.refused > 0 {
-                    metrics::counter!("processor_pairs_refused_total")
-                        .increment(folded.refused as u64);
-                }
-                tracing::debug!(
-                    rows = folded.rows,
-                    pairs = folded.pairs,
-                    ms = started.elapsed().as_millis() as u64,
-                    "product pairs folded"
-                );
-                // A full round may have left more behind.
-                more = folded.logged >= settings.max_pairs;
-            }
-            Err(e) => {
-                metrics::counter!("processor_pair_fold_failures_total").increment(1);
-                tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or(""),
-                    "folding product pairs failed; retried at the next round");
-            }
+        match fold(store, settings.max_pairs, false).await {
+            // A full round may have left more behind.
+            Ok(folded) => more = folded.logged >= settings.max_pairs,
+            Err(e) => tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or(""),
+                "folding product pairs failed; retried at the next round"),
         }
         if let Ok((rows, age)) = store.pair_log_lag().await {
             metrics::gauge!("processor_pair_log_rows").set(rows as f64);
             metrics::gauge!("processor_pair_log_lag_seconds").set(age);
         }
     }
+}
+
+/// Folds until nothing committed before the call is pending, waiting for a fold another
+/// connection runs.
+///
+/// # Errors
+///
+/// [`Error::Postgres`]; what was folded before stays folded.
+pub async fn fold_pending(store: &mut Store, max_pairs: i64) -> Result<(), Error> {
+    while fold(store, max_pairs, true).await?.logged >= max_pairs {}
+    Ok(())
+}
+
+/// One fold, with its metrics.
+async fn fold(store: &mut Store, max_pairs: i64, wait: bool) -> Result<Folded, Error> {
+    let started = Instant::now();
+    let folded = match store.fold_pairs(max_pairs, wait).await {
+        Ok(folded) => folded,
+        Err(e) => {
+            metrics::counter!("processor_pair_fold_failures_total").increment(1);
+            return Err(e);
+        }
+    };
+    metrics::histogram!("processor_pair_fold_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("processor_pair_log_rows_folded_total").increment(folded.rows as u64);
+    if folded.corrupt > 0 {
+        metrics::counter!("processor_pair_log_rows_dropped_total").increment(folded.corrupt as u64);
+    }
+    if folded.refused > 0 {
+        metrics::counter!("processor_pairs_refused_total").increment(folded.refused as u64);
+    }
+    tracing::debug!(
+        rows = folded.rows,
+        pairs = folded.pairs,
+        ms = started.elapsed().as_millis() as u64,
+        "product pairs folded"
+    );
+    Ok(folded)
 }

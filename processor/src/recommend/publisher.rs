@@ -2,7 +2,8 @@
 //!
 //! Checkpoints only note which users they touched ([`ActiveUsers::add`]); every
 //! `recommendations.publish_interval_secs` the publisher computes the recommendations of
-//! all of them from committed state, a few thousand users per statement, and produces one
+//! all of them from committed state (the pair deltas folded first, [`super::fold`]), a
+//! few thousand users per statement, and produces one
 //! record per user. So a user's recommendations are published at most once per interval
 //! however many events they send, and the consume loop never waits for the computation.
 //! Delivery is at least once while running; a round lost to a crash or a failed statement
@@ -81,6 +82,8 @@ pub struct PublisherSettings {
     pub postgres_url: String,
     /// Connect time-out.
     pub postgres_connect_timeout: Duration,
+    /// Distinct pairs one fold adds at most (see [`super::fold`]).
+    pub fold_max_pairs: i64,
 }
 
 /// Publishes the recommendations of the users noted in [`ActiveUsers`].
@@ -142,6 +145,13 @@ impl Publisher {
             return;
         }
         let started = Instant::now();
+        // The pair deltas of every checkpoint that noted these users, folded first.
+        if let Err(e) = self.fold(store).await {
+            let refused = self.active.add(users.iter().map(String::as_str));
+            metrics::counter!("processor_recommendations_dropped_total").increment(refused as u64);
+            tracing::warn!(error = %e, users = users.len(), "folding product pairs failed; the round is tried again next time");
+            return;
+        }
         let mut deliveries = Vec::with_capacity(users.len());
         for (i, chunk) in users.chunks(USERS_PER_STATEMENT).enumerate() {
             match self.compute(store, chunk).await {
@@ -179,6 +189,22 @@ impl Publisher {
         }
     }
 
+    async fn fold(&self, store: &mut Option<Store>) -> Result<(), Error> {
+        if store.as_ref().is_none_or(Store::is_closed) {
+            *store = Some(
+                Store::connect(
+                    &self.settings.postgres_url,
+                    self.settings.postgres_connect_timeout,
+                )
+                .await?,
+            );
+        }
+        match store.as_mut() {
+            Some(store) => super::fold::fold_pending(store, self.settings.fold_max_pairs).await,
+            None => Ok(()),
+        }
+    }
+
     async fn compute(
         &self,
         store: &mut Option<Store>,
@@ -193,7 +219,7 @@ impl Publisher {
                 .await?,
             );
         }
-        let Some(store) = store.as_ref() else {
+        let Some(store) = store.as_mut() else {
             return Ok(Vec::new());
         };
         let users: Vec<&str> = users.iter().map(String::as_str).collect();
