@@ -180,7 +180,7 @@ pub struct EnvNames<'a> {
 
 impl<'a> EnvNames<'a> {
     /// `PREFIX_SECTION__KEY` with this prefix (`"PROCESSOR_"`).
-    pub fn new(prefix: &'a str) -> Self {
+    pub const fn new(prefix: &'a str) -> Self {
         EnvNames {
             prefix,
             legacy: false,
@@ -190,7 +190,7 @@ impl<'a> EnvNames<'a> {
     /// Also accepts `PREFIX_SECTION_KEY` (single underscores, matched against the shape
     /// of the defaults), reporting each use as a [`Deprecation`].
     #[must_use]
-    pub fn with_legacy_single_underscore(mut self) -> Self {
+    pub const fn with_legacy_single_underscore(mut self) -> Self {
         self.legacy = true;
         self
     }
