@@ -1,7 +1,7 @@
 //! Configuration layering: defaults → file (or a TOML/JSON string) → environment → flags.
 //!
 //! Every binary and `ingest-core`'s `IngestConfig` load through [`Layers`], built on
-//! [figment](https://docs.rs/figment) (decisions.md, 25). Each layer is one figment
+//! [figment](https://docs.rs/figment) (decisions.md, 22). Each layer is one figment
 //! provider with its own [`Metadata`], so the value of every key keeps where it came
 //! from ([`Origin`]); [`Loaded`] carries the typed value, the origin of each key and the
 //! deprecated environment names that were used.
