@@ -576,8 +576,8 @@ pub fn leaf_keys(value: &impl Serialize) -> Vec<String> {
 
 /// The keys listed in the Markdown tables of `markdown` whose header's first column is
 /// `key`: the first cell's backticked name, prefixed with the section named by the
-/// nearest heading that holds a backticked `[section]` (`### \`[server]\``); a heading
-/// without one resets the prefix. For tests that check a reference page against the
+/// nearest heading that holds a backticked section name in brackets
+/// (`` ### `[server]` ``); a heading without one resets the prefix. For tests that check a reference page against the
 /// code.
 pub fn documented_keys(markdown: &str) -> Vec<String> {
     let mut keys = Vec::new();
