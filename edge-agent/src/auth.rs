@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::config::{check_key, ApiKey, ConfigError};
 use crate::response::ApiError;
+use ingest_common::Origin;
 
 /// A key's bytes and the storefront it belongs to.
 type Entry = (Box<[u8]>, Arc<str>);
@@ -36,16 +37,17 @@ impl ApiKeys {
     pub fn load(keys: &[ApiKey], file: Option<&Path>) -> Result<ApiKeys, ConfigError> {
         let mut all = keys.to_vec();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
+            let origin = Origin::File(path.to_owned());
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new("auth.keys_file", format!("cannot be read: {e}"))
+                    .with_origin(origin.clone())
             })?;
-            let parsed: KeysFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                origin: path.display().to_string(),
-                message: e.to_string(),
+            let parsed: KeysFile = toml::from_str(&text).map_err(|e| {
+                ConfigError::new("auth.keys_file", e.message().to_owned())
+                    .with_origin(origin.clone())
             })?;
             for (i, key) in parsed.keys.iter().enumerate() {
-                check_key(&format!("{}: keys[{i}]", path.display()), key)?;
+                check_key(&format!("keys[{i}]"), key).map_err(|e| e.with_origin(origin.clone()))?;
             }
             all.extend(parsed.keys);
         }

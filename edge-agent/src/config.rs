@@ -1,9 +1,13 @@
 //! The agent's configuration: one TOML file, environment overrides, command-line flags.
 //!
 //! Layers, each overriding the one before: defaults → `--config FILE` → environment
-//! variables `EDGE_AGENT_<SECTION>_<KEY>` → flags (`--listen`, `--brokers`,
-//! `--buffer-dir`, ...). [`AgentConfig`] is the serde shape (unknown keys rejected);
-//! [`AgentConfig::validate`] builds the checked [`AgentSettings`] without doing I/O.
+//! variables `EDGE_AGENT_<SECTION>__<KEY>` → flags (`--listen`, `--brokers`,
+//! `--buffer-dir`, ...), through the workspace's one mechanism
+//! ([`ingest_common::Layers`]). The earlier single-underscore names
+//! (`EDGE_AGENT_<SECTION>_<KEY>`) are still accepted, each reported as a
+//! [`Deprecation`](ingest_common::Deprecation). [`AgentConfig`] is the serde shape
+//! (unknown keys rejected); [`AgentConfig::validate`] builds the checked
+//! [`AgentSettings`] without doing I/O.
 //!
 //! The ingest sections (`[kafka]`, `[topics.*]`, `[limits]`, `[queue]`, `[dead_letter]`,
 //! `[buffer]`, `[breaker]`, `source`) are `ingest-core`'s, documented in
@@ -14,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ingest_common::{EnvNames, Layers, Loaded};
 use ingest_core::config::{
     BreakerConfig, BufferConfig, BufferType, DeadLetterConfig, KafkaConfig, LimitsConfig,
     QueueConfig, TopicsConfig,
@@ -25,7 +30,11 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "EDGE_AGENT_";
 
 /// What shows instead of a secret in printed configurations.
-pub const MASK: &str = "<redacted>";
+pub const MASK: &str = ingest_common::secret::REDACTED;
+
+/// The agent's environment names: `EDGE_AGENT_SECTION__KEY`, and the deprecated
+/// `EDGE_AGENT_SECTION_KEY`.
+pub const ENV_NAMES: EnvNames<'static> = EnvNames::new(ENV_PREFIX).with_legacy_single_underscore();
 
 /// The smallest `server.max_head_bytes`, and its default: 8 KiB, the read buffer an
 /// HTTP/1 connection starts with. Any larger bound lets that buffer grow to 16 KiB on
@@ -226,44 +235,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// An invalid agent configuration: which key and why.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A file could not be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file or an environment variable does not parse.
-    #[error("{origin}: {message}")]
-    Parse {
-        /// The file or variable.
-        origin: String,
-        /// The parser's message.
-        message: String,
-    },
-    /// A value breaks a rule.
-    #[error("invalid configuration `{key}`: {reason}")]
-    Invalid {
-        /// The dotted key.
-        key: String,
-        /// Why.
-        reason: String,
-    },
-    /// The ingest sections are invalid.
-    #[error(transparent)]
-    Ingest(#[from] ingest_core::ConfigError),
-}
+/// An invalid agent configuration: which key, where its value came from, and why (the
+/// workspace's one configuration error).
+pub use ingest_common::ConfigError;
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
+    ConfigError::new(key, reason)
 }
 
 /// Overrides from the command line (each optional).
@@ -295,65 +272,48 @@ impl AgentConfig {
         vars: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<AgentConfig, ConfigError> {
-        let mut tree = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Parse {
-                        origin: path.display().to_string(),
-                        message: e.to_string(),
-                    })?
-            }
-            None => toml::Table::new(),
-        };
-        let shape =
-            toml::Table::try_from(AgentConfig::default()).map_err(|e| ConfigError::Parse {
-                origin: "defaults".to_owned(),
-                message: e.to_string(),
-            })?;
-        let mut vars: Vec<(String, String)> = vars
-            .into_iter()
-            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
-            .collect();
-        vars.sort();
-        for (name, value) in vars {
-            apply_env(&mut tree, &shape, &name, &value)?;
-        }
-        let mut config: AgentConfig =
-            tree.try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    origin: file.map_or("environment".to_owned(), |p| p.display().to_string()),
-                    message: e.to_string(),
-                })?;
-        config.apply(overrides);
-        Ok(config)
+        Ok(AgentConfig::layers(file, vars, overrides)?.config)
     }
 
-    fn apply(&mut self, overrides: &Overrides) {
+    /// As [`load`](Self::load), keeping where each value came from (for
+    /// `--check-config` and error messages) and the deprecated variable names used.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or parsed, a variable names no key or does not
+    /// parse, or a key is unknown: naming the key and its origin.
+    pub fn layers(
+        file: Option<&std::path::Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Loaded<AgentConfig>, ConfigError> {
+        let mut layers = Layers::<AgentConfig>::new()?;
+        if let Some(path) = file {
+            layers = layers.file(path)?;
+        }
+        layers = layers.env(ENV_NAMES, vars)?;
         if let Some(listen) = &overrides.listen {
-            self.server.listen.clone_from(listen);
+            layers = layers.flag("server.listen", "--listen", listen)?;
         }
         if let Some(path) = &overrides.unix_socket {
-            self.server.unix_socket.clone_from(path);
+            layers = layers.flag("server.unix_socket", "--unix-socket", path)?;
         }
         if let Some(brokers) = &overrides.brokers {
-            self.kafka.brokers.clone_from(brokers);
+            layers = layers.flag("kafka.brokers", "--brokers", brokers)?;
         }
         if let Some(dir) = &overrides.buffer_dir {
-            if self.buffer.kind == BufferType::Memory {
-                self.buffer.kind = BufferType::Log;
+            if layers.current::<BufferType>("buffer.type") == Some(BufferType::Memory) {
+                layers = layers.flag("buffer.type", "--buffer-dir", BufferType::Log)?;
             }
-            self.buffer.dir = Some(dir.clone());
+            layers = layers.flag("buffer.dir", "--buffer-dir", dir)?;
         }
         if let Some(format) = overrides.log_format {
-            self.log.format = format;
+            layers = layers.flag("log.format", "--log-format", format)?;
         }
         if overrides.create_topics {
-            self.create_topics = true;
+            layers = layers.flag("create_topics", "--create-topics", true)?;
         }
+        layers.load()
     }
 
     /// The ingest sections, as `ingest-core` takes them.
@@ -556,82 +516,6 @@ pub struct AgentSettings {
     pub ingest: Settings,
 }
 
-/// Sets the key an `EDGE_AGENT_...` variable names. The name, lower-cased without the
-/// prefix, is matched against the configuration's shape (`shape`, the defaults): at
-/// each level the longest key that prefixes the rest (`KAFKA_LINGER_MS` →
-/// `kafka.linger_ms`, `TOPICS_PRODUCT_VIEW_NAME` → `topics.product_view.name`). The
-/// value is read as the type the key has in `shape` (number, boolean, a comma-separated
-/// list, else a string). A key absent from the shape (an unset optional such as
-/// `BUFFER_DIR`) is set as a string.
-fn apply_env(
-    tree: &mut toml::Table,
-    shape: &toml::Table,
-    name: &str,
-    value: &str,
-) -> Result<(), ConfigError> {
-    let path = name[ENV_PREFIX.len()..].to_ascii_lowercase();
-    let unknown = || ConfigError::Parse {
-        origin: name.to_owned(),
-        message: "names no configuration key".to_owned(),
-    };
-    let mut rest = path.as_str();
-    let mut table = tree;
-    let mut shape = Some(shape);
-    let mut depth = 0;
-    loop {
-        let known = shape.and_then(|s| {
-            s.iter()
-                .filter(|(k, _)| rest == k.as_str() || rest.starts_with(&format!("{k}_")))
-                .max_by_key(|(k, _)| k.len())
-        });
-        match known {
-            Some((key, toml::Value::Table(sub))) if rest != key => {
-                rest = &rest[key.len() + 1..];
-                // A table the file does not have starts as its defaults, so that tables
-                // whose keys are all required (`topics.<name>`) stay complete.
-                let entry = table
-                    .entry(key.clone())
-                    .or_insert_with(|| toml::Value::Table(sub.clone()));
-                table = entry.as_table_mut().ok_or_else(unknown)?;
-                shape = Some(sub);
-                depth += 1;
-            }
-            Some((key, kind)) if rest == key => {
-                let parsed = typed(value, kind).ok_or_else(|| ConfigError::Parse {
-                    origin: name.to_owned(),
-                    message: format!("{value:?} is not a valid {}", kind.type_str()),
-                })?;
-                table.insert(key.clone(), parsed);
-                return Ok(());
-            }
-            // Inside a section: an optional key the defaults leave out (`buffer.dir`).
-            // Serde rejects it later if the section has no such key.
-            None if depth > 0 && !rest.is_empty() => {
-                table.insert(rest.to_owned(), toml::Value::String(value.to_owned()));
-                return Ok(());
-            }
-            _ => return Err(unknown()),
-        }
-    }
-}
-
-fn typed(value: &str, like: &toml::Value) -> Option<toml::Value> {
-    Some(match like {
-        toml::Value::Integer(_) => toml::Value::Integer(value.trim().parse().ok()?),
-        toml::Value::Float(_) => toml::Value::Float(value.trim().parse().ok()?),
-        toml::Value::Boolean(_) => toml::Value::Boolean(value.trim().parse().ok()?),
-        toml::Value::Array(_) => toml::Value::Array(
-            value
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| toml::Value::String(s.to_owned()))
-                .collect(),
-        ),
-        _ => toml::Value::String(value.to_owned()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,8 +547,10 @@ mod tests {
         assert_eq!(config.kafka.brokers, "k1:9092");
     }
 
+    /// The earlier single-underscore names still work, each reported as deprecated
+    /// with the name that replaces it.
     #[test]
-    fn layers_file_then_environment_then_flags() {
+    fn deprecated_names_layer_file_then_environment_then_flags() {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("agent.toml");
         std::fs::write(
@@ -705,6 +591,156 @@ mod tests {
             Some(std::path::Path::new("/var/spool/agent"))
         );
         assert!(config.validate().expect("valid").ingest.has_disk_buffer());
+
+        let loaded = AgentConfig::layers(
+            Some(&file),
+            env(&[
+                ("EDGE_AGENT_KAFKA_LINGER_MS", "9"),
+                ("EDGE_AGENT_TOPICS_PRODUCT_VIEW_NAME", "views"),
+                ("EDGE_AGENT_BUFFER_DIR", "/var/spool/agent"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("loads");
+        let renamed: Vec<(&str, &str)> = loaded
+            .deprecations()
+            .iter()
+            .map(|d| (d.variable.as_str(), d.replacement.as_str()))
+            .collect();
+        assert_eq!(
+            renamed,
+            [
+                ("EDGE_AGENT_BUFFER_DIR", "EDGE_AGENT_BUFFER__DIR"),
+                ("EDGE_AGENT_KAFKA_LINGER_MS", "EDGE_AGENT_KAFKA__LINGER_MS"),
+                (
+                    "EDGE_AGENT_TOPICS_PRODUCT_VIEW_NAME",
+                    "EDGE_AGENT_TOPICS__PRODUCT_VIEW__NAME"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn layers_file_then_environment_then_flags_with_their_origins() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("agent.toml");
+        std::fs::write(
+            &file,
+            "source = \"shop\"\n[server]\nlisten = \"127.0.0.1:1\"\nack_timeout_ms = 5\n[kafka]\nlinger_ms = 7\nbrokers = \"file:1\"\n",
+        )
+        .expect("write");
+        let loaded = AgentConfig::layers(
+            Some(&file),
+            env(&[
+                ("EDGE_AGENT_KAFKA__LINGER_MS", "9"),
+                ("EDGE_AGENT_SERVER__LISTEN", "127.0.0.1:2"),
+                ("EDGE_AGENT_TOPICS__PRODUCT_VIEW__NAME", "views"),
+                (
+                    "EDGE_AGENT_CORS__ALLOWED_ORIGINS",
+                    "https://a.example, https://b.example",
+                ),
+                ("EDGE_AGENT_RATE_LIMIT__GLOBAL_PER_SEC", "500"),
+                ("EDGE_AGENT_BUFFER__DIR", "/var/spool/agent"),
+                ("EDGE_AGENT_BUFFER__TYPE", "sled"),
+                ("EDGE_AGENT_CREATE_TOPICS", "true"),
+            ]),
+            &Overrides {
+                listen: Some("127.0.0.1:3".to_owned()),
+                log_format: Some(LogFormat::Json),
+                ..Overrides::default()
+            },
+        )
+        .expect("loads");
+        assert!(loaded.deprecations().is_empty());
+        let config = &loaded.config;
+        assert_eq!(config.source, "shop");
+        assert_eq!(config.server.ack_timeout_ms, 5);
+        assert_eq!(config.kafka.linger_ms, 9);
+        assert_eq!(config.kafka.brokers, "file:1");
+        assert_eq!(config.server.listen, "127.0.0.1:3");
+        assert_eq!(config.topics.product_view.name, "views");
+        assert_eq!(config.cors.allowed_origins.len(), 2);
+        assert_eq!(config.rate_limit.global_per_sec, 500);
+        assert_eq!(config.buffer.kind, BufferType::Sled);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert!(config.create_topics);
+        use ingest_common::Origin;
+        assert_eq!(loaded.origin("source"), Origin::File(file.clone()));
+        assert_eq!(
+            loaded.origin("kafka.linger_ms"),
+            Origin::Env("EDGE_AGENT_KAFKA__LINGER_MS".into())
+        );
+        assert_eq!(
+            loaded.origin("server.listen"),
+            Origin::Flag("--listen".into())
+        );
+        assert_eq!(
+            loaded.origin("log.format"),
+            Origin::Flag("--log-format".into())
+        );
+        assert_eq!(loaded.origin("server.max_connections"), Origin::Default);
+
+        // Validation errors name the origin of the key.
+        let loaded = AgentConfig::layers(
+            None,
+            env(&[("EDGE_AGENT_SERVER__MAX_HEAD_BYTES", "10")]),
+            &Overrides::default(),
+        )
+        .expect("loads");
+        let err = loaded.explain(loaded.config.validate().expect_err("too small"));
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration `server.max_head_bytes` (from environment variable EDGE_AGENT_SERVER__MAX_HEAD_BYTES): must be at least 8192"
+        );
+    }
+
+    #[test]
+    fn the_buffer_dir_flag_keeps_a_configured_disk_engine() {
+        let config = AgentConfig::load(
+            None,
+            env(&[("EDGE_AGENT_BUFFER__TYPE", "sled")]),
+            &Overrides {
+                buffer_dir: Some("/tmp/spool".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect("loads");
+        assert_eq!(config.buffer.kind, BufferType::Sled);
+    }
+
+    #[test]
+    fn every_agent_key_is_documented_and_every_documented_key_exists() {
+        let doc = include_str!("../../docs/edge-agent.md");
+        let section = doc
+            .split("\n## Configuration")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("the configuration section");
+        let documented: std::collections::BTreeSet<String> =
+            ingest_common::layers::documented_keys(section)
+                .into_iter()
+                .collect();
+        let mut config = AgentConfig::default();
+        config.tls.cert_file = Some("/c".into());
+        config.tls.key_file = Some("/k".into());
+        config.tls.client_ca_file = Some("/ca".into());
+        config.auth.keys_file = Some("/keys".into());
+        // The ingest sections are documented (and checked) in docs/configuration.md.
+        let ingest: std::collections::BTreeSet<String> =
+            ingest_common::layers::leaf_keys(&IngestConfig::default())
+                .into_iter()
+                .map(|k| k.split('.').next().unwrap_or_default().to_owned())
+                .collect();
+        let in_code: std::collections::BTreeSet<String> = ingest_common::layers::leaf_keys(&config)
+            .into_iter()
+            .filter(|k| !ingest.contains(k.split('.').next().unwrap_or_default()))
+            .collect();
+        let undocumented: Vec<_> = in_code.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&in_code).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "docs/edge-agent.md: undocumented keys {undocumented:?}, documented keys the code does not have {unknown:?}"
+        );
     }
 
     #[test]

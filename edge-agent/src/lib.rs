@@ -89,7 +89,7 @@ pub async fn run(
         .build()
         .context("starting the ingestor")?;
     if let Some(handle) = &prometheus {
-        telemetry::spawn_upkeep(handle.clone());
+        ingest_common::telemetry::spawn_upkeep(handle.clone());
     }
     let limiter = RateLimiter::new(&settings.rate_limit);
     if limiter.enabled() {

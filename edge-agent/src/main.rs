@@ -91,33 +91,43 @@ fn main() -> ExitCode {
         log_format: cli.log_format,
         create_topics: cli.create_topics,
     };
-    let config = match AgentConfig::load(cli.config.as_deref(), std::env::vars(), &overrides) {
-        Ok(config) => config,
+    let loaded = match AgentConfig::layers(cli.config.as_deref(), std::env::vars(), &overrides) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("edge-agent: {error}");
             return ExitCode::from(2);
         }
     };
-    let settings = match config.validate() {
+    let settings = match loaded.config.validate() {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("edge-agent: {error}");
+            eprintln!("edge-agent: {}", loaded.explain(error));
             return ExitCode::from(2);
         }
     };
     if cli.check_config {
-        match toml::to_string_pretty(&config.redacted()) {
+        for deprecation in loaded.deprecations() {
+            eprintln!("edge-agent: warning: {deprecation}");
+        }
+        return match loaded.check_config_report("edge-agent", &loaded.config.redacted()) {
             Ok(text) => {
-                println!("# effective configuration (valid; secrets masked)\n{text}");
-                return ExitCode::SUCCESS;
+                print!("{text}");
+                ExitCode::SUCCESS
             }
             Err(error) => {
-                eprintln!("edge-agent: printing the configuration: {error}");
-                return ExitCode::from(1);
+                eprintln!("edge-agent: {error}");
+                ExitCode::from(1)
             }
-        }
+        };
     }
     telemetry::init_logs(&settings.log);
+    for deprecation in loaded.deprecations() {
+        tracing::warn!(
+            variable = %deprecation.variable,
+            replacement = %deprecation.replacement,
+            "{deprecation}"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,7 +139,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let prometheus = match telemetry::install_metrics() {
+        let prometheus = match ingest_common::telemetry::install_prometheus(true) {
             Ok(handle) => Some(handle),
             Err(error) => {
                 tracing::error!(%error, "metrics recorder not installed; /metrics will be empty");

@@ -8,6 +8,10 @@
 //! | `edge_http_connections` | gauge | | open connections |
 //! | `edge_http_rejected_total` | counter | `endpoint`, `code` | requests refused (the error code of the answer) |
 //!
+//! The Prometheus recorder (with latency buckets for `_seconds` histograms) and its
+//! upkeep task are set up by `ingest-common`'s `telemetry` module, shared with the
+//! processor.
+//!
 //! Everything `ingest-core` exports (`ingest_*`: events accepted and rejected by reason,
 //! delivery, queue, disk buffer, breaker) is on the same page.
 
@@ -15,59 +19,13 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{counter, histogram, Counter, Histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Starts logging to stderr.
-///
-/// A line that cannot be written (stderr on a full disk, a closed pipe) is lost without
-/// a word: the formatter's own report of it would go through `eprintln!`, which panics
-/// when stderr fails, and a panic aborts the process with the events it holds.
+/// Starts logging to stderr as `config` says (the workspace's one log setup,
+/// [`ingest_common::telemetry::init_logs`]).
 pub fn init_logs(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false);
-    let _ = match config.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-/// Installs the Prometheus recorder (before the ingestor is built, so its metric
-/// handles attach to it) and returns the handle that renders `/metrics`.
-///
-/// # Errors
-///
-/// When another recorder is installed already.
-pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    let latency_buckets = [
-        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-        0.5, 1.0, 2.5, 5.0, 10.0,
-    ];
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &latency_buckets)?
-        .install_recorder()?;
-    Ok(handle)
-}
-
-/// Drains histogram samples into their buckets every second (the exporter does not on
-/// its own when installed without its HTTP listener). Until drained, each request's
-/// and each event's latency sample is kept: at 30,000 events/s a 5-second interval held
-/// several MiB of them.
-pub fn spawn_upkeep(handle: PrometheusHandle) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            handle.run_upkeep();
-        }
-    });
+    ingest_common::telemetry::init_logs(&config.level, config.format == LogFormat::Json);
 }
 
 /// The endpoints, as metric labels.

@@ -26,7 +26,9 @@ fn check_config_prints_the_effective_configuration_with_secrets_masked() {
         ])
         .arg("--config")
         .arg(&file)
+        // The deprecated name still works, with a warning naming the new one.
         .env("EDGE_AGENT_KAFKA_LINGER_MS", "9")
+        .env("EDGE_AGENT_SERVER__MAX_CONNECTIONS", "77")
         .output()
         .expect("runs");
     assert!(
@@ -44,6 +46,33 @@ fn check_config_prints_the_effective_configuration_with_secrets_masked() {
         "{text}"
     );
     assert!(text.contains("<redacted>"), "{text}");
+    // Every line names where its value came from.
+    let line = |start: &str| {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start} in {text}"))
+            .to_owned()
+    };
+    assert!(
+        line("kafka.brokers = ").ends_with("# flag --brokers"),
+        "{text}"
+    );
+    assert!(line("kafka.linger_ms = 9").ends_with("# env EDGE_AGENT_KAFKA_LINGER_MS"));
+    assert!(
+        line("server.max_connections = 77").ends_with("# env EDGE_AGENT_SERVER__MAX_CONNECTIONS")
+    );
+    assert!(line("buffer.type = \"log\"").ends_with("# flag --buffer-dir"));
+    assert!(line("server.listen = ").ends_with("# default"));
+    assert!(line("kafka.properties.\"sasl.password\" = \"<redacted>\"")
+        .ends_with(&format!("# file {}", file.display())));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "EDGE_AGENT_KAFKA_LINGER_MS is deprecated: set EDGE_AGENT_KAFKA__LINGER_MS instead"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("MAX_CONNECTIONS"), "{stderr}");
 }
 
 #[test]
@@ -61,6 +90,37 @@ fn bad_configuration_exits_2_naming_the_key() {
         .expect("runs");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("EDGE_AGENT_QUEUE_MAX_EVENTS"));
+    let output = agent()
+        .arg("--check-config")
+        .env("EDGE_AGENT_QUEUE__MAX_EVENTS", "many")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`queue.max_events` (from environment variable EDGE_AGENT_QUEUE__MAX_EVENTS): \"many\" is not a valid integer"),
+        "{stderr}"
+    );
+    let output = agent()
+        .args(["--check-config", "--listen", "nowhere"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`server.listen` (from flag --listen)"),
+        "{stderr}"
+    );
+    let output = agent()
+        .arg("--check-config")
+        .env("EDGE_AGENT_SERVER__LISTN", "127.0.0.1:1")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`server.listn` (from environment variable EDGE_AGENT_SERVER__LISTN): is not a configuration key"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -133,8 +193,8 @@ fn an_unwritable_stderr_does_not_take_the_agent_down() {
     // No broker listens on port 1: librdkafka logs a connection error every second.
     let mut child = agent()
         .args(["--brokers", "127.0.0.1:1", "--listen", &listen])
-        .env("EDGE_AGENT_LOG_LEVEL", "debug")
-        .env("EDGE_AGENT_SERVER_SHUTDOWN_TIMEOUT_MS", "1000")
+        .env("EDGE_AGENT_LOG__LEVEL", "debug")
+        .env("EDGE_AGENT_SERVER__SHUTDOWN_TIMEOUT_MS", "1000")
         .stderr(std::fs::File::create("/dev/full").expect("/dev/full"))
         .spawn()
         .expect("starts");

@@ -103,32 +103,19 @@ pub struct KafkaConfig {
 }
 
 /// The mask shown instead of secret values.
-pub const REDACTED: &str = "<redacted>";
+pub const REDACTED: &str = ingest_common::secret::REDACTED;
 
 /// Whether a librdkafka property holds a secret (passwords, keys, tokens), judged by
-/// its name so that properties added in future librdkafka versions are covered too.
+/// its name so that properties added in future librdkafka versions are covered too
+/// (the workspace's one word list, [`ingest_common::secret::is_secret_name`]).
 pub fn is_secret_property(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        "key.pem",
-        "jaas.config",
-        "sasl.oauthbearer.config",
-    ]
-    .iter()
-    .any(|s| key.contains(s))
+    ingest_common::secret::is_secret_name(key)
 }
 
 impl KafkaConfig {
     fn redacted(&self) -> KafkaConfig {
         let mut copy = self.clone();
-        for (key, value) in &mut copy.properties {
-            if is_secret_property(key) {
-                *value = REDACTED.to_owned();
-            }
-        }
+        ingest_common::secret::mask_properties(copy.properties.iter_mut());
         copy
     }
 }
@@ -658,6 +645,29 @@ fn check_topic(key: &str, topic: &TopicConfig) -> Result<(), ConfigError> {
 }
 
 impl IngestConfig {
+    /// Reads a configuration from TOML text (what a file or a binding passes): the
+    /// defaults, then the keys the text sets, through the workspace's one layering
+    /// mechanism ([`ingest_common::Layers`]). Does not validate: call
+    /// [`validate`](Self::validate) (or build an ingestor) next.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for text that does not parse, an unknown key or a value of the
+    /// wrong type, naming the key.
+    pub fn from_toml(text: &str) -> Result<IngestConfig, ConfigError> {
+        Ok(ingest_common::Layers::new()?.toml(text)?.load()?.config)
+    }
+
+    /// Reads a configuration from JSON text (an object with the same keys as the TOML
+    /// file), as [`from_toml`](Self::from_toml) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_toml`](Self::from_toml).
+    pub fn from_json(text: &str) -> Result<IngestConfig, ConfigError> {
+        Ok(ingest_common::Layers::new()?.json(text)?.load()?.config)
+    }
+
     /// A copy safe to print or log: secret-looking `kafka.properties` values (see
     /// [`is_secret_property`]) are replaced by [`REDACTED`].
     #[must_use]
@@ -903,6 +913,83 @@ mod tests {
         }
         // The producer still gets the real values.
         assert_eq!(settings.producer.get("sasl.password"), Some("hunter2"));
+    }
+
+    #[test]
+    fn toml_and_json_text_load_through_the_shared_layers() {
+        let from_toml = IngestConfig::from_toml(
+            "source = \"shop\"\n[kafka]\nlinger_ms = 20\n[kafka.properties]\n\"sasl.username\" = \"u\"\n[buffer]\ntype = \"log\"\ndir = \"/var/spool/x\"\n",
+        )
+        .expect("toml");
+        let from_json = IngestConfig::from_json(
+            r#"{"source": "shop", "kafka": {"linger_ms": 20, "properties": {"sasl.username": "u"}},
+                "buffer": {"type": "log", "dir": "/var/spool/x"}}"#,
+        )
+        .expect("json");
+        assert_eq!(from_toml, from_json);
+        assert_eq!(from_toml.kafka.linger_ms, 20);
+        assert_eq!(
+            from_toml.topics,
+            TopicsConfig::default(),
+            "the rest default"
+        );
+        assert!(from_toml.validate().expect("valid").has_disk_buffer());
+        assert_eq!(
+            IngestConfig::from_toml("").expect("empty"),
+            IngestConfig::default()
+        );
+        assert_eq!(
+            IngestConfig::from_json("{}").expect("empty"),
+            IngestConfig::default()
+        );
+
+        let err = IngestConfig::from_toml("[kafka]\nlingerms = 1").expect_err("unknown");
+        assert_eq!(err.key(), "kafka.lingerms");
+        assert!(err.to_string().contains("(from TOML text)"), "{err}");
+        let err = IngestConfig::from_json(r#"{"kafka": {"linger_ms": "soon"}}"#).expect_err("type");
+        assert_eq!(err.key(), "kafka.linger_ms");
+        assert!(err.to_string().contains("(from JSON text)"), "{err}");
+        // Layered over the defaults, a partial topic table keeps the default layout.
+        let partial = IngestConfig::from_toml("[topics.cart]\nname = \"c\"").expect("partial");
+        assert_eq!(
+            (
+                partial.topics.cart.name.as_str(),
+                partial.topics.cart.partitions
+            ),
+            ("c", 10)
+        );
+        let err = IngestConfig::from_json("{").expect_err("syntax");
+        assert!(err.to_string().starts_with("JSON text: "), "{err}");
+    }
+
+    #[test]
+    fn every_key_is_documented_and_every_documented_key_exists() {
+        let doc = include_str!("../../docs/configuration.md");
+        let reference = doc
+            .split("\n## Reference")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## Validation rules").next())
+            .expect("the reference section");
+        let documented: std::collections::BTreeSet<String> =
+            ingest_common::layers::documented_keys(reference)
+                .into_iter()
+                .collect();
+        let mut config = IngestConfig::default();
+        config.buffer.dir = Some("/set/for/its/key".into());
+        let in_code: std::collections::BTreeSet<String> = ingest_common::layers::leaf_keys(&config)
+            .into_iter()
+            .map(|key| match key.strip_prefix("topics.") {
+                // One table documents the five topics.
+                Some(rest) => format!("topics.*.{}", rest.split_once('.').map_or(rest, |(_, k)| k)),
+                None => key,
+            })
+            .collect();
+        let undocumented: Vec<_> = in_code.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&in_code).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "docs/configuration.md: undocumented keys {undocumented:?}, documented keys the code does not have {unknown:?}"
+        );
     }
 
     #[test]

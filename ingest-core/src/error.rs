@@ -259,28 +259,10 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
-/// An invalid configuration value, found before any I/O is attempted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration `{key}`: {reason}")]
-pub struct ConfigError {
-    key: String,
-    reason: String,
-}
-
-impl ConfigError {
-    /// Creates an error for configuration key `key` (dotted path, e.g. `kafka.linger_ms`).
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-
-    /// The dotted path of the offending key.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-}
+/// An invalid configuration: the key (a dotted path), where its value came from when
+/// known, and why. Shared with the binaries through `ingest-common`, so every
+/// configuration error of the workspace reads the same.
+pub use ingest_common::ConfigError;
 
 /// Every failure the library reports, apart from per-event validation details that
 /// [`BatchReceipt`](crate::BatchReceipt) lists individually.

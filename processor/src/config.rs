@@ -4,8 +4,9 @@
 //!
 //! Layers, each overriding the one before: built-in defaults → TOML file → environment
 //! (`PROCESSOR_<SECTION>__<KEY>`, e.g. `PROCESSOR_KAFKA__BROKERS`; top-level keys as
-//! `PROCESSOR_LISTEN`) → command-line flags. An environment value is read as a TOML value
-//! when it parses as one (`1000`, `true`, `["a"]`), else as a string.
+//! `PROCESSOR_LISTEN`) → command-line flags, through the workspace's one mechanism
+//! ([`ingest_common::Layers`]): an environment value is read as its key's type, lists
+//! comma-separated or as TOML arrays, tables as TOML inline tables.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,12 +14,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use ingest_common::{ConfigError, EnvNames, Layers, Loaded};
 use ingest_core::contract;
 
 use crate::error::Error;
 
+pub use ingest_common::secret::mask_url;
+pub use ingest_common::Backoff;
+
 /// The environment variable prefix of every key.
 pub const ENV_PREFIX: &str = "PROCESSOR_";
+
+/// The processor's environment names: `PROCESSOR_SECTION__KEY`.
+pub const ENV_NAMES: EnvNames<'static> = EnvNames::new(ENV_PREFIX);
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,7 +204,8 @@ pub struct CheckpointConfig {
     /// them (isolated one by one); a checkpoint that would dead-letter more stops the
     /// processor instead: so many refusals point at the database, not at the records.
     pub max_isolated_records: usize,
-    /// Wait after a failed checkpoint before the next attempt, doubled per failure (ms).
+    /// Wait after a failed checkpoint before the next attempt, doubled per failure,
+    /// with jitter (ms).
     pub initial_backoff_ms: u64,
     /// Cap of that wait (ms).
     pub max_backoff_ms: u64,
@@ -458,7 +467,7 @@ pub struct SearchConfig {
     pub flush_interval_ms: u64,
     /// Time one request may take (ms).
     pub request_timeout_ms: u64,
-    /// Wait after a failed request, doubled per failure (ms).
+    /// Wait after a failed request, doubled per failure, with jitter (ms).
     pub initial_backoff_ms: u64,
     /// Cap of that wait (ms).
     pub max_backoff_ms: u64,
@@ -497,6 +506,27 @@ pub struct Overrides {
     pub redis: Option<String>,
 }
 
+impl Overrides {
+    /// Adds the flags given as the last layer.
+    fn apply(
+        &self,
+        layers: Layers<ProcessorConfig>,
+    ) -> Result<Layers<ProcessorConfig>, ConfigError> {
+        let mut layers = layers;
+        for (key, flag, value) in [
+            ("listen", "--listen", &self.listen),
+            ("kafka.brokers", "--brokers", &self.brokers),
+            ("postgres.url", "--postgres", &self.postgres),
+            ("redis.url", "--redis", &self.redis),
+        ] {
+            if let Some(value) = value {
+                layers = layers.flag(key, flag, value)?;
+            }
+        }
+        Ok(layers)
+    }
+}
+
 impl ProcessorConfig {
     /// Builds the configuration from its layers: defaults, then `file` (TOML text), then
     /// the `PROCESSOR_*` variables of `env`, then `overrides`.
@@ -509,56 +539,50 @@ impl ProcessorConfig {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<ProcessorConfig, Error> {
-        let mut table = toml::Table::try_from(ProcessorConfig::default())
-            .map_err(|e| Error::Config(format!("defaults: {e}")))?;
+        let mut layers = Layers::<ProcessorConfig>::new()?;
         if let Some(text) = file {
-            let file: toml::Table =
-                toml::from_str(text).map_err(|e| Error::Config(format!("config file: {e}")))?;
-            merge(&mut table, file);
+            layers = layers.toml(text)?;
         }
-        let mut vars: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        vars.sort();
-        for (name, value) in vars {
-            let path: Vec<String> = name[ENV_PREFIX.len()..]
-                .split("__")
-                .map(str::to_ascii_lowercase)
-                .collect();
-            set_path(&mut table, &path, env_value(&value))
-                .map_err(|e| Error::Config(format!("{name}: {e}")))?;
-        }
-        let mut config: ProcessorConfig = table
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(e.message().to_owned()))?;
-        if let Some(v) = &overrides.listen {
-            config.listen = v.clone();
-        }
-        if let Some(v) = &overrides.brokers {
-            config.kafka.brokers = v.clone();
-        }
-        if let Some(v) = &overrides.postgres {
-            config.postgres.url = v.clone();
-        }
-        if let Some(v) = &overrides.redis {
-            config.redis.url = v.clone();
-        }
-        Ok(config)
+        Ok(overrides.apply(layers.env(ENV_NAMES, env)?)?.load()?.config)
     }
 
-    /// The configuration as TOML with secrets masked: passwords in URLs and librdkafka
-    /// properties whose name mentions a password, secret or key.
-    pub fn masked_toml(&self) -> String {
+    /// Builds the configuration from its layers: defaults, then the file at `file`
+    /// (TOML, or JSON when its name ends in `.json`), then the `PROCESSOR_*` variables
+    /// of `env`, then `overrides`, keeping where each value came from (for
+    /// `--check-config` and error messages).
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be read or parsed, a variable whose value does not parse, an
+    /// unknown key or a value of the wrong type, naming the key and its origin.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Loaded<ProcessorConfig>, ConfigError> {
+        let mut layers = Layers::<ProcessorConfig>::new()?;
+        if let Some(path) = file {
+            layers = layers.file(path)?;
+        }
+        overrides.apply(layers.env(ENV_NAMES, env)?)?.load()
+    }
+
+    /// A copy safe to print: passwords in URLs replaced by `****`, librdkafka
+    /// properties with secret-looking names (the workspace's one list,
+    /// [`ingest_common::secret::is_secret_name`]) by `<redacted>`.
+    #[must_use]
+    pub fn masked(&self) -> ProcessorConfig {
         let mut masked = self.clone();
         masked.postgres.url = mask_url(&masked.postgres.url);
         masked.redis.url = mask_url(&masked.redis.url);
-        for (name, value) in masked.kafka.properties.iter_mut() {
-            if is_secret_property(name) {
-                *value = "****".to_owned();
-            }
-        }
-        toml::to_string_pretty(&masked).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+        masked.search.url = mask_url(&masked.search.url);
+        ingest_common::secret::mask_properties(masked.kafka.properties.iter_mut());
+        masked
+    }
+
+    /// The configuration as TOML with secrets masked (see [`masked`](Self::masked)).
+    pub fn masked_toml(&self) -> String {
+        toml::to_string_pretty(&self.masked()).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 
     /// Validates the configuration into [`Settings`] (no I/O).
@@ -567,7 +591,7 @@ impl ProcessorConfig {
     ///
     /// [`Error::Config`] naming the first key whose value is not acceptable.
     pub fn validate(&self) -> Result<Settings, Error> {
-        let bad = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
+        let bad = |key: &str, why: &str| Err(Error::Config(ConfigError::new(key, why)));
         let listen: SocketAddr = match self.listen.parse() {
             Ok(a) => a,
             Err(_) => return bad("listen", "must be an address like 127.0.0.1:8090"),
@@ -823,7 +847,12 @@ impl ProcessorConfig {
 
 impl SearchConfig {
     fn validate(&self) -> Result<SearchSettings, Error> {
-        let bad = |key: &str, why: &str| Err(Error::Config(format!("search.{key}: {why}")));
+        let bad = |key: &str, why: &str| {
+            Err(Error::Config(ConfigError::new(
+                format!("search.{key}"),
+                why,
+            )))
+        };
         let url = match crate::search::IndexUrl::parse(&self.url) {
             Ok(u) => u,
             Err(why) => return bad("url", &why),
@@ -907,23 +936,6 @@ const RESERVED_PROPERTIES: &[&str] = &[
     "partition.assignment.strategy",
     "auto.offset.reset",
 ];
-
-/// A capped exponential backoff.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The first wait.
-    pub initial: Duration,
-    /// The longest wait.
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The wait before attempt `failures + 1`, after `failures` (≥ 1) failures.
-    pub fn delay(&self, failures: u32) -> Duration {
-        let factor = 1u32 << failures.saturating_sub(1).min(20);
-        self.initial.saturating_mul(factor).min(self.max)
-    }
-}
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -1018,80 +1030,6 @@ pub struct Settings {
     pub api_statement_timeout: Duration,
 }
 
-/// Merges `from` into `into`, tables recursively, other values replaced.
-fn merge(into: &mut toml::Table, from: toml::Table) {
-    for (key, value) in from {
-        match (into.get_mut(&key), value) {
-            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
-            (_, value) => {
-                into.insert(key, value);
-            }
-        }
-    }
-}
-
-/// Sets `path` (section names, then the key) in `table` to `value`.
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
-    match path {
-        [] => Err("empty key".to_owned()),
-        [key] if !key.is_empty() => {
-            table.insert(key.clone(), value);
-            Ok(())
-        }
-        [section, rest @ ..] if !section.is_empty() => {
-            let entry = table
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            match entry {
-                toml::Value::Table(t) => set_path(t, rest, value),
-                _ => Err(format!("{section} is not a section")),
-            }
-        }
-        _ => Err("empty key".to_owned()),
-    }
-}
-
-/// An environment value: a TOML value when it parses as one, else the string itself.
-fn env_value(raw: &str) -> toml::Value {
-    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
-        Err(_) => toml::Value::String(raw.to_owned()),
-    }
-}
-
-/// `scheme://user:secret@host` → `scheme://user:****@host`; other URLs unchanged.
-pub fn mask_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &authority[..at];
-    let Some(colon) = userinfo.find(':') else {
-        return url.to_owned();
-    };
-    format!(
-        "{}{}:****{}",
-        &url[..scheme_end + 3],
-        &userinfo[..colon],
-        &rest[at..]
-    )
-}
-
-fn is_secret_property(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    ["password", "secret", "key", "token"]
-        .iter()
-        .any(|w| name.contains(w))
-        && !name.ends_with(".location")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1139,6 +1077,98 @@ mod tests {
         assert_eq!(config.checkpoint.interval_ms, 75);
         // Untouched keys keep their defaults.
         assert_eq!(config.redis.retention_minutes, 120);
+    }
+
+    #[test]
+    fn each_value_keeps_its_origin_and_errors_name_it() {
+        use ingest_common::Origin;
+        let dir = std::env::temp_dir().join(format!("processor-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("processor.json");
+        std::fs::write(
+            &file,
+            r#"{"kafka": {"group_id": "from-json"}, "experiments": {"flags": ["a"]}}"#,
+        )
+        .expect("write");
+        let loaded = ProcessorConfig::load(
+            Some(&file),
+            env(&[
+                ("PROCESSOR_CHECKPOINT__MAX_PENDING_EVENTS", "10"),
+                ("PROCESSOR_LISTEN", "127.0.0.1:9"),
+                (
+                    "PROCESSOR_EXPERIMENTS__FLAGS",
+                    "checkout_v2, search_ranking",
+                ),
+            ]),
+            &Overrides {
+                redis: Some("redis://r:1/0".to_owned()),
+                ..Overrides::default()
+            },
+        )
+        .expect("loads");
+        let config = &loaded.config;
+        assert_eq!(config.kafka.group_id, "from-json");
+        assert_eq!(config.checkpoint.max_pending_events, 10);
+        assert_eq!(config.listen, "127.0.0.1:9");
+        assert_eq!(config.experiments.flags, ["checkout_v2", "search_ranking"]);
+        assert_eq!(config.redis.url, "redis://r:1/0");
+        assert_eq!(loaded.origin("kafka.group_id"), Origin::File(file.clone()));
+        assert_eq!(
+            loaded.origin("checkpoint.max_pending_events"),
+            Origin::Env("PROCESSOR_CHECKPOINT__MAX_PENDING_EVENTS".into())
+        );
+        assert_eq!(loaded.origin("redis.url"), Origin::Flag("--redis".into()));
+        assert_eq!(loaded.origin("dedup.window_minutes"), Origin::Default);
+        assert!(loaded.deprecations().is_empty());
+
+        let loaded = ProcessorConfig::load(
+            None,
+            env(&[("PROCESSOR_API__TOP_N", "0")]),
+            &Overrides::default(),
+        )
+        .expect("loads");
+        let Err(Error::Config(error)) = loaded.config.validate() else {
+            panic!("api.top_n = 0 is refused");
+        };
+        assert_eq!(
+            loaded.explain(error).to_string(),
+            "invalid configuration `api.top_n` (from environment variable PROCESSOR_API__TOP_N): must be in 1..=1000"
+        );
+        let error = ProcessorConfig::load(
+            None,
+            env(&[("PROCESSOR_DEDUP__WINDOW_MINUTES", "a day")]),
+            &Overrides::default(),
+        )
+        .expect_err("not a number");
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration `dedup.window_minutes` (from environment variable PROCESSOR_DEDUP__WINDOW_MINUTES): \"a day\" is not a valid integer"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn every_key_is_documented_and_every_documented_key_exists() {
+        let doc = include_str!("../../docs/processor.md");
+        let section = doc
+            .split("\n## Configuration")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("the configuration section");
+        let documented: std::collections::BTreeSet<String> =
+            ingest_common::layers::documented_keys(section)
+                .into_iter()
+                .collect();
+        let in_code: std::collections::BTreeSet<String> =
+            ingest_common::layers::leaf_keys(&ProcessorConfig::default())
+                .into_iter()
+                .collect();
+        let undocumented: Vec<_> = in_code.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&in_code).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "docs/processor.md: undocumented keys {undocumented:?}, documented keys the code does not have {unknown:?}"
+        );
     }
 
     #[test]

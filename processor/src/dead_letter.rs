@@ -204,7 +204,7 @@ impl Publisher {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     metrics::counter!("processor_dead_letter_failures_total").increment(1);
-                    let delay = self.settings.backoff.delay(failures);
+                    let delay = self.settings.backoff.jittered(failures);
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
                         "producing dead letters failed; they stay queued");
                     if e.is_retryable() && matches!(e, Error::Postgres(_) | Error::Timeout(_)) {
@@ -218,7 +218,7 @@ impl Publisher {
             let wait = if failures == 0 {
                 Duration::from_secs(1)
             } else {
-                self.settings.backoff.delay(failures)
+                self.settings.backoff.jittered(failures)
             };
             tokio::select! {
                 _ = shutdown.changed() => {}

@@ -6,9 +6,9 @@ use std::fmt;
 /// Everything that can go wrong in the processor.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The configuration is not acceptable (the message names the key).
-    #[error("configuration: {0}")]
-    Config(String),
+    /// The configuration is not acceptable: the key, its origin when known, and why.
+    #[error("{0}")]
+    Config(#[from] ingest_common::ConfigError),
     /// PostgreSQL failed (connection, statement or transaction); the message carries the
     /// SQLSTATE and the server's message.
     #[error("postgres: {}", PgCause(.0))]
@@ -187,7 +187,10 @@ mod tests {
             partition: 0
         }
         .is_retryable());
-        assert_eq!(Error::Config("x".into()).disposition(), Disposition::Halt);
+        assert_eq!(
+            Error::Config(ingest_common::ConfigError::new("x", "y")).disposition(),
+            Disposition::Halt
+        );
         let inner = Error::Timeout("x");
         assert_eq!(
             Error::Unattributable(Box::new(inner)).disposition(),

@@ -45,6 +45,15 @@ pub use error::{Disposition, Error};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
+/// Aborts a background task when dropped (when [`run`] returns, however it returns).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the processor until `shutdown` turns true: the HTTP API and the consume loop,
 /// then a final checkpoint.
 ///
@@ -58,6 +67,9 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let settings = Arc::new(settings);
+    // Drains histogram samples into their buckets every second, scraped or not: without
+    // it every sample is kept until the next scrape, without bound.
+    let _upkeep = AbortOnDrop(ingest_common::telemetry::spawn_upkeep(metrics.clone()));
     let live = live::LiveView::connect(
         &settings.redis_url,
         &settings.key_prefix,

@@ -1,16 +1,17 @@
 //! `processor`: see the library documentation and `docs/processor.md`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use processor::{Overrides, ProcessorConfig};
+use processor::{Error, Overrides, ProcessorConfig};
 
 /// Consumes the event topics and serves real-time analytics.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// TOML configuration file.
+    /// Configuration file: TOML, or JSON when its name ends in `.json`.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// HTTP API address (overrides `listen`).
@@ -25,7 +26,8 @@ struct Args {
     /// Redis URL (overrides `redis.url`).
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
-    /// Validate the configuration, print it (secrets masked) and exit.
+    /// Validate the configuration, print it (secrets masked, each value's origin) and
+    /// exit.
     #[arg(long)]
     check_config: bool,
 }
@@ -36,37 +38,57 @@ struct Args {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::parse();
-    let file = match &args.config {
-        Some(path) => Some(
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-        ),
-        None => None,
-    };
     let overrides = Overrides {
         listen: args.listen.clone(),
         brokers: args.brokers.clone(),
         postgres: args.postgres.clone(),
         redis: args.redis.clone(),
     };
-    let config = ProcessorConfig::layered(file.as_deref(), std::env::vars(), &overrides)?;
-    let settings = config.validate()?;
+    let loaded = match ProcessorConfig::load(args.config.as_deref(), std::env::vars(), &overrides) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("processor: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match loaded.config.validate() {
+        Ok(settings) => settings,
+        Err(Error::Config(error)) => {
+            eprintln!("processor: {}", loaded.explain(error));
+            return ExitCode::from(2);
+        }
+        Err(error) => {
+            eprintln!("processor: {error}");
+            return ExitCode::from(2);
+        }
+    };
     if args.check_config {
-        print!("{}", config.masked_toml());
-        return Ok(());
+        return match loaded.check_config_report("processor", &loaded.config.masked()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("processor: {error}");
+                ExitCode::from(1)
+            }
+        };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // A log line that cannot be written is dropped; reporting it would panic.
-        .log_internal_errors(false)
-        .init();
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
+    match run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("processor: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(settings: processor::Settings) -> anyhow::Result<()> {
+    ingest_common::telemetry::init_logs("info", false);
+    let metrics = ingest_common::telemetry::install_prometheus(false)
         .context("installing the Prometheus recorder")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -416,7 +416,7 @@ impl Pipeline {
     /// returns the error when it calls for a halt and persisted.
     fn failed(&mut self, error: Error) -> Result<(), Error> {
         self.failures += 1;
-        let delay = self.settings.checkpoint_backoff.delay(self.failures);
+        let delay = self.settings.checkpoint_backoff.jittered(self.failures);
         let disposition = error.disposition();
         let reason = match (&error, disposition) {
             (Error::Fenced { .. }, _) => "fenced",
@@ -973,7 +973,7 @@ const MAX_RESYNC_ROUNDS: usize = 20;
 
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    ingest_common::clock::unix_ms()
 }
 
 /// Parses an RFC 3339 timestamp into Unix milliseconds.

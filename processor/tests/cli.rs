@@ -51,6 +51,22 @@ fn check_config_prints_the_effective_layers_with_secrets_masked() {
         !stdout.contains("s3cret") && !stdout.contains("hunter2"),
         "{stdout}"
     );
+    // The shared format: one line per key with its origin.
+    let line = |start: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start} in {stdout}"))
+            .to_owned()
+    };
+    assert!(
+        stdout.starts_with("# processor: effective configuration"),
+        "{stdout}"
+    );
+    assert!(line("kafka.group_id = ").ends_with("# env PROCESSOR_KAFKA__GROUP_ID"));
+    assert!(line("reporting_currency = ").ends_with(&format!("# file {}", file.display())));
+    assert!(line("postgres.url = ").ends_with("# flag --postgres"));
+    assert!(line("dedup.window_minutes = ").ends_with("# default"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -64,4 +80,20 @@ fn a_bad_key_fails_with_its_name() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("allowed_lateness_seconds"), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "2 for a bad configuration, as the agent"
+    );
+    assert!(
+        stderr.contains("`windows.allowed_lateness_seconds` (from environment variable PROCESSOR_WINDOWS__ALLOWED_LATENESS_SECONDS): is not a configuration key"),
+        "{stderr}"
+    );
+    let output = processor()
+        .args(["--check-config", "--listen", "nowhere"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`listen` (from flag --listen)"), "{stderr}");
 }

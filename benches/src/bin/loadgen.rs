@@ -534,12 +534,9 @@ fn main() -> ExitCode {
         eprintln!("loadgen: --batch and --connections must be at least 1");
         return ExitCode::from(2);
     }
-    let run = args.run.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
+    let run = args
+        .run
+        .unwrap_or_else(|| ingest_common::clock::unix_nanos().max(1));
     let (outcome, elapsed) = match run_load(&args, run) {
         Ok(result) => result,
         Err(error) => {

@@ -181,11 +181,7 @@ impl Throughput {
 /// same topic stay apart.
 fn run_id() -> u64 {
     u64::from(std::process::id()) << 32
-        | std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .map(u64::from)
-            .unwrap_or(0)
+        | u64::from(ingest_common::clock::since_epoch().subsec_nanos())
 }
 
 fn ingest_config(brokers: &str, topic: &str, buffer_dir: Option<&str>) -> IngestConfig {

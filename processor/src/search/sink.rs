@@ -55,7 +55,7 @@ impl SearchSink {
             let wait = if failures == 0 {
                 self.settings.flush_interval
             } else {
-                self.settings.backoff.delay(failures)
+                self.settings.backoff.jittered(failures)
             };
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -76,7 +76,7 @@ impl SearchSink {
                     metrics::counter!("processor_search_failures_total", "reason" => reason)
                         .increment(1);
                     failures = failures.saturating_add(1);
-                    let delay = self.settings.backoff.delay(failures);
+                    let delay = self.settings.backoff.jittered(failures);
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "search index write failed; the documents stay queued");
                 }
             }
