@@ -161,8 +161,10 @@ pub struct Rollup {
     pub activity: HashMap<String, Activity>,
     /// Recent products of the users this batch touched, after it.
     pub recent: HashMap<String, Recent>,
-    /// (kind, a, b) → delta of the product pair counts.
-    pub pairs: BTreeMap<(&'static str, String, String), i64>,
+    /// (kind, a, b) → delta of the product pair counts, each unordered pair once
+    /// (`a < b`: counts are symmetric). A hash map: with hundreds of thousands of pairs
+    /// per checkpoint, ordered inserts spent most of the aggregation comparing strings.
+    pub pairs: HashMap<(&'static str, String, String), i64>,
 }
 
 /// How sessions are cut.
@@ -260,7 +262,8 @@ impl<'a> Aggregator<'a> {
     }
 
     fn pairs(&mut self, kind: &'static str, pairs: Vec<(String, String)>) {
-        for (a, b) in pairs {
+        // Both directions come in; one is kept.
+        for (a, b) in pairs.into_iter().filter(|(a, b)| a < b) {
             let count = self.rollup.pairs.entry((kind, a, b)).or_insert(0);
             *count = count.saturating_add(1);
         }

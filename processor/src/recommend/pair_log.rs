@@ -17,7 +17,7 @@
 //! length against the bytes and caps the decompressed size, so a damaged row is refused,
 //! never trusted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::{CO_PURCHASE, CO_VIEW};
 
@@ -28,9 +28,12 @@ const FORMAT_V1: u8 = 1;
 /// `checkpoint.max_pending_events` and the pair bounds: far below this).
 const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
 
-/// The deltas of a rollup (`(kind, a, b) → delta`, both directions) as a `pair_log`
-/// row: the number of unordered pairs and the bytes. `None` when there are none.
-pub fn encode(pairs: &BTreeMap<(&'static str, String, String), i64>) -> Option<(i64, Vec<u8>)> {
+/// The deltas of a rollup (`(kind, a, b) → delta`; of the two directions of a pair,
+/// the one with `a < b` is kept) as a `pair_log` row: the number of unordered pairs and
+/// the bytes. `None` when there are none.
+pub fn encode<'p>(
+    pairs: impl IntoIterator<Item = (&'p (&'static str, String, String), &'p i64)>,
+) -> Option<(i64, Vec<u8>)> {
     let mut ids: HashMap<&str, u32> = HashMap::new();
     let mut names: Vec<&str> = Vec::new();
     let mut body_pairs: Vec<u8> = Vec::new();
@@ -233,6 +236,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn both_ways(
         pairs: &[(&'static str, &str, &str, i64)],
@@ -265,6 +269,10 @@ mod tests {
             ]
         );
         assert!(encode(&BTreeMap::new()).is_none());
+        // Only `a < b` is encoded: the other direction alone is nothing.
+        let reversed: BTreeMap<(&'static str, String, String), i64> =
+            [((CO_VIEW, "p2".to_owned(), "p1".to_owned()), 1)].into();
+        assert!(encode(&reversed).is_none());
     }
 
     #[test]
