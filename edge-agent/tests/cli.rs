@@ -244,7 +244,9 @@ fn a_second_agent_or_repair_refuses_a_buffer_in_use_naming_its_holder() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let second = second.wait_with_output().expect("the second agent's output");
+    let second = second
+        .wait_with_output()
+        .expect("the second agent's output");
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{stderr}");
     assert!(

@@ -323,7 +323,7 @@ pub(super) fn stats_agree<E: BufferEngine>(open: impl Fn(&Path) -> E) {
         // Acknowledge an irregular selection, sometimes the oldest, sometimes not.
         let keys: Vec<u64> = model.keys().copied().collect();
         for (i, seq) in keys.into_iter().enumerate() {
-            if (i as u64 + round) % 3 == 0 {
+            if (i as u64 + round).is_multiple_of(3) {
                 engine.ack(seq).expect("ack");
                 model.remove(&seq);
             }

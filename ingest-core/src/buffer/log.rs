@@ -411,7 +411,11 @@ impl LogBuffer {
     /// Stops the background thread, persists the watermark and releases the lock.
     fn shut(&self) {
         {
-            let mut signal = self.log.signal.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut signal = self
+                .log
+                .signal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             signal.stop = true;
             self.log.wake.notify_one();
         }
@@ -439,7 +443,12 @@ impl LogBuffer {
                 }
             }
         }
-        drop(self.lock.lock().unwrap_or_else(PoisonError::into_inner).take());
+        drop(
+            self.lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     /// The directory the buffer lives in.

@@ -26,8 +26,11 @@ use rdkafka::statistics::{Statistics, Window};
 
 use crate::telemetry::INGESTOR;
 
+/// Reads one quantile of one of librdkafka's histograms.
+type Quantile = fn(&Window) -> i64;
+
 /// The quantiles exported from librdkafka's histograms.
-const QUANTILES: [(&str, fn(&Window) -> i64); 2] = [("0.5", |w| w.p50), ("0.99", |w| w.p99)];
+const QUANTILES: [(&str, Quantile); 2] = [("0.5", |w| w.p50), ("0.99", |w| w.p99)];
 
 /// Sets the metrics from one statistics report.
 pub(crate) fn export(stats: &Statistics, instance: &str) {
@@ -118,13 +121,16 @@ mod tests {
         }
     }"#;
 
+    /// Name, sorted labels and value of one recorded series.
+    type Series = (String, Vec<(String, String)>, DebugValue);
+
     #[test]
     fn a_statistics_report_becomes_labelled_metrics() {
         let stats: Statistics = serde_json::from_str(REPORT).expect("a valid report");
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, || export(&stats, "edge-1"));
-        let values: Vec<(String, Vec<(String, String)>, DebugValue)> = snapshotter
+        let values: Vec<Series> = snapshotter
             .snapshot()
             .into_vec()
             .into_iter()
