@@ -906,8 +906,9 @@ impl Log {
     }
 
     /// When the background thread next has work: a sync the interval policy owes,
-    /// a watermark to persist, a segment to delete. `None`: nothing until woken.
-    fn next_due(&self) -> Option<Instant> {
+    /// a watermark to persist, a segment to delete (`now`: at once). `None`: nothing
+    /// until woken.
+    fn next_due(&self, now: Instant) -> Option<Instant> {
         if self.commit.failure().is_some() {
             return None;
         }
@@ -919,7 +920,7 @@ impl Log {
             _ => None,
         };
         let release = if state.front_deletable() {
-            Some(Instant::now())
+            Some(now)
         } else if state.watermark != state.persisted_watermark {
             Some(state.ledger_written_at + ACK_PERSIST_INTERVAL)
         } else {
@@ -964,7 +965,7 @@ impl Log {
                 signal.kicked = false;
             } else {
                 let now = Instant::now();
-                match self.next_due() {
+                match self.next_due(now) {
                     Some(due) if due <= now => {}
                     Some(due) => {
                         signal = self
@@ -984,7 +985,8 @@ impl Log {
                 }
             }
             drop(signal);
-            let result = if self.next_due().is_some_and(|due| due <= Instant::now()) {
+            let now = Instant::now();
+            let result = if self.next_due(now).is_some_and(|due| due <= now) {
                 self.run_due()
             } else {
                 Ok(())

@@ -557,6 +557,31 @@ fn segments_are_deleted_once_fully_acknowledged_and_not_before() {
     assert_eq!(log.stats().segments, segments.len() - 1);
 }
 
+/// The background thread, woken by the first acknowledgement and waiting for the
+/// ledger's 100 ms, finds the segment deletable when it wakes (later acks do not wake
+/// it again) and deletes it. (It used to take "deletable now" for a moment in the
+/// future and spin.)
+#[test]
+fn a_segment_acknowledged_while_the_ledger_write_waits_is_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) = open(dir.path(), SyncPolicy::Never);
+    append_n(&log, 20);
+    let segments = segment_files(dir.path());
+    let second_first: u64 = segments[1]
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .expect("seq");
+    log.ack(0).expect("ack");
+    // The thread takes the wake-up and waits for the ledger's interval.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    for seq in 1..second_first {
+        log.ack(seq).expect("ack");
+    }
+    eventually("the first segment deleted", || !segments[0].exists());
+    assert_eq!(log.stats().segments, segments.len() - 1);
+}
+
 #[test]
 fn out_of_order_acks() {
     let dir = tempfile::tempdir().expect("tempdir");
