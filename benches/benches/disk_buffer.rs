@@ -12,6 +12,14 @@
 //!   reading every record back in order, as the forwarder does after a restart (1,024
 //!   records or 4 MiB per read). Ceiling `ceiling_read`: reading a file holding the same
 //!   payload bytes. The files are in the page cache, so this is the CPU side of replay.
+//! - `disk_ack_under_load`: one acknowledgement (`LogBuffer::ack`, what every delivery
+//!   report does) timed while the buffer is busy: a writer appends batches of 100
+//!   records (`IntervalMs(100)`, 1 MiB segments, so segments roll and become deletable
+//!   every few thousand acks) and a reader reads 1,024 records or 4 MiB at a time from
+//!   the oldest unacknowledged record, as the forwarder does. Acks go in order. The
+//!   run also prints the distribution of the individual acks, one stable line:
+//!   `ack_latency_under_load mean_us=.. p50_us=.. p99_us=.. p99.9_us=.. p99.99_us=..
+//!   max_us=.. acks=..`.
 //!
 //! Before the groups run, the suite writes 100,000 records to each engine, syncs, and
 //! prints the space they take, one stable line per engine, e.g.
@@ -39,8 +47,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
@@ -451,5 +459,92 @@ fn replay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, footprint, append, sync, replay);
+/// Records the writer of `disk_ack_under_load` keeps ahead of the acknowledgements.
+const ACK_BACKLOG: u64 = 50_000;
+
+fn ack_under_load(c: &mut Criterion) {
+    settle();
+    let dir = scratch();
+    let config = LogConfig {
+        max_bytes: MAX_BYTES,
+        segment_bytes: 1 << 20,
+        sync: SyncPolicy::IntervalMs(100),
+    };
+    let log = Arc::new(
+        LogBuffer::open(dir.path(), config)
+            .expect("opening the log")
+            .0,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (log, stop, acked) = (log.clone(), stop.clone(), acked.clone());
+        std::thread::spawn(move || {
+            let records = records(100);
+            let payloads: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            while !stop.load(Ordering::Relaxed) {
+                if log.stats().next_seq >= acked.load(Ordering::Relaxed) + ACK_BACKLOG {
+                    std::thread::sleep(Duration::from_micros(200));
+                    continue;
+                }
+                log.append(&payloads).expect("append");
+            }
+        })
+    };
+    let reader = {
+        let (log, stop, acked) = (log.clone(), stop.clone(), acked.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let from = acked.load(Ordering::Relaxed);
+                let batch = log.read(from, READ_RECORDS, READ_BYTES).expect("read");
+                if batch.is_empty() {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        })
+    };
+    // Let the writer build its backlog before timing.
+    while log.stats().next_seq < ACK_BACKLOG {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    let mut latencies = hdrhistogram::Histogram::<u64>::new(3).expect("a histogram");
+    let mut group = c.benchmark_group("disk_ack_under_load");
+    common::short(&mut group);
+    group.bench_function("log", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let seq = acked.load(Ordering::Relaxed);
+                while log.stats().next_seq <= seq {
+                    std::thread::yield_now();
+                }
+                let start = Instant::now();
+                log.ack(seq).expect("ack");
+                let took = start.elapsed();
+                total += took;
+                let _ = latencies.record(took.as_nanos() as u64);
+                acked.store(seq + 1, Ordering::Relaxed);
+            }
+            total
+        });
+    });
+    group.finish();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    reader.join().expect("reader");
+    let us = |q: f64| latencies.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "ack_latency_under_load mean_us={:.2} p50_us={:.1} p99_us={:.1} p99.9_us={:.1} p99.99_us={:.1} max_us={:.1} acks={}",
+        latencies.mean() / 1000.0,
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        us(0.9999),
+        latencies.max() as f64 / 1000.0,
+        latencies.len()
+    );
+}
+
+criterion_group!(benches, footprint, append, sync, replay, ack_under_load);
 criterion_main!(benches);

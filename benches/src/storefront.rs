@@ -181,7 +181,7 @@ impl Storefront {
             }
         }
         let agent = self.pick(&USER_AGENTS);
-        let variant = if user % 2 == 0 {
+        let variant = if user.is_multiple_of(2) {
             "control"
         } else {
             "treatment"

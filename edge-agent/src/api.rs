@@ -77,6 +77,8 @@ struct Readiness {
     status: &'static str,
     kafka: &'static str,
     buffer: &'static str,
+    /// Background threads of the ingestor that died (empty while all run).
+    dead_threads: Vec<&'static str>,
 }
 
 fn route(method: &Method, path: &str) -> (Endpoint, Option<EventKind>) {
@@ -297,10 +299,17 @@ impl Api {
     }
 
     fn health(&self, path: &str) -> Response<Body> {
+        let health = self.ingestor.health();
         if path == "/health/live" {
+            // A dead delivery thread never comes back: only a restart helps.
+            if !health.threads_alive() {
+                return json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "dead", "dead_threads": health.dead_threads}),
+                );
+            }
             return json(StatusCode::OK, &serde_json::json!({"status": "alive"}));
         }
-        let health = self.ingestor.health();
         let room = match health.buffer {
             Some(buffer) => buffer.has_room(),
             None => {
@@ -320,6 +329,7 @@ impl Api {
                 "unreachable"
             },
             buffer: if room { "ok" } else { "full" },
+            dead_threads: health.dead_threads.clone(),
         };
         let status = if ready {
             StatusCode::OK

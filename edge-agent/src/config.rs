@@ -10,7 +10,7 @@
 //! [`AgentSettings`] without doing I/O.
 //!
 //! The ingest sections (`[kafka]`, `[topics.*]`, `[limits]`, `[queue]`, `[dead_letter]`,
-//! `[buffer]`, `[breaker]`, `source`) are `ingest-core`'s, documented in
+//! `[buffer]`, `[breaker]`, `[telemetry]`, `source`) are `ingest-core`'s, documented in
 //! `docs/configuration.md`; the agent's own are documented in `docs/edge-agent.md`.
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use std::time::Duration;
 use ingest_common::{EnvNames, Layers, Loaded};
 use ingest_core::config::{
     BreakerConfig, BufferConfig, BufferType, DeadLetterConfig, KafkaConfig, LimitsConfig,
-    QueueConfig, TopicsConfig,
+    QueueConfig, TelemetryConfig, TopicsConfig,
 };
 use ingest_core::{IngestConfig, Settings};
 use serde::{Deserialize, Serialize};
@@ -77,6 +77,8 @@ pub struct AgentConfig {
     pub buffer: BufferConfig,
     /// `ingest-core`: the circuit breaker.
     pub breaker: BreakerConfig,
+    /// `ingest-core`: the `ingestor` metric label and librdkafka's statistics.
+    pub telemetry: TelemetryConfig,
 }
 
 /// The HTTP server.
@@ -327,6 +329,7 @@ impl AgentConfig {
         config.dead_letter = self.dead_letter.clone();
         config.buffer = self.buffer.clone();
         config.breaker = self.breaker.clone();
+        config.telemetry = self.telemetry.clone();
         config
     }
 

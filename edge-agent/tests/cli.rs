@@ -235,3 +235,114 @@ fn an_unwritable_stderr_does_not_take_the_agent_down() {
     let status = child.wait().expect("exits");
     assert_eq!(status.signal(), None, "ended by a signal: {status:?}");
 }
+
+/// Two agents on one buffer directory (a rolling update that starts the new pod before
+/// the old one has stopped): the second refuses to start, naming the first, and so
+/// does `buffer repair`; once the first has stopped, both work.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_second_agent_or_repair_refuses_a_buffer_in_use_naming_its_holder() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    let free_port = || {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    };
+    let buffer = tempfile::tempdir().expect("buffer dir");
+    let start = |listen: &str| {
+        agent()
+            .args(["--brokers", "127.0.0.1:1", "--listen", listen])
+            .arg("--buffer-dir")
+            .arg(buffer.path())
+            .env("EDGE_AGENT_SERVER_SHUTDOWN_TIMEOUT_MS", "1000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starts")
+    };
+    let first_listen = format!("127.0.0.1:{}", free_port());
+    let mut first = start(&first_listen);
+    // Serving means the buffer is open (it is opened before the listener binds).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            first.try_wait().expect("status").is_none(),
+            "the first agent exited"
+        );
+        assert!(Instant::now() < deadline, "the first agent never answered");
+        if let Ok(mut stream) = TcpStream::connect(&first_listen) {
+            write!(
+                stream,
+                "GET /health/live HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            )
+            .expect("request");
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.1 200") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let holder = format!("pid={}", first.id());
+
+    let mut second = start(&format!("127.0.0.1:{}", free_port()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while second.try_wait().expect("status").is_none() {
+        if Instant::now() >= deadline {
+            second.kill().expect("kill the second agent");
+            let _ = second.wait();
+            let _ = Command::new("kill")
+                .args(["-TERM", &first.id().to_string()])
+                .status();
+            let _ = first.wait();
+            panic!("a second agent started on a buffer directory in use");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = second
+        .wait_with_output()
+        .expect("the second agent's output");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("in use by") && stderr.contains(&holder),
+        "the error names the holder ({holder}): {stderr}"
+    );
+
+    let repair = agent()
+        .args(["buffer", "repair"])
+        .arg(buffer.path())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&repair.stderr);
+    assert_ne!(repair.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&holder), "{stderr}");
+    // Inspection only reads, and stays available against a live buffer.
+    let inspect = agent()
+        .args(["buffer", "inspect"])
+        .arg(buffer.path())
+        .output()
+        .expect("runs");
+    assert!(inspect.status.success());
+
+    Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(first.wait().expect("exits").code().is_some());
+    let repair = agent()
+        .args(["buffer", "repair"])
+        .arg(buffer.path())
+        .output()
+        .expect("runs");
+    assert!(
+        repair.status.success(),
+        "{}",
+        String::from_utf8_lossy(&repair.stderr)
+    );
+}

@@ -34,6 +34,8 @@ pub struct IngestConfig {
     pub buffer: BufferConfig,
     /// When to stop sending to an unreachable Kafka, and how to probe it.
     pub breaker: BreakerConfig,
+    /// Metrics: the `ingestor` label and librdkafka's statistics.
+    pub telemetry: TelemetryConfig,
     /// Identifies this sender in the `source` header of every record (a storefront or
     /// host name). Empty means the host name.
     pub source: String,
@@ -325,7 +327,9 @@ pub enum BufferType {
 pub enum BufferSync {
     /// Before an append returns (concurrent submissions share one `fdatasync`).
     Always,
-    /// At most every `buffer.sync_interval_ms`: a power loss forgets at most that much.
+    /// Every append is on stable storage at most `buffer.sync_interval_ms` after it
+    /// returned, also when no append follows (the buffer's own thread syncs): a power
+    /// loss forgets at most the last interval's appends.
     #[default]
     Interval,
     /// When the operating system writes back; survives a process crash, not a power loss.
@@ -382,6 +386,30 @@ impl Default for BufferConfig {
             sync_interval_ms: 100,
             when_full: WhenFull::Block,
             full_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Metrics of one ingestor (see `docs/operations.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The value of the `ingestor` label on every metric series of this ingestor, so
+    /// that ingestors sharing a process (and its metrics recorder) keep apart. Empty
+    /// (the default) means `ingestor-N`, N counting the ingestors started in the
+    /// process from 1: `ingestor-1` for the usual single one.
+    pub instance: String,
+    /// How often librdkafka reports its statistics (broker round-trip times, queue
+    /// depths, batch sizes, errors per broker), exported as `ingest_kafka_*` metrics,
+    /// in milliseconds; 0 turns them off.
+    pub statistics_interval_ms: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            instance: String::new(),
+            statistics_interval_ms: 10_000,
         }
     }
 }
@@ -540,6 +568,7 @@ const OWNED_PROPERTIES: &[(&str, &str)] = &[
         "queue.buffering.max.kbytes",
         "kafka.producer_queue_max_bytes",
     ),
+    ("statistics.interval.ms", "telemetry.statistics_interval_ms"),
 ];
 
 /// Properties that would break the delivery guarantees.
@@ -567,6 +596,8 @@ pub struct Settings {
     pub(crate) breaker: BreakerSettings,
     /// `None`: the host name, looked up by the ingestor when it starts.
     pub(crate) source: Option<Arc<str>>,
+    /// The `ingestor` metric label; `None`: numbered when the ingestor starts.
+    pub(crate) instance: Option<Arc<str>>,
     pub(crate) producer: ClientConfig,
     pub(crate) raw: IngestConfig,
 }
@@ -806,6 +837,12 @@ impl IngestConfig {
                 "queue.buffering.max.kbytes",
                 (kafka.producer_queue_max_bytes / 1024).to_string(),
             );
+        if self.telemetry.statistics_interval_ms > 0 {
+            producer.set(
+                "statistics.interval.ms",
+                self.telemetry.statistics_interval_ms.to_string(),
+            );
+        }
 
         let topic = |kind| Arc::<str>::from(self.topics.for_kind(kind).name.as_str());
         Ok(Settings {
@@ -817,6 +854,8 @@ impl IngestConfig {
             disk_buffer,
             breaker,
             source: (!self.source.is_empty()).then(|| Arc::from(self.source.as_str())),
+            instance: (!self.telemetry.instance.is_empty())
+                .then(|| Arc::from(self.telemetry.instance.as_str())),
             producer,
             raw: self.clone(),
         })

@@ -16,6 +16,10 @@ pub struct Health {
     pub buffer: Option<BufferHealth>,
     /// Whether a shutdown has begun (no more events are taken).
     pub shutting_down: bool,
+    /// Background threads that have died (a panic, with `panic = "unwind"`) by name:
+    /// `ingest-delivery` (memory queue), `ingest-spool` and `ingest-forward` (disk
+    /// buffer). Events no longer move past a dead thread; only a restart helps.
+    pub dead_threads: Vec<&'static str>,
 }
 
 /// The disk buffer's fill level.
@@ -43,11 +47,19 @@ impl Health {
         self.breaker != BreakerState::Open
     }
 
-    /// Whether new events can be taken now: not shutting down, and Kafka reachable or
-    /// the disk buffer has room. A load balancer should send traffic only while this
-    /// holds.
+    /// Whether every background thread is running ([`dead_threads`](Self::dead_threads)
+    /// is empty).
+    pub fn threads_alive(&self) -> bool {
+        self.dead_threads.is_empty()
+    }
+
+    /// Whether new events can be taken now: not shutting down, every background
+    /// thread alive, and Kafka reachable or the disk buffer has room. A load balancer
+    /// should send traffic only while this holds.
     pub fn is_ready(&self) -> bool {
-        !self.shutting_down && (self.kafka_reachable() || self.buffer.is_some_and(|b| b.has_room()))
+        !self.shutting_down
+            && self.threads_alive()
+            && (self.kafka_reachable() || self.buffer.is_some_and(|b| b.has_room()))
     }
 }
 
@@ -66,6 +78,7 @@ mod tests {
                 max_bytes,
             }),
             shutting_down: false,
+            dead_threads: Vec::new(),
         }
     }
 
@@ -79,5 +92,8 @@ mod tests {
         let mut stopping = health(BreakerState::Closed, None);
         stopping.shutting_down = true;
         assert!(!stopping.is_ready());
+        let mut dead = health(BreakerState::Closed, Some((0, 100)));
+        dead.dead_threads.push("ingest-forward");
+        assert!(!dead.threads_alive() && !dead.is_ready());
     }
 }

@@ -88,6 +88,8 @@ struct Inner {
     disk: Option<Arc<DiskState>>,
     /// The delivery thread, or the spool and forwarder threads.
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Which of them have died.
+    watch: Arc<ThreadWatch>,
     /// The `source` header when a submission names none.
     default_source: Arc<str>,
 }
@@ -158,8 +160,8 @@ impl IngestorBuilder {
     }
 }
 
-/// The machine's host name, the default `source`.
-fn host_name() -> String {
+/// The machine's host name, the default `source` (and the disk buffer lock's record).
+pub(crate) fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
@@ -168,10 +170,60 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-fn spawn(name: &str, run: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
+/// The background threads that died, by name. A thread is marked when it unwinds
+/// from a panic (with `panic = "abort"` the process ends instead).
+#[derive(Debug, Default)]
+pub(crate) struct ThreadWatch {
+    dead: Mutex<Vec<&'static str>>,
+}
+
+impl ThreadWatch {
+    fn dead(&self) -> Vec<&'static str> {
+        self.dead
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+}
+
+/// Marks its thread dead in the [`ThreadWatch`] if it is dropped by a panic.
+struct DeathNotice {
+    name: &'static str,
+    watch: Arc<ThreadWatch>,
+}
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(
+                thread = self.name,
+                "an ingestor thread died; events no longer move past it (restart the process)"
+            );
+            let mut dead = self
+                .watch
+                .dead
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            dead.push(self.name);
+        }
+    }
+}
+
+fn spawn(
+    name: &'static str,
+    watch: &Arc<ThreadWatch>,
+    run: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, Error> {
+    let notice = DeathNotice {
+        name,
+        watch: watch.clone(),
+    };
     std::thread::Builder::new()
         .name(name.to_owned())
-        .spawn(run)
+        .spawn(move || {
+            let _notice = notice;
+            run();
+        })
         .map_err(|source| Error::Io {
             context: format!("starting the {name} thread"),
             source,
@@ -192,10 +244,11 @@ impl Ingestor {
     fn start(settings: Settings) -> Result<Ingestor, Error> {
         let mut topics: Vec<Arc<str>> = settings.topics.to_vec();
         topics.push(settings.dead_letter_topic.clone());
-        let telemetry = Telemetry::new(&topics);
-        let breaker = Arc::new(Breaker::new(settings.breaker));
+        let instance = crate::telemetry::instance_name(settings.instance.as_ref());
+        let telemetry = Telemetry::new(&topics, instance);
+        let breaker = Arc::new(Breaker::new(settings.breaker, &telemetry));
         let disk = match &settings.disk_buffer {
-            Some(disk) => Some(Arc::new(DiskState::open(disk.clone())?)),
+            Some(disk) => Some(Arc::new(DiskState::open(disk.clone(), &telemetry)?)),
             None => None,
         };
         let producer = ThreadedProducer::from_config_and_context(
@@ -207,6 +260,7 @@ impl Ingestor {
             producer,
             settings.topics.clone(),
             settings.dead_letter_topic.clone(),
+            telemetry.clone(),
         ));
         // Without a disk buffer, a submission may go straight to the producer; with
         // one, every event goes through the spool to be persisted first.
@@ -223,6 +277,7 @@ impl Ingestor {
         let (commands, receiver) = flume::bounded(channel_slots);
         let stop_by = Arc::new(OnceLock::new());
         let doorbell = Arc::new(Doorbell::new());
+        let watch = Arc::new(ThreadWatch::default());
         let threads = match &disk {
             None => {
                 let worker = Worker {
@@ -244,7 +299,7 @@ impl Ingestor {
                             .map(String::as_str),
                     )),
                 };
-                let delivery = spawn("ingest-delivery", move || worker.run(receiver))?;
+                let delivery = spawn("ingest-delivery", &watch, move || worker.run(receiver))?;
                 doorbell.set_thread(delivery.thread().clone());
                 vec![delivery]
             }
@@ -255,7 +310,7 @@ impl Ingestor {
                     breaker.clone(),
                     telemetry.clone(),
                 );
-                let forwarding = spawn("ingest-forward", move || forwarder.run())?;
+                let forwarding = spawn("ingest-forward", &watch, move || forwarder.run())?;
                 disk.set_forwarder(forwarding.thread().clone());
                 let spool = Spool::new(
                     disk.clone(),
@@ -266,7 +321,7 @@ impl Ingestor {
                     stop_by.clone(),
                 );
                 vec![
-                    spawn("ingest-spool", move || spool.run(receiver))?,
+                    spawn("ingest-spool", &watch, move || spool.run(receiver))?,
                     forwarding,
                 ]
             }
@@ -296,12 +351,13 @@ impl Ingestor {
                 disk,
                 default_source,
                 threads: Mutex::new(threads),
+                watch,
             }),
         })
     }
 
     /// A snapshot of the ingestor's health, for readiness checks: the circuit
-    /// breaker's state, the queue and the disk buffer.
+    /// breaker's state, the queue, the disk buffer and the background threads.
     pub fn health(&self) -> Health {
         let (queue_events, queue_bytes) = self.inner.budget.queued();
         Health {
@@ -317,6 +373,7 @@ impl Ingestor {
                 }
             }),
             shutting_down: self.inner.gate.is_closed(),
+            dead_threads: self.inner.watch.dead(),
         }
     }
 
@@ -400,7 +457,7 @@ impl Ingestor {
             match self.inner.validator.validate_at(None, element.clone(), now) {
                 Ok(event) => valid.push(event),
                 Err(error) => {
-                    Telemetry::rejected(&error);
+                    self.inner.telemetry.rejected(&error);
                     dead.push((element, error.clone()));
                     rejected.push(Rejection { index, error });
                 }
@@ -473,6 +530,9 @@ impl Ingestor {
     /// has not acknowledged by the deadline stays there
     /// ([`ShutdownReport::kept_in_buffer`]) and the next start delivers it. When the
     /// circuit breaker is open (Kafka unreachable), it does not wait for the deadline.
+    /// Once it returns, the buffer directory is released (see
+    /// [`BufferEngine::close`](crate::buffer::BufferEngine::close)): a new ingestor may
+    /// open it even while clones of this one still exist.
     ///
     /// # Errors
     ///
@@ -499,6 +559,13 @@ impl Ingestor {
         for handle in threads {
             // The threads have sent the report and are returning; joining is immediate.
             let _ = handle.join();
+        }
+        if let Some(disk) = &self.inner.disk {
+            // Everything is synced by now; this releases the buffer directory, so a new
+            // ingestor can open it while clones of this one still exist.
+            if let Err(error) = disk.engine.close() {
+                tracing::error!(%error, "closing the disk buffer failed");
+            }
         }
         tracing::info!(
             undelivered = report.undelivered,
@@ -598,7 +665,7 @@ impl Ingestor {
         received_at_ms: i64,
         source: &Arc<str>,
     ) -> Error {
-        Telemetry::rejected(&error);
+        self.inner.telemetry.rejected(&error);
         self.dead_letter(vec![(payload, error.clone())], received_at_ms, source);
         Error::Invalid(error)
     }
@@ -653,8 +720,45 @@ impl Ingestor {
             } else {
                 "shutting_down"
             };
-            Telemetry::dead_letter_dropped(reason, count as u64);
+            self.inner
+                .telemetry
+                .dead_letter_dropped(reason, count as u64);
             tracing::debug!(count, %error, "dead-letter records dropped");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panicked forwarder (with `panic = "unwind"`, as in tests and any embedder
+    /// that keeps the default) shows in `Health` and takes readiness away.
+    #[test]
+    fn a_dead_forwarder_shows_in_health_and_readiness() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // No broker listens on port 1: nothing needs Kafka here.
+        let ingestor = Ingestor::builder()
+            .brokers("127.0.0.1:1")
+            .disk_buffer(dir.path())
+            .build()
+            .expect("build");
+        let health = ingestor.health();
+        assert!(health.threads_alive(), "{health:?}");
+        let disk = ingestor.inner.disk.as_ref().expect("disk buffer");
+        disk.fail_forwarder
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        disk.wake();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ingestor.health().threads_alive() {
+            assert!(
+                Instant::now() < deadline,
+                "the dead forwarder went unnoticed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let health = ingestor.health();
+        assert_eq!(health.dead_threads, ["ingest-forward"]);
+        assert!(!health.is_ready());
     }
 }

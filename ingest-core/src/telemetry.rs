@@ -3,6 +3,11 @@
 //! Handles for the hot path are resolved once, when the ingestor is built, so install
 //! the metrics recorder (e.g. the Prometheus exporter) before building an ingestor.
 //!
+//! Every series also carries the label `ingestor` (`telemetry.instance`, by default
+//! `ingestor-N` numbered per process), so that two ingestors in one process keep their
+//! own series instead of overwriting each other's gauges. (It is not called
+//! `instance` because Prometheus gives that name to the scrape target.)
+//!
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
 //! | `ingest_events_accepted_total` | counter | `event_type` | events validated and queued |
@@ -24,15 +29,37 @@
 //! | `ingest_buffer_dropped_total` | counter | `reason` | events given up by the disk path |
 //! | `ingest_buffer_fsync_seconds` | histogram | | each `fdatasync` / sled flush |
 //! | `ingest_buffer_quarantined_total`, `ingest_buffer_quarantined_bytes_total` | counter | | damage quarantined at open |
+//!
+//! librdkafka's statistics (every `telemetry.statistics_interval_ms`) are exported by
+//! the producer's context; see `delivery/stats.rs` for their names.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 use crate::error::ValidationError;
 use crate::event::EventKind;
 
+/// The name of the label every series of an ingestor carries.
+pub(crate) const INGESTOR: &str = "ingestor";
+
+/// The configured `ingestor` label, or the next `ingestor-N` of this process.
+pub(crate) fn instance_name(configured: Option<&Arc<str>>) -> Arc<str> {
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    match configured {
+        Some(name) => name.clone(),
+        None => Arc::from(format!(
+            "ingestor-{}",
+            STARTED.fetch_add(1, Ordering::Relaxed) + 1
+        )),
+    }
+}
+
 /// Pre-resolved metric handles.
 #[derive(Clone)]
 pub(crate) struct Telemetry {
+    instance: Arc<str>,
     accepted: [Counter; 4],
     delivered: Vec<(std::sync::Arc<str>, Counter)>,
     pub(crate) queue_events: Gauge,
@@ -42,51 +69,65 @@ pub(crate) struct Telemetry {
 }
 
 impl Telemetry {
-    pub(crate) fn new(topics: &[std::sync::Arc<str>]) -> Self {
+    pub(crate) fn new(topics: &[Arc<str>], instance: Arc<str>) -> Self {
+        let me = instance.to_string();
         Telemetry {
-            accepted: EventKind::ALL
-                .map(|k| counter!("ingest_events_accepted_total", "event_type" => k.as_str())),
+            accepted: EventKind::ALL.map(|k| {
+                counter!("ingest_events_accepted_total", INGESTOR => me.clone(), "event_type" => k.as_str())
+            }),
             delivered: topics
                 .iter()
                 .map(|t| {
                     (
                         t.clone(),
-                        counter!("ingest_events_delivered_total", "topic" => t.to_string()),
+                        counter!("ingest_events_delivered_total", INGESTOR => me.clone(), "topic" => t.to_string()),
                     )
                 })
                 .collect(),
-            queue_events: gauge!("ingest_queue_events"),
-            queue_bytes: gauge!("ingest_queue_bytes"),
-            delivery_latency: histogram!("ingest_delivery_latency_seconds"),
-            producer_queue_full: counter!("ingest_producer_queue_full_total"),
+            queue_events: gauge!("ingest_queue_events", INGESTOR => me.clone()),
+            queue_bytes: gauge!("ingest_queue_bytes", INGESTOR => me.clone()),
+            delivery_latency: histogram!("ingest_delivery_latency_seconds", INGESTOR => me.clone()),
+            producer_queue_full: counter!("ingest_producer_queue_full_total", INGESTOR => me),
+            instance,
         }
+    }
+
+    /// The value of the `ingestor` label.
+    pub(crate) fn instance(&self) -> String {
+        self.instance.to_string()
     }
 
     pub(crate) fn accepted(&self, kind: EventKind, n: u64) {
         self.accepted[kind.index()].increment(n);
     }
 
-    pub(crate) fn rejected(error: &ValidationError) {
+    pub(crate) fn rejected(&self, error: &ValidationError) {
         let event_type = error.event_kind().map_or("unknown", EventKind::as_str);
-        counter!("ingest_events_rejected_total", "event_type" => event_type, "reason" => error.code().as_str())
+        counter!("ingest_events_rejected_total", INGESTOR => self.instance(), "event_type" => event_type, "reason" => error.code().as_str())
             .increment(1);
     }
 
     pub(crate) fn delivered(&self, topic: &str) {
         match self.delivered.iter().find(|(t, _)| &**t == topic) {
             Some((_, c)) => c.increment(1),
-            None => {
-                counter!("ingest_events_delivered_total", "topic" => topic.to_owned()).increment(1)
-            }
+            None => counter!("ingest_events_delivered_total", INGESTOR => self.instance(), "topic" => topic.to_owned())
+                .increment(1),
         }
     }
 
-    pub(crate) fn failed(topic: &str, reason: &str) {
-        counter!("ingest_events_failed_total", "topic" => topic.to_owned(), "reason" => reason.to_owned())
+    pub(crate) fn failed(&self, topic: &str, reason: &str) {
+        counter!("ingest_events_failed_total", INGESTOR => self.instance(), "topic" => topic.to_owned(), "reason" => reason.to_owned())
             .increment(1);
     }
 
-    pub(crate) fn dead_letter_dropped(reason: &'static str, n: u64) {
-        counter!("ingest_dead_letters_dropped_total", "reason" => reason).increment(n);
+    pub(crate) fn dead_letter_dropped(&self, reason: &'static str, n: u64) {
+        counter!("ingest_dead_letters_dropped_total", INGESTOR => self.instance(), "reason" => reason)
+            .increment(n);
+    }
+
+    /// A buffered record failed retryably and is sent again.
+    pub(crate) fn retried(&self, reason: String) {
+        counter!("ingest_delivery_retries_total", INGESTOR => self.instance(), "reason" => reason)
+            .increment(1);
     }
 }

@@ -82,7 +82,7 @@ fn window(start: i64, views: &TopicPartition, orders: &TopicPartition) -> Writte
         for j in (i..PRODUCTS).step_by(2) {
             let v = (j % 97) as i64 + 1;
             w.top(minute, views, "views", format!("p{j:05}"), v);
-            if j % 5 == 0 {
+            if j.is_multiple_of(5) {
                 w.top(
                     minute,
                     orders,
@@ -105,7 +105,7 @@ fn window(start: i64, views: &TopicPartition, orders: &TopicPartition) -> Writte
         for j in (i..QUERIES).step_by(2) {
             let n = (j % 13) as i64 + 1;
             w.top(minute, views, "searches", format!("query {j}"), n);
-            if j % 3 == 0 {
+            if j.is_multiple_of(3) {
                 w.top(minute, views, "zero_results", format!("query {j}"), n);
             }
         }
@@ -113,10 +113,10 @@ fn window(start: i64, views: &TopicPartition, orders: &TopicPartition) -> Writte
             let user = format!("user-{u}");
             w.member(minute, set::USERS, user.clone());
             w.member(minute, set::VIEWERS, user.clone());
-            if u % 2 == 0 {
+            if u.is_multiple_of(2) {
                 w.member(minute, set::CART_ADDERS, user.clone());
             }
-            if u % 3 == 0 {
+            if u.is_multiple_of(3) {
                 w.member(minute, set::BUYERS, user);
             }
         }
@@ -132,7 +132,7 @@ fn window(start: i64, views: &TopicPartition, orders: &TopicPartition) -> Writte
                     entry.0.insert(user.clone());
                     w.members
                         .insert((*m, set::experiment_users(&flag, &variant), user.clone()));
-                    if u % 3 == 0 {
+                    if u.is_multiple_of(3) {
                         entry.1.insert(user.clone());
                         w.members
                             .insert((*m, set::experiment_buyers(&flag, &variant), user));

@@ -920,7 +920,17 @@ async fn catalog_changes_are_picked_up_and_silent_clients_disconnected() {
     );
     let t = start * 1000 + 30 * 60_000;
     let first: Vec<_> = (0..40)
-        .map(|u| view(u, if u % 4 == 0 { "sku-old" } else { "sku-new" }, t))
+        .map(|u| {
+            view(
+                u,
+                if u.is_multiple_of(4) {
+                    "sku-old"
+                } else {
+                    "sku-new"
+                },
+                t,
+            )
+        })
         .collect();
     scenario.produce(&first).await;
     progress(&p, start, 39, Duration::from_secs(60)).await;

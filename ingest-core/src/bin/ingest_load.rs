@@ -222,7 +222,7 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
-        if i % 256 == 0 {
+        if i.is_multiple_of(256) {
             // Let the receipt and writer tasks run.
             tokio::task::yield_now().await;
         }

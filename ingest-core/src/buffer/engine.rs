@@ -100,6 +100,19 @@ pub trait BufferEngine: Send + Sync {
     /// failed sync ([`BufferError::Poisoned`]) until it is reopened.
     fn sync(&self) -> Result<(), BufferError>;
 
+    /// Makes everything durable, as [`BufferEngine::sync`], and lets go of the files
+    /// where the engine can: [`LogBuffer`] stops its background thread and releases
+    /// its directory lock, so a new buffer can open the directory while this value is
+    /// still referenced (after an ingestor's shutdown, for instance); later calls
+    /// fail. The default only syncs.
+    ///
+    /// # Errors
+    ///
+    /// As [`BufferEngine::sync`].
+    fn close(&self) -> Result<(), BufferError> {
+        self.sync()
+    }
+
     /// A snapshot of the buffer's size and position. `entries`, `oldest_unacked_seq`
     /// and `next_seq` mean the same for every engine; `bytes` is what the engine's
     /// `max_bytes` bounds (zero when nothing is retained), and `segments` is
@@ -127,6 +140,10 @@ impl BufferEngine for LogBuffer {
 
     fn sync(&self) -> Result<(), BufferError> {
         LogBuffer::sync(self)
+    }
+
+    fn close(&self) -> Result<(), BufferError> {
+        LogBuffer::close(self)
     }
 
     fn stats(&self) -> BufferStats {

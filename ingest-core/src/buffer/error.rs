@@ -123,6 +123,17 @@ pub enum BufferError {
         source: sled::Error,
     },
 
+    /// Another open buffer holds the directory: a second process (an agent started
+    /// before the old one stopped, or `edge-agent buffer repair` against a live
+    /// agent) or a second buffer in this process. Nothing was read or changed.
+    #[error("disk buffer {} is in use by {holder}; stop it first (two writers corrupt a buffer)", dir.display())]
+    Locked {
+        /// The buffer directory.
+        dir: PathBuf,
+        /// Who holds it, as recorded in its lock file (`pid=… host=…`).
+        holder: String,
+    },
+
     /// An earlier failure (a failed fsync, a failed rollback) left the files in a state
     /// the process can no longer vouch for; reopen the buffer to recover from disk.
     #[error("disk buffer unusable until reopened: {reason}")]
@@ -145,6 +156,11 @@ impl BufferError {
             } => source.kind() == io::ErrorKind::StorageFull,
             _ => false,
         }
+    }
+
+    /// Whether another open buffer holds the directory ([`BufferError::Locked`]).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, BufferError::Locked { .. })
     }
 
     pub(crate) fn sled(context: &'static str, source: sled::Error) -> Self {

@@ -81,13 +81,16 @@ pub fn inspect(dir: impl AsRef<Path>) -> Result<BufferReport, BufferError> {
 }
 
 /// Repairs `dir` as opening the buffer would (torn tails truncated, damage
-/// quarantined), then inspects it.
+/// quarantined), then inspects it. Like opening, it takes the directory's lock, so it
+/// refuses a buffer that a running process has open.
 ///
 /// # Errors
 ///
+/// [`BufferError::Locked`] when a process has the buffer open (nothing is changed);
 /// [`BufferError::Io`] when the directory cannot be read or repaired.
 pub fn repair(dir: impl AsRef<Path>) -> Result<BufferReport, BufferError> {
     let dir = dir.as_ref();
+    let _lock = super::lock::DirLock::acquire(dir)?;
     recovery::recover(&StdStorage, dir)?;
     inspect_with(&StdStorage, dir)
 }

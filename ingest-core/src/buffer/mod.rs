@@ -23,8 +23,12 @@
 //!   00000000000000000000.seg   segment files, named by their first sequence number
 //!   00000000000000004096.seg   (20 zero-padded digits, so names sort in log order)
 //!   ledger                     the acknowledged watermark
+//!   lock                       held (flock) by the process that has the buffer open
 //!   quarantine/                damaged byte ranges moved out of the log, with reports
 //! ```
+//!
+//! The lock file holds `pid=<pid> host=<host>` of the process holding it; its lock,
+//! not its content, is what keeps a second process out (see [`BufferError::Locked`]).
 //!
 //! A segment is a sequence of frames, all integers little-endian:
 //!
@@ -48,7 +52,9 @@
 //!   a watermark covering it has been persisted.
 //! - A record is durable once the [`SyncPolicy`] says so: before `append` returns with
 //!   [`SyncPolicy::Always`] (concurrent appenders share one `fdatasync`, a group
-//!   commit), within the interval with [`SyncPolicy::IntervalMs`], and only on
+//!   commit), at most one interval after `append` returns with
+//!   [`SyncPolicy::IntervalMs`] (idle or not: the buffer's background thread syncs
+//!   what no later append did), and only on
 //!   [`LogBuffer::sync`] with [`SyncPolicy::Never`]. A closed segment is always synced
 //!   when the next one is created, so only the newest segment is ever unsynced.
 //! - The retained segments hold at most `max_bytes`; an append that does not fit is
@@ -61,8 +67,20 @@
 //! - Acknowledgements may arrive out of order: the buffer keeps a watermark (every
 //!   record below it acknowledged) and the set of acknowledged records above it, which
 //!   is bounded by the number of retained records. Only the watermark is persisted
-//!   (at most every 100 ms, before a segment is deleted, on `sync` and on drop), so a
-//!   crash causes redelivery, never loss: delivery is at least once.
+//!   (at most 100 ms after it moved, before a segment is deleted, on `sync` and on
+//!   drop), so a crash causes redelivery, never loss: delivery is at least once.
+//!
+//! # Threads and locks
+//!
+//! One mutex guards the in-memory state (segment index, watermark, acknowledged set).
+//! It is held for appends' `write`s (to the page cache) and for bookkeeping, never for
+//! an `fdatasync` or a read: `ack` only updates memory, `read` plans under the lock
+//! and reads the files without it (a segment deleted meanwhile held only acknowledged
+//! records, so the read is planned again). A background thread per open buffer,
+//! `ingest-buffer`, does the slow work: the interval policy's sync, the ledger write
+//! (write, `fdatasync`, rename, directory sync) and segment deletion, serialised by a
+//! second lock so that ledger writes stay in order. Acknowledgements wake it once per
+//! round; [`LogBuffer::sync`] does the same work at once.
 //!
 //! # Recovery
 //!
@@ -88,6 +106,7 @@ mod engine;
 mod error;
 mod inspect;
 mod ledger;
+mod lock;
 mod log;
 mod record;
 mod recovery;
@@ -102,6 +121,7 @@ pub use self::sled::{SledBuffer, SledConfig};
 pub use engine::BufferEngine;
 pub use error::{BufferError, FrameDamage};
 pub use inspect::{inspect, repair, BufferReport, DamagedRange, SegmentReport};
+pub use lock::LOCK_FILE;
 pub use log::{BufferStats, LogBuffer, LogConfig, SyncPolicy};
 pub use record::MAX_RECORD_BYTES;
 pub use recovery::{QuarantinedRange, RecoveryReport, QUARANTINE_DIR};

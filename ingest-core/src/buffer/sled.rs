@@ -129,6 +129,9 @@ pub struct SledBuffer {
     records: sled::Tree,
     meta: sled::Tree,
     state: Mutex<State>,
+    /// Times each flush (`ingest_buffer_fsync_seconds` when the delivery path opened
+    /// the buffer; a no-op handle otherwise).
+    fsync: metrics::Histogram,
 }
 
 impl fmt::Debug for SledBuffer {
@@ -216,6 +219,7 @@ impl SledBuffer {
             db,
             records,
             meta,
+            fsync: metrics::Histogram::noop(),
             state: Mutex::new(State {
                 next_seq,
                 watermark,
@@ -254,7 +258,7 @@ impl SledBuffer {
     fn flush(&self) -> Result<(), BufferError> {
         let started = Instant::now();
         let flushed = self.db.flush();
-        metrics::histogram!("ingest_buffer_fsync_seconds").record(started.elapsed().as_secs_f64());
+        self.fsync.record(started.elapsed().as_secs_f64());
         if let Err(err) = flushed {
             let mut state = self.lock_any();
             state.poisoned = Some(format!("flushing the database failed: {err}"));
@@ -459,6 +463,13 @@ impl SledBuffer {
     /// The directory the buffer lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+impl SledBuffer {
+    /// Times every flush into `histogram` from now on.
+    pub(crate) fn set_fsync_histogram(&mut self, histogram: metrics::Histogram) {
+        self.fsync = histogram;
     }
 }
 

@@ -58,10 +58,7 @@ impl StorageFile for StdFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        let started = std::time::Instant::now();
-        let result = self.0.sync_data();
-        metrics::histogram!("ingest_buffer_fsync_seconds").record(started.elapsed().as_secs_f64());
-        result
+        self.0.sync_data()
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

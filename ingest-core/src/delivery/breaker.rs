@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge, Counter, Gauge};
 
 use crate::config::BreakerSettings;
+use crate::telemetry::{Telemetry, INGESTOR};
 
 /// The state of the circuit breaker around delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,8 +98,8 @@ pub(crate) struct Breaker {
 }
 
 impl Breaker {
-    pub(crate) fn new(settings: BreakerSettings) -> Self {
-        let gauge = gauge!("ingest_breaker_state");
+    pub(crate) fn new(settings: BreakerSettings, telemetry: &Telemetry) -> Self {
+        let gauge = gauge!("ingest_breaker_state", INGESTOR => telemetry.instance());
         gauge.set(BreakerState::Closed.gauge_value());
         Breaker {
             state: AtomicU8::new(BreakerState::Closed.to_u8()),
@@ -113,7 +114,7 @@ impl Breaker {
             }),
             settings,
             gauge,
-            opened: counter!("ingest_breaker_opened_total"),
+            opened: counter!("ingest_breaker_opened_total", INGESTOR => telemetry.instance()),
         }
     }
 
@@ -252,12 +253,15 @@ mod tests {
     use super::*;
 
     fn breaker() -> Breaker {
-        Breaker::new(BreakerSettings {
-            min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(350),
-            probe_timeout: Duration::from_secs(1),
-            stall_timeout: Duration::from_millis(50),
-        })
+        Breaker::new(
+            BreakerSettings {
+                min_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_millis(350),
+                probe_timeout: Duration::from_secs(1),
+                stall_timeout: Duration::from_millis(50),
+            },
+            &Telemetry::new(&[], "test".into()),
+        )
     }
 
     #[test]

@@ -4,8 +4,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use metrics::counter;
-
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -13,7 +11,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 
 use super::breaker::Breaker;
-use super::disk::{BufferTelemetry, DiskState};
+use super::disk::DiskState;
 use super::receipt::Tracker;
 use crate::ingestor::unix_millis;
 use crate::telemetry::Telemetry;
@@ -118,6 +116,10 @@ impl ClientContext for DeliveryContext {
         }
     }
 
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        super::stats::export(&statistics, &self.telemetry.instance());
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.breaker.trip("all brokers are down");
@@ -163,16 +165,18 @@ impl ProducerContext for DeliveryContext {
                 if let (Some(disk), Some(seq)) = (&self.disk, seq) {
                     if retryable {
                         // It stays in the buffer and is sent again after a rewind.
-                        counter!("ingest_delivery_retries_total", "reason" => reason).increment(1);
+                        self.telemetry.retried(reason);
                         disk.redeliver(seq, tracker);
                         return;
                     }
                     // Kafka will never take it: holding it would block the buffer.
-                    tracing::error!(topic = message.topic(), %error, "Kafka refused a buffered record for good; it is dropped from the disk buffer");
-                    BufferTelemetry::dropped("rejected_by_kafka", 1);
+                    if let Some(suppressed) = disk.record_log.allow() {
+                        tracing::error!(topic = message.topic(), %error, suppressed, "Kafka refused a buffered record for good; it is dropped from the disk buffer");
+                    }
+                    disk.telemetry.dropped("rejected_by_kafka", 1);
                     disk.acked(seq);
                 }
-                Telemetry::failed(message.topic(), &reason);
+                self.telemetry.failed(message.topic(), &reason);
                 if let Some(tracker) = tracker {
                     tracker.complete(Some((error.to_string(), retryable)));
                 }

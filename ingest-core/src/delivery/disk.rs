@@ -19,14 +19,19 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::Instant;
 
-use metrics::{counter, gauge, Counter, Gauge};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use tokio::sync::oneshot;
 
+use super::context::LogThrottle;
 use super::receipt::Tracker;
 use super::worker::ShutdownReport;
-use crate::buffer::{BufferEngine, LogBuffer, LogConfig, SledBuffer, SledConfig};
+use crate::buffer::{
+    BufferEngine, FileHandle, LogBuffer, LogConfig, SledBuffer, SledConfig, StdStorage, Storage,
+    StorageFile,
+};
 use crate::config::{BufferType, DiskBufferSettings};
 use crate::error::Error;
+use crate::telemetry::{Telemetry, INGESTOR};
 
 const NO_REWIND: u64 = u64::MAX;
 /// Tracker map capacity kept however empty the map is (hashbrown's growth steps).
@@ -55,6 +60,7 @@ pub(crate) struct Requests {
 
 /// Metrics of the disk buffer.
 pub(crate) struct BufferTelemetry {
+    instance: String,
     pub(crate) bytes: Gauge,
     pub(crate) entries: Gauge,
     pub(crate) oldest_age: Gauge,
@@ -62,20 +68,88 @@ pub(crate) struct BufferTelemetry {
 }
 
 impl BufferTelemetry {
-    fn new(max_bytes: u64) -> Self {
-        gauge!("ingest_buffer_max_bytes").set(max_bytes as f64);
+    fn new(max_bytes: u64, telemetry: &Telemetry) -> Self {
+        let me = telemetry.instance();
+        gauge!("ingest_buffer_max_bytes", INGESTOR => me.clone()).set(max_bytes as f64);
         BufferTelemetry {
-            bytes: gauge!("ingest_buffer_bytes"),
-            entries: gauge!("ingest_buffer_entries"),
-            oldest_age: gauge!("ingest_buffer_oldest_age_seconds"),
-            replayed: counter!("ingest_buffer_replayed_total"),
+            bytes: gauge!("ingest_buffer_bytes", INGESTOR => me.clone()),
+            entries: gauge!("ingest_buffer_entries", INGESTOR => me.clone()),
+            oldest_age: gauge!("ingest_buffer_oldest_age_seconds", INGESTOR => me.clone()),
+            replayed: counter!("ingest_buffer_replayed_total", INGESTOR => me.clone()),
+            instance: me,
         }
     }
 
     /// Counts dropped events; `reason` is one of `full`, `full_timeout`,
     /// `storage_error`, `rejected_by_kafka`, `undecodable`.
-    pub(crate) fn dropped(reason: &'static str, n: u64) {
-        counter!("ingest_buffer_dropped_total", "reason" => reason).increment(n);
+    pub(crate) fn dropped(&self, reason: &'static str, n: u64) {
+        counter!("ingest_buffer_dropped_total", INGESTOR => self.instance.clone(), "reason" => reason)
+            .increment(n);
+    }
+}
+
+/// The real file system, timing every `fdatasync` into `ingest_buffer_fsync_seconds`.
+#[derive(Debug)]
+struct MeteredStorage {
+    fsync: Histogram,
+}
+
+#[derive(Debug)]
+struct MeteredFile {
+    inner: FileHandle,
+    fsync: Histogram,
+}
+
+impl StorageFile for MeteredFile {
+    fn write_all(&self, buf: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(buf)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        let started = Instant::now();
+        let result = self.inner.sync_data();
+        self.fsync.record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl Storage for MeteredStorage {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        StdStorage.create_dir_all(dir)
+    }
+    fn open_append(&self, path: &Path) -> std::io::Result<FileHandle> {
+        Ok(Arc::new(MeteredFile {
+            inner: StdStorage.open_append(path)?,
+            fsync: self.fsync.clone(),
+        }))
+    }
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        StdStorage.read(path)
+    }
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        StdStorage.read_range(path, offset, len)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        StdStorage.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        StdStorage.remove(path)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        StdStorage.exists(path)
+    }
+    fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        StdStorage.list_dir(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        StdStorage.sync_dir(dir)
+    }
+    fn modified(&self, path: &Path) -> std::io::Result<std::time::SystemTime> {
+        StdStorage.modified(path)
     }
 }
 
@@ -97,6 +171,13 @@ pub(crate) struct DiskState {
     forwarder: OnceLock<Thread>,
     pub(crate) requests: Mutex<Requests>,
     pub(crate) telemetry: BufferTelemetry,
+    /// Throttles the per-record error lines of the disk path (one a second, with the
+    /// count held back), so a damaged buffer or a refusing cluster does not flood the
+    /// log; the counters still count every record.
+    pub(crate) record_log: LogThrottle,
+    /// Test-only fault: the forwarder panics at its next tick.
+    #[cfg(test)]
+    pub(crate) fail_forwarder: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,8 +186,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl DiskState {
     /// Opens (and recovers) the configured engine.
-    pub(crate) fn open(settings: DiskBufferSettings) -> Result<DiskState, Error> {
-        let engine = open_engine(&settings)?;
+    pub(crate) fn open(
+        settings: DiskBufferSettings,
+        telemetry: &Telemetry,
+    ) -> Result<DiskState, Error> {
+        let engine = open_engine(&settings, telemetry)?;
         let next_seq = engine.stats().next_seq;
         Ok(DiskState {
             engine,
@@ -115,8 +199,11 @@ impl DiskState {
             rewind_from: AtomicU64::new(NO_REWIND),
             forwarder: OnceLock::new(),
             requests: Mutex::new(Requests::default()),
-            telemetry: BufferTelemetry::new(settings.max_bytes),
+            telemetry: BufferTelemetry::new(settings.max_bytes, telemetry),
+            record_log: LogThrottle::new(),
             settings,
+            #[cfg(test)]
+            fail_forwarder: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -171,7 +258,9 @@ impl DiskState {
     pub(crate) fn acked(&self, seq: u64) {
         if let Err(error) = self.engine.ack(seq) {
             // The record stays and is sent again: a duplicate, never a loss.
-            tracing::warn!(seq, %error, "could not record an acknowledgement in the disk buffer");
+            if let Some(suppressed) = self.record_log.allow() {
+                tracing::warn!(seq, %error, suppressed, "could not record an acknowledgement in the disk buffer");
+            }
         }
     }
 
@@ -210,12 +299,16 @@ impl DiskState {
     }
 }
 
-fn open_engine(settings: &DiskBufferSettings) -> Result<Box<dyn BufferEngine>, Error> {
+fn open_engine(
+    settings: &DiskBufferSettings,
+    telemetry: &Telemetry,
+) -> Result<Box<dyn BufferEngine>, Error> {
     let dir: &Path = &settings.dir;
+    let fsync = histogram!("ingest_buffer_fsync_seconds", INGESTOR => telemetry.instance());
     let context = |what: &str| format!("{what} the disk buffer at {}", dir.display());
     match settings.kind {
         BufferType::Sled => {
-            let engine = SledBuffer::open(
+            let mut engine = SledBuffer::open(
                 dir,
                 SledConfig {
                     max_bytes: settings.max_bytes,
@@ -226,18 +319,20 @@ fn open_engine(settings: &DiskBufferSettings) -> Result<Box<dyn BufferEngine>, E
                 context: context("opening"),
                 source,
             })?;
+            engine.set_fsync_histogram(fsync);
             let stats = engine.stats();
             tracing::info!(dir = %dir.display(), entries = stats.entries, bytes = stats.bytes, "disk buffer (sled) opened");
             Ok(Box::new(engine))
         }
         BufferType::Log | BufferType::Memory => {
-            let (engine, report) = LogBuffer::open(
+            let (engine, report) = LogBuffer::open_with(
                 dir,
                 LogConfig {
                     max_bytes: settings.max_bytes,
                     segment_bytes: settings.segment_bytes,
                     sync: settings.sync,
                 },
+                Arc::new(MeteredStorage { fsync }),
             )
             .map_err(|source| Error::Buffer {
                 context: context("opening"),
@@ -245,8 +340,10 @@ fn open_engine(settings: &DiskBufferSettings) -> Result<Box<dyn BufferEngine>, E
             })?;
             // Recovery has logged each finding; count the damage for alerts.
             for range in &report.quarantined {
-                counter!("ingest_buffer_quarantined_total").increment(1);
-                counter!("ingest_buffer_quarantined_bytes_total").increment(range.len);
+                counter!("ingest_buffer_quarantined_total", INGESTOR => telemetry.instance())
+                    .increment(1);
+                counter!("ingest_buffer_quarantined_bytes_total", INGESTOR => telemetry.instance())
+                    .increment(range.len);
             }
             tracing::info!(
                 dir = %dir.display(),
@@ -270,15 +367,18 @@ mod tests {
     use crate::delivery::receipt::Receipt;
 
     fn state(dir: &Path) -> DiskState {
-        DiskState::open(DiskBufferSettings {
-            kind: BufferType::Log,
-            dir: dir.to_path_buf(),
-            max_bytes: 1 << 20,
-            segment_bytes: 1 << 20,
-            sync: SyncPolicy::Never,
-            when_full: WhenFull::Block,
-            full_timeout: Duration::from_secs(1),
-        })
+        DiskState::open(
+            DiskBufferSettings {
+                kind: BufferType::Log,
+                dir: dir.to_path_buf(),
+                max_bytes: 1 << 20,
+                segment_bytes: 1 << 20,
+                sync: SyncPolicy::Never,
+                when_full: WhenFull::Block,
+                full_timeout: Duration::from_secs(1),
+            },
+            &Telemetry::new(&[], "test".into()),
+        )
         .expect("open")
     }
 
@@ -327,5 +427,47 @@ mod tests {
         drop(trackers);
         assert!(disk.take_tracker(0).is_some_and(|t| t.is_watched()));
         drop(receipt);
+    }
+
+    /// Counts the warnings and errors logged while it is the thread's subscriber.
+    struct CountWarnings(Arc<AtomicU64>);
+
+    impl tracing::Subscriber for CountWarnings {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() <= tracing::Level::WARN {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn per_record_errors_of_the_disk_path_are_throttled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = state(dir.path());
+        let warnings = Arc::new(AtomicU64::new(0));
+        let subscriber = CountWarnings(warnings.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            // Acknowledgements the buffer refuses (never-assigned numbers), as a
+            // confused or replayed stream of delivery reports would bring.
+            for seq in 1_000..3_000 {
+                disk.acked(seq);
+            }
+        });
+        let logged = warnings.load(Ordering::Relaxed);
+        // One line a second: two if the clock ticked over during the loop.
+        assert!(
+            (1..=2).contains(&logged),
+            "{logged} lines for 2,000 failures"
+        );
     }
 }

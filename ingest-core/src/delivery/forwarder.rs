@@ -26,7 +26,7 @@ use rdkafka::producer::{Producer, PurgeConfig};
 
 use super::breaker::{Breaker, BreakerState};
 use super::context::{is_retryable, Sent};
-use super::disk::{BufferTelemetry, DiskState};
+use super::disk::DiskState;
 use super::sender::{Outgoing, Sender};
 use super::stored;
 use super::worker::{probe_if_due, ShutdownReport, IDLE_TICK};
@@ -96,6 +96,14 @@ impl Forwarder {
 
     pub(crate) fn run(mut self) {
         loop {
+            #[cfg(test)]
+            if self
+                .disk
+                .fail_forwarder
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                panic!("injected forwarder failure");
+            }
             self.publish_stats();
             self.serve_flushes();
             self.breaker
@@ -149,7 +157,9 @@ impl Forwarder {
         let records = match self.disk.engine.read(self.cursor, READ_RECORDS, READ_BYTES) {
             Ok(records) => records,
             Err(error) => {
-                tracing::error!(%error, seq = self.cursor, "reading the disk buffer failed; retrying");
+                if let Some(suppressed) = self.disk.record_log.allow() {
+                    tracing::error!(%error, seq = self.cursor, suppressed, "reading the disk buffer failed; retrying");
+                }
                 return Err(Stop::Failed);
             }
         };
@@ -167,8 +177,10 @@ impl Forwarder {
             let event = match stored::decode(&bytes) {
                 Ok(event) => event,
                 Err(error) => {
-                    tracing::error!(seq, %error, "undecodable record in the disk buffer; dropped");
-                    BufferTelemetry::dropped("undecodable", 1);
+                    if let Some(suppressed) = self.disk.record_log.allow() {
+                        tracing::error!(seq, %error, suppressed, "undecodable record in the disk buffer; dropped");
+                    }
+                    self.disk.telemetry.dropped("undecodable", 1);
                     if let Some(tracker) = self.disk.take_tracker(seq) {
                         tracker
                             .complete(Some((format!("stored record unreadable: {error}"), false)));
@@ -207,15 +219,19 @@ impl Forwarder {
                         sent = back;
                     }
                     Err((error, back)) if is_retryable(&error) => {
-                        tracing::warn!(seq, %error, "the Kafka client refused a buffered record; retrying");
+                        if let Some(suppressed) = self.disk.record_log.allow() {
+                            tracing::warn!(seq, %error, suppressed, "the Kafka client refused a buffered record; retrying");
+                        }
                         self.put_back(seq, *back);
                         return Err(Stop::Failed);
                     }
                     Err((error, back)) => {
                         let topic = self.sender.topic(&destination);
-                        tracing::error!(seq, topic, %error, "the Kafka client refused a buffered record for good; dropped from the disk buffer");
-                        Telemetry::failed(topic, "refused");
-                        BufferTelemetry::dropped("rejected_by_kafka", 1);
+                        if let Some(suppressed) = self.disk.record_log.allow() {
+                            tracing::error!(seq, topic, %error, suppressed, "the Kafka client refused a buffered record for good; dropped from the disk buffer");
+                        }
+                        self.telemetry.failed(topic, "refused");
+                        self.disk.telemetry.dropped("rejected_by_kafka", 1);
                         self.disk.acked(seq);
                         super::worker::complete(*back, error.to_string(), false);
                         break;

@@ -39,6 +39,7 @@ mod receipt;
 mod record;
 mod sender;
 mod spool;
+mod stats;
 mod stored;
 mod worker;
 

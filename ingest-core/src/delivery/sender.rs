@@ -55,6 +55,7 @@ pub(crate) struct Sender {
     /// submitter sending its record directly. Records therefore enter the producer in
     /// the order they were submitted.
     pub(crate) feed: Mutex<()>,
+    pub(crate) telemetry: Telemetry,
 }
 
 impl Sender {
@@ -62,12 +63,14 @@ impl Sender {
         producer: ThreadedProducer<DeliveryContext>,
         topics: [Arc<str>; 4],
         dead_letter_topic: Arc<str>,
+        telemetry: Telemetry,
     ) -> Self {
         Sender {
             producer,
             topics,
             dead_letter_topic,
             feed: Mutex::new(()),
+            telemetry,
         }
     }
 
@@ -107,7 +110,7 @@ impl Sender {
             }
             Err((error, back)) => {
                 let topic = self.topic(&record.destination);
-                Telemetry::failed(topic, &reason_label(&error));
+                self.telemetry.failed(topic, &reason_label(&error));
                 tracing::warn!(topic, %error, "record refused by the Kafka client");
                 if let Some(tracker) = back.tracker {
                     tracker.complete(Some((error.to_string(), is_retryable(&error))));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::context::Sent;
-use super::disk::{BufferTelemetry, DiskState, FlushRequest, ShutdownRequest};
+use super::disk::{DiskState, FlushRequest, ShutdownRequest};
 use super::receipt::Tracker;
 use super::record::{Destination, Record};
 use super::sender::{Outgoing, Sender};
@@ -147,7 +147,7 @@ impl Spool {
         if let Some(tracker) = record.take_tracker() {
             let sent = Sent::waited_for(tracker);
             if let Err((error, back)) = self.sender.try_send(&Outgoing::of_record(record), sent) {
-                Telemetry::dead_letter_dropped("producer_queue_full", 1);
+                self.telemetry.dead_letter_dropped("producer_queue_full", 1);
                 super::worker::complete(*back, error.to_string(), true);
             }
         }
@@ -182,7 +182,7 @@ impl Spool {
                 self.disk.appended(trackers, seqs.end);
             }
             Err((reason, message)) => {
-                BufferTelemetry::dropped(reason, events as u64);
+                self.disk.telemetry.dropped(reason, events as u64);
                 for record in &mut records {
                     record.abandon(message.clone());
                 }
@@ -220,7 +220,9 @@ impl Spool {
                 ));
             }
             if !logged {
-                log_append_error(&error, full);
+                if let Some(suppressed) = self.disk.record_log.allow() {
+                    log_append_error(&error, full, suppressed);
+                }
                 logged = true;
             }
             let now = Instant::now();
@@ -231,7 +233,9 @@ impl Spool {
                 } else {
                     "storage_error"
                 };
-                tracing::error!(%error, events = payloads.len(), waited = ?now.duration_since(started), "events dropped: the disk buffer did not take them in time");
+                if let Some(suppressed) = self.disk.record_log.allow() {
+                    tracing::error!(%error, events = payloads.len(), waited = ?now.duration_since(started), suppressed, "events dropped: the disk buffer did not take them in time");
+                }
                 return Err((
                     reason,
                     format!(
@@ -245,11 +249,11 @@ impl Spool {
     }
 }
 
-fn log_append_error(error: &BufferError, full: bool) {
+fn log_append_error(error: &BufferError, full: bool, suppressed: u64) {
     if full {
-        tracing::warn!(%error, "disk buffer full: holding events until deliveries free space (callers see back-pressure)");
+        tracing::warn!(%error, suppressed, "disk buffer full: holding events until deliveries free space (callers see back-pressure)");
     } else {
-        tracing::error!(%error, "disk buffer append failed; retrying");
+        tracing::error!(%error, suppressed, "disk buffer append failed; retrying");
     }
 }
 

@@ -448,7 +448,7 @@ impl Worker {
                     self.breaker.check_stalled(true);
                     if self.stop_by.get().is_some_and(|d| Instant::now() >= *d) {
                         self.expired.set(self.expired.get() + 1);
-                        Telemetry::failed(topic, "ShutdownDeadline");
+                        self.telemetry.failed(topic, "ShutdownDeadline");
                         complete(
                             *back,
                             "shutdown deadline reached before delivery".to_owned(),
@@ -460,7 +460,7 @@ impl Worker {
                     sent = back;
                 }
                 Err((error, back)) => {
-                    Telemetry::failed(topic, &reason_label(&error));
+                    self.telemetry.failed(topic, &reason_label(&error));
                     tracing::warn!(topic, %error, "record refused by the Kafka client");
                     complete(*back, error.to_string(), is_retryable(&error));
                     return;
@@ -581,8 +581,8 @@ mod tests {
         // Nothing listens there: records stay in the producer until purged.
         config.kafka.brokers = "127.0.0.1:9".to_owned();
         let settings = config.validate().expect("valid");
-        let telemetry = Telemetry::new(&settings.topics);
-        let breaker = Arc::new(Breaker::new(settings.breaker));
+        let telemetry = Telemetry::new(&settings.topics, "test".into());
+        let breaker = Arc::new(Breaker::new(settings.breaker, &telemetry));
         let producer = ThreadedProducer::from_config_and_context(
             &settings.producer,
             DeliveryContext::new(telemetry.clone(), breaker.clone(), None),
@@ -593,6 +593,7 @@ mod tests {
                 producer,
                 settings.topics.clone(),
                 settings.dead_letter_topic.clone(),
+                telemetry.clone(),
             )),
             breaker,
             stop_by: Arc::new(OnceLock::new()),
