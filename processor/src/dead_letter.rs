@@ -230,18 +230,12 @@ impl Publisher {
 
     /// Produces up to [`LETTERS_PER_ROUND`] letters; returns how many were claimed.
     async fn round(&self, store: &mut Option<Store>) -> Result<usize, Error> {
-        if store.as_ref().is_none_or(Store::is_closed) {
-            *store = Some(
-                Store::connect(
-                    &self.settings.postgres_url,
-                    self.settings.postgres_connect_timeout,
-                )
-                .await?,
-            );
-        }
-        let Some(store) = store.as_mut() else {
-            return Ok(0);
-        };
+        let store = Store::reopen(
+            store,
+            &self.settings.postgres_url,
+            self.settings.postgres_connect_timeout,
+        )
+        .await?;
         let claimed = store.claim_dead_letters(LETTERS_PER_ROUND).await?;
         let count = claimed.letters.len();
         if count == 0 {

@@ -41,7 +41,7 @@ pub struct PruneSettings {
 /// Runs every `interval` until `shutdown` turns true. Failures are logged and tried again
 /// at the next run; a lost connection is opened again.
 pub async fn run(settings: PruneSettings, mut shutdown: watch::Receiver<bool>) {
-    let mut store: Option<Store> = None;
+    let mut connection: Option<Store> = None;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -50,17 +50,15 @@ pub async fn run(settings: PruneSettings, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             return;
         }
-        if store.as_ref().is_none_or(Store::is_closed) {
-            match Store::connect(&settings.postgres_url, settings.postgres_connect_timeout).await {
-                Ok(connected) => store = Some(connected),
-                Err(e) => {
-                    tracing::warn!(error = %e, "pruning: cannot connect to PostgreSQL");
-                    continue;
-                }
-            }
-        }
-        if let Some(store) = &store {
-            prune(store, &settings).await;
+        match Store::reopen(
+            &mut connection,
+            &settings.postgres_url,
+            settings.postgres_connect_timeout,
+        )
+        .await
+        {
+            Ok(store) => prune(store, &settings).await,
+            Err(e) => tracing::warn!(error = %e, "pruning: cannot connect to PostgreSQL"),
         }
     }
 }

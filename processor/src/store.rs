@@ -150,6 +150,25 @@ impl Store {
         self.client.is_closed()
     }
 
+    /// The connection kept in `slot`, opened when there is none or it closed: how the
+    /// background jobs keep their own connection across PostgreSQL restarts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`] or [`Error::Timeout`] when connecting fails (`slot` is then
+    /// empty).
+    pub async fn reopen<'s>(
+        slot: &'s mut Option<Store>,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<&'s mut Store, Error> {
+        let store = match slot.take() {
+            Some(store) if !store.is_closed() => store,
+            _ => Store::connect(url, timeout).await?,
+        };
+        Ok(slot.insert(store))
+    }
+
     /// Applies the migrations not applied yet, each in its own transaction, under an
     /// advisory lock so instances starting together do not race.
     ///

@@ -37,7 +37,7 @@ pub struct FoldSettings {
 /// Runs rounds until `shutdown` turns true. Failures are logged and tried again at the
 /// next round; a lost connection is opened again.
 pub async fn run(settings: FoldSettings, mut shutdown: watch::Receiver<bool>) {
-    let mut store: Option<Store> = None;
+    let mut connection: Option<Store> = None;
     let mut more = false;
     loop {
         if !more {
@@ -50,17 +50,18 @@ pub async fn run(settings: FoldSettings, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             return;
         }
-        if store.as_ref().is_none_or(Store::is_closed) {
-            match Store::connect(&settings.postgres_url, settings.postgres_connect_timeout).await {
-                Ok(connected) => store = Some(connected),
-                Err(e) => {
-                    tracing::warn!(error = %e, "pair fold: cannot connect to PostgreSQL");
-                    continue;
-                }
+        let store = match Store::reopen(
+            &mut connection,
+            &settings.postgres_url,
+            settings.postgres_connect_timeout,
+        )
+        .await
+        {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::warn!(error = %e, "pair fold: cannot connect to PostgreSQL");
+                continue;
             }
-        }
-        let Some(store) = store.as_mut() else {
-            continue;
         };
         match fold(store, settings.max_pairs, false).await {
             // A full round may have left more behind.

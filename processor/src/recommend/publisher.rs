@@ -190,19 +190,13 @@ impl Publisher {
     }
 
     async fn fold(&self, store: &mut Option<Store>) -> Result<(), Error> {
-        if store.as_ref().is_none_or(Store::is_closed) {
-            *store = Some(
-                Store::connect(
-                    &self.settings.postgres_url,
-                    self.settings.postgres_connect_timeout,
-                )
-                .await?,
-            );
-        }
-        match store.as_mut() {
-            Some(store) => super::fold::fold_pending(store, self.settings.fold_max_pairs).await,
-            None => Ok(()),
-        }
+        let store = Store::reopen(
+            store,
+            &self.settings.postgres_url,
+            self.settings.postgres_connect_timeout,
+        )
+        .await?;
+        super::fold::fold_pending(store, self.settings.fold_max_pairs).await
     }
 
     async fn compute(
@@ -210,18 +204,12 @@ impl Publisher {
         store: &mut Option<Store>,
         users: &[String],
     ) -> Result<Vec<(String, Vec<super::Recommendation>)>, Error> {
-        if store.as_ref().is_none_or(Store::is_closed) {
-            *store = Some(
-                Store::connect(
-                    &self.settings.postgres_url,
-                    self.settings.postgres_connect_timeout,
-                )
-                .await?,
-            );
-        }
-        let Some(store) = store.as_mut() else {
-            return Ok(Vec::new());
-        };
+        let store = Store::reopen(
+            store,
+            &self.settings.postgres_url,
+            self.settings.postgres_connect_timeout,
+        )
+        .await?;
         let users: Vec<&str> = users.iter().map(String::as_str).collect();
         store
             .recommendations_of(

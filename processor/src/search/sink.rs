@@ -93,12 +93,7 @@ impl SearchSink {
     }
 
     async fn connected<'a>(&self, store: &'a mut Option<Store>) -> Result<&'a mut Store, Error> {
-        if store.as_ref().is_none_or(Store::is_closed) {
-            *store = Some(Store::connect(&self.postgres_url, self.postgres_connect_timeout).await?);
-        }
-        store
-            .as_mut()
-            .ok_or_else(|| Error::Index("no PostgreSQL connection".to_owned()))
+        Store::reopen(store, &self.postgres_url, self.postgres_connect_timeout).await
     }
 
     /// Sends everything queued, batch by batch, oldest first.
