@@ -373,8 +373,19 @@ impl Ingestor {
                 }
             }),
             shutting_down: self.inner.gate.is_closed(),
-            dead_threads: self.inner.watch.dead(),
+            dead_threads: self.dead_threads(),
         }
+    }
+
+    /// The ingestor's threads that died, and the disk buffer's own background thread.
+    fn dead_threads(&self) -> Vec<&'static str> {
+        let mut dead = self.inner.watch.dead();
+        if let Some(disk) = &self.inner.disk {
+            if !disk.engine.background_alive() {
+                dead.push("ingest-buffer");
+            }
+        }
+        dead
     }
 
     /// The settings this ingestor runs on.

@@ -118,6 +118,14 @@ pub trait BufferEngine: Send + Sync {
     /// `max_bytes` bounds (zero when nothing is retained), and `segments` is
     /// engine-specific (zero for engines without segment files).
     fn stats(&self) -> BufferStats;
+
+    /// Whether the engine's own background thread, if it has one, still runs (or was
+    /// stopped by [`BufferEngine::close`]); `false` once it died, from a panic: then
+    /// nothing syncs on the interval, writes the ledger or deletes segments any more.
+    /// The default (no such thread) is `true`.
+    fn background_alive(&self) -> bool {
+        true
+    }
 }
 
 impl BufferEngine for LogBuffer {
@@ -148,5 +156,9 @@ impl BufferEngine for LogBuffer {
 
     fn stats(&self) -> BufferStats {
         LogBuffer::stats(self)
+    }
+
+    fn background_alive(&self) -> bool {
+        LogBuffer::background_alive(self)
     }
 }

@@ -187,6 +187,9 @@ struct ReadChunk {
 struct Signal {
     stop: bool,
     kicked: bool,
+    /// Tests only: the background thread panics at its next wake-up.
+    #[cfg(test)]
+    fail: bool,
 }
 
 /// How long the background thread waits after a failed sync, ledger write or deletion
@@ -385,6 +388,28 @@ impl LogBuffer {
     /// failed sync poisons the buffer until it is reopened.
     pub fn sync(&self) -> Result<(), BufferError> {
         self.log.sync()
+    }
+
+    /// Whether the background thread (`ingest-buffer`) runs, or was stopped by
+    /// [`LogBuffer::close`]; `false` once it died from a panic.
+    pub fn background_alive(&self) -> bool {
+        self.maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(|thread| !thread.is_finished())
+    }
+
+    /// Tests only: makes the background thread panic at its next wake-up.
+    #[cfg(test)]
+    pub(crate) fn fail_background(&self) {
+        let mut signal = self
+            .log
+            .signal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        signal.fail = true;
+        self.log.wake.notify_one();
     }
 
     /// The buffer's current size and position.
@@ -960,6 +985,10 @@ impl Log {
         loop {
             if signal.stop {
                 return;
+            }
+            #[cfg(test)]
+            if signal.fail {
+                panic!("injected failure of the disk buffer's background thread");
             }
             if signal.kicked {
                 signal.kicked = false;

@@ -194,6 +194,23 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// A panicked background thread (with `panic = "unwind"`) is reported, so that the
+/// ingestor's health can list it; a closed buffer's stopped thread is not a dead one.
+#[test]
+fn a_dead_background_thread_is_reported_and_a_closed_one_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) = open(dir.path(), SyncPolicy::IntervalMs(10));
+    assert!(log.background_alive());
+    log.fail_background();
+    eventually("the background thread's death is seen", || {
+        !log.background_alive()
+    });
+    let other = tempfile::tempdir().expect("tempdir");
+    let (log, _) = open(other.path(), SyncPolicy::IntervalMs(10));
+    log.close().expect("close");
+    assert!(log.background_alive(), "stopped on purpose, not dead");
+}
+
 #[test]
 fn a_second_open_of_a_directory_in_use_is_refused_naming_the_holder() {
     let dir = tempfile::tempdir().expect("tempdir");
