@@ -574,6 +574,39 @@ pub fn leaf_keys(value: &impl Serialize) -> Vec<String> {
     leaves.into_iter().map(|p| p.join(".")).collect()
 }
 
+/// The part of `markdown` after the line that starts with `heading` up to the next
+/// line that starts with `until` (or the end). For tests that check a reference page.
+pub fn markdown_section<'a>(markdown: &'a str, heading: &str, until: &str) -> Option<&'a str> {
+    let rest = markdown.split(&format!("\n{heading}")).nth(1)?;
+    rest.split(&format!("\n{until}")).next()
+}
+
+/// Compares the keys documented in `section` of the page `page` ([`documented_keys`])
+/// with the keys the code has (`in_code`, e.g. from [`leaf_keys`]).
+///
+/// # Errors
+///
+/// A message naming the page, the undocumented keys and the documented keys the code
+/// does not have.
+pub fn check_documented(
+    page: &str,
+    section: &str,
+    in_code: impl IntoIterator<Item = String>,
+) -> Result<(), String> {
+    let documented: std::collections::BTreeSet<String> =
+        documented_keys(section).into_iter().collect();
+    let in_code: std::collections::BTreeSet<String> = in_code.into_iter().collect();
+    let undocumented: Vec<_> = in_code.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&in_code).collect();
+    if undocumented.is_empty() && unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{page}: undocumented keys {undocumented:?}, documented keys the code does not have {unknown:?}"
+        ))
+    }
+}
+
 /// The keys listed in the Markdown tables of `markdown` whose header's first column is
 /// `key`: the first cell's backticked name, prefixed with the section named by the
 /// nearest heading that holds a backticked section name in brackets

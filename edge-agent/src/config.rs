@@ -714,15 +714,8 @@ mod tests {
     #[test]
     fn every_agent_key_is_documented_and_every_documented_key_exists() {
         let doc = include_str!("../../docs/edge-agent.md");
-        let section = doc
-            .split("\n## Configuration")
-            .nth(1)
-            .and_then(|rest| rest.split("\n## ").next())
+        let section = ingest_common::layers::markdown_section(doc, "## Configuration", "## ")
             .expect("the configuration section");
-        let documented: std::collections::BTreeSet<String> =
-            ingest_common::layers::documented_keys(section)
-                .into_iter()
-                .collect();
         let mut config = AgentConfig::default();
         config.tls.cert_file = Some("/c".into());
         config.tls.key_file = Some("/k".into());
@@ -734,16 +727,14 @@ mod tests {
                 .into_iter()
                 .map(|k| k.split('.').next().unwrap_or_default().to_owned())
                 .collect();
-        let in_code: std::collections::BTreeSet<String> = ingest_common::layers::leaf_keys(&config)
+        let in_code = ingest_common::layers::leaf_keys(&config)
             .into_iter()
-            .filter(|k| !ingest.contains(k.split('.').next().unwrap_or_default()))
-            .collect();
-        let undocumented: Vec<_> = in_code.difference(&documented).collect();
-        let unknown: Vec<_> = documented.difference(&in_code).collect();
-        assert!(
-            undocumented.is_empty() && unknown.is_empty(),
-            "docs/edge-agent.md: undocumented keys {undocumented:?}, documented keys the code does not have {unknown:?}"
-        );
+            .filter(|k| !ingest.contains(k.split('.').next().unwrap_or_default()));
+        if let Err(drift) =
+            ingest_common::layers::check_documented("docs/edge-agent.md", section, in_code)
+        {
+            panic!("{drift}");
+        }
     }
 
     #[test]

@@ -1004,31 +1004,23 @@ mod tests {
     #[test]
     fn every_key_is_documented_and_every_documented_key_exists() {
         let doc = include_str!("../../docs/configuration.md");
-        let reference = doc
-            .split("\n## Reference")
-            .nth(1)
-            .and_then(|rest| rest.split("\n## Validation rules").next())
-            .expect("the reference section");
-        let documented: std::collections::BTreeSet<String> =
-            ingest_common::layers::documented_keys(reference)
-                .into_iter()
-                .collect();
+        let reference =
+            ingest_common::layers::markdown_section(doc, "## Reference", "## Validation rules")
+                .expect("the reference section");
         let mut config = IngestConfig::default();
         config.buffer.dir = Some("/set/for/its/key".into());
-        let in_code: std::collections::BTreeSet<String> = ingest_common::layers::leaf_keys(&config)
+        let in_code = ingest_common::layers::leaf_keys(&config)
             .into_iter()
             .map(|key| match key.strip_prefix("topics.") {
                 // One table documents the five topics.
                 Some(rest) => format!("topics.*.{}", rest.split_once('.').map_or(rest, |(_, k)| k)),
                 None => key,
-            })
-            .collect();
-        let undocumented: Vec<_> = in_code.difference(&documented).collect();
-        let unknown: Vec<_> = documented.difference(&in_code).collect();
-        assert!(
-            undocumented.is_empty() && unknown.is_empty(),
-            "docs/configuration.md: undocumented keys {undocumented:?}, documented keys the code does not have {unknown:?}"
-        );
+            });
+        if let Err(drift) =
+            ingest_common::layers::check_documented("docs/configuration.md", reference, in_code)
+        {
+            panic!("{drift}");
+        }
     }
 
     #[test]

@@ -1150,25 +1150,14 @@ mod tests {
     #[test]
     fn every_key_is_documented_and_every_documented_key_exists() {
         let doc = include_str!("../../docs/processor.md");
-        let section = doc
-            .split("\n## Configuration")
-            .nth(1)
-            .and_then(|rest| rest.split("\n## ").next())
+        let section = ingest_common::layers::markdown_section(doc, "## Configuration", "## ")
             .expect("the configuration section");
-        let documented: std::collections::BTreeSet<String> =
-            ingest_common::layers::documented_keys(section)
-                .into_iter()
-                .collect();
-        let in_code: std::collections::BTreeSet<String> =
-            ingest_common::layers::leaf_keys(&ProcessorConfig::default())
-                .into_iter()
-                .collect();
-        let undocumented: Vec<_> = in_code.difference(&documented).collect();
-        let unknown: Vec<_> = documented.difference(&in_code).collect();
-        assert!(
-            undocumented.is_empty() && unknown.is_empty(),
-            "docs/processor.md: undocumented keys {undocumented:?}, documented keys the code does not have {unknown:?}"
-        );
+        let in_code = ingest_common::layers::leaf_keys(&ProcessorConfig::default());
+        if let Err(drift) =
+            ingest_common::layers::check_documented("docs/processor.md", section, in_code)
+        {
+            panic!("{drift}");
+        }
     }
 
     #[test]

@@ -399,6 +399,20 @@ fn the_check_config_report_is_toml_with_origins() {
 }
 
 #[test]
+fn drift_between_a_page_and_the_code_is_named() {
+    let page = "# Page\n## Configuration\n| key | default |\n|---|---|\n| `a` | 1 |\n| `b` | 2 |\n## Next\n| key |\n|---|\n| `c` |\n";
+    let section = markdown_section(page, "## Configuration", "## ").expect("section");
+    assert!(check_documented("p.md", section, ["a".to_owned(), "b".to_owned()]).is_ok());
+    let drift =
+        check_documented("p.md", section, ["a".to_owned(), "z".to_owned()]).expect_err("drift");
+    assert_eq!(
+        drift,
+        "p.md: undocumented keys [\"z\"], documented keys the code does not have [\"b\"]"
+    );
+    assert_eq!(markdown_section(page, "## Missing", "## "), None);
+}
+
+#[test]
 fn leaf_and_documented_keys() {
     let mut keys = leaf_keys(&Sample::default());
     keys.sort();
