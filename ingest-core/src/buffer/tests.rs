@@ -745,12 +745,13 @@ fn interval_policy_syncs_the_end_of_a_burst_without_another_append() {
         INTERVAL * 4
     );
     // The burst's last append may have synced itself; one more right after an
-    // explicit sync is certainly left unsynced, and is synced by the buffer alone.
+    // explicit sync is synced without another append: by the background thread (which
+    // may already be awake for a due time computed before the explicit sync, so the
+    // sync can come at once under load).
     log.sync().expect("sync");
     let before = syncs();
     append_n(&log, 1);
     let appended = Instant::now();
-    assert_eq!(syncs(), before);
     wait_for_sync(before, appended);
 
     // Idle: nothing left unsynced, so no more syncs.
