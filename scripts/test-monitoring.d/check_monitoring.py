@@ -33,7 +33,7 @@ ONLY_ON_FAILURE = {
     "ingest_events_failed_total", "ingest_dead_letters_dropped_total", "ingest_buffer_dropped_total",
     "ingest_buffer_quarantined_total", "ingest_delivery_retries_total",
     "processor_checkpoint_failures_total", "processor_dead_letter_failures_total",
-    "processor_kafka_errors_total",
+    "processor_kafka_errors_total", "processor_live_write_failures_total",
     "processor_pair_fold_failures_total", "processor_pairs_refused_total",
     "processor_pair_log_rows_dropped_total", "processor_dedup_window_truncated_total",
     "processor_recommendations_dropped_total", "processor_search_documents_failed_total",
