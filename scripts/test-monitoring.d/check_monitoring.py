@@ -173,7 +173,7 @@ def rules(directory):
             m = re.match(r"(\s*)expr: ?(.*)$", line)
             if m and current:
                 indent, rest = len(m.group(1)), m.group(2)
-                if rest in ("|", ">"):
+                if rest in ("|", ">", "|-", ">-"):
                     body = []
                     i += 1
                     while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent):
@@ -288,7 +288,11 @@ def check_series(directory, url, postgres_url):
 
     # Every rule evaluates without error (label matching, types).
     bad = []
-    for group in prometheus(url, "/api/v1/rules")["groups"]:
+    loaded = prometheus(url, "/api/v1/rules")["groups"]
+    if sum(len(group["rules"]) for group in loaded) != rule_count:
+        fail(f"Prometheus loaded {sum(len(g['rules']) for g in loaded)} rules, the files were read as {rule_count}: "
+             "the rules files have a layout this script does not read")
+    for group in loaded:
         for rule in group["rules"]:
             if rule.get("health") != "ok":
                 bad.append(f"{group['name']}/{rule['name']}: {rule.get('health')} {rule.get('lastError', '')}")
