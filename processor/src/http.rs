@@ -1,4 +1,5 @@
-//! The HTTP API (hyper 1, HTTP/1.1): analytics, Prometheus metrics, health.
+//! The HTTP API (hyper 1, HTTP/1.1): analytics, Prometheus metrics, health, and the
+//! live page ([`crate::live_page`]) at `/`.
 //! Errors answer `{"error":{"code","message","field"}}` like the edge agent's.
 //!
 //! ## Bounds
@@ -272,6 +273,27 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A file of the live page ([`crate::live_page`]), or 404.
+fn live_page(path: &str) -> Response<Full<Bytes>> {
+    let Some(asset) = crate::live_page::asset(path) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None);
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(asset.body)));
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("content-type", asset.content_type),
+        ("cache-control", "no-cache"),
+        ("x-content-type-options", "nosniff"),
+        (
+            "content-security-policy",
+            crate::live_page::CONTENT_SECURITY_POLICY,
+        ),
+    ] {
+        headers.insert(name, hyper::header::HeaderValue::from_static(value));
+    }
+    response
+}
+
 async fn route(
     state: Arc<ApiState>,
     request: Request<Incoming>,
@@ -303,6 +325,7 @@ async fn route(
                 )
             }
         }
+        (&Method::GET, p) if crate::live_page::asset(p).is_some() => live_page(p),
         (_, "/api/analytics/real-time" | "/metrics" | "/health/live" | "/health/ready") => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

@@ -28,6 +28,7 @@ mod error;
 pub mod http;
 pub mod isolate;
 pub mod live;
+pub mod live_page;
 pub mod pipeline;
 pub mod prune;
 pub mod recommend;

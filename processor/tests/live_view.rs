@@ -249,3 +249,15 @@ async fn a_crowded_window_gives_exact_bounded_answers() {
         .expect("KEYS");
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A checkpoint that changed no figure (dead letters only) writes nothing and succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_without_figures_is_a_successful_write() {
+    let prefix = format!("live_{}", uuid::Uuid::now_v7().simple());
+    let live = LiveView::connect(&redis_url(), &prefix, 600)
+        .await
+        .expect("Redis reachable at REDIS_URL");
+    live.write(&Committed::default(), &HashMap::new(), &BTreeSet::new())
+        .await
+        .expect("nothing to write is not a failure");
+}
