@@ -111,6 +111,6 @@ ensure_base_image() {
     mv "$tarball.part" "$tarball"
     rm -rf "$rootfs"
   fi
-  podman import --change 'CMD ["bash"]' "$tarball" "$name" >/dev/null
+  podman import --change 'CMD ["bash"]' "$tarball" "$name" >/dev/null 2>&1 || { log "podman import of $tarball failed"; return 1; }
   log "base image $name imported from $tarball"
 }
