@@ -2,7 +2,8 @@
 transformation of the rendered sidecar overlay into a pod podman can run here.
 
     check.py invariants OVERLAY < rendered.yaml
-    check.py podman-pod --images REPO TAG --brokers B --port P --prefix X --event-id ID < rendered.yaml
+    check.py podman-pod --images REPO TAG --brokers B --port P --prefix X --event-id ID
+             [--host-dir DIR] < rendered.yaml
 
 Reads YAML with PyYAML (installed with kubernetes-validate).
 """
@@ -70,21 +71,33 @@ def invariants(docs, overlay):
     print(f"check.py: {overlay}: invariants hold ({len(docs)} objects)")
 
 
-def podman_pod(docs, a):
-    """The storefront Deployment with what it references, made runnable by podman on
-    this machine: one replica on the host's network (the test Kafka listens on
-    127.0.0.1), local images, the agent on a free port, its own topics."""
-    storefront = next(d for d in docs if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "storefront")
-    spec = storefront["spec"]["template"]["spec"]
+def podman_pods(docs, a):
+    """The storefront Deployment (and the overlay's edge-agent DaemonSet, as a
+    one-replica Deployment) with what they reference, made runnable by podman on this
+    machine: one replica each on the host's network (the test Kafka listens on
+    127.0.0.1), local images, the agent on a free port, its own topics, hostPath
+    directories under --host-dir."""
+    workloads = []
+    for d in docs:
+        if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "storefront":
+            workloads.append(d)
+        elif d and d["kind"] == "DaemonSet" and d["metadata"]["name"] == "edge-agent":
+            # podman 4.3 plays Pods and Deployments, not DaemonSets: one node, one pod.
+            d["kind"] = "Deployment"
+            d["spec"].pop("updateStrategy", None)
+            d["spec"]["replicas"] = 1
+            workloads.insert(0, d)
     refs = set()
-    for v in spec["volumes"]:
-        refs.add(v.get("configMap", {}).get("name"))
-        refs.add(v.get("secret", {}).get("secretName"))
-    for c in spec["containers"]:
-        for e in c.get("envFrom", []):
-            refs.add(e.get("configMapRef", {}).get("name"))
-        for e in c.get("env", []):
-            refs.add(e.get("valueFrom", {}).get("secretKeyRef", {}).get("name"))
+    for w in workloads:
+        spec = w["spec"]["template"]["spec"]
+        for v in spec["volumes"]:
+            refs.add(v.get("configMap", {}).get("name"))
+            refs.add(v.get("secret", {}).get("secretName"))
+        for c in spec["containers"]:
+            for e in c.get("envFrom", []):
+                refs.add(e.get("configMapRef", {}).get("name"))
+            for e in c.get("env", []):
+                refs.add(e.get("valueFrom", {}).get("secretKeyRef", {}).get("name"))
     out = [d for d in docs if d and d["kind"] in ("ConfigMap", "Secret") and d["metadata"]["name"] in refs]
     # podman 4.3 (Debian 12) crashes on Secret volumes and resolves secretKeyRef from its
     # own secret store: the Secrets become ConfigMaps with the same content here.
@@ -97,45 +110,55 @@ def podman_pod(docs, a):
             secrets[name] = data
             d.clear()
             d.update(apiVersion="v1", kind="ConfigMap", metadata={"name": name}, data=data)
-    for v in spec["volumes"]:
-        if "secret" in v:
-            secret = v.pop("secret")
-            v["configMap"] = {"name": secret["secretName"], "items": secret.get("items", [])}
-    for c in spec["containers"]:
-        for e in c.get("env", []):
-            ref = e.get("valueFrom", {}).get("secretKeyRef")
-            if ref:
-                e.pop("valueFrom")
-                e["value"] = secrets[ref["name"]][ref["key"]]
-    storefront["spec"]["replicas"] = 1
-    spec["hostNetwork"] = True
-    # podman 4.3 ignores fsGroup (no supplementary group, and an emptyDir belongs to
-    # the first container's user): here the storefront runs as the agent's user.
-    # scripts/test-containers checks the group access to the socket instead.
-    for c in spec["containers"]:
-        c["securityContext"].update(runAsUser=10001, runAsGroup=10001)
-    for c in spec["containers"]:
-        if c["name"] == "edge-agent":
-            c["image"] = f"{a.images[0]}/edge-agent:{a.images[1]}"
-            # On the host's network podman publishes nothing: the probes name the port.
-            c.pop("ports")
-            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-                c[probe]["httpGet"]["port"] = a.port
-            c.pop("lifecycle", None)
-        else:
-            # Any image with sh and curl: the agent's has both.
-            c["image"] = f"{a.images[0]}/edge-agent:{a.images[1]}"
-            body = (
-                f'{{"event_id":"{a.event_id}","user_id":"u-{a.prefix}","product_id":"sku-1",'
-                '"price":19.99,"currency":"EUR"}'
-            )
-            c["args"] = [
-                "for i in $(seq 1 60); do "
-                "curl -fsS --unix-socket /run/edge-agent/agent.sock "
-                '-H "Authorization: Bearer $INGEST_API_KEY" -H "Content-Type: application/json" '
-                f"-H 'Ingest-Ack: delivered' -d '{body}' http://localhost/api/events/product-view && break; "
-                "sleep 1; done; echo; trap 'exit 0' TERM; sleep 3600 & wait"
-            ]
+    image = f"{a.images[0]}/edge-agent:{a.images[1]}"
+    for w in workloads:
+        # Names of this run's own: podman names the pods after them.
+        w["metadata"]["name"] = f"{a.prefix}-{w['metadata']['name']}"
+        w["spec"]["replicas"] = 1
+        spec = w["spec"]["template"]["spec"]
+        spec["hostNetwork"] = True
+        for v in spec["volumes"]:
+            if "secret" in v:
+                secret = v.pop("secret")
+                v["configMap"] = {"name": secret["secretName"], "items": secret.get("items", [])}
+            if "hostPath" in v:
+                v["hostPath"]["path"] = a.host_dir + v["hostPath"]["path"]
+        for c in spec.get("initContainers", []):
+            c["image"] = image
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    e.pop("valueFrom")
+                    e["value"] = secrets[ref["name"]][ref["key"]]
+                # podman knows no node: the DaemonSet's spec.nodeName is a fixed name.
+                if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+                    e.pop("valueFrom")
+                    e["value"] = "test-node"
+            # podman 4.3 ignores fsGroup (no supplementary group, and an emptyDir
+            # belongs to the first container's user): here the storefront runs as the
+            # agent's user. scripts/test-containers checks the group access instead.
+            c["securityContext"].update(runAsUser=10001, runAsGroup=10001)
+            c["image"] = image
+            if c["name"] == "edge-agent":
+                # On the host's network podman publishes nothing: the probes name the port.
+                c.pop("ports")
+                for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                    c[probe]["httpGet"]["port"] = a.port
+                c.pop("lifecycle", None)
+            else:
+                # Any image with sh and curl: the agent's has both.
+                body = (
+                    f'{{"event_id":"{a.event_id}","user_id":"u-{a.prefix}","product_id":"sku-1",'
+                    '"price":19.99,"currency":"EUR"}'
+                )
+                c["args"] = [
+                    "for i in $(seq 1 60); do "
+                    "curl -fsS --unix-socket /run/edge-agent/agent.sock "
+                    '-H "Authorization: Bearer $INGEST_API_KEY" -H "Content-Type: application/json" '
+                    f"-H 'Ingest-Ack: delivered' -d '{body}' http://localhost/api/events/product-view && break; "
+                    "sleep 1; done; echo; trap 'exit 0' TERM; sleep 3600 & wait"
+                ]
     for d in out:
         if d["kind"] == "ConfigMap" and "EDGE_AGENT_KAFKA__BROKERS" in d.get("data", {}):
             d["data"]["EDGE_AGENT_KAFKA__BROKERS"] = a.brokers
@@ -151,7 +174,7 @@ def podman_pod(docs, a):
                 d["data"][f"EDGE_AGENT_TOPICS__{key}__NAME"] = f"{a.prefix}-{topic}"
                 d["data"][f"EDGE_AGENT_TOPICS__{key}__PARTITIONS"] = "1"
                 d["data"][f"EDGE_AGENT_TOPICS__{key}__REPLICATION_FACTOR"] = "1"
-    yaml.safe_dump_all(out + [storefront], sys.stdout, sort_keys=False)
+    yaml.safe_dump_all(out + workloads, sys.stdout, sort_keys=False)
 
 
 def main():
@@ -163,12 +186,13 @@ def main():
     parser.add_argument("--port", type=int)
     parser.add_argument("--prefix")
     parser.add_argument("--event-id")
+    parser.add_argument("--host-dir", default="/nonexistent")
     a = parser.parse_args()
     docs = list(yaml.safe_load_all(sys.stdin))
     if a.mode == "invariants":
         invariants(docs, a.overlay)
     else:
-        podman_pod(docs, a)
+        podman_pods(docs, a)
 
 
 main()
