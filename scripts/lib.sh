@@ -40,3 +40,77 @@ ensure_rust() {
   fi
   command -v cargo >/dev/null || { log "cargo not found: install Rust (https://rustup.rs)"; return 1; }
 }
+
+# ensure_podman: podman, buildah and runc from Debian (and debootstrap for the base
+# image), installed when missing, with a containers.conf that works on machines whose
+# cgroups are in hybrid mode (crun refuses them, so runc; cgroupfs; events to a file, as
+# there is no systemd journal) and whose root lacks CAP_SYS_RESOURCE (ulimits no higher
+# than the current hard limits). Exports CONTAINERS_CONF unless the caller set it.
+ensure_podman() {
+  local missing=() tool
+  for tool in podman buildah runc debootstrap; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+      log "missing: ${missing[*]} (install podman, buildah, runc and debootstrap, then run again)"
+      return 1
+    fi
+    log "installing ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc debootstrap >/dev/null
+  fi
+  if [ -z "${CONTAINERS_CONF:-}" ]; then
+    local conf="$root/.cache/containers/containers.conf"
+    mkdir -p "$(dirname "$conf")"
+    cat >"$conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+    export CONTAINERS_CONF="$conf"
+  fi
+}
+
+# debian_mirror: the Debian mirror apt is configured with (deb822 or one-line sources),
+# else deb.debian.org.
+debian_mirror() {
+  local uri
+  uri=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+    awk '/^URIs:/ && $2 !~ /security/ { print $2; exit }
+         /^deb / && $3 !~ /security/ { print ($2 ~ /^\[/ ? $3 : $2); exit }')
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# ensure_base_image NAME: a Debian bookworm slim image called NAME in podman's store,
+# made from Debian's own packages (debootstrap --variant=minbase, trimmed like the
+# official slim image: no docs, man pages, locales or apt lists), since no image
+# registry may be reachable. The root file system is cached as a tarball in
+# .cache/base-image, so a second run only imports it.
+ensure_base_image() {
+  local name=$1 cache="$root/.cache/base-image" tarball
+  tarball="$cache/debian-bookworm-minbase.tar"
+  podman image exists "$name" && return 0
+  if [ ! -s "$tarball" ]; then
+    local rootfs="$cache/rootfs" mirror
+    mirror=$(debian_mirror)
+    log "making the base image with debootstrap from $mirror (about a minute)"
+    rm -rf "$rootfs"
+    mkdir -p "$rootfs"
+    debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
+      { tail -n 20 "$cache/debootstrap.log" >&2; log "debootstrap failed (log: $cache/debootstrap.log)"; return 1; }
+    # The image's apt uses the same mirror; then trim what the official slim images leave out.
+    printf 'deb %s bookworm main\ndeb %s bookworm-updates main\n' "$mirror" "$mirror" >"$rootfs/etc/apt/sources.list"
+    rm -rf "$rootfs"/usr/share/{doc,man,info,locale}/* "$rootfs"/var/lib/apt/lists/* \
+      "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/log/*.log
+    tar --numeric-owner -C "$rootfs" -cf "$tarball.part" .
+    mv "$tarball.part" "$tarball"
+    rm -rf "$rootfs"
+  fi
+  podman import --change 'CMD ["bash"]' "$tarball" "$name" >/dev/null 2>&1 || { log "podman import of $tarball failed"; return 1; }
+  log "base image $name imported from $tarball"
+}
