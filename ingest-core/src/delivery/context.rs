@@ -2,7 +2,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -202,9 +201,7 @@ impl LogThrottle {
 
     /// `Some(suppressed since the last line)` if a line may be logged now.
     pub(crate) fn allow(&self) -> Option<u64> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = ingest_common::clock::unix_secs();
         let last = self.last_second.load(Ordering::Relaxed);
         if now != last
             && self
