@@ -1,5 +1,5 @@
 //! [`BufferEngine`]: the operations the delivery path needs from a disk buffer, so it
-//! can run on either engine ([`LogBuffer`] or [`SledBuffer`](super::SledBuffer)).
+//! can run on either engine ([`LogBuffer`] or `SledBuffer`).
 
 use std::ops::Range;
 use std::time::Duration;

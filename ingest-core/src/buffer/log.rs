@@ -96,14 +96,14 @@ pub struct BufferStats {
     /// Records retained and not yet acknowledged.
     pub entries: u64,
     /// What the engine's `max_bytes` bounds: for [`LogBuffer`] the bytes of the
-    /// retained segments, for [`SledBuffer`](super::SledBuffer) the payload bytes of
+    /// retained segments, for `SledBuffer` the payload bytes of
     /// the unacknowledged records.
     pub bytes: u64,
     /// The oldest record not yet acknowledged, if any.
     pub oldest_unacked_seq: Option<u64>,
     /// The sequence number the next append will get.
     pub next_seq: u64,
-    /// Segment files retained (always zero for [`SledBuffer`](super::SledBuffer)).
+    /// Segment files retained (always zero for `SledBuffer`).
     pub segments: usize,
 }
 
