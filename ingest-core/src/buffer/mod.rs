@@ -120,11 +120,11 @@ mod tests;
 
 #[cfg(feature = "sled-buffer")]
 pub use self::sled::{SledBuffer, SledConfig};
-pub use engine::BufferEngine;
+pub use engine::{BufferEngine, BufferStats, SyncPolicy};
 pub use error::{BufferError, FrameDamage};
 pub use inspect::{inspect, repair, BufferReport, DamagedRange, SegmentReport};
 pub use lock::LOCK_FILE;
-pub use log::{BufferStats, LogBuffer, LogConfig, SyncPolicy};
+pub use log::{LogBuffer, LogConfig};
 pub use record::MAX_RECORD_BYTES;
 pub use recovery::{QuarantinedRange, RecoveryReport, QUARANTINE_DIR};
 pub use storage::{FileHandle, StdStorage, Storage, StorageFile};

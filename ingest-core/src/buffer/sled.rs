@@ -12,9 +12,10 @@ use ingest_common::Backoff;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::engine::{check_max_bytes, BufferEngine, ACK_PERSIST_INTERVAL, DEFAULT_MAX_BYTES};
+use super::engine::{
+    check_max_bytes, BufferEngine, BufferStats, SyncPolicy, ACK_PERSIST_INTERVAL, DEFAULT_MAX_BYTES,
+};
 use super::error::BufferError;
-use super::log::{BufferStats, SyncPolicy};
 use super::record::MAX_RECORD_BYTES;
 
 const RECORDS_TREE: &str = "records";

@@ -22,9 +22,9 @@ use std::time::Instant;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use tokio::sync::oneshot;
 
-use super::context::LogThrottle;
 use super::receipt::Tracker;
-use super::worker::ShutdownReport;
+use super::shutdown::ShutdownReport;
+use super::throttle::LogThrottle;
 use crate::buffer::{
     BufferEngine, FileHandle, LogBuffer, LogConfig, StdStorage, Storage, StorageFile,
 };

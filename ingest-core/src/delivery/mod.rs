@@ -38,14 +38,16 @@ mod layout;
 mod receipt;
 mod record;
 mod sender;
+mod shutdown;
 mod spool;
 mod stats;
 mod stored;
+mod throttle;
 mod worker;
 
 pub use breaker::BreakerState;
 pub use receipt::{Ack, BatchReceipt, ParseAckError, Receipt, Rejection};
-pub use worker::ShutdownReport;
+pub use shutdown::ShutdownReport;
 
 pub(crate) use breaker::Breaker;
 pub(crate) use context::DeliveryContext;

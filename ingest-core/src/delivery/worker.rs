@@ -29,6 +29,7 @@ use super::context::{is_retryable, reason_label, Sent};
 use super::layout::Layout;
 use super::record::{Destination, Record};
 use super::sender::{Outgoing, Sender};
+use super::shutdown::ShutdownReport;
 use crate::error::Error;
 use crate::telemetry::Telemetry;
 
@@ -52,19 +53,6 @@ pub(crate) enum Command {
     },
 }
 
-/// What [`Ingestor::shutdown`](crate::Ingestor::shutdown) achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShutdownReport {
-    /// Records Kafka had not acknowledged by the deadline; the receipts of those events
-    /// resolved with an error. With a disk buffer these are the records kept in it.
-    pub undelivered: usize,
-    /// Of those, the records kept in the disk buffer: the next start delivers them
-    /// (always zero without a disk buffer).
-    pub kept_in_buffer: usize,
-    /// How long the shutdown took.
-    pub elapsed: Duration,
-}
-
 /// Admission control for the in-memory queue: bounds events and bytes together, and
 /// reserves a whole batch at once so a batch is queued entirely or not at all.
 pub(crate) struct QueueBudget {
@@ -72,13 +60,6 @@ pub(crate) struct QueueBudget {
     bytes: AtomicUsize,
     max_events: usize,
     max_bytes: usize,
-}
-
-impl ShutdownReport {
-    /// Records neither delivered nor kept in the disk buffer: lost.
-    pub fn lost(&self) -> usize {
-        self.undelivered.saturating_sub(self.kept_in_buffer)
-    }
 }
 
 /// Resolves the receipt of a record that never reached the producer.
