@@ -634,7 +634,12 @@ impl Ingestor {
         events: usize,
         bytes: usize,
     ) -> Result<(), Error> {
-        let queued = budget.try_reserve(events, bytes)?;
+        let queued = budget
+            .try_reserve(events, bytes)
+            .map_err(|full| Error::QueueFull {
+                queued_events: full.queued_events,
+                queued_bytes: full.queued_bytes,
+            })?;
         self.inner.commands.try_send(command).map_err(|e| {
             budget.release(events, bytes);
             match e {

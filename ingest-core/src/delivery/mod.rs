@@ -31,8 +31,10 @@
 //!   error, or, if it is dropped unsent when the ingestor stops, by its `Drop`.
 
 mod breaker;
+mod budget;
 mod context;
 mod disk;
+mod doorbell;
 mod forwarder;
 mod layout;
 mod receipt;
@@ -42,6 +44,7 @@ mod shutdown;
 mod spool;
 mod stats;
 mod stored;
+mod sync;
 mod throttle;
 mod worker;
 
@@ -50,8 +53,10 @@ pub use receipt::{Ack, BatchReceipt, ParseAckError, Receipt, Rejection};
 pub use shutdown::ShutdownReport;
 
 pub(crate) use breaker::Breaker;
+pub(crate) use budget::QueueBudget;
 pub(crate) use context::DeliveryContext;
 pub(crate) use disk::DiskState;
+pub(crate) use doorbell::Doorbell;
 pub(crate) use forwarder::Forwarder;
 pub(crate) use layout::Layout;
 pub(crate) use receipt::Tracker;
@@ -59,4 +64,4 @@ pub(crate) use record::{Destination, Record};
 pub(crate) use sender::Sender;
 pub(crate) use spool::Spool;
 pub(crate) use stored::MAX_OVERHEAD as STORED_OVERHEAD;
-pub(crate) use worker::{gather_window, Command, Doorbell, Gate, QueueBudget, Worker};
+pub(crate) use worker::{gather_window, Command, Gate, Worker};

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::budget::QueueBudget;
 use super::context::Sent;
 use super::disk::{DiskState, FlushRequest, ShutdownRequest};
 use super::receipt::Tracker;
@@ -20,7 +21,7 @@ use super::record::{Destination, Record};
 use super::sender::{Outgoing, Sender};
 use super::shutdown::ShutdownReport;
 use super::stored;
-use super::worker::{Command, QueueBudget, DROP_FLUSH_TIMEOUT};
+use super::worker::{publish_queue, Command, DROP_FLUSH_TIMEOUT};
 use crate::buffer::BufferError;
 use crate::config::WhenFull;
 use crate::telemetry::Telemetry;
@@ -190,7 +191,7 @@ impl Spool {
             }
         }
         self.budget.release(events, bytes);
-        self.budget.publish(&self.telemetry);
+        publish_queue(&self.budget, &self.telemetry);
         self.pending = records;
         self.pending.clear();
     }

@@ -1,0 +1,98 @@
+//! The models. Each runs under `loom::model`: every interleaving of its threads.
+
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+
+use crate::budget::QueueBudget;
+use crate::doorbell::{Doorbell, GATHERING, IDLE, WAKE_AT_EVENTS};
+
+/// Two submissions race for room for one: exactly one is admitted, and once it is
+/// released the budget is back to empty (the loser's reservation was undone).
+#[test]
+fn the_queue_budget_admits_exactly_one_of_two_for_the_last_slot() {
+    loom::model(|| {
+        let budget = Arc::new(QueueBudget::new(1, 1 << 20));
+        let other = {
+            let budget = budget.clone();
+            thread::spawn(move || budget.try_reserve(1, 10).is_ok())
+        };
+        let mine = budget.try_reserve(1, 10).is_ok();
+        let theirs = other.join().expect("no panic");
+        assert!(mine != theirs, "admitted: mine {mine}, theirs {theirs}");
+        budget.release(1, 10);
+        assert_eq!(budget.queued(), (0, 0));
+    });
+}
+
+/// The byte bound holds under a race too: two batches that each fit alone but not
+/// together are never both admitted, and a refusal leaves nothing reserved.
+#[test]
+fn the_queue_budget_never_admits_past_its_byte_bound() {
+    loom::model(|| {
+        let budget = Arc::new(QueueBudget::new(100, 100));
+        let other = {
+            let budget = budget.clone();
+            thread::spawn(move || budget.try_reserve(3, 60).is_ok())
+        };
+        let mine = budget.try_reserve(2, 60).is_ok();
+        let theirs = other.join().expect("no panic");
+        assert!(!(mine && theirs), "both admitted: 120 bytes of 100");
+        let expected = match (mine, theirs) {
+            (true, _) => (2, 60),
+            (_, true) => (3, 60),
+            _ => (0, 0),
+        };
+        assert_eq!(budget.queued(), expected);
+    });
+}
+
+/// The delivery thread parks while idle; a submitter queues, then rings. Whatever the
+/// interleaving, the thread either sees the queued command before it parks or is
+/// unparked: no wake-up is lost (a lost one deadlocks the model: loom's park has no
+/// timeout to fall back on).
+#[test]
+fn an_idle_delivery_thread_never_misses_a_submission() {
+    loom::model(|| {
+        let doorbell = Arc::new(Doorbell::new());
+        let queued = Arc::new(AtomicUsize::new(0));
+        let delivery = {
+            let (doorbell, queued) = (doorbell.clone(), queued.clone());
+            thread::spawn(move || {
+                while queued.load(Ordering::Relaxed) == 0 {
+                    doorbell.park(IDLE, std::time::Duration::from_millis(100), || {
+                        queued.load(Ordering::Relaxed) == 0
+                    });
+                }
+            })
+        };
+        doorbell.set_thread(delivery.thread().clone());
+        queued.store(1, Ordering::Relaxed);
+        doorbell.ring(1);
+        delivery.join().expect("no panic");
+    });
+}
+
+/// A gathering thread is woken early once a large group is queued, with the same
+/// guarantee.
+#[test]
+fn a_gathering_delivery_thread_never_misses_a_large_group() {
+    loom::model(|| {
+        let doorbell = Arc::new(Doorbell::new());
+        let queued = Arc::new(AtomicUsize::new(0));
+        let delivery = {
+            let (doorbell, queued) = (doorbell.clone(), queued.clone());
+            thread::spawn(move || {
+                while queued.load(Ordering::Relaxed) < WAKE_AT_EVENTS {
+                    doorbell.park(GATHERING, std::time::Duration::from_millis(1), || {
+                        queued.load(Ordering::Relaxed) < WAKE_AT_EVENTS
+                    });
+                }
+            })
+        };
+        doorbell.set_thread(delivery.thread().clone());
+        queued.store(WAKE_AT_EVENTS, Ordering::Relaxed);
+        doorbell.ring(WAKE_AT_EVENTS);
+        delivery.join().expect("no panic");
+    });
+}
