@@ -3,7 +3,8 @@
 //! outcome of the memory orderings it models.
 //!
 //! The checked files are `ingest-core`'s own (`delivery/budget.rs`,
-//! `delivery/doorbell.rs`), compiled here with a `sync` module that gives them loom's
+//! `delivery/doorbell.rs`, `delivery/progress.rs`: the counters of a receipt's
+//! tracker), compiled here with a `sync` module that gives them loom's
 //! atomics and parking where `ingest-core` gives them std's. Nothing else of
 //! `ingest-core` is built, so the checks cost seconds, not a rebuild of the workspace
 //! under `--cfg loom`.
@@ -13,7 +14,9 @@ mod sync {
     //! loom's versions of what `ingest-core/src/delivery/sync.rs` names.
     pub(crate) use loom::sync::atomic::{fence, AtomicU8, AtomicUsize, Ordering};
     pub(crate) use loom::thread::Thread;
-    // Set once, before the threads that read it start: nothing for loom to model.
+    // loom has none. std's is used as is: loom runs one model thread at a time and has
+    // no switch point inside it, so it is never contended here; what the models check
+    // is the counters' ordering around it.
     pub(crate) use std::sync::OnceLock;
 
     /// loom models no clocks: a park that times out is a park that only an unpark
@@ -32,6 +35,11 @@ mod budget;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../ingest-core/src/delivery/doorbell.rs"]
 mod doorbell;
+
+#[cfg(test)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../ingest-core/src/delivery/progress.rs"]
+mod progress;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use loom::thread;
 
 use crate::budget::QueueBudget;
 use crate::doorbell::{Doorbell, GATHERING, IDLE, WAKE_AT_EVENTS};
+use crate::progress::{Progress, Stage};
 
 /// Two submissions race for room for one: exactly one is admitted, and once it is
 /// released the budget is back to empty (the loser's reservation was undone).
@@ -94,5 +95,81 @@ fn a_gathering_delivery_thread_never_misses_a_large_group() {
         queued.store(WAKE_AT_EVENTS, Ordering::Relaxed);
         doorbell.ring(WAKE_AT_EVENTS);
         delivery.join().expect("no panic");
+    });
+}
+
+/// Two events settle on two threads (one failed) while a waiter looks: exactly one
+/// completion reports the last (so waiters are woken once), and a waiter that sees the
+/// submission settled also sees its failure.
+#[test]
+fn the_last_completion_is_reported_once_and_failures_are_seen_with_it() {
+    loom::model(|| {
+        let progress = Arc::new(Progress::new(2));
+        let failing = {
+            let progress = progress.clone();
+            thread::spawn(move || progress.complete(Some(("timed out".to_owned(), true))))
+        };
+        let waiter = {
+            let progress = progress.clone();
+            thread::spawn(move || {
+                if progress.is_done(Stage::Settled) {
+                    assert_eq!(
+                        progress.failed(Stage::Settled),
+                        1,
+                        "settled, failure unseen"
+                    );
+                }
+            })
+        };
+        let mine = progress.complete(None);
+        let theirs = failing.join().expect("no panic");
+        waiter.join().expect("no panic");
+        assert!(
+            mine != theirs,
+            "the last completion is reported exactly once"
+        );
+        assert!(progress.is_done(Stage::Settled));
+        assert_eq!(progress.failed(Stage::Settled), 1);
+        assert_eq!(
+            progress.first_failure().map(|f| f.0.as_str()),
+            Some("timed out")
+        );
+    });
+}
+
+/// With a disk buffer: one event is persisted then delivered while the other is
+/// abandoned (buffer full). Each count reaches zero exactly once, and a waiter for
+/// `Persisted` that sees it done also sees the abandoned event as failed.
+#[test]
+fn persisted_and_abandoned_events_reach_zero_once_with_the_failure_visible() {
+    loom::model(|| {
+        let progress = Arc::new(Progress::new(2));
+        let delivered = {
+            let progress = progress.clone();
+            thread::spawn(move || (progress.persisted(1), progress.complete(None)))
+        };
+        let waiter = {
+            let progress = progress.clone();
+            thread::spawn(move || {
+                if progress.is_done(Stage::Persisted) {
+                    assert_eq!(progress.failed(Stage::Persisted), 1, "failure unseen");
+                }
+            })
+        };
+        let abandoned = progress.abandon("disk buffer full".to_owned(), true);
+        let (persisted_last, settled_last) = delivered.join().expect("no panic");
+        waiter.join().expect("no panic");
+        assert_eq!(
+            usize::from(persisted_last) + usize::from(abandoned.persisted),
+            1,
+            "persisted: zero reached once"
+        );
+        assert_eq!(
+            usize::from(settled_last) + usize::from(abandoned.settled),
+            1,
+            "settled: zero reached once"
+        );
+        assert_eq!(progress.failed(Stage::Persisted), 1);
+        assert_eq!(progress.failed(Stage::Settled), 1);
     });
 }

@@ -37,6 +37,7 @@ mod disk;
 mod doorbell;
 mod forwarder;
 mod layout;
+mod progress;
 mod receipt;
 mod record;
 mod sender;
