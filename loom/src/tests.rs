@@ -48,54 +48,40 @@ fn the_queue_budget_never_admits_past_its_byte_bound() {
     });
 }
 
-/// The delivery thread parks while idle; a submitter queues, then rings. Whatever the
-/// interleaving, the thread either sees the queued command before it parks or is
-/// unparked: no wake-up is lost (a lost one deadlocks the model: loom's park has no
-/// timeout to fall back on).
-#[test]
-fn an_idle_delivery_thread_never_misses_a_submission() {
-    loom::model(|| {
+/// The delivery thread parks in `state` until `wake_at` events are queued; a
+/// submitter queues them, then rings. Whatever the interleaving, the thread either sees
+/// them before it parks or is unparked: no wake-up is lost (a lost one deadlocks the
+/// model: loom's park has no timeout to fall back on).
+fn never_misses_a_ring(state: u8, wake_at: usize) {
+    loom::model(move || {
         let doorbell = Arc::new(Doorbell::new());
         let queued = Arc::new(AtomicUsize::new(0));
         let delivery = {
             let (doorbell, queued) = (doorbell.clone(), queued.clone());
             thread::spawn(move || {
-                while queued.load(Ordering::Relaxed) == 0 {
-                    doorbell.park(IDLE, std::time::Duration::from_millis(100), || {
-                        queued.load(Ordering::Relaxed) == 0
-                    });
+                let waiting = || queued.load(Ordering::Relaxed) < wake_at;
+                while waiting() {
+                    doorbell.park(state, std::time::Duration::from_millis(100), waiting);
                 }
             })
         };
         doorbell.set_thread(delivery.thread().clone());
-        queued.store(1, Ordering::Relaxed);
-        doorbell.ring(1);
+        queued.store(wake_at, Ordering::Relaxed);
+        doorbell.ring(wake_at);
         delivery.join().expect("no panic");
     });
 }
 
-/// A gathering thread is woken early once a large group is queued, with the same
-/// guarantee.
+/// An idle thread is woken by the first submission.
+#[test]
+fn an_idle_delivery_thread_never_misses_a_submission() {
+    never_misses_a_ring(IDLE, 1);
+}
+
+/// A gathering thread is woken early once a large group is queued.
 #[test]
 fn a_gathering_delivery_thread_never_misses_a_large_group() {
-    loom::model(|| {
-        let doorbell = Arc::new(Doorbell::new());
-        let queued = Arc::new(AtomicUsize::new(0));
-        let delivery = {
-            let (doorbell, queued) = (doorbell.clone(), queued.clone());
-            thread::spawn(move || {
-                while queued.load(Ordering::Relaxed) < WAKE_AT_EVENTS {
-                    doorbell.park(GATHERING, std::time::Duration::from_millis(1), || {
-                        queued.load(Ordering::Relaxed) < WAKE_AT_EVENTS
-                    });
-                }
-            })
-        };
-        doorbell.set_thread(delivery.thread().clone());
-        queued.store(WAKE_AT_EVENTS, Ordering::Relaxed);
-        doorbell.ring(WAKE_AT_EVENTS);
-        delivery.join().expect("no panic");
-    });
+    never_misses_a_ring(GATHERING, WAKE_AT_EVENTS);
 }
 
 /// Two events settle on two threads (one failed) while a waiter looks: exactly one
