@@ -114,3 +114,13 @@ ensure_base_image() {
   podman import --change 'CMD ["bash"]' "$tarball" "$name" >/dev/null 2>&1 || { log "podman import of $tarball failed"; return 1; }
   log "base image $name imported from $tarball"
 }
+
+# ensure_cargo_deny: installs cargo-deny from crates.io (`cargo install --locked`) when
+# `cargo deny` is not there yet. Building it takes minutes; it is done once per machine.
+ensure_cargo_deny() {
+  ensure_rust || return 1
+  cargo deny --version >/dev/null 2>&1 && return 0
+  log "installing cargo-deny (cargo install --locked cargo-deny)"
+  # Its own build directory: the workspace's target dir keeps only the workspace.
+  CARGO_TARGET_DIR= cargo install --locked cargo-deny
+}

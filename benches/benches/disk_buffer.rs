@@ -1,5 +1,5 @@
-//! The disk buffer's two engines, `log` ([`LogBuffer`]) and `sled` ([`SledBuffer`]),
-//! next to plain file I/O on the same disk in the same run. Every group reports
+//! The disk buffer's two engines, `log` ([`LogBuffer`]) and `sled` (`SledBuffer`, with
+//! the `sled-buffer` feature), next to plain file I/O on the same disk in the same run. Every group reports
 //! events/s and MB/s; records are cart events of about 300 bytes.
 //!
 //! - `disk_append_<n>`: appends of `n` records (1, 100, 1,000: one event, a typical
@@ -52,7 +52,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use ingest_core::buffer::{BufferEngine, LogBuffer, LogConfig, SledBuffer, SledConfig, SyncPolicy};
+use ingest_core::buffer::{BufferEngine, LogBuffer, LogConfig, SyncPolicy};
+#[cfg(feature = "sled-buffer")]
+use ingest_core::buffer::{SledBuffer, SledConfig};
 use tempfile::TempDir;
 
 /// A buffer is replaced by a fresh one once it holds this much.
@@ -135,15 +137,21 @@ fn records(n: usize) -> Vec<Vec<u8>> {
 #[derive(Clone, Copy, Debug)]
 enum Engine {
     Log,
+    /// Only with the `sled-buffer` feature, like the engine itself.
+    #[cfg(feature = "sled-buffer")]
     Sled,
 }
 
 impl Engine {
+    #[cfg(feature = "sled-buffer")]
     const ALL: [Engine; 2] = [Engine::Log, Engine::Sled];
+    #[cfg(not(feature = "sled-buffer"))]
+    const ALL: [Engine; 1] = [Engine::Log];
 
     fn name(self) -> &'static str {
         match self {
             Engine::Log => "log",
+            #[cfg(feature = "sled-buffer")]
             Engine::Sled => "sled",
         }
     }
@@ -158,6 +166,7 @@ impl Engine {
                 };
                 Box::new(LogBuffer::open(dir, config).expect("opening the log").0)
             }
+            #[cfg(feature = "sled-buffer")]
             Engine::Sled => {
                 let config = SledConfig {
                     max_bytes: MAX_BYTES,

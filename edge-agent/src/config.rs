@@ -572,7 +572,7 @@ mod tests {
                     "https://a.example, https://b.example",
                 ),
                 ("EDGE_AGENT_BUFFER_DIR", "/var/spool/agent"),
-                ("EDGE_AGENT_BUFFER_TYPE", "sled"),
+                ("EDGE_AGENT_BUFFER_TYPE", "log"),
                 ("OTHER_VARIABLE", "ignored"),
             ]),
             &Overrides {
@@ -588,7 +588,7 @@ mod tests {
         assert_eq!(config.server.listen, "127.0.0.1:3", "flag over environment");
         assert_eq!(config.topics.product_view.name, "views");
         assert_eq!(config.cors.allowed_origins.len(), 2);
-        assert_eq!(config.buffer.kind, BufferType::Sled);
+        assert_eq!(config.buffer.kind, BufferType::Log);
         assert_eq!(
             config.buffer.dir.as_deref(),
             Some(std::path::Path::new("/var/spool/agent"))

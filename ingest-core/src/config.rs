@@ -317,8 +317,20 @@ pub enum BufferType {
     Memory,
     /// The segmented log on disk ([`LogBuffer`](crate::buffer::LogBuffer)).
     Log,
-    /// The sled embedded database on disk ([`SledBuffer`](crate::buffer::SledBuffer)).
+    /// The sled embedded database on disk (`SledBuffer`), built only with the cargo
+    /// feature `sled-buffer`; without it, validation refuses this type.
     Sled,
+}
+
+/// The refusal of `buffer.type = "sled"` by a build without the engine.
+pub(crate) fn sled_not_built() -> ConfigError {
+    ConfigError::new(
+        "buffer.type",
+        "is `sled`, but this build does not include the sled engine: it is behind the \
+         cargo feature `sled-buffer` (of ingest-core, and of edge-agent: \
+         `cargo build -p edge-agent --features sled-buffer`); use `log`, the recommended \
+         disk engine, or rebuild with the feature",
+    )
 }
 
 /// When writes to the disk buffer reach stable storage.
@@ -501,6 +513,9 @@ impl BufferConfig {
                 "limits.max_event_bytes",
                 "is too large for a disk buffer record (16 MiB with its header)",
             ));
+        }
+        if self.kind == BufferType::Sled && !cfg!(feature = "sled-buffer") {
+            return Err(sled_not_built());
         }
         let sync = match self.sync {
             BufferSync::Always => crate::buffer::SyncPolicy::Always,
@@ -1083,6 +1098,22 @@ mod tests {
         );
         let err = toml::from_str::<IngestConfig>("[buffer]\ntype = \"tape\"").expect_err("type");
         assert!(err.to_string().contains("memory"), "{err}");
+    }
+
+    #[test]
+    fn the_sled_engine_needs_its_cargo_feature() {
+        let config: IngestConfig =
+            toml::from_str("[buffer]\ntype = \"sled\"\ndir = \"/var/spool/ingest\"")
+                .expect("parses in every build");
+        let result = config.validate();
+        if cfg!(feature = "sled-buffer") {
+            let disk = result.expect("valid").disk_buffer.expect("disk buffer");
+            assert_eq!(disk.kind, BufferType::Sled);
+        } else {
+            let err = result.expect_err("not built in");
+            assert_eq!(err.key(), "buffer.type");
+            assert!(err.reason().contains("`sled-buffer`"), "{err}");
+        }
     }
 
     #[test]

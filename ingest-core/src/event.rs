@@ -1,9 +1,6 @@
 //! The event types of the public contract.
 
 use std::fmt;
-use std::str::FromStr;
-
-use crate::error::{ErrorCode, ValidationError};
 
 /// The kind of an e-commerce event. Each kind has its own topic, endpoint and rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,19 +71,5 @@ impl EventKind {
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())
-    }
-}
-
-impl FromStr for EventKind {
-    type Err = ValidationError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EventKind::from_name(s).ok_or_else(|| {
-            ValidationError::field(
-                ErrorCode::UnknownEventType,
-                "type",
-                format!("{s:?} is not one of product_view, cart, purchase, search"),
-            )
-        })
     }
 }

@@ -160,16 +160,6 @@ impl IngestorBuilder {
     }
 }
 
-/// The machine's host name, the default `source` (and the disk buffer lock's record).
-pub(crate) fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
 /// The background threads that died, by name. A thread is marked when it unwinds
 /// from a panic (with `panic = "abort"` the process ends instead).
 #[derive(Debug, Default)]
@@ -228,11 +218,6 @@ fn spawn(
             context: format!("starting the {name} thread"),
             source,
         })
-}
-
-/// Now, as Unix milliseconds (the `received_at` of events).
-pub(crate) fn unix_millis() -> i64 {
-    ingest_common::clock::unix_ms()
 }
 
 impl Ingestor {
@@ -334,7 +319,7 @@ impl Ingestor {
         let default_source = settings
             .source
             .clone()
-            .unwrap_or_else(|| Arc::from(host_name()));
+            .unwrap_or_else(|| Arc::from(crate::host::host_name()));
         Ok(Ingestor {
             inner: Arc::new(Inner {
                 validator: Validator::new(settings.limits.clone()),
@@ -416,7 +401,7 @@ impl Ingestor {
         body: Bytes,
         options: &SubmitOptions,
     ) -> Result<Receipt, Error> {
-        let received_at_ms = unix_millis();
+        let received_at_ms = ingest_common::clock::unix_ms();
         let source = self.source(options);
         let event = match self.inner.validator.validate(Some(kind), body.clone()) {
             Ok(event) => event,
@@ -454,7 +439,7 @@ impl Ingestor {
         body: Bytes,
         options: &SubmitOptions,
     ) -> Result<BatchReceipt, Error> {
-        let received_at_ms = unix_millis();
+        let received_at_ms = ingest_common::clock::unix_ms();
         let source = self.source(options);
         let elements = match split_batch(&body, self.inner.validator.limits()) {
             Ok(elements) => elements,
@@ -649,7 +634,12 @@ impl Ingestor {
         events: usize,
         bytes: usize,
     ) -> Result<(), Error> {
-        let queued = budget.try_reserve(events, bytes)?;
+        let queued = budget
+            .try_reserve(events, bytes)
+            .map_err(|full| Error::QueueFull {
+                queued_events: full.queued_events,
+                queued_bytes: full.queued_bytes,
+            })?;
         self.inner.commands.try_send(command).map_err(|e| {
             budget.release(events, bytes);
             match e {

@@ -59,6 +59,7 @@ mod delivery;
 mod error;
 mod event;
 mod health;
+mod host;
 mod ingestor;
 pub mod model;
 mod telemetry;

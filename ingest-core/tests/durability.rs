@@ -125,6 +125,7 @@ async fn log_buffer_persists_then_delivers_with_exact_bytes_and_headers() {
     persisted_events_are_delivered_with_their_headers(BufferType::Log).await;
 }
 
+#[cfg(feature = "sled-buffer")]
 #[tokio::test(flavor = "multi_thread")]
 async fn sled_buffer_persists_then_delivers_with_exact_bytes_and_headers() {
     persisted_events_are_delivered_with_their_headers(BufferType::Sled).await;

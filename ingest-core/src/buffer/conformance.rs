@@ -398,6 +398,7 @@ conformance_tests!(
     },
 );
 
+#[cfg(feature = "sled-buffer")]
 conformance_tests!(
     sled_engine,
     open = |dir: &Path| {

@@ -1,5 +1,6 @@
 //! [`BufferEngine`]: the operations the delivery path needs from a disk buffer, so it
-//! can run on either engine ([`LogBuffer`] or [`SledBuffer`](super::SledBuffer)).
+//! can run on either engine ([`LogBuffer`](super::LogBuffer) or `SledBuffer`), and the
+//! types every engine shares ([`SyncPolicy`], [`BufferStats`]).
 
 use std::ops::Range;
 use std::time::Duration;
@@ -7,7 +8,57 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::error::BufferError;
-use super::log::{BufferStats, LogBuffer};
+
+/// When appended records reach stable storage (the same for every engine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every append is durable before it returns; concurrent appends share one sync.
+    Always,
+    /// Every append is durable at most this many milliseconds after it returns, idle
+    /// or not: an append syncs when the interval has passed since the last sync, and
+    /// the buffer's background thread syncs at most this long after the first append
+    /// left unsynced, so the last records of a burst do not wait for the next append.
+    /// A power loss forgets at most the appends of the last interval.
+    IntervalMs(u64),
+    /// Only explicit syncs ([`BufferEngine::sync`]) and segment rolls sync; the
+    /// operating system writes the rest back when it likes.
+    Never,
+}
+
+impl Default for SyncPolicy {
+    /// `IntervalMs(100)`.
+    fn default() -> Self {
+        SyncPolicy::IntervalMs(100)
+    }
+}
+
+impl SyncPolicy {
+    /// Whether an append made `since_sync` after the last sync must sync now.
+    pub(crate) fn is_due(self, since_sync: Duration) -> bool {
+        match self {
+            SyncPolicy::Always => true,
+            SyncPolicy::IntervalMs(ms) => since_sync >= Duration::from_millis(ms),
+            SyncPolicy::Never => false,
+        }
+    }
+}
+
+/// A snapshot of the buffer's size and position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferStats {
+    /// Records retained and not yet acknowledged.
+    pub entries: u64,
+    /// What the engine's `max_bytes` bounds: for [`LogBuffer`](super::LogBuffer) the
+    /// bytes of the retained segments, for `SledBuffer` the payload bytes of the
+    /// unacknowledged records.
+    pub bytes: u64,
+    /// The oldest record not yet acknowledged, if any.
+    pub oldest_unacked_seq: Option<u64>,
+    /// The sequence number the next append will get.
+    pub next_seq: u64,
+    /// Segment files retained (always zero for `SledBuffer`).
+    pub segments: usize,
+}
 
 /// Default bound of every engine: 1 GiB.
 pub(crate) const DEFAULT_MAX_BYTES: u64 = 1 << 30;
@@ -101,10 +152,10 @@ pub trait BufferEngine: Send + Sync {
     fn sync(&self) -> Result<(), BufferError>;
 
     /// Makes everything durable, as [`BufferEngine::sync`], and lets go of the files
-    /// where the engine can: [`LogBuffer`] stops its background thread and releases
-    /// its directory lock, so a new buffer can open the directory while this value is
-    /// still referenced (after an ingestor's shutdown, for instance); later calls
-    /// fail. The default only syncs.
+    /// where the engine can: [`LogBuffer`](super::LogBuffer) stops its background thread
+    /// and releases its directory lock, so a new buffer can open the directory while
+    /// this value is still referenced (after an ingestor's shutdown, for instance);
+    /// later calls fail. The default only syncs.
     ///
     /// # Errors
     ///
@@ -125,40 +176,5 @@ pub trait BufferEngine: Send + Sync {
     /// The default (no such thread) is `true`.
     fn background_alive(&self) -> bool {
         true
-    }
-}
-
-impl BufferEngine for LogBuffer {
-    fn append(&self, payloads: &[&[u8]]) -> Result<Range<u64>, BufferError> {
-        LogBuffer::append(self, payloads)
-    }
-
-    fn read(
-        &self,
-        from_seq: u64,
-        max_records: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<(u64, Bytes)>, BufferError> {
-        LogBuffer::read(self, from_seq, max_records, max_bytes)
-    }
-
-    fn ack(&self, seq: u64) -> Result<(), BufferError> {
-        LogBuffer::ack(self, seq)
-    }
-
-    fn sync(&self) -> Result<(), BufferError> {
-        LogBuffer::sync(self)
-    }
-
-    fn close(&self) -> Result<(), BufferError> {
-        LogBuffer::close(self)
-    }
-
-    fn stats(&self) -> BufferStats {
-        LogBuffer::stats(self)
-    }
-
-    fn background_alive(&self) -> bool {
-        LogBuffer::background_alive(self)
     }
 }

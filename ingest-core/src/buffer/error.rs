@@ -112,8 +112,10 @@ pub enum BufferError {
         next_seq: u64,
     },
 
-    /// The embedded database under a [`SledBuffer`](super::SledBuffer) failed. When
-    /// the cause is "no space left on device", [`BufferError::is_full`] is true.
+    /// The embedded database under a `SledBuffer` (cargo feature `sled-buffer`)
+    /// failed. When the cause is "no space left on device", [`BufferError::is_full`]
+    /// is true.
+    #[cfg(feature = "sled-buffer")]
     #[error("sled database failed while {context}: {source}")]
     Sled {
         /// What was being attempted.
@@ -150,6 +152,7 @@ impl BufferError {
         match self {
             BufferError::Full { .. } => true,
             BufferError::Io { source, .. } => source.kind() == io::ErrorKind::StorageFull,
+            #[cfg(feature = "sled-buffer")]
             BufferError::Sled {
                 source: sled::Error::Io(source),
                 ..
@@ -163,6 +166,7 @@ impl BufferError {
         matches!(self, BufferError::Locked { .. })
     }
 
+    #[cfg(feature = "sled-buffer")]
     pub(crate) fn sled(context: &'static str, source: sled::Error) -> Self {
         BufferError::Sled { context, source }
     }

@@ -5,7 +5,7 @@
 //! damage), so no one ever has to delete a buffer by hand.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::error::{BufferError, FrameDamage};
 use super::ledger::{self, Ledger};
@@ -108,11 +108,7 @@ pub(crate) fn inspect_with(storage: &dyn Storage, dir: &Path) -> Result<BufferRe
                 .modified(&s.segment.path)
                 .map_err(|e| BufferError::io("inspecting", &s.segment.path, e))?;
             // A clock set back makes the file look new; zero is the honest answer.
-            Some(
-                SystemTime::now()
-                    .duration_since(modified)
-                    .unwrap_or_default(),
-            )
+            Some(ingest_common::clock::age(modified))
         }
         None => None,
     };

@@ -63,7 +63,7 @@ impl DirLock {
         let record = format!(
             "pid={} host={}\n",
             std::process::id(),
-            crate::ingestor::host_name()
+            crate::host::host_name()
         );
         let written = file
             .set_len(0)

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::commit::{GroupCommit, SyncPoint};
-use super::engine::{check_max_bytes, ACK_PERSIST_INTERVAL, DEFAULT_MAX_BYTES};
+use super::engine::{
+    check_max_bytes, BufferEngine, BufferStats, SyncPolicy, ACK_PERSIST_INTERVAL, DEFAULT_MAX_BYTES,
+};
 use super::error::{BufferError, FrameDamage};
 use super::ledger;
 use super::lock::DirLock;
@@ -18,40 +20,6 @@ use super::record::{self, MAX_RECORD_BYTES};
 use super::recovery::{self, RecoveryReport};
 use super::segment::{segment_name, Segment};
 use super::storage::{FileHandle, StdStorage, Storage};
-
-/// When appended records reach stable storage (the same for every engine).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncPolicy {
-    /// Every append is durable before it returns; concurrent appends share one sync.
-    Always,
-    /// Every append is durable at most this many milliseconds after it returns, idle
-    /// or not: an append syncs when the interval has passed since the last sync, and
-    /// the buffer's background thread syncs at most this long after the first append
-    /// left unsynced, so the last records of a burst do not wait for the next append.
-    /// A power loss forgets at most the appends of the last interval.
-    IntervalMs(u64),
-    /// Only explicit [`LogBuffer::sync`] calls and segment rolls sync; the operating
-    /// system writes the rest back when it likes.
-    Never,
-}
-
-impl Default for SyncPolicy {
-    /// `IntervalMs(100)`.
-    fn default() -> Self {
-        SyncPolicy::IntervalMs(100)
-    }
-}
-
-impl SyncPolicy {
-    /// Whether an append made `since_sync` after the last sync must sync now.
-    pub(crate) fn is_due(self, since_sync: Duration) -> bool {
-        match self {
-            SyncPolicy::Always => true,
-            SyncPolicy::IntervalMs(ms) => since_sync >= Duration::from_millis(ms),
-            SyncPolicy::Never => false,
-        }
-    }
-}
 
 /// Bounds and durability of a [`LogBuffer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,23 +56,6 @@ impl LogConfig {
         }
         Ok(())
     }
-}
-
-/// A snapshot of the buffer's size and position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BufferStats {
-    /// Records retained and not yet acknowledged.
-    pub entries: u64,
-    /// What the engine's `max_bytes` bounds: for [`LogBuffer`] the bytes of the
-    /// retained segments, for [`SledBuffer`](super::SledBuffer) the payload bytes of
-    /// the unacknowledged records.
-    pub bytes: u64,
-    /// The oldest record not yet acknowledged, if any.
-    pub oldest_unacked_seq: Option<u64>,
-    /// The sequence number the next append will get.
-    pub next_seq: u64,
-    /// Segment files retained (always zero for [`SledBuffer`](super::SledBuffer)).
-    pub segments: usize,
 }
 
 #[derive(Debug)]
@@ -1038,5 +989,40 @@ impl Log {
 impl Drop for LogBuffer {
     fn drop(&mut self) {
         self.shut();
+    }
+}
+
+impl BufferEngine for LogBuffer {
+    fn append(&self, payloads: &[&[u8]]) -> Result<Range<u64>, BufferError> {
+        LogBuffer::append(self, payloads)
+    }
+
+    fn read(
+        &self,
+        from_seq: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Bytes)>, BufferError> {
+        LogBuffer::read(self, from_seq, max_records, max_bytes)
+    }
+
+    fn ack(&self, seq: u64) -> Result<(), BufferError> {
+        LogBuffer::ack(self, seq)
+    }
+
+    fn sync(&self) -> Result<(), BufferError> {
+        LogBuffer::sync(self)
+    }
+
+    fn close(&self) -> Result<(), BufferError> {
+        LogBuffer::close(self)
+    }
+
+    fn stats(&self) -> BufferStats {
+        LogBuffer::stats(self)
+    }
+
+    fn background_alive(&self) -> bool {
+        LogBuffer::background_alive(self)
     }
 }

@@ -9,10 +9,10 @@
 //!
 //! - [`LogBuffer`], the default: a segmented, append-only log written by this module,
 //!   described below. Group commit, recovery with quarantine, offline inspection.
-//! - [`SledBuffer`], on the `sled` embedded database: one entry per record, deleted on
-//!   acknowledgement (its documentation describes the layout). Space is bounded
-//!   by unacknowledged payload bytes rather than whole segments; it has no inspection
-//!   or quarantine of its own.
+//! - `SledBuffer`, on the `sled` embedded database, built only with the cargo feature
+//!   `sled-buffer`: one entry per record, deleted on acknowledgement (its
+//!   documentation describes the layout). Space is bounded by unacknowledged payload
+//!   bytes rather than whole segments; it has no inspection or quarantine of its own.
 //!
 //! The rest of this documentation describes [`LogBuffer`].
 //!
@@ -111,18 +111,20 @@ mod log;
 mod record;
 mod recovery;
 mod segment;
+#[cfg(feature = "sled-buffer")]
 mod sled;
 mod storage;
 
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "sled-buffer")]
 pub use self::sled::{SledBuffer, SledConfig};
-pub use engine::BufferEngine;
+pub use engine::{BufferEngine, BufferStats, SyncPolicy};
 pub use error::{BufferError, FrameDamage};
 pub use inspect::{inspect, repair, BufferReport, DamagedRange, SegmentReport};
 pub use lock::LOCK_FILE;
-pub use log::{BufferStats, LogBuffer, LogConfig, SyncPolicy};
+pub use log::{LogBuffer, LogConfig};
 pub use record::MAX_RECORD_BYTES;
 pub use recovery::{QuarantinedRange, RecoveryReport, QUARANTINE_DIR};
 pub use storage::{FileHandle, StdStorage, Storage, StorageFile};

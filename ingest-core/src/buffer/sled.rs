@@ -8,12 +8,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ingest_common::Backoff;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::engine::{check_max_bytes, BufferEngine, ACK_PERSIST_INTERVAL, DEFAULT_MAX_BYTES};
+use super::engine::{
+    check_max_bytes, BufferEngine, BufferStats, SyncPolicy, ACK_PERSIST_INTERVAL, DEFAULT_MAX_BYTES,
+};
 use super::error::BufferError;
-use super::log::{BufferStats, SyncPolicy};
 use super::record::MAX_RECORD_BYTES;
 
 const RECORDS_TREE: &str = "records";
@@ -33,15 +35,17 @@ const LOCK_RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// after `wait` belongs to a live owner, usually another process.
 fn open_when_unlocked(config: &sled::Config, wait: Duration) -> sled::Result<sled::Db> {
     let deadline = Instant::now() + wait;
-    let mut pause = Duration::from_millis(5);
+    let backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(100));
+    let mut failures = 0;
     loop {
         match config.open() {
             Err(sled::Error::Io(err))
                 if err.to_string().contains("could not acquire lock")
                     && Instant::now() < deadline =>
             {
+                failures += 1;
+                let pause = backoff.jittered(failures);
                 std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
-                pause = (pause * 2).min(Duration::from_millis(100));
             }
             result => return result,
         }

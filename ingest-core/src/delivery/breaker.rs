@@ -12,14 +12,16 @@
 //!
 //! While the breaker is open the disk path stops feeding the producer (events keep
 //! going into the disk buffer) and probes the cluster with a metadata request after a
-//! backoff that doubles up to a cap. A delivered record closes the breaker from any
-//! state: the cluster is evidently reachable. The memory path keeps sending whatever
+//! backoff that doubles up to a cap, each wait jittered (drawn from its upper half) so
+//! that agents seeing the same outage do not probe in lockstep. A delivered record
+//! closes the breaker from any state: the cluster is evidently reachable. The memory path keeps sending whatever
 //! the state (there is nowhere else to keep events) but reports the state all the same.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use ingest_common::backoff::{jitter, Backoff};
 use metrics::{counter, gauge, Counter, Gauge};
 
 use crate::config::BreakerSettings;
@@ -73,8 +75,22 @@ impl BreakerState {
 }
 
 struct Probing {
+    /// Probes failed (or half-open spells ended in failure) since the breaker last
+    /// closed; 1 once open.
+    failures: u32,
+    /// The current wait before jitter: `min_backoff` doubled per failure, capped.
     backoff: Duration,
     next_probe: Instant,
+}
+
+impl Probing {
+    /// One more failure: the wait doubles (up to the cap) and the next probe is due
+    /// after a jittered draw from it.
+    fn failed(&mut self, backoff: &Backoff) {
+        self.failures = self.failures.saturating_add(1);
+        self.backoff = backoff.delay(self.failures);
+        self.next_probe = Instant::now() + jitter(self.backoff);
+    }
 }
 
 pub(crate) struct Breaker {
@@ -109,6 +125,7 @@ impl Breaker {
             last_success_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             probing: Mutex::new(Probing {
+                failures: 0,
                 backoff: settings.min_backoff,
                 next_probe: Instant::now(),
             }),
@@ -149,19 +166,22 @@ impl Breaker {
         for from in [BreakerState::Closed, BreakerState::HalfOpen] {
             if self.set(from, BreakerState::Open) {
                 let mut probing = self.probing();
-                if from == BreakerState::HalfOpen {
-                    probing.backoff = (probing.backoff * 2).min(self.settings.max_backoff);
-                }
-                probing.next_probe = Instant::now() + probing.backoff;
+                // From closed this is the first failure (`success` reset the count);
+                // from half-open, one more.
+                probing.failed(&self.backoff());
                 self.opened.increment(1);
                 tracing::warn!(
                     reason = why,
-                    probe_in = ?probing.backoff,
+                    probe_in = ?probing.next_probe.saturating_duration_since(Instant::now()),
                     "circuit breaker open: Kafka is not taking records; events wait (in the disk buffer, if configured) and the cluster is probed"
                 );
                 return;
             }
         }
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.settings.min_backoff, self.settings.max_backoff)
     }
 
     fn now_ms(&self) -> u64 {
@@ -173,7 +193,9 @@ impl Breaker {
         self.delivered.fetch_add(1, Ordering::Relaxed);
         let state = self.state();
         if state != BreakerState::Closed && self.set(state, BreakerState::Closed) {
-            self.probing().backoff = self.settings.min_backoff;
+            let mut probing = self.probing();
+            probing.failures = 0;
+            probing.backoff = self.settings.min_backoff;
             tracing::info!("circuit breaker closed: Kafka takes records again");
         }
     }
@@ -241,9 +263,11 @@ impl Breaker {
             }
         } else {
             let mut probing = self.probing();
-            probing.backoff = (probing.backoff * 2).min(self.settings.max_backoff);
-            probing.next_probe = Instant::now() + probing.backoff;
-            tracing::debug!(next_probe_in = ?probing.backoff, "cluster probe unanswered");
+            probing.failed(&self.backoff());
+            tracing::debug!(
+                next_probe_in = ?probing.next_probe.saturating_duration_since(Instant::now()),
+                "cluster probe unanswered"
+            );
         }
     }
 }
@@ -269,10 +293,14 @@ mod tests {
         let breaker = breaker();
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert_eq!(breaker.until_probe(), None);
+        let before = Instant::now();
         breaker.trip("test");
         assert_eq!(breaker.state(), BreakerState::Open);
         let wait = breaker.until_probe().expect("open");
-        assert!(wait <= Duration::from_millis(100) && wait > Duration::from_millis(50));
+        // Jittered: due between half the minimum backoff and all of it after the trip.
+        assert!(wait <= Duration::from_millis(100));
+        let due = breaker.probing().next_probe;
+        assert!(due >= before + Duration::from_millis(50), "{wait:?}");
         breaker.probed(false);
         let backoffs: Vec<Duration> = (0..3)
             .map(|_| {
@@ -300,6 +328,33 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         breaker.check_stalled(true);
         assert_eq!(breaker.state(), BreakerState::Open, "stalled");
+    }
+
+    #[test]
+    fn probe_waits_are_jittered_within_the_upper_half_of_the_backoff() {
+        let breaker = breaker();
+        breaker.trip("test");
+        // 100 ms, 200 ms, then the 350 ms cap.
+        breaker.probed(false);
+        breaker.probed(false);
+        let mut waits = Vec::new();
+        for _ in 0..40 {
+            let before = Instant::now();
+            breaker.probed(false);
+            let after = Instant::now();
+            let probing = breaker.probing();
+            assert_eq!(probing.backoff, Duration::from_millis(350), "capped");
+            // Due at `t + jitter` for some `t` in before..=after, jitter in 175..=350 ms.
+            assert!(probing.next_probe >= before + Duration::from_millis(175));
+            assert!(probing.next_probe <= after + Duration::from_millis(350));
+            waits.push(probing.next_probe.duration_since(before));
+        }
+        assert!(
+            waits
+                .iter()
+                .any(|w| w.abs_diff(waits[0]) > Duration::from_millis(5)),
+            "probe waits vary: {waits:?}"
+        );
     }
 
     #[test]

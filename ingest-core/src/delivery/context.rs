@@ -1,8 +1,6 @@
 //! The producer client's callbacks: delivery reports, logs and client errors.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -13,7 +11,7 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 use super::breaker::Breaker;
 use super::disk::DiskState;
 use super::receipt::Tracker;
-use crate::ingestor::unix_millis;
+use super::throttle::LogThrottle;
 use crate::telemetry::Telemetry;
 
 /// What travels with a record through the producer client and comes back in its
@@ -43,7 +41,7 @@ impl Sent {
     fn latency(&self) -> Option<f64> {
         match (&self.tracker, self.received_at_ms) {
             (Some(tracker), _) => Some(tracker.accepted_at().elapsed().as_secs_f64()),
-            (None, Some(at)) => Some((unix_millis() - at).max(0) as f64 / 1000.0),
+            (None, Some(at)) => Some((ingest_common::clock::unix_ms() - at).max(0) as f64 / 1000.0),
             (None, None) => None,
         }
     }
@@ -185,53 +183,9 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-/// Lets one log line through per second and counts the ones it held back, so a broker
-/// outage produces a steady trickle of warnings instead of one per record.
-pub(crate) struct LogThrottle {
-    last_second: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl LogThrottle {
-    pub(crate) fn new() -> Self {
-        LogThrottle {
-            last_second: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(suppressed since the last line)` if a line may be logged now.
-    pub(crate) fn allow(&self) -> Option<u64> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last_second.load(Ordering::Relaxed);
-        if now != last
-            && self
-                .last_second
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn throttle_lets_one_line_per_second_through() {
-        let throttle = LogThrottle::new();
-        assert_eq!(throttle.allow(), Some(0));
-        let held: usize = (0..10).filter(|_| throttle.allow().is_none()).count();
-        // All ten fall in the same second unless the clock ticked over in between.
-        assert!(held >= 9, "held back {held}");
-    }
 
     #[test]
     fn classifies_record_errors_as_permanent() {

@@ -22,13 +22,14 @@ use std::time::Instant;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use tokio::sync::oneshot;
 
-use super::context::LogThrottle;
 use super::receipt::Tracker;
-use super::worker::ShutdownReport;
+use super::shutdown::ShutdownReport;
+use super::throttle::LogThrottle;
 use crate::buffer::{
-    BufferEngine, FileHandle, LogBuffer, LogConfig, SledBuffer, SledConfig, StdStorage, Storage,
-    StorageFile,
+    BufferEngine, FileHandle, LogBuffer, LogConfig, StdStorage, Storage, StorageFile,
 };
+#[cfg(feature = "sled-buffer")]
+use crate::buffer::{SledBuffer, SledConfig};
 use crate::config::{BufferType, DiskBufferSettings};
 use crate::error::Error;
 use crate::telemetry::{Telemetry, INGESTOR};
@@ -307,6 +308,7 @@ fn open_engine(
     let fsync = histogram!("ingest_buffer_fsync_seconds", INGESTOR => telemetry.instance());
     let context = |what: &str| format!("{what} the disk buffer at {}", dir.display());
     match settings.kind {
+        #[cfg(feature = "sled-buffer")]
         BufferType::Sled => {
             let mut engine = SledBuffer::open(
                 dir,
@@ -324,6 +326,9 @@ fn open_engine(
             tracing::info!(dir = %dir.display(), entries = stats.entries, bytes = stats.bytes, "disk buffer (sled) opened");
             Ok(Box::new(engine))
         }
+        // Validation refuses this already; settings built otherwise get the same error.
+        #[cfg(not(feature = "sled-buffer"))]
+        BufferType::Sled => Err(Error::Config(crate::config::sled_not_built())),
         BufferType::Log | BufferType::Memory => {
             let (engine, report) = LogBuffer::open_with(
                 dir,

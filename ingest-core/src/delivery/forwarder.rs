@@ -28,9 +28,9 @@ use super::breaker::{Breaker, BreakerState};
 use super::context::{is_retryable, Sent};
 use super::disk::DiskState;
 use super::sender::{Outgoing, Sender};
+use super::shutdown::ShutdownReport;
 use super::stored;
-use super::worker::{probe_if_due, ShutdownReport, IDLE_TICK};
-use crate::ingestor::unix_millis;
+use super::worker::{probe_if_due, IDLE_TICK};
 use crate::telemetry::Telemetry;
 
 /// Most records read from the buffer at a time.
@@ -316,7 +316,9 @@ impl Forwarder {
             .oldest_unacked_seq
             .and_then(|seq| self.disk.engine.read(seq, 1, 0).ok())
             .and_then(|records| records.first().and_then(|(_, b)| stored::received_at_ms(b)))
-            .map_or(0.0, |at| (unix_millis() - at).max(0) as f64 / 1000.0);
+            .map_or(0.0, |at| {
+                (ingest_common::clock::unix_ms() - at).max(0) as f64 / 1000.0
+            });
         telemetry.oldest_age.set(age);
         self.disk.forget_unwatched();
     }

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ingest_common::Backoff;
 use rdkafka::producer::Producer;
 
 use super::record::{Destination, Record};
@@ -32,7 +33,8 @@ use crate::event::EventKind;
 /// How often partition counts are read again (partitions are rarely added).
 const REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// How soon to read them again while an event topic's count is unknown, doubled after
-/// each such refresh up to [`REFRESH_EVERY`].
+/// each such refresh up to [`REFRESH_EVERY`], each wait jittered (agents started
+/// together do not all ask at once).
 const RETRY_UNKNOWN: Duration = Duration::from_secs(2);
 /// How long one metadata request may take.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -116,8 +118,11 @@ impl Layout {
             self.retries.store(0, Ordering::Relaxed);
             return;
         }
-        let retries = self.retries.fetch_add(1, Ordering::Relaxed).min(5);
-        let delay = (RETRY_UNKNOWN * (1 << retries)).min(REFRESH_EVERY);
+        let retries = self
+            .retries
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        let delay = Backoff::new(RETRY_UNKNOWN, REFRESH_EVERY).jittered(retries);
         *self.next_refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + delay);
     }
 
@@ -191,6 +196,31 @@ mod tests {
             .iter()
             .map(|r| (r.key.as_deref(), r.payload[0]))
             .collect()
+    }
+
+    #[test]
+    fn unknown_counts_are_read_again_after_a_doubling_jittered_wait() {
+        let layout = Layout::new(None);
+        // Nominal waits 2, 4, 8, 16, 32 s, then the 60 s cap; each drawn from its
+        // upper half.
+        for nominal in [2u64, 4, 8, 16, 32, 60, 60] {
+            let before = Instant::now();
+            layout.schedule_retry();
+            let after = Instant::now();
+            let due = layout
+                .next_refresh
+                .lock()
+                .expect("not poisoned")
+                .expect("scheduled");
+            let nominal = Duration::from_secs(nominal);
+            assert!(due >= before + nominal / 2, "{nominal:?}");
+            assert!(due <= after + nominal, "{nominal:?}");
+        }
+        for slot in &layout.counts {
+            slot.store(3, Ordering::Relaxed);
+        }
+        layout.schedule_retry();
+        assert_eq!(layout.retries.load(Ordering::Relaxed), 0, "known: reset");
     }
 
     #[test]

@@ -31,25 +31,33 @@
 //!   error, or, if it is dropped unsent when the ingestor stops, by its `Drop`.
 
 mod breaker;
+mod budget;
 mod context;
 mod disk;
+mod doorbell;
 mod forwarder;
 mod layout;
+mod progress;
 mod receipt;
 mod record;
 mod sender;
+mod shutdown;
 mod spool;
 mod stats;
 mod stored;
+mod sync;
+mod throttle;
 mod worker;
 
 pub use breaker::BreakerState;
 pub use receipt::{Ack, BatchReceipt, ParseAckError, Receipt, Rejection};
-pub use worker::ShutdownReport;
+pub use shutdown::ShutdownReport;
 
 pub(crate) use breaker::Breaker;
+pub(crate) use budget::QueueBudget;
 pub(crate) use context::DeliveryContext;
 pub(crate) use disk::DiskState;
+pub(crate) use doorbell::Doorbell;
 pub(crate) use forwarder::Forwarder;
 pub(crate) use layout::Layout;
 pub(crate) use receipt::Tracker;
@@ -57,4 +65,4 @@ pub(crate) use record::{Destination, Record};
 pub(crate) use sender::Sender;
 pub(crate) use spool::Spool;
 pub(crate) use stored::MAX_OVERHEAD as STORED_OVERHEAD;
-pub(crate) use worker::{gather_window, Command, Doorbell, Gate, QueueBudget, Worker};
+pub(crate) use worker::{gather_window, Command, Gate, Worker};

@@ -3,12 +3,13 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::progress::{Progress, Stage};
 use crate::error::{Error, ValidationError};
 
 /// How far an event must have travelled before a [`Receipt`] resolves.
@@ -60,22 +61,15 @@ impl FromStr for Ack {
     }
 }
 
-/// Shared progress of the events of one submission.
+/// Shared progress of the events of one submission: its [`Progress`] counters, and
+/// the waiters to wake when one reaches zero.
 ///
 /// Every event ends in exactly one of two ways: handed on (to the producer, or to the
 /// disk buffer and then the producer) and later [`complete`](Self::complete)d, or
 /// [`abandon`](Self::abandon)ed before it left the queue. With a disk buffer, handing
 /// on first marks it [`persisted`](Self::persisted).
 pub(crate) struct Tracker {
-    total: usize,
-    /// Events not yet in their final state (delivered or failed).
-    pending: AtomicUsize,
-    /// Events not yet written to the disk buffer nor failed (disk buffer only).
-    unpersisted: AtomicUsize,
-    failed: AtomicUsize,
-    /// Events that failed before they were persisted.
-    failed_unpersisted: AtomicUsize,
-    first_failure: OnceLock<(String, bool)>,
+    progress: Progress,
     notify: Notify,
     accepted_at: Instant,
     /// Whether `Ack::Persisted` means the disk buffer (else it means Kafka).
@@ -89,12 +83,7 @@ pub(crate) struct Tracker {
 impl Tracker {
     pub(crate) fn new(total: usize, disk: bool) -> Arc<Self> {
         Arc::new(Tracker {
-            total,
-            pending: AtomicUsize::new(total),
-            unpersisted: AtomicUsize::new(total),
-            failed: AtomicUsize::new(0),
-            failed_unpersisted: AtomicUsize::new(0),
-            first_failure: OnceLock::new(),
+            progress: Progress::new(total),
             notify: Notify::new(),
             accepted_at: Instant::now(),
             disk,
@@ -113,67 +102,56 @@ impl Tracker {
 
     /// Records that `n` events were written to the disk buffer.
     pub(crate) fn persisted(&self, n: usize) {
-        if self.unpersisted.fetch_sub(n, Ordering::AcqRel) == n {
+        if self.progress.persisted(n) {
             self.notify.notify_waiters();
         }
     }
 
     /// Records that one event that left the queue reached its final state.
     pub(crate) fn complete(&self, failure: Option<(String, bool)>) {
-        if let Some(failure) = failure {
-            self.record_failure(failure);
+        if self.progress.complete(failure) {
+            self.notify.notify_waiters();
         }
-        self.settle_one();
     }
 
     /// Records that one event failed before it left the queue (never persisted, never
     /// sent).
     pub(crate) fn abandon(&self, reason: String, retryable: bool) {
-        // Counted before the counters move, so a woken waiter sees the failure.
-        self.record_failure((reason, retryable));
-        self.failed_unpersisted.fetch_add(1, Ordering::Relaxed);
-        self.persisted(1);
-        self.settle_one();
-    }
-
-    fn record_failure(&self, failure: (String, bool)) {
-        let _ = self.first_failure.set(failure);
-        self.failed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn settle_one(&self) {
-        // AcqRel: a waiter that sees 0 also sees the failure recorded before.
-        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let reached = self.progress.abandon(reason, retryable);
+        if reached.persisted {
+            self.notify.notify_waiters();
+        }
+        if reached.settled {
             self.notify.notify_waiters();
         }
     }
 
-    fn is_done(&self, ack: Ack) -> bool {
-        let counter = if ack == Ack::Persisted && self.disk {
-            &self.unpersisted
+    /// The stage of the counters that `ack` waits for.
+    fn stage(&self, ack: Ack) -> Stage {
+        if ack == Ack::Persisted && self.disk {
+            Stage::Persisted
         } else {
-            &self.pending
-        };
-        counter.load(Ordering::Acquire) == 0
+            Stage::Settled
+        }
+    }
+
+    fn is_done(&self, ack: Ack) -> bool {
+        self.progress.is_done(self.stage(ack))
     }
 
     fn outcome(&self, ack: Ack) -> Result<(), Error> {
-        let failed = if ack == Ack::Persisted && self.disk {
-            self.failed_unpersisted.load(Ordering::Relaxed)
-        } else {
-            self.failed.load(Ordering::Relaxed)
-        };
+        let failed = self.progress.failed(self.stage(ack));
         if failed == 0 {
             return Ok(());
         }
         let (reason, retryable) = self
-            .first_failure
-            .get()
+            .progress
+            .first_failure()
             .cloned()
             .unwrap_or_else(|| ("unknown".to_owned(), true));
         Err(Error::Delivery {
             failed,
-            total: self.total,
+            total: self.progress.total(),
             reason,
             retryable,
         })
@@ -191,8 +169,8 @@ pub struct Receipt {
 impl fmt::Debug for Receipt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Receipt")
-            .field("events", &self.tracker.total)
-            .field("pending", &self.tracker.pending.load(Ordering::Relaxed))
+            .field("events", &self.tracker.progress.total())
+            .field("pending", &self.tracker.progress.pending())
             .field("event_id", &self.event_id)
             .finish()
     }
@@ -228,7 +206,7 @@ impl Receipt {
 
     /// How many events this receipt covers.
     pub fn event_count(&self) -> usize {
-        self.tracker.total
+        self.tracker.progress.total()
     }
 
     /// Whether every event has reached its final state (delivered or failed).

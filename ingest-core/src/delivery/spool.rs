@@ -13,13 +13,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::budget::QueueBudget;
 use super::context::Sent;
 use super::disk::{DiskState, FlushRequest, ShutdownRequest};
 use super::receipt::Tracker;
 use super::record::{Destination, Record};
 use super::sender::{Outgoing, Sender};
+use super::shutdown::ShutdownReport;
 use super::stored;
-use super::worker::{Command, QueueBudget, ShutdownReport, DROP_FLUSH_TIMEOUT};
+use super::worker::{publish_queue, Command, DROP_FLUSH_TIMEOUT};
 use crate::buffer::BufferError;
 use crate::config::WhenFull;
 use crate::telemetry::Telemetry;
@@ -189,7 +191,7 @@ impl Spool {
             }
         }
         self.budget.release(events, bytes);
-        self.budget.publish(&self.telemetry);
+        publish_queue(&self.budget, &self.telemetry);
         self.pending = records;
         self.pending.clear();
     }

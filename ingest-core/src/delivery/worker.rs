@@ -15,7 +15,7 @@
 //! `linger_ms = 0` there is no window.
 
 use std::cell::Cell;
-use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,10 +25,13 @@ use rdkafka::producer::{Producer, PurgeConfig};
 use tokio::sync::oneshot;
 
 use super::breaker::Breaker;
+use super::budget::QueueBudget;
 use super::context::{is_retryable, reason_label, Sent};
+use super::doorbell::{Doorbell, GATHERING, IDLE};
 use super::layout::Layout;
 use super::record::{Destination, Record};
 use super::sender::{Outgoing, Sender};
+use super::shutdown::ShutdownReport;
 use crate::error::Error;
 use crate::telemetry::Telemetry;
 
@@ -52,87 +55,17 @@ pub(crate) enum Command {
     },
 }
 
-/// What [`Ingestor::shutdown`](crate::Ingestor::shutdown) achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShutdownReport {
-    /// Records Kafka had not acknowledged by the deadline; the receipts of those events
-    /// resolved with an error. With a disk buffer these are the records kept in it.
-    pub undelivered: usize,
-    /// Of those, the records kept in the disk buffer: the next start delivers them
-    /// (always zero without a disk buffer).
-    pub kept_in_buffer: usize,
-    /// How long the shutdown took.
-    pub elapsed: Duration,
-}
-
-/// Admission control for the in-memory queue: bounds events and bytes together, and
-/// reserves a whole batch at once so a batch is queued entirely or not at all.
-pub(crate) struct QueueBudget {
-    events: AtomicUsize,
-    bytes: AtomicUsize,
-    max_events: usize,
-    max_bytes: usize,
-}
-
-impl ShutdownReport {
-    /// Records neither delivered nor kept in the disk buffer: lost.
-    pub fn lost(&self) -> usize {
-        self.undelivered.saturating_sub(self.kept_in_buffer)
-    }
+/// Sets the queue gauges from `budget`.
+pub(crate) fn publish_queue(budget: &QueueBudget, telemetry: &Telemetry) {
+    let (events, bytes) = budget.queued();
+    telemetry.queue_events.set(events as f64);
+    telemetry.queue_bytes.set(bytes as f64);
 }
 
 /// Resolves the receipt of a record that never reached the producer.
 pub(crate) fn complete(sent: Sent, reason: String, retryable: bool) {
     if let Some(tracker) = sent.tracker {
         tracker.complete(Some((reason, retryable)));
-    }
-}
-
-impl QueueBudget {
-    pub(crate) fn new(max_events: usize, max_bytes: usize) -> Self {
-        QueueBudget {
-            events: AtomicUsize::new(0),
-            bytes: AtomicUsize::new(0),
-            max_events,
-            max_bytes,
-        }
-    }
-
-    /// Reserves room for `events` events of `bytes` bytes; on success, returns how many
-    /// events are queued now, these included.
-    pub(crate) fn try_reserve(&self, events: usize, bytes: usize) -> Result<usize, Error> {
-        let queued_events = self.events.fetch_add(events, Ordering::AcqRel);
-        let queued_bytes = self.bytes.fetch_add(bytes, Ordering::AcqRel);
-        if queued_events + events > self.max_events || queued_bytes + bytes > self.max_bytes {
-            self.release(events, bytes);
-            return Err(Error::QueueFull {
-                queued_events,
-                queued_bytes,
-            });
-        }
-        Ok(queued_events + events)
-    }
-
-    /// Events and bytes queued now.
-    pub(crate) fn queued(&self) -> (usize, usize) {
-        (
-            self.events.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        )
-    }
-
-    pub(crate) fn release(&self, events: usize, bytes: usize) {
-        self.events.fetch_sub(events, Ordering::AcqRel);
-        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-    }
-
-    pub(crate) fn publish(&self, telemetry: &Telemetry) {
-        telemetry
-            .queue_events
-            .set(self.events.load(Ordering::Relaxed) as f64);
-        telemetry
-            .queue_bytes
-            .set(self.bytes.load(Ordering::Relaxed) as f64);
     }
 }
 
@@ -189,75 +122,10 @@ impl Gate {
 /// Most commands the delivery thread takes off the queue in one group.
 pub(crate) const MAX_GROUP: usize = 4096;
 
-/// Queued events at which a submitter wakes a delivery thread that is letting a group
-/// gather, so a burst does not wait out the whole window.
-pub(crate) const WAKE_AT_EVENTS: usize = 1024;
-
 /// How long the delivery thread lets a group gather: a tenth of the producer's
 /// `linger_ms`, at most 1 ms (zero when `linger_ms` is zero).
 pub(crate) fn gather_window(linger_ms: u64) -> Duration {
     Duration::from_micros(linger_ms.saturating_mul(100)).min(Duration::from_millis(1))
-}
-
-const RUNNING: u8 = 0;
-const GATHERING: u8 = 1;
-const IDLE: u8 = 2;
-
-/// How submitters wake the delivery thread, and only when it needs waking.
-///
-/// The thread is running (taking commands), gathering (parked for the gather window
-/// after a group; woken early only once [`WAKE_AT_EVENTS`] are queued) or idle (parked
-/// because the queue was empty after a window; the first submission wakes it). The
-/// thread announces its state, then looks at the queue once more before parking;
-/// submitters queue, then look at the state. With a sequentially consistent fence on
-/// both sides, either the thread sees the new command or the submitter sees the state
-/// and wakes it: no command waits longer than the window.
-pub(crate) struct Doorbell {
-    state: AtomicU8,
-    thread: OnceLock<thread::Thread>,
-}
-
-impl Doorbell {
-    pub(crate) fn new() -> Self {
-        Doorbell {
-            state: AtomicU8::new(RUNNING),
-            thread: OnceLock::new(),
-        }
-    }
-
-    /// Names the thread to wake (the delivery thread, once spawned).
-    pub(crate) fn set_thread(&self, thread: thread::Thread) {
-        let _ = self.thread.set(thread);
-    }
-
-    /// After queueing records, with `queued_events` now queued: wakes the delivery
-    /// thread if it is idle, or gathering and the group is large.
-    pub(crate) fn ring(&self, queued_events: usize) {
-        fence(Ordering::SeqCst);
-        match self.state.load(Ordering::Relaxed) {
-            IDLE => self.wake(),
-            GATHERING if queued_events >= WAKE_AT_EVENTS => self.wake(),
-            _ => {}
-        }
-    }
-
-    /// Wakes the delivery thread whatever its state (control commands).
-    pub(crate) fn wake(&self) {
-        if let Some(thread) = self.thread.get() {
-            thread.unpark();
-        }
-    }
-
-    /// Parks the calling (delivery) thread for up to `timeout` in `state`, unless
-    /// `is_empty` (checked after the state is announced) says there is work.
-    fn park(&self, state: u8, timeout: Duration, is_empty: impl FnOnce() -> bool) {
-        self.state.store(state, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        if is_empty() {
-            thread::park_timeout(timeout);
-        }
-        self.state.store(RUNNING, Ordering::Relaxed);
-    }
 }
 
 /// Records taken from the queue and not yet released from its budgets:
@@ -424,7 +292,7 @@ impl Worker {
         self.budget.release(events.0, events.1);
         self.dead_letter_budget
             .release(dead_letters.0, dead_letters.1);
-        self.budget.publish(&self.telemetry);
+        publish_queue(&self.budget, &self.telemetry);
     }
 
     /// Hands one record to the producer (waiting while its queue is full) and counts
@@ -522,6 +390,7 @@ mod tests {
 
     use super::*;
     use crate::config::IngestConfig;
+    use crate::delivery::doorbell::{RUNNING, WAKE_AT_EVENTS};
     use crate::delivery::{DeliveryContext, Receipt, Tracker};
     use crate::event::EventKind;
 
@@ -540,7 +409,7 @@ mod tests {
         doorbell.set_thread(thread.thread().clone());
         is_ready.recv().expect("thread started");
         // Let it announce its state and park.
-        while doorbell.state.load(Ordering::SeqCst) != state {
+        while doorbell.state() != state {
             thread::yield_now();
         }
         rx
@@ -553,7 +422,7 @@ mod tests {
         doorbell.ring(1);
         let waited = woke.recv().expect("woke");
         assert!(waited < Duration::from_secs(4), "woken, not timed out");
-        assert_eq!(doorbell.state.load(Ordering::SeqCst), RUNNING);
+        assert_eq!(doorbell.state(), RUNNING);
     }
 
     #[test]
@@ -568,7 +437,6 @@ mod tests {
         doorbell.ring(WAKE_AT_EVENTS);
         assert!(woke.recv().expect("woke") < Duration::from_secs(4));
     }
-
     #[test]
     fn the_gather_window_is_a_tenth_of_linger_capped() {
         assert_eq!(gather_window(0), Duration::ZERO);

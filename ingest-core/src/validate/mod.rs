@@ -301,5 +301,22 @@ fn describe(kind: &ErrorType) -> &'static str {
     }
 }
 
+/// Parsing a `type` value is validation: a name that is not an event type gets the
+/// error an event with that `type` gets. (Here rather than in `event.rs`, so that the
+/// event types stand below the error types.)
+impl std::str::FromStr for EventKind {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::from_name(s).ok_or_else(|| {
+            ValidationError::field(
+                ErrorCode::UnknownEventType,
+                "type",
+                format!("{s:?} is not one of product_view, cart, purchase, search"),
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests;
