@@ -20,6 +20,7 @@ use crate::delivery::{
 use crate::error::{Error, ValidationError};
 use crate::event::EventKind;
 use crate::health::{BufferHealth, Health};
+use crate::stats::Stats;
 use crate::telemetry::Telemetry;
 use crate::validate::{ValidEvent, Validator};
 
@@ -393,6 +394,38 @@ impl Ingestor {
         &self.inner.settings
     }
 
+    /// The ingestor's running totals and current levels, for hosts without a metrics
+    /// recorder (the same counts also go to the `metrics` facade).
+    pub fn stats(&self) -> Stats {
+        Stats::read(
+            &self.inner.telemetry.counts,
+            self.inner.budget.queued(),
+            self.health().buffer,
+        )
+    }
+
+    /// [`flush`](Self::flush) on the calling thread, for hosts without an async
+    /// runtime. Any thread may call it.
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](Self::flush).
+    pub fn flush_blocking(&self, timeout: Duration) -> Result<(), Error> {
+        // No limit of its own: the flush ends by `timeout` itself.
+        crate::blocking::block_on(self.flush(timeout), None).unwrap_or(Err(Error::Timeout(timeout)))
+    }
+
+    /// [`shutdown`](Self::shutdown) on the calling thread, for hosts without an async
+    /// runtime. Any thread may call it.
+    ///
+    /// # Errors
+    ///
+    /// As [`shutdown`](Self::shutdown).
+    pub fn shutdown_blocking(&self, timeout: Duration) -> Result<ShutdownReport, Error> {
+        crate::blocking::block_on(self.shutdown(timeout), None)
+            .unwrap_or(Err(Error::Timeout(timeout)))
+    }
+
     /// Submits one event of type `kind`. `body` is the event's JSON, which is sent to
     /// Kafka byte for byte.
     ///
@@ -477,6 +510,7 @@ impl Ingestor {
 
         let tracker = Tracker::new(valid.len(), self.inner.disk.is_some());
         let accepted = valid.len();
+        let event_ids = valid.iter().map(ValidEvent::event_id).collect();
         if accepted > 0 {
             let mut per_kind = [0u64; 4];
             let mut bytes = 0;
@@ -506,6 +540,7 @@ impl Ingestor {
         Ok(BatchReceipt {
             receipt: Receipt::new(tracker, None),
             accepted,
+            event_ids,
             rejected,
         })
     }

@@ -52,7 +52,10 @@
 
 pub mod admin;
 mod batch;
+mod blocking;
 pub mod buffer;
+pub mod codes;
+mod completion;
 pub mod config;
 pub mod contract;
 mod delivery;
@@ -61,20 +64,39 @@ mod event;
 mod health;
 mod ingestor;
 pub mod model;
+mod stats;
 mod telemetry;
 mod validate;
 
-pub use admin::{ensure_topics, TopicStatus};
+pub use admin::{ensure_topics, ensure_topics_blocking, TopicStatus};
 pub use batch::split_batch;
+pub use codes::ErrorKind;
+pub use completion::{Completion, CompletionQueue, DEFAULT_COMPLETION_CAPACITY};
 pub use config::{IngestConfig, Settings};
 pub use delivery::{
     Ack, BatchReceipt, BreakerState, ParseAckError, Receipt, Rejection, ShutdownReport,
 };
-pub use error::{ConfigError, Error, ErrorCode, ValidationError};
+pub use error::{ConfigError, Error, ErrorCode, KafkaError, ValidationError};
 pub use event::EventKind;
 pub use health::{BufferHealth, Health};
 pub use ingestor::{Ingestor, IngestorBuilder, SubmitOptions};
+pub use stats::Stats;
 pub use validate::{Limits, ValidEvent, Validator};
 
 /// The `bytes` crate, re-exported so callers use the same `Bytes` type.
 pub use bytes;
+
+/// The handles hosts share between threads (language bindings hand them to any thread
+/// of the host) are `Send` and `Sync`; this fails to compile if one stops being so.
+const _: () = {
+    const fn shared_between_threads<T: Send + Sync>() {}
+    shared_between_threads::<Ingestor>();
+    shared_between_threads::<Receipt>();
+    shared_between_threads::<BatchReceipt>();
+    shared_between_threads::<CompletionQueue>();
+    shared_between_threads::<Completion>();
+    shared_between_threads::<Error>();
+    shared_between_threads::<Health>();
+    shared_between_threads::<Stats>();
+    shared_between_threads::<ShutdownReport>();
+};
