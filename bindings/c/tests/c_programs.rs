@@ -260,3 +260,29 @@ fn the_example_delivers_under_valgrind() {
     );
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("delivered "));
 }
+
+#[test]
+fn the_readme_example_runs_as_written() {
+    let brokers = kafka();
+    let mut config = IngestConfig::default();
+    config.kafka.brokers = brokers.clone();
+    let settings = config.validate().expect("valid");
+    ingest_core::ensure_topics_blocking(&settings, WAIT).expect("default topics");
+    let readme = include_str!("../README.md");
+    let start = readme.find("```c\n").expect("the README has a C block") + "```c\n".len();
+    let end = start + readme[start..].find("```").expect("the block ends");
+    // Only the broker's address differs from the README.
+    let source = readme[start..end].replace("127.0.0.1:9092", &brokers);
+    let work = tempfile::tempdir().expect("tempdir");
+    let source_path = work.path().join("readme.c");
+    std::fs::write(&source_path, source).expect("write");
+    let program = work.path().join("readme");
+    compile(&[source_path.to_str().expect("UTF-8 path")], &program);
+    let output = Command::new(&program).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.starts_with("ok "),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
