@@ -18,6 +18,16 @@
 //! reason in headers. Metrics are emitted through the [`metrics`] facade (see the
 //! `telemetry` table in the repository's docs), logs through [`tracing`].
 //!
+//! ## Hosts without an async runtime
+//!
+//! Nothing here needs tokio. Besides the `async` forms, receipts wait on the calling
+//! thread ([`Receipt::wait_blocking`]) or answer at once ([`Receipt::try_wait`]);
+//! [`Ingestor::flush_blocking`], [`Ingestor::shutdown_blocking`] and
+//! [`ensure_topics_blocking`] block likewise; a [`CompletionQueue`] collects finished
+//! receipts under the caller's `u64` tags for event loops; [`Ingestor::stats`] reads the
+//! counters without a metrics recorder; [`Error::code`] gives fixed numbers
+//! ([`codes`]). Language bindings and the C ABI are built on these.
+//!
 //! ## Records written to Kafka
 //!
 //! | part | content |
