@@ -27,6 +27,10 @@ use crate::validate::{ValidEvent, Validator};
 /// Dead letters may use this fraction (1/N) of the queue's bounds.
 const DEAD_LETTER_SHARE: usize = 10;
 
+/// The longest deadline `flush` and `shutdown` take: longer ones (`Duration::MAX`, for
+/// "no limit") are cut to it, so that computing the deadline cannot overflow.
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Per-submission options: start from `SubmitOptions::default()` and set what applies
 /// (new options may be added without breaking callers).
 #[derive(Debug, Clone, Default)]
@@ -551,8 +555,10 @@ impl Ingestor {
     /// # Errors
     ///
     /// [`Error::Timeout`] if Kafka did not acknowledge everything within `timeout`;
-    /// [`Error::ShuttingDown`] after [`shutdown`](Self::shutdown).
+    /// [`Error::ShuttingDown`] after [`shutdown`](Self::shutdown). (`Duration::MAX`
+    /// waits without a practical limit, here and in [`shutdown`](Self::shutdown).)
     pub async fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        let timeout = timeout.min(LONGEST_WAIT);
         let (done, flushed) = oneshot::channel();
         self.inner
             .commands
@@ -584,6 +590,7 @@ impl Ingestor {
     ///
     /// [`Error::ShuttingDown`] if a shutdown was already started.
     pub async fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, Error> {
+        let timeout = timeout.min(LONGEST_WAIT);
         if !self.inner.gate.close() {
             return Err(Error::ShuttingDown);
         }

@@ -220,3 +220,28 @@ fn blocking_flush_and_shutdown_without_a_runtime() {
     ));
     assert_eq!(ingestor.stats().accepted, 1);
 }
+
+/// `Duration::MAX` means "no limit" to flush and shutdown, rather than a deadline that
+/// overflows: the shutdown returns once the unreachable cluster's records time out.
+#[test]
+fn the_longest_deadlines_do_not_overflow() {
+    let ingestor = Ingestor::builder()
+        .config(unreachable())
+        .build()
+        .expect("builds");
+    ingestor
+        .submit(
+            EventKind::Cart,
+            Bytes::from_static(br#"{"user_id":"u","action":"clear"}"#),
+        )
+        .expect("accepted");
+    let started = std::time::Instant::now();
+    let report = ingestor.shutdown_blocking(Duration::MAX).expect("stops");
+    assert_eq!(
+        report.undelivered + ingestor.stats().failed as usize,
+        1,
+        "{report:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(ingestor.health().threads_alive(), "{:?}", ingestor.health());
+}

@@ -204,7 +204,7 @@ pub unsafe extern "C" fn ingest_flush(
             Ok(client) => client,
             Err(status) => return status,
         };
-        let limit = timeout(timeout_ms).unwrap_or(Duration::MAX);
+        let limit = timeout(timeout_ms).unwrap_or(Duration::MAX); // ingest-core reads MAX as no limit
         match client.ingestor.flush_blocking(limit) {
             Ok(()) => ingest_status::INGEST_OK,
             Err(error) => fail_with(&error),
