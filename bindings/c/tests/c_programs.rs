@@ -20,6 +20,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The libraries `libingest.a` needs besides itself (`cargo rustc -p ingest-ffi --lib
 /// --crate-type staticlib -- --print native-static-libs` lists them).
 const NATIVE_LIBS: &[&str] = &[
+    "-lcurl",
     "-lz",
     "-lssl",
     "-lcrypto",
@@ -39,14 +40,18 @@ fn kafka() -> String {
     )
 }
 
-/// The directory cargo put `libingest.a` in (next to this test's `deps/`).
+/// The directory of the `libingest.a` to test: `INGEST_FFI_LIB_DIR` (e.g.
+/// `target/release-ffi`), else the one cargo built next to this test's `deps/`.
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_owned();
+    let dir = match std::env::var_os("INGEST_FFI_LIB_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps/<test>")
+            .to_owned(),
+    };
     assert!(
         dir.join("libingest.a").exists(),
         "no libingest.a in {}: build it first (`cargo build -p ingest-ffi`, as scripts/test-bindings does)",
