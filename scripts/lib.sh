@@ -124,3 +124,19 @@ ensure_cargo_deny() {
   # Its own build directory: the workspace's target dir keeps only the workspace.
   CARGO_TARGET_DIR= cargo install --locked cargo-deny
 }
+
+# ensure_c_tools: the C compiler and valgrind that scripts/test-bindings needs, installed
+# from Debian packages when missing and apt-get can be used.
+ensure_c_tools() {
+  local missing=()
+  command -v gcc >/dev/null || missing+=(gcc)
+  command -v valgrind >/dev/null || missing+=(valgrind)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    log "missing: ${missing[*]} (install them, then run again)"
+    return 1
+  fi
+  log "installing ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}

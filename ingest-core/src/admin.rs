@@ -12,6 +12,7 @@ use crate::error::Error;
 
 /// What [`ensure_topics`] found or did for one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TopicStatus {
     /// Topic name.
     pub name: String,
@@ -21,6 +22,20 @@ pub struct TopicStatus {
     pub replication_factor: i32,
     /// Whether this call created it.
     pub created: bool,
+}
+
+/// [`ensure_topics`] on the calling thread, for hosts without an async runtime.
+///
+/// # Errors
+///
+/// As [`ensure_topics`].
+pub fn ensure_topics_blocking(
+    settings: &Settings,
+    timeout: Duration,
+) -> Result<Vec<TopicStatus>, Error> {
+    // No limit of its own: every request inside is bounded by `timeout`.
+    crate::blocking::block_on(ensure_topics(settings, timeout), None)
+        .unwrap_or(Err(Error::Timeout(timeout)))
 }
 
 /// Creates the event topics and the dead-letter topic with the configured partitions
@@ -33,6 +48,9 @@ pub struct TopicStatus {
 ///
 /// [`Error::Kafka`] if the cluster cannot be reached within `timeout` or refuses to
 /// create a topic.
+///
+/// It needs no tokio runtime: inside one, the blocking metadata request runs on the
+/// runtime's blocking pool; outside, on the thread that polls the future.
 pub async fn ensure_topics(
     settings: &Settings,
     timeout: Duration,
@@ -41,9 +59,11 @@ pub async fn ensure_topics(
         .map_err(|e| Error::kafka("creating the admin client", e))?;
     let admin = std::sync::Arc::new(admin);
 
-    // Metadata requests block; keep them off the async executor's threads.
+    // Metadata requests block; keep them off the async executor's threads when there
+    // is a tokio runtime. Without one (a host polling with its own executor, or
+    // `ensure_topics_blocking`) the request runs on the calling thread.
     let metadata_admin = admin.clone();
-    let (brokers, existing) = tokio::task::spawn_blocking(move || {
+    let fetch = move || {
         let metadata = metadata_admin.inner().fetch_metadata(None, timeout)?;
         let existing: Vec<(String, i32, i32)> = metadata
             .topics()
@@ -57,13 +77,15 @@ pub async fn ensure_topics(
             })
             .collect();
         Ok::<_, rdkafka::error::KafkaError>((metadata.brokers().len() as i32, existing))
-    })
-    .await
-    .map_err(|e| Error::Io {
-        context: "reading cluster metadata".to_owned(),
-        source: std::io::Error::other(e),
-    })?
-    .map_err(|e| Error::kafka("reading cluster metadata", e))?;
+    };
+    let fetched = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime.spawn_blocking(fetch).await.map_err(|e| Error::Io {
+            context: "reading cluster metadata".to_owned(),
+            source: std::io::Error::other(e),
+        })?,
+        Err(_) => fetch(),
+    };
+    let (brokers, existing) = fetched.map_err(|e| Error::kafka("reading cluster metadata", e))?;
 
     let config = settings.config();
     let mut statuses = Vec::new();

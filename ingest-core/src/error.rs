@@ -297,7 +297,7 @@ pub enum Error {
         context: String,
         /// The client's error.
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: KafkaError,
     },
 
     /// Some events of a receipt could not be delivered to Kafka.
@@ -366,7 +366,33 @@ impl Error {
     pub(crate) fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
         Error::Kafka {
             context: context.into(),
-            source,
+            source: KafkaError(source),
         }
+    }
+}
+
+/// An error of the Kafka client inside. Opaque: its text is the client's message; the
+/// client library's own error type is not part of this crate's API, so upgrading the
+/// client does not break callers.
+#[derive(Debug, Clone)]
+pub struct KafkaError(rdkafka::error::KafkaError);
+
+impl KafkaError {
+    /// librdkafka's name of the error code, when the error carries one (e.g.
+    /// `TopicAlreadyExists`, `MessageSizeTooLarge`).
+    pub fn code_name(&self) -> Option<String> {
+        self.0.rdkafka_error_code().map(|code| format!("{code:?}"))
+    }
+}
+
+impl fmt::Display for KafkaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for KafkaError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }

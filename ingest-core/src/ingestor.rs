@@ -20,11 +20,16 @@ use crate::delivery::{
 use crate::error::{Error, ValidationError};
 use crate::event::EventKind;
 use crate::health::{BufferHealth, Health};
+use crate::stats::Stats;
 use crate::telemetry::Telemetry;
 use crate::validate::{ValidEvent, Validator};
 
 /// Dead letters may use this fraction (1/N) of the queue's bounds.
 const DEAD_LETTER_SHARE: usize = 10;
+
+/// The longest deadline `flush` and `shutdown` take: longer ones (`Duration::MAX`, for
+/// "no limit") are cut to it, so that computing the deadline cannot overflow.
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Per-submission options: start from `SubmitOptions::default()` and set what applies
 /// (new options may be added without breaking callers).
@@ -378,6 +383,38 @@ impl Ingestor {
         &self.inner.settings
     }
 
+    /// The ingestor's running totals and current levels, for hosts without a metrics
+    /// recorder (the same counts also go to the `metrics` facade).
+    pub fn stats(&self) -> Stats {
+        Stats::read(
+            &self.inner.telemetry.counts,
+            self.inner.budget.queued(),
+            self.health().buffer,
+        )
+    }
+
+    /// [`flush`](Self::flush) on the calling thread, for hosts without an async
+    /// runtime. Any thread may call it.
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](Self::flush).
+    pub fn flush_blocking(&self, timeout: Duration) -> Result<(), Error> {
+        // No limit of its own: the flush ends by `timeout` itself.
+        crate::blocking::block_on(self.flush(timeout), None).unwrap_or(Err(Error::Timeout(timeout)))
+    }
+
+    /// [`shutdown`](Self::shutdown) on the calling thread, for hosts without an async
+    /// runtime. Any thread may call it.
+    ///
+    /// # Errors
+    ///
+    /// As [`shutdown`](Self::shutdown).
+    pub fn shutdown_blocking(&self, timeout: Duration) -> Result<ShutdownReport, Error> {
+        crate::blocking::block_on(self.shutdown(timeout), None)
+            .unwrap_or(Err(Error::Timeout(timeout)))
+    }
+
     /// Submits one event of type `kind`. `body` is the event's JSON, which is sent to
     /// Kafka byte for byte.
     ///
@@ -462,6 +499,7 @@ impl Ingestor {
 
         let tracker = Tracker::new(valid.len(), self.inner.disk.is_some());
         let accepted = valid.len();
+        let event_ids = valid.iter().map(ValidEvent::event_id).collect();
         if accepted > 0 {
             let mut per_kind = [0u64; 4];
             let mut bytes = 0;
@@ -491,6 +529,7 @@ impl Ingestor {
         Ok(BatchReceipt {
             receipt: Receipt::new(tracker, None),
             accepted,
+            event_ids,
             rejected,
         })
     }
@@ -501,8 +540,10 @@ impl Ingestor {
     /// # Errors
     ///
     /// [`Error::Timeout`] if Kafka did not acknowledge everything within `timeout`;
-    /// [`Error::ShuttingDown`] after [`shutdown`](Self::shutdown).
+    /// [`Error::ShuttingDown`] after [`shutdown`](Self::shutdown). (`Duration::MAX`
+    /// waits without a practical limit, here and in [`shutdown`](Self::shutdown).)
     pub async fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        let timeout = timeout.min(LONGEST_WAIT);
         let (done, flushed) = oneshot::channel();
         self.inner
             .commands
@@ -534,6 +575,7 @@ impl Ingestor {
     ///
     /// [`Error::ShuttingDown`] if a shutdown was already started.
     pub async fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport, Error> {
+        let timeout = timeout.min(LONGEST_WAIT);
         if !self.inner.gate.close() {
             return Err(Error::ShuttingDown);
         }

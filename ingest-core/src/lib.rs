@@ -18,6 +18,16 @@
 //! reason in headers. Metrics are emitted through the [`metrics`] facade (see the
 //! `telemetry` table in the repository's docs), logs through [`tracing`].
 //!
+//! ## Hosts without an async runtime
+//!
+//! Nothing here needs tokio. Besides the `async` forms, receipts wait on the calling
+//! thread ([`Receipt::wait_blocking`]) or answer at once ([`Receipt::try_wait`]);
+//! [`Ingestor::flush_blocking`], [`Ingestor::shutdown_blocking`] and
+//! [`ensure_topics_blocking`] block likewise; a [`CompletionQueue`] collects finished
+//! receipts under the caller's `u64` tags for event loops; [`Ingestor::stats`] reads the
+//! counters without a metrics recorder; [`Error::code`] gives fixed numbers
+//! ([`codes`]). Language bindings and the C ABI are built on these.
+//!
 //! ## Records written to Kafka
 //!
 //! | part | content |
@@ -52,7 +62,10 @@
 
 pub mod admin;
 mod batch;
+mod blocking;
 pub mod buffer;
+pub mod codes;
+mod completion;
 pub mod config;
 pub mod contract;
 mod delivery;
@@ -62,20 +75,39 @@ mod health;
 mod host;
 mod ingestor;
 pub mod model;
+mod stats;
 mod telemetry;
 mod validate;
 
-pub use admin::{ensure_topics, TopicStatus};
+pub use admin::{ensure_topics, ensure_topics_blocking, TopicStatus};
 pub use batch::split_batch;
+pub use codes::ErrorKind;
+pub use completion::{Completion, CompletionQueue, DEFAULT_COMPLETION_CAPACITY};
 pub use config::{IngestConfig, Settings};
 pub use delivery::{
     Ack, BatchReceipt, BreakerState, ParseAckError, Receipt, Rejection, ShutdownReport,
 };
-pub use error::{ConfigError, Error, ErrorCode, ValidationError};
+pub use error::{ConfigError, Error, ErrorCode, KafkaError, ValidationError};
 pub use event::EventKind;
 pub use health::{BufferHealth, Health};
 pub use ingestor::{Ingestor, IngestorBuilder, SubmitOptions};
+pub use stats::Stats;
 pub use validate::{Limits, ValidEvent, Validator};
 
 /// The `bytes` crate, re-exported so callers use the same `Bytes` type.
 pub use bytes;
+
+/// The handles hosts share between threads (language bindings hand them to any thread
+/// of the host) are `Send` and `Sync`; this fails to compile if one stops being so.
+const _: () = {
+    const fn shared_between_threads<T: Send + Sync>() {}
+    shared_between_threads::<Ingestor>();
+    shared_between_threads::<Receipt>();
+    shared_between_threads::<BatchReceipt>();
+    shared_between_threads::<CompletionQueue>();
+    shared_between_threads::<Completion>();
+    shared_between_threads::<Error>();
+    shared_between_threads::<Health>();
+    shared_between_threads::<Stats>();
+    shared_between_threads::<ShutdownReport>();
+};

@@ -66,6 +66,19 @@ pub(crate) struct Telemetry {
     pub(crate) queue_bytes: Gauge,
     pub(crate) delivery_latency: Histogram,
     pub(crate) producer_queue_full: Counter,
+    /// The same events counted for [`Ingestor::stats`](crate::Ingestor::stats), for
+    /// hosts that install no metrics recorder.
+    pub(crate) counts: Arc<Counts>,
+}
+
+/// Running totals behind [`Stats`](crate::Stats).
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) dead_letters_dropped: AtomicU64,
 }
 
 impl Telemetry {
@@ -88,6 +101,7 @@ impl Telemetry {
             queue_bytes: gauge!("ingest_queue_bytes", INGESTOR => me.clone()),
             delivery_latency: histogram!("ingest_delivery_latency_seconds", INGESTOR => me.clone()),
             producer_queue_full: counter!("ingest_producer_queue_full_total", INGESTOR => me),
+            counts: Arc::default(),
             instance,
         }
     }
@@ -99,15 +113,18 @@ impl Telemetry {
 
     pub(crate) fn accepted(&self, kind: EventKind, n: u64) {
         self.accepted[kind.index()].increment(n);
+        self.counts.accepted.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn rejected(&self, error: &ValidationError) {
+        self.counts.rejected.fetch_add(1, Ordering::Relaxed);
         let event_type = error.event_kind().map_or("unknown", EventKind::as_str);
         counter!("ingest_events_rejected_total", INGESTOR => self.instance(), "event_type" => event_type, "reason" => error.code().as_str())
             .increment(1);
     }
 
     pub(crate) fn delivered(&self, topic: &str) {
+        self.counts.delivered.fetch_add(1, Ordering::Relaxed);
         match self.delivered.iter().find(|(t, _)| &**t == topic) {
             Some((_, c)) => c.increment(1),
             None => counter!("ingest_events_delivered_total", INGESTOR => self.instance(), "topic" => topic.to_owned())
@@ -116,11 +133,15 @@ impl Telemetry {
     }
 
     pub(crate) fn failed(&self, topic: &str, reason: &str) {
+        self.counts.failed.fetch_add(1, Ordering::Relaxed);
         counter!("ingest_events_failed_total", INGESTOR => self.instance(), "topic" => topic.to_owned(), "reason" => reason.to_owned())
             .increment(1);
     }
 
     pub(crate) fn dead_letter_dropped(&self, reason: &'static str, n: u64) {
+        self.counts
+            .dead_letters_dropped
+            .fetch_add(n, Ordering::Relaxed);
         counter!("ingest_dead_letters_dropped_total", INGESTOR => self.instance(), "reason" => reason)
             .increment(n);
     }

@@ -183,3 +183,65 @@ async fn a_flood_of_invalid_events_never_takes_queue_room_from_valid_ones() {
         .expect("shuts down");
     assert!(report.undelivered >= 50, "{report:?}");
 }
+
+/// `ensure_topics` outside any tokio runtime returns the client's error instead of
+/// panicking, both polled by the blocking form and by a foreign executor.
+#[test]
+fn ensure_topics_without_a_runtime_returns_an_error() {
+    let settings = unreachable().validate().expect("valid");
+    let err = ingest_core::ensure_topics_blocking(&settings, Duration::from_millis(500))
+        .expect_err("nothing listens");
+    assert_eq!(err.code(), ingest_core::ErrorKind::Kafka, "{err}");
+    assert!(err.to_string().contains("metadata"), "{err}");
+}
+
+/// The blocking forms work without a runtime: a flush with nothing reachable times out,
+/// a shutdown reports what it could not deliver, and a second one is refused.
+#[test]
+fn blocking_flush_and_shutdown_without_a_runtime() {
+    let ingestor = Ingestor::builder()
+        .config(unreachable())
+        .build()
+        .expect("builds");
+    ingestor
+        .submit(EventKind::ProductView, event(1))
+        .expect("accepted");
+    let err = ingestor
+        .flush_blocking(Duration::from_millis(200))
+        .expect_err("cannot deliver");
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    let report = ingestor
+        .shutdown_blocking(Duration::from_millis(200))
+        .expect("stops");
+    assert_eq!(report.undelivered, 1, "{report:?}");
+    assert!(matches!(
+        ingestor.shutdown_blocking(Duration::ZERO),
+        Err(Error::ShuttingDown)
+    ));
+    assert_eq!(ingestor.stats().accepted, 1);
+}
+
+/// `Duration::MAX` means "no limit" to flush and shutdown, rather than a deadline that
+/// overflows: the shutdown returns once the unreachable cluster's records time out.
+#[test]
+fn the_longest_deadlines_do_not_overflow() {
+    let ingestor = Ingestor::builder()
+        .config(unreachable())
+        .build()
+        .expect("builds");
+    ingestor
+        .submit(
+            EventKind::Cart,
+            Bytes::from_static(br#"{"user_id":"u","action":"clear"}"#),
+        )
+        .expect("accepted");
+    let started = std::time::Instant::now();
+    let report = ingestor.shutdown_blocking(Duration::MAX).expect("stops");
+    assert_eq!(
+        report.undelivered + ingestor.stats().failed as usize,
+        1,
+        "{report:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(ingestor.health().threads_alive(), "{:?}", ingestor.health());
+}

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -241,10 +241,45 @@ impl Receipt {
             notified.await;
         }
     }
+
+    /// Whether the events have reached `ack`, without waiting: `None` while some are
+    /// still on their way, else the outcome [`wait`](Self::wait) would return. For
+    /// hosts that poll from their own event loop.
+    ///
+    /// ```
+    /// # fn check(receipt: &ingest_core::Receipt) {
+    /// use ingest_core::Ack;
+    /// match receipt.try_wait(Ack::Delivered) {
+    ///     None => { /* not yet: ask again later */ }
+    ///     Some(Ok(())) => { /* delivered */ }
+    ///     Some(Err(error)) => eprintln!("{error}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn try_wait(&self, ack: Ack) -> Option<Result<(), Error>> {
+        if ack == Ack::Accepted {
+            return Some(Ok(()));
+        }
+        self.tracker.is_done(ack).then(|| self.tracker.outcome(ack))
+    }
+
+    /// [`wait`](Self::wait) on the calling thread, for hosts without an async runtime:
+    /// blocks until the events reach `ack` or `timeout` passes (`None`: no limit). No
+    /// runtime is needed; any thread may call it.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait), and [`Error::Timeout`] when `timeout` passes first (the
+    /// events are still on their way; wait again or [`try_wait`](Self::try_wait) later).
+    pub fn wait_blocking(&self, ack: Ack, timeout: Option<Duration>) -> Result<(), Error> {
+        crate::blocking::block_on(self.wait(ack), timeout)
+            .unwrap_or_else(|| Err(Error::Timeout(timeout.unwrap_or_default())))
+    }
 }
 
 /// One event of a batch that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rejection {
     /// Position of the event in the batch (0-based).
     pub index: usize,
@@ -254,11 +289,15 @@ pub struct Rejection {
 
 /// The outcome of a batch submission: valid events are queued even when others are not.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BatchReceipt {
     /// Tracks the accepted events.
     pub receipt: Receipt,
     /// How many events were accepted.
     pub accepted: usize,
+    /// The ids of the accepted events (the client's `event_id`, or the generated one),
+    /// in batch order.
+    pub event_ids: Vec<Uuid>,
     /// The events that were not, in batch order.
     pub rejected: Vec<Rejection>,
 }
@@ -266,7 +305,6 @@ pub struct BatchReceipt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test]
     async fn resolves_when_all_events_settle_and_reports_failures() {
@@ -355,5 +393,45 @@ mod tests {
         assert_eq!("Persisted".parse::<Ack>(), Ok(Ack::Persisted));
         assert_eq!(" delivered ".parse::<Ack>(), Ok(Ack::Delivered));
         assert!("now".parse::<Ack>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn try_wait_answers_without_waiting() {
+        let tracker = Tracker::new(2, false);
+        let receipt = Receipt::new(tracker.clone(), None);
+        assert!(matches!(receipt.try_wait(Ack::Accepted), Some(Ok(()))));
+        assert!(receipt.try_wait(Ack::Delivered).is_none());
+        tracker.complete(None);
+        assert!(receipt.try_wait(Ack::Persisted).is_none(), "no disk: Kafka");
+        tracker.complete(Some(("Message timed out".to_owned(), true)));
+        let outcome = receipt.try_wait(Ack::Delivered).expect("settled");
+        assert!(matches!(outcome, Err(Error::Delivery { failed: 1, .. })));
+    }
+
+    #[test]
+    fn wait_blocking_times_out_then_resolves_from_another_thread() {
+        let tracker = Tracker::new(1, true);
+        let receipt = Receipt::new(tracker.clone(), None);
+        let err = receipt
+            .wait_blocking(Ack::Persisted, Some(Duration::from_millis(10)))
+            .expect_err("nothing persisted yet");
+        assert!(matches!(err, Error::Timeout(_)), "{err}");
+        let completer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tracker.persisted(1);
+            tracker.complete(None);
+        });
+        receipt
+            .wait_blocking(Ack::Persisted, None)
+            .expect("persisted");
+        receipt
+            .wait_blocking(Ack::Delivered, Some(Duration::from_secs(10)))
+            .expect("delivered");
+        completer.join().expect("joins");
     }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 /// What [`Ingestor::shutdown`](crate::Ingestor::shutdown) achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// Records Kafka had not acknowledged by the deadline; the receipts of those events
     /// resolved with an error. With a disk buffer these are the records kept in it.
