@@ -397,6 +397,9 @@ pub struct ApiConfig {
     pub max_connections: usize,
     /// Time a client has to send its request headers (ms).
     pub header_read_timeout_ms: u64,
+    /// Time requests in flight have to be answered after a stop signal (ms); new
+    /// connections are refused from the signal on, and those still open then are cut.
+    pub drain_timeout_ms: u64,
     /// Analytics requests computed at once; more are answered 503 with `Retry-After`.
     pub max_concurrent_queries: usize,
     /// (flag, variant) pairs an analytics answer reports at most (the first in byte
@@ -415,6 +418,7 @@ impl Default for ApiConfig {
             top_n: 10,
             max_connections: 1_024,
             header_read_timeout_ms: 10_000,
+            drain_timeout_ms: 10_000,
             max_concurrent_queries: 8,
             max_experiment_pairs: 100,
             postgres_connections: 4,
@@ -754,6 +758,9 @@ impl ProcessorConfig {
                 "max_connections and header_read_timeout_ms must be > 0",
             );
         }
+        if self.api.drain_timeout_ms == 0 || self.api.drain_timeout_ms > 600_000 {
+            return bad("api.drain_timeout_ms", "must be in 1..=600000");
+        }
         if self.api.max_concurrent_queries == 0 || self.api.max_concurrent_queries > 1_024 {
             return bad("api.max_concurrent_queries", "must be in 1..=1024");
         }
@@ -837,6 +844,7 @@ impl ProcessorConfig {
             top_n: self.api.top_n,
             max_connections: self.api.max_connections,
             header_read_timeout: Duration::from_millis(self.api.header_read_timeout_ms),
+            drain_timeout: Duration::from_millis(self.api.drain_timeout_ms),
             max_concurrent_queries: self.api.max_concurrent_queries,
             max_experiment_pairs: self.api.max_experiment_pairs,
             api_postgres_connections: self.api.postgres_connections,
@@ -1020,6 +1028,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// HTTP request header timeout.
     pub header_read_timeout: Duration,
+    /// Time HTTP requests in flight have to be answered after a stop signal.
+    pub drain_timeout: Duration,
     /// Analytics requests computed at once.
     pub max_concurrent_queries: usize,
     /// Experiment pairs per analytics answer at most.

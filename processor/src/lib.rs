@@ -97,12 +97,20 @@ pub async fn run(
             settings.postgres_connect_timeout,
             settings.api_statement_timeout,
         ),
-        max_connections: settings.max_connections,
-        header_read_timeout: settings.header_read_timeout,
         metrics,
         health: health.clone(),
     });
-    let server = tokio::spawn(http::serve(listener, state, shutdown.clone()));
+    let limits = http::ConnectionLimits {
+        max_connections: settings.max_connections,
+        header_read_timeout: settings.header_read_timeout,
+        drain_timeout: settings.drain_timeout,
+    };
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::router(state),
+        limits,
+        shutdown.clone(),
+    ));
     let mut pipeline = pipeline::Pipeline::start(settings.clone(), live, health).await?;
     let sink = settings.search.clone().map(|search| {
         let sink = search::SearchSink::new(
@@ -171,7 +179,12 @@ pub async fn run(
     // commit leaves its rows for the next start).
     pruning.abort();
     folding.abort();
-    server.abort();
+    if result.is_ok() {
+        // It stopped on the same signal and drains within `api.drain_timeout_ms`.
+        let _ = server.await;
+    } else {
+        server.abort();
+    }
     let _ = stop_publisher.send(true);
     if let Some(publisher) = publisher {
         if result.is_ok() {
