@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use ingest_common::secret::Secret;
 use ingest_common::{ConfigError, EnvNames, Layers, Loaded};
 use ingest_core::contract;
 
@@ -458,8 +459,20 @@ pub struct SearchConfig {
     /// Whether counted events are indexed. Off by default: with it on, every checkpoint
     /// also queues one document per new event in PostgreSQL.
     pub enabled: bool,
-    /// The index's REST API, `http://host:port[/prefix]` (https is not supported yet).
+    /// The index's REST API, `http[s]://host[:port][/prefix]` (port 9200 by default).
     pub url: String,
+    /// User of HTTP basic authentication, with `password`; empty: none.
+    pub username: String,
+    /// Password of `username` (masked in `--check-config` and logs).
+    pub password: String,
+    /// API key, sent as `Authorization: ApiKey <key>` (the base64 `id:key` form the
+    /// cluster hands out; masked); empty: none. Exclusive with `username`.
+    pub api_key: String,
+    /// PEM file of CA certificates trusted for an `https` URL, besides the system's
+    /// roots; empty: the system's roots only.
+    pub ca_file: String,
+    /// Whether request bodies are sent gzip-compressed (`Content-Encoding: gzip`).
+    pub gzip: bool,
     /// Index name (created with the processor's mapping if missing).
     pub index: String,
     /// Documents per `_bulk` request at most.
@@ -485,6 +498,11 @@ impl Default for SearchConfig {
         SearchConfig {
             enabled: false,
             url: "http://127.0.0.1:9200".to_owned(),
+            username: String::new(),
+            password: String::new(),
+            api_key: String::new(),
+            ca_file: String::new(),
+            gzip: true,
             index: "ecommerce-events".to_owned(),
             batch_size: 1_000,
             max_bulk_bytes: 10 << 20,
@@ -580,6 +598,11 @@ impl ProcessorConfig {
         masked.postgres.url = mask_url(&masked.postgres.url);
         masked.redis.url = mask_url(&masked.redis.url);
         masked.search.url = mask_url(&masked.search.url);
+        for secret in [&mut masked.search.password, &mut masked.search.api_key] {
+            if !secret.is_empty() {
+                ingest_common::secret::REDACTED.clone_into(secret);
+            }
+        }
         ingest_common::secret::mask_properties(masked.kafka.properties.iter_mut());
         masked
     }
@@ -865,6 +888,34 @@ impl SearchConfig {
             Ok(u) => u,
             Err(why) => return bad("url", &why),
         };
+        let auth = match (
+            self.username.as_str(),
+            self.password.as_str(),
+            self.api_key.as_str(),
+        ) {
+            ("", "", "") => None,
+            ("", "", key) => Some(SearchAuth::ApiKey(Secret::new(key))),
+            (_, _, key) if !key.is_empty() => {
+                return bad("api_key", "and search.username are exclusive: set one")
+            }
+            ("", _, _) => return bad("password", "is set without search.username"),
+            (user, _, _) if user.contains(':') => {
+                return bad("username", "must not contain ':' (basic authentication)")
+            }
+            (user, password, _) => Some(SearchAuth::Basic {
+                username: user.to_owned(),
+                password: Secret::new(password),
+            }),
+        };
+        if self.api_key.chars().any(|c| c.is_control() || c == ' ') {
+            return bad("api_key", "must not contain spaces or control characters");
+        }
+        if auth.is_some() && !url.is_tls() {
+            tracing::warn!(
+                "search.url is http: the search credentials are sent unencrypted; use https"
+            );
+        }
+        let ca_file = (!self.ca_file.is_empty()).then(|| std::path::PathBuf::from(&self.ca_file));
         let index = &self.index;
         if index.is_empty()
             || index.len() > 255
@@ -899,6 +950,9 @@ impl SearchConfig {
         };
         Ok(SearchSettings {
             url,
+            auth,
+            ca_file,
+            gzip: self.gzip,
             index: index.clone(),
             batch_size: self.batch_size,
             max_bulk_bytes: self.max_bulk_bytes,
@@ -918,6 +972,12 @@ impl SearchConfig {
 pub struct SearchSettings {
     /// The index's REST API.
     pub url: crate::search::IndexUrl,
+    /// Credentials sent with every request.
+    pub auth: Option<SearchAuth>,
+    /// Extra CA certificates (PEM) for `https`.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Whether request bodies are gzip-compressed.
+    pub gzip: bool,
     /// Index name.
     pub index: String,
     /// Documents per bulk request.
@@ -932,6 +992,20 @@ pub struct SearchSettings {
     pub backoff: Backoff,
     /// Queue bound.
     pub max_queued_documents: i64,
+}
+
+/// How the search sink authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchAuth {
+    /// HTTP basic authentication.
+    Basic {
+        /// The user.
+        username: String,
+        /// The password.
+        password: Secret,
+    },
+    /// `Authorization: ApiKey <key>`.
+    ApiKey(Secret),
 }
 
 /// librdkafka properties the processor sets itself.
@@ -1205,11 +1279,54 @@ mod tests {
             (search.index.as_str(), search.batch_size),
             ("shop-events", 250)
         );
+        assert_eq!(
+            (search.auth, search.ca_file, search.gzip),
+            (None, None, true)
+        );
+
+        let file =
+            "[search]\nenabled = true\nurl = \"https://os.internal\"\nusername = \"ingest\"\n\
+                    ca_file = \"/etc/ca.pem\"\ngzip = false\n";
+        let vars = self::env(&[("PROCESSOR_SEARCH__PASSWORD", "pw:1")]);
+        let search = ProcessorConfig::layered(Some(file), vars, &Overrides::default())
+            .expect("layers")
+            .validate()
+            .expect("valid")
+            .search
+            .expect("enabled");
+        assert_eq!(search.url.to_string(), "https://os.internal:9200");
+        assert_eq!(
+            search.auth,
+            Some(SearchAuth::Basic {
+                username: "ingest".into(),
+                password: Secret::new("pw:1"),
+            })
+        );
+        assert!(!format!("{search:?}").contains("pw:1"), "{search:?}");
+        assert_eq!(search.ca_file, Some("/etc/ca.pem".into()));
+        assert!(!search.gzip);
+        let mut config = ProcessorConfig::default();
+        config.search.enabled = true;
+        config.search.api_key = "aWQ6a2V5".into();
+        let search = config.validate().expect("valid").search.expect("enabled");
+        assert_eq!(
+            search.auth,
+            Some(SearchAuth::ApiKey(Secret::new("aWQ6a2V5")))
+        );
+
         for (key, change) in [
             (
                 "search.url",
-                (|c: &mut SearchConfig| c.url = "https://x".into()) as fn(&mut SearchConfig),
+                (|c: &mut SearchConfig| c.url = "ftp://x".into()) as fn(&mut SearchConfig),
             ),
+            ("search.url", |c| c.url = "https://u:p@x".into()),
+            ("search.api_key", |c| {
+                c.username = "u".into();
+                c.api_key = "k".into();
+            }),
+            ("search.api_key", |c| c.api_key = "a b".into()),
+            ("search.password", |c| c.password = "p".into()),
+            ("search.username", |c| c.username = "a:b".into()),
             ("search.index", |c| c.index = "Shop".into()),
             ("search.index", |c| c.index = "a b".into()),
             ("search.batch_size", |c| c.batch_size = 0),
@@ -1339,11 +1456,14 @@ mod tests {
             .kafka
             .properties
             .insert("ssl.key.password".to_owned(), "hunter3".to_owned());
+        config.search.password = "hunter4".to_owned();
+        config.search.api_key = "hunter5".to_owned();
         let text = config.masked_toml();
         assert!(
             !text.contains("s3cret") && !text.contains("hunter"),
             "{text}"
         );
+        assert!(text.contains("password = \"<redacted>\""), "{text}");
         assert!(text.contains("****"));
     }
 

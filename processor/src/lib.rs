@@ -76,6 +76,18 @@ pub async fn run(
         settings.retention.as_secs(),
     )
     .await?;
+    // Built first: a CA file that cannot be read stops the start, before any work.
+    let sink = settings
+        .search
+        .clone()
+        .map(|search| {
+            search::SearchSink::new(
+                search,
+                settings.postgres_url.clone(),
+                settings.postgres_connect_timeout,
+            )
+        })
+        .transpose()?;
     let health = Arc::new(pipeline::Health::default());
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -112,12 +124,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let mut pipeline = pipeline::Pipeline::start(settings.clone(), live, health).await?;
-    let sink = settings.search.clone().map(|search| {
-        let sink = search::SearchSink::new(
-            search,
-            settings.postgres_url.clone(),
-            settings.postgres_connect_timeout,
-        );
+    let sink = sink.map(|sink| {
         pipeline.set_search_waker(sink.waker());
         tokio::spawn(sink.run(shutdown.clone()))
     });

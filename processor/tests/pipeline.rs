@@ -1282,7 +1282,21 @@ async fn serve_refusing_index(
                     let seen = seen.clone();
                     async move {
                         let bulk = request.uri().path().ends_with("/_bulk");
-                        let body = request.into_body().collect().await?.to_bytes();
+                        let gzip = request
+                            .headers()
+                            .get("content-encoding")
+                            .is_some_and(|v| v == "gzip");
+                        let mut body = request.into_body().collect().await?.to_bytes().to_vec();
+                        if gzip {
+                            // As the index does: the limit is on the documents' bytes.
+                            let mut plain = Vec::new();
+                            std::io::Read::read_to_end(
+                                &mut flate2::read::GzDecoder::new(body.as_slice()),
+                                &mut plain,
+                            )
+                            .expect("a gzip body");
+                            body = plain;
+                        }
                         let answer = if !bulk {
                             (200, "{}".to_owned())
                         } else if body.len() > limit {
