@@ -59,7 +59,7 @@ use crate::dedup::{self, SeenIds};
 use crate::error::{Disposition, Error};
 use crate::isolate::write_isolating;
 use crate::live::LiveView;
-use crate::recommend::publisher::ActiveUsers;
+use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store};
 
 /// What the HTTP health endpoints report.
@@ -972,7 +972,7 @@ fn clip(text: &str) -> String {
 const MAX_RESYNC_ROUNDS: usize = 20;
 
 /// Unix milliseconds now.
-pub(crate) fn now_ms() -> i64 {
+fn now_ms() -> i64 {
     ingest_common::clock::unix_ms()
 }
 
