@@ -1,48 +1,15 @@
-//! Realistic storefront traffic for the load tools: product views, cart changes,
-//! searches (some without results) and purchases in the mix a shop sees, from a
-//! deterministic generator so that two runs send the same events.
+//! Storefront traffic for the load tools: the workspace's seeded generator
+//! ([`testkit::storefront`]) with its event types as `ingest-core`'s, and the edge
+//! agent's endpoint of each.
 //!
 //! Every event carries an `event_id` that encodes the run and the event's number
 //! ([`event_id`]), so a verifier can pick this run's events out of a shared topic and
 //! check each one without keeping the bodies.
 
-use std::fmt::Write as _;
-
 use ingest_core::EventKind;
-use uuid::Uuid;
+use testkit::storefront::EventType;
 
-/// The share of each event type, in percent: views dominate, purchases are rare.
-const MIX: [(EventKind, u64); 4] = [
-    (EventKind::ProductView, 62),
-    (EventKind::Cart, 20),
-    (EventKind::Search, 12),
-    (EventKind::Purchase, 6),
-];
-
-const CATEGORIES: [&str; 6] = ["shoes", "jackets", "bags", "watches", "socks", "shirts"];
-const BRANDS: [&str; 5] = ["Acme", "Northwind", "Globex", "Initech", "Umbrella"];
-const QUERIES: [&str; 8] = [
-    "red running shoes",
-    "rain jacket",
-    "leather bag",
-    "smart watch",
-    "wool socks",
-    "linen shirt",
-    "gift card",
-    "qwzxv",
-];
-const USER_AGENTS: [&str; 3] = [
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
-];
-
-/// The id of event number `seq` of run `run`: the run in the high 64 bits, the number in
-/// the low ones. Any UUID is a valid `event_id`, and Kafka's `event_id` header carries
-/// it back in lower-case hyphenated form.
-pub fn event_id(run: u64, seq: u64) -> Uuid {
-    Uuid::from_u64_pair(run, seq)
-}
+pub use testkit::storefront::{event_id, fixed_size_view};
 
 /// The path of the edge agent's endpoint for one event of `kind`.
 pub fn endpoint(kind: EventKind) -> &'static str {
@@ -65,157 +32,40 @@ pub struct Event {
     pub body: Vec<u8>,
 }
 
-/// A deterministic storefront: `users` shoppers browsing a catalog of `products`.
+/// A deterministic storefront (see [`testkit::storefront::Storefront`]).
 #[derive(Debug, Clone)]
-pub struct Storefront {
-    state: u64,
-    run: u64,
-    next_seq: u64,
-    users: u64,
-    products: u64,
-}
+pub struct Storefront(testkit::storefront::Storefront);
 
 impl Storefront {
     /// A storefront for run `run` (the high half of every `event_id`) whose event
     /// numbers start at `first_seq`; `seed` picks the sequence of shoppers' actions.
     pub fn new(run: u64, first_seq: u64, seed: u64) -> Self {
-        Self {
-            // xorshift must not start at 0.
-            state: seed | 1,
-            run,
-            next_seq: first_seq,
-            users: 10_000,
-            products: 2_000,
-        }
+        Storefront(testkit::storefront::Storefront::new(run, first_seq, seed))
     }
 
     /// The run this storefront's event ids belong to.
     pub fn run(&self) -> u64 {
-        self.run
-    }
-
-    fn random(&mut self, below: u64) -> u64 {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        self.state % below
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.random(items.len() as u64) as usize]
+        self.0.run()
     }
 
     /// The next event, of a type drawn from the storefront mix.
     pub fn next_event(&mut self) -> Event {
-        let mut roll = self.random(100);
-        let mut kind = EventKind::ProductView;
-        for (candidate, share) in MIX {
-            if roll < share {
-                kind = candidate;
-                break;
-            }
-            roll -= share;
-        }
-        self.event_of(kind)
-    }
-
-    /// The next event, of the given type.
-    pub fn event_of(&mut self, kind: EventKind) -> Event {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let mut body = String::with_capacity(512);
-        let id = event_id(self.run, seq);
-        let user = self.random(self.users);
-        let product = self.random(self.products);
-        let cents = 500 + self.random(20_000);
-        let _ = write!(
-            body,
-            r#"{{"type":"{}","event_id":"{id}","user_id":"user-{user}","session_id":"s-{user}-{}","#,
-            kind.as_str(),
-            seq / 50,
-        );
-        match kind {
-            EventKind::ProductView => {
-                let category = self.pick(&CATEGORIES);
-                let brand = self.pick(&BRANDS);
-                let _ = write!(
-                    body,
-                    r#""product_id":"sku-{product}","category":"{category}","brand":"{brand}","price":{}.{:02},"currency":"EUR","#,
-                    cents / 100,
-                    cents % 100
-                );
-            }
-            EventKind::Cart => {
-                let action = if self.random(4) == 0 { "remove" } else { "add" };
-                let _ = write!(
-                    body,
-                    r#""action":"{action}","product_id":"sku-{product}","quantity":{},"price":{}.{:02},"currency":"EUR","cart_id":"c-{user}","#,
-                    1 + self.random(3),
-                    cents / 100,
-                    cents % 100
-                );
-            }
-            EventKind::Search => {
-                let query = self.pick(&QUERIES);
-                let results = if query == "qwzxv" {
-                    0
-                } else {
-                    self.random(120)
-                };
-                let _ = write!(body, r#""query":"{query}","results_count":{results},"#);
-            }
-            EventKind::Purchase => {
-                let second = self.random(self.products);
-                let other = 300 + self.random(5_000);
-                let total = cents + 2 * other;
-                let _ = write!(
-                    body,
-                    r#""order_id":"o-{seq}","items":[{{"product_id":"sku-{product}","quantity":1,"price":{}.{:02}}},{{"product_id":"sku-{second}","quantity":2,"price":{}.{:02}}}],"total":{}.{:02},"currency":"EUR","#,
-                    cents / 100,
-                    cents % 100,
-                    other / 100,
-                    other % 100,
-                    total / 100,
-                    total % 100
-                );
-            }
-        }
-        let agent = self.pick(&USER_AGENTS);
-        let variant = if user.is_multiple_of(2) {
-            "control"
-        } else {
-            "treatment"
-        };
-        let _ = write!(
-            body,
-            r#""context":{{"user_agent":"{agent}","ip":"203.0.113.{}","page_url":"https://shop.example/p/sku-{product}","locale":"de-DE","experiments":{{"checkout_v2":"{variant}"}}}}}}"#,
-            user % 250
-        );
-        Event {
-            kind,
-            seq,
-            body: body.into_bytes(),
-        }
+        convert(self.0.next_event())
     }
 }
 
-/// A product view of exactly `size` bytes (padded with an unknown field, which the
-/// contract keeps and never inspects), for comparisons where every tool must send the
-/// same record size. `size` must leave room for the fields (at least 200 bytes).
-pub fn fixed_size_view(run: u64, seq: u64, size: usize) -> Vec<u8> {
-    let head = format!(
-        r#"{{"type":"product_view","event_id":"{}","user_id":"user-{}","product_id":"sku-{}","price":19.99,"currency":"EUR","pad":""#,
-        event_id(run, seq),
-        seq % 10_000,
-        seq % 2_000
-    );
-    let tail = "\"}";
-    let pad = size.saturating_sub(head.len() + tail.len());
-    let mut body = Vec::with_capacity(size);
-    body.extend_from_slice(head.as_bytes());
-    body.resize(head.len() + pad, b'x');
-    body.extend_from_slice(tail.as_bytes());
-    body
+fn convert(event: testkit::storefront::Event) -> Event {
+    let kind = match event.kind {
+        EventType::ProductView => EventKind::ProductView,
+        EventType::Cart => EventKind::Cart,
+        EventType::Purchase => EventKind::Purchase,
+        EventType::Search => EventKind::Search,
+    };
+    Event {
+        kind,
+        seq: event.seq,
+        body: event.body,
+    }
 }
 
 #[cfg(test)]

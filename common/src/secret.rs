@@ -65,9 +65,46 @@ pub fn mask_properties<'a>(properties: impl IntoIterator<Item = (&'a String, &'a
     }
 }
 
+/// A secret value held after validation: `Debug` and `Display` show [`REDACTED`], so
+/// that a settings value printed or logged whole never shows it; [`expose`](Self::expose)
+/// is the one way to read it, where it is sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the request or connection that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_prints_redacted() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret} {secret:?}"), "<redacted> <redacted>");
+        assert_eq!(secret.expose(), "hunter2");
+    }
 
     #[test]
     fn secret_names_by_word_paths_excepted() {

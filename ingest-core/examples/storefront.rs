@@ -16,6 +16,7 @@ use ingest_core::{ensure_topics, Ack, EventKind, IngestConfig, Ingestor};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use testkit::storefront::{EventType, Storefront};
 
 struct Options {
     brokers: String,
@@ -50,73 +51,9 @@ fn options() -> Result<Options, String> {
     Ok(options)
 }
 
-/// A small deterministic generator, so runs are reproducible without a `rand` dependency.
-struct Shopper(u64);
-
-impl Shopper {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % below
-    }
-}
-
-const CATEGORIES: [&str; 5] = ["shoes", "jackets", "bags", "watches", "socks"];
-const QUERIES: [&str; 6] = [
-    "red shoes",
-    "rain jacket",
-    "leather bag",
-    "smart watch",
-    "wool socks",
-    "qwzx",
-];
-
-fn event(rng: &mut Shopper, i: usize) -> (EventKind, String) {
-    let user = format!("user-{}", rng.next(500));
-    let product = format!("sku-{}", rng.next(200));
-    let price = 5.0 + rng.next(20_000) as f64 / 100.0;
-    let context = format!(
-        r#"{{"user_agent":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)","ip":"203.0.113.{}","page_url":"https://shop.example/p/{product}","locale":"de-DE","experiments":{{"checkout_v2":"{}"}}}}"#,
-        rng.next(250),
-        if rng.next(2) == 0 {
-            "control"
-        } else {
-            "treatment"
-        }
-    );
-    match rng.next(100) {
-        0..=59 => (
-            EventKind::ProductView,
-            format!(
-                r#"{{"user_id":"{user}","session_id":"s-{i}","product_id":"{product}","category":"{}","price":{price:.2},"currency":"EUR","context":{context}}}"#,
-                CATEGORIES[rng.next(5) as usize]
-            ),
-        ),
-        60..=79 => (
-            EventKind::Cart,
-            format!(
-                r#"{{"user_id":"{user}","action":"{}","product_id":"{product}","quantity":{},"price":{price:.2},"currency":"EUR","cart_id":"c-{user}"}}"#,
-                if rng.next(4) == 0 { "remove" } else { "add" },
-                1 + rng.next(3)
-            ),
-        ),
-        80..=87 => (
-            EventKind::Purchase,
-            format!(
-                r#"{{"user_id":"{user}","order_id":"o-{i}","items":[{{"product_id":"{product}","quantity":1,"price":{price:.2}}}],"total":{price:.2},"currency":"EUR","context":{context}}}"#
-            ),
-        ),
-        _ => (
-            EventKind::Search,
-            format!(
-                r#"{{"anonymous_id":"anon-{}","query":"{}","results_count":{}}}"#,
-                rng.next(1000),
-                QUERIES[rng.next(6) as usize],
-                rng.next(40)
-            ),
-        ),
-    }
+/// The ingest-core type of a generated event.
+fn kind_of(event_type: EventType) -> EventKind {
+    EventKind::from_name(event_type.as_str()).expect("the generator names the contract's types")
 }
 
 /// Reads the topics from the beginning until every id in `wanted` was seen (earlier
@@ -190,12 +127,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let ingestor = Ingestor::builder().config(config.clone()).build()?;
-    let mut rng = Shopper(0x5eed_cafe_f00d);
+    // Event ids are (run, number): a run of its own, so that reading back counts only
+    // this run's events; the seed fixes which events they are.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut shop = Storefront::new(run, 0, 0x5eed_cafe_f00d);
     let started = Instant::now();
     let mut receipts = Vec::with_capacity(options.events);
     let mut sent = HashSet::new();
-    for i in 0..options.events {
-        let (kind, body) = event(&mut rng, i);
+    for _ in 0..options.events {
+        let event = shop.next_event();
+        let (kind, body) = (kind_of(event.kind), event.body);
         let receipt = loop {
             match ingestor.submit(kind, Bytes::from(body.clone())) {
                 Ok(receipt) => break receipt,

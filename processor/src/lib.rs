@@ -77,6 +77,18 @@ pub async fn run(
         settings.retention.as_secs(),
     )
     .await?;
+    // Built first: a CA file that cannot be read stops the start, before any work.
+    let sink = settings
+        .search
+        .clone()
+        .map(|search| {
+            search::SearchSink::new(
+                search,
+                settings.postgres_url.clone(),
+                settings.postgres_connect_timeout,
+            )
+        })
+        .transpose()?;
     let health = Arc::new(pipeline::Health::default());
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -98,19 +110,22 @@ pub async fn run(
             settings.postgres_connect_timeout,
             settings.api_statement_timeout,
         ),
-        max_connections: settings.max_connections,
-        header_read_timeout: settings.header_read_timeout,
         metrics,
         health: health.clone(),
     });
-    let server = tokio::spawn(http::serve(listener, state, shutdown.clone()));
+    let limits = http::ConnectionLimits {
+        max_connections: settings.max_connections,
+        header_read_timeout: settings.header_read_timeout,
+        drain_timeout: settings.drain_timeout,
+    };
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::router(state),
+        limits,
+        shutdown.clone(),
+    ));
     let mut pipeline = pipeline::Pipeline::start(settings.clone(), live, health).await?;
-    let sink = settings.search.clone().map(|search| {
-        let sink = search::SearchSink::new(
-            search,
-            settings.postgres_url.clone(),
-            settings.postgres_connect_timeout,
-        );
+    let sink = sink.map(|sink| {
         pipeline.set_search_waker(sink.waker());
         tokio::spawn(sink.run(shutdown.clone()))
     });
@@ -172,7 +187,12 @@ pub async fn run(
     // commit leaves its rows for the next start).
     pruning.abort();
     folding.abort();
-    server.abort();
+    if result.is_ok() {
+        // It stopped on the same signal and drains within `api.drain_timeout_ms`.
+        let _ = server.await;
+    } else {
+        server.abort();
+    }
     let _ = stop_publisher.send(true);
     if let Some(publisher) = publisher {
         if result.is_ok() {

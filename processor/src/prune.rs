@@ -10,11 +10,11 @@
 
 use std::time::Duration;
 
+use ingest_common::clock::unix_ms as now_ms;
 use tokio::sync::watch;
 
 use crate::aggregate::minute_of;
 use crate::error::Error;
-use crate::pipeline::now_ms;
 use crate::store::Store;
 
 /// What the job deletes, and how often.

@@ -4,245 +4,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use common::harness::{analytics, progress, settle_day, settled, start_minute, Harness};
 use common::storefront::{self, Expected};
 use common::{Processor, Scenario, SearchIndex};
-use processor::report::RealTime;
-
-/// Tests hold this shared; the one that restarts the PostgreSQL and Redis servers holds
-/// it alone, so no other test's own queries meet a server that is down.
-static STORES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-/// A minute-aligned start 50 minutes ago, so the whole day is recent.
-fn start_minute() -> i64 {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    (now / 60) * 60 - 50 * 60
-}
-
-fn ranked(map: &HashMap<String, i64>, n: usize) -> Vec<(String, i64)> {
-    let mut list: Vec<(String, i64)> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
-    list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    list.truncate(n);
-    list
-}
-
-fn ratio(a: usize, b: usize) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        a as f64 / b as f64
-    }
-}
-
-async fn analytics(p: &Processor, start_minute: i64) -> Option<RealTime> {
-    let to = processor::report::rfc3339(start_minute + 3600);
-    let (status, body) = p
-        .get(&format!("/api/analytics/real-time?window=1h&to={to}"))
-        .await?;
-    if status == 503 {
-        // Redis is briefly unreachable (a test breaks the connections on purpose).
-        return None;
-    }
-    assert_eq!(status, 200, "{body}");
-    Some(serde_json::from_str(&body).expect("the documented JSON shape"))
-}
-
-/// Waits until the API has counted every record of the day (events, late, duplicates).
-async fn settled(p: &Processor, start_minute: i64, e: &Expected, timeout: Duration) -> RealTime {
-    let want: i64 = e.events.iter().sum::<i64>() + e.late_events + e.duplicates;
-    let deadline = Instant::now() + timeout;
-    let mut last = None;
-    while Instant::now() < deadline {
-        if let Some(r) = analytics(p, start_minute).await {
-            let got = r.events.product_view
-                + r.events.cart
-                + r.events.purchase
-                + r.events.search
-                + r.late_events
-                + r.duplicates;
-            if got == want {
-                // Give a double count the chance to show.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                return analytics(p, start_minute).await.expect("answer");
-            }
-            last = Some(got);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("the processor counted {last:?} records, expected {want}");
-}
-
-/// Records counted so far (events, late, duplicates) in the day's window.
-fn counted(r: &RealTime) -> i64 {
-    r.events.product_view
-        + r.events.cart
-        + r.events.purchase
-        + r.events.search
-        + r.late_events
-        + r.duplicates
-}
-
-/// Waits until more than `before` records are counted; returns the count.
-async fn progress(p: &Processor, start_minute: i64, before: i64, timeout: Duration) -> i64 {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(r) = analytics(p, start_minute).await {
-            if counted(&r) > before {
-                return counted(&r);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no progress past {before} records within {timeout:?}");
-}
-
-/// Compares every figure of the answer with the independently computed expectation.
-fn assert_matches(r: &RealTime, e: &Expected, start_minute: i64) {
-    assert_eq!(r.window, "1h");
-    assert_eq!(r.from, processor::report::rfc3339(start_minute));
-    let events = [
-        r.events.product_view,
-        r.events.cart,
-        r.events.purchase,
-        r.events.search,
-    ];
-    assert_eq!(events, e.events, "events per type");
-    assert_eq!(r.orders, e.orders, "orders");
-    assert_eq!(
-        r.unconverted_orders, e.unconverted_orders,
-        "orders without a rate"
-    );
-    let revenue = e.revenue_micros as f64 / 1_000_000.0;
-    assert_eq!(r.revenue.amount, revenue, "revenue");
-    assert_eq!(r.revenue.currency, "EUR");
-    assert_eq!(
-        r.average_order_value,
-        revenue / (e.orders - e.unconverted_orders) as f64,
-        "AOV"
-    );
-    assert_eq!(
-        r.conversion_rate,
-        ratio(e.buyers.len(), e.viewers.len()),
-        "conversion"
-    );
-    assert_eq!(
-        (r.viewers, r.purchasers),
-        (e.viewers.len() as u64, e.buyers.len() as u64)
-    );
-    assert_eq!(
-        (r.cart.adds, r.cart.removes),
-        (e.cart_adds, e.cart_removes),
-        "cart"
-    );
-    let abandoned = e
-        .cart_adders
-        .iter()
-        .filter(|u| !e.buyers.contains(*u))
-        .count();
-    assert_eq!(
-        r.cart.abandonment_rate,
-        ratio(abandoned, e.cart_adders.len()),
-        "abandonment"
-    );
-    let exact = e.users.len() as f64;
-    let error = (r.unique_users as f64 - exact).abs() / exact;
-    assert!(
-        error <= 0.02,
-        "unique users {} vs {exact}: error {error}",
-        r.unique_users
-    );
-
-    let mut products: Vec<(String, i64, i64)> = e
-        .views
-        .keys()
-        .chain(e.units.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .map(|p| {
-            (
-                p.clone(),
-                e.views.get(p).copied().unwrap_or(0),
-                e.units.get(p).copied().unwrap_or(0),
-            )
-        })
-        .collect();
-    products.sort_by(|a, b| {
-        b.1.cmp(&a.1)
-            .then(b.2.cmp(&a.2))
-            .then_with(|| a.0.cmp(&b.0))
-    });
-    products.truncate(10);
-    let got: Vec<(String, i64, i64)> = r
-        .top_products
-        .iter()
-        .map(|p| (p.product_id.clone(), p.views, p.purchases))
-        .collect();
-    assert_eq!(got, products, "top products by views");
-    let top_units = ranked(&e.units, 1)[0].clone();
-    assert_eq!(
-        (
-            r.top_products_by_purchases[0].product_id.clone(),
-            r.top_products_by_purchases[0].purchases
-        ),
-        top_units
-    );
-    let got: Vec<(String, i64)> = r
-        .top_searches
-        .iter()
-        .map(|q| (q.query.clone(), q.count))
-        .collect();
-    assert_eq!(got, ranked(&e.searches, 10), "top searches");
-    let got: Vec<(String, i64)> = r
-        .zero_result_searches
-        .iter()
-        .map(|q| (q.query.clone(), q.count))
-        .collect();
-    assert_eq!(got, ranked(&e.zero_results, 10), "zero-result searches");
-
-    let variants = &r.experiments["checkout_v2"];
-    assert_eq!(variants.len(), 2);
-    for (variant, users) in &e.experiment_users {
-        let buyers = e.experiment_buyers.get(variant).map_or(0, |b| b.len());
-        let got = &variants[variant];
-        assert_eq!(
-            (got.users, got.purchasers),
-            (users.len() as u64, buyers as u64),
-            "{variant}"
-        );
-        assert_eq!(got.conversion_rate, ratio(buyers, users.len()), "{variant}");
-    }
-    assert_eq!(r.devices, e.devices, "device classes");
-    let sessions = storefront::sessions(e, common::SESSION_TIMEOUT_SECS * 1_000);
-    assert!(
-        sessions > e.users.len() as i64,
-        "some users have several sessions"
-    );
-    assert_eq!(r.sessions, sessions, "sessions");
-    assert_eq!(r.catalog_misses, e.catalog_misses, "catalog misses");
-    assert_eq!(r.late_events, e.late_events, "late events");
-    assert_eq!(r.duplicates, e.duplicates, "duplicates");
-
-    assert_eq!(r.series.len(), 60);
-    let series: BTreeMap<String, (i64, f64)> = r
-        .series
-        .iter()
-        .filter(|p| p.events > 0)
-        .map(|p| (p.minute.clone(), (p.events, p.revenue)))
-        .collect();
-    let want: BTreeMap<String, (i64, f64)> = e
-        .series
-        .iter()
-        .map(|(m, (n, micros))| {
-            (
-                processor::report::rfc3339(*m),
-                (*n, *micros as f64 / 1_000_000.0),
-            )
-        })
-        .collect();
-    assert_eq!(series, want, "per-minute series");
-}
 
 fn day(seed: u64, users: usize) -> storefront::Day {
     let day = storefront::day(seed, users, start_minute());
@@ -314,20 +80,11 @@ async fn assert_recommendations(p: &Processor, e: &Expected) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storefront_day_gives_exact_metrics_and_dead_letters() {
-    let _shared = STORES.read().await;
     let day = day(0x5EED_0001, 3_000);
-    let scenario = Scenario::new("day", &storefront::catalog(), &storefront::RATES).await;
+    let scenario = Harness::storefront("day").await;
     scenario.produce(&day.records).await;
-    let mut p = scenario.start("single");
-    p.wait_ready(Duration::from_secs(60)).await;
-    let r = settled(
-        &p,
-        day.start_minute,
-        &day.expected,
-        Duration::from_secs(180),
-    )
-    .await;
-    assert_matches(&r, &day.expected, day.start_minute);
+    let mut p = scenario.start_ready("single", &[]).await;
+    settle_day(&p, &day, Duration::from_secs(180)).await;
 
     let letters = scenario.dead_letters(day.expected.dead_letters, Duration::from_secs(30));
     assert_eq!(letters.len(), day.expected.dead_letters, "{letters:?}");
@@ -474,17 +231,15 @@ async fn assert_indexed(index: &SearchIndex, scenario: &Scenario, e: &Expected) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
-    let _shared = STORES.read().await;
     let day = day(0x5EED_0002, 3_000);
-    let scenario = Scenario::new("kill", &storefront::catalog(), &storefront::RATES).await;
+    let scenario = Harness::storefront("kill").await;
     let index = scenario.search_index();
     let search_env = scenario.search_env(&index.addr);
     let mut rng = storefront::Rng::new(0x4B11);
     let chunks: Vec<&[storefront::Record]> =
         day.records.chunks(day.records.len() / 4 + 1).collect();
     assert_eq!(chunks.len(), 4);
-    let mut p = scenario.start_with("kill-0", &as_env(&search_env));
-    p.wait_ready(Duration::from_secs(60)).await;
+    let mut p = scenario.start_ready("kill-0", &as_env(&search_env)).await;
     let mut counted_before = 0;
     for (i, chunk) in chunks.iter().enumerate() {
         scenario.produce(chunk).await;
@@ -508,17 +263,11 @@ async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
             chunks[..=i].iter().map(|c| c.len()).sum::<usize>()
         );
         counted_before = counted;
-        p = scenario.start_with(&format!("kill-{}", i + 1), &as_env(&search_env));
-        p.wait_ready(Duration::from_secs(60)).await;
+        p = scenario
+            .start_ready(&format!("kill-{}", i + 1), &as_env(&search_env))
+            .await;
     }
-    let r = settled(
-        &p,
-        day.start_minute,
-        &day.expected,
-        Duration::from_secs(240),
-    )
-    .await;
-    assert_matches(&r, &day.expected, day.start_minute);
+    settle_day(&p, &day, Duration::from_secs(240)).await;
     assert_recommendations(&p, &day.expected).await;
     // Dead letters are at least once: a kill may repeat one, never lose one.
     let letters = scenario.dead_letters(day.expected.dead_letters, Duration::from_secs(30));
@@ -532,14 +281,14 @@ async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_search_index_delays_documents_never_the_metrics() {
-    let _shared = STORES.read().await;
-    let scenario = Scenario::new("search", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let scenario = Harness::new("search", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
     let start = start_minute();
     let index = scenario.search_index();
     // First nothing listens where the index should be.
     let nowhere = format!("127.0.0.1:{}", common::free_port());
-    let p = scenario.start_with("search-down", &as_env(&scenario.search_env(&nowhere)));
-    p.wait_ready(Duration::from_secs(60)).await;
+    let p = scenario
+        .start_ready("search-down", &as_env(&scenario.search_env(&nowhere)))
+        .await;
     let t = start * 1000 + 30 * 60_000;
     let views: Vec<_> = (0..40).map(|u| view(u, "sku-1", t)).collect();
     scenario.produce(&views).await;
@@ -572,8 +321,9 @@ async fn an_unreachable_search_index_delays_documents_never_the_metrics() {
     assert!(p.terminate(), "a clean exit with documents still queued");
 
     // With the index back, the queued documents arrive, and a replayed event adds none.
-    let p = scenario.start_with("search-up", &as_env(&scenario.search_env(&index.addr)));
-    p.wait_ready(Duration::from_secs(60)).await;
+    let p = scenario
+        .start_ready("search-up", &as_env(&scenario.search_env(&index.addr)))
+        .await;
     assert_eq!(index.settled(40, Duration::from_secs(60)).await, 40);
     let mut replay = views[..5].to_vec();
     replay.push(view(40, "sku-1", t));
@@ -595,9 +345,8 @@ async fn an_unreachable_search_index_delays_documents_never_the_metrics() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_share_the_partitions_and_give_the_same_results() {
-    let _shared = STORES.read().await;
     let day = day(0x5EED_0003, 3_000);
-    let scenario = Scenario::new("pair", &storefront::catalog(), &storefront::RATES).await;
+    let scenario = Harness::storefront("pair").await;
     let a = scenario.start("a");
     let b = scenario.start("b");
     a.wait_ready(Duration::from_secs(60)).await;
@@ -605,14 +354,7 @@ async fn two_instances_share_the_partitions_and_give_the_same_results() {
     // Let the group settle so that both own partitions before the stream starts.
     tokio::time::sleep(Duration::from_secs(8)).await;
     scenario.produce(&day.records).await;
-    let r = settled(
-        &a,
-        day.start_minute,
-        &day.expected,
-        Duration::from_secs(180),
-    )
-    .await;
-    assert_matches(&r, &day.expected, day.start_minute);
+    let r = settle_day(&a, &day, Duration::from_secs(180)).await;
     assert_eq!(analytics(&b, day.start_minute).await.expect("b answers"), r);
     assert_recommendations(&b, &day.expected).await;
     for p in [&a, &b] {
@@ -632,13 +374,11 @@ async fn two_instances_share_the_partitions_and_give_the_same_results() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_and_redis_connections_breaking_mid_stream_cause_retries_not_loss() {
-    let _shared = STORES.read().await;
     let day = day(0x5EED_0004, 3_000);
-    let scenario = Scenario::new("stores", &storefront::catalog(), &storefront::RATES).await;
+    let scenario = Harness::storefront("stores").await;
     let chunks: Vec<&[storefront::Record]> =
         day.records.chunks(day.records.len() / 4 + 1).collect();
-    let mut p = scenario.start("stores");
-    p.wait_ready(Duration::from_secs(60)).await;
+    let mut p = scenario.start_ready("stores", &[]).await;
     let mut counted_before = 0;
     for (i, chunk) in chunks.iter().enumerate() {
         scenario.produce(chunk).await;
@@ -658,26 +398,17 @@ async fn postgres_and_redis_connections_breaking_mid_stream_cause_retries_not_lo
             "the processor must not exit"
         );
     }
-    let r = settled(
-        &p,
-        day.start_minute,
-        &day.expected,
-        Duration::from_secs(240),
-    )
-    .await;
-    assert_matches(&r, &day.expected, day.start_minute);
+    settle_day(&p, &day, Duration::from_secs(240)).await;
     assert!(p.terminate(), "clean exit after the failures");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_and_redis_servers_restarting_mid_stream_cause_retries_not_loss() {
-    let _alone = STORES.write().await;
     let day = day(0x5EED_0006, 3_000);
-    let scenario = Scenario::new("restart", &storefront::catalog(), &storefront::RATES).await;
+    let scenario = Harness::storefront_alone("restart").await;
     let chunks: Vec<&[storefront::Record]> =
         day.records.chunks(day.records.len() / 4 + 1).collect();
-    let mut p = scenario.start("restart");
-    p.wait_ready(Duration::from_secs(60)).await;
+    let mut p = scenario.start_ready("restart", &[]).await;
     let mut counted_before = 0;
     // PostgreSQL, then Redis (which comes back empty: no persistence), then both.
     let restarts: [&[&str]; 3] = [&["postgres"], &["redis"], &["postgres", "redis"]];
@@ -699,14 +430,7 @@ async fn postgres_and_redis_servers_restarting_mid_stream_cause_retries_not_loss
             "the processor must not exit"
         );
     }
-    let r = settled(
-        &p,
-        day.start_minute,
-        &day.expected,
-        Duration::from_secs(240),
-    )
-    .await;
-    assert_matches(&r, &day.expected, day.start_minute);
+    settle_day(&p, &day, Duration::from_secs(240)).await;
     let (_, metrics) = p.get("/metrics").await.expect("metrics");
     assert!(
         metrics.contains("processor_checkpoint_failures_total"),
@@ -717,8 +441,7 @@ async fn postgres_and_redis_servers_restarting_mid_stream_cause_retries_not_loss
 
 #[tokio::test(flavor = "multi_thread")]
 async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
-    let _shared = STORES.read().await;
-    let scenario = Scenario::new("prune", &[], &[]).await;
+    let scenario = Harness::new("prune", &[], &[]).await;
     let now_minute = (time::OffsetDateTime::now_utc().unix_timestamp() / 60) * 60;
     let old_ms = (now_minute - 180 * 60) * 1000;
     let recent_ms = (now_minute - 10 * 60) * 1000;
@@ -734,14 +457,15 @@ async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
         records.push(view(user, "sku-y", recent_ms + 1000));
     }
     // A small bound and a short interval first, to see that nothing is pruned early...
-    let p = scenario.start_with(
-        "prune-keep",
-        &[
-            ("PROCESSOR_PRUNING__INTERVAL_SECS", "3600"),
-            ("PROCESSOR_PRUNING__ROLLUP_RETENTION_MINUTES", "120"),
-        ],
-    );
-    p.wait_ready(Duration::from_secs(60)).await;
+    let p = scenario
+        .start_ready(
+            "prune-keep",
+            &[
+                ("PROCESSOR_PRUNING__INTERVAL_SECS", "3600"),
+                ("PROCESSOR_PRUNING__ROLLUP_RETENTION_MINUTES", "120"),
+            ],
+        )
+        .await;
     scenario.produce(&records).await;
     scenario.wait_committed(13, Duration::from_secs(60)).await;
     let old_minute = now_minute - 180 * 60;
@@ -767,16 +491,17 @@ async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
 
     // ... then pruning every second: rollups older than 120 minutes go, of the product
     // pairs only the two most counted stay, and the user idle for three hours goes.
-    let p = scenario.start_with(
-        "prune",
-        &[
-            ("PROCESSOR_PRUNING__INTERVAL_SECS", "1"),
-            ("PROCESSOR_PRUNING__ROLLUP_RETENTION_MINUTES", "120"),
-            ("PROCESSOR_PRUNING__MAX_PRODUCT_PAIRS", "2"),
-            ("PROCESSOR_SESSIONS__RETENTION_MINUTES", "120"),
-        ],
-    );
-    p.wait_ready(Duration::from_secs(60)).await;
+    let p = scenario
+        .start_ready(
+            "prune",
+            &[
+                ("PROCESSOR_PRUNING__INTERVAL_SECS", "1"),
+                ("PROCESSOR_PRUNING__ROLLUP_RETENTION_MINUTES", "120"),
+                ("PROCESSOR_PRUNING__MAX_PRODUCT_PAIRS", "2"),
+                ("PROCESSOR_SESSIONS__RETENTION_MINUTES", "120"),
+            ],
+        )
+        .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while scenario.rows(&old_rows).await > 0
         || scenario.rows("product_pairs").await > 2
@@ -834,8 +559,7 @@ async fn assert_counted(p: &Processor, start: i64, views: i64, late: i64, duplic
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resend_after_a_kill_9_is_a_duplicate_until_its_window_has_passed() {
-    let _shared = STORES.read().await;
-    let scenario = Scenario::new("resend", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let scenario = Harness::new("resend", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
     let start = start_minute();
     let env = [
         ("PROCESSOR_DEDUP__WINDOW_MINUTES", "5"),
@@ -843,16 +567,14 @@ async fn a_resend_after_a_kill_9_is_a_duplicate_until_its_window_has_passed() {
     ];
     let t0 = (start + 10 * 60) * 1000;
     let original = view(1, "sku-1", t0);
-    let mut p = scenario.start_with("resend-0", &env);
-    p.wait_ready(Duration::from_secs(60)).await;
+    let mut p = scenario.start_ready("resend-0", &env).await;
     scenario.produce(std::slice::from_ref(&original)).await;
     scenario.wait_committed(1, Duration::from_secs(60)).await;
     p.kill9();
     // The same record again (the agent's disk buffer delivering again after a crash):
     // the new process knows its id from the committed log only.
     scenario.produce(std::slice::from_ref(&original)).await;
-    let mut p = scenario.start_with("resend-1", &env);
-    p.wait_ready(Duration::from_secs(60)).await;
+    let mut p = scenario.start_ready("resend-1", &env).await;
     assert_counted(&p, start, 1, 0, 1).await;
     assert_eq!(scenario.rows("dedup_log").await, 1, "one id committed");
 
@@ -893,17 +615,17 @@ fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn catalog_changes_are_picked_up_and_silent_clients_disconnected() {
-    let _shared = STORES.read().await;
-    let scenario = Scenario::new("catalog", &[("sku-old".to_owned(), "Old".to_owned())], &[]).await;
+    let scenario = Harness::new("catalog", &[("sku-old".to_owned(), "Old".to_owned())], &[]).await;
     let start = start_minute();
-    let p = scenario.start_with(
-        "catalog",
-        &[
-            ("PROCESSOR_CATALOG__REFRESH_SECS", "1"),
-            ("PROCESSOR_API__HEADER_READ_TIMEOUT_MS", "500"),
-        ],
-    );
-    p.wait_ready(Duration::from_secs(60)).await;
+    let p = scenario
+        .start_ready(
+            "catalog",
+            &[
+                ("PROCESSOR_CATALOG__REFRESH_SECS", "1"),
+                ("PROCESSOR_API__HEADER_READ_TIMEOUT_MS", "500"),
+            ],
+        )
+        .await;
     // A client that never sends its request is disconnected.
     let mut silent = tokio::net::TcpStream::connect(&p.addr)
         .await
@@ -956,7 +678,6 @@ async fn catalog_changes_are_picked_up_and_silent_clients_disconnected() {
 /// and each bad record is dead-lettered exactly once, also across a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_records_are_dead_lettered_once_and_the_rest_is_counted_exactly() {
-    let _shared = STORES.read().await;
     let mut day = day(0x5EED_0013, 1_000);
     // After the day (40 minutes), so that no partition's watermark makes them late.
     let at = day.start_minute * 1000 + 45 * 60_000;
@@ -1035,7 +756,7 @@ async fn hostile_records_are_dead_lettered_once_and_the_rest_is_counted_exactly(
     valid.push(second);
     let clean_letters = e.dead_letters;
     let hostile_count = cases.len();
-    let scenario = Scenario::new("hostile", &storefront::catalog(), &storefront::RATES).await;
+    let scenario = Harness::storefront("hostile").await;
     // Hostile records first, mixed into every topic, then the clean day with the heavy
     // valid records, then the rest of the hostile ones again interleaved per topic.
     let second_half = cases.split_off(hostile_count / 2);
@@ -1073,16 +794,8 @@ async fn hostile_records_are_dead_lettered_once_and_the_rest_is_counted_exactly(
         .await;
     cases.extend(second_half);
 
-    let mut p = scenario.start("hostile");
-    p.wait_ready(Duration::from_secs(60)).await;
-    let r = settled(
-        &p,
-        day.start_minute,
-        &day.expected,
-        Duration::from_secs(180),
-    )
-    .await;
-    assert_matches(&r, &day.expected, day.start_minute);
+    let mut p = scenario.start_ready("hostile", &[]).await;
+    settle_day(&p, &day, Duration::from_secs(180)).await;
 
     let want = clean_letters + hostile_count;
     let letters = testkit::consume(
@@ -1123,8 +836,7 @@ async fn hostile_records_are_dead_lettered_once_and_the_rest_is_counted_exactly(
     assert!(p.get("/health/ready").await.expect("answer").0 == 200);
     assert!(p.terminate(), "SIGTERM exits cleanly");
     // A restart reads nothing again: no dead letter is produced twice.
-    let mut p = scenario.start("hostile-restarted");
-    p.wait_ready(Duration::from_secs(60)).await;
+    let mut p = scenario.start_ready("hostile-restarted", &[]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let again = testkit::consume(
         &scenario.services.kafka,
@@ -1141,9 +853,8 @@ async fn hostile_records_are_dead_lettered_once_and_the_rest_is_counted_exactly(
 /// SQLSTATE, and everything else is counted.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_the_database_refuses_is_isolated_and_the_rest_is_counted() {
-    let _shared = STORES.read().await;
     let mut day = day(0x5EED_0014, 300);
-    let scenario = Scenario::new("refused", &storefront::catalog(), &storefront::RATES).await;
+    let scenario = Harness::storefront("refused").await;
     // A constraint only PostgreSQL knows about stands for a class of values nobody has
     // found yet.
     scenario
@@ -1191,19 +902,13 @@ async fn a_record_the_database_refuses_is_isolated_and_the_rest_is_counted() {
         .await;
     // After the day: they move their partitions' watermarks past it.
     scenario.produce(&flooded).await;
-    let mut p = scenario.start_with(
-        "refused",
-        &[("PROCESSOR_EXPERIMENTS__FLAGS", r#"["checkout_v2"]"#)],
-    );
-    p.wait_ready(Duration::from_secs(60)).await;
-    let r = settled(
-        &p,
-        day.start_minute,
-        &day.expected,
-        Duration::from_secs(180),
-    )
-    .await;
-    assert_matches(&r, &day.expected, day.start_minute);
+    let mut p = scenario
+        .start_ready(
+            "refused",
+            &[("PROCESSOR_EXPERIMENTS__FLAGS", r#"["checkout_v2"]"#)],
+        )
+        .await;
+    let r = settle_day(&p, &day, Duration::from_secs(180)).await;
     assert_eq!(r.experiment_pairs, 2, "only the listed flag's variants");
     day.expected.dead_letters += poison.len();
     let letters = scenario.dead_letters(day.expected.dead_letters, Duration::from_secs(60));
@@ -1234,9 +939,8 @@ async fn a_record_the_database_refuses_is_isolated_and_the_rest_is_counted() {
 /// dead-lettering good records.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_schema_error_stops_the_processor_with_the_sqlstate() {
-    let _shared = STORES.read().await;
     let day = storefront::day(0x5EED_0015, 50, start_minute());
-    let scenario = Scenario::new("halt", &storefront::catalog(), &storefront::RATES).await;
+    let scenario = Harness::storefront("halt").await;
     scenario.execute("drop table rollup_members").await;
     scenario.produce(&day.records).await;
     let mut p = scenario.start("halt");
@@ -1282,7 +986,21 @@ async fn serve_refusing_index(
                     let seen = seen.clone();
                     async move {
                         let bulk = request.uri().path().ends_with("/_bulk");
-                        let body = request.into_body().collect().await?.to_bytes();
+                        let gzip = request
+                            .headers()
+                            .get("content-encoding")
+                            .is_some_and(|v| v == "gzip");
+                        let mut body = request.into_body().collect().await?.to_bytes().to_vec();
+                        if gzip {
+                            // As the index does: the limit is on the documents' bytes.
+                            let mut plain = Vec::new();
+                            std::io::Read::read_to_end(
+                                &mut flate2::read::GzDecoder::new(body.as_slice()),
+                                &mut plain,
+                            )
+                            .expect("a gzip body");
+                            body = plain;
+                        }
                         let answer = if !bulk {
                             (200, "{}".to_owned())
                         } else if body.len() > limit {
@@ -1325,9 +1043,8 @@ async fn serve_refusing_index(
 /// blocks the queue and the analytics stay exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_requests_the_index_refuses_as_too_large_are_split() {
-    let _shared = STORES.read().await;
     let mut day = day(0x5EED_0016, 300);
-    let scenario = Scenario::new("split", &storefront::catalog(), &storefront::RATES).await;
+    let scenario = Harness::storefront("split").await;
     // An order whose document alone is larger than the index takes.
     let mut rng = storefront::Rng::new(16);
     let items: Vec<serde_json::Value> = (0..1_000)
@@ -1358,16 +1075,8 @@ async fn bulk_requests_the_index_refuses_as_too_large_are_split() {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(RefusingIndex::default()));
     tokio::spawn(serve_refusing_index(listener, 32 * 1024, seen.clone()));
     let env = scenario.search_env(&addr);
-    let mut p = scenario.start_with("split", &as_env(&env));
-    p.wait_ready(Duration::from_secs(60)).await;
-    let r = settled(
-        &p,
-        day.start_minute,
-        &day.expected,
-        Duration::from_secs(180),
-    )
-    .await;
-    assert_matches(&r, &day.expected, day.start_minute);
+    let mut p = scenario.start_ready("split", &as_env(&env)).await;
+    settle_day(&p, &day, Duration::from_secs(180)).await;
 
     let want = (day.expected.events.iter().sum::<i64>() + day.expected.late_events) as usize;
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -1,8 +1,10 @@
 //! Test support shared by the workspace's integration tests: finding the real Kafka the
 //! scripts started (and failing with instructions when it is missing), and reading
-//! topics back. Not published; a dev-dependency only.
+//! topics back; and the seeded storefront traffic generator ([`storefront`]). Not
+//! published; a dev-dependency, and a dependency of the benches' load tools.
 
 pub mod hostile;
+pub mod storefront;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

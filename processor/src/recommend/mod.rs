@@ -16,8 +16,10 @@
 //! order, so the counts do not depend on how topics are interleaved.
 //!
 //! Checkpoints log the pair deltas ([`pair_log`]); [`fold`] adds them to the counts in
-//! the background. [`publisher`] publishes the recommendations of active users to Kafka.
+//! the background. [`publisher`] publishes the recommendations of the users noted in
+//! [`active_users`] to Kafka.
 
+pub mod active_users;
 pub mod fold;
 pub mod pair_log;
 pub mod publisher;

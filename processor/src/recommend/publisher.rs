@@ -9,63 +9,19 @@
 //! Delivery is at least once while running; a round lost to a crash or a failed statement
 //! is made up by the user's next round (users of a failed statement are kept for it).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
+use super::active_users::ActiveUsers;
 use crate::error::Error;
 use crate::store::Store;
 
 /// Users per recommendations statement: large enough that one pass over the product
 /// pairs serves many users, small enough that one statement stays short.
 const USERS_PER_STATEMENT: usize = 5_000;
-
-/// Users kept waiting for their next round at most; beyond this, more are not noted
-/// (counted in `processor_recommendations_dropped_total`) until a round has run.
-const MAX_WAITING_USERS: usize = 1_000_000;
-
-/// The users whose recommendations are due at the next round, shared between the
-/// consume loop and the publisher.
-#[derive(Debug, Default)]
-pub struct ActiveUsers {
-    users: Mutex<HashSet<String>>,
-}
-
-impl ActiveUsers {
-    /// Notes `users` for the next round; returns how many could not be noted (bound
-    /// reached).
-    pub fn add<'a>(&self, users: impl IntoIterator<Item = &'a str>) -> usize {
-        let mut waiting = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        let mut refused = 0;
-        for user in users {
-            if waiting.contains(user) {
-                continue;
-            }
-            if waiting.len() >= MAX_WAITING_USERS {
-                refused += 1;
-            } else {
-                waiting.insert(user.to_owned());
-            }
-        }
-        metrics::gauge!("processor_recommendations_waiting_users").set(waiting.len() as f64);
-        refused
-    }
-
-    /// Takes every noted user, in a stable order.
-    fn take(&self) -> Vec<String> {
-        let mut waiting = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        let mut users: Vec<String> = waiting.drain().collect();
-        users.sort_unstable();
-        users
-    }
-
-    fn len(&self) -> usize {
-        self.users.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-}
 
 /// What the publisher needs to know.
 #[derive(Debug, Clone)]
@@ -225,7 +181,7 @@ impl Publisher {
         user: &str,
         products: &[super::Recommendation],
     ) -> Option<rdkafka::producer::DeliveryFuture> {
-        let generated_at = crate::report::rfc3339(crate::pipeline::now_ms() / 1000);
+        let generated_at = crate::report::rfc3339(ingest_common::clock::unix_ms() / 1000);
         let value = serde_json::json!({"user_id": user, "products": products, "generated_at": generated_at})
             .to_string();
         match self.producer.send_result(
@@ -240,29 +196,5 @@ impl Publisher {
                 None
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn active_users_are_noted_once_and_taken_in_order() {
-        let active = ActiveUsers::default();
-        assert_eq!(active.add(["b", "a", "b"]), 0);
-        assert_eq!(active.add(["a", "c"]), 0);
-        assert_eq!(active.take(), vec!["a", "b", "c"]);
-        assert!(active.take().is_empty(), "taken means gone");
-    }
-
-    #[test]
-    fn active_users_are_bounded() {
-        let active = ActiveUsers::default();
-        let many: Vec<String> = (0..MAX_WAITING_USERS).map(|i| format!("u{i}")).collect();
-        assert_eq!(active.add(many.iter().map(String::as_str)), 0);
-        assert_eq!(active.add(["u1", "new"]), 1, "a known user is not refused");
-        assert_eq!(active.take().len(), MAX_WAITING_USERS);
-        assert_eq!(active.add(["new"]), 0, "room again after a round");
     }
 }

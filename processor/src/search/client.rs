@@ -1,69 +1,75 @@
-//! The one I/O call of the sink: an HTTP/1.1 request to the index, over a kept-alive
-//! connection (hyper's client connection; no pool: the sink sends one request at a
-//! time).
+//! The one I/O call of the sink: a request to the index's REST API with reqwest over
+//! rustls (`http://` or `https://`), with the configured credentials and, when set, a
+//! gzip-compressed body. The sink sends one request at a time; reqwest keeps its
+//! connection alive between them.
 
-use std::time::Duration;
+use std::io::Write;
 
-use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
 
+use crate::config::{SearchAuth, SearchSettings};
 use crate::error::Error;
 
-/// A validated `http://host[:port][/prefix]` address of the index's REST API.
+/// A validated `http[s]://host[:port][/prefix]` address of the index's REST API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexUrl {
+    tls: bool,
     host: String,
     port: u16,
     prefix: String,
 }
 
 impl IndexUrl {
-    /// Parses the configured URL. Only `http` for now: a TLS-terminated cluster needs a
-    /// local proxy (see `docs/processor.md`).
+    /// Parses the configured URL; the port defaults to 9200.
     ///
     /// # Errors
     ///
     /// A description of what is wrong with it.
     pub fn parse(url: &str) -> Result<IndexUrl, String> {
         let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err("https is not supported yet; use http".to_owned()),
-            _ => return Err("must start with http://".to_owned()),
-        }
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err("must start with http:// or https://".to_owned()),
+        };
         if uri.query().is_some() {
             return Err("must not have a query".to_owned());
         }
         let authority = uri.authority().ok_or("has no host")?;
         if authority.as_str().contains('@') {
-            return Err("credentials in the URL are not supported".to_owned());
+            return Err(
+                "credentials in the URL are not supported; set search.username and search.password, or search.api_key"
+                    .to_owned(),
+            );
         }
         let host = authority.host().trim_matches(['[', ']']).to_owned();
         if host.is_empty() {
             return Err("has no host".to_owned());
         }
         Ok(IndexUrl {
+            tls,
             host,
             port: authority.port_u16().unwrap_or(9200),
             prefix: uri.path().trim_end_matches('/').to_owned(),
         })
     }
 
-    fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+    /// Whether requests go over TLS (`https`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 }
 
 impl std::fmt::Display for IndexUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority(), self.prefix)
+        let scheme = if self.tls { "https" } else { "http" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}{}", self.host, self.port, self.prefix)
+        } else {
+            write!(f, "{scheme}://{}:{}{}", self.host, self.port, self.prefix)
+        }
     }
 }
 
@@ -78,119 +84,194 @@ pub struct Answer {
 
 /// A client of the index's REST API.
 pub struct IndexClient {
-    url: IndexUrl,
-    timeout: Duration,
-    connection: Option<SendRequest<Full<Bytes>>>,
+    base: String,
+    gzip: bool,
+    auth: Option<SearchAuth>,
+    /// The `Authorization` value of an API key, built once (marked sensitive).
+    api_key: Option<HeaderValue>,
+    client: reqwest::Client,
 }
 
 impl IndexClient {
-    /// A client; it connects on the first request.
-    pub fn new(url: IndexUrl, timeout: Duration) -> Self {
-        IndexClient {
-            url,
-            timeout,
-            connection: None,
-        }
-    }
-
-    /// Sends one request (`path` below the URL's prefix) and reads the whole answer,
-    /// within the timeout. A failed or timed-out request drops the connection; the next
-    /// one opens a new one.
+    /// A client for `settings`: its URL, time-out, credentials, compression and extra
+    /// CA certificates (read here, once). It connects on the first request.
     ///
     /// # Errors
     ///
-    /// [`Error::Index`] (connection, protocol) or [`Error::Timeout`].
-    pub async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> Result<Answer, Error> {
-        let result = tokio::time::timeout(
-            self.timeout,
-            self.exchange(method, path, content_type, body),
-        )
-        .await;
-        match result {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => {
-                self.connection = None;
-                Err(e)
+    /// [`Error::Index`] when the CA file cannot be read or holds no PEM certificate, or
+    /// a credential is not a valid header value.
+    pub fn new(settings: &SearchSettings) -> Result<Self, Error> {
+        let api_key = match &settings.auth {
+            Some(SearchAuth::ApiKey(key)) => {
+                let mut value = HeaderValue::from_str(&format!("ApiKey {}", key.expose()))
+                    .map_err(|_| {
+                        Error::Index("search.api_key is not a valid HTTP header value".to_owned())
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
             }
-            Err(_) => {
-                self.connection = None;
-                Err(Error::Timeout("search index request"))
+            _ => None,
+        };
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout)
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(1);
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::Index(format!("reading search.ca_file {}: {e}", path.display()))
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::Index(format!("search.ca_file {}: {}", path.display(), causes(&e)))
+            })?;
+            if certificates.is_empty() {
+                return Err(Error::Index(format!(
+                    "search.ca_file {} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
             }
         }
+        let client = builder
+            .build()
+            .map_err(|e| Error::Index(format!("building the HTTP client: {}", causes(&e))))?;
+        Ok(IndexClient {
+            base: settings.url.to_string(),
+            gzip: settings.gzip,
+            auth: settings.auth.clone(),
+            api_key,
+            client,
+        })
     }
 
-    async fn exchange(
-        &mut self,
+    /// Sends one request (`path` below the URL's prefix) and reads the whole answer,
+    /// within the time-out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Index`] (connection, TLS, protocol; the message carries every cause) or
+    /// [`Error::Timeout`].
+    pub async fn send(
+        &self,
         method: Method,
         path: &str,
-        content_type: &str,
+        content_type: &'static str,
         body: Vec<u8>,
     ) -> Result<Answer, Error> {
-        let index_error =
-            |what: &str, e: &dyn std::fmt::Display| Error::Index(format!("{what}: {e}"));
-        let reusable = match &mut self.connection {
-            Some(c) => c.ready().await.is_ok(),
-            None => false,
-        };
-        if !reusable {
-            let stream = tokio::net::TcpStream::connect((self.url.host.as_str(), self.url.port))
-                .await
-                .map_err(|e| index_error(&format!("connecting to {}", self.url), &e))?;
-            let _ = stream.set_nodelay(true);
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| index_error("HTTP handshake", &e))?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "search index connection closed");
-                }
-            });
-            self.connection = Some(sender);
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header(CONTENT_TYPE, content_type);
+        match (&self.auth, &self.api_key) {
+            (Some(SearchAuth::Basic { username, password }), _) => {
+                request = request.basic_auth(username, Some(password.expose()));
+            }
+            (_, Some(api_key)) => request = request.header(AUTHORIZATION, api_key.clone()),
+            _ => {}
         }
-        let sender = self
-            .connection
-            .as_mut()
-            .ok_or_else(|| Error::Index("no connection".to_owned()))?;
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.url.prefix))
-            .header(hyper::header::HOST, self.url.authority())
-            .header(hyper::header::CONTENT_TYPE, content_type)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| index_error("building the request", &e))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| index_error("request", &e))?;
+        let body = if self.gzip {
+            request = request.header(CONTENT_ENCODING, "gzip");
+            gzip(&body).map_err(|e| Error::Index(format!("compressing the request: {e}")))?
+        } else {
+            body
+        };
+        let failed = |e: reqwest::Error| {
+            if e.is_timeout() {
+                Error::Timeout("search index request")
+            } else {
+                Error::Index(causes(&e))
+            }
+        };
+        let response = request.body(body).send().await.map_err(failed)?;
         let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| index_error("reading the answer", &e))?
-            .to_bytes();
+        let body = response.bytes().await.map_err(failed)?;
         Ok(Answer { status, body })
     }
+}
+
+/// `body` gzip-compressed (default level: bulk bodies of JSON shrink several-fold).
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+/// An error and its causes, outermost first: reqwest's own message names only the
+/// request ("error sending request for url"), the causes say why (refused, TLS, DNS).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
-    fn urls_are_http_with_a_default_port_and_an_optional_prefix() {
+    fn urls_are_http_or_https_with_a_default_port_and_an_optional_prefix() {
         let u = IndexUrl::parse("http://127.0.0.1:9201/").expect("valid");
         assert_eq!(u.to_string(), "http://127.0.0.1:9201");
+        assert!(!u.is_tls());
         let u = IndexUrl::parse("http://search.internal/os").expect("valid");
         assert_eq!(u.to_string(), "http://search.internal:9200/os");
-        assert!(matches!(IndexUrl::parse("https://x:9200"), Err(why) if why.contains("https")));
+        let u = IndexUrl::parse("https://[::1]:9243/").expect("valid");
+        assert_eq!(u.to_string(), "https://[::1]:9243");
+        assert!(u.is_tls());
         assert!(IndexUrl::parse("x:9200").is_err());
-        assert!(IndexUrl::parse("http://user:pw@x:9200").is_err());
+        assert!(IndexUrl::parse("ftp://x:9200").is_err());
+        assert!(IndexUrl::parse("http://x:9200/?a=b").is_err());
+        assert!(
+            matches!(IndexUrl::parse("http://user:pw@x:9200"), Err(why) if why.contains("search.username"))
+        );
+    }
+
+    #[test]
+    fn bodies_compress_and_decompress_to_the_same_bytes() {
+        let body = b"{\"index\":{}}\n{\"a\":1}\n".repeat(100);
+        let packed = gzip(&body).expect("compressed");
+        assert!(packed.len() < body.len() / 4, "{} bytes", packed.len());
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(packed.as_slice())
+            .read_to_end(&mut unpacked)
+            .expect("gzip");
+        assert_eq!(unpacked, body);
+    }
+
+    #[test]
+    fn causes_are_joined_outermost_first() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outer = std::io::Error::other(Wrapped(inner));
+        assert_eq!(causes(&outer), "wrapped: refused");
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("wrapped")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
     }
 }

@@ -16,6 +16,7 @@ use crate::store::Store;
 /// Sends the documents of the `search_outbox` table to the index (see [`crate::search`]).
 pub struct SearchSink {
     settings: SearchSettings,
+    client: IndexClient,
     postgres_url: String,
     postgres_connect_timeout: Duration,
     wake: Arc<Notify>,
@@ -23,17 +24,22 @@ pub struct SearchSink {
 
 impl SearchSink {
     /// A sink reading the outbox of the database at `postgres_url`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Index`] when the index client cannot be built (see [`IndexClient::new`]).
     pub fn new(
         settings: SearchSettings,
         postgres_url: String,
         postgres_connect_timeout: Duration,
-    ) -> Self {
-        SearchSink {
+    ) -> Result<Self, Error> {
+        Ok(SearchSink {
+            client: IndexClient::new(&settings)?,
             settings,
             postgres_url,
             postgres_connect_timeout,
             wake: Arc::new(Notify::new()),
-        }
+        })
     }
 
     /// A handle that makes the sink look at the outbox now (after a checkpoint) instead
@@ -46,7 +52,6 @@ impl SearchSink {
     /// returns an error: failures are retried with backoff, and what is not sent stays
     /// in the outbox for the next run.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut client = IndexClient::new(self.settings.url.clone(), self.settings.request_timeout);
         let mut store: Option<Store> = None;
         let mut index_ready = false;
         let mut failures: u32 = 0;
@@ -65,7 +70,7 @@ impl SearchSink {
             if *shutdown.borrow() {
                 break;
             }
-            match self.drain(&mut client, &mut store, &mut index_ready).await {
+            match self.drain(&mut store, &mut index_ready).await {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     let reason = match &e {
@@ -83,7 +88,7 @@ impl SearchSink {
             self.report_lag(&mut store).await;
         }
         // Whatever is not sent now stays in the outbox for the next start.
-        let last = self.drain(&mut client, &mut store, &mut index_ready);
+        let last = self.drain(&mut store, &mut index_ready);
         match tokio::time::timeout(self.settings.request_timeout, last).await {
             Ok(Ok(())) => tracing::info!("search index sink stopped; outbox drained"),
             _ => tracing::info!(
@@ -97,12 +102,7 @@ impl SearchSink {
     }
 
     /// Sends everything queued, batch by batch, oldest first.
-    async fn drain(
-        &self,
-        client: &mut IndexClient,
-        store: &mut Option<Store>,
-        index_ready: &mut bool,
-    ) -> Result<(), Error> {
+    async fn drain(&self, store: &mut Option<Store>, index_ready: &mut bool) -> Result<(), Error> {
         let store = self.connected(store).await?;
         let dropped = store
             .trim_search_outbox(self.settings.max_queued_documents)
@@ -116,7 +116,7 @@ impl SearchSink {
             );
         }
         if !*index_ready {
-            self.create_index(client).await?;
+            self.create_index().await?;
             *index_ready = true;
         }
         // Documents per request: the configured batch, halved while the index refuses
@@ -145,7 +145,8 @@ impl SearchSink {
                 .map(|(_, id, doc)| (id.clone(), doc.clone()))
                 .collect();
             let started = Instant::now();
-            let answer = client
+            let answer = self
+                .client
                 .send(
                     Method::POST,
                     "/_bulk",
@@ -214,8 +215,9 @@ impl SearchSink {
     }
 
     /// Creates the index with its mapping unless it exists.
-    async fn create_index(&self, client: &mut IndexClient) -> Result<(), Error> {
-        let answer = client
+    async fn create_index(&self) -> Result<(), Error> {
+        let answer = self
+            .client
             .send(
                 Method::PUT,
                 &format!("/{}", self.settings.index),

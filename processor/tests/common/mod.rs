@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod harness;
 pub mod storefront;
 
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! The consume loop: read records, decode, hold them until the next checkpoint, then
-//! aggregate and commit them with their offsets, then write the live view.
+//! aggregate and commit them with their offsets, then write the live view. Decoding a
+//! record is in `decode`, keeping the live view whole after a Redis loss in `live_sync`.
 //!
 //! ## Positions come from PostgreSQL
 //!
@@ -41,12 +42,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ingest_core::model::Event;
-use ingest_core::{contract, EventKind};
+use ingest_core::EventKind;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -59,8 +59,11 @@ use crate::dedup::{self, SeenIds};
 use crate::error::{Disposition, Error};
 use crate::isolate::write_isolating;
 use crate::live::LiveView;
-use crate::recommend::publisher::ActiveUsers;
+use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store};
+
+mod decode;
+mod live_sync;
 
 /// What the HTTP health endpoints report.
 #[derive(Debug, Default)]
@@ -568,97 +571,6 @@ impl Pipeline {
         }
     }
 
-    fn decode(&self, message: &OwnedMessage) -> Result<Incoming, (&'static str, String)> {
-        let header = |name: &str| -> Option<String> {
-            message.headers().and_then(|hs| {
-                hs.iter()
-                    .find(|h| h.key == name)
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-            })
-        };
-        let kind = match header("event_type") {
-            Some(name) => EventKind::from_name(&name).ok_or_else(|| {
-                (
-                    reason::UNKNOWN_EVENT_TYPE,
-                    format!("event_type header {:?} is not an event type", clip(&name)),
-                )
-            })?,
-            None => *self.kinds.get(message.topic()).ok_or((
-                reason::MISSING_EVENT_TYPE,
-                "no event_type header".to_owned(),
-            ))?,
-        };
-        let payload = message.payload().unwrap_or_default();
-        let mut event = Event::decode(kind, payload)
-            .map_err(|e| (reason::UNDECODABLE, format!("not a {kind} event: {e}")))?;
-        if event.common().identity().is_none() {
-            return Err((
-                reason::MISSING_IDENTITY,
-                "neither user_id nor anonymous_id".to_owned(),
-            ));
-        }
-        // Records from foreign producers never met the validator: the same rules here.
-        event
-            .check_content()
-            .map_err(|e| (reason::UNSTORABLE, e.to_string()))?;
-        if let Some(flags) = &self.settings.experiment_flags {
-            let common = match &mut event {
-                Event::ProductView(e) => &mut e.common,
-                Event::Cart(e) => &mut e.common,
-                Event::Purchase(e) => &mut e.common,
-                Event::Search(e) => &mut e.common,
-            };
-            if let Some(context) = common.context.as_mut() {
-                context.experiments.retain(|flag, _| flags.contains(flag));
-            }
-        }
-        let event_id = header("event_id")
-            .or_else(|| event.common().event_id.clone())
-            .unwrap_or_else(|| {
-                format!(
-                    "{}:{}:{}",
-                    message.topic(),
-                    message.partition(),
-                    message.offset()
-                )
-            });
-        contract::check_identifier(&event_id).map_err(|why| {
-            (
-                reason::UNSTORABLE,
-                format!("event_id header {:?}: {why}", clip(&event_id)),
-            )
-        })?;
-        let dedup_key = match header("source") {
-            Some(source) => {
-                contract::check_identifier(&source).map_err(|why| {
-                    (
-                        reason::UNSTORABLE,
-                        format!("source header {:?}: {why}", clip(&source)),
-                    )
-                })?;
-                // Length-prefixed, so no two (source, id) pairs share a key.
-                dedup::key_of(&format!("{}:{source}/{event_id}", source.len()))
-            }
-            None => dedup::key_of(&event_id),
-        };
-        let event_time_ms = event
-            .common()
-            .timestamp
-            .as_deref()
-            .and_then(parse_rfc3339_ms)
-            .or_else(|| header("received_at").as_deref().and_then(parse_rfc3339_ms))
-            .or_else(|| message.timestamp().to_millis())
-            .unwrap_or_else(now_ms);
-        Ok(Incoming {
-            source: TopicPartition::new(message.topic(), message.partition()),
-            event_id,
-            key: dedup_key,
-            event_time_ms,
-            event,
-        })
-    }
-
     /// Commits the held records: see [`crate::store`] and [`crate::isolate`].
     async fn checkpoint(&mut self) -> Result<(), Error> {
         if self.ranges.is_empty() {
@@ -830,84 +742,6 @@ impl Pipeline {
         }
         Ok(())
     }
-
-    /// Notices a Redis that lost the live view (restarted without persistence, flushed)
-    /// and queues the whole retention period for a re-write from PostgreSQL.
-    async fn check_live_marker(&mut self) {
-        match self.live.has_marker().await {
-            Ok(true) | Err(_) => {}
-            Ok(false) => {
-                let since = crate::aggregate::minute_of(now_ms())
-                    - self.settings.retention.as_secs() as i64;
-                match self
-                    .store
-                    .requeue_live(&self.settings.kafka.group_id, since)
-                    .await
-                {
-                    Ok(rows) => {
-                        if rows > 0 {
-                            tracing::warn!(
-                                rows,
-                                "Redis holds no live view (restarted or flushed): re-writing it from PostgreSQL"
-                            );
-                        }
-                        self.live_lagging = true;
-                        if let Err(e) = self.live.set_marker().await {
-                            tracing::warn!(error = %e, "setting the live view marker failed");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "queueing the live view re-write failed")
-                    }
-                }
-            }
-        }
-    }
-
-    /// Re-writes the live view of every (minute, partition) in the outbox.
-    async fn resync_live(&mut self) {
-        // Bounded: rows another instance keeps moving ahead are left to it.
-        for _ in 0..MAX_RESYNC_ROUNDS {
-            let rows = match self.store.outbox(500).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the outbox failed");
-                    return;
-                }
-            };
-            if rows.is_empty() {
-                self.live_lagging = false;
-                return;
-            }
-            let mut written = Vec::new();
-            for (minute, tp, _) in rows {
-                let (committed, members, version) =
-                    match self.store.committed_for(minute, &tp).await {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "reading committed rollups failed");
-                            return;
-                        }
-                    };
-                if version < 0 {
-                    continue;
-                }
-                let members = members.into_iter().map(|(s, m)| (minute, s, m)).collect();
-                let versions = [(tp.clone(), version)].into();
-                if let Err(e) = self.live.write(&committed, &versions, &members).await {
-                    tracing::warn!(error = %e, "re-writing the live view failed");
-                    self.live_lagging = true;
-                    return;
-                }
-                written.push((minute, tp, version));
-            }
-            if let Err(e) = self.store.clear_outbox(&written).await {
-                tracing::warn!(error = %e, "clearing the outbox failed");
-                return;
-            }
-            tracing::info!(rows = written.len(), "live view re-written from PostgreSQL");
-        }
-    }
 }
 
 /// The search documents of the events `rollup` counted for the first time (one per
@@ -963,40 +797,7 @@ fn phase_done(name: &'static str, since: &mut Instant) {
     *since = Instant::now();
 }
 
-/// At most the first 64 characters of a foreign value, for a message.
-fn clip(text: &str) -> String {
-    text.chars().take(64).collect()
-}
-
-/// Rounds of 500 outbox rows one resynchronisation handles at most.
-const MAX_RESYNC_ROUNDS: usize = 20;
-
 /// Unix milliseconds now.
-pub(crate) fn now_ms() -> i64 {
+fn now_ms() -> i64 {
     ingest_common::clock::unix_ms()
-}
-
-/// Parses an RFC 3339 timestamp into Unix milliseconds.
-fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    let t =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_timestamps() {
-        assert_eq!(
-            parse_rfc3339_ms("2026-11-24T10:00:00.123Z"),
-            Some(1_795_514_400_123)
-        );
-        assert_eq!(
-            parse_rfc3339_ms("2026-11-24T11:00:00+01:00"),
-            Some(1_795_514_400_000)
-        );
-        assert_eq!(parse_rfc3339_ms("yesterday"), None);
-    }
 }

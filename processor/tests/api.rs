@@ -1,0 +1,167 @@
+//! The HTTP API served in-process against a real PostgreSQL and Redis: routes, error
+//! shapes, and percent-encoded values reaching the handlers decoded.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{http, Scenario};
+use processor::http::{router, serve, ApiState, ConnectionLimits};
+use processor::live::{LiveView, ReadLimits};
+use processor::pipeline::Health;
+use processor::store_pool::StorePool;
+
+/// Serves the API of `scenario`'s database on a free port; returns its address and the
+/// stop signal.
+async fn start_api(scenario: &Scenario) -> (String, tokio::sync::watch::Sender<bool>) {
+    let live = LiveView::connect(&scenario.services.redis, &scenario.name, 3_600)
+        .await
+        .expect("Redis reachable at REDIS_URL");
+    let state = Arc::new(ApiState {
+        live,
+        currency: "EUR".to_owned(),
+        limits: ReadLimits {
+            top_n: 10,
+            max_experiment_pairs: 100,
+        },
+        queries: tokio::sync::Semaphore::new(4),
+        recommendations_top_n: 10,
+        recommendations_partners: 50,
+        stores: StorePool::new(
+            &scenario.postgres,
+            2,
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+        ),
+        metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle(),
+        health: Arc::new(Health::default()),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let limits = ConnectionLimits {
+        max_connections: 16,
+        header_read_timeout: Duration::from_secs(5),
+        drain_timeout: Duration::from_secs(5),
+    };
+    tokio::spawn(serve(listener, router(state), limits, shutdown));
+    (addr, stop)
+}
+
+async fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = http(addr, "GET", path, "").await.expect("answer");
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, value)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn percent_encoded_values_reach_the_handlers_decoded_and_malformed_ones_are_400() {
+    let scenario = Scenario::new("api_decoding", &[], &[]).await;
+    scenario
+        .execute(
+            "insert into user_activity (member, times, viewed) values ('café x+y', '{}', '{sku-1}');
+             insert into product_pairs values ('view', 'sku-1', 'sku-2', 3)",
+        )
+        .await;
+    let (addr, _stop) = start_api(&scenario).await;
+
+    // Path: `%20` is a space, UTF-8 escapes are its characters, `+` is itself.
+    let (status, body) = get(&addr, "/api/recommendations/caf%C3%A9%20x+y").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user_id"], "café x+y", "{body}");
+    assert_eq!(body["products"][0]["product_id"], "sku-2", "{body}");
+
+    // Query: both values decoded (`%31h` is `1h`, `%3A` and `%2B` the time's).
+    let (status, body) = get(
+        &addr,
+        "/api/analytics/real-time?window=%31h&to=2026-11-24T11%3A00%3A00%2B01%3A00",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["window"], "1h", "{body}");
+    assert_eq!(body["to"], "2026-11-24T10:00:00Z", "{body}");
+    // `+` is a space in a query value: not a window.
+    let (status, body) = get(&addr, "/api/analytics/real-time?window=+1h").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_window", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1m, 5m")),
+        "{body}"
+    );
+
+    // Malformed escapes: 400 in the error shape, naming the parameter and the encoding.
+    for (path, code, field) in [
+        (
+            "/api/analytics/real-time?window=1h%2",
+            "invalid_window",
+            "window",
+        ),
+        (
+            "/api/analytics/real-time?to=2026-11-24T10%3A00%3A00Z%FF",
+            "invalid_to",
+            "to",
+        ),
+        ("/api/analytics/real-time?to=%zz", "invalid_to", "to"),
+        ("/api/recommendations/a%ZZb", "invalid_user_id", "user_id"),
+        ("/api/recommendations/%C3", "invalid_user_id", "user_id"),
+    ] {
+        let (status, body) = get(&addr, path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        assert_eq!(body["error"]["field"], field, "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("percent-encoding"), "{path}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_answer_in_the_api_error_shape() {
+    let scenario = Scenario::new("api_routes", &[], &[]).await;
+    let (addr, _stop) = start_api(&scenario).await;
+
+    assert_eq!(
+        get(&addr, "/health/live").await,
+        (200, serde_json::json!({"status": "live"}))
+    );
+    // Not ready: no checkpoint in this process.
+    assert_eq!(
+        get(&addr, "/health/ready").await,
+        (503, serde_json::json!({"status": "not_ready"}))
+    );
+    let (status, metrics) = http(&addr, "GET", "/metrics", "").await.expect("answer");
+    assert_eq!(status, 200, "{metrics}");
+
+    for (method, path, status, code) in [
+        ("POST", "/health/live", 405, "method_not_allowed"),
+        (
+            "DELETE",
+            "/api/analytics/real-time",
+            405,
+            "method_not_allowed",
+        ),
+        ("PUT", "/metrics", 405, "method_not_allowed"),
+        ("POST", "/health/ready", 405, "method_not_allowed"),
+        ("GET", "/nowhere", 404, "not_found"),
+        ("GET", "/api/recommendations/", 404, "not_found"),
+        ("POST", "/api/recommendations/u-1", 404, "not_found"),
+    ] {
+        let (got, body) = http(&addr, method, path, "").await.expect("answer");
+        assert_eq!(got, status, "{method} {path}: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(body["error"]["code"], code, "{method} {path}: {body}");
+    }
+    let (status, body) = get(&addr, "/api/recommendations/nobody").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "unknown_user", "{body}");
+    // A slash is part of the id, as before.
+    let (status, body) = get(&addr, "/api/recommendations/a/b").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "unknown_user", "{body}");
+}
