@@ -304,7 +304,7 @@ fn user_id(segment: &str) -> Result<String, Invalid> {
 async fn recommendations(State(state): State<Arc<ApiState>>, uri: Uri) -> Response {
     let segment = match uri.path().strip_prefix(RECOMMENDATIONS_PREFIX) {
         Some(segment) if !segment.is_empty() => segment,
-        _ => return not_found().await,
+        _ => return no_such_endpoint(),
     };
     let user = match user_id(segment) {
         Ok(user) => user,
@@ -372,7 +372,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         .then(|| crate::live_page::asset(uri.path()))
         .flatten();
     let Some(asset) = asset else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None);
+        return no_such_endpoint();
     };
     let mut response = Response::new(axum::body::Body::from(asset.body));
     let headers = response.headers_mut();
@@ -388,6 +388,10 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+fn no_such_endpoint() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None)
 }
 
 async fn method_not_allowed() -> Response {
