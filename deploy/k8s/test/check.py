@@ -125,6 +125,11 @@ def podman_pods(docs, a):
                 v["hostPath"]["path"] = a.host_dir + v["hostPath"]["path"]
         for c in spec.get("initContainers", []):
             c["image"] = image
+        # podman 4.3 removes a finished "once" init container and sometimes finds it
+        # still running ("container state improper"): keep it instead.
+        # podman reads the annotation from the workload's own metadata, not the template's.
+        if spec.get("initContainers"):
+            w["metadata"].setdefault("annotations", {})["io.podman.annotations.init.container.type"] = "always"
         for c in spec["containers"]:
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
