@@ -6,6 +6,11 @@
 //! Every event carries an `event_id` that encodes the run and the event's number
 //! ([`event_id`]), so a verifier can pick this run's events out of a shared topic and
 //! check each one without keeping the bodies.
+//!
+//! [`day`] shapes the same kind of traffic as one storefront day in event time, with
+//! the records a consumer must reject, for tests that check a consumer's results.
+
+pub mod day;
 
 use std::fmt::Write as _;
 
