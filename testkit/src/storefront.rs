@@ -1,7 +1,8 @@
 //! Seeded storefront traffic, the workspace's one generator of it (the load tools, the
-//! benches and the `storefront` example of ingest-core draw from it): product views,
-//! cart changes, searches (some without results) and purchases in the mix a shop sees,
-//! deterministic so that two runs with one seed send the same events.
+//! benches, the `storefront` example of ingest-core, `scripts/demo` through this crate's
+//! `storefront_ndjson` example, and the processor's tests through [`day`] draw from it):
+//! product views, cart changes, searches (some without results) and purchases in the mix
+//! a shop sees, deterministic so that two runs with one seed send the same events.
 //!
 //! Every event carries an `event_id` that encodes the run and the event's number
 //! ([`event_id`]), so a verifier can pick this run's events out of a shared topic and
