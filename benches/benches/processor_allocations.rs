@@ -6,7 +6,6 @@
 //! cargo bench -p ingest-benches --bench processor_allocations
 //! ```
 
-mod common;
 mod processor_input;
 
 use ingest_core::model::Event;

@@ -5,6 +5,8 @@
 //! [`spawn_upkeep`] runs: without it every sample is kept until a scrape, and memory
 //! grows without bound while nobody scrapes.
 
+use std::ffi::OsStr;
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
@@ -21,7 +23,9 @@ pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Starts logging to stderr with `filter` (a `tracing` filter such as `info` or
 /// `edge_agent=debug`; `RUST_LOG` overrides it; an invalid one falls back to `info`),
-/// one JSON object per line when `json`. Does nothing when a subscriber is installed
+/// one JSON object per line when `json`. Text lines are coloured only when stderr is a
+/// terminal and `NO_COLOR` is unset or empty ([`use_colours`]): a container's log
+/// collector would store the escape codes. Does nothing when a subscriber is installed
 /// already.
 ///
 /// A line that cannot be written (stderr on a full disk, a closed pipe) is lost without
@@ -34,12 +38,22 @@ pub fn init_logs(filter: &str, json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(use_colours(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .log_internal_errors(false);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Whether log lines get ANSI colours: only on a terminal, and not when `no_color` (the
+/// `NO_COLOR` environment variable, <https://no-color.org>) is set to a non-empty value.
+pub fn use_colours(is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
 /// Installs the Prometheus recorder (before anything resolves metric handles, so they
@@ -70,4 +84,24 @@ pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
             handle.run_upkeep();
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(use_colours(true, None));
+        assert!(
+            use_colours(true, Some(OsStr::new(""))),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!use_colours(true, Some(OsStr::new("1"))));
+        assert!(
+            !use_colours(false, None),
+            "a pipe or a container's log gets none"
+        );
+        assert!(!use_colours(false, Some(OsStr::new("1"))));
+    }
 }

@@ -1,11 +1,17 @@
 //! Seeded storefront traffic, the workspace's one generator of it (the load tools, the
-//! benches and the `storefront` example of ingest-core draw from it): product views,
-//! cart changes, searches (some without results) and purchases in the mix a shop sees,
-//! deterministic so that two runs with one seed send the same events.
+//! benches, the `storefront` example of ingest-core, `scripts/demo` through this crate's
+//! `storefront_ndjson` example, and the processor's tests through [`day`] draw from it):
+//! product views, cart changes, searches (some without results) and purchases in the mix
+//! a shop sees, deterministic so that two runs with one seed send the same events.
 //!
 //! Every event carries an `event_id` that encodes the run and the event's number
 //! ([`event_id`]), so a verifier can pick this run's events out of a shared topic and
 //! check each one without keeping the bodies.
+//!
+//! [`day`] shapes the same kind of traffic as one storefront day in event time, with
+//! the records a consumer must reject, for tests that check a consumer's results.
+
+pub mod day;
 
 use std::fmt::Write as _;
 
@@ -103,6 +109,14 @@ impl Storefront {
             users: 10_000,
             products: 2_000,
         }
+    }
+
+    /// The same storefront with `users` shoppers (`user-0` on) and a catalog of
+    /// `products` (`sku-0` on), both at least one; the defaults are 10,000 and 2,000.
+    pub fn with_shape(mut self, users: u64, products: u64) -> Self {
+        self.users = users.max(1);
+        self.products = products.max(1);
+        self
     }
 
     /// The run this storefront's event ids belong to.
@@ -250,6 +264,18 @@ mod tests {
             events(9).iter().map(|e| &e.body).collect::<Vec<_>>()
         );
         assert_ne!(a[0].body, events(10)[0].body, "another seed, other events");
+        let mut small = Storefront::new(1, 0, 9).with_shape(3, 4);
+        for _ in 0..200 {
+            let value: serde_json::Value =
+                serde_json::from_slice(&small.next_event().body).expect("JSON");
+            let user = value["user_id"].as_str().expect("user");
+            assert!(["user-0", "user-1", "user-2"].contains(&user), "{user}");
+            let product = value["product_id"].as_str().unwrap_or("sku-0");
+            assert!(
+                ["sku-0", "sku-1", "sku-2", "sku-3"].contains(&product),
+                "{product}"
+            );
+        }
         for event in &a {
             let value: serde_json::Value = serde_json::from_slice(&event.body).expect("JSON");
             assert_eq!(value["type"], event.kind.as_str());

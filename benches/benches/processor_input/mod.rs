@@ -1,5 +1,6 @@
-//! The input of the processor benches: record values of the storefront mix as the
-//! processor reads them, decoded events, and the aggregation of one checkpoint.
+//! The input of the processor benches: record values of the workspace's seeded
+//! storefront traffic (`testkit::storefront`) as the processor reads them, decoded
+//! events, and the aggregation of one checkpoint.
 #![allow(dead_code)] // each bench target uses a different part of this module
 
 use std::collections::HashMap;
@@ -9,8 +10,7 @@ use ingest_core::EventKind;
 use processor::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartition};
 use processor::catalog::Catalog;
 use processor::dedup::SeenIds;
-
-use crate::common;
+use testkit::storefront::Storefront;
 
 /// Events per measured batch.
 pub(crate) const EVENTS: usize = 10_000;
@@ -18,12 +18,21 @@ pub(crate) const EVENTS: usize = 10_000;
 /// 2026-11-24T10:00:00Z, the first event's time; one event per 10 ms after it.
 const T0_MS: i64 = 1_795_514_400_000;
 
-/// `n` record values of the traffic mix with their type.
+/// The storefront's run and seed: every bench run measures the same events.
+const RUN: u64 = 0xB0_0C;
+const SEED: u64 = 0x5EED;
+
+/// The storefront's products (`sku-0` to `sku-1999`).
+const PRODUCTS: usize = 2_000;
+
+/// `n` record values of the storefront's traffic with their type.
 pub(crate) fn records(n: usize) -> Vec<(EventKind, Vec<u8>)> {
+    let mut shop = Storefront::new(RUN, 0, SEED);
     (0..n)
-        .map(|i| {
-            let kind = common::kind_of(i);
-            (kind, common::event(kind, i).into_bytes())
+        .map(|_| {
+            let event = shop.next_event();
+            let kind = EventKind::from_name(event.kind.as_str()).expect("a contract type");
+            (kind, event.body)
         })
         .collect()
 }
@@ -50,7 +59,7 @@ pub(crate) fn incoming(n: usize) -> Vec<Incoming> {
 /// The catalog of the generated products and one rate.
 pub(crate) fn catalog() -> Catalog {
     let mut catalog = Catalog::new("EUR");
-    for sku in 10_000..12_000 {
+    for sku in 0..PRODUCTS {
         catalog.insert_product(&format!("sku-{sku}"), "Product", Some("shoes".to_owned()));
     }
     catalog.insert_rate("USD", 0.92);

@@ -1,112 +1,10 @@
-//! A deterministic storefront day, and the metrics it must produce, computed here
-//! independently of the processor's code.
-//!
-//! The day is compressed into 40 minutes of event time so that the API's one-hour window
-//! holds all of it: thousands of users in sessions of views → cart → purchase funnels,
-//! searches with and without results, an A/B experiment with two variants, several
-//! currencies (one without a rate), products missing from the catalog, duplicates
-//! (the same record sent twice), late events and malformed records.
+//! The metrics a storefront day (the shared generator's `testkit::storefront::day`) must
+//! produce, computed here from its events independently of the processor's code.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde_json::json;
-
-/// A small deterministic generator (SplitMix64).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-
-    pub fn uuid(&mut self) -> String {
-        let a = self.next_u64();
-        let b = self.next_u64();
-        format!(
-            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            b >> 52,
-            b & 0xffff_ffff_ffff
-        )
-    }
-}
-
-/// One Kafka record: topic index (0 views, 1 cart, 2 purchases, 3 searches), key, value,
-/// headers.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub topic: usize,
-    pub key: String,
-    pub value: Vec<u8>,
-    pub headers: Vec<(String, String)>,
-}
-
-/// User agents with the device class they must be counted as.
-const AGENTS: [(&str, &str); 5] = [
-    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", "desktop"),
-    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", "desktop"),
-    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "mobile"),
-    ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36", "mobile"),
-    ("Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "tablet"),
-];
-
-const QUERIES: [&str; 12] = [
-    "running shoes",
-    "rain jacket",
-    "wool socks",
-    "trail backpack",
-    "yoga mat",
-    "water bottle",
-    "headlamp",
-    "sunglasses",
-    "tent",
-    "sleeping bag",
-    "gloves",
-    "beanie",
-];
-const EMPTY_QUERIES: [&str; 4] = [
-    "purple unicorn boots",
-    "quantum kettle",
-    "zzzz",
-    "left handed spoon",
-];
-
-/// Rates the scenario stores (currency, units of EUR per unit).
-pub const RATES: [(&str, f64); 2] = [("USD", 0.92), ("GBP", 1.17)];
-
-pub const PRODUCTS: usize = 150;
-pub const MISSING_PRODUCTS: usize = 5;
-
-pub fn product_id(i: usize) -> String {
-    format!("sku-{i:04}")
-}
-
-/// The catalog stored in PostgreSQL: every product but the last few.
-pub fn catalog() -> Vec<(String, String)> {
-    (0..PRODUCTS - MISSING_PRODUCTS)
-        .map(|i| (product_id(i), format!("Product {i}")))
-        .collect()
-}
+use testkit::storefront::day::{self as shared, DayEvent, AGENTS, MISSING_PRODUCTS, PRODUCTS};
+pub use testkit::storefront::day::{catalog, product_id, Record, Rng, RATES};
 
 /// What the API must answer (the fields compared exactly), computed from the day.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -147,14 +45,6 @@ pub struct Day {
     pub expected: Expected,
 }
 
-struct Draft {
-    time_ms: i64,
-    seq: usize,
-    topic: usize,
-    user: String,
-    body: serde_json::Value,
-}
-
 fn rate(currency: &str) -> Option<f64> {
     if currency == "EUR" {
         return Some(1.0);
@@ -162,259 +52,20 @@ fn rate(currency: &str) -> Option<f64> {
     RATES.iter().find(|(c, _)| *c == currency).map(|(_, r)| *r)
 }
 
-fn rfc3339_ms(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .expect("valid time");
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        ms.rem_euclid(1000)
-    )
-}
-
-/// Generates a day of `users` users from `seed`, starting at `start_minute` (Unix secs).
+/// The day of `users` users from `seed`, starting at `start_minute` (Unix secs), drawn
+/// from the shared generator, with what it must produce.
 pub fn day(seed: u64, users: usize, start_minute: i64) -> Day {
-    let mut rng = Rng::new(seed);
-    let span_ms = 40 * 60_000;
-    let start_ms = start_minute * 1000;
-    let mut drafts: Vec<Draft> = Vec::new();
-    let mut seq = 0;
-    let mut push = |drafts: &mut Vec<Draft>,
-                    time_ms: i64,
-                    topic: usize,
-                    user: &str,
-                    body: serde_json::Value| {
-        drafts.push(Draft {
-            time_ms,
-            seq,
-            topic,
-            user: user.to_owned(),
-            body,
-        });
-        seq += 1;
-    };
-    for u in 0..users {
-        let user = format!("user-{u:05}");
-        let anonymous = rng.chance(0.2);
-        let agent = AGENTS[rng.below(AGENTS.len() as u64) as usize].0;
-        let variant = match rng.below(3) {
-            0 => Some("control"),
-            1 => Some("treatment"),
-            _ => None,
-        };
-        let session = rng.uuid();
-        let mut t = start_ms + rng.below(span_ms as u64 - 12 * 60_000) as i64;
-        let identity = |mut body: serde_json::Value| {
-            let obj = body.as_object_mut().expect("object");
-            if anonymous {
-                obj.insert("anonymous_id".into(), json!(user));
-            } else {
-                obj.insert("user_id".into(), json!(user));
-            }
-            obj.insert("session_id".into(), json!(session));
-            let mut context = json!({"user_agent": agent, "locale": "de-DE"});
-            if let Some(v) = variant {
-                context["experiments"] = json!({"checkout_v2": v});
-            }
-            obj.insert("context".into(), context);
-            body
-        };
-        // Popular products are viewed more: the square of a uniform pick skews low.
-        let pick = |rng: &mut Rng| {
-            let x = rng.below(PRODUCTS as u64);
-            ((x * x) / PRODUCTS as u64) as usize
-        };
-        let mut viewed = Vec::new();
-        for _ in 0..rng.below(3) {
-            t += 2_000 + rng.below(30_000) as i64;
-            let query = if rng.chance(0.15) {
-                EMPTY_QUERIES[rng.below(EMPTY_QUERIES.len() as u64) as usize].to_owned()
-            } else {
-                QUERIES[rng.below(QUERIES.len() as u64) as usize].to_owned()
-            };
-            let empty = EMPTY_QUERIES.contains(&query.as_str());
-            // Some clients send odd spacing and capitals; the processor normalises.
-            let sent = if rng.chance(0.2) {
-                format!("  {}", query.to_uppercase())
-            } else {
-                query
-            };
-            let results = if empty { 0 } else { 1 + rng.below(80) };
-            push(
-                &mut drafts,
-                t,
-                3,
-                &user,
-                identity(
-                    json!({"query": sent, "results_count": results, "timestamp": rfc3339_ms(t)}),
-                ),
-            );
-        }
-        for _ in 0..1 + rng.below(6) {
-            t += 3_000 + rng.below(40_000) as i64;
-            let p = pick(&mut rng);
-            viewed.push(p);
-            push(
-                &mut drafts,
-                t,
-                0,
-                &user,
-                identity(
-                    json!({"product_id": product_id(p), "price": 10 + p, "currency": "EUR", "timestamp": rfc3339_ms(t)}),
-                ),
-            );
-        }
-        if rng.chance(0.4) {
-            let p = viewed[rng.below(viewed.len() as u64) as usize];
-            t += 3_000 + rng.below(30_000) as i64;
-            push(
-                &mut drafts,
-                t,
-                1,
-                &user,
-                identity(
-                    json!({"action": "add", "product_id": product_id(p), "quantity": 1 + rng.below(3), "price": 10 + p, "currency": "EUR", "timestamp": rfc3339_ms(t)}),
-                ),
-            );
-            if rng.chance(0.15) {
-                t += 3_000 + rng.below(20_000) as i64;
-                push(
-                    &mut drafts,
-                    t,
-                    1,
-                    &user,
-                    identity(
-                        json!({"action": "remove", "product_id": product_id(p), "timestamp": rfc3339_ms(t)}),
-                    ),
-                );
-            } else if rng.chance(0.55) {
-                t += 5_000 + rng.below(60_000) as i64;
-                let currency = match rng.below(20) {
-                    0..=13 => "EUR",
-                    14..=16 => "USD",
-                    17..=18 => "GBP",
-                    _ => "JPY",
-                };
-                let mut items = vec![
-                    json!({"product_id": product_id(p), "quantity": 1 + rng.below(3), "price": 10 + p}),
-                ];
-                if rng.chance(0.3) {
-                    let q = pick(&mut rng);
-                    items
-                        .push(json!({"product_id": product_id(q), "quantity": 1, "price": 10 + q}));
-                }
-                let total = (1000 + rng.below(50_000)) as f64 / 100.0 + 0.005 * rng.below(3) as f64;
-                push(
-                    &mut drafts,
-                    t,
-                    2,
-                    &user,
-                    identity(
-                        json!({"order_id": rng.uuid(), "items": items, "total": total, "currency": currency, "timestamp": rfc3339_ms(t)}),
-                    ),
-                );
-            }
-        }
-        if rng.chance(0.1) {
-            t += 1_000;
-            push(
-                &mut drafts,
-                t,
-                1,
-                &user,
-                identity(json!({"action": "clear", "timestamp": rfc3339_ms(t)})),
-            );
-        }
-    }
-    drafts.sort_by_key(|d| (d.time_ms, d.seq));
-
-    let mut records = Vec::new();
+    let day = shared::day(seed, users, start_minute);
     let mut expected = Expected::default();
-    let kinds = ["product_view", "cart", "purchase", "search"];
-    let record = |rng: &mut Rng, d: &Draft| -> (Record, String) {
-        let id = rng.uuid();
-        let time = rfc3339_ms(d.time_ms);
-        let r = Record {
-            topic: d.topic,
-            key: d.user.clone(),
-            value: serde_json::to_vec(&d.body).expect("json"),
-            headers: vec![
-                ("event_type".into(), kinds[d.topic].into()),
-                ("event_id".into(), id.clone()),
-                ("received_at".into(), time),
-                ("schema".into(), format!("json:{}/v1", kinds[d.topic])),
-                ("source".into(), "storefront-test".into()),
-            ],
-        };
-        (r, id)
-    };
-    let mut late_budget = 12;
-    let mut malformed_at: Vec<usize> = (0..6)
-        .map(|_| rng.below(drafts.len() as u64) as usize)
-        .collect();
-    malformed_at.sort_unstable();
-    for (i, d) in drafts.iter().enumerate() {
-        let (r, _) = record(&mut rng, d);
-        count(&mut expected, d);
-        records.push(r.clone());
-        if rng.chance(0.01) {
-            // The same record again (a replay of the agent's disk buffer).
-            records.push(r);
-            expected.duplicates += 1;
-        }
-        if late_budget > 0
-            && d.topic == 0
-            && d.time_ms >= start_ms + 20 * 60_000
-            && rng.chance(0.02)
-        {
-            // A view by the same user (same topic and partition, whose watermark is now
-            // >= d.time_ms), 15
-            // minutes back: far beyond the allowed lateness of 120 s.
-            late_budget -= 1;
-            let late = Draft {
-                time_ms: d.time_ms - 15 * 60_000,
-                seq: 0,
-                topic: 0,
-                user: d.user.clone(),
-                body: json!({"user_id": d.user, "product_id": product_id(1), "timestamp": rfc3339_ms(d.time_ms - 15 * 60_000)}),
-            };
-            let (r, _) = record(&mut rng, &late);
-            records.push(r);
-            expected.late_events += 1;
-        }
-        while malformed_at.first() == Some(&i) {
-            malformed_at.remove(0);
-            let which = expected.dead_letters % 4;
-            let (topic, event_type, value): (usize, &str, &[u8]) = match which {
-                0 => (0, "product_view", b"{not json"),
-                1 => (
-                    2,
-                    "purchase",
-                    br#"{"user_id":"u","order_id":"o","total":1,"currency":"EUR"}"#,
-                ),
-                2 => (3, "bogus", br#"{"user_id":"u","query":"x"}"#),
-                _ => (0, "product_view", br#"{"product_id":"sku-0001"}"#),
-            };
-            records.push(Record {
-                topic,
-                key: d.user.clone(),
-                value: value.to_vec(),
-                headers: vec![
-                    ("event_type".into(), event_type.into()),
-                    ("event_id".into(), rng.uuid()),
-                ],
-            });
-            expected.dead_letters += 1;
-        }
+    for event in &day.events {
+        count(&mut expected, event);
     }
+    expected.duplicates = day.duplicates;
+    expected.late_events = day.late_events;
+    expected.dead_letters = day.dead_letters;
     Day {
         start_minute,
-        records,
+        records: day.records,
         expected,
     }
 }
@@ -428,39 +79,14 @@ pub fn counted_record(
     topic: usize,
     user: &str,
     time_ms: i64,
-    mut body: serde_json::Value,
+    body: serde_json::Value,
 ) -> Record {
-    let kinds = ["product_view", "cart", "purchase", "search"];
-    body["user_id"] = json!(user);
-    body["timestamp"] = json!(rfc3339_ms(time_ms));
-    if body["context"]["user_agent"].is_null() {
-        if body["context"].is_null() {
-            body["context"] = json!({});
-        }
-        body["context"]["user_agent"] = json!(AGENTS[0].0);
-    }
-    let draft = Draft {
-        time_ms,
-        seq: 0,
-        topic,
-        user: user.to_owned(),
-        body,
-    };
-    count(e, &draft);
-    Record {
-        topic,
-        key: user.to_owned(),
-        value: serde_json::to_vec(&draft.body).expect("json"),
-        headers: vec![
-            ("event_type".into(), kinds[topic].into()),
-            ("event_id".into(), rng.uuid()),
-            ("received_at".into(), rfc3339_ms(time_ms)),
-            ("source".into(), "storefront-test".into()),
-        ],
-    }
+    let (record, event) = shared::valid_record(rng, topic, user, time_ms, body);
+    count(e, &event);
+    record
 }
 
-fn count(e: &mut Expected, d: &Draft) {
+fn count(e: &mut Expected, d: &DayEvent) {
     let b = &d.body;
     let minute = (d.time_ms / 60_000) * 60;
     let user = d.user.clone();

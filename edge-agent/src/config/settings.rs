@@ -1,0 +1,191 @@
+//! Validation of an [`AgentConfig`] into the [`AgentSettings`] the agent runs on: every
+//! value checked, no file read (the key file and the TLS files are read when the agent
+//! starts).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ingest_core::Settings;
+
+use super::{
+    invalid, AgentConfig, ApiKey, ConfigError, CorsConfig, LogConfig, RateLimitConfig,
+    MIN_HEAD_BYTES,
+};
+
+impl AgentConfig {
+    /// Checks every value and builds the settings the agent runs on. Reads no file
+    /// (`auth.keys_file` and the TLS files are read when the agent starts).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first offending key.
+    pub fn validate(&self) -> Result<AgentSettings, ConfigError> {
+        let ingest = self.ingest().validate()?;
+        let server = &self.server;
+        let listen = if server.listen.trim().is_empty() {
+            None
+        } else {
+            Some(server.listen.trim().parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    "server.listen",
+                    format!("{:?} is not an IP:port address: {e}", server.listen),
+                )
+            })?)
+        };
+        let unix_socket = (!server.unix_socket.trim().is_empty())
+            .then(|| PathBuf::from(server.unix_socket.trim()));
+        if listen.is_none() && unix_socket.is_none() {
+            return Err(invalid(
+                "server.listen",
+                "nothing to listen on: set server.listen or server.unix_socket",
+            ));
+        }
+        for (key, value) in [
+            ("server.max_connections", server.max_connections as u64),
+            ("server.header_timeout_ms", server.header_timeout_ms),
+            ("server.body_timeout_ms", server.body_timeout_ms),
+            ("server.max_body_bytes", server.max_body_bytes as u64),
+            ("server.ack_timeout_ms", server.ack_timeout_ms),
+            ("server.shutdown_timeout_ms", server.shutdown_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if server.max_head_bytes < MIN_HEAD_BYTES {
+            return Err(invalid(
+                "server.max_head_bytes",
+                format!("must be at least {MIN_HEAD_BYTES}"),
+            ));
+        }
+        let tls = match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls.client_ca_file.clone(),
+            }),
+            (None, None) if self.tls.client_ca_file.is_none() => None,
+            _ => return Err(invalid(
+                "tls.cert_file",
+                "tls.cert_file and tls.key_file go together (and tls.client_ca_file needs both)",
+            )),
+        };
+        if tls.is_some() && listen.is_none() {
+            return Err(invalid(
+                "tls.cert_file",
+                "TLS needs server.listen (it applies to TCP)",
+            ));
+        }
+        let mut seen = BTreeMap::new();
+        for (i, key) in self.auth.keys.iter().enumerate() {
+            check_key(&format!("auth.keys[{i}]"), key)?;
+            if seen.insert(key.key.clone(), i).is_some() {
+                return Err(invalid(
+                    &format!("auth.keys[{i}].key"),
+                    "the same key is listed twice",
+                ));
+            }
+        }
+        for origin in &self.cors.allowed_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(invalid(
+                    "cors.allowed_origins",
+                    format!("{origin:?} is not an origin (scheme://host[:port]) or \"*\""),
+                ));
+            }
+        }
+        Ok(AgentSettings {
+            listen,
+            unix_socket,
+            tls,
+            max_connections: server.max_connections,
+            header_timeout: Duration::from_millis(server.header_timeout_ms),
+            max_head_bytes: server.max_head_bytes,
+            body_timeout: Duration::from_millis(server.body_timeout_ms),
+            max_body_bytes: server.max_body_bytes,
+            ack_timeout: Duration::from_millis(server.ack_timeout_ms),
+            shutdown_timeout: Duration::from_millis(server.shutdown_timeout_ms),
+            retry_after_secs: server.retry_after_secs,
+            keys: self.auth.keys.clone(),
+            keys_file: self.auth.keys_file.clone(),
+            rate_limit: self.rate_limit.clone(),
+            cors: self.cors.clone(),
+            log: self.log.clone(),
+            create_topics: self.create_topics,
+            ingest,
+        })
+    }
+}
+
+pub(crate) fn check_key(at: &str, key: &ApiKey) -> Result<(), ConfigError> {
+    if key.key.len() < 16 {
+        return Err(invalid(
+            &format!("{at}.key"),
+            "must be at least 16 characters",
+        ));
+    }
+    if key.key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            &format!("{at}.key"),
+            "must not contain spaces or control characters",
+        ));
+    }
+    if key.source.trim().is_empty() {
+        return Err(invalid(&format!("{at}.source"), "must not be empty"));
+    }
+    Ok(())
+}
+
+/// TLS files, read when the agent starts.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// CA certificates for client authentication (PEM).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The validated configuration the agent runs on.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// TCP listener.
+    pub listen: Option<SocketAddr>,
+    /// Unix socket listener.
+    pub unix_socket: Option<PathBuf>,
+    /// TLS on the TCP listener.
+    pub tls: Option<TlsFiles>,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Deadline for the request head.
+    pub header_timeout: Duration,
+    /// Largest HTTP/1 request head; the size of a connection's read buffer.
+    pub max_head_bytes: usize,
+    /// Deadline for the request body.
+    pub body_timeout: Duration,
+    /// Largest body as sent.
+    pub max_body_bytes: usize,
+    /// Longest wait for `persisted` / `delivered`.
+    pub ack_timeout: Duration,
+    /// Deadline of a shutdown.
+    pub shutdown_timeout: Duration,
+    /// `Retry-After` of 429 and 503.
+    pub retry_after_secs: u64,
+    /// API keys from the file.
+    pub keys: Vec<ApiKey>,
+    /// More API keys, read at start.
+    pub keys_file: Option<PathBuf>,
+    /// Rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// CORS.
+    pub cors: CorsConfig,
+    /// Logs.
+    pub log: LogConfig,
+    /// Create the topics at start.
+    pub create_topics: bool,
+    /// `ingest-core`'s settings.
+    pub ingest: Settings,
+}
