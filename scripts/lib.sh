@@ -125,12 +125,13 @@ ensure_cargo_deny() {
   CARGO_TARGET_DIR= cargo install --locked cargo-deny
 }
 
-# ensure_c_tools: the C compiler and valgrind that scripts/test-bindings needs, installed
-# from Debian packages when missing and apt-get can be used.
-ensure_c_tools() {
-  local missing=()
-  command -v gcc >/dev/null || missing+=(gcc)
-  command -v valgrind >/dev/null || missing+=(valgrind)
+# ensure_commands CMD:PACKAGE...: installs the Debian PACKAGE of each CMD missing from
+# PATH, when apt-get can be used.
+ensure_commands() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair##*:}")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     log "missing: ${missing[*]} (install them, then run again)"
@@ -140,3 +141,6 @@ ensure_c_tools() {
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
+
+# ensure_c_tools: the C compiler and valgrind that scripts/test-bindings needs.
+ensure_c_tools() { ensure_commands gcc:gcc valgrind:valgrind; }

@@ -278,6 +278,7 @@ impl Ingestor {
                     dead_letter_budget: dead_letter_budget.clone(),
                     telemetry: telemetry.clone(),
                     expired: std::cell::Cell::new(0),
+                    flushes: Default::default(),
                     doorbell: doorbell.clone(),
                     gather: gather_window(settings.raw.kafka.linger_ms),
                     layout: Arc::new(Layout::new(

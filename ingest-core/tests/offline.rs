@@ -245,3 +245,34 @@ fn the_longest_deadlines_do_not_overflow() {
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(ingestor.health().threads_alive(), "{:?}", ingestor.health());
 }
+
+/// A flush waiting with a long deadline holds back neither later submissions nor a
+/// shutdown with a short one: the shutdown keeps its own deadline and the flush ends
+/// with `ShuttingDown`.
+#[test]
+fn a_long_flush_does_not_hold_back_a_shutdown() {
+    let mut config = unreachable();
+    config.kafka.message_timeout_ms = 600_000;
+    let ingestor = Ingestor::builder().config(config).build().expect("builds");
+    ingestor
+        .submit(EventKind::ProductView, event(1))
+        .expect("accepted");
+    let flusher = ingestor.clone();
+    let flush = std::thread::spawn(move || flusher.flush_blocking(Duration::from_secs(600)));
+    std::thread::sleep(Duration::from_millis(200));
+    ingestor
+        .submit(EventKind::ProductView, event(2))
+        .expect("a flush in progress does not stop submissions");
+    let started = std::time::Instant::now();
+    let report = ingestor
+        .shutdown_blocking(Duration::from_millis(300))
+        .expect("stops");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the shutdown waited {:?} for the flush",
+        started.elapsed()
+    );
+    assert_eq!(report.undelivered, 2, "{report:?}");
+    let flushed = flush.join().expect("flush thread");
+    assert!(matches!(flushed, Err(Error::ShuttingDown)), "{flushed:?}");
+}

@@ -14,7 +14,7 @@
 //! anyway to fill its batches, so the window adds little to delivery latency; with
 //! `linger_ms = 0` there is no window.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
@@ -160,7 +160,20 @@ pub(crate) struct Worker {
     pub(crate) gather: Duration,
     /// The order records of a group are handed to the producer in.
     pub(crate) layout: Arc<Layout>,
+    /// Flushes waiting for the producer to have nothing in flight. The thread serves
+    /// them between groups instead of blocking in the producer's own flush, so a long
+    /// flush holds back neither new records nor a shutdown.
+    pub(crate) flushes: RefCell<Vec<PendingFlush>>,
 }
+
+/// A flush the delivery thread answers once nothing is in flight, or at its deadline.
+pub(crate) struct PendingFlush {
+    deadline: Instant,
+    done: oneshot::Sender<bool>,
+}
+
+/// How often the delivery thread looks at the producer while a flush waits.
+const FLUSH_TICK: Duration = Duration::from_millis(2);
 
 /// Most records a group holds before they are handed to the producer.
 pub(crate) const MAX_HELD: usize = 8192;
@@ -200,10 +213,13 @@ impl Worker {
             self.layout.refresh_if_due(&self.sender);
             let waiting = self.sender.producer.in_flight_count() > 0;
             self.breaker.check_stalled(waiting);
+            self.serve_flushes(waiting);
             let first = match commands.try_recv() {
                 Ok(command) => command,
                 Err(flume::TryRecvError::Empty) => {
-                    if busy && !self.gather.is_zero() {
+                    if !self.flushes.borrow().is_empty() {
+                        self.doorbell.park(IDLE, FLUSH_TICK, || commands.is_empty());
+                    } else if busy && !self.gather.is_zero() {
                         self.doorbell
                             .park(GATHERING, self.gather, || commands.is_empty());
                     } else {
@@ -234,6 +250,18 @@ impl Worker {
         }
     }
 
+    /// Answers the flushes that are done (nothing in flight) or past their deadline.
+    fn serve_flushes(&self, in_flight: bool) {
+        let mut flushes = self.flushes.borrow_mut();
+        if flushes.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for flush in flushes.extract_if(.., |flush| !in_flight || now >= flush.deadline) {
+            let _ = flush.done.send(!in_flight);
+        }
+    }
+
     /// Serves `first` and whatever else is queued, up to [`MAX_GROUP`] commands or
     /// [`MAX_HELD`] records, releasing their queue budget once at the end. The records
     /// go to the producer in the order of [`Layout::order`] (each key's in queue order),
@@ -258,7 +286,10 @@ impl Worker {
                 Command::Flush { timeout, done } => {
                     self.send_held(&mut held, &mut taken);
                     self.release(&mut taken);
-                    let _ = done.send(self.sender.producer.flush(timeout).is_ok());
+                    let deadline = Instant::now() + timeout;
+                    self.flushes
+                        .borrow_mut()
+                        .push(PendingFlush { deadline, done });
                 }
                 Command::Shutdown { timeout, done } => {
                     shutdown = Some((timeout, done));
@@ -361,6 +392,13 @@ impl Worker {
         let producer = &self.sender.producer;
         let _ = producer.flush(deadline.saturating_duration_since(Instant::now()));
         let in_flight = usize::try_from(producer.in_flight_count()).unwrap_or(0);
+        // Flushes still waiting end with the shutdown: done if everything got there,
+        // else their senders drop and they fail with `ShuttingDown`.
+        for flush in self.flushes.take() {
+            if in_flight == 0 {
+                let _ = flush.done.send(true);
+            }
+        }
         let undelivered = in_flight + self.expired.get();
         if in_flight > 0 {
             tracing::warn!(
@@ -457,6 +495,7 @@ mod tests {
         )
         .expect("producer");
         Worker {
+            flushes: Default::default(),
             sender: Arc::new(Sender::new(
                 producer,
                 settings.topics.clone(),

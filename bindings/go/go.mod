@@ -1,0 +1,3 @@
+module shopstream/ingest
+
+go 1.24
