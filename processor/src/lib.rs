@@ -75,6 +75,7 @@ pub async fn run(
         &settings.redis_url,
         &settings.key_prefix,
         settings.retention.as_secs(),
+        settings.redis_response_timeout,
     )
     .await?;
     // Built first: a CA file that cannot be read stops the start, before any work.

@@ -55,8 +55,9 @@
 //! re-writes them from PostgreSQL, then sets the marker ([`LiveView::has_marker`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::aggregate::{dimension, set, TopicPartition};
 use crate::error::Error;
@@ -246,14 +247,21 @@ pub struct Snapshot {
 }
 
 impl LiveView {
-    /// Connects (reconnecting on its own after failures).
+    /// Connects (reconnecting on its own after failures). A reply slower than
+    /// `response_timeout` fails the command as a connection error (retried).
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
-    pub async fn connect(url: &str, prefix: &str, ttl_secs: u64) -> Result<LiveView, Error> {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        ttl_secs: u64,
+        response_timeout: Duration,
+    ) -> Result<LiveView, Error> {
         let client = redis::Client::open(url)?;
-        let connection = ConnectionManager::new(client).await?;
+        let config = ConnectionManagerConfig::new().set_response_timeout(Some(response_timeout));
+        let connection = ConnectionManager::new_with_config(client, config).await?;
         Ok(LiveView {
             connection,
             prefix: prefix.to_owned(),

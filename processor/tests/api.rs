@@ -15,9 +15,14 @@ use processor::store_pool::StorePool;
 /// Serves the API of `scenario`'s database on a free port; returns its address and the
 /// stop signal.
 async fn start_api(scenario: &Scenario) -> (String, tokio::sync::watch::Sender<bool>) {
-    let live = LiveView::connect(&scenario.services.redis, &scenario.name, 3_600)
-        .await
-        .expect("Redis reachable at REDIS_URL");
+    let live = LiveView::connect(
+        &scenario.services.redis,
+        &scenario.name,
+        3_600,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("Redis reachable at REDIS_URL");
     let state = Arc::new(ApiState {
         live,
         currency: "EUR".to_owned(),

@@ -183,6 +183,9 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// How long a minute's keys live (minutes); at least the largest API window (60).
     pub retention_minutes: u64,
+    /// How long a command may wait for Redis's reply before it counts as a connection
+    /// failure (retried), in milliseconds.
+    pub response_timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -191,6 +194,7 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379/0".to_owned(),
             key_prefix: "processor".to_owned(),
             retention_minutes: 120,
+            response_timeout_ms: 5_000,
         }
     }
 }

@@ -61,6 +61,9 @@ impl ProcessorConfig {
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(' ') {
             return bad("redis.key_prefix", "must be a non-empty word");
         }
+        if self.redis.response_timeout_ms == 0 {
+            return bad("redis.response_timeout_ms", "must be greater than 0");
+        }
         if self.redis.retention_minutes < 61 {
             return bad(
                 "redis.retention_minutes",
@@ -222,6 +225,7 @@ impl ProcessorConfig {
             redis_url: self.redis.url.clone(),
             key_prefix: self.redis.key_prefix.clone(),
             retention: Duration::from_secs(self.redis.retention_minutes * 60),
+            redis_response_timeout: Duration::from_millis(self.redis.response_timeout_ms),
             checkpoint_interval: Duration::from_millis(self.checkpoint.interval_ms),
             max_pending_events: self.checkpoint.max_pending_events,
             max_pending_bytes: self.checkpoint.max_pending_bytes,
@@ -439,6 +443,8 @@ pub struct Settings {
     pub key_prefix: String,
     /// Redis key lifetime.
     pub retention: Duration,
+    /// How long a Redis command waits for its reply.
+    pub redis_response_timeout: Duration,
     /// Checkpoint interval.
     pub checkpoint_interval: Duration,
     /// Events held between checkpoints at most.
