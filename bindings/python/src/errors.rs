@@ -89,6 +89,8 @@ pub(crate) fn to_py(py: Python<'_>, error: Error) -> PyErr {
 /// The attributes of a `ValidationError`.
 fn validation_details(py: Python<'_>, invalid: &ValidationError) -> Vec<(&'static str, Py<PyAny>)> {
     vec![
+        // `str(error)` is the whole line; `.message` only what is wrong.
+        ("message", text(py, invalid.message())),
         ("code", number(py, u64::from(invalid.code().number()))),
         ("code_name", text(py, invalid.code().as_str())),
         (

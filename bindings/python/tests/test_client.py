@@ -57,7 +57,8 @@ def test_validation_error_has_code_field_and_message(options, topics, brokers):
         error = caught.value
         assert isinstance(error, ingest_core.IngestError) and isinstance(error, ValueError)
         assert (error.code, error.code_name, error.field) == (9, "missing_field", "product_id")
-        assert "product_id" in error.message
+        assert error.message == "product_id is required"
+        assert str(error) == "invalid event: missing_field: product_id: product_id is required"
         assert error.kind == "invalid"
         with pytest.raises(ingest_core.ValidationError) as caught:
             client.submit("purchase", event("purchase", currency="EUX"))

@@ -17,7 +17,7 @@ class IngestError(Exception):
     kind: str = "unknown"
     kind_number: int = 0
 
-    def __init__(self, message: str, **details: Any) -> None:
+    def __init__(self, message: str, /, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         for name, value in details.items():
