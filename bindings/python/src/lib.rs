@@ -9,8 +9,8 @@
 //! Every call that waits (an acknowledgement, `flush`, `close`, creating a client with
 //! a disk buffer, validating a batch) releases the GIL. Library threads never take the
 //! GIL: two threads of this module do, and hold no library lock while they do:
-//! `ingest-log` (log records to Python's `logging`, see [`logs`]) and `ingest-asyncio`
-//! (asyncio futures resolved through `loop.call_soon_threadsafe`, see [`aio`]). Both
+//! `ingest-log` (log records to Python's `logging`, see `logs.rs`) and `ingest-asyncio`
+//! (asyncio futures resolved through `loop.call_soon_threadsafe`, see `aio.rs`). Both
 //! start on first use and stop calling into Python when the interpreter exits.
 //!
 //! ## Panics
