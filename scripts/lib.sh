@@ -144,3 +144,29 @@ ensure_commands() {
 
 # ensure_c_tools: the C compiler and valgrind that scripts/test-bindings needs.
 ensure_c_tools() { ensure_commands gcc:gcc valgrind:valgrind; }
+
+# ensure_python_venv DIR REQUIREMENT...: a Python virtual environment in DIR (under
+# .cache/) holding the given PyPI requirements, installed with pip when the list
+# changed since the last run (a stamp file in DIR remembers it). Python 3.9 or later and
+# its venv module are needed; Debian's python3-venv is installed when missing.
+ensure_python_venv() {
+  local dir=$1
+  shift
+  command -v python3 >/dev/null || { log "python3 not found: install Python 3.9 or later"; return 1; }
+  if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+      log "python3 lacks venv/ensurepip or is older than 3.9 (install python3-venv), then run again"
+      return 1
+    fi
+    log "installing python3-venv"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  fi
+  [ -x "$dir/bin/python" ] || python3 -m venv "$dir"
+  local wanted="$*"
+  if [ "$(cat "$dir/.requirements" 2>/dev/null)" != "$wanted" ]; then
+    log "installing $wanted into $dir"
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check "$@"
+    printf '%s' "$wanted" >"$dir/.requirements"
+  fi
+}
