@@ -137,6 +137,10 @@ function timeoutOf(timeoutMs) {
   return timeoutMs;
 }
 
+function closedError() {
+  return new ClosedError('the client is closed', { kind: 'shutting_down', kindNumber: 3, retryable: false });
+}
+
 /** A rejected promise for a misuse or a native error, so async callers see one path. */
 function rejected(error) {
   return Promise.reject(translate(error));
@@ -205,6 +209,7 @@ class Client {
    */
   submit(kind, payload, options) {
     try {
+      if (this.#closed) throw closedError();
       if (!KINDS.includes(kind)) {
         throw invalidArgument(`kind must be one of ${KINDS.join(', ')}, got ${JSON.stringify(kind) ?? describe(kind)}`);
       }
@@ -223,6 +228,7 @@ class Client {
    */
   submitBatch(payload, options) {
     try {
+      if (this.#closed) throw closedError();
       const bytes = payloadBytes(payload, 'batch payload');
       return this.#native.submitBatch(bytes, ackOf(options)).catch(rejected);
     } catch (error) {
@@ -233,6 +239,7 @@ class Client {
   /** Resolves when everything submitted so far is delivered (or failed). */
   flush(timeoutMs) {
     try {
+      if (this.#closed) throw closedError();
       return this.#native.flush(timeoutOf(timeoutMs)).catch(rejected);
     } catch (error) {
       return rejected(error);
@@ -247,7 +254,7 @@ class Client {
   close(timeoutMs) {
     try {
       const limit = timeoutOf(timeoutMs);
-      if (this.#closed) throw new ClosedError('the client is already closed', { kind: 'shutting_down', kindNumber: 3 });
+      if (this.#closed) throw closedError();
       this.#closed = true;
       return this.#native.close(limit).catch(rejected);
     } catch (error) {
