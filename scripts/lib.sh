@@ -140,3 +140,24 @@ ensure_c_tools() {
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
+
+# ensure_node: Node.js (>= 18) with npm, and kcat (the Node.js binding's tests read back
+# what reached Kafka with it), installed from Debian when missing.
+ensure_node() {
+  local missing=()
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  command -v kcat >/dev/null || missing+=(kcat)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+      log "missing: ${missing[*]} (install them, then run again)"
+      return 1
+    fi
+    log "installing ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 18 ] || { log "Node.js $(node --version) is too old: the binding needs 18 or later"; return 1; }
+}
