@@ -26,7 +26,7 @@ impl Client {
     /// Creates a client from configuration text in `format` (`toml` or `json`), with the
     /// keys of ingest-core's configuration (docs/configuration.md). Starts the delivery
     /// threads; does not contact Kafka.
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(config: String, format: String) -> napi::Result<Self> {
         let parsed = match format.as_str() {
             "toml" => IngestConfig::from_toml(&config),
@@ -46,7 +46,7 @@ impl Client {
 
     /// Validates and queues one event of `kind`, returning its id. The payload is
     /// borrowed for the call and copied once, into the queue.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn submit(&self, kind: String, payload: &[u8]) -> napi::Result<String> {
         let receipt = self.queue(&kind, payload)?;
         Ok(id_text(&receipt))
@@ -54,7 +54,7 @@ impl Client {
 
     /// As [`submit`](Self::submit), then waits (off the JavaScript thread) until the
     /// event reaches `ack`; the promise resolves with the id.
-    #[napi(ts_return_type = "Promise<string>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<string>")]
     pub fn submit_and_wait<'env>(
         &self,
         env: &'env Env,
@@ -73,7 +73,7 @@ impl Client {
     /// Submits a batch body (NDJSON or a JSON array of events, each naming its `type`)
     /// and waits until its accepted events reach `ack`. Valid events are queued even
     /// when others are rejected.
-    #[napi(ts_return_type = "Promise<BatchOutcome>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<BatchOutcome>")]
     pub fn submit_batch<'env>(
         &self,
         env: &'env Env,
@@ -97,7 +97,7 @@ impl Client {
 
     /// Resolves when every event submitted before the call is delivered or has failed;
     /// rejects with a timeout error after `timeout_ms`.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn flush<'env>(
         &self,
         env: &'env Env,
@@ -110,7 +110,7 @@ impl Client {
 
     /// Stops taking events, delivers what is queued within `timeout_ms`, stops the
     /// delivery threads and releases the disk buffer; resolves with what it achieved.
-    #[napi(ts_return_type = "Promise<ShutdownReport>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<ShutdownReport>")]
     pub fn close<'env>(
         &self,
         env: &'env Env,
@@ -133,7 +133,7 @@ impl Client {
     }
 
     /// A readiness snapshot.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn health(&self) -> HealthSnapshot {
         let health = self.ingestor.health();
         HealthSnapshot {
@@ -157,7 +157,7 @@ impl Client {
     }
 
     /// The running totals.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stats(&self) -> StatsSnapshot {
         let stats = self.ingestor.stats();
         StatsSnapshot {

@@ -55,7 +55,10 @@ fn level_number(name: &str) -> Option<u32> {
 /// `off` or no handler turns logging off) to `handler`, called on the JavaScript
 /// thread. Replaces an earlier handler. The first call installs the process's
 /// global `tracing` subscriber; it fails when another library installed one first.
-#[napi(ts_args_type = "handler: ((record: LogRecord) => void) | null, level: string")]
+#[napi(
+    catch_unwind,
+    ts_args_type = "handler: ((record: LogRecord) => void) | null, level: string"
+)]
 pub fn set_log_handler(
     handler: Option<Function<LogRecord, ()>>,
     level: String,
