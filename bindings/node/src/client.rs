@@ -105,7 +105,15 @@ impl Client {
     ) -> napi::Result<PromiseRaw<'env, ()>> {
         let limit = duration(timeout_ms)?;
         let ingestor = self.ingestor.clone();
-        env.spawn_future(async move { ingestor.flush(limit).await.map_err(|error| ingest(&error)) })
+        env.spawn_future(async move {
+            // ingest-core answers a flush from its delivery thread, which can be busy
+            // past the deadline (waiting for room in the Kafka client's queue while
+            // Kafka is unreachable): the timer keeps the promise to the caller.
+            match tokio::time::timeout(limit, ingestor.flush(limit)).await {
+                Ok(flushed) => flushed.map_err(|error| ingest(&error)),
+                Err(_) => Err(ingest(&ingest_core::Error::Timeout(limit))),
+            }
+        })
     }
 
     /// Stops taking events, delivers what is queued within `timeout_ms`, stops the

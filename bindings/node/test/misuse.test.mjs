@@ -109,7 +109,7 @@ test('a full queue is a QueueFullError (retryable); an unreachable Kafka times o
     queue: { maxEvents: 10 },
     limits: { maxBatchEvents: 10 },
     // Kafka's client holds few records, so the rest waits in the bounded queue.
-    kafka: { messageTimeoutMs: 3_000, producerQueueMaxRecords: 10 },
+    kafka: { messageTimeoutMs: 30_000, producerQueueMaxRecords: 10 },
   });
   const outcomes = await Promise.allSettled(
     Array.from({ length: 200 }, (_, i) => client.submit('search', `{"user_id":"u","query":"q${i}"}`)),
@@ -121,7 +121,9 @@ test('a full queue is a QueueFullError (retryable); an unreachable Kafka times o
     assert.equal(error.code, 'queue_full');
     assert.equal(error.retryable, true);
   }
+  const flushing = Date.now();
   await assert.rejects(client.flush(200), (error) => error instanceof TimeoutError && error.code === 'timeout');
+  assert.ok(Date.now() - flushing < 5_000, `flush(200) settled after ${Date.now() - flushing} ms`);
   const report = await client.close(200);
   assert.ok(report.undelivered > 0);
   assert.equal(report.lost, report.undelivered);
