@@ -3,7 +3,7 @@
 //!
 //! This layer is internal: `index.js` wraps it into the package's public API (option
 //! names, `Error` subclasses, the log emitter). Errors leave this layer as plain
-//! `Error`s whose message is a marker followed by a JSON description ([`error`]),
+//! `Error`s whose message is a marker followed by a JSON description (`src/error.rs`),
 //! which `index.js` turns into the right subclass.
 //!
 //! Nothing here blocks the JavaScript thread beyond validating and queueing an event:
