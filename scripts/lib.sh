@@ -141,8 +141,10 @@ ensure_c_tools() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# ensure_node: Node.js (>= 18) with npm, and kcat (the Node.js binding's tests read back
-# what reached Kafka with it), installed from Debian when missing.
+# ensure_node: Node.js with npm, and kcat (the Node.js binding's tests read back what
+# reached Kafka with it), installed from Debian when missing. Building the binding needs
+# Node.js 20.17 or later (@napi-rs/cli's declaration generator); older ones are refused
+# with that message rather than failing inside npm.
 ensure_node() {
   local missing=()
   command -v node >/dev/null || missing+=(nodejs)
@@ -157,7 +159,6 @@ ensure_node() {
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  local major
-  major=$(node -p 'process.versions.node.split(".")[0]')
-  [ "$major" -ge 18 ] || { log "Node.js $(node --version) is too old: the binding needs 18 or later"; return 1; }
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 17) ? 0 : 1)' ||
+    { log "Node.js $(node --version) is too old: building the Node.js binding needs 20.17 or later (https://nodejs.org)"; return 1; }
 }
