@@ -170,3 +170,13 @@ ensure_python_venv() {
     printf '%s' "$wanted" >"$dir/.requirements"
   fi
 }
+
+# ensure_node: Node.js with npm, and kcat (the Node.js binding's tests read back what
+# reached Kafka with it), installed from Debian when missing. Building the binding needs
+# Node.js 20.17 or later (@napi-rs/cli's declaration generator); older ones are refused
+# with that message rather than failing inside npm.
+ensure_node() {
+  ensure_commands node:nodejs npm:npm kcat:kcat || return 1
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 17) ? 0 : 1)' ||
+    { log "Node.js $(node --version) is too old: building the Node.js binding needs 20.17 or later (https://nodejs.org)"; return 1; }
+}
