@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,18 @@ func main() {
 	input := flag.String("input", "", "KEY<TAB>VALUE lines (produce-bench write-input)")
 	label := flag.String("label", "", "name of the run in the results")
 	results := flag.String("json", "", "append the result as a JSON line to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	events, err := read(*input)
 	if err != nil {
 		log.Fatal(err)
