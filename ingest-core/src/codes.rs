@@ -164,7 +164,10 @@ impl ErrorCode {
 
     /// The code with this number, if there is one.
     pub fn from_number(number: u16) -> Option<ErrorCode> {
-        ErrorCode::ALL.into_iter().find(|c| c.number() == number)
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|c| c.number() == number)
     }
 }
 
@@ -175,7 +178,7 @@ mod tests {
     #[test]
     fn validation_numbers_are_unique_and_round_trip() {
         let mut seen = std::collections::HashSet::new();
-        for code in ErrorCode::ALL {
+        for &code in ErrorCode::ALL {
             assert!(seen.insert(code.number()), "{code} reuses a number");
             assert_eq!(ErrorCode::from_number(code.number()), Some(code));
         }

@@ -60,8 +60,9 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, in declaration order (handy for pre-registering metrics).
-    pub const ALL: [ErrorCode; 19] = [
+    /// Every code, in declaration order (handy for pre-registering metrics). A slice,
+    /// not an array: a new code in a later version changes its length, not its type.
+    pub const ALL: &'static [ErrorCode] = &[
         ErrorCode::EmptyBody,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidUtf8,
