@@ -183,7 +183,10 @@ impl CompletionQueue {
     ) -> Result<(), Error> {
         self.admit()?;
         let ingestor = ingestor.clone();
-        self.spawn(tag, async move { ingestor.flush(timeout).await })
+        // Bounded here too: the delivery thread may not take the flush's command in time.
+        self.spawn(tag, async move {
+            bounded(Some(timeout), ingestor.flush(timeout)).await
+        })
     }
 
     /// Takes one finished registration off the queue, if there is one; never blocks.

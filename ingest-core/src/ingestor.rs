@@ -401,8 +401,11 @@ impl Ingestor {
     ///
     /// As [`flush`](Self::flush).
     pub fn flush_blocking(&self, timeout: Duration) -> Result<(), Error> {
-        // No limit of its own: the flush ends by `timeout` itself.
-        crate::blocking::block_on(self.flush(timeout), None).unwrap_or(Err(Error::Timeout(timeout)))
+        // The flush ends by `timeout` itself, unless the delivery thread cannot take its
+        // command (it waits for room in a full Kafka client queue): then the deadline
+        // here ends the wait.
+        crate::blocking::block_on(self.flush(timeout), Some(timeout))
+            .unwrap_or(Err(Error::Timeout(timeout)))
     }
 
     /// [`shutdown`](Self::shutdown) on the calling thread, for hosts without an async

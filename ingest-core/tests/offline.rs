@@ -276,3 +276,32 @@ fn a_long_flush_does_not_hold_back_a_shutdown() {
     let flushed = flush.join().expect("flush thread");
     assert!(matches!(flushed, Err(Error::ShuttingDown)), "{flushed:?}");
 }
+
+/// A flush keeps its deadline even while the delivery thread waits for room in the Kafka
+/// client's full queue (nothing reachable, records kept for the message timeout).
+#[test]
+fn a_flush_keeps_its_deadline_behind_a_full_client_queue() {
+    let mut config = unreachable();
+    config.kafka.message_timeout_ms = 600_000;
+    config.kafka.producer_queue_max_records = 1;
+    let ingestor = Ingestor::builder().config(config).build().expect("builds");
+    for i in 0..3 {
+        ingestor
+            .submit(EventKind::ProductView, event(i))
+            .expect("accepted");
+    }
+    // The delivery thread now holds the second record, waiting for the first to leave.
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let flushed = ingestor.flush_blocking(Duration::from_millis(300));
+    assert!(matches!(flushed, Err(Error::Timeout(_))), "{flushed:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the flush took {:?}",
+        started.elapsed()
+    );
+    let report = ingestor
+        .shutdown_blocking(Duration::from_millis(300))
+        .expect("stops");
+    assert_eq!(report.undelivered, 3, "{report:?}");
+}
