@@ -808,4 +808,49 @@ mod tests {
         assert_eq!(health.dead_threads, ["ingest-forward"]);
         assert!(!health.is_ready());
     }
+
+    /// With the forwarder dead, a flush fails and a shutdown returns (nothing waits
+    /// for a thread that is gone), reporting the persisted event as kept in the buffer.
+    #[test]
+    fn a_dead_forwarder_does_not_hang_flush_or_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ingestor = Ingestor::builder()
+            .brokers("127.0.0.1:1")
+            .disk_buffer(dir.path())
+            .build()
+            .expect("build");
+        let disk = ingestor.inner.disk.as_ref().expect("disk buffer");
+        disk.fail_forwarder
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        disk.wake();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ingestor.health().threads_alive() {
+            assert!(Instant::now() < deadline, "the forwarder did not die");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let receipt = ingestor
+            .submit(
+                EventKind::ProductView,
+                Bytes::from_static(br#"{"user_id":"u","product_id":"p"}"#),
+            )
+            .expect("accepted");
+        receipt
+            .wait_blocking(crate::Ack::Persisted, Some(Duration::from_secs(10)))
+            .expect("persisted: the spool still writes");
+        let started = Instant::now();
+        assert!(ingestor.flush_blocking(Duration::from_secs(60)).is_err());
+        let report = ingestor
+            .shutdown_blocking(Duration::from_secs(60))
+            .expect("stops");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "flush and shutdown took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            (report.undelivered, report.kept_in_buffer),
+            (1, 1),
+            "{report:?}"
+        );
+    }
 }

@@ -57,7 +57,14 @@ pub(crate) struct ShutdownRequest {
 pub(crate) struct Requests {
     pub(crate) flushes: Vec<FlushRequest>,
     pub(crate) shutdown: Option<ShutdownRequest>,
+    /// The forwarder thread died: nobody serves these requests any more, so they are
+    /// answered where they are made ([`DiskState::shutdown_without_forwarder`]).
+    pub(crate) forwarder_gone: bool,
 }
+
+/// The message of receipts whose records are left in the buffer at shutdown.
+pub(crate) const KEPT: &str =
+    "not delivered before shutdown; kept in the disk buffer and delivered after the next start";
 
 /// Metrics of the disk buffer.
 pub(crate) struct BufferTelemetry {
@@ -297,6 +304,41 @@ impl DiskState {
 
     pub(crate) fn requests(&self) -> MutexGuard<'_, Requests> {
         lock(&self.requests)
+    }
+
+    /// Called as the forwarder thread dies: waiting flushes fail (their senders drop)
+    /// and a shutdown already asked for is answered here, so no caller waits forever.
+    pub(crate) fn forwarder_died(&self) {
+        let shutdown = {
+            let mut requests = self.requests();
+            requests.forwarder_gone = true;
+            requests.flushes.clear();
+            requests.shutdown.take()
+        };
+        if let Some(request) = shutdown {
+            self.shutdown_without_forwarder(request);
+        }
+    }
+
+    /// Answers a shutdown the dead forwarder cannot serve: everything unacknowledged
+    /// stays in the buffer for the next start, and the receipts waiting for it fail.
+    pub(crate) fn shutdown_without_forwarder(&self, request: ShutdownRequest) {
+        self.fail_waiting(KEPT);
+        if let Err(error) = self.engine.sync() {
+            tracing::error!(%error, "disk buffer sync at shutdown failed");
+        }
+        let kept = usize::try_from(self.engine.stats().entries).unwrap_or(usize::MAX);
+        tracing::error!(
+            kept,
+            "shutdown without the forwarder thread: the events stay in the disk buffer"
+        );
+        if let Some(done) = request.done {
+            let _ = done.send(ShutdownReport {
+                undelivered: kept,
+                kept_in_buffer: kept,
+                elapsed: request.started.elapsed(),
+            });
+        }
     }
 }
 

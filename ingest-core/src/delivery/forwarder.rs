@@ -26,7 +26,7 @@ use rdkafka::producer::{Producer, PurgeConfig};
 
 use super::breaker::{Breaker, BreakerState};
 use super::context::{is_retryable, Sent};
-use super::disk::DiskState;
+use super::disk::{DiskState, KEPT};
 use super::sender::{Outgoing, Sender};
 use super::shutdown::ShutdownReport;
 use super::stored;
@@ -41,9 +41,6 @@ const READ_BYTES: usize = 4 << 20;
 const STATS_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait for purged records' reports during a rewind.
 const REWIND_DRAIN: Duration = Duration::from_secs(10);
-/// The message of receipts whose records are left in the buffer at shutdown.
-const KEPT: &str =
-    "not delivered before shutdown; kept in the disk buffer and delivered after the next start";
 
 pub(crate) struct Forwarder {
     pub(crate) disk: Arc<DiskState>,
@@ -95,6 +92,7 @@ impl Forwarder {
     }
 
     pub(crate) fn run(mut self) {
+        let _notice = DeathNotice(self.disk.clone());
         loop {
             #[cfg(test)]
             if self
@@ -363,5 +361,16 @@ impl Forwarder {
     fn publish_final_stats(mut self) {
         self.stats_at = Instant::now() - STATS_EVERY;
         self.publish_stats();
+    }
+}
+
+/// Answers the forwarder's pending and future requests if its thread dies by a panic.
+struct DeathNotice(Arc<DiskState>);
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.forwarder_died();
+        }
     }
 }

@@ -94,7 +94,12 @@ impl Spool {
                             deadline: Instant::now() + timeout,
                             done,
                         };
-                        self.disk.requests().flushes.push(request);
+                        let mut requests = self.disk.requests();
+                        // Without the forwarder the flush cannot finish: it fails now.
+                        if !requests.forwarder_gone {
+                            requests.flushes.push(request);
+                        }
+                        drop(requests);
                         self.disk.wake();
                     }
                     Command::Shutdown { timeout, done } => {
@@ -123,11 +128,19 @@ impl Spool {
         if let Err(error) = self.disk.engine.sync() {
             tracing::error!(%error, "disk buffer sync at shutdown failed");
         }
-        self.disk.requests().shutdown = Some(ShutdownRequest {
+        let request = ShutdownRequest {
             started: Instant::now(),
             deadline,
             done,
-        });
+        };
+        let mut requests = self.disk.requests();
+        if requests.forwarder_gone {
+            drop(requests);
+            self.disk.shutdown_without_forwarder(request);
+            return;
+        }
+        requests.shutdown = Some(request);
+        drop(requests);
         self.disk.wake();
     }
 
