@@ -244,6 +244,9 @@ func (c *Client) Flush(ctx context.Context) error {
 	}
 	select {
 	case status := <-done:
+		if status == C.INGEST_ERR_TIMEOUT {
+			return deadlineError(ctx, "the flush did not complete in time")
+		}
 		return statusError(status, "the flush did not complete")
 	case <-ctx.Done():
 		c.queue.forget(tag)

@@ -81,10 +81,7 @@ func (r *Receipt) Wait(ctx context.Context, ack Ack) error {
 	select {
 	case status := <-done:
 		if status == C.INGEST_ERR_TIMEOUT {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return &Error{Status: StatusTimeout, Message: "the events did not reach " + ack.String() + " in time"}
+			return deadlineError(ctx, "the events did not reach "+ack.String()+" in time")
 		}
 		// The outcome is known: Try gives it with the library's message.
 		return r.settled(ack)
@@ -186,4 +183,15 @@ func statusError(status C.ingest_status, message string) error {
 		return nil
 	}
 	return &Error{Status: Status(status), Message: message}
+}
+
+// deadlineError is the error of a wait the library timed out: ctx's own error, as the
+// library's timeout is ctx's deadline cut to whole milliseconds (ctx ends at most that
+// much later); an ErrTimeout-matching error should ctx have no deadline.
+func deadlineError(ctx context.Context, message string) error {
+	if _, ok := ctx.Deadline(); ok {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return &Error{Status: StatusTimeout, Message: message}
 }
