@@ -25,26 +25,9 @@ use crate::catalog::Catalog;
 use crate::dedup::{stream_minute, EventKey, SeenIds};
 use crate::recommend::{self, Recent};
 use crate::sessions::Activity;
+// Re-exported: the rest of the processor and its tests name them from here.
+pub use crate::stream::{minute_of, TopicPartition};
 use crate::ua;
-
-/// A topic partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// The topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// A topic partition.
-    pub fn new(topic: &str, partition: i32) -> Self {
-        TopicPartition {
-            topic: topic.to_owned(),
-            partition,
-        }
-    }
-}
 
 /// One decoded record waiting for the next checkpoint.
 #[derive(Debug, Clone)]
@@ -124,11 +107,6 @@ pub mod set {
     pub fn experiment_buyers(flag: &str, variant: &str) -> String {
         format!("exp_buyers\t{flag}\t{variant}")
     }
-}
-
-/// The start (Unix seconds) of the minute holding `unix_ms`.
-pub fn minute_of(unix_ms: i64) -> i64 {
-    unix_ms.div_euclid(60_000) * 60
 }
 
 /// Whether an event of `event_time_ms` is too late for its window, given the partition's

@@ -44,7 +44,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::aggregate::TopicPartition;
+use crate::stream::{minute_of, TopicPartition};
 
 /// An event's de-duplication key, hashed (see the module documentation).
 pub type EventKey = u128;
@@ -61,7 +61,7 @@ pub fn stream_minute(event_minute: i64, watermark_ms: i64) -> i64 {
     if watermark_ms == i64::MIN {
         event_minute
     } else {
-        event_minute.max(crate::aggregate::minute_of(watermark_ms))
+        event_minute.max(minute_of(watermark_ms))
     }
 }
 
@@ -79,7 +79,7 @@ impl Window {
     /// is `watermark_ms` (`None`: the partition has no watermark, nothing is outside).
     pub fn cutoff(&self, watermark_ms: i64) -> Option<i64> {
         (watermark_ms != i64::MIN)
-            .then(|| crate::aggregate::minute_of(watermark_ms).saturating_sub(self.minutes * 60))
+            .then(|| minute_of(watermark_ms).saturating_sub(self.minutes * 60))
     }
 }
 

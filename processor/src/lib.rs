@@ -37,6 +37,7 @@ pub mod search;
 pub mod sessions;
 pub mod store;
 pub mod store_pool;
+pub mod stream;
 pub mod ua;
 
 use std::sync::Arc;

@@ -36,8 +36,10 @@ mod bulk;
 mod client;
 mod document;
 mod sink;
+mod url;
 
 pub use bulk::{bulk_body, classify, ItemOutcome};
-pub use client::{IndexClient, IndexUrl};
+pub use client::IndexClient;
 pub use document::{document, index_mapping};
 pub use sink::SearchSink;
+pub use url::IndexUrl;
