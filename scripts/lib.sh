@@ -4,6 +4,14 @@
 # log MESSAGE: progress on stderr, so stdout stays for results.
 log() { printf '==> %s\n' "$*" >&2; }
 
+# The cargo features of a full test run: every test-selection feature and the optional
+# sled engine. scripts/test passes the same list (and --workspace) to every cargo command,
+# so that one set of artifacts serves them all: each different feature set rebuilds the
+# crates it touches and their dependents, which cost minutes and gigabytes per set. The
+# tests that need a run of their own (the broker outage, the 3-broker cluster) are
+# targets with `test = false`, run by name.
+TEST_FEATURES=ingest-core/kafka-tests,ingest-core/kafka-outage-tests,ingest-core/kafka-cluster-tests,ingest-core/sled-buffer,ingest-benches/sled-buffer,edge-agent/kafka-tests,processor/service-tests
+
 # ensure_build_deps [--no-kafka]: installs the system packages the Rust build needs
 # (librdkafka is built from source with TLS, SASL PLAIN/SCRAM/OAUTHBEARER, zstd and zlib)
 # and, unless --no-kafka, the JDK and Maven that scripts/kafka needs, when they are
