@@ -2,7 +2,7 @@
 
 use ingest_core::IngestConfig;
 
-/// Renames every topic of `config` (the four event topics and the dead-letter topic) to
+/// Renames every topic of `config` (the four event topics, the dead-letter topic and the custom-events topic) to
 /// `PREFIX-<name>`: `bench-product-views`, ...
 pub fn prefix_topics(config: &mut IngestConfig, prefix: &str) {
     let topics = &mut config.topics;
@@ -12,6 +12,7 @@ pub fn prefix_topics(config: &mut IngestConfig, prefix: &str) {
         &mut topics.purchase,
         &mut topics.search,
         &mut topics.dead_letter,
+        &mut topics.custom,
     ] {
         topic.name = format!("{prefix}-{}", topic.name);
     }

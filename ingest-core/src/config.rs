@@ -200,6 +200,10 @@ pub struct TopicsConfig {
     pub search: TopicConfig,
     /// Events rejected by validation (default `events-dlq`, 3 partitions).
     pub dead_letter: TopicConfig,
+    /// Custom events: anything outside the four e-commerce types, such as Segment
+    /// `page` calls or GA4 events without a mapping (default `custom-events`, 10
+    /// partitions).
+    pub custom: TopicConfig,
 }
 
 impl Default for TopicsConfig {
@@ -210,6 +214,7 @@ impl Default for TopicsConfig {
             purchase: TopicConfig::new("purchases", 10),
             search: TopicConfig::new("search-events", 10),
             dead_letter: TopicConfig::new("events-dlq", 3),
+            custom: TopicConfig::new("custom-events", 10),
         }
     }
 }
@@ -226,13 +231,14 @@ impl TopicsConfig {
     }
 
     /// Every topic with its configuration key, event topics first.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 5] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 6] {
         [
             ("topics.product_view", &self.product_view),
             ("topics.cart", &self.cart),
             ("topics.purchase", &self.purchase),
             ("topics.search", &self.search),
             ("topics.dead_letter", &self.dead_letter),
+            ("topics.custom", &self.custom),
         ]
     }
 }

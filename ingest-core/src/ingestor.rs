@@ -9,12 +9,14 @@ use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::producer::ThreadedProducer;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use crate::batch::split_batch;
 use crate::config::{IngestConfig, Settings};
+use crate::custom::CustomEvent;
 use crate::delivery::{
-    gather_window, BatchReceipt, Breaker, Command, DeliveryContext, Destination, DiskState,
-    Doorbell, Forwarder, Gate, Layout, QueueBudget, Receipt, Record, Rejection, Sender,
+    gather_window, BatchReceipt, Breaker, Command, CustomRoute, DeliveryContext, Destination,
+    DiskState, Doorbell, Forwarder, Gate, Layout, QueueBudget, Receipt, Record, Rejection, Sender,
     ShutdownReport, Spool, Tracker, Worker,
 };
 use crate::error::{Error, ValidationError};
@@ -234,6 +236,7 @@ impl Ingestor {
     fn start(settings: Settings) -> Result<Ingestor, Error> {
         let mut topics: Vec<Arc<str>> = settings.topics.to_vec();
         topics.push(settings.dead_letter_topic.clone());
+        topics.push(settings.custom_topic.clone());
         let instance = crate::telemetry::instance_name(settings.instance.as_ref());
         let telemetry = Telemetry::new(&topics, instance);
         let breaker = Arc::new(Breaker::new(settings.breaker, &telemetry));
@@ -250,6 +253,7 @@ impl Ingestor {
             producer,
             settings.topics.clone(),
             settings.dead_letter_topic.clone(),
+            settings.custom_topic.clone(),
             telemetry.clone(),
         ));
         // Without a disk buffer, a submission may go straight to the producer; with
@@ -454,6 +458,44 @@ impl Ingestor {
         let record = self.record(event, received_at_ms, &source, &tracker);
         self.send_or_enqueue(record, bytes)?;
         self.inner.telemetry.accepted(kind, 1);
+        Ok(Receipt::new(tracker, Some(event_id)))
+    }
+
+    /// Submits a custom event (anything outside the four e-commerce types) to the
+    /// custom-events topic, through the same queue, disk buffer and acknowledgements as
+    /// the others.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if the event fails [`CustomEvent::check`] (its body then goes
+    /// to the dead-letter topic, when enabled); [`Error::QueueFull`] or
+    /// [`Error::ShuttingDown`] when it cannot be queued now.
+    pub fn submit_custom_with(
+        &self,
+        event: CustomEvent,
+        options: &SubmitOptions,
+    ) -> Result<Receipt, Error> {
+        let received_at_ms = ingest_common::clock::unix_ms();
+        let source = self.source(options);
+        if let Err(error) = event.check(self.inner.validator.limits()) {
+            return Err(self.reject(event.body, error, received_at_ms, &source));
+        }
+        let tracker = Tracker::new(1, self.inner.disk.is_some());
+        let event_id = event.event_id.unwrap_or_else(Uuid::now_v7);
+        let bytes = event.body.len();
+        let record = Record::new(
+            Destination::Custom(Box::new(CustomRoute {
+                name: Arc::from(event.name),
+                event_id,
+            })),
+            event.key.map(Bytes::from),
+            event.body,
+            received_at_ms,
+            source,
+            tracker.clone(),
+        );
+        self.send_or_enqueue(record, bytes)?;
+        self.inner.telemetry.accepted_custom(1);
         Ok(Receipt::new(tracker, Some(event_id)))
     }
 

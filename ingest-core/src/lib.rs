@@ -37,6 +37,10 @@
 //! | value | the event's JSON, byte for byte as received |
 //! | headers | `event_type`, `event_id` (the client's, or a generated UUIDv7), `received_at` (RFC 3339, ms), `schema` (`json:<type>/v1`), `source` |
 //!
+//! Custom events ([`CustomEvent`]: anything outside the four types, such as a Segment
+//! `page` call) go to `topics.custom` with the headers `event_type: custom`,
+//! `event_name`, `event_id`, `received_at` and `source`.
+//!
 //! Dead-letter records carry `error_code`, `error_message`, `error_field` (when a field
 //! is at fault), `event_type` (when known), `received_at`, `source`, and
 //! `payload_truncated: true` when the payload was cut to the configured maximum.
@@ -68,6 +72,7 @@ pub mod codes;
 mod completion;
 pub mod config;
 pub mod contract;
+mod custom;
 mod delivery;
 mod error;
 mod event;
@@ -84,6 +89,7 @@ pub use batch::split_batch;
 pub use codes::ErrorKind;
 pub use completion::{Completion, CompletionQueue, DEFAULT_COMPLETION_CAPACITY};
 pub use config::{IngestConfig, Settings};
+pub use custom::{CustomEvent, CUSTOM_EVENT_TYPE, MAX_CUSTOM_NAME};
 pub use delivery::{
     Ack, BatchReceipt, BreakerState, ParseAckError, Receipt, Rejection, ShutdownReport,
 };

@@ -61,6 +61,7 @@ pub(crate) fn instance_name(configured: Option<&Arc<str>>) -> Arc<str> {
 pub(crate) struct Telemetry {
     instance: Arc<str>,
     accepted: [Counter; 4],
+    accepted_custom: Counter,
     delivered: Vec<(std::sync::Arc<str>, Counter)>,
     pub(crate) queue_events: Gauge,
     pub(crate) queue_bytes: Gauge,
@@ -88,6 +89,7 @@ impl Telemetry {
             accepted: EventKind::ALL.map(|k| {
                 counter!("ingest_events_accepted_total", INGESTOR => me.clone(), "event_type" => k.as_str())
             }),
+            accepted_custom: counter!("ingest_events_accepted_total", INGESTOR => me.clone(), "event_type" => crate::custom::CUSTOM_EVENT_TYPE),
             delivered: topics
                 .iter()
                 .map(|t| {
@@ -113,6 +115,11 @@ impl Telemetry {
 
     pub(crate) fn accepted(&self, kind: EventKind, n: u64) {
         self.accepted[kind.index()].increment(n);
+        self.counts.accepted.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn accepted_custom(&self, n: u64) {
+        self.accepted_custom.increment(n);
         self.counts.accepted.fetch_add(n, Ordering::Relaxed);
     }
 

@@ -14,7 +14,9 @@ use bytes::Bytes;
 use common::harness::assert_per_key_order;
 use common::{bootstrap, config, create_topics, event_ids, read_topic};
 use ingest_core::config::{BufferSync, BufferType, WhenFull};
-use ingest_core::{buffer, Ack, BreakerState, Error, EventKind, IngestConfig, Ingestor};
+use ingest_core::{
+    buffer, Ack, BreakerState, CustomEvent, Error, EventKind, IngestConfig, Ingestor, SubmitOptions,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -441,4 +443,68 @@ async fn damaged_buffer_is_quarantined_and_the_intact_records_are_delivered() {
     // What was lost is one contiguous run (from the bad frame to its segment's end).
     assert_eq!(lost.last().expect("some") - lost[0] + 1, lost.len());
     assert!(lost[0] > 0 && *lost.last().expect("some") < persisted.len() - 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_events_kept_on_disk_while_kafka_is_down_arrive_with_their_name_after_a_restart() {
+    let brokers = brokers();
+    let dir = tempfile::tempdir().expect("dir");
+    let real = with_disk(
+        config(&brokers, "custom-replay", 3, 1),
+        dir.path(),
+        BufferType::Log,
+    );
+    create_topics(&real).await;
+    let mut down = real.clone();
+    down.kafka.brokers = unreachable();
+
+    let ingestor = Ingestor::builder().config(down).build().expect("builds");
+    let mut sent = Vec::new();
+    for seq in 0..20u32 {
+        let name = format!("Coupon Entered {seq}");
+        let body = format!(r#"{{"event":"{name}","seq":{seq}}}"#);
+        let receipt = ingestor
+            .submit_custom_with(
+                CustomEvent::new(name.clone(), body.clone()).with_key(format!("u{}", seq % 3)),
+                &SubmitOptions::default(),
+            )
+            .expect("accepted while Kafka is down");
+        receipt
+            .wait(Ack::Persisted)
+            .await
+            .expect("persisted while Kafka is down");
+        sent.push((receipt.event_id().expect("id").to_string(), name, body));
+    }
+    let report = ingestor
+        .shutdown(Duration::from_secs(30))
+        .await
+        .expect("stops");
+    assert_eq!(
+        (report.kept_in_buffer, report.lost()),
+        (20, 0),
+        "{report:?}"
+    );
+
+    let ingestor = Ingestor::builder()
+        .config(real.clone())
+        .build()
+        .expect("builds");
+    ingestor.flush(WAIT).await.expect("replay delivered");
+    ingestor
+        .shutdown(Duration::from_secs(30))
+        .await
+        .expect("stops");
+
+    let records = read_topic(&brokers, &real.topics.custom.name, 20, WAIT).await;
+    assert_eq!(event_ids(&records).len(), 20);
+    for (id, name, body) in &sent {
+        let record = records
+            .iter()
+            .find(|r| r.header("event_id") == id.as_str())
+            .unwrap_or_else(|| panic!("{id} was delivered"));
+        assert_eq!(record.header("event_type"), "custom");
+        assert_eq!(record.header("event_name"), name.as_str());
+        assert_eq!(record.payload, body.as_bytes());
+    }
+    assert_per_key_order(&records);
 }

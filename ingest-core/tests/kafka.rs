@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{bootstrap, config, create_topics, event_ids, payloads, read_topic};
 use ingest_core::{
-    ensure_topics, Ack, ErrorCode, EventKind, IngestConfig, Ingestor, SubmitOptions,
+    ensure_topics, Ack, CustomEvent, ErrorCode, EventKind, IngestConfig, Ingestor, SubmitOptions,
 };
 
 fn brokers() -> String {
@@ -502,4 +502,74 @@ async fn batches_of_many_users_keep_each_users_order_and_land_where_predicted() 
         .shutdown(Duration::from_secs(10))
         .await
         .expect("shuts down");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_events_land_in_their_topic_with_name_header_and_bad_ones_are_dead_lettered() {
+    let brokers = brokers();
+    let config = config(&brokers, "custom", 3, 1);
+    let ingestor = start(config.clone()).await;
+
+    let body = "{\"type\":\"page\",\"name\":\"Home \\u0000\",\"properties\":{\"path\":\"/\"}}";
+    let id = uuid::Uuid::now_v7();
+    let receipt = ingestor
+        .submit_custom_with(
+            CustomEvent::new("page", body)
+                .with_key("user-9")
+                .with_event_id(id),
+            &SubmitOptions::default().with_source("storefront-1"),
+        )
+        .expect("accepted");
+    receipt.wait(Ack::Delivered).await.expect("delivered");
+    assert_eq!(receipt.event_id(), Some(id));
+    let unkeyed = ingestor
+        .submit_custom_with(
+            CustomEvent::new("Newsletter Subscribed", "{}"),
+            &SubmitOptions::default(),
+        )
+        .expect("accepted");
+    unkeyed.wait(Ack::Delivered).await.expect("delivered");
+
+    let error = ingestor
+        .submit_custom_with(CustomEvent::new("page", "[1,2]"), &SubmitOptions::default())
+        .expect_err("an array is refused");
+    assert_eq!(
+        error.validation().map(|e| e.code()),
+        Some(ErrorCode::NotAnObject)
+    );
+
+    let records = read_topic(&brokers, &config.topics.custom.name, 2, WAIT).await;
+    assert_eq!(records.len(), 2, "exactly the two accepted custom events");
+    let page = records
+        .iter()
+        .find(|r| r.header("event_name") == "page")
+        .expect("the page event");
+    assert_eq!(
+        page.payload,
+        body.as_bytes(),
+        "the value is the body as given"
+    );
+    assert_eq!(page.key.as_deref(), Some(&b"user-9"[..]));
+    assert_eq!(page.header("event_type"), "custom");
+    assert_eq!(page.header("event_id"), id.to_string());
+    assert_eq!(page.header("source"), "storefront-1");
+    let other = records
+        .iter()
+        .find(|r| r.header("event_name") == "Newsletter Subscribed")
+        .expect("the sign-up");
+    assert_eq!(other.key, None);
+    assert_eq!(
+        other.header("event_id"),
+        unkeyed.event_id().expect("id").to_string()
+    );
+
+    let dead = read_topic(&brokers, &config.topics.dead_letter.name, 1, WAIT).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, b"[1,2]");
+    assert_eq!(dead[0].header("error_code"), "not_an_object");
+    let report = ingestor
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("shuts down");
+    assert_eq!(report.undelivered, 0);
 }

@@ -123,6 +123,7 @@ fn config(brokers: &str, prefix: &str) -> IngestConfig {
     config.topics.purchase = topic("purchases");
     config.topics.search = topic("search-events");
     config.topics.dead_letter = topic("events-dlq");
+    config.topics.custom = topic("custom-events");
     config
 }
 

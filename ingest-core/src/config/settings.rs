@@ -166,6 +166,7 @@ pub struct Settings {
     pub(crate) limits: Limits,
     pub(crate) topics: [Arc<str>; 4],
     pub(crate) dead_letter_topic: Arc<str>,
+    pub(crate) custom_topic: Arc<str>,
     pub(crate) dead_letter: DeadLetterConfig,
     pub(crate) queue: QueueConfig,
     /// `None`: events wait in memory only.
@@ -196,6 +197,11 @@ impl Settings {
     /// The topic an event kind is written to.
     pub fn topic(&self, kind: EventKind) -> &str {
         &self.topics[kind.index()]
+    }
+
+    /// The topic custom events are written to.
+    pub fn custom_topic(&self) -> &str {
+        &self.custom_topic
     }
 
     /// Whether accepted events are held in a disk buffer until Kafka acknowledges them.
@@ -314,6 +320,17 @@ impl IngestConfig {
                 "must differ from every event topic",
             ));
         }
+        let custom = &self.topics.custom.name;
+        if custom == dead_letter
+            || EventKind::ALL
+                .iter()
+                .any(|k| &self.topics.for_kind(*k).name == custom)
+        {
+            return Err(ConfigError::new(
+                "topics.custom.name",
+                "must differ from every event topic and from the dead-letter topic",
+            ));
+        }
 
         let l = &self.limits;
         let limits = Limits {
@@ -393,6 +410,7 @@ impl IngestConfig {
             limits,
             topics: EventKind::ALL.map(topic),
             dead_letter_topic: Arc::from(dead_letter.as_str()),
+            custom_topic: Arc::from(custom.as_str()),
             dead_letter: self.dead_letter.clone(),
             queue: self.queue.clone(),
             disk_buffer,

@@ -40,13 +40,15 @@ const RETRY_UNKNOWN: Duration = Duration::from_secs(2);
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Slot of the dead-letter topic, after the event kinds'.
 const DEAD_LETTER_SLOT: usize = EventKind::ALL.len();
+/// Slot of the custom-events topic, last.
+const CUSTOM_SLOT: usize = DEAD_LETTER_SLOT + 1;
 
 /// Predicts partitions and orders groups of records by them.
 pub(crate) struct Layout {
     /// Whether the configured partitioner is one this module can predict.
     predictable: bool,
     /// Partition count per topic slot; 0 while unknown.
-    counts: [AtomicU32; DEAD_LETTER_SLOT + 1],
+    counts: [AtomicU32; CUSTOM_SLOT + 1],
     /// When the counts are next due to be read; `None` until the first read is due.
     /// Moved a full period ahead when a read starts, so reads never overlap (one takes
     /// at most [`REFRESH_TIMEOUT`]), and brought nearer after it by `schedule_retry`.
@@ -143,7 +145,10 @@ impl Layout {
             let slots = EventKind::ALL
                 .iter()
                 .map(|kind| (kind.index(), &sender.topics[kind.index()]))
-                .chain([(DEAD_LETTER_SLOT, &sender.dead_letter_topic)]);
+                .chain([
+                    (DEAD_LETTER_SLOT, &sender.dead_letter_topic),
+                    (CUSTOM_SLOT, &sender.custom_topic),
+                ]);
             for (slot, name) in slots {
                 if **name == *topic.name() {
                     self.counts[slot].store(count, Ordering::Relaxed);
@@ -162,6 +167,7 @@ fn slot(destination: &Destination) -> usize {
     match destination {
         Destination::Event { kind, .. } => kind.index(),
         Destination::DeadLetter { .. } => DEAD_LETTER_SLOT,
+        Destination::Custom { .. } => CUSTOM_SLOT,
     }
 }
 

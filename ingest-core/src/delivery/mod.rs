@@ -61,7 +61,7 @@ pub(crate) use doorbell::Doorbell;
 pub(crate) use forwarder::Forwarder;
 pub(crate) use layout::Layout;
 pub(crate) use receipt::Tracker;
-pub(crate) use record::{Destination, Record};
+pub(crate) use record::{CustomRoute, Destination, Record};
 pub(crate) use sender::Sender;
 pub(crate) use spool::Spool;
 pub(crate) use stored::MAX_OVERHEAD as STORED_OVERHEAD;

@@ -13,12 +13,22 @@ use crate::event::EventKind;
 pub(crate) enum Destination {
     /// The topic of an event kind, with the event's id.
     Event { kind: EventKind, event_id: Uuid },
+    /// The custom-events topic: an event outside the four e-commerce types, under the
+    /// name its sender gave it.
+    /// (Boxed: the name and id would make every record larger.)
+    Custom(Box<CustomRoute>),
     /// The dead-letter topic, with why the payload was rejected.
     /// The event type, when known, is the error's [`ValidationError::event_kind`].
     DeadLetter {
         error: Box<ValidationError>,
         truncated: bool,
     },
+}
+
+/// A custom event's name and id.
+pub(crate) struct CustomRoute {
+    pub(crate) name: Arc<str>,
+    pub(crate) event_id: Uuid,
 }
 
 /// One record queued for the producer.

@@ -12,6 +12,7 @@ use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use super::context::{is_retryable, reason_label, DeliveryContext, Sent};
 use super::record::{Destination, Record, Rfc3339Millis};
 use super::stored::StoredEvent;
+use crate::custom::CUSTOM_EVENT_TYPE;
 use crate::telemetry::Telemetry;
 
 /// One record about to be sent, borrowed from a queued [`Record`] or from an event read
@@ -50,6 +51,7 @@ pub(crate) struct Sender {
     pub(crate) producer: ThreadedProducer<DeliveryContext>,
     pub(crate) topics: [Arc<str>; 4],
     pub(crate) dead_letter_topic: Arc<str>,
+    pub(crate) custom_topic: Arc<str>,
     /// Held by whoever feeds the producer from the memory queue's side: the delivery
     /// thread while it has records taken off the queue and not yet handed on, or a
     /// submitter sending its record directly. Records therefore enter the producer in
@@ -63,12 +65,14 @@ impl Sender {
         producer: ThreadedProducer<DeliveryContext>,
         topics: [Arc<str>; 4],
         dead_letter_topic: Arc<str>,
+        custom_topic: Arc<str>,
         telemetry: Telemetry,
     ) -> Self {
         Sender {
             producer,
             topics,
             dead_letter_topic,
+            custom_topic,
             feed: Mutex::new(()),
             telemetry,
         }
@@ -124,6 +128,7 @@ impl Sender {
         match destination {
             Destination::Event { kind, .. } => &self.topics[kind.index()],
             Destination::DeadLetter { .. } => &self.dead_letter_topic,
+            Destination::Custom { .. } => &self.custom_topic,
         }
     }
 
@@ -179,6 +184,25 @@ fn headers(record: &Outgoing<'_>) -> OwnedHeaders {
                 key: "schema",
                 value: Some(kind.schema()),
             })
+        }
+        Destination::Custom(route) => {
+            let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            let id = route.event_id.hyphenated().encode_lower(&mut id);
+            common(
+                OwnedHeaders::new_with_capacity(5)
+                    .insert(Header {
+                        key: "event_type",
+                        value: Some(CUSTOM_EVENT_TYPE),
+                    })
+                    .insert(Header {
+                        key: "event_name",
+                        value: Some(&*route.name),
+                    })
+                    .insert(Header {
+                        key: "event_id",
+                        value: Some(&*id),
+                    }),
+            )
         }
         Destination::DeadLetter { error, truncated } => {
             let mut headers = OwnedHeaders::new_with_capacity(7);

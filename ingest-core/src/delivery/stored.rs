@@ -3,30 +3,47 @@
 //!
 //! ```text
 //! u8 version (1) | u8 event kind | [u8; 16] event_id | i64 received_at (Unix ms)
-//! | u16 source length | source | u16 key length | key | payload (the rest)
+//! | u16 source length | source | u16 key length | key
+//! | (custom events only: u16 name length | name) | payload (the rest)
 //! ```
+//!
+//! The kind is the event kind's index (0..=3), or 4 for a custom event. A version that
+//! predates custom events reads kind 4 as undecodable (counted, not sent).
 //!
 //! Integers are little-endian. The buffer's own framing adds the length and checksum;
 //! this layout only has to be unambiguous. Decoding slices the payload, key and source
 //! out of the buffer's `Bytes` without copying.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::record::{Destination, Record};
+use super::record::{CustomRoute, Destination, Record};
+use crate::custom::MAX_CUSTOM_NAME;
 use crate::event::EventKind;
 
 const VERSION: u8 = 1;
 /// Version, kind, event id, received_at and the two length fields.
 const FIXED_LEN: usize = 1 + 1 + 16 + 8 + 2 + 2;
 /// Upper bound of the bytes a stored record adds to its payload, for sizing the buffer
-/// (the key is at most 128 characters of UTF-8, the source is cut to 1 KiB).
-pub(crate) const MAX_OVERHEAD: usize = FIXED_LEN + 1024 + 128 * 4;
+/// (the key is at most 128 characters of UTF-8, the source is cut to 1 KiB, a custom
+/// event's name is at most [`MAX_CUSTOM_NAME`] bytes).
+pub(crate) const MAX_OVERHEAD: usize = FIXED_LEN + 1024 + 128 * 4 + 2 + MAX_CUSTOM_NAME;
 const MAX_SOURCE: usize = 1024;
+/// The kind code of a custom event.
+const CUSTOM_CODE: u8 = EventKind::ALL.len() as u8;
+
+/// What a stored record is: one of the event kinds, or a custom event with its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoredKind {
+    Event(EventKind),
+    Custom(Arc<str>),
+}
 
 /// An event read back from the disk buffer.
 pub(crate) struct StoredEvent {
-    pub(crate) kind: EventKind,
+    pub(crate) kind: StoredKind,
     pub(crate) event_id: Uuid,
     pub(crate) received_at_ms: i64,
     source: Bytes,
@@ -41,9 +58,15 @@ impl StoredEvent {
     }
 
     pub(crate) fn destination(&self) -> Destination {
-        Destination::Event {
-            kind: self.kind,
-            event_id: self.event_id,
+        match &self.kind {
+            StoredKind::Event(kind) => Destination::Event {
+                kind: *kind,
+                event_id: self.event_id,
+            },
+            StoredKind::Custom(name) => Destination::Custom(Box::new(CustomRoute {
+                name: name.clone(),
+                event_id: self.event_id,
+            })),
         }
     }
 }
@@ -59,27 +82,40 @@ pub(crate) enum DecodeError {
     Short,
     #[error("source is not UTF-8")]
     Source,
+    #[error("custom event name is not UTF-8")]
+    Name,
 }
 
 /// Appends the stored form of an event record to `out`. Dead-letter records are never
 /// stored (they go to the producer directly); for them nothing is written and `false`
 /// is returned.
 pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) -> bool {
-    let Destination::Event { kind, event_id } = &record.destination else {
-        return false;
+    let (code, event_id, name) = match &record.destination {
+        Destination::Event { kind, event_id } => (kind_code(*kind), event_id, None),
+        Destination::Custom(route) => (
+            CUSTOM_CODE,
+            &route.event_id,
+            Some(truncate_utf8(&route.name, MAX_CUSTOM_NAME).as_bytes()),
+        ),
+        Destination::DeadLetter { .. } => return false,
     };
     let source = truncate_utf8(&record.source, MAX_SOURCE).as_bytes();
     let key: &[u8] = record.key.as_deref().unwrap_or_default();
     let key = &key[..key.len().min(usize::from(u16::MAX))];
-    out.reserve(FIXED_LEN + source.len() + key.len() + record.payload.len());
+    let name_len = name.map_or(0, |n| 2 + n.len());
+    out.reserve(FIXED_LEN + source.len() + key.len() + name_len + record.payload.len());
     out.push(VERSION);
-    out.push(kind_code(*kind));
+    out.push(code);
     out.extend_from_slice(event_id.as_bytes());
     out.extend_from_slice(&record.received_at_ms.to_le_bytes());
     out.extend_from_slice(&len_u16(source.len()).to_le_bytes());
     out.extend_from_slice(source);
     out.extend_from_slice(&len_u16(key.len()).to_le_bytes());
     out.extend_from_slice(key);
+    if let Some(name) = name {
+        out.extend_from_slice(&len_u16(name.len()).to_le_bytes());
+        out.extend_from_slice(name);
+    }
     out.extend_from_slice(&record.payload);
     true
 }
@@ -92,7 +128,10 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<StoredEvent, DecodeError> {
     if bytes[0] != VERSION {
         return Err(DecodeError::Version(bytes[0]));
     }
-    let kind = kind_from_code(bytes[1]).ok_or(DecodeError::Kind(bytes[1]))?;
+    let code = bytes[1];
+    if code != CUSTOM_CODE && kind_from_code(code).is_none() {
+        return Err(DecodeError::Kind(code));
+    }
     let mut id = [0u8; 16];
     id.copy_from_slice(&bytes[2..18]);
     let mut at = [0u8; 8];
@@ -101,6 +140,14 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<StoredEvent, DecodeError> {
     let source = take(bytes, &mut pos)?;
     std::str::from_utf8(&source).map_err(|_| DecodeError::Source)?;
     let key = take(bytes, &mut pos)?;
+    let kind = match kind_from_code(code) {
+        Some(kind) => StoredKind::Event(kind),
+        None => {
+            let name = take(bytes, &mut pos)?;
+            let name = std::str::from_utf8(&name).map_err(|_| DecodeError::Name)?;
+            StoredKind::Custom(Arc::from(name))
+        }
+    };
     Ok(StoredEvent {
         kind,
         event_id: Uuid::from_bytes(id),
@@ -158,8 +205,6 @@ fn kind_from_code(code: u8) -> Option<EventKind> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use proptest::prelude::*;
 
     use super::*;
@@ -196,7 +241,7 @@ mod tests {
             prop_assert!(encode(&original, &mut out));
             let bytes = Bytes::from(out);
             let stored = decode(&bytes).expect("decodes");
-            prop_assert_eq!(stored.kind, kind);
+            prop_assert_eq!(&stored.kind, &StoredKind::Event(kind));
             let Destination::Event { event_id, .. } = original.destination else { unreachable!() };
             prop_assert_eq!(stored.event_id, event_id);
             prop_assert_eq!(stored.received_at_ms, 1_795_514_400_123);
@@ -229,6 +274,40 @@ mod tests {
         bad[1] = 7;
         assert_eq!(decode(&Bytes::from(bad)).err(), Some(DecodeError::Kind(7)));
         out.truncate(30);
+        assert_eq!(decode(&Bytes::from(out)).err(), Some(DecodeError::Short));
+    }
+
+    #[test]
+    fn custom_events_round_trip_with_their_name() {
+        let mut original = Record::new(
+            Destination::Custom(Box::new(CustomRoute {
+                name: Arc::from("Newsletter Subscribed"),
+                event_id: Uuid::now_v7(),
+            })),
+            Some(Bytes::from_static(b"user-1")),
+            Bytes::from_static(br#"{"event":"Newsletter Subscribed"}"#),
+            1_795_514_400_123,
+            Arc::from("shop"),
+            Tracker::new(1, true),
+        );
+        drop(original.take_tracker());
+        let mut out = Vec::new();
+        assert!(encode(&original, &mut out));
+        let stored = decode(&Bytes::from(out.clone())).expect("decodes");
+        assert_eq!(
+            stored.kind,
+            StoredKind::Custom(Arc::from("Newsletter Subscribed"))
+        );
+        assert_eq!(&stored.key[..], b"user-1");
+        assert_eq!(&stored.payload[..], br#"{"event":"Newsletter Subscribed"}"#);
+        let Destination::Custom(route) = &original.destination else {
+            unreachable!()
+        };
+        assert_eq!(stored.event_id, route.event_id);
+        // A name cut short is an error, not a shorter payload.
+        let name_at = FIXED_LEN + "shop".len() + "user-1".len();
+        out[name_at] = 0xff;
+        out[name_at + 1] = 0xff;
         assert_eq!(decode(&Bytes::from(out)).err(), Some(DecodeError::Short));
     }
 

@@ -500,6 +500,7 @@ mod tests {
                 producer,
                 settings.topics.clone(),
                 settings.dead_letter_topic.clone(),
+                settings.custom_topic.clone(),
                 telemetry.clone(),
             )),
             breaker,

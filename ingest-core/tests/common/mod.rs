@@ -28,6 +28,7 @@ pub fn config(brokers: &str, test: &str, partitions: i32, replication_factor: i3
     config.topics.purchase = topic("purchases");
     config.topics.search = topic("search-events");
     config.topics.dead_letter = topic("events-dlq");
+    config.topics.custom = topic("custom-events");
     config
 }
 
