@@ -128,6 +128,11 @@ fn analytics_js_batch() {
         Some("c1b7f2d4-5e3a-4f8b-9d6c-0a1e2f3b4c5d")
     );
     assert_eq!(page.body, raw[1].as_bytes());
+    // Checked without RawValue too: a slice of the body, the message's whole text.
+    assert!(body.windows(page.body.len()).any(|w| w == page.body));
+    let sent: Value = serde_json::from_slice(&body).expect("fixture");
+    let kept: Value = serde_json::from_slice(&page.body).expect("json");
+    assert_eq!(kept, sent["batch"][1]);
     let filtered = custom(&out[2]);
     assert_eq!(filtered.name, "Product List Filtered");
     assert_eq!(filtered.body, raw[2].as_bytes());
@@ -676,4 +681,49 @@ proptest! {
         let _ = segment_batch(&bytes, 10);
         let _ = ga4_collect(&bytes, 10);
     }
+}
+
+#[test]
+fn batch_context_fills_gaps_and_original_timestamp_stands_in() {
+    let body =
+        br#"{"context":{"ip":"198.51.100.4","locale":"fr-FR","app":{"name":"shop"}},"batch":[
+        {"type":"track","event":"Products Searched","anonymousId":"a","messageId":" ",
+         "originalTimestamp":"2026-12-01T09:59:00Z","sentAt":"2026-12-01T10:00:00Z",
+         "properties":{"query":"q"},"context":{"locale":"de-DE"}}
+    ]}"#;
+    let out = segment_batch(body, 10).expect("a batch");
+    let search = event(&out[0], EventKind::Search);
+    assert_eq!(search["context"]["ip"], "198.51.100.4", "from the batch");
+    assert_eq!(
+        search["context"]["locale"], "de-DE",
+        "the message's own wins"
+    );
+    assert_eq!(search["source"]["context"]["app"]["name"], "shop");
+    assert_eq!(search["timestamp"], "2026-12-01T09:59:00Z");
+    assert_eq!(search["source"]["sentAt"], "2026-12-01T10:00:00Z");
+    assert!(
+        search.get("event_id").is_none(),
+        "a blank messageId derives nothing"
+    );
+}
+
+#[test]
+fn ga4_request_context_and_line_fields() {
+    let body = br#"{"client_id":"c.1","user_agent":"Mozilla/5.0 (Android 14)","ip_override":"192.0.2.9",
+        "consent":{"ad_user_data":"DENIED"},
+        "events":[{"name":"purchase","params":{"transaction_id":"T1","currency":"EUR","language":"fr-fr",
+            "page_referrer":"https://search.example/","items":[{"item_id":"a","price":"2.50","quantity":2,"product_id":"spoof"}]}}]}"#;
+    let out = ga4_collect(body, 25).expect("a request");
+    let order = event(&out[0], EventKind::Purchase);
+    assert_eq!(order["context"]["user_agent"], "Mozilla/5.0 (Android 14)");
+    assert_eq!(order["context"]["ip"], "192.0.2.9");
+    assert_eq!(order["context"]["locale"], "fr-fr");
+    assert_eq!(order["context"]["referrer"], "https://search.example/");
+    assert_eq!(
+        order["items"][0]["product_id"], "a",
+        "a sender key never displaces a native one"
+    );
+    assert_eq!(order["total"], 5.0, "the lines' sum without a value");
+    assert_eq!(order["source"]["consent"]["ad_user_data"], "DENIED");
+    assert!(order.get("user_id").is_none());
 }

@@ -538,8 +538,11 @@ impl Translation<'_> {
             )?;
             line.entry("quantity").or_insert_with(|| 1.into());
             carry(&mut item, "price", &path, As::Number, &mut line, "price")?;
-            // The item's other fields (item_name, item_brand, ...) stay with the line.
-            line.extend(item);
+            // The item's other fields (item_name, item_brand, ...) stay with the line,
+            // without displacing the native ones.
+            for (key, value) in item {
+                line.entry(key).or_insert(value);
+            }
             lines.push(Value::Object(line));
         }
         carry(

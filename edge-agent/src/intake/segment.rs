@@ -284,7 +284,11 @@ fn translate(
     let message_id = take(&mut message, "messageId")
         .map(|v| ident(v, || at("messageId")))
         .transpose()?;
-    let event_id = message_id.as_deref().map(id::segment);
+    // An empty id would make every such message a resend of the others.
+    let event_id = message_id
+        .as_deref()
+        .filter(|id| !id.trim().is_empty())
+        .map(id::segment);
     let name = match call {
         SegmentCall::Track => Some(
             take(&mut message, "event")
@@ -540,7 +544,9 @@ impl Translation<'_> {
             item.entry("quantity").or_insert_with(|| 1.into());
             carry(&mut product, "price", &path, As::Number, &mut item, "price")?;
             // The product's other fields (name, brand, variant, ...) stay with it.
-            item.extend(product);
+            for (key, value) in product {
+                item.entry(key).or_insert(value);
+            }
             items.push(Value::Object(item));
         }
         // The amount paid: `total`, else `revenue`, else the sum of the lines.
