@@ -727,3 +727,22 @@ fn ga4_request_context_and_line_fields() {
     assert_eq!(order["source"]["consent"]["ad_user_data"], "DENIED");
     assert!(order.get("user_id").is_none());
 }
+
+#[test]
+fn blank_ids_count_as_absent() {
+    let body = br#"{"userId":"","anonymousId":"a-1","event":"Products Searched","timestamp":null,
+        "originalTimestamp":"2026-12-01T10:00:00Z","properties":{"query":"q"}}"#;
+    let search = event(&segment_single(SegmentCall::Track, body), EventKind::Search);
+    assert!(search.get("user_id").is_none());
+    assert_eq!(search["anonymous_id"], "a-1");
+    assert_eq!(
+        search["timestamp"], "2026-12-01T10:00:00Z",
+        "a null timestamp is absent"
+    );
+    let e = segment_single(SegmentCall::Page, br#"{"userId":" ","anonymousId":""}"#)
+        .expect_err("no identity");
+    assert_eq!(e.field.as_deref(), Some("userId"));
+    let e =
+        ga4_collect(br#"{"client_id":"","user_id":"u","events":[]}"#, 25).expect_err("no device");
+    assert_eq!(e.field.as_deref(), Some("client_id"));
+}

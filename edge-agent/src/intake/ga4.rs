@@ -17,8 +17,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::values::{
-    carry, ident, join, json_error, member, micros_to_rfc3339, object, parse_body, sum_of_lines,
-    take, text, type_name, As,
+    carry, ident, is_blank, join, json_error, member, micros_to_rfc3339, object, parse_body,
+    sum_of_lines, take, text, type_name, As,
 };
 use super::{id, Custom, MapError, Mapped};
 
@@ -136,9 +136,11 @@ impl<'a> Request<'a> {
             user_properties: raw_field("user_properties"),
         };
         let events = raw_field("events");
+        // A blank id counts as absent.
         let read_ident = |raw: Option<&RawValue>, key: &str| {
             raw.map(|v| ident(value_of(v)?, || key.to_owned()))
                 .transpose()
+                .map(|id| id.filter(|id| !is_blank(id)))
         };
         let user_id = read_ident(raw.user_id, "user_id")?;
         let device_id = match read_ident(raw.client_id, "client_id")? {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::values::{
-    carry, ident, join, json_error, member, object, parse_body, sum_of_lines, take, text,
+    carry, ident, is_blank, join, json_error, member, object, parse_body, sum_of_lines, take, text,
     type_name, As,
 };
 use super::{id, Custom, MapError, Mapped};
@@ -264,12 +264,15 @@ fn translate(
 ) -> Result<Mapped, MapError> {
     let at = |key: &str| join(prefix, key);
     message.remove("type");
+    // Some server libraries send `""` for "no user id": blank counts as absent.
     let user_id = take(&mut message, "userId")
         .map(|v| ident(v, || at("userId")))
-        .transpose()?;
+        .transpose()?
+        .filter(|id| !is_blank(id));
     let anonymous_id = take(&mut message, "anonymousId")
         .map(|v| ident(v, || at("anonymousId")))
-        .transpose()?;
+        .transpose()?
+        .filter(|id| !is_blank(id));
     if user_id.is_none() && anonymous_id.is_none() {
         return Err(MapError::field(
             ErrorCode::MissingField,
@@ -287,7 +290,7 @@ fn translate(
     // An empty id would make every such message a resend of the others.
     let event_id = message_id
         .as_deref()
-        .filter(|id| !id.trim().is_empty())
+        .filter(|id| !is_blank(id))
         .map(id::segment);
     let name = match call {
         SegmentCall::Track => Some(
@@ -325,7 +328,7 @@ fn translate(
     }
     // `timestamp` is when it happened; `originalTimestamp` is the device's clock when
     // `timestamp` was not set. `sentAt` is when the request left, not the event's time.
-    if message.contains_key("timestamp") {
+    if message.get("timestamp").is_some_and(|t| !t.is_null()) {
         carry(
             &mut message,
             "timestamp",

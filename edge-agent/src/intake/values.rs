@@ -56,6 +56,11 @@ pub(super) fn join(base: &str, key: &str) -> String {
     }
 }
 
+/// Whether an id is empty or only whitespace: as good as absent.
+pub(super) fn is_blank(id: &str) -> bool {
+    id.trim().is_empty()
+}
+
 /// Removes `key` from `map`; `null` counts as absent, as in the native contract.
 pub(super) fn take(map: &mut Map<String, Value>, key: &str) -> Option<Value> {
     map.remove(key).filter(|v| !v.is_null())
