@@ -23,7 +23,8 @@
 //!   The one exception is a Segment `writeKey` sent in a body: it is a credential.
 //! - **Errors name the sender's field**, by its path in the sender's payload
 //!   (`batch[3].properties.products[0].price`), with ingest-core's error codes
-//!   ([`ingest_core::ErrorCode`]). The mapping reports what it must decide itself: the
+//!   ([`ingest_core::ErrorCode`]; every case fits one of them, so there are no
+//!   intake-specific codes). The mapping reports what it must decide itself: the
 //!   body's shape, values of a type it cannot translate, and a missing field that
 //!   identifies the event (product, order, search query). Everything else is the
 //!   validator's, whose paths are the native ones (`items[0].price`).
