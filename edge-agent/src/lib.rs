@@ -19,6 +19,7 @@ pub mod body;
 pub mod buffer_cmd;
 pub mod config;
 pub mod cors;
+pub mod intake;
 pub mod rate_limit;
 pub mod response;
 pub mod server;
