@@ -9,6 +9,7 @@
 //! - `produce-bench`: ingest-core `submit` → acknowledgement vs a raw rdkafka producer
 //!   loop with the same settings, and a bare consumer as the processor's ceiling.
 
+pub mod intake_format;
 pub mod report;
 pub mod storefront;
 pub mod topics;

@@ -1,6 +1,9 @@
 //! The HTTP API (`openapi/edge-agent.yaml`): routing and the handlers. Everything about
 //! events is `ingest-core`'s; this module adds the HTTP layer: keys, rate limits, media
-//! types, compression, CORS, acknowledgement levels, and the answers.
+//! types, compression, CORS, acknowledgement levels, and the answers. The Segment and
+//! GA4 endpoints are in [`compat`].
+
+mod compat;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -89,6 +92,8 @@ fn route(method: &Method, path: &str) -> (Endpoint, Option<EventKind>) {
         "/api/events/purchase" => (Endpoint::Purchase, Some(EventKind::Purchase)),
         "/api/events/search" => (Endpoint::Search, Some(EventKind::Search)),
         "/api/events/batch" => (Endpoint::Batch, None),
+        "/mp/collect" => (Endpoint::Ga4, None),
+        _ if compat::segment_route(path).is_some() => (Endpoint::Segment, None),
         "/metrics" => (Endpoint::Metrics, None),
         "/health/live" | "/health/ready" => (Endpoint::Health, None),
         _ => (Endpoint::Other, None),
@@ -104,7 +109,8 @@ impl Api {
         let started = Instant::now();
         let (endpoint, kind) = route(request.method(), request.uri().path());
         let endpoint = if request.method() == Method::OPTIONS
-            && request.uri().path().starts_with("/api/events/")
+            && (request.uri().path().starts_with("/api/events/")
+                || matches!(endpoint, Endpoint::Segment | Endpoint::Ga4))
         {
             Endpoint::Preflight
         } else {
@@ -125,6 +131,8 @@ impl Api {
                 | Endpoint::Purchase
                 | Endpoint::Search
                 | Endpoint::Batch
+                | Endpoint::Segment
+                | Endpoint::Ga4
         ) {
             self.cors.decorate(origin, &mut response);
         }
@@ -150,6 +158,12 @@ impl Api {
                 self.single(endpoint, kind, request).await
             }
             (Endpoint::Batch, Method::POST) => self.batch(request).await,
+            (Endpoint::Segment, Method::POST) => {
+                let route =
+                    compat::segment_route(request.uri().path()).ok_or(ApiError::NotFound)?;
+                self.segment(route, request).await
+            }
+            (Endpoint::Ga4, Method::POST) => self.ga4(request).await,
             (Endpoint::Metrics, Method::GET) => Ok(self.render_metrics()),
             (Endpoint::Health, Method::GET) => Ok(self.health(request.uri().path())),
             (Endpoint::Other, _) => Err(ApiError::NotFound),
@@ -165,17 +179,7 @@ impl Api {
         types: &[&str],
     ) -> Result<(SubmitOptions, Ack, body::Encoding), ApiError> {
         let source = self.keys.authenticate(headers)?;
-        let ack = match headers.get("ingest-ack") {
-            None => Ack::Accepted,
-            Some(value) => value
-                .to_str()
-                .ok()
-                .and_then(|v| v.parse::<Ack>().ok())
-                .ok_or_else(|| ApiError::InvalidHeader {
-                    name: "Ingest-Ack",
-                    message: "must be accepted, persisted or delivered".to_owned(),
-                })?,
-        };
+        let ack = ack_level(headers)?;
         body::check_media_type(headers, types)?;
         let encoding = body::encoding(headers)?;
         let mut options = SubmitOptions::default();
@@ -277,16 +281,11 @@ impl Api {
         if ack == Ack::Accepted {
             return Ok(());
         }
-        match tokio::time::timeout(self.ack_timeout, receipt.wait(ack)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(ApiError::Unavailable(format!(
-                "not {ack}: {error}; the events may still arrive, resend with the same event_id"
-            ))),
-            Err(_) => Err(ApiError::Unavailable(format!(
-                "not {ack} within {:?}; the events may still arrive, resend with the same event_id",
-                self.ack_timeout
-            ))),
-        }
+        ack_outcome(
+            tokio::time::timeout(self.ack_timeout, receipt.wait(ack)).await,
+            ack,
+            self.ack_timeout,
+        )
     }
 
     fn render_metrics(&self) -> Response<Body> {
@@ -337,5 +336,37 @@ impl Api {
             StatusCode::SERVICE_UNAVAILABLE
         };
         json(status, &body)
+    }
+}
+
+/// The acknowledgement level the request asks for (`Ingest-Ack`; `accepted` without it).
+fn ack_level(headers: &HeaderMap) -> Result<Ack, ApiError> {
+    match headers.get("ingest-ack") {
+        None => Ok(Ack::Accepted),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<Ack>().ok())
+            .ok_or_else(|| ApiError::InvalidHeader {
+                name: "Ingest-Ack",
+                message: "must be accepted, persisted or delivered".to_owned(),
+            }),
+    }
+}
+
+/// The answer to a wait for `ack` that was given `timeout`.
+fn ack_outcome(
+    waited: Result<Result<(), ingest_core::Error>, tokio::time::error::Elapsed>,
+    ack: Ack,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    match waited {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(ApiError::Unavailable(format!(
+            "not {ack}: {error}; the events may still arrive, resend with the same event_id"
+        ))),
+        Err(_) => Err(ApiError::Unavailable(format!(
+            "not {ack} within {timeout:?}; the events may still arrive, resend with the same event_id"
+        ))),
     }
 }

@@ -1,10 +1,13 @@
 //! API keys: write keys, one per storefront. A request names its key as
-//! `Authorization: Bearer <key>`; every configured key is compared in constant time, so
+//! `Authorization: Bearer <key>`; Segment's libraries send it as the user of HTTP Basic
+//! authentication (or as `writeKey` in the body), GA4's Measurement Protocol as the
+//! `api_secret` query parameter. Every configured key is compared in constant time, so
 //! the answer's timing tells nothing about how much of a guess was right.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use serde::Deserialize;
@@ -96,10 +99,64 @@ impl ApiKeys {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .ok_or(ApiError::Unauthorized)?;
+        self.check(presented.as_bytes())
+    }
+
+    /// As [`authenticate`](Self::authenticate), for Segment's libraries: the key is the
+    /// user of `Authorization: Basic` (the password is empty), or a Bearer key, or,
+    /// without an `Authorization` header, `write_key` (the body's `writeKey`, which
+    /// analytics.js sends from browsers).
+    ///
+    /// # Errors
+    ///
+    /// 401 when keys are on and none of these holds a known key.
+    pub fn authenticate_segment(
+        &self,
+        headers: &HeaderMap,
+        write_key: Option<&str>,
+    ) -> Result<Option<Arc<str>>, ApiError> {
+        if self.keys.is_empty() {
+            return Ok(None);
+        }
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return self.check(write_key.ok_or(ApiError::Unauthorized)?.as_bytes());
+        };
+        let (scheme, token) = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().split_once(' '))
+            .ok_or(ApiError::Unauthorized)?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return self.check(token.trim().as_bytes());
+        }
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Err(ApiError::Unauthorized);
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(token.trim())
+            .map_err(|_| ApiError::Unauthorized)?;
+        let user = decoded.split(|&b| b == b':').next().unwrap_or_default();
+        self.check(user)
+    }
+
+    /// As [`authenticate`](Self::authenticate), for a key given as a value of its own
+    /// (GA4's `api_secret` query parameter).
+    ///
+    /// # Errors
+    ///
+    /// 401 when keys are on and `secret` is absent or unknown.
+    pub fn authenticate_secret(&self, secret: Option<&str>) -> Result<Option<Arc<str>>, ApiError> {
+        if self.keys.is_empty() {
+            return Ok(None);
+        }
+        self.check(secret.ok_or(ApiError::Unauthorized)?.as_bytes())
+    }
+
+    fn check(&self, presented: &[u8]) -> Result<Option<Arc<str>>, ApiError> {
         // Every key is compared, whatever matched, so the time does not depend on which.
         let mut found = None;
         for (key, source) in self.keys.iter() {
-            if constant_time_eq(key, presented.as_bytes()) {
+            if constant_time_eq(key, presented) {
                 found = Some(source.clone());
             }
         }
@@ -198,5 +255,50 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(!constant_time_eq(b"", b"a"));
+    }
+
+    #[test]
+    fn segment_keys_come_as_basic_user_bearer_or_body_write_key() {
+        let keys = keys();
+        let basic = |credentials: &str| {
+            with(&format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            ))
+        };
+        let source = |r: Result<Option<Arc<str>>, ApiError>| r.ok().flatten();
+        assert_eq!(
+            source(keys.authenticate_segment(&basic("k1-0123456789abcdef:"), None)).as_deref(),
+            Some("shop-1")
+        );
+        assert_eq!(
+            source(keys.authenticate_segment(&with("Bearer k1-0123456789abcdef"), None)).as_deref(),
+            Some("shop-1")
+        );
+        assert_eq!(
+            source(keys.authenticate_segment(&HeaderMap::new(), Some("k1-0123456789abcdef")))
+                .as_deref(),
+            Some("shop-1")
+        );
+        assert!(keys
+            .authenticate_segment(&basic("k1-wrong:"), Some("k1-0123456789abcdef"))
+            .is_err());
+        assert!(keys.authenticate_segment(&with("Basic %%%"), None).is_err());
+        assert!(keys.authenticate_segment(&HeaderMap::new(), None).is_err());
+        assert!(keys
+            .authenticate_segment(&with("Digest k1-0123456789abcdef"), None)
+            .is_err());
+        assert_eq!(
+            source(keys.authenticate_secret(Some("k1-0123456789abcdef"))).as_deref(),
+            Some("shop-1")
+        );
+        assert!(keys.authenticate_secret(Some("nope")).is_err());
+        assert!(keys.authenticate_secret(None).is_err());
+        let open = ApiKeys::default();
+        assert!(matches!(
+            open.authenticate_segment(&HeaderMap::new(), None),
+            Ok(None)
+        ));
+        assert!(matches!(open.authenticate_secret(None), Ok(None)));
     }
 }

@@ -42,6 +42,8 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     /// The client did not send the body in time.
     BodyTimeout,
+    /// A Segment or GA4 request that cannot be translated (`crate::intake`).
+    Mapping(crate::intake::MapError),
 }
 
 #[derive(Serialize)]
@@ -59,6 +61,15 @@ pub struct ErrorDetail<'a> {
 }
 
 impl<'a> ErrorDetail<'a> {
+    /// The detail of a Segment or GA4 message that cannot be translated.
+    pub fn of_mapping(error: &'a crate::intake::MapError) -> Self {
+        ErrorDetail {
+            code: error.code,
+            message: &error.message,
+            field: error.field.as_deref(),
+        }
+    }
+
     /// The detail of a validation error.
     pub fn of(error: &'a ValidationError) -> Self {
         ErrorDetail {
@@ -105,6 +116,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Mapping(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -121,6 +133,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::BodyTimeout => "request_timeout",
+            ApiError::Mapping(e) => e.code,
         }
     }
 
@@ -141,6 +154,7 @@ impl ApiError {
             ApiError::NotFound => ("no such endpoint", None),
             ApiError::MethodNotAllowed(_) => ("method not allowed on this endpoint", None),
             ApiError::BodyTimeout => ("the request body did not arrive in time", None),
+            ApiError::Mapping(e) => (&e.message, e.field.as_deref()),
         };
         let body = ErrorBody {
             error: ErrorDetail {

@@ -41,6 +41,10 @@ pub enum Endpoint {
     Search,
     /// `POST /api/events/batch`.
     Batch,
+    /// `POST /v1/*`: Segment's tracking API.
+    Segment,
+    /// `POST /mp/collect`: GA4's Measurement Protocol.
+    Ga4,
     /// `OPTIONS /api/events/*`.
     Preflight,
     /// `GET /metrics`.
@@ -60,6 +64,8 @@ impl Endpoint {
             Endpoint::Purchase => "purchase",
             Endpoint::Search => "search",
             Endpoint::Batch => "batch",
+            Endpoint::Segment => "segment",
+            Endpoint::Ga4 => "ga4",
             Endpoint::Preflight => "preflight",
             Endpoint::Metrics => "metrics",
             Endpoint::Health => "health",
@@ -67,12 +73,14 @@ impl Endpoint {
         }
     }
 
-    const ALL: [Endpoint; 9] = [
+    const ALL: [Endpoint; 11] = [
         Endpoint::ProductView,
         Endpoint::Cart,
         Endpoint::Purchase,
         Endpoint::Search,
         Endpoint::Batch,
+        Endpoint::Segment,
+        Endpoint::Ga4,
         Endpoint::Preflight,
         Endpoint::Metrics,
         Endpoint::Health,

@@ -39,8 +39,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use ingest_benches::intake_format;
 use ingest_benches::report::{Latency, LoadResult, Verification};
-use ingest_benches::storefront::{endpoint, Storefront};
+use ingest_benches::storefront::{endpoint, Event, Storefront};
 use ingest_benches::verify::kafka_event_seqs;
 use tokio::net::TcpStream;
 
@@ -113,11 +114,24 @@ struct Args {
     /// Run id: the high half of every event id (default: derived from the clock).
     #[arg(long)]
     run: Option<u64>,
+    /// The shape of the requests: the agent's own endpoints, Segment's tracking API
+    /// (`/v1/batch`, or `/v1/track` for --batch 1; the event id as `messageId`), or
+    /// GA4's Measurement Protocol (`/mp/collect`, one user per request; no event ids,
+    /// so not with --verify-kafka).
+    #[arg(long, value_enum, default_value_t = Format::Native)]
+    format: Format,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Native,
+    Segment,
+    Ga4,
 }
 
 /// Bodies generated before the run, one template per pool slot.
 struct Template {
-    path: &'static str,
+    path: String,
     body: Vec<u8>,
     /// Byte offsets of the 16 hex digits that hold each event's sequence number.
     seq_offsets: Vec<usize>,
@@ -175,22 +189,12 @@ fn templates(args: &Args, run: u64) -> Vec<Template> {
     let verify = args.verify_kafka.is_some();
     (0..POOL)
         .map(|slot| {
-            let mut body = Vec::new();
-            let mut seq_offsets = Vec::with_capacity(args.batch);
-            let mut path = "/api/events/batch";
-            for i in 0..args.batch {
-                let event = shop.next_event();
-                if args.batch == 1 {
-                    path = endpoint(event.kind);
-                }
-                if i > 0 {
-                    body.push(b'\n');
-                }
-                let id_at = find(&event.body, b"\"event_id\":\"").expect("generated with an id")
-                    + "\"event_id\":\"".len();
-                seq_offsets.push(body.len() + id_at);
-                body.extend_from_slice(&event.body);
-            }
+            let events: Vec<_> = (0..args.batch).map(|_| shop.next_event()).collect();
+            let (path, body, seq_offsets) = match args.format {
+                Format::Native => native_body(&events),
+                Format::Segment => segment_body(&events),
+                Format::Ga4 => ga4_body(&events, args.api_key.as_deref()),
+            };
             let mut template = Template {
                 path,
                 body,
@@ -205,6 +209,78 @@ fn templates(args: &Args, run: u64) -> Vec<Template> {
             template
         })
         .collect()
+}
+
+/// The agent's own form: one event to its type's endpoint, or an NDJSON batch.
+fn native_body(events: &[Event]) -> (String, Vec<u8>, Vec<usize>) {
+    let mut body = Vec::new();
+    let mut seq_offsets = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b'\n');
+        }
+        seq_offsets.push(body.len() + id_offset(&event.body, "event_id"));
+        body.extend_from_slice(&event.body);
+    }
+    let path = match events {
+        [one] => endpoint(one.kind),
+        _ => "/api/events/batch",
+    };
+    (path.to_owned(), body, seq_offsets)
+}
+
+/// Segment's form: a `track` call, or `{"batch": [...]}` as analytics-node sends it.
+fn segment_body(events: &[Event]) -> (String, Vec<u8>, Vec<usize>) {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats");
+    let messages: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| serde_json::to_vec(&intake_format::segment_message(e, &now)).expect("JSON"))
+        .collect();
+    let (path, mut body) = match events {
+        [_] => ("/v1/track", Vec::new()),
+        _ => ("/v1/batch", b"{\"batch\":[".to_vec()),
+    };
+    let mut seq_offsets = Vec::with_capacity(events.len());
+    for (i, message) in messages.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        seq_offsets.push(body.len() + id_offset(message, "messageId"));
+        body.extend_from_slice(message);
+    }
+    if events.len() > 1 {
+        body.extend_from_slice(format!("],\"sentAt\":\"{now}\"}}").as_bytes());
+    }
+    (path.to_owned(), body, seq_offsets)
+}
+
+/// GA4's form: one Measurement Protocol request, all its events for the first event's
+/// user (a request names one client).
+fn ga4_body(events: &[Event], api_secret: Option<&str>) -> (String, Vec<u8>, Vec<usize>) {
+    let first: serde_json::Value = serde_json::from_slice(&events[0].body).expect("JSON");
+    let user = first["user_id"].as_str().unwrap_or("user-0");
+    let request = serde_json::json!({
+        "client_id": format!("{user}.bench"),
+        "user_id": user,
+        "events": events.iter().map(intake_format::ga4_event).collect::<Vec<_>>(),
+    });
+    let path = format!(
+        "/mp/collect?measurement_id=G-BENCH&api_secret={}",
+        api_secret.unwrap_or("none")
+    );
+    (
+        path,
+        serde_json::to_vec(&request).expect("JSON"),
+        Vec::new(),
+    )
+}
+
+/// Where the value of the string field `field` starts in `json`.
+fn id_offset(json: &[u8], field: &str) -> usize {
+    let key = format!("\"{field}\":\"");
+    find(json, key.as_bytes()).expect("generated with an id") + key.len()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -343,11 +419,11 @@ async fn worker(plan: Arc<Plan>, index: usize, mut sender: Sender) -> Outcome {
         let first_seq = next_seq;
         next_seq += args.batch as u64;
         let body = body_for(template, first_seq, args.gzip && verify);
-        let mut request = Request::post(template.path)
+        let mut request = Request::post(template.path.as_str())
             .header(hyper::header::HOST, &plan.host)
             .header(
                 hyper::header::CONTENT_TYPE,
-                if args.batch == 1 {
+                if args.batch == 1 || args.format != Format::Native {
                     "application/json"
                 } else {
                     "application/x-ndjson"
@@ -359,7 +435,7 @@ async fn worker(plan: Arc<Plan>, index: usize, mut sender: Sender) -> Outcome {
         if let Some(ack) = &ack {
             request = request.header("ingest-ack", ack);
         }
-        if let Some(auth) = &auth {
+        if let Some(auth) = auth.as_ref().filter(|_| args.format != Format::Ga4) {
             request = request.header(hyper::header::AUTHORIZATION, auth);
         }
         let request = request.body(Full::new(body)).expect("valid request");
@@ -532,6 +608,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.batch == 0 || args.connections == 0 {
         eprintln!("loadgen: --batch and --connections must be at least 1");
+        return ExitCode::from(2);
+    }
+    if args.format == Format::Ga4 && args.verify_kafka.is_some() {
+        eprintln!("loadgen: --format ga4 sends no event ids, so --verify-kafka cannot check it");
         return ExitCode::from(2);
     }
     let run = args

@@ -87,6 +87,10 @@ replication_factor = 1
 name = "{prefix}-events-dlq"
 partitions = 1
 replication_factor = 1
+[topics.custom]
+name = "{prefix}-custom-events"
+partitions = 3
+replication_factor = 1
 "#
     )
 }

@@ -1,0 +1,334 @@
+//! Intake compatible with the tools shops already use: Segment's HTTP tracking API
+//! (`POST /v1/track`, `/v1/page`, ..., `/v1/batch`) and GA4's Measurement Protocol
+//! (`POST /mp/collect`). The translation is `crate::intake`'s; this module adds the HTTP
+//! side: keys as those SDKs send them, body limits, submission of the translated events
+//! (e-commerce ones to their topics, the rest to the custom-events topic), and answers
+//! shaped as those services answer (docs/intake.md).
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use ingest_core::{Ack, CustomEvent, Error, ErrorCode, Receipt, SubmitOptions};
+use serde::{Deserialize, Serialize};
+
+use super::{Api, Rejected};
+use crate::body;
+use crate::intake::{self, Mapped, SegmentCall};
+use crate::response::{json, ApiError, Body, ErrorDetail};
+use crate::telemetry::Endpoint;
+
+/// Media types of the Segment and GA4 endpoints: their libraries send JSON, and
+/// browsers `text/plain` (no CORS preflight).
+const MEDIA_TYPES: &[&str] = &["application/json", "text/plain"];
+
+/// Which Segment endpoint a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SegmentRoute {
+    /// One call: `/v1/track`, `/v1/page`, ... (and analytics.js's short forms `/v1/t`, ...).
+    Single(SegmentCall),
+    /// `/v1/batch` (also `/v1/import` and `/v1/b`).
+    Batch,
+}
+
+/// The Segment endpoint of `path`, if it is one.
+pub(super) fn segment_route(path: &str) -> Option<SegmentRoute> {
+    let call = match path.strip_prefix("/v1/")? {
+        "track" | "t" => SegmentCall::Track,
+        "page" | "p" => SegmentCall::Page,
+        "screen" | "s" => SegmentCall::Screen,
+        "identify" | "i" => SegmentCall::Identify,
+        "group" | "g" => SegmentCall::Group,
+        "alias" | "a" => SegmentCall::Alias,
+        "batch" | "import" | "b" => return Some(SegmentRoute::Batch),
+        _ => return None,
+    };
+    Some(SegmentRoute::Single(call))
+}
+
+/// Segment's answer: `{"success": true}`, with this project's account of a batch.
+#[derive(Serialize)]
+struct SegmentAnswer<'a> {
+    success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accepted: Option<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rejected: Vec<Rejected<'a>>,
+}
+
+/// A single call refused: `{"success": false, "error": {...}}`.
+#[derive(Serialize)]
+struct SegmentRefusal<'a> {
+    success: bool,
+    error: ErrorDetail<'a>,
+}
+
+/// GA4 answers 204 with no body; a request with refused events gets their list.
+#[derive(Serialize)]
+struct Ga4Answer<'a> {
+    accepted: usize,
+    rejected: Vec<Rejected<'a>>,
+}
+
+/// The `writeKey` a browser's analytics.js puts in the body instead of a header.
+#[derive(Deserialize)]
+struct BodyWriteKey {
+    #[serde(rename = "writeKey")]
+    write_key: Option<String>,
+}
+
+/// Why one translated message was not taken.
+enum Refusal {
+    Mapping(intake::MapError),
+    Invalid(ingest_core::ValidationError),
+}
+
+impl Refusal {
+    fn detail(&self) -> ErrorDetail<'_> {
+        match self {
+            Refusal::Mapping(e) => ErrorDetail::of_mapping(e),
+            Refusal::Invalid(e) => ErrorDetail::of(e),
+        }
+    }
+}
+
+/// What became of a request's messages.
+struct Submitted {
+    receipts: Vec<Receipt>,
+    refused: Vec<(usize, Refusal)>,
+}
+
+impl Api {
+    /// `POST /v1/*`.
+    pub(super) async fn segment(
+        &self,
+        route: SegmentRoute,
+        request: Request<Incoming>,
+    ) -> Result<Response<Body>, ApiError> {
+        let headers = request.headers().clone();
+        let (ack, encoding) = self.intake_headers(&headers)?;
+        let limits = self.ingestor.settings().limits().clone();
+        let (max_out, too_large) = match route {
+            SegmentRoute::Batch => (limits.max_batch_bytes, ErrorCode::BatchTooLarge),
+            SegmentRoute::Single(_) => (limits.max_event_bytes, ErrorCode::EventTooLarge),
+        };
+        let bytes = self
+            .read_body(Endpoint::Segment, request, encoding, max_out, too_large)
+            .await?;
+        // The body's writeKey counts only without an Authorization header, and is
+        // parsed only when keys are on.
+        let write_key = (self.keys.enabled() && !headers.contains_key(AUTHORIZATION))
+            .then(|| serde_json::from_slice::<BodyWriteKey>(&bytes).ok())
+            .flatten()
+            .and_then(|b| b.write_key);
+        let source = self
+            .keys
+            .authenticate_segment(&headers, write_key.as_deref())?;
+        let options = options(source);
+        let messages = match route {
+            SegmentRoute::Batch => {
+                intake::segment_batch(&bytes, limits.max_batch_events).map_err(ApiError::Mapping)?
+            }
+            SegmentRoute::Single(call) => vec![intake::segment_single(call, &bytes)],
+        };
+        self.limiter
+            .check(options.source.as_ref(), count(messages.len()))?;
+        let submitted = self.submit_mapped(messages, &options)?;
+        self.wait_all(&submitted.receipts, ack).await?;
+        if let SegmentRoute::Single(_) = route {
+            if let Some((_, refusal)) = submitted.refused.first() {
+                return Ok(json(
+                    StatusCode::BAD_REQUEST,
+                    &SegmentRefusal {
+                        success: false,
+                        error: refusal.detail(),
+                    },
+                ));
+            }
+            return Ok(json(
+                StatusCode::OK,
+                &SegmentAnswer {
+                    success: true,
+                    accepted: None,
+                    rejected: Vec::new(),
+                },
+            ));
+        }
+        Ok(json(
+            StatusCode::OK,
+            &SegmentAnswer {
+                success: true,
+                accepted: Some(submitted.receipts.len()),
+                rejected: rejected(&submitted.refused),
+            },
+        ))
+    }
+
+    /// `POST /mp/collect?measurement_id=...&api_secret=...`.
+    pub(super) async fn ga4(&self, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let (mut measurement_id, mut api_secret) = (None, None);
+        for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        {
+            match &*name {
+                "measurement_id" => measurement_id = Some(value.into_owned()),
+                "api_secret" => api_secret = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        let source = self.keys.authenticate_secret(api_secret.as_deref())?;
+        if measurement_id.as_deref().is_none_or(str::is_empty) {
+            return Err(ApiError::Mapping(intake::MapError {
+                code: ErrorCode::MissingField.as_str(),
+                message: "the measurement_id query parameter is required".to_owned(),
+                field: Some("measurement_id".to_owned()),
+            }));
+        }
+        let (ack, encoding) = self.intake_headers(request.headers())?;
+        let limits = self.ingestor.settings().limits().clone();
+        let bytes = self
+            .read_body(
+                Endpoint::Ga4,
+                request,
+                encoding,
+                limits.max_batch_bytes,
+                ErrorCode::BatchTooLarge,
+            )
+            .await?;
+        let options = options(source);
+        let messages =
+            intake::ga4_collect(&bytes, limits.max_batch_events).map_err(ApiError::Mapping)?;
+        self.limiter
+            .check(options.source.as_ref(), count(messages.len()))?;
+        let submitted = self.submit_mapped(messages, &options)?;
+        self.wait_all(&submitted.receipts, ack).await?;
+        if submitted.refused.is_empty() {
+            let mut response = Response::new(Body::new(Bytes::new()));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            return Ok(response);
+        }
+        Ok(json(
+            StatusCode::OK,
+            &Ga4Answer {
+                accepted: submitted.receipts.len(),
+                rejected: rejected(&submitted.refused),
+            },
+        ))
+    }
+
+    /// The request headers both endpoints check before the body: `Ingest-Ack`, the
+    /// media type and the encoding. (The key is checked by each endpoint: Segment's may
+    /// be in the body.)
+    fn intake_headers(&self, headers: &HeaderMap) -> Result<(Ack, body::Encoding), ApiError> {
+        let ack = super::ack_level(headers)?;
+        body::check_media_type(headers, MEDIA_TYPES)?;
+        Ok((ack, body::encoding(headers)?))
+    }
+
+    /// Submits each translated message: e-commerce events to their topics, the others
+    /// to the custom-events topic. A message that cannot be translated or is refused by
+    /// validation is listed and the others go on; a full queue or a shutdown refuses
+    /// the rest of the request (503: a resend carries the same ids).
+    fn submit_mapped(
+        &self,
+        messages: Vec<Result<Mapped, intake::MapError>>,
+        options: &SubmitOptions,
+    ) -> Result<Submitted, ApiError> {
+        let mut submitted = Submitted {
+            receipts: Vec::with_capacity(messages.len()),
+            refused: Vec::new(),
+        };
+        for (index, message) in messages.into_iter().enumerate() {
+            let outcome = match message {
+                Err(error) => {
+                    submitted.refused.push((index, Refusal::Mapping(error)));
+                    continue;
+                }
+                Ok(Mapped::Event { kind, json }) => {
+                    self.ingestor.submit_with(kind, Bytes::from(json), options)
+                }
+                Ok(Mapped::Custom(custom)) => self.ingestor.submit_custom_with(
+                    CustomEvent {
+                        name: custom.name,
+                        key: custom.key,
+                        event_id: Some(custom.event_id),
+                        body: custom.body,
+                    },
+                    options,
+                ),
+            };
+            match outcome {
+                Ok(receipt) => submitted.receipts.push(receipt),
+                Err(Error::Invalid(error)) => {
+                    submitted.refused.push((index, Refusal::Invalid(error)));
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(submitted)
+    }
+
+    /// Waits for `ack` on every receipt, within one `ack_timeout` in all.
+    async fn wait_all(&self, receipts: &[Receipt], ack: Ack) -> Result<(), ApiError> {
+        if ack == Ack::Accepted {
+            return Ok(());
+        }
+        let all = async {
+            for receipt in receipts {
+                receipt.wait(ack).await?;
+            }
+            Ok::<(), Error>(())
+        };
+        super::ack_outcome(
+            tokio::time::timeout(self.ack_timeout, all).await,
+            ack,
+            self.ack_timeout,
+        )
+    }
+}
+
+fn options(source: Option<std::sync::Arc<str>>) -> SubmitOptions {
+    let mut options = SubmitOptions::default();
+    if let Some(source) = source {
+        options = options.with_source(source);
+    }
+    options
+}
+
+fn rejected(refused: &[(usize, Refusal)]) -> Vec<Rejected<'_>> {
+    refused
+        .iter()
+        .map(|(index, refusal)| Rejected {
+            index: *index,
+            error: refusal.detail(),
+        })
+        .collect()
+}
+
+fn count(messages: usize) -> u32 {
+    u32::try_from(messages).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_paths_and_analytics_js_short_forms_are_routed() {
+        assert_eq!(
+            segment_route("/v1/track"),
+            Some(SegmentRoute::Single(SegmentCall::Track))
+        );
+        assert_eq!(
+            segment_route("/v1/t"),
+            Some(SegmentRoute::Single(SegmentCall::Track))
+        );
+        assert_eq!(
+            segment_route("/v1/identify"),
+            Some(SegmentRoute::Single(SegmentCall::Identify))
+        );
+        assert_eq!(segment_route("/v1/batch"), Some(SegmentRoute::Batch));
+        assert_eq!(segment_route("/v1/import"), Some(SegmentRoute::Batch));
+        assert_eq!(segment_route("/v1/other"), None);
+        assert_eq!(segment_route("/v2/track"), None);
+    }
+}
