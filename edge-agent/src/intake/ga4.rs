@@ -17,8 +17,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::values::{
-    carry, ident, is_blank, join, json_error, member, micros_to_rfc3339, object, parse_body,
-    sum_of_lines, take, text, type_name, As,
+    carry, ident, identity, is_blank, join, json_error, member, micros_to_rfc3339, object,
+    parse_body, sum_of_lines, take, text, type_name, As,
 };
 use super::{id, Custom, MapError, Mapped};
 
@@ -138,7 +138,7 @@ impl<'a> Request<'a> {
         let events = raw_field("events");
         // A blank id counts as absent.
         let read_ident = |raw: Option<&RawValue>, key: &str| {
-            raw.map(|v| ident(value_of(v)?, || key.to_owned()))
+            raw.map(|v| identity(value_of(v)?, || key.to_owned()))
                 .transpose()
                 .map(|id| id.filter(|id| !is_blank(id)))
         };

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::values::{
-    carry, ident, is_blank, join, json_error, member, object, parse_body, sum_of_lines, take, text,
-    type_name, As,
+    carry, ident, identity, is_blank, join, json_error, member, object, parse_body, sum_of_lines,
+    take, text, type_name, As,
 };
 use super::{id, Custom, MapError, Mapped};
 
@@ -266,11 +266,11 @@ fn translate(
     message.remove("type");
     // Some server libraries send `""` for "no user id": blank counts as absent.
     let user_id = take(&mut message, "userId")
-        .map(|v| ident(v, || at("userId")))
+        .map(|v| identity(v, || at("userId")))
         .transpose()?
         .filter(|id| !is_blank(id));
     let anonymous_id = take(&mut message, "anonymousId")
-        .map(|v| ident(v, || at("anonymousId")))
+        .map(|v| identity(v, || at("anonymousId")))
         .transpose()?
         .filter(|id| !is_blank(id));
     if user_id.is_none() && anonymous_id.is_none() {

@@ -76,9 +76,49 @@ fn wrong_type(value: &Value, path: String, expected: &str) -> MapError {
 pub(super) fn ident(value: Value, path: impl FnOnce() -> String) -> Result<String, MapError> {
     match value {
         Value::String(s) => Ok(s),
-        Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        Value::Number(n) if integral(&n).is_some() => {
+            Ok(integral(&n).map(|i| i.to_string()).unwrap_or_default())
+        }
         other => Err(wrong_type(&other, path(), "a string")),
     }
+}
+
+/// Longest user or device identifier, in characters (the event contract's bound on
+/// `user_id` and `anonymous_id`, and on a custom event's key).
+const MAX_IDENTITY_CHARS: usize = 128;
+
+/// A user's or device's identifier: an [`ident`] of at most 128 characters, checked
+/// for every call, so that the bound does not depend on whether the call maps to an
+/// event type (where the validator checks it) or goes to the custom-events topic.
+pub(super) fn identity(value: Value, path: impl Fn() -> String) -> Result<String, MapError> {
+    let id = ident(value, &path)?;
+    let chars = id.chars().count();
+    if chars > MAX_IDENTITY_CHARS {
+        let path = path();
+        return Err(MapError::field(
+            ErrorCode::TooLong,
+            path.clone(),
+            format!("{path} is {chars} characters long; at most {MAX_IDENTITY_CHARS} are allowed"),
+        ));
+    }
+    Ok(id)
+}
+
+/// The value of a JSON number that is a whole number within 64 bits (signed or not),
+/// also when written with a fraction or an exponent (`8129.0`, `1e3`, below 2^53), as
+/// Python's `json` writes floats: JSON does not tell an integer from an integral float.
+pub(super) fn integral(n: &Number) -> Option<i128> {
+    if let Some(i) = n.as_i64() {
+        return Some(i128::from(i));
+    }
+    if let Some(u) = n.as_u64() {
+        return Some(i128::from(u));
+    }
+    // Written as a float: only where f64 holds every integer exactly (|f| < 2^53), so
+    // that a rounded neighbour of the 64-bit bounds is not taken for a value within.
+    let f = n.as_f64()?;
+    #[allow(clippy::cast_possible_truncation)]
+    (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then(|| f as i128)
 }
 
 /// A text field (category, currency, query, URL, ...): a string only.
@@ -187,7 +227,7 @@ pub(super) fn micros_to_rfc3339(
     path: impl Fn() -> String,
 ) -> Result<String, MapError> {
     let micros = match value {
-        Value::Number(n) => n.as_i64(),
+        Value::Number(n) => integral(n).and_then(|i| i64::try_from(i).ok()),
         Value::String(s) => s.parse::<i64>().ok(),
         other => return Err(wrong_type(other, path(), "an integer")),
     };
@@ -210,6 +250,23 @@ pub(super) fn micros_to_rfc3339(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn ids_may_be_integers_written_as_floats() {
+        let id = |v: Value| ident(v, || "id".to_owned()).map_err(|e| e.code);
+        assert_eq!(id(json!(8129.0)), Ok("8129".to_owned()));
+        assert_eq!(
+            id(json!(18_446_744_073_709_551_615_u64)),
+            Ok("18446744073709551615".to_owned())
+        );
+        assert_eq!(
+            id(json!(-9_223_372_036_854_775_808_i64)),
+            Ok("-9223372036854775808".to_owned())
+        );
+        assert!(id(json!(1.5)).is_err());
+        assert!(id(json!(1.9e19)).is_err());
+        assert!(id(json!(true)).is_err());
+    }
 
     #[test]
     fn numbers_from_numbers_and_numeric_strings() {
