@@ -118,7 +118,7 @@ pub(super) fn integral(n: &Number) -> Option<i128> {
     // that a rounded neighbour of the 64-bit bounds is not taken for a value within.
     let f = n.as_f64()?;
     #[allow(clippy::cast_possible_truncation)]
-    (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then(|| f as i128)
+    (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then_some(f as i128)
 }
 
 /// A text field (category, currency, query, URL, ...): a string only.
