@@ -1106,3 +1106,136 @@ async fn bulk_requests_the_index_refuses_as_too_large_are_split() {
     );
     assert!(p.terminate());
 }
+
+/// What the agent's Segment and GA4 endpoints put into Kafka for `mapped`: the
+/// e-commerce events as the agent writes them (validated; key `user_id`, else
+/// `anonymous_id`; the `event_type` and `event_id` headers).
+fn agent_records(
+    mapped: Vec<Result<edge_agent::intake::Mapped, edge_agent::intake::MapError>>,
+) -> Vec<storefront::Record> {
+    use edge_agent::intake::Mapped;
+    use ingest_core::{EventKind, Validator};
+    let validator = Validator::default();
+    let mut records = Vec::new();
+    for message in mapped {
+        match message.expect("translated") {
+            Mapped::Event { kind, json } => {
+                let event = validator
+                    .validate(Some(kind), json.clone().into())
+                    .unwrap_or_else(|e| {
+                        panic!("{kind}: {e:?} in {}", String::from_utf8_lossy(&json))
+                    });
+                let value: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
+                let key = value["user_id"]
+                    .as_str()
+                    .or(value["anonymous_id"].as_str())
+                    .expect("an identity")
+                    .to_owned();
+                records.push(storefront::Record {
+                    topic: EventKind::ALL
+                        .iter()
+                        .position(|k| *k == kind)
+                        .expect("a kind"),
+                    key,
+                    value: json,
+                    headers: vec![
+                        ("event_type".into(), kind.as_str().into()),
+                        ("event_id".into(), event.event_id().to_string()),
+                    ],
+                });
+            }
+            // The custom-events topic, which the processor does not read.
+            Mapped::Custom(_) => {}
+        }
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn segment_and_ga4_traffic_is_counted_like_native_events() {
+    let catalog = storefront::catalog();
+    let (a, b, c) = (&catalog[0].0, &catalog[1].0, &catalog[2].0);
+    let scenario = Harness::storefront("intake").await;
+    let start = start_minute();
+    let at = processor::report::rfc3339(start + 10 * 60);
+    let message = |kind: &str, event: &str, user: &str, id: u32, properties: String| {
+        format!(
+            r#"{{"type":"{kind}","event":"{event}","userId":"{user}","messageId":"node-{id}","timestamp":"{at}","properties":{properties},"context":{{"library":{{"name":"@segment/analytics-node","version":"2.1.3"}}}}}}"#
+        )
+    };
+    let batch = format!(
+        r#"{{"batch":[{}],"sentAt":"{at}"}}"#,
+        [
+            message("track", "Product Viewed", "seg-1", 1, format!(r#"{{"product_id":"{a}","price":10,"currency":"EUR"}}"#)),
+            message("track", "Product Viewed", "seg-1", 2, format!(r#"{{"product_id":"{a}","price":10,"currency":"EUR"}}"#)),
+            message("track", "Product Viewed", "seg-2", 3, format!(r#"{{"product_id":"{b}","price":5,"currency":"EUR"}}"#)),
+            message("track", "Product Added", "seg-1", 4, format!(r#"{{"product_id":"{a}","quantity":2,"price":10,"currency":"EUR"}}"#)),
+            message("track", "Product Removed", "seg-1", 5, format!(r#"{{"product_id":"{a}","quantity":1}}"#)),
+            message("track", "Order Completed", "seg-1", 6, format!(r#"{{"order_id":"o-seg","total":20,"currency":"EUR","products":[{{"product_id":"{a}","quantity":2,"price":10}}]}}"#)),
+            message("track", "Products Searched", "seg-2", 7, r#"{"query":"Lamps"}"#.to_owned()),
+            message("page", "", "seg-2", 8, "{}".to_owned()),
+            message("track", "Coupon Entered", "seg-1", 9, "{}".to_owned()),
+        ]
+        .join(",")
+    );
+    let mut records =
+        agent_records(edge_agent::intake::segment_batch(batch.as_bytes(), 100).expect("a batch"));
+    let micros = (start + 11 * 60) * 1_000_000;
+    let ga4 = format!(
+        r#"{{"client_id":"555.666","user_id":"ga-3","timestamp_micros":{micros},"events":[
+            {{"name":"view_item","params":{{"currency":"EUR","items":[{{"item_id":"{a}","price":10}},{{"item_id":"{c}","price":30}}]}}}},
+            {{"name":"add_to_cart","params":{{"currency":"EUR","items":[{{"item_id":"{c}","price":30,"quantity":1}}]}}}},
+            {{"name":"purchase","params":{{"transaction_id":"T-ga","currency":"EUR","value":30,"items":[{{"item_id":"{c}","price":30,"quantity":1}}]}}}},
+            {{"name":"search","params":{{"search_term":"lamps"}}}},
+            {{"name":"login","params":{{"method":"Google"}}}}]}}"#
+    );
+    records.extend(agent_records(
+        edge_agent::intake::ga4_collect(ga4.as_bytes(), 25).expect("a request"),
+    ));
+    assert_eq!(
+        records.len(),
+        12,
+        "the events of the four types, not the custom ones"
+    );
+    scenario.produce(&records).await;
+
+    let p = scenario.start_ready("intake", &[]).await;
+    let e = Expected {
+        events: [5, 3, 2, 2],
+        ..Expected::default()
+    };
+    let r = settled(&p, start, &e, Duration::from_secs(120)).await;
+    assert_eq!(
+        (
+            r.events.product_view,
+            r.events.cart,
+            r.events.purchase,
+            r.events.search
+        ),
+        (5, 3, 2, 2)
+    );
+    assert_eq!((r.cart.adds, r.cart.removes), (2, 1));
+    assert_eq!(r.orders, 2);
+    assert_eq!(
+        (r.revenue.amount, r.revenue.currency.as_str()),
+        (50.0, "EUR")
+    );
+    let top_a = r
+        .top_products
+        .iter()
+        .find(|t| &t.product_id == a)
+        .expect("product a");
+    assert_eq!(
+        (top_a.views, top_a.purchases),
+        (3, 2),
+        "{:?}",
+        r.top_products
+    );
+    let lamps = r
+        .top_searches
+        .iter()
+        .find(|q| q.query == "lamps")
+        .expect("lamps");
+    assert_eq!(lamps.count, 2, "one query however the shop spelled it");
+    assert_eq!(r.duplicates, 0);
+}
