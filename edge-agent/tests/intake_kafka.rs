@@ -84,6 +84,8 @@ fn node_batch(run: &str) -> String {
         ),
         message("page", None, "7", r#"{"path":"/p/1","title":"Shoe"}"#),
         message("identify", None, "8", r#"{}"#),
+        // Refused by the event contract (a negative price): listed, the others kept.
+        message("track", Some("Product Viewed"), "9", r#"{"product_id":"sku-9","price":-5}"#),
     ];
     format!(
         r#"{{"batch":[{}],"sentAt":"{}"}}"#,
@@ -109,6 +111,10 @@ async fn a_segment_batch_reaches_the_event_topics_and_the_rest_goes_to_custom_ev
     let answer = json(&response);
     assert_eq!(answer["success"], true, "{answer}");
     assert_eq!(answer["accepted"], 8, "{answer}");
+    assert_eq!(answer["rejected"].as_array().map(Vec::len), Some(1), "{answer}");
+    assert_eq!(answer["rejected"][0]["index"], 8, "{answer}");
+    assert_eq!(answer["rejected"][0]["error"]["code"], "invalid_value", "{answer}");
+    assert_eq!(answer["rejected"][0]["error"]["field"], "price", "{answer}");
 
     let views = read_topic(&agent.topic("product-views"), 1, WAIT).await;
     assert_eq!(views.len(), 1);

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use ingest_core::{Ack, CustomEvent, Error, ErrorCode, Receipt, SubmitOptions};
+use ingest_core::{Ack, CustomEvent, Error, ErrorCode, EventKind, Receipt, SubmitOptions};
 use serde::{Deserialize, Serialize};
 
 use super::{Api, Rejected};
@@ -94,7 +94,9 @@ impl Refusal {
 
 /// What became of a request's messages.
 struct Submitted {
+    accepted: usize,
     receipts: Vec<Receipt>,
+    /// By index in the request, in order.
     refused: Vec<(usize, Refusal)>,
 }
 
@@ -158,7 +160,7 @@ impl Api {
             StatusCode::OK,
             &SegmentAnswer {
                 success: true,
-                accepted: Some(submitted.receipts.len()),
+                accepted: Some(submitted.accepted),
                 rejected: rejected(&submitted.refused),
             },
         ))
@@ -209,7 +211,7 @@ impl Api {
         Ok(json(
             StatusCode::OK,
             &Ga4Answer {
-                accepted: submitted.receipts.len(),
+                accepted: submitted.accepted,
                 rejected: rejected(&submitted.refused),
             },
         ))
@@ -224,46 +226,67 @@ impl Api {
         Ok((ack, body::encoding(headers)?))
     }
 
-    /// Submits each translated message: e-commerce events to their topics, the others
-    /// to the custom-events topic. A message that cannot be translated or is refused by
-    /// validation is listed and the others go on; a full queue or a shutdown refuses
-    /// the rest of the request (503: a resend carries the same ids).
+    /// Submits the translated messages: the e-commerce events together as one batch
+    /// (one queue reservation and one receipt, all or nothing, as on the native batch
+    /// endpoint), then the others to the custom-events topic. A message that cannot be
+    /// translated or is refused by validation is listed and the others go on; a full
+    /// queue or a shutdown refuses the rest of the request (503: a resend carries the
+    /// same ids).
     fn submit_mapped(
         &self,
         messages: Vec<Result<Mapped, intake::MapError>>,
         options: &SubmitOptions,
     ) -> Result<Submitted, ApiError> {
         let mut submitted = Submitted {
-            receipts: Vec::with_capacity(messages.len()),
+            accepted: 0,
+            receipts: Vec::new(),
             refused: Vec::new(),
         };
+        let mut batch = Vec::new();
+        let mut batch_index = Vec::new();
+        let mut customs = Vec::new();
         for (index, message) in messages.into_iter().enumerate() {
-            let outcome = match message {
-                Err(error) => {
-                    submitted.refused.push((index, Refusal::Mapping(error)));
-                    continue;
-                }
+            match message {
+                Err(error) => submitted.refused.push((index, Refusal::Mapping(error))),
                 Ok(Mapped::Event { kind, json }) => {
-                    self.ingestor.submit_with(kind, Bytes::from(json), options)
+                    append_typed(&mut batch, kind, &json);
+                    batch_index.push(index);
                 }
-                Ok(Mapped::Custom(custom)) => self.ingestor.submit_custom_with(
-                    CustomEvent {
-                        name: custom.name,
-                        key: custom.key,
-                        event_id: Some(custom.event_id),
-                        body: custom.body,
-                    },
-                    options,
-                ),
+                Ok(Mapped::Custom(custom)) => customs.push((index, custom)),
+            }
+        }
+        if !batch_index.is_empty() {
+            let result = self
+                .ingestor
+                .submit_batch_with(Bytes::from(batch), options)?;
+            submitted.accepted += result.accepted;
+            submitted.receipts.push(result.receipt);
+            for rejection in result.rejected {
+                submitted.refused.push((
+                    batch_index[rejection.index],
+                    Refusal::Invalid(rejection.error),
+                ));
+            }
+        }
+        for (index, custom) in customs {
+            let event = CustomEvent {
+                name: custom.name,
+                key: custom.key,
+                event_id: Some(custom.event_id),
+                body: custom.body,
             };
-            match outcome {
-                Ok(receipt) => submitted.receipts.push(receipt),
+            match self.ingestor.submit_custom_with(event, options) {
+                Ok(receipt) => {
+                    submitted.accepted += 1;
+                    submitted.receipts.push(receipt);
+                }
                 Err(Error::Invalid(error)) => {
                     submitted.refused.push((index, Refusal::Invalid(error)));
                 }
                 Err(other) => return Err(other.into()),
             }
         }
+        submitted.refused.sort_by_key(|(index, _)| *index);
         Ok(submitted)
     }
 
@@ -284,6 +307,20 @@ impl Api {
             self.ack_timeout,
         )
     }
+}
+
+/// Appends `json` (an object) to an NDJSON batch, with the `type` field a batch event
+/// carries spliced in front of its own fields.
+fn append_typed(batch: &mut Vec<u8>, kind: EventKind, json: &[u8]) {
+    batch.extend_from_slice(b"{\"type\":\"");
+    batch.extend_from_slice(kind.as_str().as_bytes());
+    batch.push(b'"');
+    let fields = json.strip_prefix(b"{").unwrap_or(json).trim_ascii_start();
+    if !fields.starts_with(b"}") {
+        batch.push(b',');
+    }
+    batch.extend_from_slice(fields);
+    batch.push(b'\n');
 }
 
 fn options(source: Option<std::sync::Arc<str>>) -> SubmitOptions {
@@ -311,6 +348,21 @@ fn count(messages: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn translated_events_become_typed_ndjson_lines() {
+        let mut batch = Vec::new();
+        append_typed(
+            &mut batch,
+            EventKind::Search,
+            br#"{"user_id":"u","query":"q"}"#,
+        );
+        append_typed(&mut batch, EventKind::Cart, b"{ }");
+        assert_eq!(
+            batch,
+            b"{\"type\":\"search\",\"user_id\":\"u\",\"query\":\"q\"}\n{\"type\":\"cart\"}\n"
+        );
+    }
 
     #[test]
     fn segment_paths_and_analytics_js_short_forms_are_routed() {
