@@ -119,23 +119,32 @@ fn analytics_js_batch() {
     let json = serde_json::to_string(&view).expect("json");
     assert!(!json.contains("9b1XKm2pQ3rS4tU5vW6xY7zA8bC9dE0f"), "{json}");
 
-    // A page call and an unmapped track name are custom events, byte for byte.
-    let raw = raw_messages(&body);
+    // A page call and an unmapped track name are custom events, byte for byte, but
+    // for the write key analytics.js put in the page call: a credential is dropped.
     let page = custom(&out[1]);
     assert_eq!(page.name, "page");
     assert_eq!(
         page.key.as_deref(),
         Some("c1b7f2d4-5e3a-4f8b-9d6c-0a1e2f3b4c5d")
     );
-    assert_eq!(page.body, raw[1].as_bytes());
-    // Checked without RawValue too: a slice of the body, the message's whole text.
-    assert!(body.windows(page.body.len()).any(|w| w == page.body));
     let sent: Value = serde_json::from_slice(&body).expect("fixture");
+    assert!(
+        sent["batch"][1].get("writeKey").is_some(),
+        "the fixture has one"
+    );
     let kept: Value = serde_json::from_slice(&page.body).expect("json");
-    assert_eq!(kept, sent["batch"][1]);
+    let mut expected = sent["batch"][1].clone();
+    expected.as_object_mut().expect("object").remove("writeKey");
+    assert_eq!(kept, expected);
+    assert!(!String::from_utf8_lossy(&page.body).contains("9b1XKm2pQ3rS4tU5vW6xY7zA8bC9dE0f"));
     let filtered = custom(&out[2]);
     assert_eq!(filtered.name, "Product List Filtered");
-    assert_eq!(filtered.body, raw[2].as_bytes());
+    let mut expected = sent["batch"][2].clone();
+    expected.as_object_mut().expect("object").remove("writeKey");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&filtered.body).expect("json"),
+        expected
+    );
     assert_ne!(page.event_id, filtered.event_id);
     assert_eq!(custom(&again[2]).event_id, filtered.event_id);
 }

@@ -85,7 +85,12 @@ fn node_batch(run: &str) -> String {
         message("page", None, "7", r#"{"path":"/p/1","title":"Shoe"}"#),
         message("identify", None, "8", r#"{}"#),
         // Refused by the event contract (a negative price): listed, the others kept.
-        message("track", Some("Product Viewed"), "9", r#"{"product_id":"sku-9","price":-5}"#),
+        message(
+            "track",
+            Some("Product Viewed"),
+            "9",
+            r#"{"product_id":"sku-9","price":-5}"#,
+        ),
     ];
     format!(
         r#"{{"batch":[{}],"sentAt":"{}"}}"#,
@@ -111,9 +116,16 @@ async fn a_segment_batch_reaches_the_event_topics_and_the_rest_goes_to_custom_ev
     let answer = json(&response);
     assert_eq!(answer["success"], true, "{answer}");
     assert_eq!(answer["accepted"], 8, "{answer}");
-    assert_eq!(answer["rejected"].as_array().map(Vec::len), Some(1), "{answer}");
+    assert_eq!(
+        answer["rejected"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
     assert_eq!(answer["rejected"][0]["index"], 8, "{answer}");
-    assert_eq!(answer["rejected"][0]["error"]["code"], "invalid_value", "{answer}");
+    assert_eq!(
+        answer["rejected"][0]["error"]["code"], "invalid_value",
+        "{answer}"
+    );
     assert_eq!(answer["rejected"][0]["error"]["field"], "price", "{answer}");
 
     let views = read_topic(&agent.topic("product-views"), 1, WAIT).await;
@@ -218,6 +230,30 @@ async fn segment_single_calls_keys_and_refusals() {
     assert_eq!(value(&searches[0].payload)["query"], "blue");
     assert_eq!(searches[0].key.as_deref(), Some(&b"anon-s"[..]));
 
+    // A browser's page call with the key in the body: the custom event is the call
+    // without the key (a credential never reaches Kafka).
+    let page = format!(
+        r#"{{"type":"page","name":"Home","anonymousId":"anon-s","messageId":"ajs-next-1733460000000-77aa","timestamp":"{}","properties":{{"path":"/"}},"writeKey":"eu-0123456789abcdef"}}"#,
+        now()
+    );
+    let response = agent
+        .send(post(
+            "/v1/p",
+            page,
+            &[("content-type", "text/plain"), ("ingest-ack", "delivered")],
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let pages = read_topic(&agent.topic("custom-events"), 1, WAIT).await;
+    assert_eq!(pages[0].header("event_name"), "page");
+    let stored = value(&pages[0].payload);
+    assert_eq!(stored["properties"]["path"], "/");
+    assert!(stored.get("writeKey").is_none(), "{stored}");
+    assert!(
+        !String::from_utf8_lossy(&pages[0].payload).contains("eu-0123456789abcdef"),
+        "the key is not in the record"
+    );
+
     // No key, a wrong key, a wrong scheme: 401, nothing kept.
     let without = track.replace(r#","writeKey":"eu-0123456789abcdef""#, "");
     for headers in [
@@ -246,15 +282,18 @@ async fn segment_single_calls_keys_and_refusals() {
         ))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let custom = read_topic(&agent.topic("custom-events"), 1, WAIT).await;
+    let custom = read_topic(&agent.topic("custom-events"), 2, WAIT).await;
+    let identified = custom
+        .iter()
+        .find(|r| r.header("event_name") == "identify")
+        .expect("the identify call");
     assert_eq!(
-        custom[0].payload,
+        identified.payload,
         identify.as_bytes(),
         "the call byte for byte"
     );
-    assert_eq!(custom[0].header("event_name"), "identify");
     assert_eq!(
-        custom[0].header("event_id"),
+        identified.header("event_id"),
         "6f1d2c5e-7c1a-4f7e-9a53-1b2c3d4e5f60",
         "a messageId that is a UUID is the event id"
     );

@@ -254,6 +254,21 @@ impl Ecommerce {
 /// The currency Segment's spec assumes for revenue when none is given.
 const DEFAULT_ORDER_CURRENCY: &str = "USD";
 
+/// A custom event's body: the message as sent, byte for byte, unless it holds a
+/// `writeKey` (analytics.js in a browser puts the key in the body): a credential never
+/// goes to Kafka, so the message is then written again without it.
+fn custom_body(raw: &RawValue, has_write_key: bool) -> Result<Bytes, MapError> {
+    if !has_write_key {
+        return Ok(Bytes::copy_from_slice(raw.get().as_bytes()));
+    }
+    let mut message: Map<String, Value> =
+        serde_json::from_str(raw.get()).map_err(|e| json_error(&e))?;
+    message.remove("writeKey");
+    serde_json::to_vec(&message)
+        .map(Bytes::from)
+        .map_err(|e| MapError::new(ErrorCode::InvalidValue, format!("cannot serialise: {e}")))
+}
+
 /// One message, already read as an object, found at `prefix` (`""` for a single call).
 fn translate(
     call: SegmentCall,
@@ -264,6 +279,7 @@ fn translate(
 ) -> Result<Mapped, MapError> {
     let at = |key: &str| join(prefix, key);
     message.remove("type");
+    let has_write_key = message.contains_key("writeKey");
     // Some server libraries send `""` for "no user id": blank counts as absent.
     let user_id = take(&mut message, "userId")
         .map(|v| identity(v, || at("userId")))
@@ -312,7 +328,7 @@ fn translate(
             name: name.unwrap_or_else(|| call.as_str().to_owned()),
             key: user_id.or(anonymous_id),
             event_id: event_id.unwrap_or_else(Uuid::now_v7),
-            body: Bytes::copy_from_slice(raw.get().as_bytes()),
+            body: custom_body(raw, has_write_key)?,
         }));
     };
 
