@@ -34,6 +34,9 @@ pub mod reason {
     pub const UNKNOWN_EVENT_TYPE: &str = "unknown_event_type";
     /// No `event_type` header and a topic that implies none.
     pub const MISSING_EVENT_TYPE: &str = "missing_event_type";
+    /// A `schema` header naming a version of the event's type this processor does not
+    /// read (`json:<type>/v1` is the one it reads).
+    pub const UNKNOWN_SCHEMA: &str = "unknown_schema";
     /// The value is not an event of its type.
     pub const UNDECODABLE: &str = "undecodable";
     /// Neither `user_id` nor `anonymous_id`.

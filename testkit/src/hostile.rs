@@ -228,6 +228,21 @@ pub fn records(timestamp: &str) -> Vec<Hostile> {
             vec![],
             "unknown_event_type",
         ),
+        // A later version of the type, or another type's schema: not read as version 1.
+        (
+            0,
+            b"product_view",
+            view(json!({})),
+            vec![("schema", b"json:product_view/v2")],
+            "unknown_schema",
+        ),
+        (
+            3,
+            b"search",
+            search(json!({})),
+            vec![("schema", b"json:cart/v1")],
+            "unknown_schema",
+        ),
         (
             0,
             b"product_view",

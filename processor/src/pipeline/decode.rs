@@ -37,6 +37,20 @@ impl Pipeline {
                 "no event_type header".to_owned(),
             ))?,
         };
+        // Records without the header (foreign producers) are read as version 1; a
+        // version this processor does not know is not guessed at.
+        if let Some(schema) = header("schema") {
+            if schema != kind.schema() {
+                return Err((
+                    reason::UNKNOWN_SCHEMA,
+                    format!(
+                        "schema header {:?} is not a version this processor reads ({})",
+                        clip(&schema),
+                        kind.schema()
+                    ),
+                ));
+            }
+        }
         let payload = message.payload().unwrap_or_default();
         let mut event = Event::decode(kind, payload)
             .map_err(|e| (reason::UNDECODABLE, format!("not a {kind} event: {e}")))?;
