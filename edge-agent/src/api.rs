@@ -1,7 +1,7 @@
 //! The HTTP API (`openapi/edge-agent.yaml`): routing and the handlers. Everything about
 //! events is `ingest-core`'s; this module adds the HTTP layer: keys, rate limits, media
 //! types, compression, CORS, acknowledgement levels, and the answers. The Segment and
-//! GA4 endpoints are in [`compat`].
+//! GA4 endpoints are in the `compat` submodule (`api/compat.rs`).
 
 mod compat;
 
