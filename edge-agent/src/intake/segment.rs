@@ -109,6 +109,56 @@ pub fn segment_batch(
     body: &[u8],
     max_events: usize,
 ) -> Result<Vec<Result<Mapped, MapError>>, MapError> {
+    // One pass reads the envelope and splits the messages; only a body it cannot read
+    // goes through the careful reading below, which names what is wrong.
+    // (serde reads a struct from an array too: only an object takes the one pass.)
+    let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let (messages, context) = match object
+        .then(|| serde_json::from_slice::<WellFormedBatch<'_>>(body).ok())
+        .flatten()
+    {
+        Some(batch) => (batch.batch, batch.context),
+        None => read_batch_carefully(body)?,
+    };
+    if messages.len() > max_events {
+        return Err(MapError::field(
+            ErrorCode::TooManyEvents,
+            "batch",
+            format!(
+                "the batch holds {} messages; at most {max_events} are allowed",
+                messages.len()
+            ),
+        ));
+    }
+    let context = match context {
+        Some(Value::Object(context)) => Some(context),
+        _ => None,
+    };
+    Ok(messages
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let prefix = format!("batch[{index}]");
+            let mut message = message_object(raw, &prefix)?;
+            let call = call_of(&mut message, &prefix)?;
+            translate(call, message, raw, &prefix, context.as_ref())
+        })
+        .collect())
+}
+
+/// A `/v1/batch` body as it should be: an object whose `batch` is an array (a repeated
+/// `batch` or `context` key is refused, as the careful reading refuses it).
+#[derive(Deserialize)]
+struct WellFormedBatch<'a> {
+    #[serde(borrow)]
+    batch: Vec<&'a RawValue>,
+    #[serde(default)]
+    context: Option<Value>,
+}
+
+/// The messages and the batch-level context of a body the one-pass reading refused,
+/// or the precise error.
+fn read_batch_carefully(body: &[u8]) -> Result<(Vec<&RawValue>, Option<Value>), MapError> {
     let raw: &RawValue = parse_body(body)?;
     if !raw.get().starts_with('{') {
         return Err(MapError::new(
@@ -140,30 +190,7 @@ pub fn segment_batch(
             format!("batch must be an array, not {}", raw_type_name(batch)),
         )
     })?;
-    if messages.len() > max_events {
-        return Err(MapError::field(
-            ErrorCode::TooManyEvents,
-            "batch",
-            format!(
-                "the batch holds {} messages; at most {max_events} are allowed",
-                messages.len()
-            ),
-        ));
-    }
-    let context = match body.context {
-        Some(Value::Object(context)) => Some(context),
-        _ => None,
-    };
-    Ok(messages
-        .into_iter()
-        .enumerate()
-        .map(|(index, raw)| {
-            let prefix = format!("batch[{index}]");
-            let mut message = message_object(raw, &prefix)?;
-            let call = call_of(&mut message, &prefix)?;
-            translate(call, message, raw, &prefix, context.as_ref())
-        })
-        .collect())
+    Ok((messages, body.context))
 }
 
 /// The JSON type of a raw value, from its first byte (the value is well-formed).
