@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use ingest_core::{Ack, ErrorCode, EventKind, Ingestor, Receipt, SubmitOptions};
+use ingest_core::{
+    contract, Ack, ErrorCode, EventKind, Ingestor, Receipt, SubmitOptions, ValidationError,
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
@@ -43,6 +45,8 @@ pub struct Api {
     pub limiter: RateLimiter,
     /// CORS.
     pub cors: Cors,
+    /// Feature flags for `GET /api/flags`; `None` when no file is configured.
+    pub flags: Option<crate::flags::Flags>,
     /// `/metrics` renderer.
     pub prometheus: Option<PrometheusHandle>,
     /// Request metrics.
@@ -93,6 +97,7 @@ fn route(method: &Method, path: &str) -> (Endpoint, Option<EventKind>) {
         "/api/events/search" => (Endpoint::Search, Some(EventKind::Search)),
         "/api/events/batch" => (Endpoint::Batch, None),
         "/mp/collect" => (Endpoint::Ga4, None),
+        "/api/flags" => (Endpoint::Flags, None),
         _ if compat::segment_route(path).is_some() => (Endpoint::Segment, None),
         "/metrics" => (Endpoint::Metrics, None),
         "/health/live" | "/health/ready" => (Endpoint::Health, None),
@@ -110,8 +115,10 @@ impl Api {
         let (endpoint, kind) = route(request.method(), request.uri().path());
         let endpoint = if request.method() == Method::OPTIONS
             && (request.uri().path().starts_with("/api/events/")
-                || matches!(endpoint, Endpoint::Segment | Endpoint::Ga4))
-        {
+                || matches!(
+                    endpoint,
+                    Endpoint::Segment | Endpoint::Ga4 | Endpoint::Flags
+                )) {
             Endpoint::Preflight
         } else {
             endpoint
@@ -133,6 +140,7 @@ impl Api {
                 | Endpoint::Batch
                 | Endpoint::Segment
                 | Endpoint::Ga4
+                | Endpoint::Flags
         ) {
             self.cors.decorate(origin, &mut response);
         }
@@ -164,10 +172,12 @@ impl Api {
                 self.segment(route, request).await
             }
             (Endpoint::Ga4, Method::POST) => self.ga4(request).await,
+            (Endpoint::Flags, Method::GET) => self.flags_of(&request),
             (Endpoint::Metrics, Method::GET) => Ok(self.render_metrics()),
             (Endpoint::Health, Method::GET) => Ok(self.health(request.uri().path())),
             (Endpoint::Other, _) => Err(ApiError::NotFound),
             (Endpoint::Metrics | Endpoint::Health, _) => Err(ApiError::MethodNotAllowed("GET")),
+            (Endpoint::Flags, _) => Err(ApiError::MethodNotAllowed("GET, OPTIONS")),
             _ => Err(ApiError::MethodNotAllowed("POST, OPTIONS")),
         }
     }
@@ -286,6 +296,43 @@ impl Api {
             ack,
             self.ack_timeout,
         )
+    }
+
+    /// `GET /api/flags?user_id=...`: the user's variant of every flag, for the
+    /// storefront to render it and to report it in `context.experiments`. A visitor
+    /// without a user id is assigned by their anonymous id, passed as `user_id`.
+    fn flags_of(&self, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let source = self.keys.authenticate(request.headers())?;
+        self.limiter.check(source.as_ref(), 1)?;
+        let user = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+            .find(|(name, _)| name == "user_id")
+            .map(|(_, value)| value.into_owned())
+            .ok_or_else(|| {
+                ApiError::Invalid(ValidationError::field(
+                    ErrorCode::MissingField,
+                    "user_id",
+                    "the user_id query parameter is required",
+                ))
+            })?;
+        contract::check_identifier(&user).map_err(|why| {
+            ApiError::Invalid(ValidationError::field(
+                ErrorCode::InvalidValue,
+                "user_id",
+                format!("user_id {why}"),
+            ))
+        })?;
+        let set = self.flags.as_ref().map(crate::flags::Flags::get);
+        let assigned: serde_json::Map<String, serde_json::Value> = set
+            .as_deref()
+            .map(|set| set.assign(&user))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(flag, variant)| (flag.to_owned(), variant.into()))
+            .collect();
+        let mut body = serde_json::Map::new();
+        body.insert("user_id".to_owned(), user.into());
+        body.insert("flags".to_owned(), assigned.into());
+        Ok(json(StatusCode::OK, &body))
     }
 
     fn render_metrics(&self) -> Response<Body> {

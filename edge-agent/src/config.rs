@@ -58,6 +58,8 @@ pub struct AgentConfig {
     pub rate_limit: RateLimitConfig,
     /// Browser access.
     pub cors: CorsConfig,
+    /// Feature flags served at `GET /api/flags` (off unless a file is given).
+    pub flags: FlagsConfig,
     /// Log output.
     pub log: LogConfig,
     /// Create the configured topics at start (with their partitions and replication;
@@ -204,6 +206,25 @@ impl Default for CorsConfig {
         CorsConfig {
             allowed_origins: Vec::new(),
             max_age_secs: 600,
+        }
+    }
+}
+
+/// Feature flags (docs/edge-agent.md#feature-flags).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlagsConfig {
+    /// The flags file (TOML, or JSON when it ends in `.json`); empty: no flags.
+    pub file: String,
+    /// How often the file is looked at for changes, in milliseconds.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for FlagsConfig {
+    fn default() -> Self {
+        FlagsConfig {
+            file: String::new(),
+            reload_interval_ms: 2000,
         }
     }
 }

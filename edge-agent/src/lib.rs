@@ -19,6 +19,7 @@ pub mod body;
 pub mod buffer_cmd;
 pub mod config;
 pub mod cors;
+pub mod flags;
 pub mod intake;
 pub mod rate_limit;
 pub mod response;
@@ -58,6 +59,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<ShutdownReport> {
     let keys = ApiKeys::load(&settings.keys, settings.keys_file.as_deref())?;
+    let flags = match &settings.flags_file {
+        Some(path) => {
+            let flags = flags::Flags::load(path)
+                .map_err(anyhow::Error::msg)
+                .context("reading the feature flags (flags.file)")?;
+            metrics::gauge!("edge_flags").set(flags.get().len() as f64);
+            flags.watch(path.clone(), settings.flags_reload_interval);
+            Some(flags)
+        }
+        None => None,
+    };
     let tls = settings.tls.as_ref().map(tls::acceptor).transpose()?;
     let mut listeners = Vec::new();
     if let Some(addr) = settings.listen {
@@ -114,6 +126,7 @@ pub async fn run(
         keys,
         limiter,
         cors: Cors::new(&settings.cors),
+        flags,
         prometheus,
         metrics: RequestMetrics::new(),
         max_body_bytes: settings.max_body_bytes,

@@ -45,6 +45,8 @@ pub enum Endpoint {
     Segment,
     /// `POST /mp/collect`: GA4's Measurement Protocol.
     Ga4,
+    /// `GET /api/flags`.
+    Flags,
     /// `OPTIONS /api/events/*`.
     Preflight,
     /// `GET /metrics`.
@@ -66,6 +68,7 @@ impl Endpoint {
             Endpoint::Batch => "batch",
             Endpoint::Segment => "segment",
             Endpoint::Ga4 => "ga4",
+            Endpoint::Flags => "flags",
             Endpoint::Preflight => "preflight",
             Endpoint::Metrics => "metrics",
             Endpoint::Health => "health",
@@ -73,7 +76,7 @@ impl Endpoint {
         }
     }
 
-    const ALL: [Endpoint; 11] = [
+    const ALL: [Endpoint; 12] = [
         Endpoint::ProductView,
         Endpoint::Cart,
         Endpoint::Purchase,
@@ -81,6 +84,7 @@ impl Endpoint {
         Endpoint::Batch,
         Endpoint::Segment,
         Endpoint::Ga4,
+        Endpoint::Flags,
         Endpoint::Preflight,
         Endpoint::Metrics,
         Endpoint::Health,

@@ -765,3 +765,121 @@ async fn connections_beyond_the_bound_wait_for_a_free_slot() {
         .expect("answer");
     assert_eq!(answer.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn feature_flags_are_served_reloaded_and_a_bad_file_keeps_the_flags_in_force() {
+    use ingest_core::flags::{FlagDef, FlagSet, VariantDef};
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("flags.toml");
+    let file = |control: u32, treatment: u32| {
+        format!(
+            "[[flags]]\nname = \"checkout_v2\"\nvariants = [{{ name = \"control\", percent = {control} }}, {{ name = \"treatment\", percent = {treatment} }}]\n\n[[flags]]\nname = \"search_ranking\"\nsalt = \"sr-1\"\nvariants = [{{ name = \"bm25\", percent = 100 }}]\n"
+        )
+    };
+    std::fs::write(&path, file(50, 50)).expect("write");
+    let agent = Agent::start_in(
+        "flags",
+        "",
+        &format!(
+            "[flags]\nfile = {:?}\nreload_interval_ms = 100\n",
+            path.display().to_string()
+        ),
+        tempfile::tempdir().expect("dir"),
+        &[],
+    )
+    .await;
+    // The same assignment as the library's: every agent and binding agrees.
+    let expected = FlagSet::new(vec![FlagDef {
+        name: "checkout_v2".to_owned(),
+        salt: None,
+        variants: vec![
+            VariantDef {
+                name: "control".to_owned(),
+                percent: 50.0,
+            },
+            VariantDef {
+                name: "treatment".to_owned(),
+                percent: 50.0,
+            },
+        ],
+    }])
+    .expect("valid");
+    let flags_of = |user: &str| {
+        let agent = &agent;
+        let path = format!("/api/flags?user_id={user}");
+        async move { json(&agent.send(get(&path)).await) }
+    };
+    for user in ["user-1", "user-2", "user-3", "user-4"] {
+        let answer = flags_of(user).await;
+        assert_eq!(answer["user_id"], user);
+        assert_eq!(
+            answer["flags"]["checkout_v2"].as_str(),
+            expected.variant("checkout_v2", user),
+            "{answer}"
+        );
+        assert_eq!(answer["flags"]["search_ranking"], "bm25");
+    }
+    let encoded = json(&agent.send(get("/api/flags?user_id=a%201")).await);
+    assert_eq!(encoded["user_id"], "a 1");
+    let missing = agent.send(get("/api/flags")).await;
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json(&missing)["error"]["field"], "user_id");
+    let nul = agent.send(get("/api/flags?user_id=a%00b")).await;
+    assert_eq!(nul.status(), StatusCode::BAD_REQUEST);
+    let post = agent.send(post("/api/flags", "{}", &[JSON])).await;
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    // Everyone to treatment: the file is read again without a restart.
+    std::fs::write(&path, file(0, 100)).expect("write");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answers: Vec<_> =
+            futures_all(["user-1", "user-2", "user-3", "user-4"].map(&flags_of)).await;
+        if answers
+            .iter()
+            .all(|a| a["flags"]["checkout_v2"] == "treatment")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reloaded: {answers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A file that does not check is refused; the flags in force stay.
+    std::fs::write(&path, file(60, 30)).expect("write");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !agent.log_text().contains("feature flags file refused") {
+        assert!(std::time::Instant::now() < deadline, "{}", agent.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        agent.log_text().contains("percentages add up to 90"),
+        "{}",
+        agent.log_text()
+    );
+    assert_eq!(
+        flags_of("user-1").await["flags"]["checkout_v2"],
+        "treatment"
+    );
+    let metrics = String::from_utf8_lossy(agent.send(get("/metrics")).await.body()).into_owned();
+    assert!(
+        metrics.contains("edge_flags_reloads_total{result=\"refused\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("edge_flags_reloads_total{result=\"loaded\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// Awaits the futures one after the other.
+async fn futures_all<F: std::future::Future>(futures: [F; 4]) -> Vec<F::Output> {
+    let mut out = Vec::with_capacity(4);
+    for future in futures {
+        out.push(future.await);
+    }
+    out
+}

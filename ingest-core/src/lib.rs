@@ -76,6 +76,7 @@ mod custom;
 mod delivery;
 mod error;
 mod event;
+pub mod flags;
 mod health;
 mod host;
 mod ingestor;

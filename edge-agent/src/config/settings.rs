@@ -23,6 +23,12 @@ impl AgentConfig {
     /// A [`ConfigError`] naming the first offending key.
     pub fn validate(&self) -> Result<AgentSettings, ConfigError> {
         let ingest = self.ingest().validate()?;
+        if self.flags.reload_interval_ms == 0 {
+            return Err(invalid(
+                "flags.reload_interval_ms",
+                "must be greater than 0",
+            ));
+        }
         let server = &self.server;
         let listen = if server.listen.trim().is_empty() {
             None
@@ -112,6 +118,9 @@ impl AgentConfig {
             keys_file: self.auth.keys_file.clone(),
             rate_limit: self.rate_limit.clone(),
             cors: self.cors.clone(),
+            flags_file: (!self.flags.file.trim().is_empty())
+                .then(|| PathBuf::from(self.flags.file.trim())),
+            flags_reload_interval: Duration::from_millis(self.flags.reload_interval_ms),
             log: self.log.clone(),
             create_topics: self.create_topics,
             ingest,
@@ -182,6 +191,10 @@ pub struct AgentSettings {
     pub rate_limit: RateLimitConfig,
     /// CORS.
     pub cors: CorsConfig,
+    /// The feature flags file, read at start and again when it changes.
+    pub flags_file: Option<PathBuf>,
+    /// How often the flags file is looked at.
+    pub flags_reload_interval: Duration,
     /// Logs.
     pub log: LogConfig,
     /// Create the topics at start.

@@ -1,0 +1,155 @@
+//! Feature flags served by the agent: the flags file read at start, watched and read
+//! again when it changes (a file that does not parse or check is refused, logged with
+//! why, and the flags in force stay), and each user's variants for `GET /api/flags`.
+//! The assignment itself is `ingest_core::flags`: the same on every agent and binding.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use ingest_core::flags::{FlagDef, FlagSet};
+use serde::Deserialize;
+
+/// The flags file: `[[flags]]` tables (TOML), or `{"flags": [...]}` (JSON).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlagsFile {
+    #[serde(default)]
+    flags: Vec<FlagDef>,
+}
+
+/// The flags in force, shared by every request; replaced whole on a reload.
+#[derive(Clone, Default)]
+pub struct Flags {
+    current: Arc<RwLock<Arc<FlagSet>>>,
+}
+
+impl Flags {
+    /// Flags read from `path`.
+    ///
+    /// # Errors
+    ///
+    /// Why the file cannot be read, parsed or checked (with the flag and field at
+    /// fault).
+    pub fn load(path: &Path) -> Result<Flags, String> {
+        let set = read(path)?;
+        Ok(Flags {
+            current: Arc::new(RwLock::new(Arc::new(set))),
+        })
+    }
+
+    /// The flags in force.
+    pub fn get(&self) -> Arc<FlagSet> {
+        self.current
+            .read()
+            .map_or_else(|poisoned| poisoned.into_inner().clone(), |set| set.clone())
+    }
+
+    fn replace(&self, set: FlagSet) {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = Arc::new(set);
+    }
+
+    /// Looks at `path` every `interval` and reads it again when its modification time
+    /// or size changed. Runs until the runtime stops.
+    pub fn watch(&self, path: PathBuf, interval: Duration) {
+        let flags = self.clone();
+        let mut seen = stamp(&path);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let now = stamp(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                let file = path.clone();
+                match tokio::task::spawn_blocking(move || read(&file)).await {
+                    Ok(Ok(set)) => {
+                        tracing::info!(path = %path.display(), flags = set.len(), "feature flags reloaded");
+                        metrics::counter!("edge_flags_reloads_total", "result" => "loaded")
+                            .increment(1);
+                        metrics::gauge!("edge_flags").set(set.len() as f64);
+                        flags.replace(set);
+                    }
+                    Ok(Err(why)) => {
+                        tracing::error!(path = %path.display(), error = %why, "feature flags file refused; the flags in force stay");
+                        metrics::counter!("edge_flags_reloads_total", "result" => "refused")
+                            .increment(1);
+                    }
+                    Err(error) => tracing::error!(%error, "reading the feature flags failed"),
+                }
+            }
+        });
+    }
+}
+
+/// What identifies a version of the file: its modification time and size.
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+fn read(path: &Path) -> Result<FlagSet, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
+    let file: FlagsFile = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+    } else {
+        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?
+    };
+    FlagSet::new(file.flags).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_read_as_toml_or_json_and_refused_with_the_fault() {
+        let dir = tempfile::tempdir().expect("dir");
+        let toml_path = dir.path().join("flags.toml");
+        std::fs::write(
+            &toml_path,
+            "[[flags]]\nname = \"checkout_v2\"\nvariants = [{ name = \"control\", percent = 50 }, { name = \"treatment\", percent = 50 }]\n",
+        )
+        .expect("write");
+        let flags = Flags::load(&toml_path).expect("loads");
+        assert_eq!(flags.get().len(), 1);
+        let json_path = dir.path().join("flags.json");
+        std::fs::write(
+            &json_path,
+            r#"{"flags":[{"name":"f","variants":[{"name":"a","percent":100}]}]}"#,
+        )
+        .expect("write");
+        assert_eq!(
+            Flags::load(&json_path)
+                .expect("loads")
+                .get()
+                .variant("f", "u"),
+            Some("a")
+        );
+        std::fs::write(
+            &toml_path,
+            "[[flags]]\nname = \"f\"\nvariants = [{ name = \"a\", percent = 60 }]\n",
+        )
+        .expect("write");
+        let why = Flags::load(&toml_path).err().expect("refused");
+        assert!(
+            why.contains("flags[0].variants: the percentages add up to 60"),
+            "{why}"
+        );
+        std::fs::write(&toml_path, "[[flags]]\nnme = \"f\"\n").expect("write");
+        let why = Flags::load(&toml_path).err().expect("refused");
+        assert!(why.contains("nme"), "{why}");
+        let why = Flags::load(&dir.path().join("missing.toml"))
+            .err()
+            .expect("refused");
+        assert!(why.contains("cannot be read"), "{why}");
+    }
+}

@@ -1,0 +1,339 @@
+//! Feature flags for gradual rollouts: each flag splits users into variants by
+//! percentage, and a user's variant is a pure function of the flag and the user's
+//! identity, so every agent, every binding and every restart gives the same answer with
+//! no shared state.
+//!
+//! **Assignment.** A user's bucket for a flag is
+//! `xxh3_64(salt ‖ 0x00 ‖ user) mod 10,000` (XXH3 64-bit with seed 0, over the UTF-8
+//! bytes; `salt` defaults to the flag's name). The variants, in declared order, own
+//! consecutive ranges of buckets as wide as their percentage (in hundredths of a
+//! percent): the first variant whose range holds the bucket is the user's.
+//!
+//! **Changing percentages.** Ranges stay in declared order, so moving a boundary between
+//! two neighbouring variants moves exactly the users between the old and the new
+//! boundary; nobody else changes variant. (Growing one variant at the expense of one
+//! that is not its neighbour also shifts the ranges in between: declare the variants
+//! that trade users next to each other.) Changing a flag's `salt` reshuffles all its
+//! users.
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Buckets per flag: percentages have a resolution of 0.01.
+pub const BUCKETS: u32 = 10_000;
+/// Longest flag or variant name, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// A flag as written in a flags file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagDef {
+    /// The flag's name: 1 to 64 of `A-Z a-z 0-9 _ - .` (it becomes a key of
+    /// `context.experiments`).
+    pub name: String,
+    /// Hashed with the user; defaults to `name`. A new salt reshuffles every user.
+    #[serde(default)]
+    pub salt: Option<String>,
+    /// The variants, in order; their percentages add up to 100.
+    pub variants: Vec<VariantDef>,
+}
+
+/// A variant as written in a flags file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantDef {
+    /// The variant's name (same rules as a flag's).
+    pub name: String,
+    /// Its share of users, 0 to 100, in steps of 0.01.
+    pub percent: f64,
+}
+
+/// Why a set of flags was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct FlagsError {
+    /// Where: `flags[2].variants[1].percent`.
+    pub path: String,
+    /// Why.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Flag {
+    name: String,
+    salt: String,
+    /// Each variant's name and the first bucket past its range.
+    variants: Vec<(String, u32)>,
+}
+
+/// A checked set of flags, ready to assign users.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FlagSet {
+    flags: Vec<Flag>,
+}
+
+impl FlagSet {
+    /// Checks `defs` and builds the set.
+    ///
+    /// # Errors
+    ///
+    /// A [`FlagsError`] naming the first fault: a name empty, too long or with other
+    /// characters; two flags, or two variants of a flag, with one name; a flag without
+    /// variants; a percentage that is negative, not a multiple of 0.01, or a sum other
+    /// than 100.
+    pub fn new(defs: Vec<FlagDef>) -> Result<FlagSet, FlagsError> {
+        let mut flags: Vec<Flag> = Vec::with_capacity(defs.len());
+        for (i, def) in defs.into_iter().enumerate() {
+            let at = |field: &str| format!("flags[{i}].{field}");
+            check_name(&def.name, || at("name"))?;
+            if flags.iter().any(|f| f.name == def.name) {
+                return Err(error(
+                    at("name"),
+                    format!("{:?} is declared twice", def.name),
+                ));
+            }
+            if def.variants.is_empty() {
+                return Err(error(at("variants"), "a flag needs at least one variant"));
+            }
+            let mut variants: Vec<(String, u32)> = Vec::with_capacity(def.variants.len());
+            let mut end = 0u32;
+            for (j, variant) in def.variants.into_iter().enumerate() {
+                let at = |field: &str| format!("flags[{i}].variants[{j}].{field}");
+                check_name(&variant.name, || at("name"))?;
+                if variants.iter().any(|(name, _)| *name == variant.name) {
+                    return Err(error(
+                        at("name"),
+                        format!("{:?} is declared twice in this flag", variant.name),
+                    ));
+                }
+                let hundredths = variant.percent * 100.0;
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let width = hundredths.round() as u32;
+                if !(0.0..=100.0).contains(&variant.percent)
+                    || (hundredths - hundredths.round()).abs() > 1e-6
+                {
+                    return Err(error(
+                        at("percent"),
+                        format!(
+                            "{} is not a percentage from 0 to 100 in steps of 0.01",
+                            variant.percent
+                        ),
+                    ));
+                }
+                end += width;
+                variants.push((variant.name, end));
+            }
+            if end != BUCKETS {
+                return Err(error(
+                    at("variants"),
+                    format!(
+                        "the percentages add up to {}, not 100",
+                        f64::from(end) / 100.0
+                    ),
+                ));
+            }
+            let salt = def.salt.unwrap_or_else(|| def.name.clone());
+            flags.push(Flag {
+                name: def.name,
+                salt,
+                variants,
+            });
+        }
+        flags.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(FlagSet { flags })
+    }
+
+    /// How many flags the set holds.
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    /// Whether the set holds no flag.
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    /// The user's variant of every flag, by flag name (in name order).
+    pub fn assign<'a>(&'a self, user: &str) -> Vec<(&'a str, &'a str)> {
+        self.flags
+            .iter()
+            .map(|flag| (flag.name.as_str(), flag.variant(user)))
+            .collect()
+    }
+
+    /// The user's variant of one flag; `None` when there is no such flag.
+    pub fn variant(&self, flag: &str, user: &str) -> Option<&str> {
+        self.flags
+            .binary_search_by(|f| f.name.as_str().cmp(flag))
+            .ok()
+            .map(|i| self.flags[i].variant(user))
+    }
+}
+
+impl Flag {
+    fn variant(&self, user: &str) -> &str {
+        let b = bucket(&self.salt, user);
+        self.variants
+            .iter()
+            .find(|(_, end)| b < *end)
+            .or(self.variants.last())
+            .map_or("", |(name, _)| name.as_str())
+    }
+}
+
+/// The user's bucket, `0..BUCKETS`, for a flag with `salt` (see the module's docs).
+pub fn bucket(salt: &str, user: &str) -> u32 {
+    let mut input = Vec::with_capacity(salt.len() + 1 + user.len());
+    input.extend_from_slice(salt.as_bytes());
+    input.push(0);
+    input.extend_from_slice(user.as_bytes());
+    // The remainder is below BUCKETS, so it fits.
+    #[allow(clippy::cast_possible_truncation)]
+    let b = (xxh3_64(&input) % u64::from(BUCKETS)) as u32;
+    b
+}
+
+fn check_name(name: &str, path: impl Fn() -> String) -> Result<(), FlagsError> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(error(
+            path(),
+            format!("must hold 1 to {MAX_NAME_BYTES} characters"),
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(error(
+            path(),
+            format!("{name:?} may hold only A-Z, a-z, 0-9, '_', '-' and '.'"),
+        ));
+    }
+    Ok(())
+}
+
+fn error(path: String, message: impl Into<String>) -> FlagsError {
+    FlagsError {
+        path,
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(name: &str, variants: &[(&str, f64)]) -> FlagDef {
+        FlagDef {
+            name: name.to_owned(),
+            salt: None,
+            variants: variants
+                .iter()
+                .map(|(name, percent)| VariantDef {
+                    name: (*name).to_owned(),
+                    percent: *percent,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn buckets_are_fixed_values_every_implementation_must_reproduce() {
+        // Test vectors of the documented algorithm, computed independently with
+        // Python's `xxhash` package: `xxh3_64_intdigest(salt + b"\0" + user) % 10000`.
+        // A change of hash or input layout would reassign every user of every running
+        // experiment.
+        let vectors = [
+            ("checkout_v2", "user-1", 6666),
+            ("checkout_v2", "user-2", 4270),
+            ("search_ranking", "user-1", 9624),
+            ("", "", 1883),
+        ];
+        for (salt, user, expected) in vectors {
+            assert_eq!(bucket(salt, user), expected, "{salt:?} {user:?}");
+        }
+    }
+
+    #[test]
+    fn every_user_gets_a_variant_in_proportion() {
+        let set = FlagSet::new(vec![flag(
+            "checkout_v2",
+            &[("control", 80.0), ("treatment", 20.0)],
+        )])
+        .expect("valid");
+        let treated = (0..20_000)
+            .filter(|i| set.variant("checkout_v2", &format!("user-{i}")) == Some("treatment"))
+            .count();
+        assert!((3_600..=4_400).contains(&treated), "{treated} of 20,000");
+        assert_eq!(set.variant("other", "user-1"), None);
+        let all = set.assign("user-7");
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].0, "checkout_v2");
+    }
+
+    #[test]
+    fn a_change_of_percentages_moves_only_the_users_it_must() {
+        let before =
+            FlagSet::new(vec![flag("f", &[("a", 70.0), ("b", 20.0), ("c", 10.0)])]).expect("valid");
+        // b grows by 10 points, taken from its neighbour c.
+        let after =
+            FlagSet::new(vec![flag("f", &[("a", 70.0), ("b", 30.0), ("c", 0.0)])]).expect("valid");
+        let users: Vec<String> = (0..20_000).map(|i| format!("u{i}")).collect();
+        let mut moved = 0;
+        for user in &users {
+            let (was, is) = (before.variant("f", user), after.variant("f", user));
+            if was != is {
+                moved += 1;
+                assert_eq!((was, is), (Some("c"), Some("b")), "{user}");
+            }
+        }
+        let in_c = users
+            .iter()
+            .filter(|u| before.variant("f", u) == Some("c"))
+            .count();
+        assert_eq!(moved, in_c, "exactly c's users moved, all to b");
+        // A new salt reshuffles.
+        let mut salted = flag("f", &[("a", 70.0), ("b", 20.0), ("c", 10.0)]);
+        salted.salt = Some("f-2".to_owned());
+        let salted = FlagSet::new(vec![salted]).expect("valid");
+        let changed = users
+            .iter()
+            .filter(|u| before.variant("f", u) != salted.variant("f", u))
+            .count();
+        assert!(changed > 5_000, "{changed}");
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_the_path_and_why() {
+        let refused = |defs: Vec<FlagDef>| FlagSet::new(defs).expect_err("refused").path;
+        assert_eq!(refused(vec![flag("", &[("a", 100.0)])]), "flags[0].name");
+        assert_eq!(refused(vec![flag("a=b", &[("a", 100.0)])]), "flags[0].name");
+        assert_eq!(
+            refused(vec![flag("f", &[("a", 100.0)]), flag("f", &[("a", 100.0)])]),
+            "flags[1].name"
+        );
+        assert_eq!(refused(vec![flag("f", &[])]), "flags[0].variants");
+        assert_eq!(
+            refused(vec![flag("f", &[("a", 50.0), ("a", 50.0)])]),
+            "flags[0].variants[1].name"
+        );
+        assert_eq!(
+            refused(vec![flag("f", &[("a", 60.0), ("b", 30.0)])]),
+            "flags[0].variants"
+        );
+        assert_eq!(
+            refused(vec![flag("f", &[("a", -10.0), ("b", 110.0)])]),
+            "flags[0].variants[0].percent"
+        );
+        assert_eq!(
+            refused(vec![flag("f", &[("a", 33.333), ("b", 66.667)])]),
+            "flags[0].variants[0].percent"
+        );
+        let error = FlagSet::new(vec![flag("f", &[("a", 60.0), ("b", 30.0)])]).expect_err("sum");
+        assert_eq!(
+            error.to_string(),
+            "flags[0].variants: the percentages add up to 90, not 100"
+        );
+        assert!(FlagSet::new(vec![flag("f", &[("a", 33.33), ("b", 66.67)])]).is_ok());
+    }
+}
