@@ -400,3 +400,70 @@ async fn ga4_measurement_protocol_events_are_mapped_per_item() {
         .await;
     assert_eq!(broken.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn segment_from_a_browser_with_cors_and_gzip_from_a_server_library() {
+    use std::io::Write;
+    let agent = Agent::start(
+        "segment-web",
+        "",
+        &format!("{KEYS}[cors]\nallowed_origins = [\"https://shop.example.com\"]\n"),
+    )
+    .await;
+    // analytics.js: a preflight is not needed for text/plain, but one may come.
+    let preflight = http::Request::options("/v1/t")
+        .header("host", "agent")
+        .header("origin", "https://shop.example.com")
+        .header("access-control-request-method", "POST")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let answer = agent.send(preflight).await;
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    let call = format!(
+        r#"{{"type":"track","event":"Product Viewed","anonymousId":"anon-w","messageId":"ajs-next-1-w","timestamp":"{}","properties":{{"product_id":"sku-w"}},"writeKey":"eu-0123456789abcdef"}}"#,
+        now()
+    );
+    let response = agent
+        .send(post(
+            "/v1/t",
+            call,
+            &[
+                ("content-type", "text/plain"),
+                ("origin", "https://shop.example.com"),
+                ("ingest-ack", "delivered"),
+            ],
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+
+    // analytics-python with gzip: Content-Encoding: gzip on the batch.
+    let batch = node_batch("gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(batch.as_bytes()).expect("gzip");
+    let gzipped = encoder.finish().expect("gzip");
+    let auth = basic("eu-0123456789abcdef");
+    let response = agent
+        .send(post(
+            "/v1/batch",
+            gzipped,
+            &[
+                JSON,
+                ("content-encoding", "gzip"),
+                ("authorization", &auth),
+                ("ingest-ack", "delivered"),
+            ],
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json(&response)["accepted"], 8);
+    let views = read_topic(&agent.topic("product-views"), 2, WAIT).await;
+    assert_eq!(views.len(), 2, "the browser's view and the batch's");
+}
