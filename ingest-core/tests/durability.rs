@@ -42,6 +42,16 @@ fn with_disk(mut config: IngestConfig, dir: &Path, kind: BufferType) -> IngestCo
     config
 }
 
+/// A test's configuration with a `log` buffer in `dir` and its topics created, and the
+/// same pointed at a closed port ("Kafka down").
+async fn real_and_down(brokers: &str, test: &str, dir: &Path) -> (IngestConfig, IngestConfig) {
+    let real = with_disk(config(brokers, test, 3, 1), dir, BufferType::Log);
+    create_topics(&real).await;
+    let mut down = real.clone();
+    down.kafka.brokers = unreachable();
+    (real, down)
+}
+
 fn view(user: u64, seq: u64, pad: usize) -> Bytes {
     Bytes::from(format!(
         r#"{{"user_id":"u{user}","product_id":"sku-{seq}","seq":{seq},"pad":"{}"}}"#,
@@ -137,14 +147,7 @@ async fn sled_buffer_persists_then_delivers_with_exact_bytes_and_headers() {
 async fn kafka_down_keeps_events_on_disk_and_the_next_start_replays_them_first() {
     let brokers = brokers();
     let dir = tempfile::tempdir().expect("dir");
-    let real = with_disk(
-        config(&brokers, "replay", 3, 1),
-        dir.path(),
-        BufferType::Log,
-    );
-    create_topics(&real).await;
-    let mut down = real.clone();
-    down.kafka.brokers = unreachable();
+    let (real, down) = real_and_down(&brokers, "replay", dir.path()).await;
 
     let ingestor = Ingestor::builder().config(down).build().expect("builds");
     let mut persisted = HashSet::new();
@@ -449,14 +452,7 @@ async fn damaged_buffer_is_quarantined_and_the_intact_records_are_delivered() {
 async fn custom_events_kept_on_disk_while_kafka_is_down_arrive_with_their_name_after_a_restart() {
     let brokers = brokers();
     let dir = tempfile::tempdir().expect("dir");
-    let real = with_disk(
-        config(&brokers, "custom-replay", 3, 1),
-        dir.path(),
-        BufferType::Log,
-    );
-    create_topics(&real).await;
-    let mut down = real.clone();
-    down.kafka.brokers = unreachable();
+    let (real, down) = real_and_down(&brokers, "custom-replay", dir.path()).await;
 
     let ingestor = Ingestor::builder().config(down).build().expect("builds");
     let mut sent = Vec::new();

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::values::{
     carry, ident, identity, is_blank, join, json_error, member, micros_to_rfc3339, object,
-    parse_body, sum_of_lines, take, text, type_name, As,
+    order_line, parse_body, required, sum_of_lines, take, text, type_name, As,
 };
 use super::{id, Custom, MapError, Mapped};
 
@@ -515,37 +515,14 @@ impl Translation<'_> {
             &mut native,
             "order_id",
         )?;
-        if !native.contains_key("order_id") {
-            let path = join(self.base, "transaction_id");
-            return Err(MapError::field(
-                ErrorCode::MissingField,
-                path.clone(),
-                format!("{path} is required for purchase"),
-            ));
-        }
+        required(&native, "order_id", self.base, "transaction_id", "purchase")?;
         let (path, items) = self.items(&mut params)?;
         let mut lines = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
             let path = format!("{path}[{index}]");
             let mut item = item_object(item, &path)?;
-            let mut line = Map::new();
-            line.insert("product_id".into(), item_id(&mut item, &path)?.into());
-            carry(
-                &mut item,
-                "quantity",
-                &path,
-                As::Number,
-                &mut line,
-                "quantity",
-            )?;
-            line.entry("quantity").or_insert_with(|| 1.into());
-            carry(&mut item, "price", &path, As::Number, &mut line, "price")?;
-            // The item's other fields (item_name, item_brand, ...) stay with the line,
-            // without displacing the native ones.
-            for (key, value) in item {
-                line.entry(key).or_insert(value);
-            }
-            lines.push(Value::Object(line));
+            let product = item_id(&mut item, &path)?;
+            lines.push(order_line(item, product, &path)?);
         }
         carry(
             &mut params,
@@ -615,14 +592,7 @@ impl Translation<'_> {
             &mut native,
             "query",
         )?;
-        if !native.contains_key("query") {
-            let path = join(self.base, "search_term");
-            return Err(MapError::field(
-                ErrorCode::MissingField,
-                path.clone(),
-                format!("{path} is required for search"),
-            ));
-        }
+        required(&native, "query", self.base, "search_term", "search")?;
         self.finish(EventKind::Search, native, &params, event_id)
     }
 }

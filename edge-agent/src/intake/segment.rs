@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::values::{
-    carry, ident, identity, is_blank, join, json_error, member, object, parse_body, sum_of_lines,
-    take, text, type_name, As,
+    carry, ident, identity, is_blank, join, json_error, member, object, order_line, parse_body,
+    required, sum_of_lines, take, text, type_name, As,
 };
 use super::{id, Custom, MapError, Mapped};
 
@@ -574,26 +574,8 @@ impl Translation<'_> {
                     format!("{path} must be an object, not {}", type_name(&product)),
                 ));
             };
-            let mut item = Map::new();
-            item.insert(
-                "product_id".into(),
-                product_id(&mut product, &path, self.name)?.into(),
-            );
-            carry(
-                &mut product,
-                "quantity",
-                &path,
-                As::Number,
-                &mut item,
-                "quantity",
-            )?;
-            item.entry("quantity").or_insert_with(|| 1.into());
-            carry(&mut product, "price", &path, As::Number, &mut item, "price")?;
-            // The product's other fields (name, brand, variant, ...) stay with it.
-            for (key, value) in product {
-                item.entry(key).or_insert(value);
-            }
-            items.push(Value::Object(item));
+            let product_id = product_id(&mut product, &path, self.name)?;
+            items.push(order_line(product, product_id, &path)?);
         }
         // The amount paid: `total`, else `revenue`, else the sum of the lines.
         self.carry("total", As::Number, "total")?;
@@ -621,15 +603,7 @@ impl Translation<'_> {
 
     fn search(mut self) -> Result<(), MapError> {
         self.carry("query", As::Text, "query")?;
-        if self.native.contains_key("query") {
-            return Ok(());
-        }
-        let path = join(self.base, "query");
-        Err(MapError::field(
-            ErrorCode::MissingField,
-            path.clone(),
-            format!("{path} is required for {}", self.name),
-        ))
+        required(self.native, "query", self.base, "query", self.name)
     }
 }
 

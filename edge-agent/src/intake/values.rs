@@ -205,6 +205,52 @@ pub(super) fn carry(
     Ok(())
 }
 
+/// Fails with `missing_field` at the sender's `base.key` when [`carry`] found nothing
+/// for `native_key`: the field the event type `needed_for` cannot do without.
+pub(super) fn required(
+    to: &Map<String, Value>,
+    native_key: &str,
+    base: &str,
+    key: &str,
+    needed_for: &str,
+) -> Result<(), MapError> {
+    if to.contains_key(native_key) {
+        return Ok(());
+    }
+    let path = join(base, key);
+    Err(MapError::field(
+        ErrorCode::MissingField,
+        path.clone(),
+        format!("{path} is required for {needed_for}"),
+    ))
+}
+
+/// One line of a native order (`items[]`): `product_id`, `quantity` (1 when absent)
+/// and `price` read from the sender's `line` at `path`, and the line's other fields
+/// (name, brand, variant, ...) kept beside them without displacing them.
+pub(super) fn order_line(
+    mut line: Map<String, Value>,
+    product_id: String,
+    path: &str,
+) -> Result<Value, MapError> {
+    let mut out = Map::new();
+    out.insert("product_id".into(), product_id.into());
+    carry(
+        &mut line,
+        "quantity",
+        path,
+        As::Number,
+        &mut out,
+        "quantity",
+    )?;
+    out.entry("quantity").or_insert_with(|| 1.into());
+    carry(&mut line, "price", path, As::Number, &mut out, "price")?;
+    for (key, value) in line {
+        out.entry(key).or_insert(value);
+    }
+    Ok(Value::Object(out))
+}
+
 /// A member of an object, `null` when absent.
 pub(super) fn member<'v>(object: &'v Value, key: &str) -> &'v Value {
     object.get(key).unwrap_or(&Value::Null)
