@@ -646,7 +646,7 @@ mod tests {
         let in_code = ingest_common::layers::leaf_keys(&config)
             .into_iter()
             .map(|key| match key.strip_prefix("topics.") {
-                // One table documents the five topics.
+                // One table documents the six topics.
                 Some(rest) => format!("topics.*.{}", rest.split_once('.').map_or(rest, |(_, k)| k)),
                 None => key,
             });

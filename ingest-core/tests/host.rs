@@ -28,7 +28,7 @@ fn a_host_without_a_runtime_submits_waits_flushes_and_closes() {
     let config = common::config(&brokers, "host", 1, 1);
     let settings = config.validate().expect("valid");
     let statuses = ensure_topics_blocking(&settings, WAIT).expect("topics without a runtime");
-    assert_eq!(statuses.len(), 5, "{statuses:?}");
+    assert_eq!(statuses.len(), 6, "{statuses:?}");
 
     let mut disk = config.clone();
     disk.buffer.kind = ingest_core::config::BufferType::Log;
