@@ -338,7 +338,11 @@ async fn topic_creation_reduces_replication_to_the_cluster_size_and_is_idempoten
     let first = ensure_topics(&settings, Duration::from_secs(30))
         .await
         .expect("created");
-    assert_eq!(first.len(), 6, "four event topics, dead letters, custom events");
+    assert_eq!(
+        first.len(),
+        6,
+        "four event topics, dead letters, custom events"
+    );
     for status in &first {
         assert!(status.created, "{status:?}");
         assert_eq!(
