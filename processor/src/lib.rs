@@ -181,6 +181,7 @@ pub async fn run(
             postgres_connect_timeout: settings.postgres_connect_timeout,
             interval: settings.pair_fold_interval,
             max_pairs: settings.pair_fold_max_pairs,
+            top: settings.recommendations_partners,
         },
         shutdown.clone(),
     ));

@@ -1,6 +1,7 @@
 //! The background job that deletes what the bounds say is no longer kept: the
-//! de-duplication log rows past the window ([`crate::dedup`]), rollups past their retention, the least counted product
-//! pairs beyond the bound, users inactive for longer than the sessions' retention.
+//! de-duplication log rows past the window ([`crate::dedup`]), rollups past their
+//! retention, the least counted product pairs beyond the bound (cut from the partner
+//! lists), users inactive for longer than the sessions' retention.
 //!
 //! It runs on a connection of its own, beside the consume loop rather than inside it: a
 //! pruning run (the product pairs are ranked in full) then never holds up consumption
@@ -63,7 +64,7 @@ pub async fn run(settings: PruneSettings, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn prune(store: &Store, settings: &PruneSettings) {
+async fn prune(store: &mut Store, settings: &PruneSettings) {
     let now_minute = minute_of(now_ms());
     let rollup_cutoff = now_minute - settings.rollup_retention_minutes * 60;
     let activity_cutoff = now_ms().saturating_sub(settings.session_retention_ms);

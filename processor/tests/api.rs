@@ -70,7 +70,8 @@ async fn percent_encoded_values_reach_the_handlers_decoded_and_malformed_ones_ar
     scenario
         .execute(
             "insert into user_activity (member, times, viewed) values ('café x+y', '{}', '{sku-1}');
-             insert into product_pairs values ('view', 'sku-1', 'sku-2', 3)",
+             insert into product_partners (kind, a, partners, counts, top_partners, top_counts)
+                 values ('view', 'sku-1', '{sku-2}', '{3}', '{sku-2}', '{3}')",
         )
         .await;
     let (addr, _stop) = start_api(&scenario).await;
@@ -124,6 +125,41 @@ async fn percent_encoded_values_reach_the_handlers_decoded_and_malformed_ones_ar
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains("percent-encoding"), "{path}: {body}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recommendations_read_the_stored_top_partners_or_the_whole_list_when_more_are_asked() {
+    let scenario = Scenario::new("api_partners", &[], &[]).await;
+    // sku-1's co-view list was written with one partner kept apart (as by a processor
+    // with `partners_per_product = 1`); this API asks for 50. sku-9's list is whole in its
+    // top entries. The API must read sku-1's whole list, not only its stored top.
+    scenario
+        .execute(
+            "insert into user_activity (member, times, viewed) values ('u', '{}', '{sku-1,sku-9}');
+             insert into product_partners (kind, a, partners, counts, top_partners, top_counts) values
+                 ('view', 'sku-1', '{sku-2,sku-3,sku-4}', '{5,4,3}', '{sku-2}', '{5}'),
+                 ('view', 'sku-9', '{sku-4,sku-5}', '{2,1}', '{sku-4,sku-5}', '{2,1}')",
+        )
+        .await;
+    let (addr, _stop) = start_api(&scenario).await;
+    let (status, body) = get(&addr, "/api/recommendations/u").await;
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<(String, i64)> = body["products"]
+        .as_array()
+        .expect("products")
+        .iter()
+        .map(|p| {
+            (
+                p["product_id"].as_str().expect("id").to_owned(),
+                p["score"].as_i64().expect("score"),
+            )
+        })
+        .collect();
+    let want: Vec<(String, i64)> = [("sku-2", 5), ("sku-4", 5), ("sku-3", 4), ("sku-5", 1)]
+        .iter()
+        .map(|&(p, s)| (p.to_owned(), s))
+        .collect();
+    assert_eq!(got, want, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

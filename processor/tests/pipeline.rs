@@ -439,6 +439,9 @@ async fn postgres_and_redis_servers_restarting_mid_stream_cause_retries_not_loss
     assert!(p.terminate(), "clean exit after the restarts");
 }
 
+/// Every ordered product pair counted: one row per partner list entry.
+const PAIRS: &str = "product_partners p cross join lateral unnest(p.partners, p.counts) as u(b, c)";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
     let scenario = Harness::new("prune", &[], &[]).await;
@@ -474,13 +477,25 @@ async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
         scenario.rows(&old_rows).await > 0,
         "the old minute is counted"
     );
-    // The pair deltas are folded into product_pairs in the background.
+    // The pair deltas are folded into the partner lists in the background.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while scenario.rows("product_pairs").await < 20 + 2 {
+    while scenario.rows(PAIRS).await < 20 + 2 {
         assert!(Instant::now() < deadline, "the pairs were not folded");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(scenario.rows("product_pairs").await, 20 + 2);
+    assert_eq!(scenario.rows(PAIRS).await, 20 + 2);
+    assert_eq!(
+        scenario.rows("product_partners").await,
+        7,
+        "one list per product and kind: five old products, sku-x and sku-y"
+    );
+    assert_eq!(
+        scenario
+            .rows("product_partners where kind = 'view' and a = 'sku-a' and partners = '{sku-b,sku-c,sku-d,sku-e}' and counts = '{1,1,1,1}'")
+            .await,
+        1,
+        "a list holds every partner, most counted first, ties by id"
+    );
     assert_eq!(
         scenario.rows("pair_log").await,
         0,
@@ -504,7 +519,7 @@ async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
         .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while scenario.rows(&old_rows).await > 0
-        || scenario.rows("product_pairs").await > 2
+        || scenario.rows(PAIRS).await > 2
         || scenario.rows("user_activity").await > 4
     {
         assert!(Instant::now() < deadline, "nothing pruned");
@@ -517,10 +532,15 @@ async fn old_rollups_and_the_least_counted_product_pairs_are_pruned() {
     );
     assert_eq!(
         scenario
-            .rows("product_pairs where count = 4 and a in ('sku-x', 'sku-y')")
+            .rows(&format!("{PAIRS} where c = 4 and a in ('sku-x', 'sku-y')"))
             .await,
         2,
         "the most counted pairs are kept"
+    );
+    assert_eq!(
+        scenario.rows("product_partners").await,
+        2,
+        "lists left empty are deleted"
     );
     assert_eq!(
         scenario

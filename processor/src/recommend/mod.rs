@@ -22,6 +22,7 @@
 pub mod active_users;
 pub mod fold;
 pub mod pair_log;
+pub mod partners;
 pub mod publisher;
 
 use std::collections::HashMap;

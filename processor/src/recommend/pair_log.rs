@@ -177,8 +177,39 @@ impl PairSums {
         self.sums.is_empty()
     }
 
-    /// The sums as `product_pairs` rows, both directions, sorted by `(kind, a, b)` (so
-    /// that two writers lock rows in the same order): `(kind, a, b, delta)`.
+    /// The sums per product list, both directions: `(kind, a) → [(b, delta)]`, sorted
+    /// by `(kind, a)` (so that two writers lock rows in the same order), each list by
+    /// partner.
+    pub fn lists(&self) -> Vec<PartnerDeltas<'_>> {
+        let mut lists: HashMap<(u8, u32), Vec<(u32, i64)>> = HashMap::new();
+        for (&(kind, a, b), &delta) in &self.sums {
+            if delta == 0 {
+                continue;
+            }
+            lists.entry((kind, a)).or_default().push((b, delta));
+            lists.entry((kind, b)).or_default().push((a, delta));
+        }
+        let name = |i: u32| self.names[i as usize].as_str();
+        let mut out: Vec<PartnerDeltas<'_>> = lists
+            .into_iter()
+            .map(|((kind, a), deltas)| {
+                let mut deltas: Vec<(&str, i64)> =
+                    deltas.into_iter().map(|(b, d)| (name(b), d)).collect();
+                deltas.sort_unstable();
+                PartnerDeltas {
+                    kind: if kind == 0 { CO_VIEW } else { CO_PURCHASE },
+                    product: name(a),
+                    deltas,
+                }
+            })
+            .collect();
+        out.sort_unstable_by(|x, y| (x.kind, x.product).cmp(&(y.kind, y.product)));
+        out
+    }
+
+    /// The sums as rows of ordered pairs, both directions, sorted by `(kind, a, b)`:
+    /// `(kind, a, b, delta)`.
+    #[cfg(test)]
     pub fn rows(&self) -> Vec<(&'static str, &str, &str, i64)> {
         let mut rows = Vec::with_capacity(self.sums.len() * 2);
         for (&(kind, a, b), &delta) in &self.sums {
@@ -196,6 +227,17 @@ impl PairSums {
         rows.sort_unstable();
         rows
     }
+}
+
+/// The summed deltas of one product's partner list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerDeltas<'a> {
+    /// [`CO_VIEW`] or [`CO_PURCHASE`].
+    pub kind: &'static str,
+    /// The product whose list it is.
+    pub product: &'a str,
+    /// `(partner, delta)`, by partner.
+    pub deltas: Vec<(&'a str, i64)>,
 }
 
 /// Reads little-endian values, refusing to run past the end.
@@ -330,7 +372,25 @@ mod tests {
                 .into_iter()
                 .map(|(k, a, b, n)| ((k, a.to_owned(), b.to_owned()), n))
                 .collect();
-            prop_assert_eq!(got, want);
+            prop_assert_eq!(&got, &want);
+            // The same sums per product list, both directions, lists in (kind, product)
+            // order and each by partner.
+            let lists = sums.lists();
+            let keys: Vec<(&str, &str)> = lists.iter().map(|l| (l.kind, l.product)).collect();
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            prop_assert_eq!(keys, sorted);
+            prop_assert!(lists.iter().all(|l| l.deltas.windows(2).all(|w| w[0].0 < w[1].0)));
+            let from_lists: BTreeMap<(&'static str, String, String), i64> = lists
+                .iter()
+                .flat_map(|l| {
+                    l.deltas
+                        .iter()
+                        .map(|&(b, n)| ((l.kind, l.product.to_owned(), b.to_owned()), n))
+                })
+                .collect();
+            prop_assert_eq!(from_lists, got);
         }
 
         #[test]

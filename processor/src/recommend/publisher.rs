@@ -152,7 +152,7 @@ impl Publisher {
             self.settings.postgres_connect_timeout,
         )
         .await?;
-        super::fold::fold_pending(store, self.settings.fold_max_pairs).await
+        super::fold::fold_pending(store, self.settings.fold_max_pairs, self.settings.partners).await
     }
 
     async fn compute(

@@ -22,6 +22,8 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Instant;
 
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
 use super::{Committed, OffsetRange, Store, UserStates};
@@ -419,27 +421,7 @@ where
     timed("dedup_log", write_dedup_log(tx, group, ranges, &rollup)).await?;
 
     if !rollup.activity.is_empty() || !rollup.recent.is_empty() {
-        let mut states = serde_json::Map::new();
-        for (member, activity) in &rollup.activity {
-            let recent = rollup.recent.get(member).cloned().unwrap_or_default();
-            states.insert(
-                member.clone(),
-                serde_json::json!({"t": activity.times(), "v": recent.viewed, "b": recent.bought}),
-            );
-        }
-        let states = serde_json::Value::Object(states).to_string();
-        timed(
-            "user_state",
-            tx.execute(
-                "update user_activity u
-             set times = array(select jsonb_array_elements_text(j.value->'t')::bigint),
-                 viewed = array(select jsonb_array_elements_text(j.value->'v')),
-                 bought = array(select jsonb_array_elements_text(j.value->'b'))
-             from jsonb_each($1::text::jsonb) j where u.member = j.key",
-                &[&states],
-            ),
-        )
-        .await?;
+        timed("user_state", write_user_states(tx, &rollup)).await?;
     }
 
     if let Some((pairs, deltas)) = pair_log::encode(&rollup.pairs) {
@@ -512,6 +494,49 @@ where
         committed,
         documents: documents.len(),
     })
+}
+
+/// Writes the new state of the users `rollup` touched (their rows exist and are locked:
+/// [`activity`]): copied into a temporary table (each user's arrays differ in length,
+/// which one `unnest` statement cannot carry), then one update.
+async fn write_user_states(tx: &Transaction<'_>, rollup: &Rollup) -> Result<(), Error> {
+    tx.batch_execute(
+        "create temporary table if not exists user_states_in (
+             member text, times bigint[], viewed text[], bought text[]
+         ) on commit delete rows;
+         truncate user_states_in",
+    )
+    .await?;
+    let sink = tx
+        .copy_in("copy user_states_in from stdin (format binary)")
+        .await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::TEXT,
+            Type::INT8_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::TEXT_ARRAY,
+        ],
+    );
+    let mut writer = std::pin::pin!(writer);
+    let empty = Recent::default();
+    for (member, activity) in &rollup.activity {
+        let recent = rollup.recent.get(member).unwrap_or(&empty);
+        writer
+            .as_mut()
+            .write(&[member, &activity.times(), &recent.viewed, &recent.bought])
+            .await?;
+    }
+    writer.finish().await?;
+    tx.execute(
+        "update user_activity u
+         set times = i.times, viewed = i.viewed, bought = i.bought
+         from user_states_in i where u.member = i.member",
+        &[],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The committed event times and recent products of `users`, locked until the commit.

@@ -87,6 +87,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0008_pair_log.sql",
         include_str!("../../migrations/0008_pair_log.sql"),
     ),
+    (
+        9,
+        "0009_product_partners.sql",
+        include_str!("../../migrations/0009_product_partners.sql"),
+    ),
 ];
 
 /// The committed position of a partition.
@@ -152,6 +157,11 @@ impl Store {
                 tracing::warn!(error = %e, "PostgreSQL connection closed");
             }
         });
+        // Notices (such as "relation already exists, skipping" for the checkpoint's and
+        // the fold's temporary tables) would reach the log at every checkpoint.
+        client
+            .batch_execute("set client_min_messages = warning")
+            .await?;
         Ok(Store { client })
     }
 

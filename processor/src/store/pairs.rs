@@ -1,25 +1,36 @@
-//! Product pairs: folding the checkpoints' pair deltas into the counts, and the
+//! Product pairs: folding the checkpoints' pair deltas into the partner lists, and the
 //! recommendations read from them.
 
+use std::collections::HashMap;
+
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
 use super::Store;
 use crate::error::{Disposition, Error};
-use crate::recommend::pair_log::PairSums;
-use crate::recommend::{self, Neighbours, Recent, Recommendation};
+use crate::recommend::pair_log::{PairSums, PartnerDeltas};
+use crate::recommend::{self, partners, Neighbours, Recent, Recommendation};
 
 impl Store {
-    /// Folds pending `pair_log` rows into `product_pairs` (see
+    /// Folds pending `pair_log` rows into `product_partners` (see
     /// [`crate::recommend::fold`]): in one transaction, deletes the oldest rows holding
-    /// about `max_pairs` pairs (at least one row) and adds their summed deltas. While
-    /// another connection folds, waits for it with `wait`, else does nothing. A row that cannot be read is logged and
-    /// dropped; a pair PostgreSQL refuses is isolated (bisection in savepoints), logged
-    /// with its SQLSTATE and dropped, so one bad value never stops the fold.
+    /// about `max_pairs` pairs (at least one row) and adds their summed deltas to the
+    /// partner lists they touch, keeping each list's first `top` entries apart for
+    /// recommendations. While another connection folds, waits for it with `wait`, else
+    /// does nothing. A row that cannot be read is logged and dropped; a list PostgreSQL
+    /// refuses is isolated (bisection in savepoints), logged with its SQLSTATE and this
+    /// fold's deltas of it dropped, so one bad value never stops the fold.
     ///
     /// # Errors
     ///
     /// [`Error::Postgres`]; nothing is folded then.
-    pub async fn fold_pairs(&mut self, max_pairs: i64, wait: bool) -> Result<Folded, Error> {
+    pub async fn fold_pairs(
+        &mut self,
+        max_pairs: i64,
+        top: usize,
+        wait: bool,
+    ) -> Result<Folded, Error> {
         let mut tx = self.client.transaction().await?;
         if wait {
             tx.execute("select pg_advisory_xact_lock($1)", &[&PAIR_FOLD_LOCK])
@@ -60,26 +71,30 @@ impl Store {
             }
         }
         folded.pairs = sums.len();
-        let pairs = sums.rows();
-        let mut pending: Vec<&[(&str, &str, &str, i64)]> = pairs.chunks(50_000).collect();
-        while let Some(chunk) = pending.pop() {
-            let savepoint = tx.savepoint("pairs").await?;
-            match upsert_pairs(&savepoint, chunk).await {
-                Ok(()) => savepoint.commit().await?,
-                Err(e) if e.disposition() == Disposition::Data => {
-                    savepoint.rollback().await?;
-                    if let [(kind, a, b, _)] = chunk {
-                        folded.refused += 1;
-                        tracing::error!(error = %e, sqlstate = e.sqlstate().unwrap_or(""),
-                            kind, a = %clip(a), b = %clip(b),
-                            "PostgreSQL refuses a product pair: its count is dropped");
-                    } else {
-                        let (left, right) = chunk.split_at(chunk.len() / 2);
-                        pending.push(right);
-                        pending.push(left);
+        let lists = sums.lists();
+        folded.lists = lists.len();
+        for chunk in lists.chunks(LISTS_PER_STATEMENT) {
+            let merged = merge_stored(&tx, chunk).await?;
+            let mut pending: Vec<&[Merged<'_>]> = vec![&merged];
+            while let Some(part) = pending.pop() {
+                let savepoint = tx.savepoint("partners").await?;
+                match write_lists(&savepoint, part, top).await {
+                    Ok(()) => savepoint.commit().await?,
+                    Err(e) if e.disposition() == Disposition::Data => {
+                        savepoint.rollback().await?;
+                        if let [one] = part {
+                            folded.refused += one.deltas;
+                            tracing::error!(error = %e, sqlstate = e.sqlstate().unwrap_or(""),
+                                kind = one.kind, product = %clip(one.product),
+                                "PostgreSQL refuses a product's partner list: this fold's counts of it are dropped");
+                        } else {
+                            let (left, right) = part.split_at(part.len() / 2);
+                            pending.push(right);
+                            pending.push(left);
+                        }
                     }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
         }
         tx.commit().await?;
@@ -177,33 +192,154 @@ impl Store {
     }
 
     /// The `partners` most counted partners of each `(kind, product)` in `seeds`, most
-    /// counted first, ties by product id in byte order.
+    /// counted first, ties by product id in byte order: the stored top entries, or the
+    /// whole list's first entries when more are asked for than were kept apart.
     async fn neighbours(&self, seeds: &[(&str, &str)], partners: i64) -> Result<Neighbours, Error> {
         let kinds: Vec<&str> = seeds.iter().map(|s| s.0).collect();
         let products: Vec<&str> = seeds.iter().map(|s| s.1).collect();
+        let limit = i32::try_from(partners).unwrap_or(i32::MAX);
         let rows = self
             .client
             .query(
-                "select d.kind, d.a, t.b, t.count
+                "select p.kind, p.a,
+                        case when cardinality(p.top_partners) >= $3 or p.n <= cardinality(p.top_partners)
+                             then p.top_partners[1:$3] else p.partners[1:$3] end,
+                        case when cardinality(p.top_partners) >= $3 or p.n <= cardinality(p.top_partners)
+                             then p.top_counts[1:$3] else p.counts[1:$3] end
                  from unnest($1::text[], $2::text[]) as d(kind, a)
-                 cross join lateral (
-                     select p.b, p.count from product_pairs p
-                     where p.kind = d.kind and p.a = d.a
-                     order by p.count desc, p.b collate \"C\"
-                     limit $3) t",
-                &[&kinds, &products, &partners],
+                 join product_partners p on p.kind = d.kind and p.a = d.a",
+                &[&kinds, &products, &limit],
             )
             .await?;
         let mut out = Neighbours::default();
         for r in &rows {
-            out.push(r.get(0), r.get(1), r.get(2), r.get(3));
+            let kind: &str = r.get(0);
+            let a: String = r.get(1);
+            let partners: Vec<String> = r.get(2);
+            let counts: Vec<i64> = r.get(3);
+            for (b, count) in partners.into_iter().zip(counts) {
+                out.push(kind, a.clone(), b, count);
+            }
         }
         Ok(out)
     }
 }
 
-/// The advisory lock held by the instance folding `pair_log` (one fold at a time).
-const PAIR_FOLD_LOCK: i64 = 0x7061_6972_5f66_6f6c; // "pair_fol"
+/// Partner lists read and written per statement of a fold (a list of a busy product
+/// holds thousands of partners).
+const LISTS_PER_STATEMENT: usize = 1_000;
+
+/// A product's partner list after a fold's deltas.
+struct Merged<'a> {
+    kind: &'static str,
+    product: &'a str,
+    /// Ranked (see [`partners::rank`]).
+    list: Vec<(String, i64)>,
+    /// The fold's deltas it holds.
+    deltas: usize,
+}
+
+/// Reads the stored lists of `chunk` (locked until the commit) and adds the deltas.
+async fn merge_stored<'a>(
+    tx: &Transaction<'_>,
+    chunk: &[PartnerDeltas<'a>],
+) -> Result<Vec<Merged<'a>>, Error> {
+    let kinds: Vec<&str> = chunk.iter().map(|l| l.kind).collect();
+    let products: Vec<&str> = chunk.iter().map(|l| l.product).collect();
+    let rows = tx
+        .query(
+            "select p.kind, p.a, p.partners, p.counts
+             from product_partners p
+             join unnest($1::text[], $2::text[]) as d(kind, a) on p.kind = d.kind and p.a = d.a
+             order by p.kind, p.a collate \"C\"
+             for update of p",
+            &[&kinds, &products],
+        )
+        .await?;
+    let mut stored: HashMap<(String, String), Vec<(String, i64)>> = HashMap::new();
+    for r in rows {
+        let partners: Vec<String> = r.get(2);
+        let counts: Vec<i64> = r.get(3);
+        stored.insert(
+            (r.get(0), r.get(1)),
+            partners.into_iter().zip(counts).collect(),
+        );
+    }
+    Ok(chunk
+        .iter()
+        .map(|l| {
+            let existing = stored
+                .remove(&(l.kind.to_owned(), l.product.to_owned()))
+                .unwrap_or_default();
+            Merged {
+                kind: l.kind,
+                product: l.product,
+                list: partners::merge(existing, &l.deltas),
+                deltas: l.deltas.len(),
+            }
+        })
+        .collect())
+}
+
+/// Writes merged lists, their first `top` entries apart: copied into a temporary table
+/// (lists differ in length, which one `unnest` statement cannot carry), then upserted.
+async fn write_lists(tx: &Transaction<'_>, lists: &[Merged<'_>], top: usize) -> Result<(), Error> {
+    tx.batch_execute(
+        "create temporary table if not exists partners_in (
+             kind text, a text, partners text[], counts bigint[], top_partners text[], top_counts bigint[]
+         ) on commit delete rows;
+         truncate partners_in",
+    )
+    .await?;
+    let sink = tx
+        .copy_in("copy partners_in from stdin (format binary)")
+        .await?;
+    let text_array = Type::TEXT_ARRAY;
+    let count_array = Type::INT8_ARRAY;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::TEXT,
+            Type::TEXT,
+            text_array.clone(),
+            count_array.clone(),
+            text_array,
+            count_array,
+        ],
+    );
+    let mut writer = std::pin::pin!(writer);
+    for merged in lists {
+        let partners: Vec<&str> = merged.list.iter().map(|(p, _)| p.as_str()).collect();
+        let counts: Vec<i64> = merged.list.iter().map(|(_, c)| *c).collect();
+        let cut = top.min(partners.len());
+        writer
+            .as_mut()
+            .write(&[
+                &merged.kind,
+                &merged.product,
+                &partners,
+                &counts,
+                &&partners[..cut],
+                &&counts[..cut],
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    tx.execute(
+        "insert into product_partners (kind, a, partners, counts, top_partners, top_counts)
+         select kind, a, partners, counts, top_partners, top_counts from partners_in
+         on conflict (kind, a) do update set
+             partners = excluded.partners, counts = excluded.counts,
+             top_partners = excluded.top_partners, top_counts = excluded.top_counts",
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The advisory lock held by the instance folding `pair_log` or pruning the partner
+/// lists (one at a time).
+pub(super) const PAIR_FOLD_LOCK: i64 = 0x7061_6972_5f66_6f6c; // "pair_fol"
 
 /// What one fold did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -212,34 +348,14 @@ pub struct Folded {
     pub rows: usize,
     /// The pairs those rows held (a pair in several rows counts several times).
     pub logged: i64,
-    /// Distinct pairs added (each to both directions' rows).
+    /// Distinct unordered pairs added (each to both products' lists).
     pub pairs: usize,
+    /// Partner lists rewritten.
+    pub lists: usize,
     /// Rows that could not be read (dropped).
     pub corrupt: usize,
-    /// Pairs PostgreSQL refused (dropped).
+    /// Pair deltas dropped because PostgreSQL refused the partner list they belong to.
     pub refused: usize,
-}
-
-/// Adds deltas to `product_pairs`, saturating.
-async fn upsert_pairs(
-    tx: &Transaction<'_>,
-    pairs: &[(&str, &str, &str, i64)],
-) -> Result<(), Error> {
-    let kinds: Vec<&str> = pairs.iter().map(|p| p.0).collect();
-    let a: Vec<&str> = pairs.iter().map(|p| p.1).collect();
-    let b: Vec<&str> = pairs.iter().map(|p| p.2).collect();
-    let n: Vec<i64> = pairs.iter().map(|p| p.3).collect();
-    tx.execute(
-        concat!(
-            "insert into product_pairs (kind, a, b, count)
-             select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-             on conflict (kind, a, b) do update set count = ",
-            saturating_add!("product_pairs.count", "excluded.count")
-        ),
-        &[&kinds, &a, &b, &n],
-    )
-    .await?;
-    Ok(())
 }
 
 /// At most the first 64 characters of a value, for a log line.
