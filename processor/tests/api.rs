@@ -163,6 +163,54 @@ async fn recommendations_read_the_stored_top_partners_or_the_whole_list_when_mor
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_pair_table_of_earlier_versions_migrates_into_ranked_partner_lists() {
+    let scenario = Scenario::new("api_partners_migration", &[], &[]).await;
+    // The database as migration 0008 left it (one row per ordered pair), then 0009.
+    scenario
+        .execute(
+            "drop table product_partners;
+             create table product_pairs (kind text not null, a text not null, b text not null,
+                                         count bigint not null, primary key (kind, a, b));
+             insert into product_pairs values
+                 ('view', 'sku-1', 'sku-2', 7), ('view', 'sku-2', 'sku-1', 7),
+                 ('view', 'sku-1', 'sku-B', 2), ('view', 'sku-B', 'sku-1', 2),
+                 ('view', 'sku-1', 'sku-a', 2), ('view', 'sku-a', 'sku-1', 2),
+                 ('purchase', 'sku-1', 'sku-2', 1), ('purchase', 'sku-2', 'sku-1', 1);",
+        )
+        .await;
+    scenario
+        .execute(include_str!("../migrations/0009_product_partners.sql"))
+        .await;
+    assert_eq!(scenario.rows("product_partners").await, 6);
+    for (row, what) in [
+        (
+            "kind = 'view' and a = 'sku-1' and partners = '{sku-2,sku-B,sku-a}' and counts = '{7,2,2}'
+             and top_partners = partners and n = 3",
+            "most counted first, ties in byte order (\"sku-B\" < \"sku-a\")",
+        ),
+        (
+            "kind = 'purchase' and a = 'sku-2' and partners = '{sku-1}' and counts = '{1}'",
+            "kinds apart",
+        ),
+    ] {
+        assert_eq!(
+            scenario
+                .rows(&format!("product_partners where {row}"))
+                .await,
+            1,
+            "{what}"
+        );
+    }
+    assert_eq!(
+        scenario
+            .rows("pg_tables where tablename = 'product_pairs'")
+            .await,
+        0,
+        "the pair table is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn routes_answer_in_the_api_error_shape() {
     let scenario = Scenario::new("api_routes", &[], &[]).await;
     let (addr, _stop) = start_api(&scenario).await;
