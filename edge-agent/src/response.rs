@@ -42,6 +42,11 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     /// The client did not send the body in time.
     BodyTimeout,
+    /// A zstd body declares a decoding window over the accepted size.
+    WindowTooLarge {
+        /// The largest window accepted, in bytes.
+        max_bytes: usize,
+    },
     /// A Segment or GA4 request that cannot be translated (`crate::intake`).
     Mapping(crate::intake::MapError),
 }
@@ -116,6 +121,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::WindowTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Mapping(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -133,6 +139,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::BodyTimeout => "request_timeout",
+            ApiError::WindowTooLarge { .. } => "window_too_large",
             ApiError::Mapping(e) => e.code,
         }
     }
@@ -154,6 +161,13 @@ impl ApiError {
             ApiError::NotFound => ("no such endpoint", None),
             ApiError::MethodNotAllowed(_) => ("method not allowed on this endpoint", None),
             ApiError::BodyTimeout => ("the request body did not arrive in time", None),
+            ApiError::WindowTooLarge { max_bytes } => {
+                message = format!(
+                    "the zstd body needs a decoding window larger than {max_bytes} bytes; \
+                     compress with a smaller window (a level up to 19, without long-distance mode)"
+                );
+                (&message, Some("Content-Encoding"))
+            }
             ApiError::Mapping(e) => (&e.message, e.field.as_deref()),
         };
         let body = ErrorBody {
