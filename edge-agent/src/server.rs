@@ -205,8 +205,10 @@ impl Server {
         let builder = self.builder();
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
-        // Set once the connection has been asked to close: the time it gets to finish.
-        let mut closing: Option<Instant> = None;
+        // Asked to close: on a stop (the drain deadline of `run` bounds it), or for
+        // idleness, with a deadline of its own.
+        let mut closing = false;
+        let mut deadline: Option<Instant> = None;
         loop {
             tokio::select! {
                 ended = connection.as_mut() => {
@@ -215,18 +217,18 @@ impl Server {
                     }
                     break;
                 }
-                _ = stop.wait_for(|stopped| *stopped), if closing.is_none() => {
+                _ = stop.wait_for(|stopped| *stopped), if !closing => {
                     connection.as_mut().graceful_shutdown();
-                    // The drain deadline of `run` bounds this one.
-                    closing = Some(Instant::now() + Duration::from_secs(86_400));
+                    closing = true;
                 }
-                _ = activity.idle(self.header_timeout, self.idle_timeout), if closing.is_none() => {
+                _ = activity.idle(self.header_timeout, self.idle_timeout), if !closing => {
                     tracing::debug!("closing an idle connection");
                     counter!("edge_http_idle_closed_total").increment(1);
                     connection.as_mut().graceful_shutdown();
-                    closing = Some(Instant::now() + self.header_timeout);
+                    closing = true;
+                    deadline = Some(Instant::now() + self.header_timeout);
                 }
-                _ = sleep_until(closing), if closing.is_some() => {
+                _ = sleep_until(deadline), if deadline.is_some() => {
                     tracing::debug!("a closing connection did not finish in time; dropping it");
                     break;
                 }
