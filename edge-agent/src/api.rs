@@ -409,11 +409,51 @@ fn ack_outcome(
 ) -> Result<(), ApiError> {
     match waited {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(ApiError::Unavailable(format!(
-            "not {ack}: {error}; the events may still arrive, resend with the same event_id"
-        ))),
+        Ok(Err(error)) => {
+            // The detail (the Kafka client's words, a file path) is for the log only.
+            let kind = error.code();
+            tracing::info!(%error, ?kind, %ack, "acknowledgement level not reached");
+            Err(ApiError::Unavailable(format!(
+                "{}; the events may still arrive, resend with the same event_id",
+                crate::response::internal_message(&format!("not {ack}"), kind)
+            )))
+        }
         Err(_) => Err(ApiError::Unavailable(format!(
             "not {ack} within {timeout:?}; the events may still arrive, resend with the same event_id"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed acknowledgement answers 503 with the level and the error's kind, never
+    /// the Kafka client's message.
+    #[test]
+    fn a_failed_acknowledgement_does_not_echo_the_kafka_error() {
+        let failed = ingest_core::Error::Delivery {
+            failed: 1,
+            total: 1,
+            reason: "Broker: Topic authorization failed (kafka-1.internal:9093)".to_owned(),
+            retryable: true,
+        };
+        let error = ack_outcome(Ok(Err(failed)), Ack::Delivered, Duration::from_secs(1))
+            .expect_err("not delivered");
+        let ApiError::Unavailable(message) = &error else {
+            panic!("{error:?}");
+        };
+        assert!(
+            !message.contains("Broker") && !message.contains("kafka-1"),
+            "{message}"
+        );
+        assert!(
+            message.starts_with("not delivered (Delivery error"),
+            "{message}"
+        );
+        assert!(
+            message.contains("resend with the same event_id"),
+            "{message}"
+        );
     }
 }

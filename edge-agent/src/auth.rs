@@ -1,8 +1,12 @@
 //! API keys: write keys, one per storefront. A request names its key as
 //! `Authorization: Bearer <key>`; Segment's libraries send it as the user of HTTP Basic
 //! authentication (or as `writeKey` in the body), GA4's Measurement Protocol as the
-//! `api_secret` query parameter. Every configured key is compared in constant time, so
-//! the answer's timing tells nothing about how much of a guess was right.
+//! `api_secret` query parameter.
+//!
+//! Keys are held as their SHA-256 digests only. A presented key is hashed once and its
+//! digest compared with every configured digest in constant time (`subtle`), and the
+//! matching storefront picked without a branch, so the answer's timing tells nothing
+//! about how much of a guess was right, how long the real keys are, or which key matched.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,13 +15,19 @@ use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::config::{check_key, ApiKey, ConfigError};
 use crate::response::ApiError;
 use ingest_common::Origin;
 
-/// A key's bytes and the storefront it belongs to.
-type Entry = (Box<[u8]>, Arc<str>);
+/// The SHA-256 digest of a key and the storefront it belongs to.
+type Entry = ([u8; 32], Arc<str>);
+
+fn digest(key: &[u8]) -> [u8; 32] {
+    Sha256::digest(key).into()
+}
 
 /// The configured keys; empty means no key is needed.
 #[derive(Clone, Default)]
@@ -57,12 +67,7 @@ impl ApiKeys {
         Ok(ApiKeys {
             keys: all
                 .into_iter()
-                .map(|k| {
-                    (
-                        k.key.into_bytes().into_boxed_slice(),
-                        Arc::from(k.source.as_str()),
-                    )
-                })
+                .map(|k| (digest(k.key.as_bytes()), Arc::from(k.source.as_str())))
                 .collect(),
         })
     }
@@ -153,26 +158,20 @@ impl ApiKeys {
     }
 
     fn check(&self, presented: &[u8]) -> Result<Option<Arc<str>>, ApiError> {
-        // Every key is compared, whatever matched, so the time does not depend on which.
-        let mut found = None;
-        for (key, source) in self.keys.iter() {
-            if constant_time_eq(key, presented) {
-                found = Some(source.clone());
-            }
+        // Fixed-size digests: the comparison's time does not depend on the keys' lengths.
+        // Every key is compared and the match is selected without branching, so the
+        // time does not depend on which key matched either.
+        let presented = digest(presented);
+        let mut found = u32::MAX;
+        for (i, (key, _)) in self.keys.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            found.conditional_assign(&i, key.ct_eq(&presented));
         }
-        found.map(Some).ok_or(ApiError::Unauthorized)
+        self.keys
+            .get(found as usize)
+            .map(|(_, source)| Some(source.clone()))
+            .ok_or(ApiError::Unauthorized)
     }
-}
-
-/// Compares in time that depends on the lengths only, not on where the bytes differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
-    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]
@@ -249,12 +248,43 @@ mod tests {
         assert!(ApiKeys::load(&[], Some(&file)).is_err());
     }
 
+    /// The right key is accepted; a wrong key of the same length, one byte shorter or
+    /// longer, a prefix, the key with a NUL appended, and the empty key are refused.
+    /// Several keys: each names its own storefront, the last one included.
     #[test]
-    fn constant_time_eq_is_eq() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
+    fn only_the_exact_key_is_accepted() {
+        let keys = ApiKeys::load(
+            &[
+                ApiKey {
+                    source: "shop-1".to_owned(),
+                    key: "k1-0123456789abcdef".to_owned(),
+                },
+                ApiKey {
+                    source: "shop-2".to_owned(),
+                    key: "k2-0123456789abcdef-longer".to_owned(),
+                },
+            ],
+            None,
+        )
+        .expect("keys");
+        let check = |key: &str| keys.authenticate_secret(Some(key)).ok().flatten();
+        assert_eq!(check("k1-0123456789abcdef").as_deref(), Some("shop-1"));
+        assert_eq!(
+            check("k2-0123456789abcdef-longer").as_deref(),
+            Some("shop-2")
+        );
+        for wrong in [
+            "k1-0123456789abcdeX",
+            "X1-0123456789abcdef",
+            "k1-0123456789abcde",
+            "k1-0123456789abcdef0",
+            "k1-0123456789abcdef\0",
+            "k1",
+            "",
+            "k2-0123456789abcdef-longe",
+        ] {
+            assert_eq!(check(wrong), None, "{wrong:?}");
+        }
     }
 
     #[test]

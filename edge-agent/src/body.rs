@@ -14,6 +14,16 @@ use ingest_core::{ErrorCode, ValidationError};
 
 use crate::response::ApiError;
 
+/// The largest zstd window accepted, as a power of two: 2^23 = 8 MiB, the limit RFC 9659
+/// sets for `Content-Encoding: zstd` (and what `zstd -19` uses at most). Without it a
+/// frame may declare a 128 MiB window (zstd's own decoding limit), which the decoder
+/// reserves whatever the body's size.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
+/// zstd's message for a frame whose window is over the decoder's limit
+/// (`ZSTD_error_frameParameter_windowTooLarge`).
+const ZSTD_WINDOW_TOO_LARGE: &str = "Frame requires too much memory for decoding";
+
 /// How a body is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -136,9 +146,13 @@ async fn collect(
 /// error the caller names: `event_too_large` or `batch_too_large`); decompression
 /// stops right there.
 ///
+/// A zstd frame whose window is over 2^[`ZSTD_WINDOW_LOG_MAX`] bytes is refused before
+/// anything is decoded.
+///
 /// # Errors
 ///
-/// 413 over the bound; 400 when the bytes are not valid in their coding.
+/// 413 over the bound, or for a zstd window over 8 MiB (`window_too_large`); 400 when
+/// the bytes are not valid in their coding.
 pub fn decompress(
     bytes: Bytes,
     encoding: Encoding,
@@ -148,16 +162,30 @@ pub fn decompress(
     let reader: Box<dyn Read + '_> = match encoding {
         Encoding::Identity => return Ok(bytes),
         Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&bytes[..])),
-        Encoding::Zstd => match zstd::stream::read::Decoder::new(&bytes[..]) {
-            Ok(decoder) => Box::new(decoder),
-            Err(e) => return Err(bad_coding(encoding, &e)),
-        },
+        Encoding::Zstd => {
+            let decoder = zstd::stream::read::Decoder::new(&bytes[..]).and_then(|mut d| {
+                d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                Ok(d)
+            });
+            match decoder {
+                Ok(decoder) => Box::new(decoder),
+                Err(e) => return Err(bad_coding(encoding, &e)),
+            }
+        }
     };
     let mut out = Vec::with_capacity((bytes.len() * 4).min(max_out + 1));
     let read = reader
         .take(max_out as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| bad_coding(encoding, &e))?;
+        .map_err(|e| {
+            if encoding == Encoding::Zstd && e.to_string() == ZSTD_WINDOW_TOO_LARGE {
+                ApiError::WindowTooLarge {
+                    max_bytes: 1 << ZSTD_WINDOW_LOG_MAX,
+                }
+            } else {
+                bad_coding(encoding, &e)
+            }
+        })?;
     if read > max_out {
         return Err(ApiError::Invalid(ValidationError::new(
             too_large,
@@ -226,6 +254,55 @@ mod tests {
         .expect_err("bomb");
         assert_eq!(err.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(err.code(), "batch_too_large");
+    }
+
+    /// A zstd frame that declares a window over 8 MiB is refused with its own error
+    /// before any memory is reserved for it; 8 MiB windows still decode.
+    #[test]
+    fn zstd_windows_over_8_mib_are_refused() {
+        // An 18-byte frame: magic, a header declaring a 2^27-byte (128 MiB) window and
+        // no content size, one empty last block, nothing more.
+        let frame = Bytes::from_static(&[
+            0x28,
+            0xb5,
+            0x2f,
+            0xfd,           // magic
+            0x00,           // no single segment, no content size, no checksum
+            (27 - 10) << 3, // window descriptor: 2^27
+            0x01,
+            0x00,
+            0x00, // last block, raw, 0 bytes
+        ]);
+        let err = decompress(frame, Encoding::Zstd, 4 << 20, ErrorCode::BatchTooLarge)
+            .expect_err("a 128 MiB window");
+        assert_eq!(err.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(err.code(), "window_too_large");
+        let answer = err.into_response(1);
+        let body = answer.into_body();
+        let text = format!("{body:?}");
+        assert!(text.contains("8388608"), "{text}");
+
+        // The same from an encoder told to use a 16 MiB window (streamed, so the window
+        // is not shrunk to the content's size).
+        let data = b"{\"a\":1}\n".repeat(1000);
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).expect("encoder");
+        encoder.window_log(24).expect("window log");
+        encoder.include_contentsize(false).expect("no size");
+        encoder.write_all(&data).expect("write");
+        let big = Bytes::from(encoder.finish().expect("finish"));
+        let err = decompress(big, Encoding::Zstd, 4 << 20, ErrorCode::BatchTooLarge)
+            .expect_err("a 16 MiB window");
+        assert_eq!(err.code(), "window_too_large");
+
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).expect("encoder");
+        encoder.window_log(23).expect("window log");
+        encoder.include_contentsize(false).expect("no size");
+        encoder.write_all(&data).expect("write");
+        let fine = Bytes::from(encoder.finish().expect("finish"));
+        assert_eq!(
+            decompress(fine, Encoding::Zstd, 4 << 20, ErrorCode::BatchTooLarge).expect("8 MiB"),
+            data
+        );
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub const ENV_NAMES: EnvNames<'static> = EnvNames::new(ENV_PREFIX).with_legacy_s
 /// which at 1,000 open connections is 8 MiB more.
 pub const MIN_HEAD_BYTES: usize = 8192;
 
+/// The default `server.http2_max_concurrent_streams`: enough for a storefront's
+/// connection pool, and a quarter of hyper's own default (200), which bounds what one
+/// connection can hold (each stream may buffer a body of up to `max_body_bytes`).
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 64;
+
 /// Everything the agent can be told, as read from its TOML file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -96,7 +101,16 @@ pub struct ServerConfig {
     /// Most connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
     /// Time allowed to send the request head, in milliseconds (slow clients are cut).
+    /// A new connection must also start its first request within this time.
     pub header_timeout_ms: u64,
+    /// How long a connection may stay open with no request in flight, in milliseconds
+    /// (HTTP/1 keep-alive and HTTP/2 alike); then it is closed (HTTP/2 with `GOAWAY`).
+    /// HTTP/2 keep-alive pings do not count as activity.
+    pub idle_timeout_ms: u64,
+    /// Most HTTP/2 streams (requests) a client may have open at once on one connection,
+    /// advertised as `SETTINGS_MAX_CONCURRENT_STREAMS`; streams beyond it are refused
+    /// (`REFUSED_STREAM`).
+    pub http2_max_concurrent_streams: u32,
     /// Largest HTTP/1 request head (request line and headers), in bytes; larger is
     /// answered with 431. It is also the size of each HTTP/1 connection's read buffer,
     /// held for as long as the connection is open. At least 8192. (HTTP/2 header lists
@@ -124,6 +138,8 @@ impl Default for ServerConfig {
             unix_socket: String::new(),
             max_connections: 4096,
             header_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
             max_head_bytes: MIN_HEAD_BYTES,
             body_timeout_ms: 10_000,
             max_body_bytes: 4 << 20,

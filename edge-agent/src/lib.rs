@@ -138,6 +138,8 @@ pub async fn run(
         api,
         connections: Arc::new(Semaphore::new(settings.max_connections)),
         header_timeout: settings.header_timeout,
+        idle_timeout: settings.idle_timeout,
+        http2_max_concurrent_streams: settings.http2_max_concurrent_streams,
         max_head_bytes: settings.max_head_bytes,
         tls,
     });

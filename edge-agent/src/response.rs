@@ -1,11 +1,13 @@
 //! Answers: every error the agent can give and its HTTP status, decided here and only
 //! here, and the JSON bodies of the contract (`openapi/edge-agent.yaml`).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use ingest_core::{Error, ErrorCode, ValidationError};
+use ingest_core::{printable, Error, ErrorCode, ValidationError};
 use serde::Serialize;
 
 /// The body type of every answer.
@@ -42,6 +44,11 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     /// The client did not send the body in time.
     BodyTimeout,
+    /// A zstd body declares a decoding window over the accepted size.
+    WindowTooLarge {
+        /// The largest window accepted, in bytes.
+        max_bytes: usize,
+    },
     /// A Segment or GA4 request that cannot be translated (`crate::intake`).
     Mapping(crate::intake::MapError),
 }
@@ -51,32 +58,37 @@ struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-/// One error, as in answers and in a batch's `rejected` list.
+/// The most characters of an answer's `message` or `field`: whatever an error holds,
+/// an answer never echoes unbounded text, and never a control character.
+pub const MAX_SHOWN_CHARS: usize = 512;
+
+/// One error, as in answers and in a batch's `rejected` list. Its `message` and `field`
+/// are [`printable`]: control characters escaped, cut at [`MAX_SHOWN_CHARS`].
 #[derive(Serialize)]
 pub struct ErrorDetail<'a> {
     code: &'a str,
-    message: &'a str,
+    message: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    field: Option<Cow<'a, str>>,
 }
 
 impl<'a> ErrorDetail<'a> {
+    fn new(code: &'a str, message: &'a str, field: Option<&'a str>) -> Self {
+        ErrorDetail {
+            code,
+            message: printable(message, MAX_SHOWN_CHARS),
+            field: field.map(|f| printable(f, MAX_SHOWN_CHARS)),
+        }
+    }
+
     /// The detail of a Segment or GA4 message that cannot be translated.
     pub fn of_mapping(error: &'a crate::intake::MapError) -> Self {
-        ErrorDetail {
-            code: error.code,
-            message: &error.message,
-            field: error.field.as_deref(),
-        }
+        ErrorDetail::new(error.code, &error.message, error.field.as_deref())
     }
 
     /// The detail of a validation error.
     pub fn of(error: &'a ValidationError) -> Self {
-        ErrorDetail {
-            code: error.code().as_str(),
-            message: error.message(),
-            field: error.field_path(),
-        }
+        ErrorDetail::new(error.code().as_str(), error.message(), error.field_path())
     }
 }
 
@@ -88,9 +100,24 @@ impl From<Error> for ApiError {
                 ApiError::Unavailable("queue full, try again later".to_owned())
             }
             Error::ShuttingDown => ApiError::Unavailable("shutting down".to_owned()),
-            other => ApiError::Unavailable(other.to_string()),
+            // The detail (a file path, the Kafka client's words) is for the log only.
+            other => {
+                let kind = other.code();
+                tracing::warn!(error = %other, ?kind, "an event request failed inside the agent");
+                ApiError::Unavailable(internal_message("the events could not be taken", kind))
+            }
         }
     }
+}
+
+/// The answer's message for a failure inside the agent: what failed, and the
+/// [`ErrorKind`](ingest_core::ErrorKind) that the agent's log line names too; never the
+/// error's own text.
+pub fn internal_message(what: &str, kind: ingest_core::ErrorKind) -> String {
+    format!(
+        "{what} ({kind:?} error, number {}; the agent's log has the details)",
+        kind.number()
+    )
 }
 
 fn status_of_code(code: ErrorCode) -> StatusCode {
@@ -116,6 +143,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::WindowTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Mapping(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -133,6 +161,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::BodyTimeout => "request_timeout",
+            ApiError::WindowTooLarge { .. } => "window_too_large",
             ApiError::Mapping(e) => e.code,
         }
     }
@@ -154,14 +183,17 @@ impl ApiError {
             ApiError::NotFound => ("no such endpoint", None),
             ApiError::MethodNotAllowed(_) => ("method not allowed on this endpoint", None),
             ApiError::BodyTimeout => ("the request body did not arrive in time", None),
+            ApiError::WindowTooLarge { max_bytes } => {
+                message = format!(
+                    "the zstd body needs a decoding window larger than {max_bytes} bytes; \
+                     compress with a smaller window (a level up to 19, without long-distance mode)"
+                );
+                (&message, Some("Content-Encoding"))
+            }
             ApiError::Mapping(e) => (&e.message, e.field.as_deref()),
         };
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
-                message,
-                field,
-            },
+            error: ErrorDetail::new(self.code(), message, field),
         };
         let mut response = json(status, &body);
         let headers = response.headers_mut();
@@ -249,6 +281,43 @@ mod tests {
         }
         .into_response(1);
         assert_eq!(body_of(response).await["error"]["field"], "Ingest-Ack");
+    }
+
+    /// An internal error's own text (a file path, the Kafka client's words) stays out of
+    /// the answer, which names only its kind.
+    #[tokio::test]
+    async fn internal_errors_answer_a_generic_message() {
+        let error = Error::Io {
+            context: "opening /var/lib/private/spool/00000000000000000042.seg".to_owned(),
+            source: std::io::Error::other("Permission denied (os error 13)"),
+        };
+        let response = ApiError::from(error).into_response(1);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body_of(response).await;
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(
+            !message.contains("/var/lib") && !message.contains("denied"),
+            "{message}"
+        );
+        assert!(message.contains("Io error, number 7"), "{message}");
+    }
+
+    /// Client text in an error (a 100 KB key holding NUL, CR, LF and ESC) is answered
+    /// escaped and cut, in `message` and `field` alike.
+    #[tokio::test]
+    async fn answers_never_echo_unbounded_or_control_text() {
+        let raw = format!("\0\r\nFake: 1\u{1b}[31m{}", "k".repeat(100_000));
+        let error = ValidationError::field(ErrorCode::DuplicateField, raw.clone(), raw);
+        let detail = serde_json::to_value(ErrorDetail::of(&error)).expect("JSON");
+        let body = body_of(ApiError::Invalid(error).into_response(1)).await;
+        for shown in [&body["error"], &detail] {
+            for key in ["message", "field"] {
+                let text = shown[key].as_str().expect(key);
+                assert!(text.chars().count() <= MAX_SHOWN_CHARS + 1, "{key}");
+                assert!(!text.chars().any(char::is_control), "{text:?}");
+                assert!(text.starts_with("\\u{0}\\u{d}\\u{a}Fake: 1"), "{text}");
+            }
+        }
     }
 
     #[test]

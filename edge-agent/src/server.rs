@@ -1,19 +1,27 @@
 //! Listeners and connections: TCP (optionally TLS) and a Unix domain socket, HTTP/1.1
 //! with keep-alive and HTTP/2 (h2c by prior knowledge, or negotiated by ALPN over TLS),
 //! a bound on open connections, a deadline for request heads, and a graceful shutdown.
+//!
+//! Every connection also has an idle deadline, because an open connection holds one of
+//! the `max_connections` slots: a new connection must start its first request within
+//! the head deadline (this also bounds the HTTP/1-or-HTTP/2 detection, which hyper does
+//! not time), and a connection with no request in flight is closed after the idle
+//! timeout (HTTP/2 with `GOAWAY`; keep-alive pings do not count as activity). A closing
+//! connection that does not finish within the head deadline is dropped.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use metrics::gauge;
+use metrics::{counter, gauge};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::Api;
@@ -24,8 +32,12 @@ pub struct Server {
     pub api: Arc<Api>,
     /// Bound on open connections.
     pub connections: Arc<Semaphore>,
-    /// Deadline for a request head.
+    /// Deadline for a request head, and for a new connection's first request.
     pub header_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub http2_max_concurrent_streams: u32,
     /// Largest HTTP/1 request head, and the size of a connection's read buffer.
     pub max_head_bytes: usize,
     /// TLS for the TCP listener.
@@ -77,6 +89,7 @@ impl Server {
         builder
             .http2()
             .timer(TokioTimer::new())
+            .max_concurrent_streams(self.http2_max_concurrent_streams)
             .keep_alive_interval(Some(Duration::from_secs(30)));
         builder
     }
@@ -89,7 +102,8 @@ impl Server {
         mut stop: watch::Receiver<bool>,
         drain: Duration,
     ) {
-        let graceful = GracefulShutdown::new();
+        // Every connection task holds a receiver; `closed()` resolves once all are gone.
+        let (open, _) = watch::channel(());
         loop {
             let permit = tokio::select! {
                 permit = self.connections.clone().acquire_owned() => match permit {
@@ -108,7 +122,7 @@ impl Server {
                     match &self.tls {
                         Some(tls) => {
                             let (tls, server) = (tls.clone(), self.clone());
-                            let watcher = graceful.watcher();
+                            let (held, stop) = (open.subscribe(), stop.clone());
                             tokio::spawn(async move {
                                 // The handshake counts against the head deadline.
                                 match tokio::time::timeout(
@@ -118,20 +132,20 @@ impl Server {
                                 .await
                                 {
                                     Ok(Ok(stream)) => {
-                                        server.serve(stream, watcher).await;
+                                        server.serve(stream, stop).await;
                                     }
                                     Ok(Err(error)) => {
                                         tracing::debug!(%error, "TLS handshake failed")
                                     }
                                     Err(_) => tracing::debug!("TLS handshake timed out"),
                                 }
-                                drop(permit);
+                                drop((permit, held));
                             });
                         }
-                        None => self.spawn(stream, &graceful, permit),
+                        None => self.spawn(stream, &open, &stop, permit),
                     }
                 }
-                Ok(Stream::Unix(stream)) => self.spawn(stream, &graceful, permit),
+                Ok(Stream::Unix(stream)) => self.spawn(stream, &open, &stop, permit),
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(%error, "accepting a connection failed");
@@ -143,10 +157,7 @@ impl Server {
             let _ = std::fs::remove_file(path);
         }
         drop(listener);
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(drain, open.closed()).await.is_err() {
             tracing::warn!(
                 ?drain,
                 "connections still open at the drain deadline; closing them"
@@ -157,33 +168,141 @@ impl Server {
     fn spawn<S>(
         self: &Arc<Self>,
         stream: S,
-        graceful: &GracefulShutdown,
+        open: &watch::Sender<()>,
+        stop: &watch::Receiver<bool>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let server = self.clone();
-        let watcher = graceful.watcher();
+        let (held, stop) = (open.subscribe(), stop.clone());
         tokio::spawn(async move {
-            server.serve(stream, watcher).await;
-            drop(permit);
+            server.serve(stream, stop).await;
+            drop((permit, held));
         });
     }
 
-    async fn serve<S>(&self, stream: S, watcher: Watcher)
+    /// Serves one connection until it ends, the server stops (graceful), or it has been
+    /// idle too long (graceful, then dropped after the head deadline).
+    async fn serve<S>(&self, stream: S, mut stop: watch::Receiver<bool>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let open = gauge!("edge_http_connections");
         open.increment(1.0);
-        let api = self.api.clone();
-        let service = service_fn(move |request| api.clone().serve(request));
+        let activity = Arc::new(Activity::new());
+        let service = {
+            let (api, activity) = (self.api.clone(), activity.clone());
+            service_fn(move |request| {
+                let (api, busy) = (api.clone(), Activity::begin(&activity));
+                async move {
+                    let answer = api.serve(request).await;
+                    drop(busy);
+                    answer
+                }
+            })
+        };
         let builder = self.builder();
         let connection = builder.serve_connection(TokioIo::new(stream), service);
-        if let Err(error) = watcher.watch(connection).await {
-            tracing::debug!(%error, "connection ended with an error");
+        tokio::pin!(connection);
+        // Asked to close: on a stop (the drain deadline of `run` bounds it), or for
+        // idleness, with a deadline of its own.
+        let mut closing = false;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                ended = connection.as_mut() => {
+                    if let Err(error) = ended {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                    break;
+                }
+                _ = stop.wait_for(|stopped| *stopped), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = activity.idle(self.header_timeout, self.idle_timeout), if !closing => {
+                    tracing::debug!("closing an idle connection");
+                    counter!("edge_http_idle_closed_total").increment(1);
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                    deadline = Some(Instant::now() + self.header_timeout);
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    tracing::debug!("a closing connection did not finish in time; dropping it");
+                    break;
+                }
+            }
         }
         open.decrement(1.0);
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a connection is doing: requests in flight, and when the last one ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// When the connection became idle; `None` before its first request.
+    idle_since: Mutex<Option<Instant>>,
+    opened: Instant,
+}
+
+/// A request in flight; dropping it marks the end of the request.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self
+                .0
+                .idle_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+        }
+    }
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            idle_since: Mutex::new(None),
+            opened: Instant::now(),
+        }
+    }
+
+    fn begin(this: &Arc<Activity>) -> Busy {
+        this.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(this.clone())
+    }
+
+    /// Resolves once the connection has had no request in flight for `idle` (or, before
+    /// its first request, for `first`).
+    async fn idle(&self, first: Duration, idle: Duration) {
+        loop {
+            let deadline = if self.in_flight.load(Ordering::Acquire) > 0 {
+                Instant::now() + idle
+            } else {
+                let since = *self
+                    .idle_since
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match since {
+                    Some(since) => since + idle,
+                    None => self.opened + first,
+                }
+            };
+            if deadline <= Instant::now() && self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            tokio::time::sleep_until(deadline.max(Instant::now() + Duration::from_millis(1))).await;
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! | `edge_http_request_duration_seconds` | histogram | `endpoint` | from the request head to the answer |
 //! | `edge_http_received_bytes_total` | counter | `endpoint` | request body bytes as sent (before decompression) |
 //! | `edge_http_connections` | gauge | | open connections |
+//! | `edge_http_idle_closed_total` | counter | | connections closed for being idle |
 //! | `edge_http_rejected_total` | counter | `endpoint`, `code` | requests refused (the error code of the answer) |
 //!
 //! The Prometheus recorder (with latency buckets for `_seconds` histograms) and its

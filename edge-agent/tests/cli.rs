@@ -75,6 +75,49 @@ fn check_config_prints_the_effective_configuration_with_secrets_masked() {
     assert!(!stderr.contains("MAX_CONNECTIONS"), "{stderr}");
 }
 
+/// `--check-config` shows no secret anywhere (stdout or stderr): API keys, secret-named
+/// Kafka properties (`sasl.oauthbearer.config` included), and a password inside the
+/// URL of another property.
+#[test]
+fn check_config_never_prints_a_secret() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("agent.toml");
+    std::fs::write(
+        &file,
+        "[auth]\nkeys = [{ source = \"shop\", key = \"s3cret-key-0123456789\" }]\n\
+         [kafka.properties]\n\
+         \"sasl.password\" = \"s3cret-1\"\n\
+         \"sasl.oauthbearer.config\" = \"clientId=shop clientSecret=s3cret-2\"\n\
+         \"sasl.oauthbearer.client.secret\" = \"s3cret-3\"\n\
+         \"ssl.keystore.password\" = \"s3cret-4\"\n\
+         \"sasl.oauthbearer.token.endpoint.url\" = \"https://shop:s3cret-5@idp/token\"\n\
+         \"sasl.oauthbearer.extensions\" = \"logicalCluster=lkc-1,password=s3cret-6\"\n\
+         \"sasl.oauthbearer.scope\" = \"http://shop:s3cret-7@example\"\n",
+    )
+    .expect("write");
+    let output = agent()
+        .args(["--check-config", "--brokers", "k1:9092"])
+        .arg("--config")
+        .arg(&file)
+        .env("EDGE_AGENT_KAFKA__PROPERTIES__SASL_USERNAME", "shop")
+        .output()
+        .expect("runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout} {stderr}");
+    assert!(
+        !stdout.contains("s3cret") && !stderr.contains("s3cret"),
+        "{stdout} {stderr}"
+    );
+    assert!(stdout.contains("http://shop:****@example"), "{stdout}");
+    assert!(
+        stdout.contains("logicalCluster=lkc-1,password=****"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn bad_configuration_exits_2_naming_the_key() {
     let output = agent()

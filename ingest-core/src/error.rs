@@ -211,6 +211,45 @@ pub(crate) fn path_key(key: &str) -> Cow<'_, str> {
 /// The most characters of a client-chosen key shown in a field path.
 pub(crate) const KEY_CHARS_SHOWN: usize = 64;
 
+/// A client-sent value as an error message shows it: quoted and escaped as a Rust string
+/// literal (`"a\tb"`), cut to its first [`KEY_CHARS_SHOWN`] characters (marked `…`).
+/// Messages end up in Kafka headers and HTTP answers, so they never carry raw or
+/// unbounded client text.
+pub(crate) fn quoted(value: &str) -> String {
+    match value.char_indices().nth(KEY_CHARS_SHOWN) {
+        Some((cut, _)) => format!("{:?}…", &value[..cut]),
+        None => format!("{value:?}"),
+    }
+}
+
+/// `text` made safe to show in an answer, a header or a log line: control characters
+/// (U+0000–U+001F, U+007F–U+009F) and the line and paragraph separators (U+2028,
+/// U+2029) escaped as `\u{…}`, and cut so that the result holds at most `max_chars`
+/// characters, escapes included, plus a final `…` that marks the cut. Text that needs
+/// neither is borrowed as it is.
+pub fn printable(text: &str, max_chars: usize) -> Cow<'_, str> {
+    let special = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.chars().any(special) && text.char_indices().nth(max_chars).is_none() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::new();
+    let mut shown = 0;
+    for c in text.chars() {
+        let escaped = special(c).then(|| format!("\\u{{{:x}}}", u32::from(c)));
+        let width = escaped.as_ref().map_or(1, String::len);
+        if shown + width > max_chars {
+            out.push('…');
+            break;
+        }
+        shown += width;
+        match escaped {
+            Some(escaped) => out.push_str(&escaped),
+            None => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// One step of a path into a document: an object key or an array index.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum PathStep<'a> {

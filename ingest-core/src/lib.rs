@@ -94,7 +94,7 @@ pub use custom::{CustomEvent, CUSTOM_EVENT_TYPE, MAX_CUSTOM_NAME};
 pub use delivery::{
     Ack, BatchReceipt, BreakerState, ParseAckError, Receipt, Rejection, ShutdownReport,
 };
-pub use error::{ConfigError, Error, ErrorCode, KafkaError, ValidationError};
+pub use error::{printable, ConfigError, Error, ErrorCode, KafkaError, ValidationError};
 pub use event::EventKind;
 pub use health::{BufferHealth, Health};
 pub use ingestor::{Ingestor, IngestorBuilder, SubmitOptions};

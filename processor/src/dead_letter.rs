@@ -153,8 +153,8 @@ impl DeadLetter {
 pub struct PublisherSettings {
     /// The dead-letter topic.
     pub topic: String,
-    /// PostgreSQL, where the outbox is.
-    pub postgres_url: String,
+    /// PostgreSQL, where the outbox is (`Debug` masks its password).
+    pub postgres_url: ingest_common::secret::SecretUrl,
     /// Its connect time-out.
     pub postgres_connect_timeout: Duration,
     /// Time Kafka may take to acknowledge one letter.

@@ -86,7 +86,7 @@ pub async fn run(
         .map(|search| {
             search::SearchSink::new(
                 search,
-                settings.postgres_url.clone(),
+                settings.postgres_url.expose().to_owned(),
                 settings.postgres_connect_timeout,
             )
         })
@@ -153,7 +153,7 @@ pub async fn run(
                 top_n: settings.recommendations_top_n,
                 partners: settings.recommendations_partners,
                 interval: settings.recommendations_interval,
-                postgres_url: settings.postgres_url.clone(),
+                postgres_url: settings.postgres_url.expose().to_owned(),
                 postgres_connect_timeout: settings.postgres_connect_timeout,
                 fold_max_pairs: settings.pair_fold_max_pairs,
             },
@@ -177,7 +177,7 @@ pub async fn run(
     ));
     let folding = tokio::spawn(recommend::fold::run(
         recommend::fold::FoldSettings {
-            postgres_url: settings.postgres_url.clone(),
+            postgres_url: settings.postgres_url.expose().to_owned(),
             postgres_connect_timeout: settings.postgres_connect_timeout,
             interval: settings.pair_fold_interval,
             max_pairs: settings.pair_fold_max_pairs,

@@ -21,8 +21,8 @@ use crate::store::Store;
 /// What the job deletes, and how often.
 #[derive(Debug, Clone)]
 pub struct PruneSettings {
-    /// PostgreSQL.
-    pub postgres_url: String,
+    /// PostgreSQL (`Debug` masks its password).
+    pub postgres_url: ingest_common::secret::SecretUrl,
     /// Its connect time-out.
     pub postgres_connect_timeout: Duration,
     /// Time between runs.

@@ -70,6 +70,73 @@ fn check_config_prints_the_effective_layers_with_secrets_masked() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--check-config` shows no password, wherever the configuration holds one: URL user
+/// information, `password=` query parameters, secret-named Kafka properties
+/// (`sasl.oauthbearer.config` included), the search credentials; and a PostgreSQL
+/// `key=value` connection string, which is refused, is not echoed either.
+#[test]
+fn check_config_never_prints_a_password() {
+    let dir = std::env::temp_dir().join(format!("processor-cli-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("processor.toml");
+    std::fs::write(
+        &file,
+        "[kafka.properties]\n\
+         \"sasl.password\" = \"kafka-s3cret-1\"\n\
+         \"sasl.oauthbearer.config\" = \"clientId=shop clientSecret=s3cret-2\"\n\
+         \"sasl.oauthbearer.client.secret\" = \"s3cret-3\"\n\
+         \"ssl.keystore.password\" = \"s3cret-4\"\n\
+         [search]\nusername = \"shop\"\npassword = \"s3cret-5\"\nurl = \"https://search:9200\"\n",
+    )
+    .expect("config file");
+    let output = processor()
+        .arg("--config")
+        .arg(&file)
+        .arg("--check-config")
+        .env(
+            "PROCESSOR_POSTGRES__URL",
+            "postgres://app:s3cret-6@db:5432/shop?sslmode=disable&password=s3cret-7",
+        )
+        .env("PROCESSOR_REDIS__URL", "redis://:s3cret-8@cache:6379/0")
+        .output()
+        .expect("runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout} {stderr}");
+    assert!(
+        !stdout.contains("s3cret") && !stderr.contains("s3cret"),
+        "{stdout} {stderr}"
+    );
+    assert!(
+        stdout.contains("postgres://app:****@db:5432/shop?sslmode=disable&password=****"),
+        "{stdout}"
+    );
+
+    // A key/value connection string is refused (the URL form is required), without
+    // echoing it.
+    let output = processor()
+        .arg("--check-config")
+        .env(
+            "PROCESSOR_POSTGRES__URL",
+            "host=db user=app password=s3cret-9",
+        )
+        .output()
+        .expect("runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(!output.status.success());
+    assert!(stderr.contains("postgres.url"), "{stderr}");
+    assert!(
+        !stdout.contains("s3cret") && !stderr.contains("s3cret"),
+        "{stdout} {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_bad_key_fails_with_its_name() {
     let output = processor()

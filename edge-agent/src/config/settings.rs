@@ -51,6 +51,11 @@ impl AgentConfig {
         for (key, value) in [
             ("server.max_connections", server.max_connections as u64),
             ("server.header_timeout_ms", server.header_timeout_ms),
+            ("server.idle_timeout_ms", server.idle_timeout_ms),
+            (
+                "server.http2_max_concurrent_streams",
+                u64::from(server.http2_max_concurrent_streams),
+            ),
             ("server.body_timeout_ms", server.body_timeout_ms),
             ("server.max_body_bytes", server.max_body_bytes as u64),
             ("server.ack_timeout_ms", server.ack_timeout_ms),
@@ -108,6 +113,8 @@ impl AgentConfig {
             tls,
             max_connections: server.max_connections,
             header_timeout: Duration::from_millis(server.header_timeout_ms),
+            idle_timeout: Duration::from_millis(server.idle_timeout_ms),
+            http2_max_concurrent_streams: server.http2_max_concurrent_streams,
             max_head_bytes: server.max_head_bytes,
             body_timeout: Duration::from_millis(server.body_timeout_ms),
             max_body_bytes: server.max_body_bytes,
@@ -169,8 +176,12 @@ pub struct AgentSettings {
     pub tls: Option<TlsFiles>,
     /// Connections served at once.
     pub max_connections: usize,
-    /// Deadline for the request head.
+    /// Deadline for the request head (and for a new connection's first request).
     pub header_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub http2_max_concurrent_streams: u32,
     /// Largest HTTP/1 request head; the size of a connection's read buffer.
     pub max_head_bytes: usize,
     /// Deadline for the request body.

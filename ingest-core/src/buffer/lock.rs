@@ -20,6 +20,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::error::BufferError;
+use super::storage::{create_private_dir_all, open_regular};
 
 /// The lock file's name in the buffer directory.
 pub const LOCK_FILE: &str = "lock";
@@ -39,15 +40,18 @@ impl DirLock {
     /// [`BufferError::Locked`] when another open buffer (in this or another process)
     /// holds the directory; [`BufferError::Io`] when the lock file cannot be created.
     pub(crate) fn acquire(dir: &Path) -> Result<DirLock, BufferError> {
-        std::fs::create_dir_all(dir).map_err(|e| BufferError::io("creating", dir, e))?;
+        create_private_dir_all(dir).map_err(|e| BufferError::io("creating", dir, e))?;
         let path = dir.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| BufferError::io("opening", &path, e))?;
+        // Not through a link: the holder record below truncates the file.
+        let mut file = open_regular(
+            &path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )
+        .map_err(|e| BufferError::io("opening", &path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

@@ -354,6 +354,94 @@ fn torn_tail_is_truncated_and_the_rest_recovered() {
     assert!(inspect(dir.path()).expect("inspect").is_clean());
 }
 
+/// The buffer holds personal data: its directory (created here, with its parent) is
+/// private to the owner, and so is every file in it (segments, ledger, lock,
+/// quarantine copies), whatever the umask.
+#[cfg(unix)]
+#[test]
+fn buffer_directories_and_files_are_private_to_the_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("spool").join("buffer");
+    {
+        let (log, _) = open(&dir, SyncPolicy::Always);
+        append_n(&log, 40);
+    }
+    // Damage a segment so recovery writes quarantine files too.
+    let segments = segment_files(&dir);
+    assert!(segments.len() >= 3, "test needs several segments");
+    let mut bytes = fs::read(&segments[1]).expect("read");
+    bytes[16 + payload(0).len() + 20] ^= 0x40;
+    fs::write(&segments[1], &bytes).expect("write");
+    let (log, report) = open(&dir, SyncPolicy::Always);
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    drop(log);
+
+    let mode = |path: &Path| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+    for created in [
+        root.path().join("spool"),
+        dir.clone(),
+        dir.join(QUARANTINE_DIR),
+    ] {
+        assert_eq!(mode(&created), 0o700, "{}", created.display());
+    }
+    let mut files = 0;
+    for sub in [dir.clone(), dir.join(QUARANTINE_DIR)] {
+        for entry in fs::read_dir(&sub).expect("list") {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                // A segment rewritten by the test itself keeps the test's mode.
+                if path != segments[1] {
+                    assert_eq!(mode(&path), 0o600, "{}", path.display());
+                    files += 1;
+                }
+            }
+        }
+    }
+    // Segments, the ledger, the lock file and two quarantine files at least.
+    assert!(files >= 6, "{files} files checked");
+}
+
+/// A symbolic link planted in the directory in place of a segment (or the ledger, or
+/// the lock file) is refused with an error naming it, by recovery, `inspect` and
+/// `repair` alike; the file it points at is neither read as a segment nor truncated.
+#[cfg(unix)]
+#[test]
+fn symbolic_links_in_the_buffer_are_refused_and_their_targets_left_alone() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let precious = root.path().join("precious.txt");
+    let content = b"not a segment: recovery would call this damage and truncate it\n";
+    fs::write(&precious, content).expect("write");
+
+    for planted in ["00000000000000000000.seg", ledger::LEDGER_FILE, LOCK_FILE] {
+        let dir = root.path().join(format!("buffer-{planted}"));
+        fs::create_dir(&dir).expect("mkdir");
+        let link = dir.join(planted);
+        std::os::unix::fs::symlink(&precious, &link).expect("symlink");
+
+        let err = LogBuffer::open(&dir, config(SyncPolicy::Always)).expect_err("a link");
+        let text = err.to_string();
+        assert!(
+            text.contains("symbolic link") && text.contains(planted),
+            "{planted}: {text}"
+        );
+        if planted != LOCK_FILE {
+            // The offline tools take the lock too, so only other links reach them.
+            for err in [
+                inspect(&dir).expect_err("inspect"),
+                repair(&dir).expect_err("repair"),
+            ] {
+                assert!(err.to_string().contains("symbolic link"), "{err}");
+            }
+        }
+        assert_eq!(fs::read(&precious).expect("read"), content, "{planted}");
+        assert!(fs::symlink_metadata(&link)
+            .expect("link")
+            .file_type()
+            .is_symlink());
+    }
+}
+
 #[test]
 fn damage_in_a_middle_segment_is_quarantined_inspected_and_repaired() {
     let dir = tempfile::tempdir().expect("tempdir");

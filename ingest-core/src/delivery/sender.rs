@@ -15,6 +15,9 @@ use super::stored::StoredEvent;
 use crate::custom::CUSTOM_EVENT_TYPE;
 use crate::telemetry::Telemetry;
 
+/// The most characters of `error_message` and `error_field` in a dead letter's headers.
+const MAX_ERROR_HEADER_CHARS: usize = 512;
+
 /// One record about to be sent, borrowed from a queued [`Record`] or from an event read
 /// back from the disk buffer.
 pub(crate) struct Outgoing<'a> {
@@ -205,6 +208,12 @@ fn headers(record: &Outgoing<'_>) -> OwnedHeaders {
             )
         }
         Destination::DeadLetter { error, truncated } => {
+            // Validation keeps client text out of both already; this bounds whatever a
+            // host's own `ValidationError` holds.
+            let message = crate::error::printable(error.message(), MAX_ERROR_HEADER_CHARS);
+            let field = error
+                .field_path()
+                .map(|f| crate::error::printable(f, MAX_ERROR_HEADER_CHARS));
             let mut headers = OwnedHeaders::new_with_capacity(7);
             if let Some(kind) = error.event_kind() {
                 headers = headers.insert(Header {
@@ -219,12 +228,12 @@ fn headers(record: &Outgoing<'_>) -> OwnedHeaders {
                 })
                 .insert(Header {
                     key: "error_message",
-                    value: Some(error.message()),
+                    value: Some(&*message),
                 });
-            if let Some(field) = error.field_path() {
+            if let Some(field) = &field {
                 headers = headers.insert(Header {
                     key: "error_field",
-                    value: Some(field),
+                    value: Some(&**field),
                 });
             }
             if *truncated {
@@ -235,5 +244,50 @@ fn headers(record: &Outgoing<'_>) -> OwnedHeaders {
             }
             common(headers)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::Headers;
+
+    use super::*;
+    use crate::{ErrorCode, ValidationError};
+
+    /// A dead letter's `error_message` and `error_field` headers are bounded and hold no
+    /// control character, whatever the error holds.
+    #[test]
+    fn dead_letter_error_headers_are_bounded_and_printable() {
+        let raw = format!("\0\r\nFake-Header: 1\u{1b}[31m{}", "k".repeat(100_000));
+        let destination = Destination::DeadLetter {
+            error: Box::new(ValidationError::field(
+                ErrorCode::DuplicateField,
+                raw.clone(),
+                raw,
+            )),
+            truncated: false,
+        };
+        let record = Outgoing {
+            destination: &destination,
+            key: None,
+            payload: b"{}",
+            received_at_ms: 0,
+            source: "test",
+        };
+        let headers = headers(&record);
+        let mut seen = 0;
+        for header in headers.iter() {
+            if header.key == "error_message" || header.key == "error_field" {
+                let value = std::str::from_utf8(header.value.expect("value")).expect("UTF-8");
+                assert!(value.chars().count() <= 513, "{}", header.key);
+                assert!(!value.chars().any(char::is_control), "{value:?}");
+                assert!(
+                    value.starts_with("\\u{0}\\u{d}\\u{a}Fake-Header"),
+                    "{value}"
+                );
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 2);
     }
 }

@@ -312,7 +312,10 @@ impl std::str::FromStr for EventKind {
             ValidationError::field(
                 ErrorCode::UnknownEventType,
                 "type",
-                format!("{s:?} is not one of product_view, cart, purchase, search"),
+                format!(
+                    "{} is not one of product_view, cart, purchase, search",
+                    crate::error::quoted(s)
+                ),
             )
         })
     }

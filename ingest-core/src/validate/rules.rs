@@ -21,7 +21,7 @@ use crate::contract::{
     MAX_ID_CHARS, MAX_ITEMS, MAX_LABEL_CHARS, MAX_LOCALE_CHARS, MAX_QUANTITY, MAX_QUERY_CHARS,
     MAX_RESULTS_COUNT, MAX_URL_CHARS, MAX_USER_AGENT_CHARS, TEXT_NUL,
 };
-use crate::error::{path_key, render_path, ErrorCode, PathStep, ValidationError};
+use crate::error::{path_key, quoted, render_path, ErrorCode, PathStep, ValidationError};
 use crate::event::EventKind;
 
 /// What validation learnt about an event that routing needs.
@@ -188,7 +188,7 @@ impl<'t, 'i> Fields<'t, 'i> {
             Err(error(
                 ErrorCode::InvalidCurrency,
                 self.scope.at(field.name()),
-                format!("{code:?} is not an ISO 4217 currency code"),
+                format!("{} is not an ISO 4217 currency code", quoted(code)),
             ))
         }
     }
@@ -339,7 +339,10 @@ pub(crate) fn check_event<'i>(
     Err(ValidationError::field(
         ErrorCode::DuplicateField,
         path_key(duplicate).into_owned(),
-        format!("key {duplicate:?} appears more than once in one object"),
+        format!(
+            "key {} appears more than once in one object",
+            quoted(duplicate)
+        ),
     ))
 }
 
@@ -440,7 +443,7 @@ fn check_typed<'i>(
                 error(
                     ErrorCode::InvalidEventId,
                     Path::Top("event_id"),
-                    format!("{id:?} is not a UUID"),
+                    format!("{} is not a UUID", quoted(id)),
                 )
             })
         })
@@ -493,7 +496,7 @@ fn event_kind(
                 Some(want) if want != kind => Err(error(
                     ErrorCode::TypeMismatch,
                     Path::Top("type"),
-                    format!("type {name:?} was sent to the {want} endpoint"),
+                    format!("type {} was sent to the {want} endpoint", quoted(name)),
                 )),
                 _ => Ok(kind),
             }
@@ -514,7 +517,10 @@ fn check_timestamp(
         error(
             ErrorCode::InvalidTimestamp,
             path,
-            format!("{text:?} is not an RFC 3339 date-time (e.g. 2026-11-24T10:00:00Z)"),
+            format!(
+                "{} is not an RFC 3339 date-time (e.g. 2026-11-24T10:00:00Z)",
+                quoted(text)
+            ),
         )
     })?;
     let ahead = at - now;
@@ -554,7 +560,7 @@ fn check_context<'i>(context: Json<'_, 'i>) -> Result<(), Failure<'i>> {
             return Err(error(
                 ErrorCode::InvalidValue,
                 Path::In("context", "ip"),
-                format!("{ip:?} is not an IPv4 or IPv6 address"),
+                format!("{} is not an IPv4 or IPv6 address", quoted(ip)),
             )
             .into());
         }
@@ -604,7 +610,7 @@ fn check_cart(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {
             return Err(error(
                 ErrorCode::InvalidValue,
                 Path::Top("action"),
-                format!("{other:?} is not one of add, remove, update, clear"),
+                format!("{} is not one of add, remove, update, clear", quoted(other)),
             ))
         }
     }

@@ -981,6 +981,71 @@ fn duplicate_keys_are_named_escaped() {
     );
 }
 
+/// Client text in an error (a duplicate key, a bad value) is shown escaped and cut:
+/// a 100 KB key holding NUL, CR, LF and ESC gives a field path and a message of a few
+/// dozen characters without a control character, so neither the `error_field` and
+/// `error_message` headers of a dead letter nor an HTTP answer can be stuffed or spoofed.
+#[test]
+fn client_text_in_errors_is_escaped_and_bounded() {
+    let limits = Limits {
+        max_event_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let validator = Validator::new(limits);
+    let huge = format!("\\u0000\\r\\nFake: 1\\u001b[31m{}", "k".repeat(100_000));
+    let control = |text: &str| text.chars().any(char::is_control);
+    let cases = [
+        // A duplicate key.
+        format!(r#"{{"user_id":"u","product_id":"p","x":{{"{huge}":1,"{huge}":2}}}}"#),
+        // A bad value of a field whose message quotes it.
+        format!(r#"{{"user_id":"u","product_id":"p","timestamp":"{huge}"}}"#),
+        format!(r#"{{"user_id":"u","product_id":"p","event_id":"{huge}"}}"#),
+        format!(r#"{{"user_id":"u","product_id":"p","context":{{"ip":"{huge}"}}}}"#),
+        format!(r#"{{"type":"{huge}","user_id":"u","product_id":"p"}}"#),
+        // An experiment flag.
+        format!(
+            r#"{{"user_id":"u","product_id":"p","context":{{"experiments":{{"{huge}":"on"}}}}}}"#
+        ),
+    ];
+    for json in &cases {
+        let err = validator
+            .validate_at(None, Bytes::copy_from_slice(json.as_bytes()), NOW)
+            .expect_err("refused");
+        let (message, field) = (err.message(), err.field_path().unwrap_or(""));
+        assert!(
+            message.len() < 400 && field.len() < 400,
+            "{} / {}: {} and {} bytes",
+            err.code(),
+            &json[..60],
+            message.len(),
+            field.len()
+        );
+        assert!(
+            !control(message) && !control(field),
+            "{message:?} {field:?}"
+        );
+        let shown = err.to_string();
+        assert!(shown.len() < 800 && !control(&shown), "{shown:?}");
+    }
+}
+
+#[test]
+fn printable_escapes_control_characters_and_cuts() {
+    use crate::printable;
+    assert!(matches!(
+        printable("plain text", 64),
+        std::borrow::Cow::Borrowed("plain text")
+    ));
+    assert_eq!(
+        printable("a\0b\r\n\u{2028}", 64),
+        "a\\u{0}b\\u{d}\\u{a}\\u{2028}"
+    );
+    assert_eq!(printable("éééé", 2), "éé…");
+    assert_eq!(printable("ab\0", 3), "ab…");
+    assert_eq!(printable("ab\0", 7), "ab\\u{0}");
+    assert_eq!(printable(&"x".repeat(100_000), 10), "xxxxxxxxxx…");
+}
+
 #[test]
 fn amounts_and_counts_have_a_maximum() {
     let view = |price: &str| format!(r#"{{"user_id":"u","product_id":"p","price":{price}}}"#);

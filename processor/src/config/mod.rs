@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use ingest_common::secret::Secret;
+use ingest_common::secret::{Secret, SecretUrl};
 use ingest_common::{ConfigError, EnvNames, Layers, Loaded};
 use ingest_core::contract;
 
@@ -96,8 +96,8 @@ impl Default for ProcessorConfig {
     }
 }
 
-/// `[kafka]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[kafka]`. `Debug` masks secret-looking properties.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port,...`.
@@ -154,8 +154,8 @@ impl Default for TopicsConfig {
     }
 }
 
-/// `[postgres]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[postgres]`. `Debug` masks the password of the URL.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PostgresConfig {
     /// Connection URL, `postgres://user:password@host:port/database`.
@@ -173,8 +173,8 @@ impl Default for PostgresConfig {
     }
 }
 
-/// `[redis]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[redis]`. `Debug` masks the password of the URL.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// Connection URL, `redis://[:password@]host:port/db`.
@@ -462,8 +462,8 @@ impl Default for PruningConfig {
     }
 }
 
-/// `[search]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[search]`. `Debug` masks the password and the API key.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SearchConfig {
     /// Whether counted events are indexed. Off by default: with it on, every checkpoint
@@ -599,26 +599,118 @@ impl ProcessorConfig {
         overrides.apply(layers.env(ENV_NAMES, env)?)?.load()
     }
 
-    /// A copy safe to print: passwords in URLs replaced by `****`, librdkafka
-    /// properties with secret-looking names (the workspace's one list,
-    /// [`ingest_common::secret::is_secret_name`]) by `<redacted>`.
+    /// A copy safe to print: passwords in URLs and connection strings (user
+    /// information, `password=` query parameters and `key=value` pairs, see
+    /// [`mask_url`]) replaced by `****`, librdkafka properties with secret-looking names
+    /// (the workspace's one list, [`ingest_common::secret::is_secret_name`]) by
+    /// `<redacted>`.
     #[must_use]
     pub fn masked(&self) -> ProcessorConfig {
         let mut masked = self.clone();
-        masked.postgres.url = mask_url(&masked.postgres.url);
-        masked.redis.url = mask_url(&masked.redis.url);
-        masked.search.url = mask_url(&masked.search.url);
-        for secret in [&mut masked.search.password, &mut masked.search.api_key] {
-            if !secret.is_empty() {
-                ingest_common::secret::REDACTED.clone_into(secret);
-            }
-        }
-        ingest_common::secret::mask_properties(masked.kafka.properties.iter_mut());
+        masked.postgres = masked.postgres.masked();
+        masked.redis = masked.redis.masked();
+        masked.search = masked.search.masked();
+        masked.kafka = masked.kafka.masked();
         masked
     }
 
     /// The configuration as TOML with secrets masked (see [`masked`](Self::masked)).
     pub fn masked_toml(&self) -> String {
         toml::to_string_pretty(&self.masked()).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+}
+
+impl KafkaConfig {
+    fn masked(&self) -> KafkaConfig {
+        let mut masked = self.clone();
+        ingest_common::secret::mask_properties(masked.properties.iter_mut());
+        masked
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.masked();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &shown.brokers)
+            .field("group_id", &shown.group_id)
+            .field("session_timeout_ms", &shown.session_timeout_ms)
+            .field("topics", &shown.topics)
+            .field("properties", &shown.properties)
+            .finish()
+    }
+}
+
+impl PostgresConfig {
+    fn masked(&self) -> PostgresConfig {
+        PostgresConfig {
+            url: mask_url(&self.url),
+            ..self.clone()
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &mask_url(&self.url))
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    fn masked(&self) -> RedisConfig {
+        RedisConfig {
+            url: mask_url(&self.url),
+            ..self.clone()
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &mask_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("retention_minutes", &self.retention_minutes)
+            .field("response_timeout_ms", &self.response_timeout_ms)
+            .finish()
+    }
+}
+
+impl SearchConfig {
+    fn masked(&self) -> SearchConfig {
+        let mut masked = self.clone();
+        masked.url = mask_url(&masked.url);
+        for secret in [&mut masked.password, &mut masked.api_key] {
+            if !secret.is_empty() {
+                ingest_common::secret::REDACTED.clone_into(secret);
+            }
+        }
+        masked
+    }
+}
+
+impl std::fmt::Debug for SearchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.masked();
+        f.debug_struct("SearchConfig")
+            .field("enabled", &shown.enabled)
+            .field("url", &shown.url)
+            .field("username", &shown.username)
+            .field("password", &shown.password)
+            .field("api_key", &shown.api_key)
+            .field("ca_file", &shown.ca_file)
+            .field("gzip", &shown.gzip)
+            .field("index", &shown.index)
+            .field("batch_size", &shown.batch_size)
+            .field("max_bulk_bytes", &shown.max_bulk_bytes)
+            .field("flush_interval_ms", &shown.flush_interval_ms)
+            .field("request_timeout_ms", &shown.request_timeout_ms)
+            .field("initial_backoff_ms", &shown.initial_backoff_ms)
+            .field("max_backoff_ms", &shown.max_backoff_ms)
+            .field("max_queued_documents", &shown.max_queued_documents)
+            .finish()
     }
 }

@@ -220,9 +220,9 @@ impl ProcessorConfig {
             listen,
             reporting_currency: currency.clone(),
             kafka: self.kafka.clone(),
-            postgres_url: self.postgres.url.clone(),
+            postgres_url: SecretUrl::new(self.postgres.url.clone()),
             postgres_connect_timeout: Duration::from_millis(self.postgres.connect_timeout_ms),
-            redis_url: self.redis.url.clone(),
+            redis_url: SecretUrl::new(self.redis.url.clone()),
             key_prefix: self.redis.key_prefix.clone(),
             retention: Duration::from_secs(self.redis.retention_minutes * 60),
             redis_response_timeout: Duration::from_millis(self.redis.response_timeout_ms),
@@ -416,7 +416,8 @@ const RESERVED_PROPERTIES: &[&str] = &[
     "auto.offset.reset",
 ];
 
-/// The validated configuration.
+/// The validated configuration. `Debug` masks the passwords of the URLs and the
+/// secret-looking Kafka properties.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The search index sink, when enabled.
@@ -433,12 +434,12 @@ pub struct Settings {
     pub reporting_currency: String,
     /// Kafka settings as configured.
     pub kafka: KafkaConfig,
-    /// PostgreSQL URL.
-    pub postgres_url: String,
+    /// PostgreSQL URL (`Debug` masks its password).
+    pub postgres_url: SecretUrl,
     /// PostgreSQL connect timeout.
     pub postgres_connect_timeout: Duration,
-    /// Redis URL.
-    pub redis_url: String,
+    /// Redis URL (`Debug` masks its password).
+    pub redis_url: SecretUrl,
     /// Redis key prefix.
     pub key_prefix: String,
     /// Redis key lifetime.

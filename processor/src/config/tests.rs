@@ -350,6 +350,38 @@ fn secrets_are_masked() {
     assert!(text.contains("****"));
 }
 
+/// Neither the configuration nor the validated settings print a password through
+/// `Debug`: not in a URL's user information, not in a `password=` query parameter,
+/// not in a secret-named Kafka property (`sasl.oauthbearer.config` included), not in
+/// the search credentials.
+#[test]
+fn debug_output_masks_every_password() {
+    let mut config = ProcessorConfig::default();
+    config.postgres.url =
+        "postgres://app:pg-s3cret@db/x?sslmode=disable&password=pg-query".to_owned();
+    config.redis.url = "redis://:redis-s3cret@cache:6379/0".to_owned();
+    for (name, value) in [
+        ("sasl.password", "kafka-s3cret"),
+        ("sasl.oauthbearer.config", "clientSecret=oauth-s3cret"),
+        ("sasl.oauthbearer.client.secret", "client-s3cret"),
+    ] {
+        config
+            .kafka
+            .properties
+            .insert(name.to_owned(), value.to_owned());
+    }
+    config.search.password = "search-s3cret".to_owned();
+    let settings = config.validate().expect("valid");
+    for text in [format!("{config:?}"), format!("{settings:?}")] {
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(!text.contains("pg-query"), "{text}");
+        assert!(text.contains("postgres://app:****@db/x"), "{text}");
+    }
+    // The values themselves are untouched.
+    assert!(settings.postgres_url.expose().contains("pg-s3cret"));
+    assert_eq!(&*settings.redis_url, "redis://:redis-s3cret@cache:6379/0");
+}
+
 #[test]
 fn api_bounds_have_defaults_and_are_checked() {
     let settings = ProcessorConfig::default().validate().expect("defaults");
