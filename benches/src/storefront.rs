@@ -43,6 +43,12 @@ impl Storefront {
         Storefront(testkit::storefront::Storefront::new(run, first_seq, seed))
     }
 
+    /// The same storefront with `users` shoppers and a catalog of `products` (see
+    /// [`testkit::storefront::Storefront::with_shape`]; the defaults are 10,000 and 2,000).
+    pub fn with_shape(self, users: u64, products: u64) -> Self {
+        Storefront(self.0.with_shape(users, products))
+    }
+
     /// The run this storefront's event ids belong to.
     pub fn run(&self) -> u64 {
         self.0.run()

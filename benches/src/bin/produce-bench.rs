@@ -15,7 +15,7 @@
 //!               [--ack accepted|persisted|delivered] [--batch 1] [--buffer-dir DIR]
 //! produce-bench rdkafka --brokers B --topic T [--events N] [--size 300]
 //! produce-bench write-input --out FILE [--events N] [--size 300]
-//! produce-bench storefront --brokers B [--events N]
+//! produce-bench storefront --brokers B [--events N] [--users N] [--products N]
 //! produce-bench consume --brokers B --topics a,b,c [--events N]
 //! ```
 //!
@@ -110,6 +110,12 @@ enum Mode {
         /// without it.
         #[arg(long)]
         topic_prefix: Option<String>,
+        /// Distinct shoppers.
+        #[arg(long, default_value_t = 10_000)]
+        users: u64,
+        /// Distinct products.
+        #[arg(long, default_value_t = 2_000)]
+        products: u64,
     },
     /// Creates the topic of `ingest-core` and `rdkafka` runs (10 partitions) and the
     /// other configured topics, unless they exist.
@@ -447,6 +453,7 @@ fn run_storefront(
     args: &Args,
     brokers: &str,
     topic_prefix: Option<&str>,
+    (users, products): (u64, u64),
 ) -> Result<Throughput, String> {
     let runtime = runtime()?;
     runtime.block_on(async {
@@ -461,7 +468,7 @@ fn run_storefront(
             .config(config)
             .build()
             .map_err(|e| format!("ingestor: {e}"))?;
-        let mut shop = Storefront::new(run_id(), 0, 42);
+        let mut shop = Storefront::new(run_id(), 0, 42).with_shape(users, products);
         let started = Instant::now();
         let mut bytes = 0;
         let mut sent = 0;
@@ -664,7 +671,9 @@ fn main() -> ExitCode {
         Mode::Storefront {
             brokers,
             topic_prefix,
-        } => run_storefront(&args, brokers, topic_prefix.as_deref()),
+            users,
+            products,
+        } => run_storefront(&args, brokers, topic_prefix.as_deref(), (*users, *products)),
         Mode::CreateTopic { brokers, topic } => {
             return exit(create_topic(brokers, topic));
         }

@@ -74,7 +74,8 @@ impl Store {
         let lists = sums.lists();
         folded.lists = lists.len();
         for chunk in lists.chunks(LISTS_PER_STATEMENT) {
-            let merged = merge_stored(&tx, chunk).await?;
+            let stored = read_stored(&tx, chunk).await?;
+            let merged = merge_stored(&stored, chunk);
             let mut pending: Vec<&[Merged<'_>]> = vec![&merged];
             while let Some(part) = pending.pop() {
                 let savepoint = tx.savepoint("partners").await?;
@@ -225,28 +226,29 @@ impl Store {
     }
 }
 
-/// Partner lists read and written per statement of a fold (a list of a busy product
-/// holds thousands of partners).
-const LISTS_PER_STATEMENT: usize = 1_000;
+/// Partner lists read and written per statement of a fold: a list of a busy product
+/// holds thousands of partners, and a fold holds one statement's lists in memory.
+const LISTS_PER_STATEMENT: usize = 250;
 
-/// A product's partner list after a fold's deltas.
+/// A product's partner list after a fold's deltas, its ids borrowed from the stored row
+/// or the deltas.
 struct Merged<'a> {
     kind: &'static str,
     product: &'a str,
     /// Ranked (see [`partners::rank`]).
-    list: Vec<(String, i64)>,
+    list: Vec<(&'a str, i64)>,
     /// The fold's deltas it holds.
     deltas: usize,
 }
 
-/// Reads the stored lists of `chunk` (locked until the commit) and adds the deltas.
-async fn merge_stored<'a>(
+/// Reads the stored lists of `chunk`, locked until the commit.
+async fn read_stored(
     tx: &Transaction<'_>,
-    chunk: &[PartnerDeltas<'a>],
-) -> Result<Vec<Merged<'a>>, Error> {
+    chunk: &[PartnerDeltas<'_>],
+) -> Result<Vec<tokio_postgres::Row>, Error> {
     let kinds: Vec<&str> = chunk.iter().map(|l| l.kind).collect();
     let products: Vec<&str> = chunk.iter().map(|l| l.product).collect();
-    let rows = tx
+    Ok(tx
         .query(
             "select p.kind, p.a, p.partners, p.counts
              from product_partners p
@@ -255,30 +257,30 @@ async fn merge_stored<'a>(
              for update of p",
             &[&kinds, &products],
         )
-        .await?;
-    let mut stored: HashMap<(String, String), Vec<(String, i64)>> = HashMap::new();
-    for r in rows {
-        let partners: Vec<String> = r.get(2);
-        let counts: Vec<i64> = r.get(3);
-        stored.insert(
-            (r.get(0), r.get(1)),
-            partners.into_iter().zip(counts).collect(),
-        );
+        .await?)
+}
+
+/// Adds the deltas of `chunk` to the `stored` lists.
+fn merge_stored<'a>(
+    stored: &'a [tokio_postgres::Row],
+    chunk: &[PartnerDeltas<'a>],
+) -> Vec<Merged<'a>> {
+    let mut lists: HashMap<(&str, &str), (Vec<&'a str>, Vec<i64>)> = HashMap::new();
+    for r in stored {
+        lists.insert((r.get(0), r.get(1)), (r.get(2), r.get(3)));
     }
-    Ok(chunk
+    chunk
         .iter()
         .map(|l| {
-            let existing = stored
-                .remove(&(l.kind.to_owned(), l.product.to_owned()))
-                .unwrap_or_default();
+            let (partners, counts) = lists.remove(&(l.kind, l.product)).unwrap_or_default();
             Merged {
                 kind: l.kind,
                 product: l.product,
-                list: partners::merge(existing, &l.deltas),
+                list: partners::merge(partners.into_iter().zip(counts), &l.deltas),
                 deltas: l.deltas.len(),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Writes merged lists, their first `top` entries apart: copied into a temporary table
@@ -309,7 +311,7 @@ async fn write_lists(tx: &Transaction<'_>, lists: &[Merged<'_>], top: usize) -> 
     );
     let mut writer = std::pin::pin!(writer);
     for merged in lists {
-        let partners: Vec<&str> = merged.list.iter().map(|(p, _)| p.as_str()).collect();
+        let partners: Vec<&str> = merged.list.iter().map(|(p, _)| *p).collect();
         let counts: Vec<i64> = merged.list.iter().map(|(_, c)| *c).collect();
         let cut = top.min(partners.len());
         writer
