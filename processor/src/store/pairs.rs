@@ -260,12 +260,15 @@ async fn read_stored(
         .await?)
 }
 
+/// A stored partner list: the partners and their counts.
+type StoredList<'a> = (Vec<&'a str>, Vec<i64>);
+
 /// Adds the deltas of `chunk` to the `stored` lists.
 fn merge_stored<'a>(
     stored: &'a [tokio_postgres::Row],
     chunk: &[PartnerDeltas<'a>],
 ) -> Vec<Merged<'a>> {
-    let mut lists: HashMap<(&str, &str), (Vec<&'a str>, Vec<i64>)> = HashMap::new();
+    let mut lists: HashMap<(&str, &str), StoredList<'a>> = HashMap::new();
     for r in stored {
         lists.insert((r.get(0), r.get(1)), (r.get(2), r.get(3)));
     }
