@@ -373,6 +373,45 @@ async fn two_instances_share_the_partitions_and_give_the_same_results() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_instance_paused_past_its_session_timeout_counts_nothing_twice() {
+    let day = day(0x5EED_000A, 3_000);
+    let scenario = Harness::storefront("zombie").await;
+    let mut a = scenario.start("a");
+    let mut b = scenario.start("b");
+    a.wait_ready(Duration::from_secs(60)).await;
+    b.wait_ready(Duration::from_secs(60)).await;
+    // Let the group settle so that both own partitions before the stream starts.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let half = day.records.len() / 2;
+    scenario.produce(&day.records[..half]).await;
+    // Pause `a` while the two are counting: it may hold records read but not committed,
+    // or be inside a checkpoint transaction.
+    progress(&b, day.start_minute, 0, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(
+        storefront::Rng::new(0x5709).below(300),
+    ))
+    .await;
+    a.signal("STOP");
+    // The rest arrives while `a` is paused; past its session timeout (6 s) the group
+    // hands its partitions to `b`. When `a` resumes, whatever it held is stale: its
+    // commit must be refused (the offset fence) or never attempted (revoked first).
+    scenario.produce(&day.records[half..]).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    a.signal("CONT");
+    settle_day(&b, &day, Duration::from_secs(240)).await;
+    assert_recommendations(&b, &day.expected).await;
+    assert!(
+        a.child.try_wait().expect("status").is_none(),
+        "the resumed instance keeps running"
+    );
+    // Whatever `a` does after resuming leaves the results exact.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    settle_day(&a, &day, Duration::from_secs(60)).await;
+    assert!(a.terminate(), "clean exit of the resumed instance");
+    assert!(b.terminate(), "clean exit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn postgres_and_redis_connections_breaking_mid_stream_cause_retries_not_loss() {
     let day = day(0x5EED_0004, 3_000);
     let scenario = Harness::storefront("stores").await;

@@ -518,6 +518,15 @@ impl Processor {
         self.child.wait().expect("reaped");
     }
 
+    /// Sends `signal` (a name such as `STOP` or `CONT`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal}");
+    }
+
     /// SIGTERM, then waits for the exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
         let _ = Command::new("kill")
