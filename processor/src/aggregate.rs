@@ -23,6 +23,7 @@ use ingest_core::model::{CartAction, Event};
 
 use crate::catalog::Catalog;
 use crate::dedup::{stream_minute, EventKey, SeenIds};
+use crate::members::{self, CommittedMembers};
 use crate::recommend::{self, Recent};
 use crate::sessions::Activity;
 // Re-exported: the rest of the processor and its tests name them from here.
@@ -171,6 +172,8 @@ pub struct Aggregator<'a> {
     committed: &'a SeenIds,
     /// The keys counted by this batch, per partition.
     batch: HashMap<TopicPartition, HashSet<EventKey>>,
+    /// Set members already committed: left out of [`Rollup::members`].
+    committed_members: Option<&'a CommittedMembers>,
     rollup: Rollup,
 }
 
@@ -193,6 +196,7 @@ impl<'a> Aggregator<'a> {
             sessions,
             committed,
             batch: HashMap::new(),
+            committed_members: None,
             rollup: Rollup {
                 watermarks,
                 activity,
@@ -200,6 +204,13 @@ impl<'a> Aggregator<'a> {
                 ..Rollup::default()
             },
         }
+    }
+
+    /// Leaves the set members in `committed` out of [`Rollup::members`]: writing them
+    /// again would change nothing ([`crate::members`]).
+    pub fn skipping_members(mut self, committed: &'a CommittedMembers) -> Self {
+        self.committed_members = Some(committed);
+        self
     }
 
     /// The deltas so far; the touched users' event times pruned to their bounds.
@@ -248,6 +259,11 @@ impl<'a> Aggregator<'a> {
     }
 
     fn member(&mut self, minute: i64, set: &str, member: &str) {
+        if let Some(committed) = self.committed_members {
+            if committed.contains(minute, members::key_of(set, member)) {
+                return;
+            }
+        }
         self.rollup
             .members
             .insert((minute, set.to_owned(), member.to_owned()));
@@ -549,6 +565,54 @@ mod tests {
         assert_eq!(r.recent["u2"].bought, vec!["p1"]);
         assert!(r.pairs.is_empty(), "one product per user: no pairs");
         assert_eq!(r.watermarks.get(&tp), Some(&(T0 + 6)));
+    }
+
+    #[test]
+    fn members_committed_earlier_are_left_out() {
+        let catalog = catalog();
+        let committed = SeenIds::default();
+        let m = T0 / 1000;
+        let mut members = CommittedMembers::default();
+        members.note([(m, set::USERS, "u1"), (m, set::VIEWERS, "u1")], 600, 100);
+        let mut agg = Aggregator::new(
+            &catalog,
+            60,
+            RULES,
+            HashMap::new(),
+            &committed,
+            HashMap::new(),
+            HashMap::new(),
+        )
+        .skipping_members(&members);
+        let view = r#"{"user_id":"u1","product_id":"p1"}"#;
+        agg.add(&incoming("1", T0, EventKind::ProductView, view));
+        agg.add(&incoming("2", T0 + 60_000, EventKind::ProductView, view));
+        agg.add(&incoming(
+            "3",
+            T0 + 1,
+            EventKind::Cart,
+            r#"{"user_id":"u1","action":"add","product_id":"p1","quantity":1}"#,
+        ));
+        let r = agg.finish();
+        let got: Vec<(i64, &str, &str)> = r
+            .members
+            .iter()
+            .map(|(minute, set, member)| (*minute, set.as_str(), member.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (m, set::CART_ADDERS, "u1"),
+                (m + 60, set::USERS, "u1"),
+                (m + 60, set::VIEWERS, "u1"),
+            ],
+            "only the members not committed in their minute"
+        );
+        assert_eq!(
+            count(&r, m, "events.product_view"),
+            1,
+            "the event still counts"
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod http;
 pub mod isolate;
 pub mod live;
 pub mod live_page;
+pub mod members;
 pub mod pipeline;
 pub mod prune;
 pub mod recommend;

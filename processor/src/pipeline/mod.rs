@@ -59,6 +59,7 @@ use crate::dedup::{self, SeenIds};
 use crate::error::{Disposition, Error};
 use crate::isolate::write_isolating;
 use crate::live::LiveView;
+use crate::members::{self, CommittedMembers};
 use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store};
 
@@ -143,6 +144,8 @@ pub struct Pipeline {
     partitions: HashMap<TopicPartition, PartitionState>,
     /// The de-duplication keys of the partitions in `partitions`, as committed.
     seen: SeenIds,
+    /// Set members committed lately (not written again).
+    committed_members: CommittedMembers,
     stale: HashSet<TopicPartition>,
     pending: Vec<Held>,
     /// Records to dead-letter with the next checkpoint.
@@ -244,6 +247,7 @@ impl Pipeline {
             revoked,
             partitions: HashMap::new(),
             seen: SeenIds::default(),
+            committed_members: CommittedMembers::default(),
             stale: HashSet::new(),
             pending: Vec::new(),
             letters: Vec::new(),
@@ -600,6 +604,7 @@ impl Pipeline {
         };
         let search = settings.search.is_some();
         let seen = &self.seen;
+        let committed_members = &self.committed_members;
         let aggregate = |events: &[&Incoming], states: crate::store::UserStates| {
             let mut aggregator = Aggregator::new(
                 catalog,
@@ -609,7 +614,8 @@ impl Pipeline {
                 seen,
                 states.activity,
                 states.recent,
-            );
+            )
+            .skipping_members(committed_members);
             for incoming in events {
                 aggregator.add(incoming);
             }
@@ -694,6 +700,16 @@ impl Pipeline {
             let _ = hint.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(range.to));
         }
         metrics::gauge!("processor_dedup_ids").set(self.seen.len() as f64);
+        // Members of minutes past the allowed lateness (and a margin) get no more events.
+        self.committed_members.note(
+            rollup
+                .members
+                .iter()
+                .map(|(minute, set, member)| (*minute, set.as_str(), member.as_str())),
+            self.settings.allowed_lateness_secs + 120,
+            members::MAX_MEMBERS,
+        );
+        metrics::gauge!("processor_committed_members").set(self.committed_members.len() as f64);
         let live_written = self
             .live
             .write(&committed, &versions, &rollup.members)
