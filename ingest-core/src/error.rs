@@ -403,6 +403,7 @@ impl Error {
         matches!(self, Error::QueueFull { .. } | Error::ShuttingDown)
     }
 
+    #[cfg(feature = "kafka")]
     pub(crate) fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
         Error::Kafka {
             context: context.into(),
@@ -415,13 +416,22 @@ impl Error {
 /// client library's own error type is not part of this crate's API, so upgrading the
 /// client does not break callers.
 #[derive(Debug, Clone)]
-pub struct KafkaError(rdkafka::error::KafkaError);
+pub struct KafkaError(KafkaErrorInner);
+
+/// The client's error; without the `kafka` feature there is no client, so none exists.
+#[cfg(feature = "kafka")]
+type KafkaErrorInner = rdkafka::error::KafkaError;
+#[cfg(not(feature = "kafka"))]
+type KafkaErrorInner = std::convert::Infallible;
 
 impl KafkaError {
     /// librdkafka's name of the error code, when the error carries one (e.g.
     /// `TopicAlreadyExists`, `MessageSizeTooLarge`).
     pub fn code_name(&self) -> Option<String> {
-        self.0.rdkafka_error_code().map(|code| format!("{code:?}"))
+        #[cfg(feature = "kafka")]
+        return self.0.rdkafka_error_code().map(|code| format!("{code:?}"));
+        #[cfg(not(feature = "kafka"))]
+        match self.0 {}
     }
 }
 
@@ -433,6 +443,9 @@ impl fmt::Display for KafkaError {
 
 impl std::error::Error for KafkaError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
+        #[cfg(feature = "kafka")]
+        return self.0.source();
+        #[cfg(not(feature = "kafka"))]
+        match self.0 {}
     }
 }

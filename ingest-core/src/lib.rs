@@ -64,40 +64,59 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+// Without the `kafka` feature (default on) only the pure parts are built: validation,
+// batch splitting, the event model and contract, custom events, codes and the disk
+// buffer's storage. The fuzz targets (fuzz/) use that build.
+#[cfg(feature = "kafka")]
 pub mod admin;
 mod batch;
+#[cfg(feature = "kafka")]
 mod blocking;
 pub mod buffer;
 pub mod codes;
+#[cfg(feature = "kafka")]
 mod completion;
+#[cfg(feature = "kafka")]
 pub mod config;
 pub mod contract;
 mod custom;
+#[cfg(feature = "kafka")]
 mod delivery;
 mod error;
 mod event;
 pub mod flags;
+#[cfg(feature = "kafka")]
 mod health;
 mod host;
+#[cfg(feature = "kafka")]
 mod ingestor;
 pub mod model;
+#[cfg(feature = "kafka")]
 mod stats;
+#[cfg(feature = "kafka")]
 mod telemetry;
 mod validate;
 
+#[cfg(feature = "kafka")]
 pub use admin::{ensure_topics, ensure_topics_blocking, TopicStatus};
 pub use batch::split_batch;
 pub use codes::ErrorKind;
+#[cfg(feature = "kafka")]
 pub use completion::{Completion, CompletionQueue, DEFAULT_COMPLETION_CAPACITY};
+#[cfg(feature = "kafka")]
 pub use config::{IngestConfig, Settings};
 pub use custom::{CustomEvent, CUSTOM_EVENT_TYPE, MAX_CUSTOM_NAME};
+#[cfg(feature = "kafka")]
 pub use delivery::{
     Ack, BatchReceipt, BreakerState, ParseAckError, Receipt, Rejection, ShutdownReport,
 };
 pub use error::{printable, ConfigError, Error, ErrorCode, KafkaError, ValidationError};
 pub use event::EventKind;
+#[cfg(feature = "kafka")]
 pub use health::{BufferHealth, Health};
+#[cfg(feature = "kafka")]
 pub use ingestor::{Ingestor, IngestorBuilder, SubmitOptions};
+#[cfg(feature = "kafka")]
 pub use stats::Stats;
 pub use validate::{Limits, ValidEvent, Validator};
 
@@ -106,6 +125,7 @@ pub use bytes;
 
 /// The handles hosts share between threads (language bindings hand them to any thread
 /// of the host) are `Send` and `Sync`; this fails to compile if one stops being so.
+#[cfg(feature = "kafka")]
 const _: () = {
     const fn shared_between_threads<T: Send + Sync>() {}
     shared_between_threads::<Ingestor>();

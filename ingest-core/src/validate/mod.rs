@@ -91,6 +91,7 @@ impl ValidEvent {
         &self.payload
     }
 
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // used by the ingestor only
     pub(crate) fn into_parts(self) -> (EventKind, Uuid, Bytes, Bytes) {
         (self.kind, self.event_id, self.partition_key, self.payload)
     }

@@ -27,10 +27,9 @@ pub mod publisher;
 
 use std::collections::HashMap;
 
-/// Kind of a product pair count.
-pub const CO_VIEW: &str = "view";
-/// Kind of a product pair count.
-pub const CO_PURCHASE: &str = "purchase";
+// Defined beside the row format that encodes them, so that pair_log.rs stands alone
+// (the fuzz targets, fuzz/, compile it without the rest of the processor).
+pub use pair_log::{CO_PURCHASE, CO_VIEW};
 
 /// One user's recent products, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

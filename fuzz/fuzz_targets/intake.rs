@@ -1,0 +1,91 @@
+//! The Segment and GA4 intake mappers (edge-agent/src/intake/) on arbitrary bytes.
+//!
+//! The first byte chooses: 0 to 5 a single Segment call of that type (`track`, `page`,
+//! ...), 6 a Segment batch, 7 a GA4 Measurement Protocol request.
+//!
+//! Invariants, beyond "no panic":
+//! - Every error carries one of ingest-core's error codes and a message; a field path,
+//!   when given, is not empty.
+//! - A mapped e-commerce event is a JSON object the validator can read: validating it
+//!   for its type never fails on the JSON itself (`invalid_json`, `invalid_utf8`,
+//!   `not_an_object`, `duplicate_field`, `empty_body`), only on the contract's rules.
+//! - A custom event has a name, a non-nil id, and its body is JSON.
+//! - A batch never yields more results than `max_events`.
+#![no_main]
+
+use bytes::Bytes;
+use ingest_core::{ErrorCode, Limits, Validator};
+use ingest_fuzz::intake::{
+    ga4_collect, segment_batch, segment_single, MapError, Mapped, SegmentCall,
+};
+use libfuzzer_sys::fuzz_target;
+
+const MAX_EVENTS: usize = 64;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, body)) = data.split_first() else {
+        return;
+    };
+    let validator = Validator::new(Limits::default());
+    let results = match mode % 8 {
+        6 => segment_batch(body, MAX_EVENTS),
+        7 => ga4_collect(body, MAX_EVENTS),
+        n => Ok(vec![segment_single(SegmentCall::ALL[usize::from(n)], body)]),
+    };
+    let results = match results {
+        Ok(results) => results,
+        Err(error) => {
+            check_error(&error);
+            return;
+        }
+    };
+    assert!(results.len() <= MAX_EVENTS);
+    for result in results {
+        match result {
+            Ok(mapped) => check_mapped(&validator, mapped),
+            Err(error) => check_error(&error),
+        }
+    }
+});
+
+fn check_error(error: &MapError) {
+    assert!(
+        ErrorCode::ALL.iter().any(|c| c.as_str() == error.code),
+        "{error:?}: not an ingest-core error code"
+    );
+    assert!(!error.message.is_empty(), "{error:?}: no message");
+    if let Some(field) = &error.field {
+        assert!(!field.is_empty(), "{error:?}: empty field path");
+    }
+}
+
+/// Codes that say the bytes are not a readable JSON object at all.
+const NOT_AN_EVENT: &[ErrorCode] = &[
+    ErrorCode::EmptyBody,
+    ErrorCode::InvalidJson,
+    ErrorCode::InvalidUtf8,
+    ErrorCode::NotAnObject,
+    ErrorCode::DuplicateField,
+];
+
+fn check_mapped(validator: &Validator, mapped: Mapped) {
+    match mapped {
+        Mapped::Event { kind, json } => {
+            let value: serde_json::Value = serde_json::from_slice(&json)
+                .unwrap_or_else(|e| panic!("a mapped {kind} event is not JSON: {e}"));
+            assert!(value.is_object(), "a mapped {kind} event is not an object");
+            if let Err(error) = validator.validate(Some(kind), Bytes::from(json)) {
+                assert!(
+                    !NOT_AN_EVENT.contains(&error.code()),
+                    "the validator cannot read a mapped {kind} event: {error}"
+                );
+            }
+        }
+        Mapped::Custom(custom) => {
+            assert!(!custom.name.is_empty(), "a custom event without a name");
+            assert!(!custom.event_id.is_nil(), "a custom event without an id");
+            serde_json::from_slice::<serde_json::Value>(&custom.body)
+                .unwrap_or_else(|e| panic!("a custom event's body is not JSON: {e}"));
+        }
+    }
+}
