@@ -129,8 +129,9 @@ ensure_cargo_deny() {
   ensure_rust || return 1
   cargo deny --version >/dev/null 2>&1 && return 0
   log "installing cargo-deny (cargo install --locked cargo-deny)"
-  # Its own build directory: the workspace's target dir keeps only the workspace.
-  CARGO_TARGET_DIR= cargo install --locked cargo-deny
+  # Its own build directory (cargo's temporary one): the workspace's target dir keeps
+  # only the workspace. Unset, not empty: cargo refuses an empty CARGO_TARGET_DIR.
+  env -u CARGO_TARGET_DIR cargo install --locked cargo-deny
 }
 
 # ensure_commands CMD:PACKAGE...: installs the Debian PACKAGE of each CMD missing from

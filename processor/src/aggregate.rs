@@ -470,6 +470,19 @@ mod tests {
         order_items_paired: 25,
     };
 
+    /// An aggregator with lateness 60 s, [`RULES`], no watermarks and no user state.
+    fn fresh<'a>(catalog: &'a Catalog, committed: &'a SeenIds) -> Aggregator<'a> {
+        Aggregator::new(
+            catalog,
+            60,
+            RULES,
+            HashMap::new(),
+            committed,
+            HashMap::new(),
+            HashMap::new(),
+        )
+    }
+
     fn count(r: &Rollup, minute: i64, metric: &str) -> i64 {
         r.counts
             .get(&(minute, TopicPartition::new("t", 0), metric.to_owned()))
@@ -492,15 +505,7 @@ mod tests {
     fn counts_metrics_of_every_type() {
         let catalog = catalog();
         let committed = SeenIds::default();
-        let mut agg = Aggregator::new(
-            &catalog,
-            60,
-            RULES,
-            HashMap::new(),
-            &committed,
-            HashMap::new(),
-            HashMap::new(),
-        );
+        let mut agg = fresh(&catalog, &committed);
         let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148";
         agg.add(&incoming("1", T0, EventKind::ProductView, &format!(r#"{{"user_id":"u1","product_id":"p1","context":{{"user_agent":"{ua}","experiments":{{"f":"a"}}}}}}"#)));
         agg.add(&incoming(
@@ -574,16 +579,7 @@ mod tests {
         let m = T0 / 1000;
         let mut members = CommittedMembers::default();
         members.note([(m, set::USERS, "u1"), (m, set::VIEWERS, "u1")], 600, 100);
-        let mut agg = Aggregator::new(
-            &catalog,
-            60,
-            RULES,
-            HashMap::new(),
-            &committed,
-            HashMap::new(),
-            HashMap::new(),
-        )
-        .skipping_members(&members);
+        let mut agg = fresh(&catalog, &committed).skipping_members(&members);
         let view = r#"{"user_id":"u1","product_id":"p1"}"#;
         agg.add(&incoming("1", T0, EventKind::ProductView, view));
         agg.add(&incoming("2", T0 + 60_000, EventKind::ProductView, view));

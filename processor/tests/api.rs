@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{http, Scenario};
+use common::{http, ranked_products, Scenario};
 use processor::http::{router, serve, ApiState, ConnectionLimits};
 use processor::live::{LiveView, ReadLimits};
 use processor::pipeline::Health;
@@ -144,17 +144,7 @@ async fn recommendations_read_the_stored_top_partners_or_the_whole_list_when_mor
     let (addr, _stop) = start_api(&scenario).await;
     let (status, body) = get(&addr, "/api/recommendations/u").await;
     assert_eq!(status, 200, "{body}");
-    let got: Vec<(String, i64)> = body["products"]
-        .as_array()
-        .expect("products")
-        .iter()
-        .map(|p| {
-            (
-                p["product_id"].as_str().expect("id").to_owned(),
-                p["score"].as_i64().expect("score"),
-            )
-        })
-        .collect();
+    let got = ranked_products(&body);
     let want: Vec<(String, i64)> = [("sku-2", 5), ("sku-4", 5), ("sku-3", 4), ("sku-5", 1)]
         .iter()
         .map(|&(p, s)| (p.to_owned(), s))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::harness::{analytics, progress, settle_day, settled, start_minute, Harness};
 use common::storefront::{self, Expected};
-use common::{Processor, Scenario, SearchIndex};
+use common::{ranked_products, Processor, Scenario, SearchIndex};
 
 fn day(seed: u64, users: usize) -> storefront::Day {
     let day = storefront::day(seed, users, start_minute());
@@ -33,21 +33,6 @@ fn recommended_users(e: &Expected) -> Vec<&String> {
     assert!(users.len() >= 20);
     users.truncate(20);
     users
-}
-
-/// The `(product_id, score)` list of a recommendations answer or record.
-fn ranked_products(value: &serde_json::Value) -> Vec<(String, i64)> {
-    value["products"]
-        .as_array()
-        .expect("products")
-        .iter()
-        .map(|p| {
-            (
-                p["product_id"].as_str().expect("id").to_owned(),
-                p["score"].as_i64().expect("score"),
-            )
-        })
-        .collect()
 }
 
 /// Compares the recommendations of [`recommended_users`] with the model's, once the

@@ -22,11 +22,10 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Instant;
 
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
-use super::{Committed, OffsetRange, Store, UserStates};
+use super::{copy_into_temporary, Committed, OffsetRange, Store, UserStates};
 use crate::aggregate::{Rollup, TopicPartition};
 use crate::dead_letter::DeadLetter;
 use crate::dedup::{self, PartitionIds};
@@ -497,28 +496,20 @@ where
 }
 
 /// Writes the new state of the users `rollup` touched (their rows exist and are locked:
-/// [`activity`]): copied into a temporary table (each user's arrays differ in length,
-/// which one `unnest` statement cannot carry), then one update.
+/// [`activity`]): copied into a temporary table, then one update.
 async fn write_user_states(tx: &Transaction<'_>, rollup: &Rollup) -> Result<(), Error> {
-    tx.batch_execute(
-        "create temporary table if not exists user_states_in (
-             member text, times bigint[], viewed text[], bought text[]
-         ) on commit delete rows;
-         truncate user_states_in",
-    )
-    .await?;
-    let sink = tx
-        .copy_in("copy user_states_in from stdin (format binary)")
-        .await?;
-    let writer = BinaryCopyInWriter::new(
-        sink,
+    let writer = copy_into_temporary(
+        tx,
+        "user_states_in",
+        "member text, times bigint[], viewed text[], bought text[]",
         &[
             Type::TEXT,
             Type::INT8_ARRAY,
             Type::TEXT_ARRAY,
             Type::TEXT_ARRAY,
         ],
-    );
+    )
+    .await?;
     let mut writer = std::pin::pin!(writer);
     let empty = Recent::default();
     for (member, activity) in &rollup.activity {

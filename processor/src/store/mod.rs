@@ -304,3 +304,26 @@ impl Store {
         Ok(())
     }
 }
+
+/// Opens a binary `COPY` into the temporary table `table` (created at its first use in
+/// the session with `columns`, emptied here and at every commit): how one statement gets
+/// rows whose arrays differ in length, which one `unnest` cannot carry. The caller
+/// writes the rows (`types` in column order), finishes the writer, and reads the table.
+async fn copy_into_temporary(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    columns: &str,
+    types: &[tokio_postgres::types::Type],
+) -> Result<tokio_postgres::binary_copy::BinaryCopyInWriter, Error> {
+    tx.batch_execute(&format!(
+        "create temporary table if not exists {table} ({columns}) on commit delete rows;
+         truncate {table}"
+    ))
+    .await?;
+    let sink = tx
+        .copy_in(&format!("copy {table} from stdin (format binary)"))
+        .await?;
+    Ok(tokio_postgres::binary_copy::BinaryCopyInWriter::new(
+        sink, types,
+    ))
+}

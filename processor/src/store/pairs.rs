@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
-use super::Store;
+use super::{copy_into_temporary, Store};
 use crate::error::{Disposition, Error};
 use crate::recommend::pair_log::{PairSums, PartnerDeltas};
 use crate::recommend::{self, partners, Neighbours, Recent, Recommendation};
@@ -286,32 +285,23 @@ fn merge_stored<'a>(
         .collect()
 }
 
-/// Writes merged lists, their first `top` entries apart: copied into a temporary table
-/// (lists differ in length, which one `unnest` statement cannot carry), then upserted.
+/// Writes merged lists, their first `top` entries apart: copied into a temporary table,
+/// then upserted.
 async fn write_lists(tx: &Transaction<'_>, lists: &[Merged<'_>], top: usize) -> Result<(), Error> {
-    tx.batch_execute(
-        "create temporary table if not exists partners_in (
-             kind text, a text, partners text[], counts bigint[], top_partners text[], top_counts bigint[]
-         ) on commit delete rows;
-         truncate partners_in",
-    )
-    .await?;
-    let sink = tx
-        .copy_in("copy partners_in from stdin (format binary)")
-        .await?;
-    let text_array = Type::TEXT_ARRAY;
-    let count_array = Type::INT8_ARRAY;
-    let writer = BinaryCopyInWriter::new(
-        sink,
+    let writer = copy_into_temporary(
+        tx,
+        "partners_in",
+        "kind text, a text, partners text[], counts bigint[], top_partners text[], top_counts bigint[]",
         &[
             Type::TEXT,
             Type::TEXT,
-            text_array.clone(),
-            count_array.clone(),
-            text_array,
-            count_array,
+            Type::TEXT_ARRAY,
+            Type::INT8_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::INT8_ARRAY,
         ],
-    );
+    )
+    .await?;
     let mut writer = std::pin::pin!(writer);
     for merged in lists {
         let partners: Vec<&str> = merged.list.iter().map(|(p, _)| *p).collect();

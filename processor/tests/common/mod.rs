@@ -638,3 +638,18 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// The `(product_id, score)` list of a recommendations answer or record.
+pub fn ranked_products(value: &serde_json::Value) -> Vec<(String, i64)> {
+    value["products"]
+        .as_array()
+        .expect("products")
+        .iter()
+        .map(|p| {
+            (
+                p["product_id"].as_str().expect("id").to_owned(),
+                p["score"].as_i64().expect("score"),
+            )
+        })
+        .collect()
+}
