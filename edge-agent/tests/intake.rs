@@ -276,6 +276,17 @@ fn single_calls() {
     for call in SegmentCall::ALL {
         assert_eq!(SegmentCall::from_name(call.as_str()), Some(call));
     }
+
+    // A track call's name may not be empty (it names the custom event).
+    for name in ["\"\"", "\"  \""] {
+        let body = format!(r#"{{"userId":"u","event":{name}}}"#);
+        let e = error(segment_single(SegmentCall::Track, body.as_bytes()));
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid_value", Some("event")),
+            "{e}"
+        );
+    }
 }
 
 #[test]
@@ -434,6 +445,12 @@ fn request_errors() {
         e.message,
         "the request holds 3 events; at most 2 are allowed"
     );
+    for name in ["\"\"", "\" \""] {
+        let body = format!(r#"{{"client_id":"c","events":[{{"name":{name}}}]}}"#);
+        let mapped = ga4_collect(body.as_bytes(), 2).expect("request read");
+        let e = error(mapped.into_iter().next().expect("one event"));
+        assert_eq!(e.code, "invalid_value", "an empty GA4 event name: {e}");
+    }
     let app = ga4_collect(br#"{"app_instance_id":"i1","events":[{"name":"x"}]}"#, 2).expect("app");
     assert_eq!(custom(&app[0]).key.as_deref(), Some("i1"));
 }

@@ -45,14 +45,24 @@ async fn topics_get_replication_three_and_acks_all_delivery_works() {
     let partitions = metadata.topics()[0].partitions();
     assert_eq!(partitions.len(), 6);
     assert!(partitions.iter().all(|p| p.replicas().len() == 3));
-    let configs = admin
-        .describe_configs(&[ResourceSpecifier::Topic(&topic)], &AdminOptions::new())
-        .await
-        .expect("describe");
-    let resource = configs[0].as_ref().expect("topic config");
-    let min_isr = resource
-        .get("min.insync.replicas")
-        .and_then(|e| e.value.clone());
+    // Asked again for a while: the other test of this file stops a broker meanwhile, and
+    // a broker coming back may answer before it has the topic's configuration.
+    let mut min_isr = None;
+    for _ in 0..20 {
+        let configs = admin
+            .describe_configs(&[ResourceSpecifier::Topic(&topic)], &AdminOptions::new())
+            .await
+            .expect("describe");
+        min_isr = configs[0]
+            .as_ref()
+            .ok()
+            .and_then(|resource| resource.get("min.insync.replicas"))
+            .and_then(|e| e.value.clone());
+        if min_isr.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert_eq!(min_isr.as_deref(), Some("2"));
 
     let ingestor = Ingestor::builder()

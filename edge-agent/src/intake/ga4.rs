@@ -220,6 +220,13 @@ impl<'a> Request<'a> {
                     format!("{} is required", join(&prefix, "name")),
                 )
             })?;
+        if name.trim().is_empty() {
+            return Err(MapError::field(
+                ErrorCode::InvalidValue,
+                join(&prefix, "name"),
+                format!("{} must not be empty", join(&prefix, "name")),
+            ));
+        }
         // An event's own time overrides the request's.
         let timestamp = match take(&mut event, "timestamp_micros") {
             Some(micros) => Some(micros_to_rfc3339(&micros, || {

@@ -346,6 +346,17 @@ fn translate(
                         at("event"),
                         format!("{} (the event name) is required for track", at("event")),
                     )
+                })
+                .and_then(|name| {
+                    if name.trim().is_empty() {
+                        Err(MapError::field(
+                            ErrorCode::InvalidValue,
+                            at("event"),
+                            format!("{} (the event name) must not be empty", at("event")),
+                        ))
+                    } else {
+                        Ok(name)
+                    }
                 })?,
         ),
         _ => None,
