@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use crate::aggregate::{Incoming, Rollup};
 use crate::error::{Disposition, Error};
 use crate::store::{Attempt, Checkpoint, UserStates, Written};
+use crate::user_cache::UserStateCache;
 
 /// Turns a subset of the batch and its users' committed state into the rollup and the
 /// search documents.
@@ -38,11 +39,12 @@ impl<F> Aggregate for F where F: Fn(&[&Incoming], UserStates) -> (Rollup, Vec<(S
 pub async fn write_isolating(
     checkpoint: &mut Checkpoint<'_>,
     events: &[&Incoming],
+    cache: &UserStateCache,
     max_refused: usize,
     aggregate: &impl Aggregate,
 ) -> Result<(Written, Vec<(usize, Error)>), Error> {
     let all: Vec<usize> = (0..events.len()).collect();
-    let first = match write(checkpoint, events, &all, Attempt::Keep, aggregate).await {
+    let first = match write(checkpoint, events, cache, &all, Attempt::Keep, aggregate).await {
         Ok(written) => return Ok((written, Vec::new())),
         Err(e) if e.disposition() == Disposition::Data => e,
         Err(e) => return Err(e),
@@ -65,7 +67,7 @@ pub async fn write_isolating(
         // Pushed right first so that the left half is searched first: refused records
         // come out in read order.
         for half in [right, left] {
-            match write(checkpoint, events, half, Attempt::Probe, aggregate).await {
+            match write(checkpoint, events, cache, half, Attempt::Probe, aggregate).await {
                 Ok(_) => {}
                 Err(e) if e.disposition() == Disposition::Data => {
                     any_failed = true;
@@ -80,7 +82,7 @@ pub async fn write_isolating(
     }
     let skip: HashSet<usize> = refused.iter().map(|(i, _)| *i).collect();
     let rest: Vec<usize> = all.into_iter().filter(|i| !skip.contains(i)).collect();
-    match write(checkpoint, events, &rest, Attempt::Keep, aggregate).await {
+    match write(checkpoint, events, cache, &rest, Attempt::Keep, aggregate).await {
         Ok(written) => Ok((written, refused)),
         Err(e) if e.disposition() == Disposition::Data => Err(Error::Unattributable(Box::new(e))),
         Err(e) => Err(e),
@@ -91,6 +93,7 @@ pub async fn write_isolating(
 async fn write(
     checkpoint: &mut Checkpoint<'_>,
     events: &[&Incoming],
+    cache: &UserStateCache,
     indices: &[usize],
     attempt: Attempt,
     aggregate: &impl Aggregate,
@@ -104,6 +107,6 @@ async fn write(
         .filter_map(|e| e.event.common().identity())
         .collect();
     checkpoint
-        .write(&users, attempt, |states| aggregate(&subset, states))
+        .write(&users, cache, attempt, |states| aggregate(&subset, states))
         .await
 }

@@ -40,6 +40,7 @@ pub mod store;
 pub mod store_pool;
 pub mod stream;
 pub mod ua;
+pub mod user_cache;
 
 use std::sync::Arc;
 

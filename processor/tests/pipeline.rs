@@ -644,6 +644,96 @@ async fn a_resend_after_a_kill_9_is_a_duplicate_until_its_window_has_passed() {
     assert!(p.terminate());
 }
 
+/// The value of the `processor_user_state_cache_total` series of `result`.
+async fn cache_count(p: &Processor, result: &str) -> f64 {
+    let (_, metrics) = p.get("/metrics").await.expect("metrics");
+    let series = format!("processor_user_state_cache_total{{result=\"{result}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str())?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_state_changed_elsewhere_since_it_was_cached_is_read_again() {
+    let scenario = Harness::new(
+        "stale_state",
+        &[("sku-1".to_owned(), "One".to_owned())],
+        &[],
+    )
+    .await;
+    let start = start_minute();
+    let t0 = (start + 10 * 60) * 1000;
+    let p = scenario.start_ready("stale_state", &[]).await;
+    scenario.produce(&[view(1, "sku-1", t0)]).await;
+    scenario.wait_committed(1, Duration::from_secs(60)).await;
+
+    // Another writer (an instance that held this user's events from another partition)
+    // records an event 60 s later. The state this instance cached says the user was
+    // last seen at t0: read from it, an event at t0 + 70 s would start a second session
+    // (the tests' timeout is 30 s); read from the row, it continues the session.
+    scenario
+        .execute(&format!(
+            "update user_activity set times = '{{{}}}', version = 42 where member = 'u1'",
+            t0 + 60_000
+        ))
+        .await;
+    scenario.produce(&[view(1, "sku-1", t0 + 70_000)]).await;
+    scenario.wait_committed(2, Duration::from_secs(60)).await;
+    let r = settled(
+        &p,
+        start,
+        &Expected {
+            events: [2, 0, 0, 0],
+            ..Expected::default()
+        },
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(r.sessions, 1, "the session went on from the row's state");
+    let both = format!(
+        "user_activity where member = 'u1' and times = '{{{},{}}}' and version <> 42",
+        t0 + 60_000,
+        t0 + 70_000
+    );
+    assert_eq!(
+        scenario.rows(&both).await,
+        1,
+        "the row holds both times, rewritten"
+    );
+    assert!(
+        cache_count(&p, "stale").await >= 1.0,
+        "the stale entry was noticed"
+    );
+
+    // No writer in between now: the next event is aggregated from the cache.
+    let hits = cache_count(&p, "hit").await;
+    scenario.produce(&[view(1, "sku-1", t0 + 80_000)]).await;
+    scenario.wait_committed(3, Duration::from_secs(60)).await;
+    let r = settled(
+        &p,
+        start,
+        &Expected {
+            events: [3, 0, 0, 0],
+            ..Expected::default()
+        },
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(r.sessions, 1);
+    assert!(
+        cache_count(&p, "hit").await > hits,
+        "the cached state was used"
+    );
+    let all = format!(
+        "user_activity where member = 'u1' and times = '{{{},{},{}}}'",
+        t0 + 60_000,
+        t0 + 70_000,
+        t0 + 80_000
+    );
+    assert_eq!(scenario.rows(&all).await, 1);
+}
+
 fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
     let time = processor::report::rfc3339(time_ms / 1000);
     storefront::Record {

@@ -215,6 +215,10 @@ pub struct CheckpointConfig {
     /// them (isolated one by one); a checkpoint that would dead-letter more stops the
     /// processor instead: so many refusals point at the database, not at the records.
     pub max_isolated_records: usize,
+    /// Memory for the users' state this instance committed, kept so that checkpoints
+    /// need not read it back from PostgreSQL (MiB; 0: always read). Users past it are
+    /// read at their next event.
+    pub user_state_cache_mib: usize,
     /// Wait after a failed checkpoint before the next attempt, doubled per failure,
     /// with jitter (ms).
     pub initial_backoff_ms: u64,
@@ -229,6 +233,7 @@ impl Default for CheckpointConfig {
             max_pending_events: 50_000,
             max_pending_bytes: 64 << 20,
             max_isolated_records: 100,
+            user_state_cache_mib: 128,
             initial_backoff_ms: 200,
             max_backoff_ms: 10_000,
         }

@@ -230,6 +230,7 @@ impl ProcessorConfig {
             max_pending_events: self.checkpoint.max_pending_events,
             max_pending_bytes: self.checkpoint.max_pending_bytes,
             max_isolated_records: self.checkpoint.max_isolated_records,
+            user_state_cache_bytes: self.checkpoint.user_state_cache_mib.saturating_mul(1 << 20),
             checkpoint_backoff: Backoff {
                 initial: Duration::from_millis(self.checkpoint.initial_backoff_ms),
                 max: Duration::from_millis(self.checkpoint.max_backoff_ms),
@@ -454,6 +455,8 @@ pub struct Settings {
     pub max_pending_bytes: usize,
     /// Records one checkpoint may isolate and dead-letter after PostgreSQL refused them.
     pub max_isolated_records: usize,
+    /// Bytes of cached user state at most (0: none).
+    pub user_state_cache_bytes: usize,
     /// Backoff after failed checkpoints.
     pub checkpoint_backoff: Backoff,
     /// De-duplication window, minutes.

@@ -62,6 +62,7 @@ use crate::live::LiveView;
 use crate::members::{self, CommittedMembers};
 use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store};
+use crate::user_cache::{CachedState, UserStateCache};
 
 mod decode;
 mod live_sync;
@@ -146,6 +147,8 @@ pub struct Pipeline {
     seen: SeenIds,
     /// Set members committed lately (not written again).
     committed_members: CommittedMembers,
+    /// The users' state this instance committed last.
+    user_states: UserStateCache,
     stale: HashSet<TopicPartition>,
     pending: Vec<Held>,
     /// Records to dead-letter with the next checkpoint.
@@ -199,6 +202,7 @@ impl Pipeline {
             .await?;
         tracing::info!(products = catalog.len(), "catalog loaded");
         let revoked = Arc::new(Mutex::new(Vec::new()));
+        let user_states = UserStateCache::new(settings.user_state_cache_bytes);
         let consumer: StreamConsumer<Rebalances> = client_config(&settings)
             .set("group.id", &settings.kafka.group_id)
             .set("enable.auto.commit", "false")
@@ -248,6 +252,7 @@ impl Pipeline {
             partitions: HashMap::new(),
             seen: SeenIds::default(),
             committed_members: CommittedMembers::default(),
+            user_states,
             stale: HashSet::new(),
             pending: Vec::new(),
             letters: Vec::new(),
@@ -575,6 +580,25 @@ impl Pipeline {
         }
     }
 
+    /// Keeps the users' state a committed checkpoint wrote (`version`: the version
+    /// their rows now hold), within the cache's bound.
+    fn remember_user_states(&mut self, rollup: &mut Rollup, version: i64) {
+        for (member, activity) in std::mem::take(&mut rollup.activity) {
+            let recent = rollup.recent.get(&member).cloned().unwrap_or_default();
+            self.user_states.store(
+                &member,
+                CachedState {
+                    version,
+                    activity,
+                    recent,
+                },
+            );
+        }
+        self.user_states.trim();
+        metrics::gauge!("processor_user_state_cache_users").set(self.user_states.len() as f64);
+        metrics::gauge!("processor_user_state_cache_bytes").set(self.user_states.bytes() as f64);
+    }
+
     /// Commits the held records: see [`crate::store`] and [`crate::isolate`].
     async fn checkpoint(&mut self) -> Result<(), Error> {
         if self.ranges.is_empty() {
@@ -637,6 +661,7 @@ impl Pipeline {
         let (written, refused) = write_isolating(
             &mut checkpoint,
             &events,
+            &self.user_states,
             settings.max_isolated_records,
             &aggregate,
         )
@@ -655,8 +680,13 @@ impl Pipeline {
         phase_done("dead_letters", &mut phase);
         checkpoint.commit().await?;
         phase_done("commit", &mut phase);
-        let rollup = written.rollup;
+        let mut rollup = written.rollup;
         let committed = written.committed;
+        self.remember_user_states(&mut rollup, written.user_version);
+        metrics::counter!("processor_user_state_cache_total", "result" => "hit")
+            .increment(written.cached_users as u64);
+        metrics::counter!("processor_user_state_cache_total", "result" => "miss")
+            .increment(written.read_users as u64);
         for letter in &letters {
             metrics::counter!("processor_dead_letters_total", "reason" => letter.reason.clone())
                 .increment(1);

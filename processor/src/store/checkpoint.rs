@@ -33,6 +33,7 @@ use crate::error::Error;
 use crate::recommend::pair_log;
 use crate::recommend::Recent;
 use crate::sessions::Activity;
+use crate::user_cache::UserStateCache;
 
 impl Store {
     /// Starts a checkpoint: opens the transaction and moves the offsets (the fence).
@@ -167,6 +168,12 @@ pub struct Written {
     pub committed: Committed,
     /// Search documents queued.
     pub documents: usize,
+    /// The `version` the users' rows now hold (the transaction's id).
+    pub user_version: i64,
+    /// Distinct users whose state came from the cache.
+    pub cached_users: usize,
+    /// Distinct users whose state was read from PostgreSQL.
+    pub read_users: usize,
 }
 
 /// Whether [`Checkpoint::write`] keeps what it wrote or only tries.
@@ -179,12 +186,15 @@ pub enum Attempt {
 }
 
 impl Checkpoint<'_> {
-    /// Stores a set of events inside a savepoint of the checkpoint transaction: reads
-    /// the committed state of `users` (locked until the commit: another instance may
-    /// hold the same user's events from another topic), lets `aggregate` turn it into
-    /// the rollup and the search documents (`(event_id, JSON)`), and writes them. On an error the
-    /// savepoint is rolled back and the fenced transaction stays usable, so the caller
-    /// can try a subset of the events instead (see [`crate::pipeline`]).
+    /// Stores a set of events inside a savepoint of the checkpoint transaction: takes
+    /// the committed state of `users` from `cache` or, for users it does not hold, reads
+    /// it (locked until the commit: another instance may hold the same user's events
+    /// from another topic), lets `aggregate` turn it into the rollup and the search
+    /// documents (`(event_id, JSON)`), and writes them. A user's row that no longer
+    /// holds its cached version makes the data be written again from the rows alone
+    /// ([`crate::user_cache`]). On an error the savepoint is rolled back and the fenced
+    /// transaction stays usable, so the caller can try a subset of the events instead
+    /// (see [`crate::pipeline`]).
     ///
     /// # Errors
     ///
@@ -193,28 +203,51 @@ impl Checkpoint<'_> {
     pub async fn write<F>(
         &mut self,
         users: &[&str],
+        cache: &UserStateCache,
         attempt: Attempt,
         aggregate: F,
     ) -> Result<Written, Error>
     where
-        F: FnOnce(UserStates) -> (Rollup, Vec<(String, String)>),
+        F: Fn(UserStates) -> (Rollup, Vec<(String, String)>),
     {
-        let savepoint = self.tx.savepoint("events").await?;
-        let result = write_data(&savepoint, &self.group, &self.ranges, users, aggregate).await;
-        match (result, attempt) {
-            (Ok(written), Attempt::Keep) => {
-                savepoint.commit().await?;
-                Ok(written)
-            }
-            (Ok(written), Attempt::Probe) => {
-                savepoint.rollback().await?;
-                Ok(written)
-            }
-            (Err(e), _) => {
-                // Should the rollback itself fail, the connection is gone: that error
-                // (retried) says more than the statement's.
-                savepoint.rollback().await?;
-                Err(e)
+        let mut cached = Some(cache);
+        loop {
+            let savepoint = self.tx.savepoint("events").await?;
+            let result = write_data(
+                &savepoint,
+                &self.group,
+                &self.ranges,
+                users,
+                cached,
+                &aggregate,
+            )
+            .await;
+            match (result, attempt) {
+                (Ok(written), Attempt::Keep) => {
+                    savepoint.commit().await?;
+                    return Ok(written);
+                }
+                (Ok(written), Attempt::Probe) => {
+                    savepoint.rollback().await?;
+                    return Ok(written);
+                }
+                (Err(Error::StaleUserState { stale, written }), _) if cached.is_some() => {
+                    savepoint.rollback().await?;
+                    metrics::counter!("processor_user_state_cache_total", "result" => "stale")
+                        .increment(stale);
+                    tracing::debug!(
+                        stale,
+                        written,
+                        "cached user state changed in PostgreSQL; writing again from the rows"
+                    );
+                    cached = None;
+                }
+                (Err(e), _) => {
+                    // Should the rollback itself fail, the connection is gone: that error
+                    // (retried) says more than the statement's.
+                    savepoint.rollback().await?;
+                    return Err(e);
+                }
             }
         }
     }
@@ -322,12 +355,35 @@ async fn write_data<F>(
     group: &str,
     ranges: &HashMap<TopicPartition, OffsetRange>,
     users: &[&str],
-    aggregate: F,
+    cache: Option<&UserStateCache>,
+    aggregate: &F,
 ) -> Result<Written, Error>
 where
-    F: FnOnce(UserStates) -> (Rollup, Vec<(String, String)>),
+    F: Fn(UserStates) -> (Rollup, Vec<(String, String)>),
 {
-    let states = timed("user_state_read", activity(tx, users)).await?;
+    let mut states = UserStates::default();
+    // The version each user's row must still hold when it is written.
+    let mut versions: HashMap<String, i64> = HashMap::new();
+    let mut uncached: Vec<&str> = Vec::with_capacity(users.len());
+    for &user in users {
+        match cache.and_then(|c| c.get(user)) {
+            Some(entry) if !versions.contains_key(user) => {
+                versions.insert(user.to_owned(), entry.version);
+                states
+                    .activity
+                    .insert(user.to_owned(), entry.activity.clone());
+                states.recent.insert(user.to_owned(), entry.recent.clone());
+            }
+            Some(_) => {}
+            None => uncached.push(user),
+        }
+    }
+    let cached_users = versions.len();
+    let read = timed(
+        "user_state_read",
+        activity(tx, &mut uncached, &mut states, &mut versions),
+    )
+    .await?;
     let started = Instant::now();
     let (rollup, documents) = aggregate(states);
     metrics::histogram!("processor_checkpoint_phase_seconds", "phase" => "aggregate")
@@ -419,8 +475,13 @@ where
 
     timed("dedup_log", write_dedup_log(tx, group, ranges, &rollup)).await?;
 
+    let user_version: i64 = tx.query_one("select txid_current()", &[]).await?.get(0);
     if !rollup.activity.is_empty() || !rollup.recent.is_empty() {
-        timed("user_state", write_user_states(tx, &rollup)).await?;
+        timed(
+            "user_state",
+            write_user_states(tx, &rollup, &versions, user_version),
+        )
+        .await?;
     }
 
     if let Some((pairs, deltas)) = pair_log::encode(&rollup.pairs) {
@@ -492,21 +553,36 @@ where
         rollup,
         committed,
         documents: documents.len(),
+        user_version,
+        cached_users,
+        read_users: read,
     })
 }
 
-/// Writes the new state of the users `rollup` touched (their rows exist and are locked:
-/// [`activity`]): copied into a temporary table, then one update.
-async fn write_user_states(tx: &Transaction<'_>, rollup: &Rollup) -> Result<(), Error> {
+/// Writes the new state of the users `rollup` touched: copied into a temporary table,
+/// then one update of the rows still at the version `versions` holds (read and locked
+/// by [`activity`], or cached), which sets `version` to `new_version`.
+///
+/// # Errors
+///
+/// [`Error::StaleUserState`] when fewer rows were at their expected version than users
+/// written; [`Error::Postgres`].
+async fn write_user_states(
+    tx: &Transaction<'_>,
+    rollup: &Rollup,
+    versions: &HashMap<String, i64>,
+    new_version: i64,
+) -> Result<(), Error> {
     let writer = copy_into_temporary(
         tx,
         "user_states_in",
-        "member text, times bigint[], viewed text[], bought text[]",
+        "member text, times bigint[], viewed text[], bought text[], version bigint",
         &[
             Type::TEXT,
             Type::INT8_ARRAY,
             Type::TEXT_ARRAY,
             Type::TEXT_ARRAY,
+            Type::INT8,
         ],
     )
     .await?;
@@ -514,43 +590,68 @@ async fn write_user_states(tx: &Transaction<'_>, rollup: &Rollup) -> Result<(), 
     let empty = Recent::default();
     for (member, activity) in &rollup.activity {
         let recent = rollup.recent.get(member).unwrap_or(&empty);
+        // A user with no known version matches no row: written again from the rows.
+        let version = versions.get(member).copied().unwrap_or(-1);
         writer
             .as_mut()
-            .write(&[member, &activity.times(), &recent.viewed, &recent.bought])
+            .write(&[
+                member,
+                &activity.times(),
+                &recent.viewed,
+                &recent.bought,
+                &version,
+            ])
             .await?;
     }
     writer.finish().await?;
-    tx.execute(
-        "update user_activity u
-         set times = i.times, viewed = i.viewed, bought = i.bought
-         from user_states_in i where u.member = i.member",
-        &[],
-    )
-    .await?;
+    let updated = tx
+        .execute(
+            "update user_activity u
+             set times = i.times, viewed = i.viewed, bought = i.bought, version = $1
+             from user_states_in i where u.member = i.member and u.version = i.version",
+            &[&new_version],
+        )
+        .await?;
+    let written = rollup.activity.len() as u64;
+    if updated < written {
+        return Err(Error::StaleUserState {
+            stale: written - updated,
+            written,
+        });
+    }
     Ok(())
 }
 
-/// The committed event times and recent products of `users`, locked until the commit.
-async fn activity(tx: &Transaction<'_>, users: &[&str]) -> Result<UserStates, Error> {
-    let mut sorted = users.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
+/// Reads the committed event times, recent products and versions of `users` into
+/// `states` and `versions`, locked until the commit (rows are created for new users).
+/// Returns the distinct users read.
+async fn activity(
+    tx: &Transaction<'_>,
+    users: &mut Vec<&str>,
+    states: &mut UserStates,
+    versions: &mut HashMap<String, i64>,
+) -> Result<usize, Error> {
+    users.sort_unstable();
+    users.dedup();
+    if users.is_empty() {
+        return Ok(0);
+    }
     tx.execute(
         "insert into user_activity (member, times)
          select m, '{}' from unnest($1::text[]) as m order by m on conflict do nothing",
-        &[&sorted],
+        &[&*users],
     )
     .await?;
     let rows = tx
         .query(
-            "select member, times, viewed, bought from user_activity where member = any($1)
+            "select member, times, viewed, bought, version from user_activity where member = any($1)
              order by member for update",
-            &[&sorted],
+            &[&*users],
         )
         .await?;
-    let mut states = UserStates::default();
     for r in &rows {
         let member: String = r.get(0);
+        versions.insert(member.clone(), r.get(4));
         states
             .activity
             .insert(member.clone(), Activity::from_times(r.get(1)));
@@ -562,7 +663,7 @@ async fn activity(tx: &Transaction<'_>, users: &[&str]) -> Result<UserStates, Er
             },
         );
     }
-    Ok(states)
+    Ok(users.len())
 }
 
 /// Queues search documents (`(event_id, JSON)`): they become durable with the

@@ -92,6 +92,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0009_product_partners.sql",
         include_str!("../../migrations/0009_product_partners.sql"),
     ),
+    (
+        10,
+        "0010_user_state_version.sql",
+        include_str!("../../migrations/0010_user_state_version.sql"),
+    ),
 ];
 
 /// The committed position of a partition.
