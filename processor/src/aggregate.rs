@@ -17,9 +17,11 @@
 //! committed one still inside the de-duplication window, [`crate::dedup`]) is counted in
 //! `duplicates` and nothing else.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ingest_core::model::{CartAction, Event};
+use ingest_core::EventKind;
 
 use crate::catalog::Catalog;
 use crate::dedup::{stream_minute, EventKey, SeenIds};
@@ -72,6 +74,28 @@ pub mod metric {
     pub const SESSIONS: &str = "sessions";
     /// Events per device class: `device.<class>`.
     pub const DEVICE_PREFIX: &str = "device.";
+
+    /// The counter of events of `kind`: `events.<type>`, without formatting it per event.
+    pub fn events_of(kind: super::EventKind) -> &'static str {
+        match kind {
+            super::EventKind::ProductView => "events.product_view",
+            super::EventKind::Cart => "events.cart",
+            super::EventKind::Purchase => "events.purchase",
+            super::EventKind::Search => "events.search",
+        }
+    }
+
+    /// The counter of events from a device class ([`crate::ua::Device::class`]):
+    /// `device.<class>`.
+    pub fn device_of(class: &str) -> &'static str {
+        match class {
+            "desktop" => "device.desktop",
+            "mobile" => "device.mobile",
+            "tablet" => "device.tablet",
+            "bot" => "device.bot",
+            _ => "device.other",
+        }
+    }
 }
 
 /// Dimensions of [`Rollup::tops`].
@@ -174,6 +198,15 @@ pub struct Aggregator<'a> {
     batch: HashMap<TopicPartition, HashSet<EventKey>>,
     /// Set members already committed: left out of [`Rollup::members`].
     committed_members: Option<&'a CommittedMembers>,
+    /// The batch's sources, numbered for the staged deltas below.
+    sources: Vec<TopicPartition>,
+    source_numbers: HashMap<TopicPartition, u32>,
+    /// Deltas staged under keys that cost no allocation per event (a source number, a
+    /// static name, a borrowed key looked up before it is copied), moved into the
+    /// rollup's ordered maps by [`Aggregator::finish`].
+    counts: HashMap<(i64, u32, &'static str), i64>,
+    tops: HashMap<(i64, u32, &'static str), HashMap<String, i64>>,
+    members: HashMap<(i64, Cow<'static, str>), HashSet<String>>,
     rollup: Rollup,
 }
 
@@ -197,6 +230,11 @@ impl<'a> Aggregator<'a> {
             committed,
             batch: HashMap::new(),
             committed_members: None,
+            sources: Vec::new(),
+            source_numbers: HashMap::new(),
+            counts: HashMap::new(),
+            tops: HashMap::new(),
+            members: HashMap::new(),
             rollup: Rollup {
                 watermarks,
                 activity,
@@ -215,6 +253,29 @@ impl<'a> Aggregator<'a> {
 
     /// The deltas so far; the touched users' event times pruned to their bounds.
     pub fn finish(mut self) -> Rollup {
+        for ((minute, source, name), delta) in self.counts.drain() {
+            let key = (
+                minute,
+                self.sources[source as usize].clone(),
+                name.to_owned(),
+            );
+            let value = self.rollup.counts.entry(key).or_insert(0);
+            *value = value.saturating_add(delta);
+        }
+        for ((minute, source, dim), keys) in self.tops.drain() {
+            for (key, delta) in keys {
+                let key = (minute, self.sources[source as usize].clone(), dim, key);
+                let value = self.rollup.tops.entry(key).or_insert(0);
+                *value = value.saturating_add(delta);
+            }
+        }
+        for ((minute, set), members) in self.members.drain() {
+            for member in members {
+                self.rollup
+                    .members
+                    .insert((minute, set.clone().into_owned(), member));
+            }
+        }
         let rules = self.sessions;
         for activity in self.rollup.activity.values_mut() {
             let newest = activity.times().last().copied().unwrap_or(i64::MIN);
@@ -223,31 +284,32 @@ impl<'a> Aggregator<'a> {
         self.rollup
     }
 
+    /// The number of `source` in this batch.
+    fn source_number(&mut self, source: &TopicPartition) -> u32 {
+        if let Some(&number) = self.source_numbers.get(source) {
+            return number;
+        }
+        let number = self.sources.len() as u32;
+        self.sources.push(source.clone());
+        self.source_numbers.insert(source.clone(), number);
+        number
+    }
+
     // Sums saturate: a counter of hostile amounts stops at i64::MAX, as in PostgreSQL
     // (see `crate::store`), instead of wrapping.
-    fn count(&mut self, minute: i64, source: &TopicPartition, metric: &str, delta: i64) {
-        let value = self
-            .rollup
-            .counts
-            .entry((minute, source.clone(), metric.to_owned()))
-            .or_insert(0);
+    fn count(&mut self, minute: i64, source: u32, metric: &'static str, delta: i64) {
+        let value = self.counts.entry((minute, source, metric)).or_insert(0);
         *value = value.saturating_add(delta);
     }
 
-    fn top(
-        &mut self,
-        minute: i64,
-        source: &TopicPartition,
-        dim: &'static str,
-        key: &str,
-        delta: i64,
-    ) {
-        let value = self
-            .rollup
-            .tops
-            .entry((minute, source.clone(), dim, key.to_owned()))
-            .or_insert(0);
-        *value = value.saturating_add(delta);
+    fn top(&mut self, minute: i64, source: u32, dim: &'static str, key: &str, delta: i64) {
+        let keys = self.tops.entry((minute, source, dim)).or_default();
+        match keys.get_mut(key) {
+            Some(value) => *value = value.saturating_add(delta),
+            None => {
+                keys.insert(key.to_owned(), delta);
+            }
+        }
     }
 
     fn pairs(&mut self, kind: &'static str, pairs: Vec<(String, String)>) {
@@ -258,15 +320,36 @@ impl<'a> Aggregator<'a> {
         }
     }
 
-    fn member(&mut self, minute: i64, set: &str, member: &str) {
+    fn member(&mut self, minute: i64, set: Cow<'static, str>, member: &str) {
         if let Some(committed) = self.committed_members {
-            if committed.contains(minute, members::key_of(set, member)) {
+            if committed.contains(minute, members::key_of(&set, member)) {
                 return;
             }
         }
-        self.rollup
-            .members
-            .insert((minute, set.to_owned(), member.to_owned()));
+        let members = self.members.entry((minute, set)).or_default();
+        if !members.contains(member) {
+            members.insert(member.to_owned());
+        }
+    }
+
+    /// The event times of `user` in this batch (starting from the committed ones).
+    fn activity_of(&mut self, user: &str) -> &mut Activity {
+        if !self.rollup.activity.contains_key(user) {
+            self.rollup
+                .activity
+                .insert(user.to_owned(), Activity::default());
+        }
+        self.rollup.activity.get_mut(user).expect("inserted above")
+    }
+
+    /// The recent products of `user` in this batch (starting from the committed ones).
+    fn recent_of(&mut self, user: &str) -> &mut Recent {
+        if !self.rollup.recent.contains_key(user) {
+            self.rollup
+                .recent
+                .insert(user.to_owned(), Recent::default());
+        }
+        self.rollup.recent.get_mut(user).expect("inserted above")
     }
 
     /// Notes the event's key in the batch; whether it was not there yet.
@@ -284,9 +367,10 @@ impl<'a> Aggregator<'a> {
     /// Adds one event (in the order of its partition).
     pub fn add(&mut self, incoming: &Incoming) {
         let source = &incoming.source;
+        let src = self.source_number(source);
         let minute = minute_of(incoming.event_time_ms);
         if self.committed.contains(source, incoming.key) || !self.first_in_batch(incoming) {
-            self.count(minute, source, metric::DUPLICATES, 1);
+            self.count(minute, src, metric::DUPLICATES, 1);
             return;
         }
         let watermark = self
@@ -307,30 +391,28 @@ impl<'a> Aggregator<'a> {
             watermark,
             self.allowed_lateness_secs,
         ) {
-            self.count(minute, source, metric::LATE_EVENTS, 1);
+            self.count(minute, src, metric::LATE_EVENTS, 1);
             return;
         }
-        self.rollup
-            .watermarks
-            .insert(source.clone(), watermark.max(incoming.event_time_ms));
+        let newest = watermark.max(incoming.event_time_ms);
+        match self.rollup.watermarks.get_mut(source) {
+            Some(w) => *w = newest,
+            None => {
+                self.rollup.watermarks.insert(source.clone(), newest);
+            }
+        }
 
         let event = &incoming.event;
-        let kind = event.kind();
-        self.count(
-            minute,
-            source,
-            &format!("{}{kind}", metric::EVENTS_PREFIX),
-            1,
-        );
+        self.count(minute, src, metric::events_of(event.kind()), 1);
         let common = event.common();
-        let user = common.identity().unwrap_or("").to_owned();
-        let experiments: Vec<(String, String)> = common
+        let user = common.identity().unwrap_or("");
+        let experiments: Vec<(&str, &str)> = common
             .context
             .as_ref()
             .map(|c| {
                 c.experiments
                     .iter()
-                    .map(|(f, v)| (f.clone(), v.clone()))
+                    .map(|(f, v)| (f.as_str(), v.as_str()))
                     .collect()
             })
             .unwrap_or_default();
@@ -340,96 +422,87 @@ impl<'a> Aggregator<'a> {
             .and_then(|c| c.user_agent.as_deref())
         {
             let device = ua::parse(agent);
-            self.count(
-                minute,
-                source,
-                &format!("{}{}", metric::DEVICE_PREFIX, device.class),
-                1,
-            );
+            self.count(minute, src, metric::device_of(device.class), 1);
         }
         if !user.is_empty() {
+            let timeout_ms = self.sessions.timeout_ms;
             let changes = self
-                .rollup
-                .activity
-                .entry(user.clone())
-                .or_default()
-                .insert(incoming.event_time_ms, self.sessions.timeout_ms);
+                .activity_of(user)
+                .insert(incoming.event_time_ms, timeout_ms);
             for (time_ms, delta) in changes {
-                self.count(minute_of(time_ms), source, metric::SESSIONS, delta);
+                self.count(minute_of(time_ms), src, metric::SESSIONS, delta);
             }
-            self.member(minute, set::USERS, &user);
+            self.member(minute, Cow::Borrowed(set::USERS), user);
             for (flag, variant) in &experiments {
-                self.member(minute, &set::experiment_users(flag, variant), &user);
+                self.member(
+                    minute,
+                    Cow::Owned(set::experiment_users(flag, variant)),
+                    user,
+                );
             }
         }
         match event {
             Event::ProductView(view) => {
-                self.top(minute, source, dimension::VIEWS, &view.product_id, 1);
+                self.top(minute, src, dimension::VIEWS, &view.product_id, 1);
                 if self.catalog.product(&view.product_id).is_none() {
-                    self.count(minute, source, metric::CATALOG_MISSES, 1);
+                    self.count(minute, src, metric::CATALOG_MISSES, 1);
                 }
                 if !user.is_empty() {
-                    self.member(minute, set::VIEWERS, &user);
-                    let max = self.sessions.recent_products;
-                    let pairs = self.rollup.recent.entry(user.clone()).or_default().view(
-                        &view.product_id,
-                        max,
-                        self.sessions.pair_window,
-                    );
+                    self.member(minute, Cow::Borrowed(set::VIEWERS), user);
+                    let (max, window) = (self.sessions.recent_products, self.sessions.pair_window);
+                    let pairs = self.recent_of(user).view(&view.product_id, max, window);
                     self.pairs(recommend::CO_VIEW, pairs);
                 }
             }
             Event::Cart(cart) => match cart.action {
                 CartAction::Add => {
-                    self.count(minute, source, metric::CART_ADDS, 1);
+                    self.count(minute, src, metric::CART_ADDS, 1);
                     if !user.is_empty() {
-                        self.member(minute, set::CART_ADDERS, &user);
+                        self.member(minute, Cow::Borrowed(set::CART_ADDERS), user);
                     }
                 }
-                CartAction::Remove => self.count(minute, source, metric::CART_REMOVES, 1),
+                CartAction::Remove => self.count(minute, src, metric::CART_REMOVES, 1),
                 CartAction::Update | CartAction::Clear => {}
             },
             Event::Purchase(order) => {
-                self.count(minute, source, metric::ORDERS, 1);
+                self.count(minute, src, metric::ORDERS, 1);
                 match self
                     .catalog
                     .to_reporting_micros(order.total, &order.currency)
                 {
-                    Some(micros) => self.count(minute, source, metric::REVENUE_MICROS, micros),
-                    None => self.count(minute, source, metric::UNCONVERTED_ORDERS, 1),
+                    Some(micros) => self.count(minute, src, metric::REVENUE_MICROS, micros),
+                    None => self.count(minute, src, metric::UNCONVERTED_ORDERS, 1),
                 }
                 for item in &order.items {
                     let units = i64::try_from(item.quantity).unwrap_or(i64::MAX);
-                    self.top(
-                        minute,
-                        source,
-                        dimension::PURCHASES,
-                        &item.product_id,
-                        units,
-                    );
+                    self.top(minute, src, dimension::PURCHASES, &item.product_id, units);
                 }
                 if !user.is_empty() {
-                    let max = self.sessions.recent_products;
+                    let rules = self.sessions;
                     let products: Vec<&str> =
                         order.items.iter().map(|i| i.product_id.as_str()).collect();
-                    let pairs = self.rollup.recent.entry(user.clone()).or_default().order(
+                    let pairs = self.recent_of(user).order(
                         &products,
-                        max,
-                        self.sessions.pair_window,
-                        self.sessions.order_items_paired,
+                        rules.recent_products,
+                        rules.pair_window,
+                        rules.order_items_paired,
                     );
                     self.pairs(recommend::CO_PURCHASE, pairs);
-                    self.member(minute, set::BUYERS, &user);
+                    self.member(minute, Cow::Borrowed(set::BUYERS), user);
                     for (flag, variant) in &experiments {
-                        self.member(minute, &set::experiment_buyers(flag, variant), &user);
+                        self.member(
+                            minute,
+                            Cow::Owned(set::experiment_buyers(flag, variant)),
+                            user,
+                        );
                     }
                 }
             }
             Event::Search(search) => {
                 let query = normalise_query(&search.query);
-                self.top(minute, source, dimension::SEARCHES, &query, 1);
+                self.top(minute, src, dimension::SEARCHES, &query, 1);
                 if search.results_count == Some(0) {
-                    self.top(minute, source, dimension::ZERO_RESULTS, &query, 1);
+                    self.top(minute, src, dimension::ZERO_RESULTS, &query, 1);
                 }
             }
         }
@@ -460,6 +533,22 @@ mod tests {
     }
 
     const T0: i64 = 1_795_514_400_000; // 2026-11-24T10:00:00Z
+
+    #[test]
+    fn static_counter_names_are_the_prefixed_names() {
+        for kind in EventKind::ALL {
+            assert_eq!(
+                metric::events_of(kind),
+                format!("{}{kind}", metric::EVENTS_PREFIX)
+            );
+        }
+        for class in ["desktop", "mobile", "tablet", "bot", "other"] {
+            assert_eq!(
+                metric::device_of(class),
+                format!("{}{class}", metric::DEVICE_PREFIX)
+            );
+        }
+    }
 
     const RULES: SessionRules = SessionRules {
         timeout_ms: 1_000,
