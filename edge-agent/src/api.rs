@@ -53,6 +53,9 @@ pub struct Api {
     pub metrics: RequestMetrics,
     /// Largest body as sent.
     pub max_body_bytes: usize,
+    /// Turns to decompress a body: decompression runs on the blocking pool, at most
+    /// this many at once.
+    pub decompressions: Arc<tokio::sync::Semaphore>,
     /// Deadline for the body.
     pub body_timeout: Duration,
     /// Longest wait for an acknowledgement level.
@@ -216,7 +219,23 @@ impl Api {
         )
         .await?;
         self.metrics.received(endpoint, raw.len());
-        body::decompress(raw, encoding, max_out, too_large)
+        if encoding == body::Encoding::Identity {
+            return Ok(raw);
+        }
+        // Decompressing 4 MiB takes milliseconds of CPU: on the threads that serve
+        // connections it would stall every other request behind it, so it runs on the
+        // blocking pool, a bounded number at once.
+        let unavailable = |what: &str| {
+            ApiError::Unavailable(format!("the body could not be decompressed ({what})"))
+        };
+        let _turn = self
+            .decompressions
+            .acquire()
+            .await
+            .map_err(|_| unavailable("shutting down"))?;
+        tokio::task::spawn_blocking(move || body::decompress(raw, encoding, max_out, too_large))
+            .await
+            .map_err(|_| unavailable("the decompression failed"))?
     }
 
     async fn single(

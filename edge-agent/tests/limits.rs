@@ -322,3 +322,71 @@ fn http2_streams_per_connection_are_limited() {
     let code = u32::from_be_bytes(reset.payload[..4].try_into().expect("4 bytes"));
     assert_eq!(code, REFUSED_STREAM, "{reset:?}");
 }
+
+/// An HTTP/1.1 keep-alive connection waiting for its next request is closed at the
+/// idle deadline, not the head deadline; a head that starts arriving on it is still
+/// held to the head deadline, counted from its first byte.
+#[test]
+fn idle_http1_keep_alive_connections_get_the_idle_timeout() {
+    let agent = start(&[
+        ("EDGE_AGENT_SERVER__HEADER_TIMEOUT_MS", "1000"),
+        ("EDGE_AGENT_SERVER__IDLE_TIMEOUT_MS", "3000"),
+    ]);
+    let request = b"GET /health/live HTTP/1.1\r\nHost: agent\r\n\r\n";
+    let read_answer = |tcp: &mut TcpStream| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        while !String::from_utf8_lossy(&got).contains("alive") {
+            let n = tcp.read(&mut buf).expect("an answer");
+            assert!(n > 0, "closed before the answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    };
+    // Closed when `wait` is over, not before `not_before`.
+    let closed_within =
+        |tcp: &mut TcpStream, since: Instant, not_before: Duration, wait: Duration| {
+            tcp.set_read_timeout(Some(wait)).expect("timeout");
+            let mut buf = [0u8; 1024];
+            match tcp.read(&mut buf) {
+                Ok(0) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+                other => panic!("still open after {:?}: {other:?}", since.elapsed()),
+            }
+            let took = since.elapsed();
+            assert!(took >= not_before, "closed too early: {took:?}");
+        };
+
+    // Idle after one request: open past the head deadline, closed at the idle one.
+    let mut tcp = TcpStream::connect(&agent.addr).expect("connect");
+    tcp.write_all(request).expect("request");
+    read_answer(&mut tcp);
+    let answered = Instant::now();
+    closed_within(
+        &mut tcp,
+        answered,
+        Duration::from_millis(2800),
+        Duration::from_secs(6),
+    );
+
+    // A slow head after one request: dropped at the head deadline from its first byte.
+    let mut tcp = TcpStream::connect(&agent.addr).expect("connect");
+    tcp.write_all(request).expect("request");
+    read_answer(&mut tcp);
+    std::thread::sleep(Duration::from_millis(1500));
+    tcp.write_all(b"GET /health/live HTTP/1.1\r\n")
+        .expect("a head starts");
+    let started = Instant::now();
+    closed_within(
+        &mut tcp,
+        started,
+        Duration::from_millis(800),
+        Duration::from_millis(2500),
+    );
+}
