@@ -210,6 +210,10 @@ impl Server {
             service_fn(move |request| {
                 let (api, busy) = (api.clone(), Activity::begin(&activity));
                 async move {
+                    // One turn of the scheduler per request: the requests a client
+                    // pipelined on one connection are served one per turn, so other
+                    // connections' requests are not kept waiting behind them.
+                    tokio::task::yield_now().await;
                     let answer = api.serve(request).await;
                     drop(busy);
                     answer

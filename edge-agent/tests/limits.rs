@@ -390,3 +390,49 @@ fn idle_http1_keep_alive_connections_get_the_idle_timeout() {
         Duration::from_millis(2500),
     );
 }
+
+/// A client that pipelines requests and never reads the answers is dropped within
+/// the idle timeout of the agent's last write to it (or the head deadline of a request
+/// it could not take yet), not kept for ever with a request in flight.
+#[test]
+fn a_client_that_does_not_read_its_answers_is_dropped() {
+    let agent = start(&[
+        ("EDGE_AGENT_SERVER__HEADER_TIMEOUT_MS", "1000"),
+        ("EDGE_AGENT_SERVER__IDLE_TIMEOUT_MS", "1500"),
+    ]);
+    let open_connections = || {
+        let mut tcp = TcpStream::connect(&agent.addr).expect("connect");
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")
+            .expect("request");
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).expect("metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix("edge_http_connections "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("the edge_http_connections gauge")
+    };
+    // `/metrics` answers are kilobytes: the agent's send buffer fills after some
+    // hundreds of them, and the requests are written until the agent stops reading.
+    let mut flood = TcpStream::connect(&agent.addr).expect("connect");
+    flood
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("write timeout");
+    let batch = b"GET /metrics HTTP/1.1\r\nHost: agent\r\n\r\n".repeat(200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while flood.write_all(&batch).is_ok() {
+        assert!(Instant::now() < deadline, "the agent never stopped reading");
+    }
+    let stalled = Instant::now();
+    loop {
+        // This connection and the one asking.
+        if open_connections() <= 1.0 {
+            break;
+        }
+        assert!(
+            stalled.elapsed() < Duration::from_secs(8),
+            "the connection that does not read is still open after {:?}",
+            stalled.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
