@@ -318,16 +318,36 @@ struct Watched<S> {
     activity: Arc<Activity>,
 }
 
+/// Bytes read per unit of the task's scheduling budget (tokio gives a task 128 units
+/// per turn; a read costs one unit at least).
+const BYTES_PER_BUDGET_UNIT: usize = 128;
+
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    /// Reads, and charges the connection's task for what it read: one unit of tokio's
+    /// budget per [`BYTES_PER_BUDGET_UNIT`]. A connection whose socket is full of small
+    /// HTTP/2 frames (thousands of HEADERS, or HEADERS and RST_STREAM pairs) otherwise
+    /// has hyper and h2 work through all of them in one turn of its task, while the
+    /// other connections on that thread wait; charged this way, it yields after about
+    /// 16 KiB, as does a large body.
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        let turn = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let before = buf.filled().len();
         let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            turn.made_progress();
             self.activity.arrived(&buf.filled()[before..]);
+            for _ in 0..read / BYTES_PER_BUDGET_UNIT {
+                match tokio::task::coop::poll_proceed(cx) {
+                    std::task::Poll::Ready(more) => more.made_progress(),
+                    // Out of budget: the next read yields.
+                    std::task::Poll::Pending => break,
+                }
+            }
         }
         polled
     }
