@@ -173,19 +173,47 @@ pub fn decompress(
             }
         }
     };
-    let mut out = Vec::with_capacity((bytes.len() * 4).min(max_out + 1));
-    let read = reader
-        .take(max_out as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            if encoding == Encoding::Zstd && e.to_string() == ZSTD_WINDOW_TOO_LARGE {
-                ApiError::WindowTooLarge {
-                    max_bytes: 1 << ZSTD_WINDOW_LOG_MAX,
-                }
-            } else {
-                bad_coding(encoding, &e)
+    let map_err = |e: std::io::Error| {
+        if encoding == Encoding::Zstd && e.to_string() == ZSTD_WINDOW_TOO_LARGE {
+            ApiError::WindowTooLarge {
+                max_bytes: 1 << ZSTD_WINDOW_LOG_MAX,
             }
-        })?;
+        } else {
+            bad_coding(encoding, &e)
+        }
+    };
+    // The output grows by doubling, but never past the bound: `read_to_end` would
+    // double a 4 MiB buffer to 8 MiB to find the one byte over it.
+    let limit = max_out + 1;
+    let mut out = Vec::with_capacity((bytes.len() * 4).clamp(1, limit));
+    let mut reader = reader.take(limit as u64);
+    loop {
+        if out.len() == out.capacity() {
+            let grow = out.capacity().min(limit - out.len());
+            if grow == 0 {
+                break;
+            }
+            out.reserve_exact(grow);
+        }
+        let filled = out.len();
+        out.resize(out.capacity(), 0);
+        let n = loop {
+            match reader.read(&mut out[filled..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        match n {
+            Ok(n) => {
+                out.truncate(filled + n);
+                if n == 0 {
+                    break;
+                }
+            }
+            Err(e) => return Err(map_err(e)),
+        }
+    }
+    let read = out.len();
     if read > max_out {
         return Err(ApiError::Invalid(ValidationError::new(
             too_large,
