@@ -53,9 +53,8 @@ pub struct Api {
     pub metrics: RequestMetrics,
     /// Largest body as sent.
     pub max_body_bytes: usize,
-    /// Turns to decompress a body: decompression runs on the blocking pool, at most
-    /// this many at once.
-    pub decompressions: Arc<tokio::sync::Semaphore>,
+    /// The threads that decompress bodies.
+    pub decompressors: body::Decompressors,
     /// Deadline for the body.
     pub body_timeout: Duration,
     /// Longest wait for an acknowledgement level.
@@ -223,19 +222,14 @@ impl Api {
             return Ok(raw);
         }
         // Decompressing 4 MiB takes milliseconds of CPU: on the threads that serve
-        // connections it would stall every other request behind it, so it runs on the
-        // blocking pool, a bounded number at once.
-        let unavailable = |what: &str| {
-            ApiError::Unavailable(format!("the body could not be decompressed ({what})"))
-        };
-        let _turn = self
-            .decompressions
-            .acquire()
+        // connections it would stall every other request behind it, so it runs on
+        // threads of its own.
+        self.decompressors
+            .run(move || body::decompress(raw, encoding, max_out, too_large))
             .await
-            .map_err(|_| unavailable("shutting down"))?;
-        tokio::task::spawn_blocking(move || body::decompress(raw, encoding, max_out, too_large))
-            .await
-            .map_err(|_| unavailable("the decompression failed"))?
+            .ok_or_else(|| {
+                ApiError::Unavailable("the body could not be decompressed now".to_owned())
+            })?
     }
 
     async fn single(
