@@ -1642,9 +1642,9 @@ fn external_command() {
             }
             let text = reader.await.unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(6).collect();
+            // The command is the row's name; its output is the answer.
             format!(
-                "{} ({}): {}",
-                command,
+                "{}: {}",
                 if killed {
                     "stopped at the window's end"
                 } else {
