@@ -122,6 +122,11 @@ pub struct ServerConfig {
     /// with 413 before it is read. The decompressed size is bounded by
     /// `limits.max_batch_bytes`.
     pub max_body_bytes: usize,
+    /// Most compressed bodies (gzip, zstd) decompressed at once; further ones wait for
+    /// their turn. Decompression runs on threads of its own, off the threads that serve
+    /// connections, so this bounds how much of the CPU compressed bodies can take from
+    /// everything else. 0: half the CPU cores, at least 1.
+    pub max_concurrent_decompressions: usize,
     /// Longest wait for the `persisted` or `delivered` level, in milliseconds; then 503.
     pub ack_timeout_ms: u64,
     /// How long a shutdown (SIGTERM, SIGINT) may take, in milliseconds: in-flight
@@ -143,6 +148,7 @@ impl Default for ServerConfig {
             max_head_bytes: MIN_HEAD_BYTES,
             body_timeout_ms: 10_000,
             max_body_bytes: 4 << 20,
+            max_concurrent_decompressions: 0,
             ack_timeout_ms: 10_000,
             shutdown_timeout_ms: 30_000,
             retry_after_secs: 1,

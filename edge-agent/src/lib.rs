@@ -130,6 +130,8 @@ pub async fn run(
         prometheus,
         metrics: RequestMetrics::new(),
         max_body_bytes: settings.max_body_bytes,
+        decompressors: body::Decompressors::start(settings.max_concurrent_decompressions)
+            .context("starting the decompression threads")?,
         body_timeout: settings.body_timeout,
         ack_timeout: settings.ack_timeout,
         retry_after_secs: settings.retry_after_secs,

@@ -8,6 +8,19 @@
 //! not time), and a connection with no request in flight is closed after the idle
 //! timeout (HTTP/2 with `GOAWAY`; keep-alive pings do not count as activity). A closing
 //! connection that does not finish within the head deadline is dropped.
+//!
+//! The head deadline of HTTP/1 is kept here too, not by hyper: hyper's
+//! `header_read_timeout` starts as soon as a keep-alive connection waits for its next
+//! request, so it would close every idle keep-alive connection at the head deadline
+//! instead of the idle one. The connection's reads are watched instead: a head is
+//! timed from its first byte (or, on a new connection, from the accept), and a
+//! connection whose head is not complete by the deadline is dropped without an answer.
+//!
+//! Writes are watched as well: a client that stops reading its answers (a slow read,
+//! or requests pipelined without reading) leaves hyper with an answer it cannot write
+//! and the next request unserved, which would otherwise count as a request in flight
+//! for ever. A connection whose writes make no progress for the idle timeout is
+//! dropped.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,9 +31,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use metrics::{counter, gauge};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
@@ -83,7 +96,8 @@ impl Server {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout)
+            // Heads are timed by `serve` (see the module documentation).
+            .header_read_timeout(None)
             .max_buf_size(self.max_head_bytes)
             .keep_alive(true);
         builder
@@ -196,6 +210,10 @@ impl Server {
             service_fn(move |request| {
                 let (api, busy) = (api.clone(), Activity::begin(&activity));
                 async move {
+                    // One turn of the scheduler per request: the requests a client
+                    // pipelined on one connection are served one per turn, so other
+                    // connections' requests are not kept waiting behind them.
+                    tokio::task::yield_now().await;
                     let answer = api.serve(request).await;
                     drop(busy);
                     answer
@@ -203,6 +221,10 @@ impl Server {
             })
         };
         let builder = self.builder();
+        let stream = Watched {
+            inner: stream,
+            activity: activity.clone(),
+        };
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
         // Asked to close: on a stop (the drain deadline of `run` bounds it), or for
@@ -221,7 +243,19 @@ impl Server {
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                _ = activity.idle(self.header_timeout, self.idle_timeout), if !closing => {
+                why = activity.idle(self.header_timeout, self.idle_timeout), if !closing => {
+                    match why {
+                        Expired::Head => {
+                            tracing::debug!("a request head did not arrive in time; dropping the connection");
+                            break;
+                        }
+                        Expired::WriteStalled => {
+                            tracing::debug!("the client does not read its answers; dropping the connection");
+                            counter!("edge_http_idle_closed_total").increment(1);
+                            break;
+                        }
+                        Expired::Idle => {}
+                    }
                     tracing::debug!("closing an idle connection");
                     counter!("edge_http_idle_closed_total").increment(1);
                     connection.as_mut().graceful_shutdown();
@@ -245,12 +279,118 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// What a connection is doing: requests in flight, and when the last one ended.
+/// What a connection is doing: requests in flight, when the last one ended, and when
+/// the bytes of an HTTP/1 request head started to arrive.
 struct Activity {
     in_flight: AtomicUsize,
     /// When the connection became idle; `None` before its first request.
     idle_since: Mutex<Option<Instant>>,
+    /// When the first byte of a request head arrived with no request in flight (HTTP/1
+    /// only); `None` once the head is complete.
+    head_since: Mutex<Option<Instant>>,
+    /// Set once the connection turned out to speak HTTP/2 (its frames arrive between
+    /// requests, and hyper's HTTP/2 bounds its header blocks).
+    http2: std::sync::atomic::AtomicBool,
+    /// Whether anything was read yet.
+    read_any: std::sync::atomic::AtomicBool,
+    /// Since when a write has been waiting for the client to read (`None` while
+    /// writes go through).
+    write_blocked_since: Mutex<Option<Instant>>,
+    /// Wakes [`Activity::idle`] when a head starts or a write blocks.
+    head_started: Notify,
     opened: Instant,
+}
+
+/// Which deadline passed.
+#[derive(Debug, PartialEq, Eq)]
+enum Expired {
+    /// No request in flight for the idle timeout (or no first request in time).
+    Idle,
+    /// An HTTP/1 request head started and was not complete within the head deadline.
+    Head,
+    /// The client has not read its answers for the idle timeout.
+    WriteStalled,
+}
+
+/// A connection's byte stream, reporting reads to its [`Activity`].
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+/// Bytes read per unit of the task's scheduling budget (tokio gives a task 128 units
+/// per turn; a read costs one unit at least).
+const BYTES_PER_BUDGET_UNIT: usize = 128;
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    /// Reads, and charges the connection's task for what it read: one unit of tokio's
+    /// budget per [`BYTES_PER_BUDGET_UNIT`]. A connection whose socket is full of small
+    /// HTTP/2 frames (thousands of HEADERS, or HEADERS and RST_STREAM pairs) otherwise
+    /// has hyper and h2 work through all of them in one turn of its task, while the
+    /// other connections on that thread wait; charged this way, it yields after about
+    /// 16 KiB, as does a large body.
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let turn = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            turn.made_progress();
+            self.activity.arrived(&buf.filled()[before..]);
+            for _ in 0..read / BYTES_PER_BUDGET_UNIT {
+                match tokio::task::coop::poll_proceed(cx) {
+                    std::task::Poll::Ready(more) => more.made_progress(),
+                    // Out of budget: the next read yields.
+                    std::task::Poll::Pending => break,
+                }
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        self.activity.wrote(&polled);
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.wrote(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// A request in flight; dropping it marks the end of the request.
@@ -273,37 +413,95 @@ impl Activity {
         Activity {
             in_flight: AtomicUsize::new(0),
             idle_since: Mutex::new(None),
+            head_since: Mutex::new(None),
+            write_blocked_since: Mutex::new(None),
+            http2: std::sync::atomic::AtomicBool::new(false),
+            read_any: std::sync::atomic::AtomicBool::new(false),
+            head_started: Notify::new(),
             opened: Instant::now(),
         }
     }
 
     fn begin(this: &Arc<Activity>) -> Busy {
         this.in_flight.fetch_add(1, Ordering::AcqRel);
+        *lock(&this.head_since) = None;
         Busy(this.clone())
     }
 
+    /// Bytes were read: with no request in flight on HTTP/1, a head has started.
+    fn arrived(&self, bytes: &[u8]) {
+        if !self.read_any.swap(true, Ordering::AcqRel) && bytes.starts_with(b"PRI ") {
+            // The HTTP/2 client preface ("PRI * HTTP/2.0"); no HTTP/1 method is "PRI".
+            self.http2.store(true, Ordering::Release);
+        }
+        if self.http2.load(Ordering::Acquire) || self.in_flight.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let mut since = lock(&self.head_since);
+        if since.is_none() {
+            *since = Some(Instant::now());
+            self.head_started.notify_one();
+        }
+    }
+
+    /// A write was tried: it blocked (the client does not read), or went through.
+    fn wrote(&self, polled: &std::task::Poll<std::io::Result<usize>>) {
+        let mut since = lock(&self.write_blocked_since);
+        match polled {
+            std::task::Poll::Pending => {
+                if since.is_none() {
+                    *since = Some(Instant::now());
+                    self.head_started.notify_one();
+                }
+            }
+            std::task::Poll::Ready(_) => *since = None,
+        }
+    }
+
     /// Resolves once the connection has had no request in flight for `idle` (or, before
-    /// its first request, for `first`).
-    async fn idle(&self, first: Duration, idle: Duration) {
+    /// its first request, for `head`), or once an HTTP/1 request head has taken longer
+    /// than `head` since its first byte, or once a write has been blocked for `idle`.
+    async fn idle(&self, head: Duration, idle: Duration) -> Expired {
         loop {
-            let deadline = if self.in_flight.load(Ordering::Acquire) > 0 {
-                Instant::now() + idle
+            let started = self.head_started.notified();
+            if let Some(blocked) = *lock(&self.write_blocked_since) {
+                if blocked + idle <= Instant::now() {
+                    return Expired::WriteStalled;
+                }
+            }
+            let (deadline, why) = if self.in_flight.load(Ordering::Acquire) > 0 {
+                (Instant::now() + idle, Expired::Idle)
             } else {
-                let since = *self
-                    .idle_since
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                match since {
+                let idle_deadline = match *lock(&self.idle_since) {
                     Some(since) => since + idle,
-                    None => self.opened + first,
+                    None => self.opened + head,
+                };
+                match *lock(&self.head_since) {
+                    Some(since) if since + head < idle_deadline => (since + head, Expired::Head),
+                    _ => (idle_deadline, Expired::Idle),
                 }
             };
             if deadline <= Instant::now() && self.in_flight.load(Ordering::Acquire) == 0 {
-                return;
+                // Before the first request, a head that is still arriving is a slow head.
+                let head_pending = lock(&self.head_since).is_some();
+                return if head_pending { Expired::Head } else { why };
             }
-            tokio::time::sleep_until(deadline.max(Instant::now() + Duration::from_millis(1))).await;
+            let deadline = match *lock(&self.write_blocked_since) {
+                Some(blocked) => deadline.min(blocked + idle),
+                None => deadline,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline.max(Instant::now() + Duration::from_millis(1))) => {}
+                _ = started => {}
+            }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 enum Stream {

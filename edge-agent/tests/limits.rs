@@ -322,3 +322,117 @@ fn http2_streams_per_connection_are_limited() {
     let code = u32::from_be_bytes(reset.payload[..4].try_into().expect("4 bytes"));
     assert_eq!(code, REFUSED_STREAM, "{reset:?}");
 }
+
+/// An HTTP/1.1 keep-alive connection waiting for its next request is closed at the
+/// idle deadline, not the head deadline; a head that starts arriving on it is still
+/// held to the head deadline, counted from its first byte.
+#[test]
+fn idle_http1_keep_alive_connections_get_the_idle_timeout() {
+    let agent = start(&[
+        ("EDGE_AGENT_SERVER__HEADER_TIMEOUT_MS", "1000"),
+        ("EDGE_AGENT_SERVER__IDLE_TIMEOUT_MS", "3000"),
+    ]);
+    let request = b"GET /health/live HTTP/1.1\r\nHost: agent\r\n\r\n";
+    let read_answer = |tcp: &mut TcpStream| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        while !String::from_utf8_lossy(&got).contains("alive") {
+            let n = tcp.read(&mut buf).expect("an answer");
+            assert!(n > 0, "closed before the answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    };
+    // Closed when `wait` is over, not before `not_before`.
+    let closed_within =
+        |tcp: &mut TcpStream, since: Instant, not_before: Duration, wait: Duration| {
+            tcp.set_read_timeout(Some(wait)).expect("timeout");
+            let mut buf = [0u8; 1024];
+            match tcp.read(&mut buf) {
+                Ok(0) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+                other => panic!("still open after {:?}: {other:?}", since.elapsed()),
+            }
+            let took = since.elapsed();
+            assert!(took >= not_before, "closed too early: {took:?}");
+        };
+
+    // Idle after one request: open past the head deadline, closed at the idle one.
+    let mut tcp = TcpStream::connect(&agent.addr).expect("connect");
+    tcp.write_all(request).expect("request");
+    read_answer(&mut tcp);
+    let answered = Instant::now();
+    closed_within(
+        &mut tcp,
+        answered,
+        Duration::from_millis(2800),
+        Duration::from_secs(6),
+    );
+
+    // A slow head after one request: dropped at the head deadline from its first byte.
+    let mut tcp = TcpStream::connect(&agent.addr).expect("connect");
+    tcp.write_all(request).expect("request");
+    read_answer(&mut tcp);
+    std::thread::sleep(Duration::from_millis(1500));
+    tcp.write_all(b"GET /health/live HTTP/1.1\r\n")
+        .expect("a head starts");
+    let started = Instant::now();
+    closed_within(
+        &mut tcp,
+        started,
+        Duration::from_millis(800),
+        Duration::from_millis(2500),
+    );
+}
+
+/// A client that pipelines requests and never reads the answers is dropped within
+/// the idle timeout of the agent's last write to it (or the head deadline of a request
+/// it could not take yet), not kept for ever with a request in flight.
+#[test]
+fn a_client_that_does_not_read_its_answers_is_dropped() {
+    let agent = start(&[
+        ("EDGE_AGENT_SERVER__HEADER_TIMEOUT_MS", "1000"),
+        ("EDGE_AGENT_SERVER__IDLE_TIMEOUT_MS", "1500"),
+    ]);
+    let open_connections = || {
+        let mut tcp = TcpStream::connect(&agent.addr).expect("connect");
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")
+            .expect("request");
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).expect("metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix("edge_http_connections "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("the edge_http_connections gauge")
+    };
+    // `/metrics` answers are kilobytes: the agent's send buffer fills after some
+    // hundreds of them, and the requests are written until the agent stops reading.
+    let mut flood = TcpStream::connect(&agent.addr).expect("connect");
+    flood
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("write timeout");
+    let batch = b"GET /metrics HTTP/1.1\r\nHost: agent\r\n\r\n".repeat(200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while flood.write_all(&batch).is_ok() {
+        assert!(Instant::now() < deadline, "the agent never stopped reading");
+    }
+    let stalled = Instant::now();
+    loop {
+        // This connection and the one asking.
+        if open_connections() <= 1.0 {
+            break;
+        }
+        assert!(
+            stalled.elapsed() < Duration::from_secs(8),
+            "the connection that does not read is still open after {:?}",
+            stalled.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -118,6 +118,12 @@ impl AgentConfig {
             max_head_bytes: server.max_head_bytes,
             body_timeout: Duration::from_millis(server.body_timeout_ms),
             max_body_bytes: server.max_body_bytes,
+            max_concurrent_decompressions: match server.max_concurrent_decompressions {
+                0 => std::thread::available_parallelism()
+                    .map_or(1, |n| n.get() / 2)
+                    .max(1),
+                n => n,
+            },
             ack_timeout: Duration::from_millis(server.ack_timeout_ms),
             shutdown_timeout: Duration::from_millis(server.shutdown_timeout_ms),
             retry_after_secs: server.retry_after_secs,
@@ -188,6 +194,8 @@ pub struct AgentSettings {
     pub body_timeout: Duration,
     /// Largest body as sent.
     pub max_body_bytes: usize,
+    /// Most bodies decompressed at once (0 in the file resolved to half the cores).
+    pub max_concurrent_decompressions: usize,
     /// Longest wait for `persisted` / `delivered`.
     pub ack_timeout: Duration,
     /// Deadline of a shutdown.
