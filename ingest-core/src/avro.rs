@@ -111,6 +111,74 @@ pub fn schema(kind: EventKind) -> &'static Schema {
     &SCHEMAS[kind.index()]
 }
 
+/// Per event type, the registry id of the schema its topic is written with (no id: the
+/// topic stays JSON). Made at start by [`AvroTopics::register`], which checks each
+/// subject's compatibility, and given to the ingestor
+/// (`IngestorBuilder::avro_topics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AvroTopics {
+    ids: [Option<u32>; 4],
+}
+
+impl AvroTopics {
+    /// The schema id records of `kind` carry, if its topic is written in Avro.
+    pub fn id(&self, kind: EventKind) -> Option<u32> {
+        self.ids[kind.index()]
+    }
+
+    /// The same, with the topic of `kind` written in Avro with schema `id` (for a caller
+    /// that registered the schemas itself).
+    #[must_use]
+    pub fn with(mut self, kind: EventKind, id: u32) -> Self {
+        self.ids[kind.index()] = Some(id);
+        self
+    }
+
+    /// For each `(kind, topic)`, registers (or finds) the type's schema under the subject
+    /// `<topic>-value` (the TopicNameStrategy) at compatibility `level`, refusing a schema
+    /// incompatible with the subject's latest one.
+    ///
+    /// # Errors
+    ///
+    /// The first subject's [`RegistryError`]: [`RegistryError::Incompatible`] names the
+    /// fields that break compatibility.
+    pub async fn register(
+        client: &RegistryClient,
+        topics: &[(EventKind, &str)],
+        level: Compatibility,
+    ) -> Result<AvroTopics, RegistryError> {
+        let mut out = AvroTopics::default();
+        for (kind, topic) in topics {
+            let subject = format!("{topic}-value");
+            let check = client
+                .ensure_subject(&subject, schema_text(*kind), level)
+                .await?;
+            tracing::info!(
+                topic,
+                subject,
+                schema_id = check.id,
+                previous_schema_id = check.previous_id,
+                "Avro schema registered"
+            );
+            out.ids[kind.index()] = Some(check.id);
+        }
+        Ok(out)
+    }
+}
+
+/// A record value in the wire format for a validated event's JSON: parsed into the
+/// model, encoded with its type's schema, framed with `id`.
+///
+/// # Errors
+///
+/// [`AvroError::NotAnEvent`] when the JSON is not an event of `kind` (never the case
+/// for an event that passed validation), or an encoding error.
+pub fn encode_json(kind: EventKind, id: u32, json: &[u8]) -> Result<Vec<u8>, AvroError> {
+    let event =
+        Event::decode(kind, json).map_err(|source| AvroError::NotAnEvent { kind, source })?;
+    Ok(frame(id, &encode_body(&event)?))
+}
+
 /// The `schema` header of an Avro record of `kind` (`avro:<type>/v1`).
 pub const fn schema_header(kind: EventKind) -> &'static str {
     match kind {

@@ -7,8 +7,6 @@
 //! Each test uses subjects of its own (a per-run suffix), so runs never see each other's
 //! schemas even against a long-running registry.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apache_avro::Schema;
@@ -17,6 +15,9 @@ use ingest_core::avro::{
 };
 use ingest_core::model::Event;
 use ingest_core::EventKind;
+
+#[path = "common/fastavro.rs"]
+mod fastavro;
 
 fn registry_url() -> String {
     std::env::var("REGISTRY_URL").unwrap_or_else(|_| {
@@ -160,59 +161,6 @@ async fn an_incompatible_change_is_refused_naming_the_field() {
     assert_eq!(latest, v1.id);
 }
 
-/// A Python virtual environment with fastavro, under the repository's `.cache/`.
-fn fastavro_python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let venv = root.join(".cache/avro-venv");
-    let python = venv.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import fastavro"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !ready(&python) {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 runs");
-        assert!(status.success(), "python3 -m venv {}", venv.display());
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "fastavro==1.*",
-            ])
-            .status()
-            .expect("pip runs");
-        assert!(status.success(), "pip install fastavro");
-    }
-    python
-}
-
-/// Decodes a wire-format record with fastavro: the schema id from the record's header,
-/// the schema from the registry (`GET /schemas/ids/<id>`), the body with
-/// `schemaless_reader`. Prints the record as JSON.
-const FASTAVRO_READER: &str = r#"
-import io, json, struct, sys, urllib.request
-import fastavro
-base, path = sys.argv[1], sys.argv[2]
-data = open(path, "rb").read()
-magic, schema_id = struct.unpack(">bI", data[:5])
-assert magic == 0, magic
-with urllib.request.urlopen(f"{base}/schemas/ids/{schema_id}") as answer:
-    schema = fastavro.parse_schema(json.loads(json.loads(answer.read())["schema"]))
-body = io.BytesIO(data[5:])
-record = fastavro.schemaless_reader(body, schema)
-assert body.read() == b"", "bytes left after the record"
-print(json.dumps({"schema_id": schema_id, "record": record}))
-"#;
-
 #[tokio::test]
 async fn fastavro_decodes_a_record_with_the_schema_from_the_registry() {
     let client = client();
@@ -232,19 +180,8 @@ async fn fastavro_decodes_a_record_with_the_schema_from_the_registry() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("record.bin");
     std::fs::write(&path, &record).expect("write");
-    let python = fastavro_python();
     let base = format!("{}/apis/ccompat/v7", registry_url().trim_end_matches('/'));
-    let out = Command::new(python)
-        .args(["-c", FASTAVRO_READER, &base])
-        .arg(&path)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "fastavro: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let decoded: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let decoded = fastavro::decode(&base, &path);
     assert_eq!(decoded["schema_id"], id);
     let r = &decoded["record"];
     assert_eq!(r["user_id"], "u-1");
