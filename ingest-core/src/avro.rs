@@ -25,7 +25,9 @@ mod registry;
 use std::sync::LazyLock;
 
 use apache_avro::types::Value as AvroValue;
-use apache_avro::Schema;
+/// A parsed Avro schema (re-exported from `apache-avro`, so consumers need no dependency
+/// of their own).
+pub use apache_avro::Schema;
 use serde_json::Value as JsonValue;
 
 use crate::event::EventKind;
