@@ -255,10 +255,17 @@ pub fn decode_body(kind: EventKind, writer: &Schema, body: &[u8]) -> Result<Even
             reader.len()
         )));
     }
-    // apache-avro 0.22 reads a union whose variant is cut off at the end of the input as
-    // that variant holding null, without an error: a value that does not match the
-    // writer's schema is refused here.
-    if !value.validate(writer) {
+    // apache-avro 0.22 reads a union whose index or value is cut off at the end of the
+    // input as null, without an error. A complete body is the encoding of the value read
+    // from it, byte for byte in length; a body cut short is not (the re-encoding has the
+    // missing bytes back). Checked here, with the value's validity for the schema.
+    let complete = value.validate(writer)
+        && apache_avro::writer::datum::GenericDatumWriter::builder(writer)
+            .build()?
+            .write_value_to_vec(value.clone())?
+            .len()
+            == body.len();
+    if !complete {
         return Err(AvroError::Malformed(
             "the body ends inside a field".to_owned(),
         ));

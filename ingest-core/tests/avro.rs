@@ -161,6 +161,18 @@ fn a_body_that_is_not_the_writer_schema_fails_without_panicking() {
             body.len()
         );
     }
+    // A body whose last fields are absent optional ones (one byte each, union index 0):
+    // cut anywhere, it fails too, not decoded with the cut fields as null.
+    let view = Event::decode(EventKind::ProductView, FULL[1].1.as_bytes()).expect("test data");
+    let body = encode_body(&view).expect("test data");
+    for cut in 1..=4 {
+        let result = decode_body(
+            EventKind::ProductView,
+            schema(EventKind::ProductView),
+            &body[..body.len() - cut],
+        );
+        assert!(result.is_err(), "{cut} bytes cut: {result:?}");
+    }
     // A purchase body read as a search: an error too (or, if the bytes happen to parse,
     // leftover bytes).
     assert!(decode_body(EventKind::Search, schema(EventKind::Search), &body).is_err());
