@@ -115,6 +115,8 @@ impl std::fmt::Debug for Ingestor {
 #[must_use]
 pub struct IngestorBuilder {
     config: IngestConfig,
+    #[cfg(feature = "avro")]
+    avro: crate::avro::AvroTopics,
 }
 
 impl IngestorBuilder {
@@ -144,6 +146,16 @@ impl IngestorBuilder {
         self
     }
 
+    /// Writes the topics of the given event types in Avro (Confluent wire format) with
+    /// the schema ids of `topics` (see [`AvroTopics::register`](crate::avro::AvroTopics::register)),
+    /// the others in JSON. Events are validated as JSON as always; the Avro body is made
+    /// from the parsed event when the record is sent.
+    #[cfg(feature = "avro")]
+    pub fn avro_topics(mut self, topics: crate::avro::AvroTopics) -> Self {
+        self.avro = topics;
+        self
+    }
+
     /// Passes a librdkafka property through (e.g. `security.protocol`).
     pub fn producer_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.config
@@ -163,7 +175,11 @@ impl IngestorBuilder {
     /// rejects a property.
     pub fn build(self) -> Result<Ingestor, Error> {
         let settings = self.config.validate()?;
-        Ingestor::start(settings)
+        Ingestor::start(
+            settings,
+            #[cfg(feature = "avro")]
+            self.avro,
+        )
     }
 }
 
@@ -233,7 +249,10 @@ impl Ingestor {
         IngestorBuilder::default()
     }
 
-    fn start(settings: Settings) -> Result<Ingestor, Error> {
+    fn start(
+        settings: Settings,
+        #[cfg(feature = "avro")] avro: crate::avro::AvroTopics,
+    ) -> Result<Ingestor, Error> {
         let mut topics: Vec<Arc<str>> = settings.topics.to_vec();
         topics.push(settings.dead_letter_topic.clone());
         topics.push(settings.custom_topic.clone());
@@ -249,13 +268,19 @@ impl Ingestor {
             DeliveryContext::new(telemetry.clone(), breaker.clone(), disk.clone()),
         )
         .map_err(|e| Error::kafka("creating the producer", e))?;
-        let sender = Arc::new(Sender::new(
+        #[allow(unused_mut)]
+        let mut sender = Sender::new(
             producer,
             settings.topics.clone(),
             settings.dead_letter_topic.clone(),
             settings.custom_topic.clone(),
             telemetry.clone(),
-        ));
+        );
+        #[cfg(feature = "avro")]
+        {
+            sender.avro = avro;
+        }
+        let sender = Arc::new(sender);
         // Without a disk buffer, a submission may go straight to the producer; with
         // one, every event goes through the spool to be persisted first.
         let direct = disk.is_none().then(|| sender.clone());

@@ -69,6 +69,8 @@
 // buffer's storage. The fuzz targets (fuzz/) use that build.
 #[cfg(feature = "kafka")]
 pub mod admin;
+#[cfg(feature = "avro")]
+pub mod avro;
 mod batch;
 #[cfg(feature = "kafka")]
 mod blocking;

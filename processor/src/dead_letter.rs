@@ -37,8 +37,14 @@ pub mod reason {
     /// A `schema` header naming a version of the event's type this processor does not
     /// read (`json:<type>/v1` is the one it reads).
     pub const UNKNOWN_SCHEMA: &str = "unknown_schema";
-    /// The value is not an event of its type.
+    /// The value is not an event of its type (for Avro: not in the wire format, or not a
+    /// datum of the schema its id names).
     pub const UNDECODABLE: &str = "undecodable";
+    /// An Avro record whose schema id the registry does not have.
+    pub const UNKNOWN_SCHEMA_ID: &str = "unknown_schema_id";
+    /// An Avro record whose schema could not be fetched: no registry configured
+    /// (`schema_registry.url`), or the registry unreachable or failing.
+    pub const SCHEMA_UNAVAILABLE: &str = "schema_unavailable";
     /// Neither `user_id` nor `anonymous_id`.
     pub const MISSING_IDENTITY: &str = "missing_identity";
     /// A value the stores cannot hold or that breaks the contract's limits (found by the

@@ -1373,3 +1373,59 @@ async fn segment_and_ga4_traffic_is_counted_like_native_events() {
     assert_eq!(lamps.count, 2, "one query however the shop spelled it");
     assert_eq!(r.duplicates, 0);
 }
+
+/// Avro records (Confluent wire format, schema from a real registry: `REGISTRY_URL`, from
+/// `scripts/registry start`) are counted exactly like JSON ones, on the same topic; one
+/// whose schema id the registry does not have is dead-lettered (`unknown_schema_id`), and
+/// one cut short (`undecodable`), once each.
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_records_are_counted_like_json_ones() {
+    use ingest_core::avro::{encode_json, AvroTopics, Compatibility, RegistryClient};
+    use ingest_core::EventKind;
+    let url = common::service("REGISTRY_URL", "scripts/registry start");
+    let base = format!("{}/apis/ccompat/v7", url.trim_end_matches('/'));
+    let scenario = Harness::new("avro", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let registry = RegistryClient::new(&base, Duration::from_secs(10), 16).expect("client");
+    let topic = scenario.topics[0].clone();
+    let id = AvroTopics::register(
+        &registry,
+        &[(EventKind::ProductView, topic.as_str())],
+        Compatibility::Backward,
+    )
+    .await
+    .expect("registered")
+    .id(EventKind::ProductView)
+    .expect("an id");
+    let start = start_minute();
+    let t0 = (start + 10 * 60) * 1000;
+    let avro = |mut record: storefront::Record, id: u32| {
+        record.value = encode_json(EventKind::ProductView, id, &record.value).expect("encodes");
+        record
+            .headers
+            .push(("schema".into(), "avro:product_view/v1".into()));
+        record
+    };
+    let mut records = Vec::new();
+    for user in 0..3 {
+        records.push(view(user, "sku-1", t0 + user as i64 * 1000));
+        records.push(avro(view(user + 10, "sku-1", t0 + user as i64 * 1000), id));
+    }
+    let unknown = avro(view(20, "sku-1", t0), u32::MAX - 5);
+    let mut cut = avro(view(21, "sku-1", t0), id);
+    cut.value.truncate(cut.value.len() - 3);
+    records.push(unknown);
+    records.push(cut);
+    let p = scenario
+        .start_ready("avro", &[("PROCESSOR_SCHEMA_REGISTRY__URL", base.as_str())])
+        .await;
+    scenario.produce(&records).await;
+    scenario.wait_committed(8, Duration::from_secs(60)).await;
+    assert_counted(&p, start, 6, 0, 0).await;
+    let mut codes: Vec<String> = scenario
+        .dead_letters(2, Duration::from_secs(30))
+        .into_iter()
+        .map(|(code, _)| code)
+        .collect();
+    codes.sort();
+    assert_eq!(codes, ["undecodable", "unknown_schema_id"]);
+}

@@ -61,6 +61,9 @@ pub(crate) struct Sender {
     /// the order they were submitted.
     pub(crate) feed: Mutex<()>,
     pub(crate) telemetry: Telemetry,
+    /// The event types whose topics are written in Avro, with their schema ids.
+    #[cfg(feature = "avro")]
+    pub(crate) avro: crate::avro::AvroTopics,
 }
 
 impl Sender {
@@ -78,6 +81,8 @@ impl Sender {
             custom_topic,
             feed: Mutex::new(()),
             telemetry,
+            #[cfg(feature = "avro")]
+            avro: crate::avro::AvroTopics::default(),
         }
     }
 
@@ -143,9 +148,35 @@ impl Sender {
         sent: Box<Sent>,
     ) -> Result<(), (KafkaError, Box<Sent>)> {
         let topic = self.topic(record.destination);
+        #[cfg_attr(not(feature = "avro"), allow(unused_mut))]
+        let mut payload = record.payload;
+        #[cfg_attr(not(feature = "avro"), allow(unused_mut))]
+        let mut schema = None;
+        #[cfg(feature = "avro")]
+        let encoded;
+        #[cfg(feature = "avro")]
+        if let Destination::Event { kind, .. } = record.destination {
+            if let Some(id) = self.avro.id(*kind) {
+                // The buffer keeps the client's JSON; the Avro body is made from the
+                // parsed event when the record leaves. A validated event always
+                // encodes: a failure is refused as an invalid message, never retried.
+                encoded = match crate::avro::encode_json(*kind, id, record.payload) {
+                    Ok(bytes) => bytes,
+                    Err(error) => {
+                        tracing::error!(topic, %error, "event could not be encoded to Avro");
+                        return Err((
+                            KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage),
+                            sent,
+                        ));
+                    }
+                };
+                payload = &encoded;
+                schema = Some(crate::avro::schema_header(*kind));
+            }
+        }
         let mut outgoing = BaseRecord::with_opaque_to(topic, sent)
-            .payload(record.payload)
-            .headers(headers(record));
+            .payload(payload)
+            .headers(headers(record, schema));
         if let Some(key) = record.key {
             outgoing = outgoing.key(key);
         }
@@ -155,7 +186,9 @@ impl Sender {
     }
 }
 
-fn headers(record: &Outgoing<'_>) -> OwnedHeaders {
+/// The record's headers; `schema` overrides the event's `schema` header (an Avro topic's
+/// `avro:<type>/v1`).
+fn headers(record: &Outgoing<'_>, schema: Option<&str>) -> OwnedHeaders {
     let received_at = Rfc3339Millis::new(record.received_at_ms);
     let common = |headers: OwnedHeaders| {
         headers
@@ -185,7 +218,7 @@ fn headers(record: &Outgoing<'_>) -> OwnedHeaders {
             )
             .insert(Header {
                 key: "schema",
-                value: Some(kind.schema()),
+                value: Some(schema.unwrap_or(kind.schema())),
             })
         }
         Destination::Custom(route) => {
@@ -274,7 +307,7 @@ mod tests {
             received_at_ms: 0,
             source: "test",
         };
-        let headers = headers(&record);
+        let headers = headers(&record, None);
         let mut seen = 0;
         for header in headers.iter() {
             if header.key == "error_message" || header.key == "error_field" {

@@ -27,7 +27,7 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
-pub use settings::{SearchAuth, SearchSettings, Settings};
+pub use settings::{RegistrySettings, SearchAuth, SearchSettings, Settings};
 
 /// The environment variable prefix of every key.
 pub const ENV_PREFIX: &str = "PROCESSOR_";
@@ -71,6 +71,8 @@ pub struct ProcessorConfig {
     pub search: SearchConfig,
     /// What the processor deletes, and when.
     pub pruning: PruningConfig,
+    /// The schema registry Avro records' schemas are read from.
+    pub schema_registry: SchemaRegistryConfig,
 }
 
 impl Default for ProcessorConfig {
@@ -92,6 +94,31 @@ impl Default for ProcessorConfig {
             api: ApiConfig::default(),
             search: SearchConfig::default(),
             pruning: PruningConfig::default(),
+            schema_registry: SchemaRegistryConfig::default(),
+        }
+    }
+}
+
+/// `[schema_registry]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    /// Base URL of the registry's Confluent-compatible API (e.g.
+    /// `http://registry:8080/apis/ccompat/v7` for Apicurio Registry). Empty: no registry,
+    /// and Avro records are dead-lettered (`schema_unavailable`).
+    pub url: String,
+    /// Time one request to the registry may take (ms).
+    pub timeout_ms: u64,
+    /// Schemas kept by id.
+    pub cache_capacity: usize,
+}
+
+impl Default for SchemaRegistryConfig {
+    fn default() -> Self {
+        SchemaRegistryConfig {
+            url: String::new(),
+            timeout_ms: 5_000,
+            cache_capacity: 1_000,
         }
     }
 }

@@ -99,6 +99,19 @@ impl ProcessorConfig {
         if self.catalog.refresh_secs == 0 || self.catalog.max_products == 0 {
             return bad("catalog", "refresh_secs and max_products must be > 0");
         }
+        let registry = &self.schema_registry;
+        let url_ok = registry.url.is_empty()
+            || registry.url.starts_with("http://")
+            || registry.url.starts_with("https://");
+        if !url_ok {
+            return bad("schema_registry.url", "must be an http:// or https:// URL");
+        }
+        if registry.timeout_ms == 0 || registry.cache_capacity == 0 {
+            return bad(
+                "schema_registry",
+                "timeout_ms and cache_capacity must be > 0",
+            );
+        }
         let d = &self.dead_letter;
         if d.initial_backoff_ms == 0 || d.max_backoff_ms < d.initial_backoff_ms {
             return bad(
@@ -248,6 +261,11 @@ impl ProcessorConfig {
                 max: Duration::from_millis(d.max_backoff_ms),
             },
             dead_letter_timeout: Duration::from_millis(d.timeout_ms),
+            schema_registry: (!registry.url.is_empty()).then(|| RegistrySettings {
+                url: registry.url.clone(),
+                timeout: Duration::from_millis(registry.timeout_ms),
+                cache_capacity: registry.cache_capacity,
+            }),
             inactivity_timeout_ms: sessions.inactivity_timeout_secs as i64 * 1_000,
             session_retention_ms: sessions.retention_minutes as i64 * 60_000,
             max_events_per_user: sessions.max_events_per_user,
@@ -417,6 +435,17 @@ const RESERVED_PROPERTIES: &[&str] = &[
     "auto.offset.reset",
 ];
 
+/// `[schema_registry]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// Base URL of the Confluent-compatible API.
+    pub url: String,
+    /// Time one request may take.
+    pub timeout: Duration,
+    /// Schemas kept by id.
+    pub cache_capacity: usize,
+}
+
 /// The validated configuration. `Debug` masks the passwords of the URLs and the
 /// secret-looking Kafka properties.
 #[derive(Debug, Clone)]
@@ -473,6 +502,8 @@ pub struct Settings {
     pub dead_letter_backoff: Backoff,
     /// Dead-letter attempt timeout.
     pub dead_letter_timeout: Duration,
+    /// The schema registry of Avro records, if configured.
+    pub schema_registry: Option<RegistrySettings>,
     /// Session inactivity timeout, ms.
     pub inactivity_timeout_ms: i64,
     /// How long event times are kept for sessions, ms.

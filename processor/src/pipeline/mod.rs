@@ -135,6 +135,8 @@ struct Held {
 /// The running consumer.
 pub struct Pipeline {
     settings: Arc<Settings>,
+    /// The schema registry Avro records' schemas come from, if configured.
+    registry: Option<ingest_core::avro::RegistryClient>,
     consumer: StreamConsumer<Rebalances>,
     producer: FutureProducer,
     store: Store,
@@ -240,8 +242,21 @@ impl Pipeline {
             (t.search.clone(), EventKind::Search),
         ]
         .into();
+        let registry = match &settings.schema_registry {
+            Some(r) => Some(
+                ingest_core::avro::RegistryClient::new(&r.url, r.timeout, r.cache_capacity)
+                    .map_err(|e| {
+                        Error::Config(ingest_common::ConfigError::new(
+                            "schema_registry.url",
+                            e.to_string(),
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
         let mut pipeline = Pipeline {
             settings,
+            registry,
             consumer,
             producer,
             store,
@@ -563,7 +578,11 @@ impl Pipeline {
                 to: offset + 1,
             })
             .to = offset + 1;
-        match self.decode(&message) {
+        let decoded = match self.avro_writer(&message).await {
+            Ok(writer) => self.decode(&message, writer.as_deref()),
+            Err(why) => Err(why),
+        };
+        match decoded {
             Ok(incoming) => {
                 self.decoded[incoming.event.kind().index()] += 1;
                 self.pending_bytes += message.payload().map_or(0, <[u8]>::len);
