@@ -10,7 +10,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 # crates it touches and their dependents, which cost minutes and gigabytes per set. The
 # tests that need a run of their own (the broker outage, the 3-broker cluster) are
 # targets with `test = false`, run by name.
-TEST_FEATURES=ingest-core/kafka-tests,ingest-core/kafka-outage-tests,ingest-core/kafka-cluster-tests,ingest-core/sled-buffer,ingest-benches/sled-buffer,edge-agent/kafka-tests,processor/service-tests
+TEST_FEATURES=ingest-core/kafka-tests,ingest-core/kafka-outage-tests,ingest-core/kafka-cluster-tests,ingest-core/sled-buffer,ingest-benches/sled-buffer,edge-agent/kafka-tests,processor/service-tests,ingest-core/registry-tests
 
 # ensure_build_deps [--no-kafka]: installs the system packages the Rust build needs
 # (librdkafka is built from source with TLS, SASL PLAIN/SCRAM/OAUTHBEARER, zstd and zlib)
@@ -24,6 +24,8 @@ ensure_build_deps() {
   if [ "${1:-}" != --no-kafka ]; then
     command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
     command -v mvn >/dev/null || missing+=(maven)
+    # scripts/registry builds the schema registry (a Quarkus build compiles a few classes).
+    command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
   fi
   local header pkg
   for pair in openssl/ssl.h:libssl-dev curl/curl.h:libcurl4-openssl-dev zlib.h:zlib1g-dev; do

@@ -22,7 +22,9 @@
 //! - `ABUSE_SECONDS`: the length of each window (default 2.5);
 //! - `ABUSE_AGENT_BIN`: the agent binary to run (default: the release build in this
 //!   target directory, `cargo build --release -p edge-agent --bin edge-agent`; the
-//!   bound on latency is about the agent as shipped);
+//!   bound on latency is about the agent as shipped). `scripts/test` passes the debug
+//!   build: the workspace's dev profile optimises the HTTP stack (hyper, h2, tokio,
+//!   miniz_oxide), which is what the floods exercise;
 //! - `ABUSE_COMMAND` for the ignored test `external_command`: a shell command run as
 //!   the attack (`{addr}`, `{host}` and `{port}` are replaced), used by `scripts/abuse`
 //!   for h2load and slowhttptest.
