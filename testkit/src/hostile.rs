@@ -246,9 +246,18 @@ pub fn records(timestamp: &str) -> Vec<Hostile> {
         (
             0,
             b"product_view",
-            Some(b"\x00\x01 not json".to_vec()),
+            Some(b"\x01\x02 not json".to_vec()),
             vec![],
             "undecodable",
+        ),
+        // A leading zero byte is the Avro wire format's magic: without a registry to
+        // fetch the schema from, the record waits in the dead-letter topic for a replay.
+        (
+            0,
+            b"product_view",
+            Some(b"\x00\x01 not json".to_vec()),
+            vec![],
+            "schema_unavailable",
         ),
         (0, b"product_view", Some(Vec::new()), vec![], "undecodable"),
         (0, b"product_view", None, vec![], "undecodable"),
