@@ -13,14 +13,16 @@
 //! twice as long before the test fails (a shared 2-core machine has pauses of its own;
 //! a real slowdown shows in both runs).
 //!
-//! The attackers run on threads of their own at the scheduler's idle priority
-//! (`SCHED_IDLE`), and the shopper on a thread and runtime of its own. A real attacker's
+//! The shopper runs on a thread and runtime of its own, the attackers on a runtime of
+//! theirs. The floods (frames, pipelined requests, bombs: attackers that send as fast
+//! as they can) run at the scheduler's idle priority (`SCHED_IDLE`). A real attacker's
 //! CPU is another machine's; here, a busy attacking thread held a core for a whole
-//! scheduler tick (4 ms) while the agent's woken threads, or the kernel's loopback work
-//! for the shopper's request, waited for it: `perf sched` showed the agent idle and
-//! a core busy with the attacker while the shopper waited, which measured the machine,
-//! not the agent. At idle priority, the attackers still take every cycle the agent and
-//! the shopper leave.
+//! scheduler tick (4 ms) while the agent's woken threads waited for it: `perf sched`
+//! showed the agent idle and a core busy with the attacker while the shopper waited,
+//! which measured the machine, not the agent. At idle priority the floods still take
+//! every cycle the agent and the shopper leave. The paced attacks (slow heads and
+//! bodies, idle connections, oversized heads) keep the normal priority: they must keep
+//! their own timing while the agent is busy.
 //!
 //! No broker is needed: the agent is given an address where none listens and keeps the
 //! shopper's events in its queue. The attacks speak raw bytes (HTTP/1.1 text and HTTP/2
@@ -406,12 +408,32 @@ where
     F: Fn(String, Instant) -> Fut,
     Fut: std::future::Future<Output = String> + Send + 'static,
 {
+    measure_at(false, name, env, rss_growth, attack);
+}
+
+/// [`measure`] for a flood: the attacker's threads at idle priority (see the module
+/// documentation).
+fn measure_flood<F, Fut>(name: &str, env: &[(&str, &str)], rss_growth: u64, attack: F)
+where
+    F: Fn(String, Instant) -> Fut,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
+    measure_at(true, name, env, rss_growth, attack);
+}
+
+fn measure_at<F, Fut>(idle: bool, name: &str, env: &[(&str, &str)], rss_growth: u64, attack: F)
+where
+    F: Fn(String, Instant) -> Fut,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    // The attackers run at the scheduler's idle priority (see the module
-    // documentation), on a runtime of their own.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .on_thread_start(run_at_idle_priority)
+        .on_thread_start(move || {
+            if idle {
+                run_at_idle_priority();
+            }
+        })
         .enable_all()
         .build()
         .expect("runtime");
@@ -1182,7 +1204,7 @@ fn many_idle_connections() {
 /// agent reads them, reconnecting when closed.
 #[test]
 fn http2_rapid_reset() {
-    measure(
+    measure_flood(
         "HTTP/2 rapid reset",
         &[],
         64 << 20,
@@ -1261,7 +1283,7 @@ fn http2_rapid_reset() {
 /// agent ends each connection with `GOAWAY` after a few frames.
 #[test]
 fn http2_continuation_flood() {
-    measure(
+    measure_flood(
         "HTTP/2 CONTINUATION flood",
         &[],
         32 << 20,
@@ -1409,7 +1431,7 @@ fn oversized_headers() {
 /// refuses the next 128 (`REFUSED_STREAM`) and ends the connection.
 #[test]
 fn http2_ten_thousand_streams() {
-    measure(
+    measure_flood(
         "HTTP/2 10,000 streams",
         &[],
         64 << 20,
@@ -1473,7 +1495,7 @@ fn http2_ten_thousand_streams() {
 #[test]
 fn pipelined_http1_flood() {
     const FLOODERS: usize = 2;
-    measure(
+    measure_flood(
         "pipelined HTTP/1.1 flood",
         &[],
         64 << 20,
@@ -1604,7 +1626,7 @@ fn zstd_window_bombs() {
 
 fn bombs(name: &str, encoding: &'static str, bomb: Bytes, code: &'static str) {
     let size = bomb.len();
-    measure(name, &[], 64 << 20, move |addr, until| {
+    measure_flood(name, &[], 64 << 20, move |addr, until| {
         let bomb = bomb.clone();
         async move {
             let mut tasks = Vec::new();

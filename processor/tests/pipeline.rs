@@ -1429,3 +1429,117 @@ async fn avro_records_are_counted_like_json_ones() {
     codes.sort();
     assert_eq!(codes, ["undecodable", "unknown_schema_id"]);
 }
+
+/// A schema registry that cannot be reached is waited for: the partitions of Avro
+/// records pause and are read again after a backoff, nothing is dead-lettered or
+/// committed past those records, and they are counted once the registry answers (here
+/// a forwarding port in front of the real registry, closed, then opened).
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_records_wait_for_a_registry_that_cannot_be_reached() {
+    use ingest_core::avro::{encode_json, AvroTopics, Compatibility, RegistryClient};
+    use ingest_core::EventKind;
+    let url = common::service("REGISTRY_URL", "scripts/registry start");
+    let base = format!("{}/apis/ccompat/v7", url.trim_end_matches('/'));
+    let scenario = Harness::new("avro_wait", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let registry = RegistryClient::new(&base, Duration::from_secs(10), 16).expect("client");
+    let topic = scenario.topics[0].clone();
+    let id = AvroTopics::register(
+        &registry,
+        &[(EventKind::ProductView, topic.as_str())],
+        Compatibility::Backward,
+    )
+    .await
+    .expect("registered")
+    .id(EventKind::ProductView)
+    .expect("an id");
+    let start = start_minute();
+    let t0 = (start + 10 * 60) * 1000;
+    let mut records = Vec::new();
+    for user in 0..4 {
+        records.push(view(user, "sku-1", t0 + user as i64 * 1000));
+        let mut avro = view(user + 10, "sku-1", t0 + user as i64 * 1000);
+        avro.value = encode_json(EventKind::ProductView, id, &avro.value).expect("encodes");
+        avro.headers
+            .push(("schema".into(), "avro:product_view/v1".into()));
+        records.push(avro);
+    }
+    // Nothing listens on this port until the forwarder below starts.
+    let port = common::free_port();
+    let proxied = format!("http://127.0.0.1:{port}/apis/ccompat/v7");
+    let p = scenario
+        .start_ready(
+            "avro_wait",
+            &[
+                ("PROCESSOR_SCHEMA_REGISTRY__URL", proxied.as_str()),
+                ("PROCESSOR_SCHEMA_REGISTRY__TIMEOUT_MS", "500"),
+                ("PROCESSOR_CHECKPOINT__INITIAL_BACKOFF_MS", "200"),
+                ("PROCESSOR_CHECKPOINT__MAX_BACKOFF_MS", "1000"),
+            ],
+        )
+        .await;
+    scenario.produce(&records).await;
+    // Several attempts, each a partition paused and read again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = p
+            .get("/metrics")
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        let waits = metric_value(&metrics, "processor_schema_registry_waits_total");
+        if waits >= 3.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the processor did not wait for the registry ({waits} waits)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        scenario.dead_letters(1, Duration::from_secs(3)),
+        Vec::<(String, String)>::new(),
+        "nothing is dead-lettered while the registry cannot be reached"
+    );
+    assert!(
+        scenario.committed_records().await < 8,
+        "records were committed past the ones waiting for the registry"
+    );
+    let registry_addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let _forwarder = forward(port, registry_addr).await;
+    scenario.wait_committed(8, Duration::from_secs(60)).await;
+    assert_counted(&p, start, 8, 0, 0).await;
+    assert_eq!(
+        scenario.dead_letters(1, Duration::from_secs(3)),
+        Vec::<(String, String)>::new()
+    );
+}
+
+/// The value of an unlabelled series in a Prometheus text exposition (0 if absent).
+fn metric_value(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Forwards connections to 127.0.0.1:`port` to `to` until dropped.
+async fn forward(port: u16, to: String) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the forwarder's port");
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(&to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    })
+}

@@ -134,12 +134,14 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// Whether trying again later may succeed (the registry was unreachable or answered
-    /// 5xx); a refusal or an unknown id will not change.
+    /// Whether trying again later may succeed (the registry was unreachable, or answered
+    /// 5xx, 408 or 429); a refusal or an unknown id will not change.
     pub fn is_retryable(&self) -> bool {
         match self {
             RegistryError::Unreachable { .. } => true,
-            RegistryError::Status { status, .. } => *status >= 500,
+            RegistryError::Status { status, .. } => {
+                *status >= 500 || *status == 408 || *status == 429
+            }
             _ => false,
         }
     }

@@ -6,8 +6,10 @@
 //! registry id, the Avro body; `schema` header `avro:<type>/v1`): its writer's schema is
 //! fetched from the registry by id ([`Pipeline::avro_writer`], cached and bounded) and the
 //! body resolved into this version's schema, giving the same event model as JSON. An
-//! unknown id, no registry, or a body that is not the writer's schema's datum is a dead
-//! letter (`unknown_schema_id`, `schema_unavailable`, `undecodable`), never a retry.
+//! unknown id, no registry configured or one that refuses, or a body that is not the
+//! writer's schema's datum is a dead letter (`unknown_schema_id`, `schema_unavailable`,
+//! `undecodable`); a registry that cannot be reached is waited for
+//! ([`super::registry_wait`]), never a reason to dead-letter.
 
 use std::sync::Arc;
 
@@ -22,31 +24,41 @@ use crate::aggregate::{Incoming, TopicPartition};
 use crate::dead_letter::reason;
 use crate::dedup;
 
+/// Why an Avro record has no writer's schema.
+pub(super) enum NoWriter {
+    /// The record is dead-lettered: this code and why.
+    Letter(&'static str, String),
+    /// The registry could not be reached: the record waits for it.
+    Unreachable(RegistryError),
+}
+
 impl Pipeline {
     /// The writer's schema of an Avro record (a value starting with the magic byte 0),
     /// from the registry by the id in the value; `None` for any other value.
     pub(super) async fn avro_writer(
         &self,
         message: &OwnedMessage,
-    ) -> Result<Option<Arc<Schema>>, (&'static str, String)> {
+    ) -> Result<Option<Arc<Schema>>, NoWriter> {
         let payload = message.payload().unwrap_or_default();
         if payload.first() != Some(&avro::MAGIC_BYTE) {
             return Ok(None);
         }
-        let (id, _) = avro::unframe(payload).map_err(|e| (reason::UNDECODABLE, e.to_string()))?;
+        let (id, _) = avro::unframe(payload)
+            .map_err(|e| NoWriter::Letter(reason::UNDECODABLE, e.to_string()))?;
         let Some(registry) = &self.registry else {
-            return Err((
+            return Err(NoWriter::Letter(
                 reason::SCHEMA_UNAVAILABLE,
                 format!("an Avro record (schema id {id}) and no schema_registry.url configured"),
             ));
         };
         match registry.schema_by_id(id).await {
             Ok(schema) => Ok(Some(schema)),
-            Err(RegistryError::UnknownId(_)) => Err((
+            Err(RegistryError::UnknownId(_)) => Err(NoWriter::Letter(
                 reason::UNKNOWN_SCHEMA_ID,
                 format!("schema id {id} is not in the schema registry"),
             )),
-            Err(e) => Err((reason::SCHEMA_UNAVAILABLE, e.to_string())),
+            Err(e) if e.is_retryable() => Err(NoWriter::Unreachable(e)),
+            Err(e) => Err(NoWriter::Letter(reason::SCHEMA_UNAVAILABLE, e.to_string())),
         }
     }
 

@@ -63,9 +63,11 @@ use crate::members::{self, CommittedMembers};
 use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store};
 use crate::user_cache::{CachedState, UserStateCache};
+use decode::NoWriter;
 
 mod decode;
 mod live_sync;
+mod registry_wait;
 
 /// What the HTTP health endpoints report.
 #[derive(Debug, Default)]
@@ -152,6 +154,10 @@ pub struct Pipeline {
     /// The users' state this instance committed last.
     user_states: UserStateCache,
     stale: HashSet<TopicPartition>,
+    /// Partitions paused until the schema registry answers (see [`registry_wait`]).
+    registry_waits: HashMap<TopicPartition, registry_wait::Waiting>,
+    /// Failed registry lookups in a row, per partition.
+    registry_attempts: HashMap<TopicPartition, u32>,
     pending: Vec<Held>,
     /// Records to dead-letter with the next checkpoint.
     letters: Vec<DeadLetter>,
@@ -269,6 +275,8 @@ impl Pipeline {
             committed_members: CommittedMembers::default(),
             user_states,
             stale: HashSet::new(),
+            registry_waits: HashMap::new(),
+            registry_attempts: HashMap::new(),
             pending: Vec::new(),
             letters: Vec::new(),
             pending_bytes: 0,
@@ -285,6 +293,7 @@ impl Pipeline {
             active_users: None,
         };
         pipeline.resync_live().await;
+        pipeline.report_registry_waits();
         pipeline.health.started.store(true, Ordering::Relaxed);
         pipeline.health.checkpoint_ok.store(true, Ordering::Relaxed);
         Ok(pipeline)
@@ -389,6 +398,7 @@ impl Pipeline {
                 Err(e) => return self.failed(e),
             }
         }
+        self.resume_registry_waits();
         let stale: Vec<TopicPartition> = self.stale.iter().cloned().collect();
         for tp in stale {
             if let Err(e) = self.resolve(&tp, None).await {
@@ -492,10 +502,22 @@ impl Pipeline {
             self.seen.forget(tp);
             self.stale.remove(tp);
             self.ranges.remove(tp);
+            self.forget_registry_waits(tp);
         }
         self.pending.retain(|h| !gone.contains(&h.incoming.source));
         self.letters
             .retain(|l| !gone.contains(&TopicPartition::new(&l.topic, l.partition)));
+    }
+
+    /// Drops what was read from `tp` since its last checkpoint; its position and
+    /// de-duplication keys are loaded again before its next record is used.
+    fn drop_uncommitted(&mut self, tp: &TopicPartition) {
+        self.partitions.remove(tp);
+        self.stale.remove(tp);
+        self.ranges.remove(tp);
+        self.pending.retain(|h| h.incoming.source != *tp);
+        self.letters
+            .retain(|l| l.partition != tp.partition || l.topic != tp.topic);
     }
 
     /// Loads a partition's committed position and de-duplication keys, and seeks there
@@ -551,6 +573,10 @@ impl Pipeline {
 
     async fn handle(&mut self, message: OwnedMessage) {
         let tp = TopicPartition::new(message.topic(), message.partition());
+        if self.is_waiting_for_registry(&tp) {
+            // Fetched before the pause: read again once the partition resumes.
+            return;
+        }
         let offset = message.offset();
         match self.partitions.get(&tp) {
             None => match self.resolve(&tp, Some(offset)).await {
@@ -571,6 +597,19 @@ impl Pipeline {
         if let Some(state) = self.partitions.get_mut(&tp) {
             state.floor = offset + 1;
         }
+        let writer = match self.avro_writer(&message).await {
+            Ok(writer) => {
+                if writer.is_some() {
+                    self.registry_answered(&tp);
+                }
+                Ok(writer)
+            }
+            Err(NoWriter::Letter(code, why)) => Err((code, why)),
+            Err(NoWriter::Unreachable(error)) => {
+                self.wait_for_registry(tp, &error);
+                return;
+            }
+        };
         self.ranges
             .entry(tp)
             .or_insert(OffsetRange {
@@ -578,10 +617,7 @@ impl Pipeline {
                 to: offset + 1,
             })
             .to = offset + 1;
-        let decoded = match self.avro_writer(&message).await {
-            Ok(writer) => self.decode(&message, writer.as_deref()),
-            Err(why) => Err(why),
-        };
+        let decoded = writer.and_then(|writer| self.decode(&message, writer.as_deref()));
         match decoded {
             Ok(incoming) => {
                 self.decoded[incoming.event.kind().index()] += 1;
