@@ -10,7 +10,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 # crates it touches and their dependents, which cost minutes and gigabytes per set. The
 # tests that need a run of their own (the broker outage, the 3-broker cluster) are
 # targets with `test = false`, run by name.
-TEST_FEATURES=ingest-core/kafka-tests,ingest-core/kafka-outage-tests,ingest-core/kafka-cluster-tests,ingest-core/sled-buffer,ingest-benches/sled-buffer,edge-agent/kafka-tests,processor/service-tests,ingest-core/registry-tests
+TEST_FEATURES=ingest-core/kafka-tests,ingest-core/kafka-outage-tests,ingest-core/kafka-cluster-tests,ingest-core/sled-buffer,ingest-benches/sled-buffer,edge-agent/kafka-tests,processor/service-tests,ingest-core/registry-tests,edge-agent/registry-tests
 
 # ensure_build_deps [--no-kafka]: installs the system packages the Rust build needs
 # (librdkafka is built from source with TLS, SASL PLAIN/SCRAM/OAUTHBEARER, zstd and zlib)

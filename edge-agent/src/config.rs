@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 mod settings;
 
 pub(crate) use settings::check_key;
-pub use settings::{AgentSettings, TlsFiles};
+pub use settings::{AgentSettings, AvroSettings, TlsFiles};
 
 /// The prefix of environment overrides.
 pub const ENV_PREFIX: &str = "EDGE_AGENT_";
@@ -65,6 +65,8 @@ pub struct AgentConfig {
     pub cors: CorsConfig,
     /// Feature flags served at `GET /api/flags` (off unless a file is given).
     pub flags: FlagsConfig,
+    /// Avro output with a schema registry (off unless event types are listed).
+    pub avro: AvroConfig,
     /// Log output.
     pub log: LogConfig,
     /// Create the configured topics at start (with their partitions and replication;
@@ -251,6 +253,36 @@ impl Default for FlagsConfig {
     }
 }
 
+/// Avro output (docs/avro.md): the listed event types' topics get Avro records in the
+/// Confluent wire format, their schemas registered at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AvroConfig {
+    /// Event types written in Avro (`product_view`, `cart`, `purchase`, `search`);
+    /// empty: every topic in JSON.
+    pub types: Vec<String>,
+    /// The schema registry's Confluent-compatible API (Apicurio:
+    /// `http://host:8080/apis/ccompat/v7`).
+    pub registry_url: String,
+    /// The compatibility a subject's new schema is checked for at start: `backward`,
+    /// `backward_transitive`, `forward`, `forward_transitive`, `full`,
+    /// `full_transitive` or `none`.
+    pub compatibility: String,
+    /// Time one request to the registry may take, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for AvroConfig {
+    fn default() -> Self {
+        AvroConfig {
+            types: Vec::new(),
+            registry_url: String::new(),
+            compatibility: "backward".to_owned(),
+            timeout_ms: 5000,
+        }
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -386,6 +418,7 @@ impl AgentConfig {
         for key in &mut copy.auth.keys {
             key.key = MASK.to_owned();
         }
+        copy.avro.registry_url = ingest_common::secret::mask_url(&self.avro.registry_url);
         copy
     }
 }
@@ -393,6 +426,7 @@ impl AgentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ingest_core::EventKind;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -419,6 +453,111 @@ mod tests {
         );
         assert!(!settings.ingest.has_disk_buffer());
         assert_eq!(config.kafka.brokers, "k1:9092");
+    }
+
+    fn with_avro(avro: AvroConfig) -> Result<AgentSettings, ConfigError> {
+        let mut config = AgentConfig::default();
+        config.kafka.brokers = "k1:9092".to_owned();
+        config.avro = avro;
+        config.validate()
+    }
+
+    /// `[avro]` is off until types are listed, then needs a registry URL, known and
+    /// distinct types and a known compatibility; each refusal names its key.
+    #[test]
+    fn avro_output_is_checked_key_by_key() {
+        let off = with_avro(AvroConfig {
+            registry_url: "http://registry:8081".to_owned(),
+            ..AvroConfig::default()
+        })
+        .expect("valid");
+        assert!(off.avro.is_none(), "no types: every topic in JSON");
+        let on = with_avro(AvroConfig {
+            types: vec!["purchase".to_owned(), " product_view ".to_owned()],
+            registry_url: "https://registry:8081/apis/ccompat/v7/".to_owned(),
+            compatibility: "FULL_transitive".to_owned(),
+            timeout_ms: 250,
+        })
+        .expect("valid")
+        .avro
+        .expect("on");
+        assert_eq!(on.kinds, [EventKind::Purchase, EventKind::ProductView]);
+        assert_eq!(on.registry_url, "https://registry:8081/apis/ccompat/v7");
+        assert_eq!(
+            on.compatibility,
+            ingest_core::avro::Compatibility::FullTransitive
+        );
+        assert_eq!(on.timeout, std::time::Duration::from_millis(250));
+        let refused = |avro: AvroConfig| with_avro(avro).expect_err("refused").to_string();
+        let types = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+        let base = AvroConfig {
+            types: types(&["cart"]),
+            registry_url: "http://registry:8081".to_owned(),
+            ..AvroConfig::default()
+        };
+        for (avro, key, says) in [
+            (
+                AvroConfig {
+                    registry_url: String::new(),
+                    ..base.clone()
+                },
+                "avro.registry_url",
+                "must be set",
+            ),
+            (
+                AvroConfig {
+                    registry_url: "registry:8081".to_owned(),
+                    ..base.clone()
+                },
+                "avro.registry_url",
+                "not an http",
+            ),
+            (
+                AvroConfig {
+                    types: types(&["checkout"]),
+                    ..base.clone()
+                },
+                "avro.types",
+                "\"checkout\" is not an event type",
+            ),
+            (
+                AvroConfig {
+                    types: types(&["cart", "cart"]),
+                    ..base.clone()
+                },
+                "avro.types",
+                "listed twice",
+            ),
+            (
+                AvroConfig {
+                    compatibility: "sideways".to_owned(),
+                    ..base.clone()
+                },
+                "avro.compatibility",
+                "\"sideways\" is not one of",
+            ),
+            (
+                AvroConfig {
+                    timeout_ms: 0,
+                    ..base.clone()
+                },
+                "avro.timeout_ms",
+                "greater than 0",
+            ),
+        ] {
+            let error = refused(avro);
+            assert!(error.contains(key) && error.contains(says), "{error}");
+        }
+    }
+
+    /// The registry URL's credentials are masked when the configuration is printed.
+    #[test]
+    fn the_registry_password_is_masked() {
+        let mut config = AgentConfig::default();
+        config.avro.registry_url = "https://shop:s3cret@registry:8081".to_owned();
+        let printed = toml::to_string(&config.redacted()).expect("toml");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("registry:8081"), "{printed}");
     }
 
     /// The earlier single-underscore names still work, each reported as deprecated

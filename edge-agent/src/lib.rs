@@ -45,6 +45,40 @@ use crate::rate_limit::RateLimiter;
 use crate::server::{Listener, Server};
 use crate::telemetry::RequestMetrics;
 
+/// Registers the schemas of the Avro event types with the registry, each checked
+/// against its subject's latest schema at the configured compatibility; their ids.
+///
+/// # Errors
+///
+/// An unreachable registry, or its refusal (an incompatible schema: the fields that
+/// break it are named).
+async fn register_avro(
+    avro: &config::AvroSettings,
+    ingest: &ingest_core::Settings,
+) -> anyhow::Result<ingest_core::avro::AvroTopics> {
+    let registry = ingest_common::secret::mask_url(&avro.registry_url);
+    let client = ingest_core::avro::RegistryClient::new(&avro.registry_url, avro.timeout, 16)
+        .with_context(|| format!("the schema registry client for {registry}"))?;
+    let topics: Vec<(ingest_core::EventKind, &str)> = avro
+        .kinds
+        .iter()
+        .map(|kind| (*kind, ingest.topic(*kind)))
+        .collect();
+    let registered = ingest_core::avro::AvroTopics::register(&client, &topics, avro.compatibility)
+        .await
+        .with_context(|| format!("registering the Avro schemas with the schema registry at {registry} (avro.registry_url)"))?;
+    for (kind, topic) in &topics {
+        tracing::info!(
+            event_type = kind.as_str(),
+            topic,
+            schema_id = registered.id(*kind),
+            compatibility = avro.compatibility.as_str(),
+            "Avro output"
+        );
+    }
+    Ok(registered)
+}
+
 /// Runs the agent until `shutdown` completes, then stops taking connections, lets
 /// in-flight requests finish, and shuts the ingestor down (delivering what it can and
 /// keeping the rest in the disk buffer), all within `settings.shutdown_timeout`.
@@ -97,10 +131,11 @@ pub async fn run(
             );
         }
     }
-    let ingestor = Ingestor::builder()
-        .config(settings.ingest.config().clone())
-        .build()
-        .context("starting the ingestor")?;
+    let mut builder = Ingestor::builder().config(settings.ingest.config().clone());
+    if let Some(avro) = &settings.avro {
+        builder = builder.avro_topics(register_avro(avro, &settings.ingest).await?);
+    }
+    let ingestor = builder.build().context("starting the ingestor")?;
     if let Some(handle) = &prometheus {
         ingest_common::telemetry::spawn_upkeep(handle.clone());
     }

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ingest_core::Settings;
+use ingest_core::avro::Compatibility;
+use ingest_core::{EventKind, Settings};
 
 use super::{
     invalid, AgentConfig, ApiKey, ConfigError, CorsConfig, LogConfig, RateLimitConfig,
@@ -23,6 +24,7 @@ impl AgentConfig {
     /// A [`ConfigError`] naming the first offending key.
     pub fn validate(&self) -> Result<AgentSettings, ConfigError> {
         let ingest = self.ingest().validate()?;
+        let avro = self.avro_settings()?;
         if self.flags.reload_interval_ms == 0 {
             return Err(invalid(
                 "flags.reload_interval_ms",
@@ -136,9 +138,79 @@ impl AgentConfig {
             flags_reload_interval: Duration::from_millis(self.flags.reload_interval_ms),
             log: self.log.clone(),
             create_topics: self.create_topics,
+            avro,
             ingest,
         })
     }
+
+    fn avro_settings(&self) -> Result<Option<AvroSettings>, ConfigError> {
+        let avro = &self.avro;
+        let url = avro.registry_url.trim();
+        if avro.types.is_empty() {
+            return Ok(None);
+        }
+        if url.is_empty() {
+            return Err(invalid(
+                "avro.registry_url",
+                "must be set when avro.types lists event types",
+            ));
+        }
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                "avro.registry_url",
+                format!(
+                    "{:?} is not an http:// or https:// URL",
+                    ingest_common::secret::mask_url(url)
+                ),
+            ));
+        }
+        let mut kinds = Vec::new();
+        for name in &avro.types {
+            let kind = EventKind::from_name(name.trim()).ok_or_else(|| {
+                invalid(
+                    "avro.types",
+                    format!("{name:?} is not an event type (product_view, cart, purchase, search)"),
+                )
+            })?;
+            if kinds.contains(&kind) {
+                return Err(invalid("avro.types", format!("{name:?} is listed twice")));
+            }
+            kinds.push(kind);
+        }
+        let compatibility =
+            Compatibility::from_name(avro.compatibility.trim()).ok_or_else(|| {
+                invalid(
+                    "avro.compatibility",
+                    format!(
+                        "{:?} is not one of backward, backward_transitive, forward, \
+                     forward_transitive, full, full_transitive, none",
+                        avro.compatibility
+                    ),
+                )
+            })?;
+        if avro.timeout_ms == 0 {
+            return Err(invalid("avro.timeout_ms", "must be greater than 0"));
+        }
+        Ok(Some(AvroSettings {
+            kinds,
+            registry_url: url.trim_end_matches('/').to_owned(),
+            compatibility,
+            timeout: Duration::from_millis(avro.timeout_ms),
+        }))
+    }
+}
+
+/// Avro output, checked.
+#[derive(Debug, Clone)]
+pub struct AvroSettings {
+    /// The event types written in Avro.
+    pub kinds: Vec<EventKind>,
+    /// The registry's API, without a trailing `/`.
+    pub registry_url: String,
+    /// The compatibility checked at start.
+    pub compatibility: Compatibility,
+    /// Time one request to the registry may take.
+    pub timeout: Duration,
 }
 
 pub(crate) fn check_key(at: &str, key: &ApiKey) -> Result<(), ConfigError> {
@@ -214,6 +286,8 @@ pub struct AgentSettings {
     pub flags_file: Option<PathBuf>,
     /// How often the flags file is looked at.
     pub flags_reload_interval: Duration,
+    /// Avro output; `None`: every topic in JSON.
+    pub avro: Option<AvroSettings>,
     /// Logs.
     pub log: LogConfig,
     /// Create the topics at start.
