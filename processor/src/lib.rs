@@ -27,6 +27,7 @@ pub mod dedup;
 mod error;
 pub mod http;
 pub mod isolate;
+pub mod lag;
 pub mod live;
 pub mod live_page;
 pub mod members;

@@ -1543,3 +1543,72 @@ async fn forward(port: u16, to: String) -> tokio::task::JoinHandle<()> {
         }
     })
 }
+
+/// `processor_partition_lag` counts a partition's records past the offset last
+/// committed for it: the records produced while a checkpoint is due, then 0 once it
+/// committed them.
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_lag_counts_the_records_not_committed_yet() {
+    let scenario = Harness::new("lag", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let topic = scenario.topics[0].clone();
+    let p = scenario
+        .start_ready(
+            "lag",
+            &[
+                ("PROCESSOR_KAFKA__LAG_INTERVAL_MS", "100"),
+                ("PROCESSOR_CHECKPOINT__INTERVAL_MS", "5000"),
+            ],
+        )
+        .await;
+    let start = start_minute();
+    let t0 = (start + 10 * 60) * 1000;
+    let records: Vec<_> = (0..20)
+        .map(|user| view(user, "sku-1", t0 + user as i64 * 1000))
+        .collect();
+    scenario.produce(&records).await;
+    let lag = || async {
+        let metrics = p
+            .get("/metrics")
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        partition_lag(&metrics, &topic)
+    };
+    let wait_for = |want: f64, what: &'static str| {
+        let lag = &lag;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let now = lag().await;
+                if now == want {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: lag {now}, expected {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_for(20.0, "before the checkpoint").await;
+    scenario.wait_committed(20, Duration::from_secs(60)).await;
+    wait_for(0.0, "after the checkpoint").await;
+    assert_counted(&p, start, 20, 0, 0).await;
+}
+
+/// The sum of `processor_partition_lag` over the partitions of `topic` (`NaN` when no
+/// partition of it is reported).
+fn partition_lag(exposition: &str, topic: &str) -> f64 {
+    let label = format!("topic=\"{topic}\"");
+    let values: Vec<f64> = exposition
+        .lines()
+        .filter(|line| line.starts_with("processor_partition_lag{") && line.contains(&label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    if values.is_empty() {
+        f64::NAN
+    } else {
+        values.iter().sum()
+    }
+}

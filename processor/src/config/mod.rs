@@ -133,6 +133,9 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Consumer session timeout (ms): a silent instance loses its partitions after it.
     pub session_timeout_ms: u64,
+    /// How often the lag per partition (`processor_partition_lag`) is measured, from
+    /// librdkafka's statistics (ms); 0: never.
+    pub lag_interval_ms: u64,
     /// Topic names.
     pub topics: TopicsConfig,
     /// Extra librdkafka properties for consumer and producer (`security.protocol`,
@@ -147,6 +150,7 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".to_owned(),
             group_id: "processor".to_owned(),
             session_timeout_ms: 10_000,
+            lag_interval_ms: 5_000,
             topics: TopicsConfig::default(),
             properties: BTreeMap::new(),
         }
@@ -667,6 +671,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("brokers", &shown.brokers)
             .field("group_id", &shown.group_id)
             .field("session_timeout_ms", &shown.session_timeout_ms)
+            .field("lag_interval_ms", &shown.lag_interval_ms)
             .field("topics", &shown.topics)
             .field("properties", &shown.properties)
             .finish()

@@ -433,6 +433,8 @@ const RESERVED_PROPERTIES: &[&str] = &[
     "isolation.level",
     "partition.assignment.strategy",
     "auto.offset.reset",
+    // Set from `kafka.lag_interval_ms`.
+    "statistics.interval.ms",
 ];
 
 /// `[schema_registry]`, validated.

@@ -58,6 +58,7 @@ use crate::dead_letter::{reason, DeadLetter};
 use crate::dedup::{self, SeenIds};
 use crate::error::{Disposition, Error};
 use crate::isolate::write_isolating;
+use crate::lag::LagGauges;
 use crate::live::LiveView;
 use crate::members::{self, CommittedMembers};
 use crate::recommend::active_users::ActiveUsers;
@@ -86,13 +87,19 @@ impl Health {
 /// Collects revoked partitions from librdkafka's rebalance callback.
 struct Rebalances {
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
+    lag: LagGauges,
 }
 
-impl ClientContext for Rebalances {}
+impl ClientContext for Rebalances {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.lag.report(&statistics);
+    }
+}
 
 impl ConsumerContext for Rebalances {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
+            self.lag.revoked(list);
             let revoked: Vec<TopicPartition> = list
                 .elements()
                 .iter()
@@ -107,6 +114,7 @@ impl ConsumerContext for Rebalances {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
+            self.lag.assigned(list);
             tracing::info!(count = list.count(), "partitions assigned");
         }
     }
@@ -211,7 +219,14 @@ impl Pipeline {
         tracing::info!(products = catalog.len(), "catalog loaded");
         let revoked = Arc::new(Mutex::new(Vec::new()));
         let user_states = UserStateCache::new(settings.user_state_cache_bytes);
-        let consumer: StreamConsumer<Rebalances> = client_config(&settings)
+        let mut consumer_config = client_config(&settings);
+        if settings.kafka.lag_interval_ms > 0 {
+            consumer_config.set(
+                "statistics.interval.ms",
+                settings.kafka.lag_interval_ms.to_string(),
+            );
+        }
+        let consumer: StreamConsumer<Rebalances> = consumer_config
             .set("group.id", &settings.kafka.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -224,6 +239,7 @@ impl Pipeline {
             )
             .create_with_context(Rebalances {
                 revoked: revoked.clone(),
+                lag: LagGauges::default(),
             })?;
         let t = &settings.kafka.topics;
         let topics = [
