@@ -1374,44 +1374,58 @@ async fn segment_and_ga4_traffic_is_counted_like_native_events() {
     assert_eq!(r.duplicates, 0);
 }
 
-/// Avro records (Confluent wire format, schema from a real registry: `REGISTRY_URL`, from
-/// `scripts/registry start`) are counted exactly like JSON ones, on the same topic; one
-/// whose schema id the registry does not have is dead-lettered (`unknown_schema_id`), and
-/// one cut short (`undecodable`), once each.
-#[tokio::test(flavor = "multi_thread")]
-async fn avro_records_are_counted_like_json_ones() {
-    use ingest_core::avro::{encode_json, AvroTopics, Compatibility, RegistryClient};
+/// A scenario whose product-view topic has its Avro schema registered with the real
+/// registry (`REGISTRY_URL`, from `scripts/registry start`): the scenario, the
+/// registry's root URL, its Confluent-compatible API and the schema's id.
+async fn avro_scenario(test: &str) -> (Harness, String, String, u32) {
+    use ingest_core::avro::{AvroTopics, Compatibility, RegistryClient};
     use ingest_core::EventKind;
     let url = common::service("REGISTRY_URL", "scripts/registry start");
     let base = format!("{}/apis/ccompat/v7", url.trim_end_matches('/'));
-    let scenario = Harness::new("avro", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let scenario = Harness::new(test, &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
     let registry = RegistryClient::new(&base, Duration::from_secs(10), 16).expect("client");
-    let topic = scenario.topics[0].clone();
     let id = AvroTopics::register(
         &registry,
-        &[(EventKind::ProductView, topic.as_str())],
+        &[(EventKind::ProductView, scenario.topics[0].as_str())],
         Compatibility::Backward,
     )
     .await
     .expect("registered")
     .id(EventKind::ProductView)
     .expect("an id");
+    (scenario, url, base, id)
+}
+
+/// `record` (a product view) with its value in the Avro wire format under schema `id`.
+fn as_avro(mut record: storefront::Record, id: u32) -> storefront::Record {
+    use ingest_core::EventKind;
+    record.value =
+        ingest_core::avro::encode_json(EventKind::ProductView, id, &record.value).expect("encodes");
+    record
+        .headers
+        .push(("schema".into(), "avro:product_view/v1".into()));
+    record
+}
+
+/// Avro records (Confluent wire format, schema from a real registry: `REGISTRY_URL`, from
+/// `scripts/registry start`) are counted exactly like JSON ones, on the same topic; one
+/// whose schema id the registry does not have is dead-lettered (`unknown_schema_id`), and
+/// one cut short (`undecodable`), once each.
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_records_are_counted_like_json_ones() {
+    let (scenario, _, base, id) = avro_scenario("avro").await;
     let start = start_minute();
     let t0 = (start + 10 * 60) * 1000;
-    let avro = |mut record: storefront::Record, id: u32| {
-        record.value = encode_json(EventKind::ProductView, id, &record.value).expect("encodes");
-        record
-            .headers
-            .push(("schema".into(), "avro:product_view/v1".into()));
-        record
-    };
     let mut records = Vec::new();
     for user in 0..3 {
         records.push(view(user, "sku-1", t0 + user as i64 * 1000));
-        records.push(avro(view(user + 10, "sku-1", t0 + user as i64 * 1000), id));
+        records.push(as_avro(
+            view(user + 10, "sku-1", t0 + user as i64 * 1000),
+            id,
+        ));
     }
-    let unknown = avro(view(20, "sku-1", t0), u32::MAX - 5);
-    let mut cut = avro(view(21, "sku-1", t0), id);
+    let unknown = as_avro(view(20, "sku-1", t0), u32::MAX - 5);
+    let mut cut = as_avro(view(21, "sku-1", t0), id);
     cut.value.truncate(cut.value.len() - 3);
     records.push(unknown);
     records.push(cut);
@@ -1436,32 +1450,16 @@ async fn avro_records_are_counted_like_json_ones() {
 /// a forwarding port in front of the real registry, closed, then opened).
 #[tokio::test(flavor = "multi_thread")]
 async fn avro_records_wait_for_a_registry_that_cannot_be_reached() {
-    use ingest_core::avro::{encode_json, AvroTopics, Compatibility, RegistryClient};
-    use ingest_core::EventKind;
-    let url = common::service("REGISTRY_URL", "scripts/registry start");
-    let base = format!("{}/apis/ccompat/v7", url.trim_end_matches('/'));
-    let scenario = Harness::new("avro_wait", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
-    let registry = RegistryClient::new(&base, Duration::from_secs(10), 16).expect("client");
-    let topic = scenario.topics[0].clone();
-    let id = AvroTopics::register(
-        &registry,
-        &[(EventKind::ProductView, topic.as_str())],
-        Compatibility::Backward,
-    )
-    .await
-    .expect("registered")
-    .id(EventKind::ProductView)
-    .expect("an id");
+    let (scenario, url, _, id) = avro_scenario("avro_wait").await;
     let start = start_minute();
     let t0 = (start + 10 * 60) * 1000;
     let mut records = Vec::new();
     for user in 0..4 {
         records.push(view(user, "sku-1", t0 + user as i64 * 1000));
-        let mut avro = view(user + 10, "sku-1", t0 + user as i64 * 1000);
-        avro.value = encode_json(EventKind::ProductView, id, &avro.value).expect("encodes");
-        avro.headers
-            .push(("schema".into(), "avro:product_view/v1".into()));
-        records.push(avro);
+        records.push(as_avro(
+            view(user + 10, "sku-1", t0 + user as i64 * 1000),
+            id,
+        ));
     }
     // Nothing listens on this port until the forwarder below starts.
     let port = common::free_port();
