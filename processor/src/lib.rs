@@ -23,6 +23,7 @@ pub mod aggregate;
 pub mod catalog;
 pub mod config;
 pub mod dead_letter;
+pub mod decode;
 pub mod dedup;
 mod error;
 pub mod http;

@@ -1,6 +1,6 @@
 //! The consume loop: read records, decode, hold them until the next checkpoint, then
 //! aggregate and commit them with their offsets, then write the live view. Decoding a
-//! record is in `decode`, keeping the live view whole after a Redis loss in `live_sync`.
+//! record is [`crate::decode`], keeping the live view whole after a Redis loss is `live_sync`.
 //!
 //! ## Positions come from PostgreSQL
 //!
@@ -55,6 +55,7 @@ use crate::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartitio
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::dead_letter::{reason, DeadLetter};
+use crate::decode::{Decoder, NoWriter};
 use crate::dedup::{self, SeenIds};
 use crate::error::{Disposition, Error};
 use crate::isolate::write_isolating;
@@ -64,9 +65,7 @@ use crate::members::{self, CommittedMembers};
 use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store};
 use crate::user_cache::{CachedState, UserStateCache};
-use decode::NoWriter;
 
-mod decode;
 mod live_sync;
 mod registry_wait;
 
@@ -145,8 +144,7 @@ struct Held {
 /// The running consumer.
 pub struct Pipeline {
     settings: Arc<Settings>,
-    /// The schema registry Avro records' schemas come from, if configured.
-    registry: Option<ingest_core::avro::RegistryClient>,
+    decoder: Decoder,
     consumer: StreamConsumer<Rebalances>,
     producer: FutureProducer,
     store: Store,
@@ -175,7 +173,6 @@ pub struct Pipeline {
     /// tick: a registry lookup per record is measurable at these rates).
     decoded: [u64; 4],
     ranges: HashMap<TopicPartition, OffsetRange>,
-    kinds: HashMap<String, EventKind>,
     health: Arc<Health>,
     live_lagging: bool,
     failures: u32,
@@ -257,28 +254,14 @@ impl Pipeline {
                 settings.dead_letter_timeout.as_millis().to_string(),
             )
             .create()?;
-        let kinds = [
-            (t.product_view.clone(), EventKind::ProductView),
-            (t.cart.clone(), EventKind::Cart),
-            (t.purchase.clone(), EventKind::Purchase),
-            (t.search.clone(), EventKind::Search),
-        ]
-        .into();
-        let registry = match &settings.schema_registry {
-            Some(r) => Some(
-                ingest_core::avro::RegistryClient::new(&r.url, r.timeout, r.cache_capacity)
-                    .map_err(|e| {
-                        Error::Config(ingest_common::ConfigError::new(
-                            "schema_registry.url",
-                            e.to_string(),
-                        ))
-                    })?,
-            ),
-            None => None,
-        };
+        let decoder = Decoder::new(
+            t,
+            settings.experiment_flags.clone(),
+            settings.schema_registry.as_ref(),
+        )?;
         let mut pipeline = Pipeline {
             settings,
-            registry,
+            decoder,
             consumer,
             producer,
             store,
@@ -298,7 +281,6 @@ impl Pipeline {
             pending_bytes: 0,
             decoded: [0; 4],
             ranges: HashMap::new(),
-            kinds,
             health,
             live_lagging: true,
             failures: 0,
@@ -613,7 +595,7 @@ impl Pipeline {
         if let Some(state) = self.partitions.get_mut(&tp) {
             state.floor = offset + 1;
         }
-        let writer = match self.avro_writer(&message).await {
+        let writer = match self.decoder.avro_writer(&message).await {
             Ok(writer) => {
                 if writer.is_some() {
                     self.registry_answered(&tp);
@@ -633,7 +615,7 @@ impl Pipeline {
                 to: offset + 1,
             })
             .to = offset + 1;
-        let decoded = writer.and_then(|writer| self.decode(&message, writer.as_deref()));
+        let decoded = writer.and_then(|writer| self.decoder.decode(&message, writer.as_deref()));
         match decoded {
             Ok(incoming) => {
                 self.decoded[incoming.event.kind().index()] += 1;

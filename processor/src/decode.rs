@@ -1,41 +1,93 @@
 //! Decoding a Kafka record into an [`Incoming`] event: its type (header or topic), the
 //! event itself with the contract's content checks, its id and de-duplication key, and
-//! its event time. A record that fails any of it is dead-lettered with the reason.
+//! its event time. A record that fails any of it is dead-lettered with the reason by
+//! the pipeline, and left out of the search index by its indexer.
 //!
 //! A value is JSON, or Avro in the Confluent wire format (magic byte 0, the schema's
 //! registry id, the Avro body; `schema` header `avro:<type>/v1`): its writer's schema is
-//! fetched from the registry by id ([`Pipeline::avro_writer`], cached and bounded) and the
+//! fetched from the registry by id ([`Decoder::avro_writer`], cached and bounded) and the
 //! body resolved into this version's schema, giving the same event model as JSON. An
 //! unknown id, no registry configured or one that refuses, or a body that is not the
 //! writer's schema's datum is a dead letter (`unknown_schema_id`, `schema_unavailable`,
 //! `undecodable`); a registry that cannot be reached is waited for
-//! ([`super::registry_wait`]), never a reason to dead-letter.
+//! ([`NoWriter::Unreachable`]), never a reason to dead-letter.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use ingest_core::avro::{self, RegistryError, Schema};
+use ingest_core::avro::{self, RegistryClient, RegistryError, Schema};
 use ingest_core::model::Event;
 use ingest_core::{contract, EventKind};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 
-use super::{now_ms, Pipeline};
 use crate::aggregate::{Incoming, TopicPartition};
+use crate::config::{RegistrySettings, TopicsConfig};
 use crate::dead_letter::reason;
 use crate::dedup;
+use crate::error::Error;
 
 /// Why an Avro record has no writer's schema.
-pub(super) enum NoWriter {
+#[derive(Debug)]
+pub enum NoWriter {
     /// The record is dead-lettered: this code and why.
     Letter(&'static str, String),
     /// The registry could not be reached: the record waits for it.
     Unreachable(RegistryError),
 }
 
-impl Pipeline {
+/// Turns records of the four event topics into events.
+pub struct Decoder {
+    /// The event type of each topic (for records without an `event_type` header).
+    kinds: HashMap<String, EventKind>,
+    /// The experiment flags counted per variant (`None`: every flag).
+    experiment_flags: Option<BTreeSet<String>>,
+    /// The schema registry Avro records' schemas come from, if configured.
+    registry: Option<RegistryClient>,
+}
+
+impl Decoder {
+    /// A decoder for the records of `topics`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the registry's URL cannot be used.
+    pub fn new(
+        topics: &TopicsConfig,
+        experiment_flags: Option<BTreeSet<String>>,
+        registry: Option<&RegistrySettings>,
+    ) -> Result<Decoder, Error> {
+        let kinds = [
+            (topics.product_view.clone(), EventKind::ProductView),
+            (topics.cart.clone(), EventKind::Cart),
+            (topics.purchase.clone(), EventKind::Purchase),
+            (topics.search.clone(), EventKind::Search),
+        ]
+        .into();
+        let registry = registry
+            .map(|r| {
+                RegistryClient::new(&r.url, r.timeout, r.cache_capacity).map_err(|e| {
+                    Error::Config(ingest_common::ConfigError::new(
+                        "schema_registry.url",
+                        e.to_string(),
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(Decoder {
+            kinds,
+            experiment_flags,
+            registry,
+        })
+    }
+
     /// The writer's schema of an Avro record (a value starting with the magic byte 0),
     /// from the registry by the id in the value; `None` for any other value.
-    pub(super) async fn avro_writer(
+    ///
+    /// # Errors
+    ///
+    /// [`NoWriter`]: the record is a dead letter, or the registry must be waited for.
+    pub async fn avro_writer(
         &self,
         message: &OwnedMessage,
     ) -> Result<Option<Arc<Schema>>, NoWriter> {
@@ -62,7 +114,12 @@ impl Pipeline {
         }
     }
 
-    pub(super) fn decode(
+    /// Decodes `message` (read with `writer`, its Avro writer's schema, if it is Avro).
+    ///
+    /// # Errors
+    ///
+    /// The dead-letter reason code and why.
+    pub fn decode(
         &self,
         message: &OwnedMessage,
         writer: Option<&Schema>,
@@ -99,7 +156,7 @@ impl Pipeline {
         event
             .check_content()
             .map_err(|e| (reason::UNSTORABLE, e.to_string()))?;
-        if let Some(flags) = &self.settings.experiment_flags {
+        if let Some(flags) = &self.experiment_flags {
             let common = match &mut event {
                 Event::ProductView(e) => &mut e.common,
                 Event::Cart(e) => &mut e.common,
@@ -146,7 +203,7 @@ impl Pipeline {
             .and_then(parse_rfc3339_ms)
             .or_else(|| header("received_at").as_deref().and_then(parse_rfc3339_ms))
             .or_else(|| message.timestamp().to_millis())
-            .unwrap_or_else(now_ms);
+            .unwrap_or_else(ingest_common::clock::unix_ms);
         Ok(Incoming {
             source: TopicPartition::new(message.topic(), message.partition()),
             event_id,
