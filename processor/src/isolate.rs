@@ -22,11 +22,10 @@ use crate::error::{Disposition, Error};
 use crate::store::{Attempt, Checkpoint, UserStates, Written};
 use crate::user_cache::UserStateCache;
 
-/// Turns a subset of the batch and its users' committed state into the rollup and the
-/// search documents.
-pub trait Aggregate: Fn(&[&Incoming], UserStates) -> (Rollup, Vec<(String, String)>) {}
+/// Turns a subset of the batch and its users' committed state into the rollup.
+pub trait Aggregate: Fn(&[&Incoming], UserStates) -> Rollup {}
 
-impl<F> Aggregate for F where F: Fn(&[&Incoming], UserStates) -> (Rollup, Vec<(String, String)>) {}
+impl<F> Aggregate for F where F: Fn(&[&Incoming], UserStates) -> Rollup {}
 
 /// Writes `events` (in order) into `checkpoint`, leaving out the records PostgreSQL
 /// refuses. Returns what was written and the refused records, as indices into `events`

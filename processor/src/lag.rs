@@ -8,6 +8,9 @@
 //! the committed results. A partition never committed counts from its first offset.
 //! Only the partitions assigned to this instance are reported; one that leaves is set
 //! to 0, so a sum over instances stays right after a rebalance.
+//!
+//! The search indexer's consumer group reports its own lag the same way, as
+//! `processor_search_lag_documents{topic, partition}` ([`crate::search`]).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -16,12 +19,21 @@ use rdkafka::statistics::Statistics;
 use rdkafka::TopicPartitionList;
 
 /// The partitions assigned to this instance, and the gauges reported for them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LagGauges {
+    metric: &'static str,
     assigned: Mutex<HashSet<(String, i32)>>,
 }
 
 impl LagGauges {
+    /// Gauges named `metric`, labelled `topic` and `partition`.
+    pub fn new(metric: &'static str) -> LagGauges {
+        LagGauges {
+            metric,
+            assigned: Mutex::new(HashSet::new()),
+        }
+    }
+
     /// Partitions were assigned (cooperative rebalancing: in addition to the others).
     pub fn assigned(&self, list: &TopicPartitionList) {
         let mut assigned = lock(&self.assigned);
@@ -36,7 +48,7 @@ impl LagGauges {
         for element in list.elements() {
             let key = (element.topic().to_owned(), element.partition());
             if assigned.remove(&key) {
-                gauge(&key.0, key.1).set(0.0);
+                self.gauge(&key.0, key.1).set(0.0);
             }
         }
     }
@@ -64,15 +76,15 @@ impl LagGauges {
                     // Not known yet (the partition's offsets are being fetched).
                     continue;
                 }
-                gauge(name, *id).set((end - from).max(0) as f64);
+                self.gauge(name, *id).set((end - from).max(0) as f64);
             }
         }
     }
-}
 
-fn gauge(topic: &str, partition: i32) -> metrics::Gauge {
-    metrics::gauge!("processor_partition_lag", "topic" => topic.to_owned(),
-        "partition" => partition.to_string())
+    fn gauge(&self, topic: &str, partition: i32) -> metrics::Gauge {
+        metrics::gauge!(self.metric, "topic" => topic.to_owned(),
+            "partition" => partition.to_string())
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

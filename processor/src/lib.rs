@@ -84,14 +84,35 @@ pub async fn run(
     )
     .await?;
     // Built first: a CA file that cannot be read stops the start, before any work.
-    let sink = settings
+    let indexer = settings
         .search
         .clone()
         .map(|search| {
-            search::SearchSink::new(
+            let t = &settings.kafka.topics;
+            search::SearchIndexer::new(
                 search,
-                settings.postgres_url.expose().to_owned(),
-                settings.postgres_connect_timeout,
+                search::KafkaSource {
+                    client: pipeline::client_config(&settings),
+                    topics: vec![
+                        t.product_view.clone(),
+                        t.cart.clone(),
+                        t.purchase.clone(),
+                        t.search.clone(),
+                    ],
+                    lag_interval_ms: settings.kafka.lag_interval_ms,
+                },
+                decode::Decoder::new(
+                    t,
+                    settings.experiment_flags.clone(),
+                    settings.schema_registry.as_ref(),
+                )?,
+                search::CatalogSource {
+                    postgres_url: settings.postgres_url.expose().to_owned(),
+                    connect_timeout: settings.postgres_connect_timeout,
+                    reporting_currency: settings.reporting_currency.clone(),
+                    max_products: settings.max_products,
+                    ttl: settings.catalog_ttl,
+                },
             )
         })
         .transpose()?;
@@ -131,10 +152,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let mut pipeline = pipeline::Pipeline::start(settings.clone(), live, health).await?;
-    let sink = sink.map(|sink| {
-        pipeline.set_search_waker(sink.waker());
-        tokio::spawn(sink.run(shutdown.clone()))
-    });
+    let indexer = indexer.map(|indexer| tokio::spawn(indexer.run(shutdown.clone())));
     // The publishers stop after the pipeline, so that the users and dead letters of the
     // final checkpoint get their last round.
     let (stop_publisher, publisher_stop) = watch::channel(false);
@@ -215,13 +233,13 @@ pub async fn run(
     } else {
         letters.abort();
     }
-    if let Some(sink) = sink {
+    if let Some(indexer) = indexer {
         if result.is_ok() {
             // It stops on the same signal; its last attempt is bounded by its time-out.
-            let _ = sink.await;
+            let _ = indexer.await;
         } else {
-            // Nothing signals it then; what it has not sent stays queued.
-            sink.abort();
+            // Nothing signals it then; what it has not committed is read again.
+            indexer.abort();
         }
     }
     result

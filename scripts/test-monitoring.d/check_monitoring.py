@@ -37,7 +37,7 @@ ONLY_ON_FAILURE = {
     "processor_pair_fold_failures_total", "processor_pairs_refused_total",
     "processor_pair_log_rows_dropped_total", "processor_dedup_window_truncated_total",
     "processor_recommendations_dropped_total", "processor_search_documents_failed_total",
-    "processor_search_documents_dropped_total", "processor_search_failures_total",
+    "processor_search_records_skipped_total", "processor_search_failures_total",
     "processor_pruned_rows_total",
 }
 # Selectors of exported series whose label values only a failure produces: the series
@@ -45,7 +45,8 @@ ONLY_ON_FAILURE = {
 FAILURE_LABEL_VALUES = {'edge_http_requests_total{status=~"5.."}'}
 # Series of the search sink (search.enabled), which the test runs without.
 SEARCH_SINK = {"processor_search_documents_indexed_total", "processor_search_bulk_seconds",
-               "processor_search_lag_documents", "processor_search_lag_seconds"}
+               "processor_search_lag_documents", "processor_search_lag_seconds",
+               "processor_search_documents_existing_total"}
 
 PROMQL_GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "atan2"} | PROMQL_GROUPING

@@ -502,9 +502,11 @@ impl Default for PruningConfig {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SearchConfig {
-    /// Whether counted events are indexed. Off by default: with it on, every checkpoint
-    /// also queues one document per new event in PostgreSQL.
+    /// Whether events are indexed. Off by default. The indexer reads the event topics
+    /// with a consumer group of its own, apart from the analytics.
     pub enabled: bool,
+    /// The indexer's consumer group; empty: `kafka.group_id` followed by `-search`.
+    pub group_id: String,
     /// The index's REST API, `http[s]://host[:port][/prefix]` (port 9200 by default).
     pub url: String,
     /// User of HTTP basic authentication, with `password`; empty: none.
@@ -526,7 +528,7 @@ pub struct SearchConfig {
     /// Bytes of documents per `_bulk` request at most (a single larger document is sent
     /// alone); keep it well below the index's `http.max_content_length`.
     pub max_bulk_bytes: usize,
-    /// How often the queue is looked at without a checkpoint waking the sink (ms).
+    /// The longest a document read from Kafka waits for a fuller `_bulk` request (ms).
     pub flush_interval_ms: u64,
     /// Time one request may take (ms).
     pub request_timeout_ms: u64,
@@ -534,15 +536,17 @@ pub struct SearchConfig {
     pub initial_backoff_ms: u64,
     /// Cap of that wait (ms).
     pub max_backoff_ms: u64,
-    /// Documents queued at most while the index is unreachable; the oldest beyond it are
-    /// dropped and counted.
-    pub max_queued_documents: u64,
+    /// No longer used (documents wait in Kafka, not in PostgreSQL); accepted so that
+    /// older files still load, with a warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queued_documents: Option<u64>,
 }
 
 impl Default for SearchConfig {
     fn default() -> Self {
         SearchConfig {
             enabled: false,
+            group_id: String::new(),
             url: "http://127.0.0.1:9200".to_owned(),
             username: String::new(),
             password: String::new(),
@@ -556,7 +560,7 @@ impl Default for SearchConfig {
             request_timeout_ms: 30_000,
             initial_backoff_ms: 500,
             max_backoff_ms: 30_000,
-            max_queued_documents: 1_000_000,
+            max_queued_documents: None,
         }
     }
 }

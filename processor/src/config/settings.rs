@@ -221,7 +221,7 @@ impl ProcessorConfig {
             return bad("pruning", "max_product_pairs and interval_secs must be > 0");
         }
         let search = if self.search.enabled {
-            Some(self.search.validate()?)
+            Some(self.search.validate(&self.kafka.group_id)?)
         } else {
             None
         };
@@ -293,7 +293,7 @@ impl ProcessorConfig {
 }
 
 impl SearchConfig {
-    fn validate(&self) -> Result<SearchSettings, Error> {
+    fn validate(&self, kafka_group_id: &str) -> Result<SearchSettings, Error> {
         let bad = |key: &str, why: &str| {
             Err(Error::Config(ConfigError::new(
                 format!("search.{key}"),
@@ -360,11 +360,25 @@ impl SearchConfig {
                 "need 0 < initial_backoff_ms <= max_backoff_ms",
             );
         }
-        let max_queued_documents = match i64::try_from(self.max_queued_documents) {
-            Ok(n) if n >= self.batch_size as i64 => n,
-            _ => return bad("max_queued_documents", "must be at least batch_size"),
+        if self.max_queued_documents.is_some() {
+            tracing::warn!(
+                "search.max_queued_documents no longer has an effect: documents not yet \
+                 indexed wait in Kafka; remove the key"
+            );
+        }
+        let group_id = if self.group_id.is_empty() {
+            format!("{kafka_group_id}-search")
+        } else {
+            self.group_id.clone()
         };
+        if group_id == kafka_group_id {
+            return bad(
+                "group_id",
+                "must differ from kafka.group_id: the indexer commits its own offsets",
+            );
+        }
         Ok(SearchSettings {
+            group_id,
             url,
             auth,
             ca_file,
@@ -378,7 +392,6 @@ impl SearchConfig {
                 initial: Duration::from_millis(self.initial_backoff_ms),
                 max: Duration::from_millis(self.max_backoff_ms),
             },
-            max_queued_documents,
         })
     }
 }
@@ -386,6 +399,8 @@ impl SearchConfig {
 /// The validated `[search]` section.
 #[derive(Debug, Clone)]
 pub struct SearchSettings {
+    /// The indexer's consumer group.
+    pub group_id: String,
     /// The index's REST API.
     pub url: crate::search::IndexUrl,
     /// Credentials sent with every request.
@@ -400,14 +415,12 @@ pub struct SearchSettings {
     pub batch_size: usize,
     /// Bytes of documents per bulk request at most.
     pub max_bulk_bytes: usize,
-    /// Queue look-up interval.
+    /// The longest a document waits for a fuller request.
     pub flush_interval: Duration,
     /// Request time-out.
     pub request_timeout: Duration,
     /// Backoff after failures.
     pub backoff: Backoff,
-    /// Queue bound.
-    pub max_queued_documents: i64,
 }
 
 /// How the search sink authenticates.

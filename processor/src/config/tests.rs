@@ -167,6 +167,19 @@ fn the_search_sink_is_off_by_default_and_validated_when_on() {
         (search.auth, search.ca_file, search.gzip),
         (None, None, true)
     );
+    assert_eq!(
+        search.group_id, "processor-search",
+        "derived from kafka.group_id"
+    );
+    // A file written for the outbox-based sink still loads.
+    let file = "[search]\nenabled = true\ngroup_id = \"shop-index\"\nmax_queued_documents = 5\n";
+    let search = ProcessorConfig::layered(Some(file), self::env(&[]), &Overrides::default())
+        .expect("layers")
+        .validate()
+        .expect("valid")
+        .search
+        .expect("enabled");
+    assert_eq!(search.group_id, "shop-index");
 
     let file = "[search]\nenabled = true\nurl = \"https://os.internal\"\nusername = \"ingest\"\n\
                 ca_file = \"/etc/ca.pem\"\ngzip = false\n";
@@ -213,9 +226,7 @@ fn the_search_sink_is_off_by_default_and_validated_when_on() {
         ("search.index", |c| c.index = "Shop".into()),
         ("search.index", |c| c.index = "a b".into()),
         ("search.batch_size", |c| c.batch_size = 0),
-        ("search.max_queued_documents", |c| {
-            c.max_queued_documents = 10
-        }),
+        ("search.group_id", |c| c.group_id = "processor".into()),
         ("search.initial_backoff_ms", |c| c.max_backoff_ms = 1),
     ] {
         let mut config = ProcessorConfig::default();

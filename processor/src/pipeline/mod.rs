@@ -179,12 +179,13 @@ pub struct Pipeline {
     /// Failed checkpoints in a row whose error calls for a halt.
     halt_failures: u32,
     retry_at: Option<Instant>,
-    search_waker: Option<Arc<tokio::sync::Notify>>,
     dead_letter_waker: Option<Arc<tokio::sync::Notify>>,
     active_users: Option<Arc<ActiveUsers>>,
 }
 
-fn client_config(settings: &Settings) -> ClientConfig {
+/// The Kafka client settings every client of the processor starts from: the operator's
+/// `kafka.properties` and the brokers.
+pub(crate) fn client_config(settings: &Settings) -> ClientConfig {
     let mut config = ClientConfig::new();
     for (k, v) in &settings.kafka.properties {
         config.set(k, v);
@@ -236,7 +237,7 @@ impl Pipeline {
             )
             .create_with_context(Rebalances {
                 revoked: revoked.clone(),
-                lag: LagGauges::default(),
+                lag: LagGauges::new("processor_partition_lag"),
             })?;
         let t = &settings.kafka.topics;
         let topics = [
@@ -286,7 +287,6 @@ impl Pipeline {
             failures: 0,
             halt_failures: 0,
             retry_at: None,
-            search_waker: None,
             dead_letter_waker: None,
             active_users: None,
         };
@@ -295,12 +295,6 @@ impl Pipeline {
         pipeline.health.started.store(true, Ordering::Relaxed);
         pipeline.health.checkpoint_ok.store(true, Ordering::Relaxed);
         Ok(pipeline)
-    }
-
-    /// Wakes the search sink after every checkpoint that queued documents (see
-    /// [`crate::search::SearchSink::waker`]).
-    pub fn set_search_waker(&mut self, waker: Arc<tokio::sync::Notify>) {
-        self.search_waker = Some(waker);
     }
 
     /// Wakes the dead-letter publisher after every checkpoint that queued letters (see
@@ -679,7 +673,6 @@ impl Pipeline {
             pair_window: settings.pair_window,
             order_items_paired: settings.order_items_paired,
         };
-        let search = settings.search.is_some();
         let seen = &self.seen;
         let committed_members = &self.committed_members;
         let aggregate = |events: &[&Incoming], states: crate::store::UserStates| {
@@ -696,13 +689,7 @@ impl Pipeline {
             for incoming in events {
                 aggregator.add(incoming);
             }
-            let rollup = aggregator.finish();
-            let documents = if search {
-                search_documents(events, &rollup, catalog)
-            } else {
-                Vec::new()
-            };
-            (rollup, documents)
+            aggregator.finish()
         };
         let events: Vec<&Incoming> = pending.iter().map(|h| &h.incoming).collect();
         let mut phase = Instant::now();
@@ -753,9 +740,6 @@ impl Pipeline {
             );
         }
         if let (false, Some(waker)) = (letters.is_empty(), &self.dead_letter_waker) {
-            waker.notify_one();
-        }
-        if let (true, Some(waker)) = (written.documents > 0, &self.search_waker) {
             waker.notify_one();
         }
         metrics::histogram!("processor_checkpoint_seconds").record(started.elapsed().as_secs_f64());
@@ -841,28 +825,6 @@ impl Pipeline {
         }
         Ok(())
     }
-}
-
-/// The search documents of the events `rollup` counted for the first time (one per
-/// event id, in read order), as `(event_id, JSON)`.
-fn search_documents(
-    pending: &[&Incoming],
-    rollup: &Rollup,
-    catalog: &Catalog,
-) -> Vec<(String, String)> {
-    let mut new: HashSet<(&TopicPartition, dedup::EventKey)> = rollup
-        .seen
-        .iter()
-        .flat_map(|(tp, ids)| ids.iter().map(move |&(_, key)| (tp, key)))
-        .collect();
-    pending
-        .iter()
-        .filter(|incoming| new.remove(&(&incoming.source, incoming.key)))
-        .map(|incoming| {
-            let doc = crate::search::document(incoming, catalog);
-            (incoming.event_id.clone(), doc.to_string())
-        })
-        .collect()
 }
 
 /// Counts the de-duplication keys forgotten for the cap before their window ended.

@@ -2,12 +2,13 @@
 
 use serde_json::Value;
 
-/// The NDJSON body indexing `docs` (`(id, JSON source)`) into `index`, in order. An
-/// `index` action (not `create`): a document sent again replaces itself.
+/// The NDJSON body indexing `docs` (`(id, JSON source)`) into `index`, in order. A
+/// `create` action: a document whose id the index already holds is answered 409 and
+/// left as it is, so a record read again adds nothing and rewrites nothing.
 pub fn bulk_body(index: &str, docs: &[(String, String)]) -> Vec<u8> {
     let mut body = Vec::with_capacity(docs.iter().map(|(_, d)| d.len() + 64).sum());
     for (id, source) in docs {
-        let action = serde_json::json!({"index": {"_index": index, "_id": id}});
+        let action = serde_json::json!({"create": {"_index": index, "_id": id}});
         body.extend_from_slice(action.to_string().as_bytes());
         body.push(b'\n');
         body.extend_from_slice(source.as_bytes());
@@ -19,8 +20,10 @@ pub fn bulk_body(index: &str, docs: &[(String, String)]) -> Vec<u8> {
 /// What the index said about one document of a bulk request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemOutcome {
-    /// Indexed (created or replaced).
+    /// Indexed now.
     Indexed,
+    /// Already in the index (409: created by an earlier attempt or another instance).
+    Exists,
     /// Refused for a reason that can pass (429, 5xx): send it again later.
     Retry(String),
     /// Refused for good (another 4xx, e.g. a mapping conflict): sending it again cannot
@@ -51,8 +54,9 @@ pub fn classify(answer: &[u8], expected: usize) -> Result<Vec<ItemOutcome>, Stri
         .iter()
         .map(|item| {
             let result = item
-                .get("index")
-                .ok_or("bulk answer item is not an index result")?;
+                .get("create")
+                .or_else(|| item.get("index"))
+                .ok_or("bulk answer item is not a create result")?;
             let status = result.get("status").and_then(Value::as_u64).unwrap_or(0);
             let why = || {
                 result.get("error").map_or_else(
@@ -66,6 +70,7 @@ pub fn classify(answer: &[u8], expected: usize) -> Result<Vec<ItemOutcome>, Stri
             };
             Ok(match status {
                 200..=299 => ItemOutcome::Indexed,
+                409 => ItemOutcome::Exists,
                 429 | 500..=599 | 0 => ItemOutcome::Retry(why()),
                 _ => ItemOutcome::Rejected(why()),
             })
@@ -89,23 +94,23 @@ mod tests {
         let text = String::from_utf8(body).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert_eq!(lines[0], r#"{"index":{"_id":"a","_index":"events"}}"#);
+        assert_eq!(lines[0], r#"{"create":{"_id":"a","_index":"events"}}"#);
         assert_eq!(lines[1], r#"{"x":1}"#);
-        assert_eq!(lines[2], r#"{"index":{"_id":"b\"","_index":"events"}}"#);
+        assert_eq!(lines[2], r#"{"create":{"_id":"b\"","_index":"events"}}"#);
         assert!(text.ends_with('\n'));
     }
 
     #[test]
     fn items_are_indexed_retried_or_rejected_by_status() {
         let answer = br#"{"took":3,"errors":true,"items":[
-            {"index":{"_id":"a","status":201}},
-            {"index":{"_id":"b","status":200}},
-            {"index":{"_id":"c","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
-            {"index":{"_id":"d","status":503}},
-            {"index":{"_id":"e","status":400,"error":{"type":"mapper_parsing_exception","reason":"bad"}}}]}"#;
+            {"create":{"_id":"a","status":201}},
+            {"create":{"_id":"b","status":409,"error":{"type":"version_conflict_engine_exception","reason":"document already exists"}}},
+            {"create":{"_id":"c","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"create":{"_id":"d","status":503}},
+            {"create":{"_id":"e","status":400,"error":{"type":"mapper_parsing_exception","reason":"bad"}}}]}"#;
         let outcomes = classify(answer, 5).expect("a bulk answer");
         assert_eq!(outcomes[0], ItemOutcome::Indexed);
-        assert_eq!(outcomes[1], ItemOutcome::Indexed);
+        assert_eq!(outcomes[1], ItemOutcome::Exists);
         assert_eq!(
             outcomes[2],
             ItemOutcome::Retry("status 429: es_rejected_execution_exception: queue full".into())

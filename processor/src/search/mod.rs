@@ -1,45 +1,42 @@
-//! The search index sink: every counted event, enriched, as one document in an
+//! The search indexer: every event, enriched, as one document in an
 //! OpenSearch/Elasticsearch index, for analytics search.
+//!
+//! ## Straight from Kafka, apart from the analytics
+//!
+//! The indexer ([`SearchIndexer`]) reads the four event topics with a consumer group of
+//! its own (`search.group_id`, by default `kafka.group_id` + `-search`), decodes each
+//! record as the pipeline does ([`crate::decode`]), enriches it from the catalog, and
+//! sends bounded `_bulk` requests. Nothing of it passes through the checkpoint or
+//! PostgreSQL (only the catalog is read from there), so a slow or down index delays
+//! documents and never the analytics; while it is down the documents wait in Kafka.
 //!
 //! ## Guarantee: at-least-once, idempotent by `event_id`
 //!
-//! The documents of a checkpoint are written to the `search_outbox` table *in the
-//! checkpoint's transaction* ([`crate::store::Checkpoint::write`]), so they are
-//! durable exactly when the rollups and offsets are, and a crash cannot lose them. A
-//! background task ([`SearchSink`]) reads the outbox in order, sends bounded `_bulk`
-//! requests, and deletes rows only after the index has answered for them. A crash
-//! between the answer and the delete sends those rows again; the document id is the
-//! `event_id`, so a repeat overwrites the same document instead of adding one. Only
-//! events counted for the first time get a document (the de-duplication of
-//! [`crate::aggregate`]), so replays of Kafka records add no rows either.
-//!
-//! ## Never blocking the checkpoint
-//!
-//! The checkpoint only inserts rows; it never waits for the index. While the index is
-//! down the sink retries with a capped exponential backoff and the outbox grows, up to
-//! `search.max_queued_documents`: beyond that the oldest rows are deleted and counted in
-//! `processor_search_documents_dropped_total` (a bound, so an index that stays down
-//! cannot fill the database). A document the index rejects for good (a 4xx item other
-//! than 429, e.g. a mapping conflict) is logged, counted in
-//! `processor_search_documents_failed_total` and removed; everything else is retried.
-//!
-//! Several processor instances may send the same rows at once; that is harmless for the
-//! same reason a replay is.
+//! Offsets are committed only after the index has answered for every document read
+//! before them, so a crash or a rebalance can only make records be read again. Each
+//! document is a `create` with `_id = event_id`: a document the index already holds is
+//! answered 409 and left alone (counted in `processor_search_documents_existing_total`),
+//! so a record read again, or an event sent twice, never adds a document. A record the
+//! pipeline dead-letters has none (`processor_search_records_skipped_total{reason}`).
+//! A document the index rejects for good (a 4xx item other than 409 and 429, e.g. a
+//! mapping conflict) is logged, counted in `processor_search_documents_failed_total`
+//! and passed over; everything else is retried with a capped exponential backoff, with
+//! the partitions paused and the consumer still polled (so it keeps its group).
 //!
 //! ```text
-//! checkpoint tx ──insert──▶ search_outbox ──read in order──▶ POST {url}/_bulk
-//!                                 ▲                               │
-//!                                 └─────── delete answered ◀──────┘
+//! event topics ──consumer group <group>-search──▶ decode, enrich ──▶ POST {url}/_bulk
+//!       ▲                                                                  │
+//!       └──────────── commit offsets once every document is answered ◀─────┘
 //! ```
 
 mod bulk;
 mod client;
 mod document;
-mod sink;
+mod indexer;
 mod url;
 
 pub use bulk::{bulk_body, classify, ItemOutcome};
 pub use client::IndexClient;
 pub use document::{document, index_mapping};
-pub use sink::SearchSink;
+pub use indexer::{CatalogSource, KafkaSource, SearchIndexer};
 pub use url::IndexUrl;

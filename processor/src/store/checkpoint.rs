@@ -12,9 +12,9 @@
 //! 3. per partition, one `dedup_log` row with the keys of the events now counted
 //!    ([`crate::dedup`]: the de-duplication lookup itself is in memory);
 //! 4. the partitions' watermarks, and the outbox rows naming the (minute, partition)
-//!    pairs whose Redis view must be written;
-//! 5. with the search sink on, the search documents of the newly counted events
-//!    (`search_outbox`, see [`crate::search`]).
+//!    pairs whose Redis view must be written.
+//!
+//! The search index is not fed from here: it reads Kafka itself ([`crate::search`]).
 //!
 //! Nothing reaches Redis before this commits; see [`crate::live`].
 
@@ -166,8 +166,6 @@ pub struct Written {
     pub rollup: Rollup,
     /// The absolute values after them.
     pub committed: Committed,
-    /// Search documents queued.
-    pub documents: usize,
     /// The `version` the users' rows now hold (the transaction's id).
     pub user_version: i64,
     /// Distinct users whose state came from the cache.
@@ -189,8 +187,7 @@ impl Checkpoint<'_> {
     /// Stores a set of events inside a savepoint of the checkpoint transaction: takes
     /// the committed state of `users` from `cache` or, for users it does not hold, reads
     /// it (locked until the commit: another instance may hold the same user's events
-    /// from another topic), lets `aggregate` turn it into the rollup and the search
-    /// documents (`(event_id, JSON)`), and writes them. A user's row that no longer
+    /// from another topic), lets `aggregate` turn it into the rollup, and writes it. A user's row that no longer
     /// holds its cached version makes the data be written again from the rows alone
     /// ([`crate::user_cache`]). On an error the savepoint is rolled back and the fenced
     /// transaction stays usable, so the caller can try a subset of the events instead
@@ -208,7 +205,7 @@ impl Checkpoint<'_> {
         aggregate: F,
     ) -> Result<Written, Error>
     where
-        F: Fn(UserStates) -> (Rollup, Vec<(String, String)>),
+        F: Fn(UserStates) -> Rollup,
     {
         let mut cached = Some(cache);
         loop {
@@ -359,7 +356,7 @@ async fn write_data<F>(
     aggregate: &F,
 ) -> Result<Written, Error>
 where
-    F: Fn(UserStates) -> (Rollup, Vec<(String, String)>),
+    F: Fn(UserStates) -> Rollup,
 {
     let mut states = UserStates::default();
     // The version each user's row must still hold when it is written.
@@ -385,10 +382,9 @@ where
     )
     .await?;
     let started = Instant::now();
-    let (rollup, documents) = aggregate(states);
+    let rollup = aggregate(states);
     metrics::histogram!("processor_checkpoint_phase_seconds", "phase" => "aggregate")
         .record(started.elapsed().as_secs_f64());
-    timed("search_documents", queue_documents(tx, &documents)).await?;
     let mut committed = Committed::default();
 
     let (m, t, p, k, v) = unzip5(rollup.counts.iter().map(|((minute, tp, metric), delta)| {
@@ -552,7 +548,6 @@ where
     Ok(Written {
         rollup,
         committed,
-        documents: documents.len(),
         user_version,
         cached_users,
         read_users: read,
@@ -664,26 +659,6 @@ async fn activity(
         );
     }
     Ok(users.len())
-}
-
-/// Queues search documents (`(event_id, JSON)`): they become durable with the
-/// checkpoint, and the search sink sends them later.
-async fn queue_documents(
-    tx: &Transaction<'_>,
-    documents: &[(String, String)],
-) -> Result<(), Error> {
-    if documents.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = documents.iter().map(|(id, _)| id.as_str()).collect();
-    let docs: Vec<&str> = documents.iter().map(|(_, d)| d.as_str()).collect();
-    tx.execute(
-        "insert into search_outbox (event_id, document)
-         select * from unnest($1::text[], $2::text[])",
-        &[&ids, &docs],
-    )
-    .await?;
-    Ok(())
 }
 
 type Columns5<'a> = (Vec<i64>, Vec<&'a str>, Vec<i32>, Vec<&'a str>, Vec<i64>);

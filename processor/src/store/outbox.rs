@@ -1,6 +1,5 @@
 //! The outboxes the checkpoint fills and the background jobs drain: the live view's
-//! (which (minute, partition) views Redis must be written for), the dead letters' and
-//! the search documents'.
+//! (which (minute, partition) views Redis must be written for) and the dead letters'.
 
 use tokio_postgres::Transaction;
 
@@ -194,75 +193,6 @@ impl Store {
             )
             .await?;
         Ok(())
-    }
-
-    /// Search documents waiting for the index, oldest first: `(seq, event_id, JSON)`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Postgres`].
-    pub async fn search_outbox(&self, limit: i64) -> Result<Vec<(i64, String, String)>, Error> {
-        let rows = self
-            .client
-            .query(
-                "select seq, event_id, document from search_outbox order by seq limit $1",
-                &[&limit],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
-    }
-
-    /// Deletes the search outbox rows `seqs` (answered by the index).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Postgres`].
-    pub async fn clear_search_outbox(&self, seqs: &[i64]) -> Result<u64, Error> {
-        if seqs.is_empty() {
-            return Ok(0);
-        }
-        Ok(self
-            .client
-            .execute("delete from search_outbox where seq = any($1)", &[&seqs])
-            .await?)
-    }
-
-    /// Deletes the oldest search outbox rows so that at most `keep` sequence numbers
-    /// remain (rolled-back checkpoints leave gaps, so possibly fewer rows); returns how
-    /// many were deleted.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Postgres`].
-    pub async fn trim_search_outbox(&self, keep: i64) -> Result<u64, Error> {
-        Ok(self
-            .client
-            .execute(
-                "delete from search_outbox
-                 where seq <= (select max(seq) from search_outbox) - $1",
-                &[&keep],
-            )
-            .await?)
-    }
-
-    /// Queued search documents and the age of the oldest in seconds (0 when none).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Postgres`].
-    pub async fn search_outbox_lag(&self) -> Result<(i64, f64), Error> {
-        let row = self
-            .client
-            .query_one(
-                "select count(*), coalesce(extract(epoch from now() - min(queued_at)), 0)::float8
-                 from search_outbox",
-                &[],
-            )
-            .await?;
-        Ok((row.get(0), row.get(1)))
     }
 }
 
