@@ -19,6 +19,11 @@
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+/// The Kafka record header carrying the assignments made for an event that named no
+/// experiments of its own: `flag=variant` pairs joined by `,`, in flag-name order
+/// (`checkout_v2=control,search_ranking=learned`).
+pub const EXPERIMENTS_HEADER: &str = "experiments";
+
 /// Buckets per flag: percentages have a resolution of 0.01.
 pub const BUCKETS: u32 = 10_000;
 /// Longest flag or variant name, in bytes.
@@ -161,6 +166,24 @@ impl FlagSet {
             .collect()
     }
 
+    /// The [`EXPERIMENTS_HEADER`] value of `user`'s assignments; `None` when the set
+    /// holds no flag.
+    pub fn header_value(&self, user: &str) -> Option<String> {
+        if self.flags.is_empty() {
+            return None;
+        }
+        let mut value = String::with_capacity(self.flags.len() * 24);
+        for (i, flag) in self.flags.iter().enumerate() {
+            if i > 0 {
+                value.push(',');
+            }
+            value.push_str(&flag.name);
+            value.push('=');
+            value.push_str(flag.variant(user));
+        }
+        Some(value)
+    }
+
     /// The user's variant of one flag; `None` when there is no such flag.
     pub fn variant(&self, flag: &str, user: &str) -> Option<&str> {
         self.flags
@@ -179,6 +202,36 @@ impl Flag {
             .or(self.variants.last())
             .map_or("", |(name, _)| name.as_str())
     }
+}
+
+/// Reads an [`EXPERIMENTS_HEADER`] value back into `(flag, variant)` pairs.
+///
+/// # Errors
+///
+/// Why the value is not one this module writes: a pair without `=`, a name breaking
+/// the naming rules, a flag named twice, or more than
+/// [`crate::contract::MAX_EXPERIMENTS`] pairs (any producer may write the header).
+pub fn parse_header_value(value: &str) -> Result<Vec<(&str, &str)>, String> {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for (i, part) in value.split(',').enumerate() {
+        if i == crate::contract::MAX_EXPERIMENTS {
+            return Err(format!(
+                "more than {} flags",
+                crate::contract::MAX_EXPERIMENTS
+            ));
+        }
+        let (flag, variant) = part
+            .split_once('=')
+            .ok_or_else(|| format!("pair {} has no '='", i + 1))?;
+        for name in [flag, variant] {
+            check_name(name, || format!("pair {}", i + 1)).map_err(|e| e.to_string())?;
+        }
+        if pairs.iter().any(|(f, _)| *f == flag) {
+            return Err(format!("flag {flag:?} is named twice"));
+        }
+        pairs.push((flag, variant));
+    }
+    Ok(pairs)
 }
 
 /// The user's bucket, `0..BUCKETS`, for a flag with `salt` (see the module's docs).
@@ -301,6 +354,39 @@ mod tests {
             .filter(|u| before.variant("f", u) != salted.variant("f", u))
             .count();
         assert!(changed > 5_000, "{changed}");
+    }
+
+    #[test]
+    fn the_experiments_header_lists_every_flag_and_reads_back() {
+        let set = FlagSet::new(vec![
+            flag("search_ranking", &[("bm25", 50.0), ("learned", 50.0)]),
+            flag("checkout_v2", &[("control", 90.0), ("treatment", 10.0)]),
+        ])
+        .expect("valid");
+        let value = set.header_value("user-1").expect("two flags");
+        // The documented vectors: buckets 6666 and 9624.
+        assert_eq!(value, "checkout_v2=control,search_ranking=learned");
+        assert_eq!(
+            parse_header_value(&value),
+            Ok(vec![("checkout_v2", "control"), ("search_ranking", "learned")])
+        );
+        assert_eq!(FlagSet::default().header_value("user-1"), None);
+        for bad in [
+            "",
+            "checkout_v2",
+            "a=b=c",
+            "a=b,,c=d",
+            "a=b,a=c",
+            "a b=c",
+            "a=\u{0}",
+        ] {
+            assert!(parse_header_value(bad).is_err(), "{bad:?}");
+        }
+        let many: Vec<String> = (0..=crate::contract::MAX_EXPERIMENTS)
+            .map(|i| format!("f{i}=v"))
+            .collect();
+        assert!(parse_header_value(&many.join(",")).is_err());
+        assert!(parse_header_value(&many[1..].join(",")).is_ok());
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub struct SubmitOptions {
     /// Overrides the configured `source` header for these events (e.g. the storefront
     /// an API key belongs to).
     pub source: Option<Arc<str>>,
+    /// Feature flags to assign the events' users to: an event whose
+    /// `context.experiments` names no flag gets its user's variant of every flag
+    /// (by `user_id`, else `anonymous_id`) in the `experiments` record header
+    /// ([`crate::flags::EXPERIMENTS_HEADER`]); its bytes stay untouched.
+    pub flags: Option<Arc<crate::flags::FlagSet>>,
 }
 
 impl SubmitOptions {
@@ -48,6 +53,13 @@ impl SubmitOptions {
     #[must_use]
     pub fn with_source(mut self, source: impl Into<Arc<str>>) -> Self {
         self.source = Some(source.into());
+        self
+    }
+
+    /// Sets [`flags`](Self::flags).
+    #[must_use]
+    pub fn with_flags(mut self, flags: Arc<crate::flags::FlagSet>) -> Self {
+        self.flags = Some(flags);
         self
     }
 }
@@ -480,7 +492,7 @@ impl Ingestor {
         let tracker = Tracker::new(1, self.inner.disk.is_some());
         let event_id = event.event_id();
         let bytes = event.payload().len();
-        let record = self.record(event, received_at_ms, &source, &tracker);
+        let record = self.record(event, received_at_ms, &source, &tracker, options);
         self.send_or_enqueue(record, bytes)?;
         self.inner.telemetry.accepted(kind, 1);
         Ok(Receipt::new(tracker, Some(event_id)))
@@ -579,7 +591,7 @@ impl Ingestor {
                 .map(|event| {
                     per_kind[event.kind().index()] += 1;
                     bytes += event.payload().len();
-                    self.record(event, received_at_ms, &source, &tracker)
+                    self.record(event, received_at_ms, &source, &tracker, options)
                 })
                 .collect();
             self.enqueue(
@@ -698,7 +710,14 @@ impl Ingestor {
         received_at_ms: i64,
         source: &Arc<str>,
         tracker: &Arc<Tracker>,
+        options: &SubmitOptions,
     ) -> Record {
+        let experiments = match &options.flags {
+            Some(flags) if !event.has_experiments() => std::str::from_utf8(event.partition_key())
+                .ok()
+                .and_then(|user| flags.header_value(user)),
+            _ => None,
+        };
         let (kind, event_id, key, payload) = event.into_parts();
         Record::new(
             Destination::Event { kind, event_id },
@@ -708,6 +727,7 @@ impl Ingestor {
             source.clone(),
             tracker.clone(),
         )
+        .with_experiments(experiments)
     }
 
     /// Hands a single event's record to the producer on this thread when nothing is

@@ -42,6 +42,8 @@ pub(crate) struct Record {
     pub(crate) payload: Bytes,
     pub(crate) received_at_ms: i64,
     pub(crate) source: Arc<str>,
+    /// The `experiments` header: flag assignments made for an event that named none.
+    pub(crate) experiments: Option<Box<str>>,
     tracker: Option<Arc<Tracker>>,
 }
 
@@ -60,8 +62,15 @@ impl Record {
             payload,
             received_at_ms,
             source,
+            experiments: None,
             tracker: Some(tracker),
         }
+    }
+
+    /// Sets the `experiments` header.
+    pub(crate) fn with_experiments(mut self, experiments: Option<String>) -> Self {
+        self.experiments = experiments.map(String::into_boxed_str);
+        self
     }
 
     /// Fails the record's receipt: it will not be delivered.

@@ -26,6 +26,7 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) payload: &'a [u8],
     pub(crate) received_at_ms: i64,
     pub(crate) source: &'a str,
+    pub(crate) experiments: Option<&'a str>,
 }
 
 impl<'a> Outgoing<'a> {
@@ -36,6 +37,7 @@ impl<'a> Outgoing<'a> {
             payload: &record.payload,
             received_at_ms: record.received_at_ms,
             source: &record.source,
+            experiments: record.experiments.as_deref(),
         }
     }
 
@@ -46,6 +48,7 @@ impl<'a> Outgoing<'a> {
             payload: &stored.payload,
             received_at_ms: stored.received_at_ms,
             source: stored.source(),
+            experiments: stored.experiments(),
         }
     }
 }
@@ -205,8 +208,8 @@ fn headers(record: &Outgoing<'_>, schema: Option<&str>) -> OwnedHeaders {
         Destination::Event { kind, event_id } => {
             let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
             let id = event_id.hyphenated().encode_lower(&mut id);
-            common(
-                OwnedHeaders::new_with_capacity(5)
+            let headers = common(
+                OwnedHeaders::new_with_capacity(6)
                     .insert(Header {
                         key: "event_type",
                         value: Some(kind.as_str()),
@@ -219,7 +222,14 @@ fn headers(record: &Outgoing<'_>, schema: Option<&str>) -> OwnedHeaders {
             .insert(Header {
                 key: "schema",
                 value: Some(schema.unwrap_or(kind.schema())),
-            })
+            });
+            match record.experiments {
+                Some(experiments) => headers.insert(Header {
+                    key: crate::flags::EXPERIMENTS_HEADER,
+                    value: Some(experiments),
+                }),
+                None => headers,
+            }
         }
         Destination::Custom(route) => {
             let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
@@ -306,6 +316,7 @@ mod tests {
             payload: b"{}",
             received_at_ms: 0,
             source: "test",
+            experiments: None,
         };
         let headers = headers(&record, None);
         let mut seen = 0;
@@ -322,5 +333,34 @@ mod tests {
             }
         }
         assert_eq!(seen, 2);
+    }
+
+    /// An event's assignments travel in the `experiments` header, only when made.
+    #[test]
+    fn the_experiments_header_is_written_when_assignments_were_made() {
+        let destination = Destination::Event {
+            kind: crate::EventKind::ProductView,
+            event_id: uuid::Uuid::now_v7(),
+        };
+        let mut record = Outgoing {
+            destination: &destination,
+            key: Some(b"user-1"),
+            payload: b"{}",
+            received_at_ms: 0,
+            source: "test",
+            experiments: None,
+        };
+        let value = |record: &Outgoing<'_>| {
+            headers(record, None)
+                .iter()
+                .find(|h| h.key == "experiments")
+                .map(|h| h.value.map(<[u8]>::to_vec))
+        };
+        assert_eq!(value(&record), None);
+        record.experiments = Some("checkout_v2=control");
+        assert_eq!(
+            value(&record),
+            Some(Some(b"checkout_v2=control".to_vec()))
+        );
     }
 }

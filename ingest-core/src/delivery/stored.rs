@@ -2,13 +2,16 @@
 //! a restart, with the payload untouched.
 //!
 //! ```text
-//! u8 version (1) | u8 event kind | [u8; 16] event_id | i64 received_at (Unix ms)
+//! u8 version (1 or 2) | u8 event kind | [u8; 16] event_id | i64 received_at (Unix ms)
 //! | u16 source length | source | u16 key length | key
+//! | (version 2 only: u16 experiments length | experiments)
 //! | (custom events only: u16 name length | name) | payload (the rest)
 //! ```
 //!
 //! The kind is the event kind's index (0..=3), or 4 for a custom event. A version that
-//! predates custom events reads kind 4 as undecodable (counted, not sent).
+//! predates custom events reads kind 4 as undecodable (counted, not sent). Version 2 is
+//! written only for records with an `experiments` header (flag assignments made on
+//! receipt), so a buffer without them stays readable by the versions before it.
 //!
 //! Integers are little-endian. The buffer's own framing adds the length and checksum;
 //! this layout only has to be unambiguous. Decoding slices the payload, key and source
@@ -24,12 +27,18 @@ use crate::custom::MAX_CUSTOM_NAME;
 use crate::event::EventKind;
 
 const VERSION: u8 = 1;
+/// The version of records with an `experiments` header.
+const VERSION_WITH_EXPERIMENTS: u8 = 2;
 /// Version, kind, event id, received_at and the two length fields.
 const FIXED_LEN: usize = 1 + 1 + 16 + 8 + 2 + 2;
 /// Upper bound of the bytes a stored record adds to its payload, for sizing the buffer
 /// (the key is at most 128 characters of UTF-8, the source is cut to 1 KiB, a custom
-/// event's name is at most [`MAX_CUSTOM_NAME`] bytes).
-pub(crate) const MAX_OVERHEAD: usize = FIXED_LEN + 1024 + 128 * 4 + 2 + MAX_CUSTOM_NAME;
+/// event's name is at most [`MAX_CUSTOM_NAME`] bytes, the experiments header at most
+/// [`MAX_EXPERIMENTS_HEADER`]).
+pub(crate) const MAX_OVERHEAD: usize =
+    FIXED_LEN + 1024 + 128 * 4 + 2 + MAX_CUSTOM_NAME + 2 + MAX_EXPERIMENTS_HEADER;
+/// The longest `experiments` header: 64 flags of `name=variant,` with names of 64 bytes.
+const MAX_EXPERIMENTS_HEADER: usize = crate::contract::MAX_EXPERIMENTS * (64 + 1 + 64 + 1);
 const MAX_SOURCE: usize = 1024;
 /// The kind code of a custom event.
 const CUSTOM_CODE: u8 = EventKind::ALL.len() as u8;
@@ -48,10 +57,19 @@ pub(crate) struct StoredEvent {
     pub(crate) received_at_ms: i64,
     source: Bytes,
     pub(crate) key: Bytes,
+    experiments: Option<Bytes>,
     pub(crate) payload: Bytes,
 }
 
 impl StoredEvent {
+    /// The `experiments` header, if the record has one (checked to be UTF-8 when
+    /// decoded).
+    pub(crate) fn experiments(&self) -> Option<&str> {
+        self.experiments
+            .as_deref()
+            .and_then(|e| std::str::from_utf8(e).ok())
+    }
+
     /// The sender's id (checked to be UTF-8 when decoded).
     pub(crate) fn source(&self) -> &str {
         std::str::from_utf8(&self.source).unwrap_or("")
@@ -84,6 +102,8 @@ pub(crate) enum DecodeError {
     Source,
     #[error("custom event name is not UTF-8")]
     Name,
+    #[error("experiments header is not UTF-8")]
+    Experiments,
 }
 
 /// Appends the stored form of an event record to `out`. Dead-letter records are never
@@ -103,8 +123,24 @@ pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) -> bool {
     let key: &[u8] = record.key.as_deref().unwrap_or_default();
     let key = &key[..key.len().min(usize::from(u16::MAX))];
     let name_len = name.map_or(0, |n| 2 + n.len());
-    out.reserve(FIXED_LEN + source.len() + key.len() + name_len + record.payload.len());
-    out.push(VERSION);
+    let experiments = record
+        .experiments
+        .as_deref()
+        .map(|e| truncate_utf8(e, MAX_EXPERIMENTS_HEADER).as_bytes());
+    let experiments_len = experiments.map_or(0, |e| 2 + e.len());
+    out.reserve(
+        FIXED_LEN
+            + source.len()
+            + key.len()
+            + experiments_len
+            + name_len
+            + record.payload.len(),
+    );
+    out.push(if experiments.is_some() {
+        VERSION_WITH_EXPERIMENTS
+    } else {
+        VERSION
+    });
     out.push(code);
     out.extend_from_slice(event_id.as_bytes());
     out.extend_from_slice(&record.received_at_ms.to_le_bytes());
@@ -112,6 +148,10 @@ pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) -> bool {
     out.extend_from_slice(source);
     out.extend_from_slice(&len_u16(key.len()).to_le_bytes());
     out.extend_from_slice(key);
+    if let Some(experiments) = experiments {
+        out.extend_from_slice(&len_u16(experiments.len()).to_le_bytes());
+        out.extend_from_slice(experiments);
+    }
     if let Some(name) = name {
         out.extend_from_slice(&len_u16(name.len()).to_le_bytes());
         out.extend_from_slice(name);
@@ -125,7 +165,7 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<StoredEvent, DecodeError> {
     if bytes.len() < FIXED_LEN {
         return Err(DecodeError::Short);
     }
-    if bytes[0] != VERSION {
+    if bytes[0] != VERSION && bytes[0] != VERSION_WITH_EXPERIMENTS {
         return Err(DecodeError::Version(bytes[0]));
     }
     let code = bytes[1];
@@ -140,6 +180,13 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<StoredEvent, DecodeError> {
     let source = take(bytes, &mut pos)?;
     std::str::from_utf8(&source).map_err(|_| DecodeError::Source)?;
     let key = take(bytes, &mut pos)?;
+    let experiments = if bytes[0] == VERSION_WITH_EXPERIMENTS {
+        let experiments = take(bytes, &mut pos)?;
+        std::str::from_utf8(&experiments).map_err(|_| DecodeError::Experiments)?;
+        Some(experiments)
+    } else {
+        None
+    };
     let kind = match kind_from_code(code) {
         Some(kind) => StoredKind::Event(kind),
         None => {
@@ -154,6 +201,7 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<StoredEvent, DecodeError> {
         received_at_ms: i64::from_le_bytes(at),
         source,
         key,
+        experiments,
         payload: bytes.slice(pos..),
     })
 }
@@ -233,10 +281,11 @@ mod tests {
             kind in 0usize..4,
             key in proptest::collection::vec(any::<u8>(), 0..300),
             source in ".{0,40}",
+            experiments in proptest::option::of("[a-z_]{1,10}=[a-z]{1,8}(,[a-z_]{1,10}=[a-z]{1,8}){0,3}"),
             payload in proptest::collection::vec(any::<u8>(), 0..2000),
         ) {
             let kind = EventKind::ALL[kind];
-            let original = record(kind, &key, &source, &payload);
+            let original = record(kind, &key, &source, &payload).with_experiments(experiments.clone());
             let mut out = Vec::new();
             prop_assert!(encode(&original, &mut out));
             let bytes = Bytes::from(out);
@@ -248,6 +297,9 @@ mod tests {
             prop_assert_eq!(received_at_ms(&bytes), Some(1_795_514_400_123));
             prop_assert_eq!(stored.source(), source.as_str());
             prop_assert_eq!(&stored.key[..], &key[..]);
+            prop_assert_eq!(stored.experiments(), experiments.as_deref());
+            // Without assignments, the version earlier releases read.
+            prop_assert_eq!(bytes[0], if experiments.is_some() { 2 } else { 1 });
             prop_assert_eq!(&stored.payload[..], &payload[..]);
         }
 

@@ -62,6 +62,7 @@ pub struct ValidEvent {
     event_id: Uuid,
     event_id_generated: bool,
     partition_key: Bytes,
+    has_experiments: bool,
     payload: Bytes,
 }
 
@@ -84,6 +85,12 @@ impl ValidEvent {
     /// The Kafka key: `user_id`, else `anonymous_id`.
     pub fn partition_key(&self) -> &Bytes {
         &self.partition_key
+    }
+
+    /// Whether the event names the experiments its user is in (`context.experiments`
+    /// with at least one flag).
+    pub fn has_experiments(&self) -> bool {
+        self.has_experiments
     }
 
     /// The client's bytes, untouched.
@@ -190,7 +197,7 @@ impl Validator {
                 ),
             ));
         }
-        let (kind, event_id, partition_key) = SCRATCH.with(|cell| {
+        let (kind, event_id, partition_key, has_experiments) = SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             self.check(&mut scratch, expected, &payload, now)
         })?;
@@ -203,6 +210,7 @@ impl Validator {
             event_id,
             event_id_generated,
             partition_key,
+            has_experiments,
             payload,
         })
     }
@@ -213,7 +221,7 @@ impl Validator {
         expected: Option<EventKind>,
         payload: &[u8],
         now: OffsetDateTime,
-    ) -> Result<(EventKind, Option<Uuid>, Bytes), ValidationError> {
+    ) -> Result<(EventKind, Option<Uuid>, Bytes, bool), ValidationError> {
         let Scratch {
             input,
             buffers,
@@ -240,6 +248,7 @@ impl Validator {
                                 facts.kind,
                                 facts.event_id,
                                 Bytes::copy_from_slice(facts.partition_key.as_bytes()),
+                                facts.has_experiments,
                             )
                         })
                 }

@@ -31,6 +31,8 @@ pub(crate) struct Facts<'i> {
     pub(crate) event_id: Option<Uuid>,
     /// `user_id`, else `anonymous_id`: the Kafka key.
     pub(crate) partition_key: &'i str,
+    /// Whether `context.experiments` names at least one flag.
+    pub(crate) has_experiments: bool,
 }
 
 /// Where a field sits, rendered into a path only when an error needs it.
@@ -461,9 +463,10 @@ fn check_typed<'i>(
     check_timestamp(fields, limits, now)?;
     // `context` is deferred by the top-level index; absent or `null` it nests nothing,
     // and anything but an object is an error above.
-    if let Some(context) = fields.opt_object(Field::Context)? {
-        check_context(context)?;
-    }
+    let has_experiments = match fields.opt_object(Field::Context)? {
+        Some(context) => check_context(context)?,
+        None => false,
+    };
 
     match kind {
         EventKind::ProductView => check_product_view(fields)?,
@@ -475,6 +478,7 @@ fn check_typed<'i>(
         kind,
         event_id,
         partition_key,
+        has_experiments,
     })
 }
 
@@ -549,7 +553,8 @@ fn check_timestamp(
     Ok(())
 }
 
-fn check_context<'i>(context: Json<'_, 'i>) -> Result<(), Failure<'i>> {
+/// Checks `context`; returns whether it names experiments.
+fn check_context<'i>(context: Json<'_, 'i>) -> Result<bool, Failure<'i>> {
     let fields = Fields::index(context, Scope::In("context"), FieldSet::EMPTY)?;
     fields.opt_str(Field::UserAgent, MAX_USER_AGENT_CHARS)?;
     fields.opt_str(Field::PageUrl, MAX_URL_CHARS)?;
@@ -578,8 +583,9 @@ fn check_context<'i>(context: Json<'_, 'i>) -> Result<(), Failure<'i>> {
         for (flag, variant) in experiments.members().into_iter().flatten() {
             check_experiment(flag, variant.as_str().ok_or_else(|| type_name(variant)))?;
         }
+        return Ok(experiments.len() > 0);
     }
-    Ok(())
+    Ok(false)
 }
 
 fn check_product_view(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {

@@ -886,6 +886,23 @@ fn nul_is_reported_after_the_rules_and_after_duplicates() {
 }
 
 #[test]
+fn a_valid_event_says_whether_it_names_experiments() {
+    let names = |context: &str| {
+        check(
+            Some(EventKind::ProductView),
+            &format!(r#"{{"user_id":"u","product_id":"p"{context}}}"#),
+        )
+        .expect("valid")
+        .has_experiments()
+    };
+    assert!(names(r#","context":{"experiments":{"checkout_v2":"control"}}"#));
+    assert!(!names(""));
+    assert!(!names(r#","context":null"#));
+    assert!(!names(r#","context":{"locale":"de-DE"}"#));
+    assert!(!names(r#","context":{"experiments":{}}"#));
+}
+
+#[test]
 fn experiments_refuse_bad_flags_and_variants_with_an_escaped_path() {
     let with = |experiments: &str| {
         check(
