@@ -194,11 +194,24 @@ impl Api {
         let ack = ack_level(headers)?;
         body::check_media_type(headers, types)?;
         let encoding = body::encoding(headers)?;
+        Ok((self.submit_options(source), ack, encoding))
+    }
+
+    /// The options of a request's events: the key's source, and the flags in force, so
+    /// that an event naming no experiments carries its user's assignments (the
+    /// `experiments` record header).
+    fn submit_options(&self, source: Option<Arc<str>>) -> SubmitOptions {
         let mut options = SubmitOptions::default();
         if let Some(source) = source {
             options = options.with_source(source);
         }
-        Ok((options, ack, encoding))
+        if let Some(flags) = &self.flags {
+            let set = flags.get();
+            if !set.is_empty() {
+                options = options.with_flags(set);
+            }
+        }
+        options
     }
 
     async fn read_body(

@@ -875,6 +875,84 @@ async fn feature_flags_are_served_reloaded_and_a_bad_file_keeps_the_flags_in_for
     );
 }
 
+/// An event that names no experiments carries its user's assignments in the
+/// `experiments` record header (by `user_id`, else `anonymous_id`), with its bytes
+/// unchanged; one that names its own carries none.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_naming_no_experiments_carry_the_users_assignments() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("flags.toml");
+    std::fs::write(
+        &path,
+        "[[flags]]\nname = \"checkout_v2\"\nvariants = [{ name = \"control\", percent = 90 }, { name = \"treatment\", percent = 10 }]\n\n\
+         [[flags]]\nname = \"search_ranking\"\nvariants = [{ name = \"bm25\", percent = 50 }, { name = \"learned\", percent = 50 }]\n",
+    )
+    .expect("write");
+    let agent = Agent::start_in(
+        "assigned",
+        "",
+        &format!("[flags]\nfile = {:?}\n", path.display().to_string()),
+        tempfile::tempdir().expect("dir"),
+        &[],
+    )
+    .await;
+    let plain = r#"{"user_id":"user-1","product_id":"p1"}"#;
+    let named = r#"{"user_id":"user-1","product_id":"p2","context":{"experiments":{"checkout_v2":"treatment"}}}"#;
+    for body in [plain, named] {
+        let response = agent
+            .send(post("/api/events/product-view", body, &[JSON]))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let batch = "{\"type\":\"product_view\",\"anonymous_id\":\"user-2\",\"product_id\":\"p3\"}\n";
+    let response = agent
+        .send(post("/api/events/batch", batch, &[NDJSON]))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let records = read_topic(&agent.topic("product-views"), 3, WAIT).await;
+    assert_eq!(records.len(), 3);
+    let of = |product: &str| {
+        records
+            .iter()
+            .find(|r| String::from_utf8_lossy(&r.payload).contains(product))
+            .expect("record")
+    };
+    // The documented test vectors: user-1 is in buckets 6666 and 9624.
+    assert_eq!(
+        of("p1").header("experiments"),
+        "checkout_v2=control,search_ranking=learned"
+    );
+    assert_eq!(of("p1").payload, plain.as_bytes(), "bytes unchanged");
+    assert!(
+        !of("p2").headers.contains_key("experiments"),
+        "the client named its own"
+    );
+    let set = ingest_core::flags::FlagSet::new(vec![
+        flag("checkout_v2", &[("control", 90.0), ("treatment", 10.0)]),
+        flag("search_ranking", &[("bm25", 50.0), ("learned", 50.0)]),
+    ])
+    .expect("valid");
+    assert_eq!(
+        Some(of("p3").header("experiments").to_owned()),
+        set.header_value("user-2"),
+        "assigned by the anonymous id"
+    );
+}
+
+fn flag(name: &str, variants: &[(&str, f64)]) -> ingest_core::flags::FlagDef {
+    ingest_core::flags::FlagDef {
+        name: name.to_owned(),
+        salt: None,
+        variants: variants
+            .iter()
+            .map(|(name, percent)| ingest_core::flags::VariantDef {
+                name: (*name).to_owned(),
+                percent: *percent,
+            })
+            .collect(),
+    }
+}
+
 /// Awaits the futures one after the other.
 async fn futures_all<F: std::future::Future>(futures: [F; 4]) -> Vec<F::Output> {
     let mut out = Vec::with_capacity(4);

@@ -368,7 +368,10 @@ mod tests {
         assert_eq!(value, "checkout_v2=control,search_ranking=learned");
         assert_eq!(
             parse_header_value(&value),
-            Ok(vec![("checkout_v2", "control"), ("search_ranking", "learned")])
+            Ok(vec![
+                ("checkout_v2", "control"),
+                ("search_ranking", "learned")
+            ])
         );
         assert_eq!(FlagSet::default().header_value("user-1"), None);
         for bad in [

@@ -35,7 +35,7 @@
 //! | topic | per event type, configurable ([`config::TopicsConfig`]) |
 //! | key | `user_id`, else `anonymous_id` |
 //! | value | the event's JSON, byte for byte as received |
-//! | headers | `event_type`, `event_id` (the client's, or a generated UUIDv7), `received_at` (RFC 3339, ms), `schema` (`json:<type>/v1`), `source` |
+//! | headers | `event_type`, `event_id` (the client's, or a generated UUIDv7), `received_at` (RFC 3339, ms), `schema` (`json:<type>/v1`), `source`; `experiments` when [`SubmitOptions::flags`] assigned the event's user |
 //!
 //! Custom events ([`CustomEvent`]: anything outside the four types, such as a Segment
 //! `page` call) go to `topics.custom` with the headers `event_type: custom`,

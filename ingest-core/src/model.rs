@@ -218,6 +218,17 @@ impl Event {
             Event::Search(e) => &e.common,
         }
     }
+
+    /// The fields every event has, to change (a consumer adding what a record's
+    /// headers say, for example).
+    pub fn common_mut(&mut self) -> &mut Common {
+        match self {
+            Event::ProductView(e) => &mut e.common,
+            Event::Cart(e) => &mut e.common,
+            Event::Purchase(e) => &mut e.common,
+            Event::Search(e) => &mut e.common,
+        }
+    }
 }
 
 /// `null` where a map belongs means an empty map, as validation treats it.

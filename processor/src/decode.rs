@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use ingest_core::avro::{self, RegistryClient, RegistryError, Schema};
+use ingest_core::flags::{self, EXPERIMENTS_HEADER};
 use ingest_core::model::Event;
 use ingest_core::{contract, EventKind};
 use rdkafka::message::{Headers, OwnedMessage};
@@ -152,18 +153,15 @@ impl Decoder {
                 "neither user_id nor anonymous_id".to_owned(),
             ));
         }
+        if let Some(value) = header(EXPERIMENTS_HEADER) {
+            add_assigned_experiments(&mut event, &value)?;
+        }
         // Records from foreign producers never met the validator: the same rules here.
         event
             .check_content()
             .map_err(|e| (reason::UNSTORABLE, e.to_string()))?;
         if let Some(flags) = &self.experiment_flags {
-            let common = match &mut event {
-                Event::ProductView(e) => &mut e.common,
-                Event::Cart(e) => &mut e.common,
-                Event::Purchase(e) => &mut e.common,
-                Event::Search(e) => &mut e.common,
-            };
-            if let Some(context) = common.context.as_mut() {
+            if let Some(context) = event.common_mut().context.as_mut() {
                 context.experiments.retain(|flag, _| flags.contains(flag));
             }
         }
@@ -267,6 +265,32 @@ fn decode_value(
     }
 }
 
+/// The flag assignments the agent made for an event that named none (the
+/// `experiments` header), as the event's `context.experiments`; an event that names its
+/// own keeps them and the header is ignored.
+fn add_assigned_experiments(event: &mut Event, value: &str) -> Result<(), (&'static str, String)> {
+    let common = event.common_mut();
+    if common
+        .context
+        .as_ref()
+        .is_some_and(|c| !c.experiments.is_empty())
+    {
+        return Ok(());
+    }
+    let pairs = flags::parse_header_value(value).map_err(|why| {
+        (
+            reason::UNSTORABLE,
+            format!("experiments header {:?}: {why}", clip(value)),
+        )
+    })?;
+    let context = common.context.get_or_insert_with(Default::default);
+    context.experiments = pairs
+        .into_iter()
+        .map(|(flag, variant)| (flag.to_owned(), variant.to_owned()))
+        .collect();
+    Ok(())
+}
+
 /// At most the first 64 characters of a foreign value, for a message.
 fn clip(text: &str) -> String {
     text.chars().take(64).collect()
@@ -355,6 +379,52 @@ mod tests {
             )),
             Err(reason::UNKNOWN_SCHEMA)
         );
+    }
+
+    #[test]
+    fn assignments_in_the_header_fill_only_events_that_name_none() {
+        let kind = EventKind::ProductView;
+        let experiments = |json: &str, header: &str| {
+            let mut event = Event::decode(kind, json.as_bytes()).expect("event");
+            add_assigned_experiments(&mut event, header).map(|()| {
+                event
+                    .common()
+                    .context
+                    .as_ref()
+                    .map(|c| c.experiments.clone().into_iter().collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+        };
+        let pair = |f: &str, v: &str| (f.to_owned(), v.to_owned());
+        assert_eq!(
+            experiments(
+                r#"{"user_id":"u","product_id":"p"}"#,
+                "checkout_v2=control,search_ranking=learned"
+            ),
+            Ok(vec![
+                pair("checkout_v2", "control"),
+                pair("search_ranking", "learned")
+            ])
+        );
+        assert_eq!(
+            experiments(
+                r#"{"user_id":"u","product_id":"p","context":{"locale":"de-DE"}}"#,
+                "checkout_v2=control"
+            ),
+            Ok(vec![pair("checkout_v2", "control")])
+        );
+        assert_eq!(
+            experiments(
+                r#"{"user_id":"u","product_id":"p","context":{"experiments":{"checkout_v2":"treatment"}}}"#,
+                "checkout_v2=control"
+            ),
+            Ok(vec![pair("checkout_v2", "treatment")]),
+            "the event's own win"
+        );
+        let refused =
+            experiments(r#"{"user_id":"u","product_id":"p"}"#, "checkout_v2").expect_err("no '='");
+        assert_eq!(refused.0, reason::UNSTORABLE);
+        assert!(refused.1.contains("experiments header"), "{}", refused.1);
     }
 
     #[test]

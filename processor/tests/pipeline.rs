@@ -759,6 +759,73 @@ fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
     }
 }
 
+/// The assignments the agent made for events that named no experiments (the
+/// `experiments` header) are counted per variant; an event's own experiments win over
+/// the header; a header no agent writes is a dead letter naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn assignments_in_the_experiments_header_are_counted_per_variant() {
+    let scenario = Harness::new("assigned", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let start = start_minute();
+    let p = scenario.start_ready("assigned", &[]).await;
+    let t = start * 1000 + 30 * 60_000;
+    let with_header = |user: usize, header: &str| {
+        let mut record = view(user, "sku-1", t);
+        record
+            .headers
+            .push(("experiments".into(), header.to_owned()));
+        record
+    };
+    let mut own = with_header(3, "checkout_v2=control");
+    own.value = serde_json::json!({"user_id": "u3", "product_id": "sku-1",
+        "timestamp": processor::report::rfc3339(t / 1000),
+        "context": {"experiments": {"checkout_v2": "treatment"}}})
+    .to_string()
+    .into_bytes();
+    let records = vec![
+        with_header(0, "checkout_v2=control,search_ranking=learned"),
+        with_header(1, "checkout_v2=control,search_ranking=bm25"),
+        with_header(2, "checkout_v2=treatment,search_ranking=bm25"),
+        own,
+        with_header(4, "checkout_v2"),
+    ];
+    scenario.produce(&records).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        if let Some(r) = analytics(&p, start).await {
+            if r.events.product_view >= 4 {
+                break r;
+            }
+        }
+        assert!(Instant::now() < deadline, "the views are not counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(r.events.product_view, 4, "the bad header's view is not");
+    let users = |flag: &str, variant: &str| r.experiments[flag][variant].users;
+    assert_eq!(users("checkout_v2", "control"), 2);
+    assert_eq!(
+        users("checkout_v2", "treatment"),
+        2,
+        "u2's header and u3's own"
+    );
+    assert_eq!(users("search_ranking", "bm25"), 2);
+    assert_eq!(users("search_ranking", "learned"), 1);
+    let letters = testkit::consume(
+        &scenario.services.kafka,
+        &scenario.topics[4],
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].header("error_code"), "unstorable");
+    assert!(
+        letters[0]
+            .header("error_message")
+            .contains("experiments header"),
+        "{:?}",
+        letters[0].headers
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn catalog_changes_are_picked_up_and_silent_clients_disconnected() {
     let scenario = Harness::new("catalog", &[("sku-old".to_owned(), "Old".to_owned())], &[]).await;

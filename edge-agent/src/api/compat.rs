@@ -126,7 +126,7 @@ impl Api {
         let source = self
             .keys
             .authenticate_segment(&headers, write_key.as_deref())?;
-        let options = options(source);
+        let options = self.submit_options(source);
         let messages = match route {
             SegmentRoute::Batch => {
                 intake::segment_batch(&bytes, limits.max_batch_events).map_err(ApiError::Mapping)?
@@ -196,7 +196,7 @@ impl Api {
                 ErrorCode::BatchTooLarge,
             )
             .await?;
-        let options = options(source);
+        let options = self.submit_options(source);
         let messages =
             intake::ga4_collect(&bytes, limits.max_batch_events).map_err(ApiError::Mapping)?;
         self.limiter
@@ -321,14 +321,6 @@ fn append_typed(batch: &mut Vec<u8>, kind: EventKind, json: &[u8]) {
     }
     batch.extend_from_slice(fields);
     batch.push(b'\n');
-}
-
-fn options(source: Option<std::sync::Arc<str>>) -> SubmitOptions {
-    let mut options = SubmitOptions::default();
-    if let Some(source) = source {
-        options = options.with_source(source);
-    }
-    options
 }
 
 fn rejected(refused: &[(usize, Refusal)]) -> Vec<Rejected<'_>> {

@@ -129,12 +129,7 @@ pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) -> bool {
         .map(|e| truncate_utf8(e, MAX_EXPERIMENTS_HEADER).as_bytes());
     let experiments_len = experiments.map_or(0, |e| 2 + e.len());
     out.reserve(
-        FIXED_LEN
-            + source.len()
-            + key.len()
-            + experiments_len
-            + name_len
-            + record.payload.len(),
+        FIXED_LEN + source.len() + key.len() + experiments_len + name_len + record.payload.len(),
     );
     out.push(if experiments.is_some() {
         VERSION_WITH_EXPERIMENTS

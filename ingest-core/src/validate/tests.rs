@@ -895,7 +895,9 @@ fn a_valid_event_says_whether_it_names_experiments() {
         .expect("valid")
         .has_experiments()
     };
-    assert!(names(r#","context":{"experiments":{"checkout_v2":"control"}}"#));
+    assert!(names(
+        r#","context":{"experiments":{"checkout_v2":"control"}}"#
+    ));
     assert!(!names(""));
     assert!(!names(r#","context":null"#));
     assert!(!names(r#","context":{"locale":"de-DE"}"#));
