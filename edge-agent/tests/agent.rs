@@ -939,6 +939,39 @@ async fn events_naming_no_experiments_carry_the_users_assignments() {
     );
 }
 
+/// The `schema` header names the version of the contract an event needs: version 2 of
+/// the product view for one that sets a field version 2 added, version 1 otherwise.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_schema_header_names_the_version_the_event_needs() {
+    let agent = Agent::start("versions", "", "").await;
+    let v1 = r#"{"user_id":"u1","product_id":"p1","variant":null}"#;
+    let v2 = r#"{"user_id":"u1","product_id":"p2","list_id":"search-results","position":4}"#;
+    for body in [v1, v2] {
+        let response = agent
+            .send(post("/api/events/product-view", body, &[JSON]))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let bad = agent
+        .send(post(
+            "/api/events/product-view",
+            r#"{"user_id":"u1","product_id":"p3","position":-1}"#,
+            &[JSON],
+        ))
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json(&bad)["error"]["field"], "position");
+    let records = read_topic(&agent.topic("product-views"), 2, WAIT).await;
+    assert_eq!(records.len(), 2);
+    for (body, schema) in [(v1, "json:product_view/v1"), (v2, "json:product_view/v2")] {
+        let record = records
+            .iter()
+            .find(|r| r.payload == body.as_bytes())
+            .expect("the record, byte for byte");
+        assert_eq!(record.header("schema"), schema);
+    }
+}
+
 fn flag(name: &str, variants: &[(&str, f64)]) -> ingest_core::flags::FlagDef {
     ingest_core::flags::FlagDef {
         name: name.to_owned(),

@@ -58,7 +58,7 @@ async fn listed_types_are_written_in_avro_with_the_registry_id() {
     let records = read_topic(&agent.topic("product-views"), 1, WAIT).await;
     assert_eq!(records.len(), 1);
     let record = &records[0];
-    assert_eq!(record.header("schema"), "avro:product_view/v1");
+    assert_eq!(record.header("schema"), "avro:product_view/v2");
     let (id, body) = avro::unframe(&record.payload).expect("the Confluent wire format");
     // The id is the one the registry holds for the subject, and it names this schema.
     let client = RegistryClient::new(&registry, Duration::from_secs(10), 4).expect("client");
@@ -91,6 +91,68 @@ async fn listed_types_are_written_in_avro_with_the_registry_id() {
     let searches = read_topic(&agent.topic("search-events"), 1, WAIT).await;
     assert_eq!(searches[0].payload, search.as_bytes());
     assert_ne!(searches[0].header("schema"), "avro:search/v1");
+}
+
+/// A subject that holds version 1 of the product-view schema (a topic written by an
+/// earlier agent) moves to version 2 at start: the registry's BACKWARD check accepts the
+/// added optional fields, and the new records carry version 2's id, which a reader of
+/// either version decodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subject_at_version_1_moves_to_the_compatible_version_2() {
+    let registry = registry();
+    let prefix = testkit::unique("avro-evolve");
+    let port = free_port();
+    let config = format!(
+        "{}\n{}",
+        base_config(&brokers(), &prefix, port, ""),
+        avro_section("\"product_view\"", &registry)
+    );
+    create_topics(&config).await;
+    let client = RegistryClient::new(&registry, Duration::from_secs(10), 4).expect("client");
+    let subject = format!("{prefix}-product-views-value");
+    let v1 = client
+        .ensure_subject(
+            &subject,
+            avro::schema_text_of(EventKind::ProductView, 1),
+            Compatibility::Backward,
+        )
+        .await
+        .expect("version 1 registered")
+        .id;
+    let agent = Agent::launch(prefix, port, config, tempfile::tempdir().expect("dir"), &[]).await;
+    let view = r#"{"user_id":"u1","product_id":"sku-1","variant":"red / XL","list_id":"home-top","position":2}"#;
+    let response = agent
+        .send(post(
+            "/api/events/product-view",
+            view,
+            &[JSON, ("ingest-ack", "delivered")],
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let records = read_topic(&agent.topic("product-views"), 1, WAIT).await;
+    let (id, body) = avro::unframe(&records[0].payload).expect("the Confluent wire format");
+    assert_ne!(id, v1, "a new schema version was registered");
+    let (latest, _) = client
+        .latest(&subject)
+        .await
+        .expect("the registry answers")
+        .expect("the subject");
+    assert_eq!(id, latest);
+    assert_eq!(records[0].header("schema"), "avro:product_view/v2");
+    let writer = client.schema_by_id(id).await.expect("the schema by id");
+    let Event::ProductView(decoded) =
+        avro::decode_body(EventKind::ProductView, &writer, body).expect("decodes")
+    else {
+        panic!("not a product view")
+    };
+    assert_eq!(
+        (
+            decoded.variant.as_deref(),
+            decoded.list_id.as_deref(),
+            decoded.position
+        ),
+        (Some("red / XL"), Some("home-top"), Some(2))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -26,9 +26,10 @@
 use crate::error::{path_key, ErrorCode, ValidationError};
 
 /// Longest `user_id`, `anonymous_id`, `session_id`, `product_id` (also in `items[]`),
-/// `order_id`, `cart_id`, `coupon`, experiment flag and variant, in characters.
+/// `order_id`, `cart_id`, `coupon`, `list_id`, experiment flag and variant, in
+/// characters.
 pub const MAX_ID_CHARS: usize = 128;
-/// Longest `category` and `brand`, in characters.
+/// Longest `category`, `brand` and `variant`, in characters.
 pub const MAX_LABEL_CHARS: usize = 256;
 /// Longest `search.query`, in characters.
 pub const MAX_QUERY_CHARS: usize = 1024;
@@ -49,6 +50,8 @@ pub const MAX_ITEMS: usize = 1000;
 pub const MAX_AMOUNT: f64 = 1e11;
 /// Largest `quantity` of a cart event and of an order's item.
 pub const MAX_QUANTITY: u64 = 1_000_000;
+/// Largest `position` of a product view (its place in the list it was shown in).
+pub const MAX_POSITION: u64 = 1_000_000;
 /// Largest `results_count` of a search.
 pub const MAX_RESULTS_COUNT: u64 = 1_000_000_000;
 

@@ -44,15 +44,38 @@ impl EventKind {
         }
     }
 
-    /// The schema identifier carried in the `schema` header of every record
-    /// (`json:<type>/v<version>`), so consumers can tell encodings and versions apart.
+    /// The schema identifier of version 1 of the type's contract
+    /// (`json:<type>/v1`), carried in the `schema` header of its records.
     pub const fn schema(self) -> &'static str {
+        self.schema_of(1)
+    }
+
+    /// The latest version of the type's contract: `product_view` is at version 2
+    /// (`variant`, `list_id`, `position`), the others at version 1.
+    pub const fn latest_version(self) -> u8 {
         match self {
-            EventKind::ProductView => "json:product_view/v1",
-            EventKind::Cart => "json:cart/v1",
-            EventKind::Purchase => "json:purchase/v1",
-            EventKind::Search => "json:search/v1",
+            EventKind::ProductView => 2,
+            EventKind::Cart | EventKind::Purchase | EventKind::Search => 1,
         }
+    }
+
+    /// The schema identifier of `version` of the type's contract
+    /// (`json:<type>/v<version>`), so consumers can tell encodings and versions apart.
+    /// Versions past [`latest_version`](Self::latest_version) (and 0) give the latest.
+    pub const fn schema_of(self, version: u8) -> &'static str {
+        match (self, version) {
+            (EventKind::ProductView, 1) => "json:product_view/v1",
+            (EventKind::ProductView, _) => "json:product_view/v2",
+            (EventKind::Cart, _) => "json:cart/v1",
+            (EventKind::Purchase, _) => "json:purchase/v1",
+            (EventKind::Search, _) => "json:search/v1",
+        }
+    }
+
+    /// The version a JSON `schema` header names, if it is a version of this type this
+    /// library knows (`json:product_view/v2` → 2).
+    pub fn json_version(self, header: &str) -> Option<u8> {
+        (1..=self.latest_version()).find(|&v| self.schema_of(v) == header)
     }
 
     /// The kind for a `type` value or an endpoint name; `product-view` is accepted as

@@ -718,9 +718,14 @@ impl Ingestor {
                 .and_then(|user| flags.header_value(user)),
             _ => None,
         };
+        let version = event.schema_version();
         let (kind, event_id, key, payload) = event.into_parts();
         Record::new(
-            Destination::Event { kind, event_id },
+            Destination::Event {
+                kind,
+                event_id,
+                version,
+            },
             Some(key),
             payload,
             received_at_ms,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::contract::{MAX_QUANTITY, MAX_RESULTS_COUNT};
+use crate::contract::{MAX_POSITION, MAX_QUANTITY, MAX_RESULTS_COUNT};
 use crate::event::EventKind;
 
 mod content;
@@ -78,6 +78,16 @@ pub struct ProductView {
     pub price: Option<f64>,
     /// ISO 4217 code of `price`.
     pub currency: Option<String>,
+    /// The product's variant shown (size, colour), since version 2 of the contract.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// The list the product was shown in (search results, a category page, a
+    /// recommendation slot), since version 2.
+    #[serde(default)]
+    pub list_id: Option<String>,
+    /// Its place in that list (at most [`MAX_POSITION`]), since version 2.
+    #[serde(default, deserialize_with = "position")]
+    pub position: Option<u64>,
 }
 
 /// What a cart event did.
@@ -270,6 +280,10 @@ fn item_quantity<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::E
 
 fn results_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
     whole_number(deserializer, MAX_RESULTS_COUNT)
+}
+
+fn position<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    whole_number(deserializer, MAX_POSITION)
 }
 
 #[cfg(test)]

@@ -213,8 +213,10 @@ impl Decoder {
 }
 
 /// The event in a record's value: JSON, or an Avro body in the wire format read with
-/// `writer` (the schema its id names). Records without a `schema` header (foreign
-/// producers) are read as version 1, JSON or Avro by their first byte; a version this
+/// `writer` (the schema its id names). Every version of the type this processor knows
+/// is read (a later version only adds optional fields; JSON is decoded into the latest
+/// model, Avro resolved into the latest schema). Records without a `schema` header
+/// (foreign producers) are read by their first byte, JSON or Avro; a version this
 /// processor does not know is not guessed at.
 fn decode_value(
     kind: EventKind,
@@ -222,26 +224,34 @@ fn decode_value(
     payload: &[u8],
     writer: Option<&Schema>,
 ) -> Result<Event, (&'static str, String)> {
-    if let Some(schema) = schema {
-        if schema != kind.schema() && schema != avro::schema_header(kind) {
+    // Whether the header says Avro; `None`: no header.
+    let avro_header = match schema {
+        None => None,
+        Some(h) if kind.json_version(h).is_some() => Some(false),
+        Some(h) if avro::avro_version(kind, h).is_some() => Some(true),
+        Some(h) => {
             return Err((
                 reason::UNKNOWN_SCHEMA,
                 format!(
-                    "schema header {:?} is not a version this processor reads ({} or {})",
-                    clip(schema),
-                    kind.schema(),
+                    "schema header {:?} is not a version this processor reads ({} to {}, {} to {})",
+                    clip(h),
+                    kind.schema_of(1),
+                    kind.schema_of(kind.latest_version()),
+                    avro::schema_header_of(kind, 1),
                     avro::schema_header(kind)
                 ),
-            ));
+            ))
         }
-    }
-    let avro_header = schema == Some(avro::schema_header(kind));
+    };
     match writer {
         Some(writer) => {
-            if schema.is_some() && !avro_header {
+            if avro_header == Some(false) {
                 return Err((
                     reason::UNDECODABLE,
-                    format!("an Avro value under the schema header {}", kind.schema()),
+                    format!(
+                        "an Avro value under the schema header {}",
+                        clip(schema.unwrap_or(""))
+                    ),
                 ));
             }
             let (_, body) =
@@ -253,11 +263,11 @@ fn decode_value(
                 )
             })
         }
-        None if avro_header => Err((
+        None if avro_header == Some(true) => Err((
             reason::UNDECODABLE,
             format!(
                 "schema header {} but the value is not in the Avro wire format",
-                avro::schema_header(kind)
+                clip(schema.unwrap_or(""))
             ),
         )),
         None => Event::decode(kind, payload)
@@ -328,6 +338,57 @@ mod tests {
     }
 
     #[test]
+    fn both_versions_of_a_product_view_are_read_and_a_third_is_not() {
+        let kind = EventKind::ProductView;
+        let v1 = r#"{"user_id":"u","product_id":"p"}"#;
+        let v2 = r#"{"user_id":"u","product_id":"p","variant":"red / XL","list_id":"search-results","position":3.0}"#;
+        let read =
+            |header: &str, json: &str| decode_value(kind, Some(header), json.as_bytes(), None);
+        let Ok(Event::ProductView(view)) = read("json:product_view/v2", v2) else {
+            panic!("version 2 read");
+        };
+        assert_eq!(
+            (
+                view.variant.as_deref(),
+                view.list_id.as_deref(),
+                view.position
+            ),
+            (Some("red / XL"), Some("search-results"), Some(3))
+        );
+        assert!(read("json:product_view/v1", v1).is_ok());
+        assert_eq!(
+            read("json:product_view/v3", v2).map_err(|(code, _)| code),
+            Err(reason::UNKNOWN_SCHEMA)
+        );
+        // An Avro record written with version 1 of the schema (a producer that has not
+        // moved) is resolved into version 2: the new fields are absent.
+        let event = Event::decode(kind, v2.as_bytes()).expect("event");
+        let v1_body = avro::frame(7, &avro::encode_body_of(&event, 1).expect("encodes"));
+        let Ok(Event::ProductView(view)) = decode_value(
+            kind,
+            Some("avro:product_view/v1"),
+            &v1_body,
+            Some(avro::schema_of(kind, 1)),
+        ) else {
+            panic!("version 1 Avro read");
+        };
+        assert_eq!(
+            (view.product_id.as_str(), view.variant, view.position),
+            ("p", None, None)
+        );
+        let v2_body = avro::frame(8, &avro::encode_body(&event).expect("encodes"));
+        let Ok(Event::ProductView(view)) = decode_value(
+            kind,
+            Some("avro:product_view/v2"),
+            &v2_body,
+            Some(avro::schema(kind)),
+        ) else {
+            panic!("version 2 Avro read");
+        };
+        assert_eq!(view.variant.as_deref(), Some("red / XL"));
+    }
+
+    #[test]
     fn mismatched_or_damaged_avro_records_are_undecodable() {
         let kind = EventKind::Purchase;
         let value = avro::encode_json(kind, 42, PURCHASE.as_bytes()).expect("encodes");
@@ -377,7 +438,8 @@ mod tests {
                 &value,
                 Some(writer)
             )),
-            Err(reason::UNKNOWN_SCHEMA)
+            Err(reason::UNKNOWN_SCHEMA),
+            "purchase has no version 2"
         );
     }
 

@@ -188,6 +188,7 @@ mod tests {
             Destination::Event {
                 kind: EventKind::ProductView,
                 event_id: Uuid::nil(),
+                version: 1,
             },
             (!key.is_empty()).then(|| Bytes::copy_from_slice(key.as_bytes())),
             Bytes::from(vec![seq]),

@@ -11,8 +11,13 @@ use crate::event::EventKind;
 
 /// Where a record goes.
 pub(crate) enum Destination {
-    /// The topic of an event kind, with the event's id.
-    Event { kind: EventKind, event_id: Uuid },
+    /// The topic of an event kind, with the event's id and the version of the type's
+    /// contract it needs (its `schema` header).
+    Event {
+        kind: EventKind,
+        event_id: Uuid,
+        version: u8,
+    },
     /// The custom-events topic: an event outside the four e-commerce types, under the
     /// name its sender gave it.
     /// (Boxed: the name and id would make every record larger.)
@@ -162,6 +167,7 @@ mod tests {
             Destination::Event {
                 kind: EventKind::Cart,
                 event_id: Uuid::nil(),
+                version: 1,
             },
             None,
             Bytes::new(),

@@ -208,7 +208,11 @@ fn headers(record: &Outgoing<'_>, schema: Option<&str>) -> OwnedHeaders {
             })
     };
     match record.destination {
-        Destination::Event { kind, event_id } => {
+        Destination::Event {
+            kind,
+            event_id,
+            version,
+        } => {
             let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
             let id = event_id.hyphenated().encode_lower(&mut id);
             let headers = common(
@@ -224,7 +228,7 @@ fn headers(record: &Outgoing<'_>, schema: Option<&str>) -> OwnedHeaders {
             )
             .insert(Header {
                 key: "schema",
-                value: Some(schema.unwrap_or(kind.schema())),
+                value: Some(schema.unwrap_or(kind.schema_of(*version))),
             });
             match record.experiments {
                 Some(experiments) => headers.insert(Header {
@@ -344,6 +348,7 @@ mod tests {
         let destination = Destination::Event {
             kind: crate::EventKind::ProductView,
             event_id: uuid::Uuid::now_v7(),
+            version: 1,
         };
         let mut record = Outgoing {
             destination: &destination,

@@ -8,8 +8,10 @@
 //! | (custom events only: u16 name length | name) | payload (the rest)
 //! ```
 //!
-//! The kind is the event kind's index (0..=3), or 4 for a custom event. A version that
-//! predates custom events reads kind 4 as undecodable (counted, not sent). Version 2 is
+//! The kind is the event kind's index (0..=3), or 4 for a custom event; an event needing
+//! version 2 of its type's contract adds 16 (`product_view` with `variant`: 16). A
+//! version that predates custom events reads kind 4 as undecodable (counted, not sent),
+//! as one before contract version 2 reads 16. Version 2 is
 //! written only for records with an `experiments` header (flag assignments made on
 //! receipt), so a buffer without them stays readable by the versions before it.
 //!
@@ -46,7 +48,8 @@ const CUSTOM_CODE: u8 = EventKind::ALL.len() as u8;
 /// What a stored record is: one of the event kinds, or a custom event with its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StoredKind {
-    Event(EventKind),
+    /// An event, and the version of its type's contract.
+    Event(EventKind, u8),
     Custom(Arc<str>),
 }
 
@@ -77,9 +80,10 @@ impl StoredEvent {
 
     pub(crate) fn destination(&self) -> Destination {
         match &self.kind {
-            StoredKind::Event(kind) => Destination::Event {
+            StoredKind::Event(kind, version) => Destination::Event {
                 kind: *kind,
                 event_id: self.event_id,
+                version: *version,
             },
             StoredKind::Custom(name) => Destination::Custom(Box::new(CustomRoute {
                 name: name.clone(),
@@ -111,7 +115,11 @@ pub(crate) enum DecodeError {
 /// is returned.
 pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) -> bool {
     let (code, event_id, name) = match &record.destination {
-        Destination::Event { kind, event_id } => (kind_code(*kind), event_id, None),
+        Destination::Event {
+            kind,
+            event_id,
+            version,
+        } => (kind_code(*kind, *version), event_id, None),
         Destination::Custom(route) => (
             CUSTOM_CODE,
             &route.event_id,
@@ -183,7 +191,7 @@ pub(crate) fn decode(bytes: &Bytes) -> Result<StoredEvent, DecodeError> {
         None
     };
     let kind = match kind_from_code(code) {
-        Some(kind) => StoredKind::Event(kind),
+        Some((kind, version)) => StoredKind::Event(kind, version),
         None => {
             let name = take(bytes, &mut pos)?;
             let name = std::str::from_utf8(&name).map_err(|_| DecodeError::Name)?;
@@ -237,13 +245,20 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn kind_code(kind: EventKind) -> u8 {
+/// Contract versions past the first, in steps of this (below it: the kind).
+const VERSION_STEP: u8 = 16;
+
+fn kind_code(kind: EventKind, version: u8) -> u8 {
     // The index is stable: it is part of the stored format.
-    kind.index() as u8
+    kind.index() as u8 + VERSION_STEP * version.clamp(1, kind.latest_version()).saturating_sub(1)
 }
 
-fn kind_from_code(code: u8) -> Option<EventKind> {
-    EventKind::ALL.get(usize::from(code)).copied()
+/// The event kind and contract version of a code; `None` for the custom code and
+/// codes this version does not know.
+fn kind_from_code(code: u8) -> Option<(EventKind, u8)> {
+    let kind = *EventKind::ALL.get(usize::from(code % VERSION_STEP))?;
+    let version = code / VERSION_STEP + 1;
+    (version <= kind.latest_version()).then_some((kind, version))
 }
 
 #[cfg(test)]
@@ -253,11 +268,12 @@ mod tests {
     use super::*;
     use crate::delivery::Tracker;
 
-    fn record(kind: EventKind, key: &[u8], source: &str, payload: &[u8]) -> Record {
+    fn record(kind: EventKind, version: u8, key: &[u8], source: &str, payload: &[u8]) -> Record {
         let mut record = Record::new(
             Destination::Event {
                 kind,
                 event_id: Uuid::now_v7(),
+                version,
             },
             Some(Bytes::copy_from_slice(key)),
             Bytes::copy_from_slice(payload),
@@ -274,18 +290,20 @@ mod tests {
         #[test]
         fn round_trips(
             kind in 0usize..4,
+            version in 1u8..=2,
             key in proptest::collection::vec(any::<u8>(), 0..300),
             source in ".{0,40}",
             experiments in proptest::option::of("[a-z_]{1,10}=[a-z]{1,8}(,[a-z_]{1,10}=[a-z]{1,8}){0,3}"),
             payload in proptest::collection::vec(any::<u8>(), 0..2000),
         ) {
             let kind = EventKind::ALL[kind];
-            let original = record(kind, &key, &source, &payload).with_experiments(experiments.clone());
+            let version = version.min(kind.latest_version());
+            let original = record(kind, version, &key, &source, &payload).with_experiments(experiments.clone());
             let mut out = Vec::new();
             prop_assert!(encode(&original, &mut out));
             let bytes = Bytes::from(out);
             let stored = decode(&bytes).expect("decodes");
-            prop_assert_eq!(&stored.kind, &StoredKind::Event(kind));
+            prop_assert_eq!(&stored.kind, &StoredKind::Event(kind, version));
             let Destination::Event { event_id, .. } = original.destination else { unreachable!() };
             prop_assert_eq!(stored.event_id, event_id);
             prop_assert_eq!(stored.received_at_ms, 1_795_514_400_123);
@@ -308,7 +326,7 @@ mod tests {
     fn rejects_other_versions_and_short_records() {
         let mut out = Vec::new();
         assert!(encode(
-            &record(EventKind::Cart, b"u1", "shop", b"{}"),
+            &record(EventKind::Cart, 1, b"u1", "shop", b"{}"),
             &mut out
         ));
         let mut bad = out.clone();
@@ -363,7 +381,7 @@ mod tests {
         let source = "é".repeat(MAX_SOURCE);
         let mut out = Vec::new();
         assert!(encode(
-            &record(EventKind::Search, b"u", &source, b"{}"),
+            &record(EventKind::Search, 1, b"u", &source, b"{}"),
             &mut out
         ));
         let stored = decode(&Bytes::from(out)).expect("decodes");

@@ -520,6 +520,7 @@ mod tests {
             Destination::Event {
                 kind: EventKind::Search,
                 event_id: Uuid::new_v4(),
+                version: 1,
             },
             Some(Bytes::from_static(b"u")),
             Bytes::from_static(br#"{"user_id":"u","query":"q"}"#),

@@ -119,7 +119,9 @@ impl ProductView {
         opt_text("category", self.category.as_deref(), MAX_LABEL_CHARS)?;
         opt_text("brand", self.brand.as_deref(), MAX_LABEL_CHARS)?;
         opt_amount("price", self.price)?;
-        opt_text("currency", self.currency.as_deref(), 4)
+        opt_text("currency", self.currency.as_deref(), 4)?;
+        opt_text("variant", self.variant.as_deref(), MAX_LABEL_CHARS)?;
+        opt_identifier("list_id", self.list_id.as_deref())
     }
 }
 

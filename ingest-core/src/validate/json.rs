@@ -332,11 +332,14 @@ pub(crate) enum Field {
     Locale,
     Ip,
     Experiments,
+    Variant,
+    ListId,
+    Position,
 }
 
 impl Field {
     /// Number of fields.
-    pub(crate) const COUNT: usize = Field::Experiments as usize + 1;
+    pub(crate) const COUNT: usize = Field::Position as usize + 1;
 
     /// Every field, in discriminant order.
     #[cfg(test)]
@@ -372,6 +375,9 @@ impl Field {
         Field::Locale,
         Field::Ip,
         Field::Experiments,
+        Field::Variant,
+        Field::ListId,
+        Field::Position,
     ];
 
     /// The field's JSON key.
@@ -408,12 +414,15 @@ impl Field {
             Field::Locale => "locale",
             Field::Ip => "ip",
             Field::Experiments => "experiments",
+            Field::Variant => "variant",
+            Field::ListId => "list_id",
+            Field::Position => "position",
         }
     }
 
     /// The field named `key`, if the rules know it. Length and first byte pick the one
-    /// candidate (two for `c` at lengths 7 and 8, told apart by the second byte); one
-    /// comparison confirms it.
+    /// candidate (two for `c` at lengths 7 and 8 and for `p` at 8, told apart by the
+    /// second byte); one comparison confirms it.
     pub(crate) fn of(key: &str) -> Option<Field> {
         let bytes = key.as_bytes();
         let (&first, &second) = (bytes.first()?, bytes.get(1)?);
@@ -433,6 +442,8 @@ impl Field {
             (7, b'c') if second == b'o' => Field::Context,
             (7, b'c') => Field::CartId,
             (7, b'f') => Field::Filters,
+            (7, b'v') => Field::Variant,
+            (7, b'l') => Field::ListId,
             (8, b'e') => Field::EventId,
             (8, b'c') if second == b'a' => Field::Category,
             (8, b'c') => Field::Currency,
@@ -440,7 +451,8 @@ impl Field {
             (8, b'o') => Field::OrderId,
             (8, b'd') => Field::Discount,
             (8, b's') => Field::Shipping,
-            (8, b'p') => Field::PageUrl,
+            (8, b'p') if second == b'a' => Field::PageUrl,
+            (8, b'p') => Field::Position,
             (8, b'r') => Field::Referrer,
             (9, b't') => Field::Timestamp,
             (10, b's') => Field::SessionId,

@@ -63,6 +63,7 @@ pub struct ValidEvent {
     event_id_generated: bool,
     partition_key: Bytes,
     has_experiments: bool,
+    version: u8,
     payload: Bytes,
 }
 
@@ -91,6 +92,13 @@ impl ValidEvent {
     /// with at least one flag).
     pub fn has_experiments(&self) -> bool {
         self.has_experiments
+    }
+
+    /// The version of its type's contract the event needs: the highest version that
+    /// introduced a field it sets (1 for an event with version 1's fields only). Its
+    /// records' `schema` header names it ([`EventKind::schema_of`]).
+    pub fn schema_version(&self) -> u8 {
+        self.version
     }
 
     /// The client's bytes, untouched.
@@ -197,7 +205,7 @@ impl Validator {
                 ),
             ));
         }
-        let (kind, event_id, partition_key, has_experiments) = SCRATCH.with(|cell| {
+        let (kind, event_id, partition_key, has_experiments, version) = SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             self.check(&mut scratch, expected, &payload, now)
         })?;
@@ -211,6 +219,7 @@ impl Validator {
             event_id_generated,
             partition_key,
             has_experiments,
+            version,
             payload,
         })
     }
@@ -221,7 +230,7 @@ impl Validator {
         expected: Option<EventKind>,
         payload: &[u8],
         now: OffsetDateTime,
-    ) -> Result<(EventKind, Option<Uuid>, Bytes, bool), ValidationError> {
+    ) -> Result<(EventKind, Option<Uuid>, Bytes, bool, u8), ValidationError> {
         let Scratch {
             input,
             buffers,
@@ -249,6 +258,7 @@ impl Validator {
                                 facts.event_id,
                                 Bytes::copy_from_slice(facts.partition_key.as_bytes()),
                                 facts.has_experiments,
+                                facts.version,
                             )
                         })
                 }

@@ -18,8 +18,8 @@ use super::json::{type_name, Field, FieldSet, Index, Json};
 use super::Limits;
 use crate::contract::{
     check_experiment, check_identifier, has_forbidden_text, MAX_AMOUNT, MAX_EXPERIMENTS,
-    MAX_ID_CHARS, MAX_ITEMS, MAX_LABEL_CHARS, MAX_LOCALE_CHARS, MAX_QUANTITY, MAX_QUERY_CHARS,
-    MAX_RESULTS_COUNT, MAX_URL_CHARS, MAX_USER_AGENT_CHARS, TEXT_NUL,
+    MAX_ID_CHARS, MAX_ITEMS, MAX_LABEL_CHARS, MAX_LOCALE_CHARS, MAX_POSITION, MAX_QUANTITY,
+    MAX_QUERY_CHARS, MAX_RESULTS_COUNT, MAX_URL_CHARS, MAX_USER_AGENT_CHARS, TEXT_NUL,
 };
 use crate::error::{path_key, quoted, render_path, ErrorCode, PathStep, ValidationError};
 use crate::event::EventKind;
@@ -33,6 +33,9 @@ pub(crate) struct Facts<'i> {
     pub(crate) partition_key: &'i str,
     /// Whether `context.experiments` names at least one flag.
     pub(crate) has_experiments: bool,
+    /// The contract version the event needs: the highest that introduced a field it
+    /// sets ([`EventKind::schema_of`]).
+    pub(crate) version: u8,
 }
 
 /// Where a field sits, rendered into a path only when an error needs it.
@@ -468,17 +471,18 @@ fn check_typed<'i>(
         None => false,
     };
 
-    match kind {
+    let version = match kind {
         EventKind::ProductView => check_product_view(fields)?,
-        EventKind::Cart => check_cart(fields)?,
-        EventKind::Purchase => check_purchase(fields)?,
-        EventKind::Search => check_search(fields)?,
-    }
+        EventKind::Cart => check_cart(fields).map(|()| 1)?,
+        EventKind::Purchase => check_purchase(fields).map(|()| 1)?,
+        EventKind::Search => check_search(fields).map(|()| 1)?,
+    };
     Ok(Facts {
         kind,
         event_id,
         partition_key,
         has_experiments,
+        version,
     })
 }
 
@@ -588,13 +592,19 @@ fn check_context<'i>(context: Json<'_, 'i>) -> Result<bool, Failure<'i>> {
     Ok(false)
 }
 
-fn check_product_view(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {
+/// Returns the version the view needs: 2 when it sets a field version 2 added
+/// (`variant`, `list_id`, `position`).
+fn check_product_view(fields: &Fields<'_, '_>) -> Result<u8, ValidationError> {
     fields.req_id(Field::ProductId)?;
     fields.opt_str(Field::Category, MAX_LABEL_CHARS)?;
     fields.opt_str(Field::Brand, MAX_LABEL_CHARS)?;
     fields.opt_amount(Field::Price)?;
     fields.opt_currency(Field::Currency)?;
-    Ok(())
+    let variant = fields.opt_str(Field::Variant, MAX_LABEL_CHARS)?;
+    let list_id = fields.opt_id(Field::ListId)?;
+    let position = fields.opt_count(Field::Position, 0, MAX_POSITION)?;
+    let v2 = variant.is_some() || list_id.is_some() || position.is_some();
+    Ok(if v2 { 2 } else { 1 })
 }
 
 fn check_cart(fields: &Fields<'_, '_>) -> Result<(), ValidationError> {

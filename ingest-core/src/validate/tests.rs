@@ -886,6 +886,61 @@ fn nul_is_reported_after_the_rules_and_after_duplicates() {
 }
 
 #[test]
+fn a_product_view_needs_version_2_when_it_sets_a_field_version_2_added() {
+    let version = |fields: &str| {
+        check(
+            Some(EventKind::ProductView),
+            &format!(r#"{{"user_id":"u","product_id":"p"{fields}}}"#),
+        )
+        .map(|e| e.schema_version())
+    };
+    assert_eq!(version(""), Ok(1));
+    assert_eq!(
+        version(r#","variant":null,"position":null"#),
+        Ok(1),
+        "null is absent"
+    );
+    assert_eq!(version(r#","variant":"red / XL""#), Ok(2));
+    assert_eq!(version(r#","list_id":"search-results""#), Ok(2));
+    assert_eq!(version(r#","position":0"#), Ok(2));
+    assert_eq!(version(r#","position":3.0"#), Ok(2));
+    assert_eq!(
+        check(
+            Some(EventKind::Cart),
+            r#"{"user_id":"u","action":"clear","variant":"x"}"#
+        )
+        .map(|e| e.schema_version()),
+        Ok(1),
+        "an unknown field of another type"
+    );
+    for (fields, field, code) in [
+        (r#","variant":1"#, "variant", ErrorCode::InvalidType),
+        (
+            r#","variant":"a\u0000b""#,
+            "variant",
+            ErrorCode::InvalidValue,
+        ),
+        (r#","list_id":"""#, "list_id", ErrorCode::InvalidValue),
+        (r#","position":-1"#, "position", ErrorCode::InvalidValue),
+        (r#","position":1.5"#, "position", ErrorCode::InvalidValue),
+        (
+            r#","position":1000001"#,
+            "position",
+            ErrorCode::InvalidValue,
+        ),
+    ] {
+        let error = version(fields).expect_err(fields);
+        assert_eq!(
+            (error.code(), error.field_path()),
+            (code, Some(field)),
+            "{fields}"
+        );
+    }
+    let long = format!(r#","variant":"{}""#, "v".repeat(257));
+    assert_eq!(version(&long).expect_err("long").code(), ErrorCode::TooLong);
+}
+
+#[test]
 fn a_valid_event_says_whether_it_names_experiments() {
     let names = |context: &str| {
         check(
