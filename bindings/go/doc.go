@@ -13,6 +13,9 @@
 // the event is Persisted or Delivered, or the context ends. Errors are *Error values
 // (compare with errors.Is against ErrQueueFull, ErrClosed, ...) or, for a refused
 // event, a *ValidationError with the code, field and message.
+//
+// Flags assigns users to the variants of the edge agent's feature flags, from the same
+// flags file and with the same result as the agent and every other binding.
 package ingest
 
 //go:generate ./build-lib.sh

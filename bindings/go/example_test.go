@@ -30,3 +30,23 @@ func Example() {
 	fmt.Println(len(id.String()), err)
 	// Output: 36 <nil>
 }
+
+// Feature flags assigned in-process, as the edge agent's GET /api/flags assigns them.
+func ExampleFlags() {
+	flags, err := ingest.NewFlagsFromTOML(`
+[[flags]]
+name = "checkout_v2"
+variants = [{ name = "control", percent = 90 }, { name = "treatment", percent = 10 }]
+`)
+	if err != nil {
+		log.Fatal(err) // ingest: config: flags[0].variants: the percentages add up to ...
+	}
+	defer flags.Close()
+	variant, ok, err := flags.Variant("checkout_v2", "user-1")
+	fmt.Println(variant, ok, err)
+	assigned, err := flags.Assign("user-1")
+	fmt.Println(assigned, err)
+	// Output:
+	// control true <nil>
+	// map[checkout_v2:control] <nil>
+}

@@ -79,3 +79,18 @@ static void go_ingest_log(void *user_data, uint32_t level, const char *target, c
 ingest_status go_ingest_set_log(uint32_t max_level, go_ingest_error *e) {
   return go_ingest_capture(ingest_set_log_callback(go_ingest_log, NULL, max_level), e);
 }
+
+ingest_status go_ingest_flags_new(const char *text, size_t len, uint32_t format, ingest_flags **out,
+    go_ingest_error *e) {
+  return go_ingest_capture(ingest_flags_new(text, len, format, out), e);
+}
+
+ingest_status go_ingest_flags_assign(const ingest_flags *flags, const char *user, size_t len,
+    char **json, go_ingest_error *e) {
+  return go_ingest_capture(ingest_flags_assign(flags, user, len, json), e);
+}
+
+ingest_status go_ingest_flags_variant(const ingest_flags *flags, const char *flag, size_t flag_len,
+    const char *user, size_t user_len, char **variant, go_ingest_error *e) {
+  return go_ingest_capture(ingest_flags_variant(flags, flag, flag_len, user, user_len, variant), e);
+}

@@ -37,5 +37,11 @@ ingest_status go_ingest_health(const ingest_client *client, ingest_health *out, 
 ingest_status go_ingest_stats(const ingest_client *client, ingest_stats *out, go_ingest_error *e);
 void go_ingest_rejection_copy(const ingest_batch *batch, size_t i, go_ingest_error *e);
 ingest_status go_ingest_set_log(uint32_t max_level, go_ingest_error *e);
+ingest_status go_ingest_flags_new(const char *text, size_t len, uint32_t format, ingest_flags **out,
+		go_ingest_error *e);
+ingest_status go_ingest_flags_assign(const ingest_flags *flags, const char *user, size_t len,
+		char **json, go_ingest_error *e);
+ingest_status go_ingest_flags_variant(const ingest_flags *flags, const char *flag, size_t flag_len,
+		const char *user, size_t user_len, char **variant, go_ingest_error *e);
 
 #endif

@@ -45,6 +45,24 @@ export declare class Client {
   stats(): StatsSnapshot
 }
 
+/**
+ * A checked set of feature flags. Immutable; every method may be called from the
+ * JavaScript thread only (Node.js calls them there).
+ */
+export declare class Flags {
+  /**
+   * Reads a flags file's text in `format`: `toml` (`[[flags]]` tables) or `json`
+   * (`{"flags": [...]}`), as the edge agent reads `flags.file`.
+   */
+  constructor(text: string, format: string)
+  /** The user's variant of every flag, by flag name. */
+  assign(user: string): Record<string, string>
+  /** The user's variant of one flag; null when there is no such flag. */
+  variant(flag: string, user: string): string | null
+  /** How many flags the set holds. */
+  get size(): number
+}
+
 /** What a batch submission did. */
 export interface BatchOutcome {
   /** The accepted events' ids, in batch order. */

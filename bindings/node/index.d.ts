@@ -65,13 +65,32 @@ export declare class Client {
   stats(): StatsSnapshot;
 }
 
+/**
+ * A checked set of feature flags, assigning users to variants as the edge agent does
+ * (docs/edge-agent.md, "Feature flags"). Bad flags throw a ConfigError whose `field`
+ * is where the fault is (`flags[0].variants`; `flags file` when the text does not parse).
+ */
+export declare class Flags {
+  private constructor();
+  /** Flags from a TOML flags file's text (`[[flags]]` tables). */
+  static fromToml(text: string): Flags;
+  /** Flags from a JSON flags file's text (`{"flags": [...]}`). */
+  static fromJson(text: string): Flags;
+  /** The user's variant of every flag, by flag name. */
+  assign(user: string): Record<string, string>;
+  /** The user's variant of one flag; null when there is no such flag. */
+  variant(flag: string, user: string): string | null;
+  /** How many flags the set holds. */
+  readonly size: number;
+}
+
 export declare class IngestError extends Error {
   /** `invalid`, `queue_full`, `shutting_down`, `config`, `kafka`, `delivery`, `io`, `buffer`, `timeout`, `invalid_argument`. */
   readonly kind: string;
   /** The validation code (`missing_field`, ...) for a ValidationError, else `kind`. */
   readonly code: string;
   readonly codeNumber: number;
-  /** The field path of a validation error (`items[2].price`), else null. */
+  /** The field path of a validation error (`items[2].price`), where in a flags file a ConfigError of Flags is (`flags[0].variants`), else null. */
   readonly field: string | null;
   readonly retryable: boolean;
 }

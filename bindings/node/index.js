@@ -2,7 +2,8 @@
 // The public API of the `ingest-core` package: a thin layer over the native addon
 // (src/*.rs, built by `napi build`) that maps option names onto ingest-core's
 // configuration keys, checks arguments before they cross into Rust, turns native
-// errors into `IngestError` subclasses and forwards logs to an EventEmitter.
+// errors into `IngestError` subclasses and forwards logs to an EventEmitter; and the
+// feature flags (`Flags`), assigned as the edge agent assigns them.
 
 const { EventEmitter } = require('node:events');
 const path = require('node:path');
@@ -273,6 +274,61 @@ class Client {
   }
 }
 
+/**
+ * A checked set of feature flags, assigning users to variants as the edge agent does
+ * (docs/edge-agent.md, "Feature flags"): the same flags file gives every user the same
+ * variants here, on every agent and in every binding. Immutable.
+ */
+class Flags {
+  #native;
+
+  constructor(token, text, format) {
+    if (token !== Flags.#token) {
+      throw invalidArgument('create Flags with Flags.fromToml(text) or Flags.fromJson(text)');
+    }
+    try {
+      this.#native = new native.Flags(text, format);
+    } catch (error) {
+      throw translate(error);
+    }
+  }
+
+  static #token = Symbol('Flags');
+
+  static #from(text, format) {
+    if (typeof text !== 'string') throw invalidArgument(`flags text must be a string, got ${describe(text)}`);
+    return new Flags(Flags.#token, text, format);
+  }
+
+  /** Flags from a TOML flags file's text (`[[flags]]` tables); bad flags throw ConfigError. */
+  static fromToml(text) {
+    return Flags.#from(text, 'toml');
+  }
+
+  /** Flags from a JSON flags file's text (`{"flags": [...]}`); bad flags throw ConfigError. */
+  static fromJson(text) {
+    return Flags.#from(text, 'json');
+  }
+
+  /** The user's variant of every flag, by flag name: `{ checkout_v2: 'control' }`. */
+  assign(user) {
+    if (typeof user !== 'string') throw invalidArgument(`user must be a string, got ${describe(user)}`);
+    return this.#native.assign(user);
+  }
+
+  /** The user's variant of one flag; null when there is no such flag. */
+  variant(flag, user) {
+    if (typeof flag !== 'string') throw invalidArgument(`flag must be a string, got ${describe(flag)}`);
+    if (typeof user !== 'string') throw invalidArgument(`user must be a string, got ${describe(user)}`);
+    return this.#native.variant(flag, user) ?? null;
+  }
+
+  /** How many flags the set holds. */
+  get size() {
+    return this.#native.size;
+  }
+}
+
 const LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'];
 
 /**
@@ -318,6 +374,7 @@ const logs = new LogEmitter();
 
 module.exports = {
   Client,
+  Flags,
   logs,
   IngestError,
   ValidationError,

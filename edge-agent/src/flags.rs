@@ -1,22 +1,14 @@
 //! Feature flags served by the agent: the flags file read at start, watched and read
 //! again when it changes (a file that does not parse or check is refused, logged with
 //! why, and the flags in force stay), and each user's variants for `GET /api/flags`.
-//! The assignment itself is `ingest_core::flags`: the same on every agent and binding.
+//! Reading the file and the assignment are `ingest_core::flags`: the same on every agent
+//! and binding.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use ingest_core::flags::{FlagDef, FlagSet};
-use serde::Deserialize;
-
-/// The flags file: `[[flags]]` tables (TOML), or `{"flags": [...]}` (JSON).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FlagsFile {
-    #[serde(default)]
-    flags: Vec<FlagDef>,
-}
+use ingest_core::flags::FlagSet;
 
 /// The flags in force, shared by every request; replaced whole on a reload.
 #[derive(Clone, Default)]
@@ -95,15 +87,9 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
+/// The file at `path` (TOML, or JSON when it ends in `.json`), or why not, naming it.
 fn read(path: &Path) -> Result<FlagSet, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
-    let file: FlagsFile = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-    } else {
-        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?
-    };
-    FlagSet::new(file.flags).map_err(|e| format!("{}: {e}", path.display()))
+    FlagSet::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

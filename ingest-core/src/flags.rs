@@ -15,6 +15,14 @@
 //! that is not its neighbour also shifts the ranges in between: declare the variants
 //! that trade users next to each other.) Changing a flag's `salt` reshuffles all its
 //! users.
+//!
+//! **Flags files.** [`FlagSet::from_toml`] and [`FlagSet::from_json`] read the text of a
+//! flags file (`[[flags]]` tables, or `{"flags": [...]}`), and [`FlagSet::read`] a file
+//! by its extension (JSON when it ends in `.json`, else TOML), as the edge agent and the
+//! language bindings do: unknown keys are refused, and every fault is a [`FlagsError`]
+//! naming where it is.
+
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
@@ -53,11 +61,24 @@ pub struct VariantDef {
     pub percent: f64,
 }
 
+/// A flags file as written: `[[flags]]` tables (TOML) or `{"flags": [...]}` (JSON).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlagsFile {
+    #[serde(default)]
+    flags: Vec<FlagDef>,
+}
+
+/// Where a fault of the file as a whole is reported: text that does not parse, an
+/// unknown key, a file that cannot be read.
+pub const FILE_PATH: &str = "flags file";
+
 /// Why a set of flags was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct FlagsError {
-    /// Where: `flags[2].variants[1].percent`.
+    /// Where: `flags[2].variants[1].percent`, or [`FILE_PATH`] when the text does not
+    /// parse (the message then gives the line and column).
     pub path: String,
     /// Why.
     pub message: String,
@@ -146,6 +167,76 @@ impl FlagSet {
         }
         flags.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(FlagSet { flags })
+    }
+
+    /// Reads the text of a TOML flags file (`[[flags]]` tables) and checks it as
+    /// [`new`](Self::new) does.
+    ///
+    /// # Errors
+    ///
+    /// A [`FlagsError`] at [`FILE_PATH`] when the text is not TOML or holds an unknown
+    /// key or a value of the wrong type (the message gives the line and column);
+    /// otherwise as [`new`](Self::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ingest_core::flags::FlagSet;
+    ///
+    /// let flags = FlagSet::from_toml(
+    ///     r#"
+    /// [[flags]]
+    /// name = "checkout_v2"
+    /// variants = [{ name = "control", percent = 90 }, { name = "treatment", percent = 10 }]
+    /// "#,
+    /// )?;
+    /// assert_eq!(flags.variant("checkout_v2", "user-1"), Some("control"));
+    /// # Ok::<(), ingest_core::flags::FlagsError>(())
+    /// ```
+    pub fn from_toml(text: &str) -> Result<FlagSet, FlagsError> {
+        let file: FlagsFile = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|span| format!(" at {}", line_and_column(text, span.start)))
+                .unwrap_or_default();
+            error(
+                FILE_PATH.to_owned(),
+                format!("{}{at}", e.message().trim_end()),
+            )
+        })?;
+        FlagSet::new(file.flags)
+    }
+
+    /// Reads the text of a JSON flags file (`{"flags": [...]}`) and checks it as
+    /// [`new`](Self::new) does.
+    ///
+    /// # Errors
+    ///
+    /// A [`FlagsError`] at [`FILE_PATH`] when the text is not JSON or holds an unknown
+    /// key or a value of the wrong type (the message gives the line and column);
+    /// otherwise as [`new`](Self::new).
+    pub fn from_json(text: &str) -> Result<FlagSet, FlagsError> {
+        let file: FlagsFile =
+            serde_json::from_str(text).map_err(|e| error(FILE_PATH.to_owned(), e.to_string()))?;
+        FlagSet::new(file.flags)
+    }
+
+    /// Reads the flags file at `path`: JSON ([`from_json`](Self::from_json)) when its
+    /// name ends in `.json`, TOML ([`from_toml`](Self::from_toml)) otherwise.
+    ///
+    /// # Errors
+    ///
+    /// A [`FlagsError`] at [`FILE_PATH`] when the file cannot be read; otherwise as the
+    /// function of its format. The error does not name the file: the edge agent and
+    /// the bindings put its path in front (`flags.toml: flags file: cannot be read: ...`).
+    pub fn read(path: &Path) -> Result<FlagSet, FlagsError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| error(FILE_PATH.to_owned(), format!("cannot be read: {e}")))?;
+        if path.extension().is_some_and(|e| e == "json") {
+            FlagSet::from_json(&text)
+        } else {
+            FlagSet::from_toml(&text)
+        }
     }
 
     /// How many flags the set holds.
@@ -263,6 +354,15 @@ fn check_name(name: &str, path: impl Fn() -> String) -> Result<(), FlagsError> {
         ));
     }
     Ok(())
+}
+
+/// `line L column C` (both from 1, the column in characters) of byte `offset` in `text`,
+/// worded as `serde_json`'s errors are.
+fn line_and_column(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("line {line} column {column}")
 }
 
 fn error(path: String, message: impl Into<String>) -> FlagsError {
@@ -424,5 +524,100 @@ mod tests {
             "flags[0].variants: the percentages add up to 90, not 100"
         );
         assert!(FlagSet::new(vec![flag("f", &[("a", 33.33), ("b", 66.67)])]).is_ok());
+    }
+
+    /// The flags of the documented test vectors (docs/edge-agent.md, "Feature flags"),
+    /// as every binding's tests write them.
+    const FLAGS_TOML: &str = r#"
+[[flags]]
+name = "checkout_v2"
+variants = [{ name = "control", percent = 90 }, { name = "treatment", percent = 10 }]
+
+[[flags]]
+name = "search_ranking"
+variants = [{ name = "bm25", percent = 50 }, { name = "learned", percent = 50 }]
+"#;
+
+    #[test]
+    fn a_toml_or_json_file_assigns_the_documented_test_vectors() {
+        let from_toml = FlagSet::from_toml(FLAGS_TOML).expect("valid");
+        let from_json = FlagSet::from_json(
+            r#"{"flags": [
+                {"name": "checkout_v2", "variants": [
+                    {"name": "control", "percent": 90}, {"name": "treatment", "percent": 10}]},
+                {"name": "search_ranking", "variants": [
+                    {"name": "bm25", "percent": 50}, {"name": "learned", "percent": 50}]}
+            ]}"#,
+        )
+        .expect("valid");
+        assert_eq!(from_toml, from_json);
+        assert_eq!(from_toml.len(), 2);
+        // Buckets 6666 and 4270 of 0..9000 (control); 9624 of 5000..10000 (learned).
+        assert_eq!(from_toml.variant("checkout_v2", "user-1"), Some("control"));
+        assert_eq!(from_toml.variant("checkout_v2", "user-2"), Some("control"));
+        assert_eq!(
+            from_toml.assign("user-1"),
+            vec![("checkout_v2", "control"), ("search_ranking", "learned")]
+        );
+        assert_eq!(from_toml.variant("unknown", "user-1"), None);
+        // 90/10 to 60/40: buckets 6000 to 8999 move to treatment, user-1's 6666 with them.
+        let grown = FlagSet::from_toml(&FLAGS_TOML.replace("90", "60").replace("10 }", "40 }"))
+            .expect("valid");
+        assert_eq!(grown.variant("checkout_v2", "user-1"), Some("treatment"));
+        assert_eq!(grown.variant("checkout_v2", "user-2"), Some("control"));
+        // An empty file holds no flags.
+        assert!(FlagSet::from_toml("").expect("empty").is_empty());
+        assert!(FlagSet::from_json("{}").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_with_where_and_why() {
+        let error = FlagSet::from_toml(&FLAGS_TOML.replace("90", "80")).expect_err("sum");
+        assert_eq!(
+            error.to_string(),
+            "flags[0].variants: the percentages add up to 90, not 100"
+        );
+        let error = FlagSet::from_toml("[[flags]]\nnme = \"f\"\n").expect_err("unknown key");
+        assert_eq!(error.path, FILE_PATH);
+        assert!(error.message.contains("unknown field `nme`"), "{error}");
+        assert!(error.message.ends_with("at line 2 column 1"), "{error}");
+        let error = FlagSet::from_toml(
+            "[[flags]]\nname = \"f\"\nvariants = [{ name = \"a\", percent = \"all\" }]\n",
+        )
+        .expect_err("a string for a number");
+        assert_eq!(error.path, FILE_PATH);
+        assert!(error.message.ends_with("at line 3 column 37"), "{error}");
+        let error = FlagSet::from_json("{\"flags\": [{\"name\": \"f\",\n \"variant\": []}]}")
+            .expect_err("unknown key");
+        assert_eq!(error.path, FILE_PATH);
+        assert!(error.message.contains("unknown field `variant`"), "{error}");
+        assert!(error.message.contains("line 2 column"), "{error}");
+        let error = FlagSet::from_json("[").expect_err("not JSON");
+        assert_eq!(error.path, FILE_PATH);
+    }
+
+    #[test]
+    fn a_file_is_read_by_its_extension() {
+        let dir = tempfile::tempdir().expect("dir");
+        let toml_path = dir.path().join("flags.toml");
+        std::fs::write(&toml_path, FLAGS_TOML).expect("write");
+        assert_eq!(FlagSet::read(&toml_path).expect("toml").len(), 2);
+        let json_path = dir.path().join("flags.json");
+        std::fs::write(
+            &json_path,
+            r#"{"flags":[{"name":"f","variants":[{"name":"a","percent":100}]}]}"#,
+        )
+        .expect("write");
+        assert_eq!(
+            FlagSet::read(&json_path).expect("json").variant("f", "u"),
+            Some("a")
+        );
+        // JSON text in a file not named .json is read as TOML, and refused.
+        let misnamed = dir.path().join("flags.txt");
+        std::fs::copy(&json_path, &misnamed).expect("copy");
+        assert_eq!(FlagSet::read(&misnamed).expect_err("toml").path, FILE_PATH);
+        let error = FlagSet::read(&dir.path().join("missing.toml")).expect_err("missing");
+        assert_eq!(error.path, FILE_PATH);
+        assert!(error.message.starts_with("cannot be read: "), "{error}");
     }
 }

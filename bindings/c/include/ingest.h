@@ -79,9 +79,10 @@ typedef enum {
   INGEST_ACK_DELIVERED = 2,
 } ingest_ack;
 
-// The configuration text's format, passed as `uint32_t format`.
+// The format of a configuration's or a flags file's text, passed as `uint32_t format`
+// (`ingest_client_new`, `ingest_flags_new`).
 typedef enum {
-  // TOML, as the edge agent's `[ingest]` section.
+  // TOML, as the edge agent's `[ingest]` section or flags file.
   INGEST_CONFIG_TOML = 0,
   // JSON: an object with the same keys.
   INGEST_CONFIG_JSON = 1,
@@ -118,6 +119,10 @@ typedef struct ingest_client ingest_client;
 // Opaque and thread-safe; one queue may serve several clients. Free with
 // `ingest_completions_free`.
 typedef struct ingest_completions ingest_completions;
+
+// A checked set of feature flags. Opaque, immutable and thread-safe; create with
+// `ingest_flags_new`, release with `ingest_flags_free`.
+typedef struct ingest_flags ingest_flags;
 
 // What became of a submission's events. Opaque and thread-safe; free with
 // `ingest_receipt_free`. Freeing it does not affect delivery.
@@ -327,6 +332,15 @@ size_t ingest_last_error_copy(char *buffer, size_t capacity);
 // `out` must be NULL or point to a writable `ingest_rejection`.
 int32_t ingest_last_rejection(ingest_rejection *out);
 
+// Releases a string the library handed over to the caller (`ingest_flags_assign`,
+// `ingest_flags_variant`); NULL is ignored. Strings the library only lends (error
+// messages, names) are never passed here.
+//
+// # Safety
+//
+// `string` must be NULL or a string such a function wrote, not yet freed.
+void ingest_string_free(char *string);
+
 // Creates a client from configuration text: `format` is `INGEST_CONFIG_TOML` or
 // `INGEST_CONFIG_JSON`, the keys those of the `[ingest]` configuration (`kafka.brokers`,
 // `buffer.type`, `buffer.dir`, ...; see docs/configuration.md). Starts the delivery
@@ -478,6 +492,66 @@ size_t ingest_completions_waiting(const ingest_completions *queue);
 //
 // `queue` must be NULL or a queue from `ingest_completions_new`, not yet freed.
 void ingest_completions_free(ingest_completions *queue);
+
+// Reads a flags file's text, `text[0..len]`: `format` is `INGEST_CONFIG_TOML`
+// (`[[flags]]` tables) or `INGEST_CONFIG_JSON` (`{"flags": [...]}`), as the edge
+// agent's `flags.file` (docs/edge-agent.md, "Feature flags"). On success `*out` holds
+// the flags.
+//
+// Errors: `INGEST_ERR_CONFIG` when the text does not parse or a flag breaks a rule; the
+// message names where (`flags[0].variants: the percentages add up to 90, not 100`, or
+// `flags file: ... at line 2 column 1`).
+//
+// # Safety
+//
+// `text` must point to `len` readable bytes; `out` must be writable.
+ingest_status ingest_flags_new(const char *text, size_t len, uint32_t format, ingest_flags **out);
+
+// How many flags the set holds (0 for NULL).
+//
+// # Safety
+//
+// `flags` must be NULL or live.
+size_t ingest_flags_len(const ingest_flags *flags);
+
+// The variant of every flag for the user `user[0..len]` (UTF-8; a user id, or an
+// anonymous id for a visitor), as a JSON object from flag name to variant name, in
+// flag name order: `{"checkout_v2":"control","search_ranking":"learned"}`. On success
+// `*json_out` holds the NUL-terminated text, which the caller owns and frees with
+// `ingest_string_free`.
+//
+// # Safety
+//
+// `flags` must be NULL or live; `user` must point to `len` readable bytes; `json_out`
+// must be writable.
+ingest_status ingest_flags_assign(const ingest_flags *flags,
+                                  const char *user,
+                                  size_t len,
+                                  char **json_out);
+
+// The user's variant of one flag: `flag[0..flag_len]` and `user[0..user_len]` are
+// UTF-8. On success `*variant_out` holds the variant's NUL-terminated name, which the
+// caller owns and frees with `ingest_string_free`, or NULL when the set has no such
+// flag (still `INGEST_OK`).
+//
+// # Safety
+//
+// `flags` must be NULL or live; `flag` and `user` must point to `flag_len` and
+// `user_len` readable bytes; `variant_out` must be writable.
+ingest_status ingest_flags_variant(const ingest_flags *flags,
+                                   const char *flag,
+                                   size_t flag_len,
+                                   const char *user,
+                                   size_t user_len,
+                                   char **variant_out);
+
+// Releases a flag set; NULL is ignored. No other thread may use it during or after
+// this call.
+//
+// # Safety
+//
+// `flags` must be NULL or a pointer from `ingest_flags_new` not yet freed.
+void ingest_flags_free(ingest_flags *flags);
 
 // Registers `log` to receive the library's log records up to `max_level`
 // (`INGEST_LOG_ERROR` .. `INGEST_LOG_TRACE`; `INGEST_LOG_OFF` or a NULL `log` turns

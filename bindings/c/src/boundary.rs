@@ -278,6 +278,25 @@ pub unsafe extern "C" fn ingest_last_rejection(out: *mut ingest_rejection) -> i3
     })
 }
 
+/// Releases a string the library handed over to the caller (`ingest_flags_assign`,
+/// `ingest_flags_variant`); NULL is ignored. Strings the library only lends (error
+/// messages, names) are never passed here.
+///
+/// # Safety
+///
+/// `string` must be NULL or a string such a function wrote, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn ingest_string_free(string: *mut c_char) {
+    boundary(|| {
+        if !string.is_null() {
+            // SAFETY: from `CString::into_raw` in the function that wrote it, freed once
+            // (contract).
+            drop(unsafe { CString::from_raw(string) });
+        }
+        ingest_status::INGEST_OK
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

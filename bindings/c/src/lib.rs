@@ -14,8 +14,11 @@
 //!   [`ingest_last_rejection`]. They stay valid until the next call on the same thread
 //!   that fails.
 //! - Every object the library returns has a free function (`ingest_client_free`,
-//!   `ingest_receipt_free`, `ingest_batch_free`, `ingest_completions_free`); each
-//!   accepts NULL. Strings the library returns are borrowed and never freed by the caller.
+//!   `ingest_receipt_free`, `ingest_batch_free`, `ingest_completions_free`,
+//!   `ingest_flags_free`); each accepts NULL. Strings the library returns are borrowed
+//!   and never freed by the caller, except those written through a `char **`
+//!   out-pointer ([`ingest_flags_assign`], [`ingest_flags_variant`]): the caller owns
+//!   them and frees them with [`ingest_string_free`].
 //! - Pointers are checked for NULL and lengths for sense; a bad argument is
 //!   `INGEST_ERR_INVALID_ARGUMENT`, never a crash. Enumerations travel as `uint32_t`,
 //!   so an unknown value is an error rather than undefined behaviour.
@@ -47,6 +50,7 @@ mod batch;
 mod boundary;
 mod client;
 mod completions;
+mod flags;
 mod log;
 mod receipt;
 mod types;
@@ -55,6 +59,7 @@ pub use batch::*;
 pub use boundary::*;
 pub use client::*;
 pub use completions::*;
+pub use flags::*;
 pub use log::*;
 pub use receipt::*;
 pub use types::*;

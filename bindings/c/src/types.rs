@@ -115,11 +115,12 @@ pub enum ingest_ack {
     INGEST_ACK_DELIVERED = 2,
 }
 
-/// The configuration text's format, passed as `uint32_t format`.
+/// The format of a configuration's or a flags file's text, passed as `uint32_t format`
+/// (`ingest_client_new`, `ingest_flags_new`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ingest_config_format {
-    /// TOML, as the edge agent's `[ingest]` section.
+    /// TOML, as the edge agent's `[ingest]` section or flags file.
     INGEST_CONFIG_TOML = 0,
     /// JSON: an object with the same keys.
     INGEST_CONFIG_JSON = 1,

@@ -30,6 +30,19 @@ pub(crate) fn ingest(error: &ingest_core::Error) -> napi::Error {
     described(&description)
 }
 
+/// Flags refused by ingest-core (`index.js` raises a `ConfigError`): `field` is where
+/// in the file the fault is (`flags[0].variants`, or `flags file` when the text does
+/// not parse).
+pub(crate) fn flags_refused(error: &ingest_core::flags::FlagsError) -> napi::Error {
+    described(&json!({
+        "kind": ingest_core::ErrorKind::Config.as_str(),
+        "kindNumber": ingest_core::ErrorKind::Config.number(),
+        "message": error.to_string(),
+        "field": error.path,
+        "retryable": false,
+    }))
+}
+
 /// A misuse the caller can fix (an unknown event kind or ack level, a bad format).
 pub(crate) fn invalid_argument(message: impl Into<String>) -> napi::Error {
     described(&json!({

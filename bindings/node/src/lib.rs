@@ -1,5 +1,6 @@
 //! The Node.js addon behind the npm package `ingest-core`: ingest-core's
-//! [`Ingestor`](ingest_core::Ingestor) as a class, built with napi-rs.
+//! [`Ingestor`](ingest_core::Ingestor) as a class, built with napi-rs; and its
+//! feature-flag assignment ([`FlagSet`](ingest_core::flags::FlagSet)) as another.
 //!
 //! This layer is internal: `index.js` wraps it into the package's public API (option
 //! names, `Error` subclasses, the log emitter). Errors leave this layer as plain
@@ -13,10 +14,12 @@
 
 mod client;
 mod error;
+mod flags;
 mod log;
 mod types;
 
 pub use client::Client;
+pub use flags::Flags;
 pub use log::set_log_handler;
 pub use types::{
     BatchOutcome, BufferLevel, HealthSnapshot, LogRecord, RejectionInfo, ShutdownReport,

@@ -1,6 +1,6 @@
 // Compiled (not run) by scripts/test-bindings with `tsc --noEmit`: the declarations
 // describe the API as the tests and README use it.
-import { ACK_LEVELS, Client, IngestError, ValidationError, logs } from '../index';
+import { ACK_LEVELS, Client, Flags, IngestError, ValidationError, logs } from '../index';
 import type { HealthSnapshot, ShutdownReport } from '../index';
 
 async function example(): Promise<void> {
@@ -21,5 +21,9 @@ async function example(): Promise<void> {
     else if (error instanceof IngestError) console.log(error.kind, error.retryable);
   }
   console.log(id, first, maxBytes, report.keptInBuffer, ACK_LEVELS.length, Client.fromConfig('', 'toml'));
+  const flags = Flags.fromToml('');
+  const assigned: Record<string, string> = flags.assign('user-1');
+  const variant: string | null = Flags.fromJson('{}').variant('checkout_v2', 'user-1');
+  console.log(assigned, variant, flags.size);
 }
 void example;

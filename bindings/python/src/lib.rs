@@ -2,7 +2,7 @@
 //!
 //! Built by maturin into the `ingest_core` package (`bindings/python/python/ingest_core`
 //! holds the Python side: the exception classes, the asyncio helper, the type stubs).
-//! It wraps [`ingest_core::Ingestor`] directly.
+//! It wraps [`ingest_core::Ingestor`] and [`ingest_core::flags::FlagSet`] directly.
 //!
 //! ## Threads and the GIL
 //!
@@ -26,6 +26,7 @@ mod aio;
 mod client;
 mod config;
 mod errors;
+mod flags;
 mod logs;
 mod payload;
 
@@ -35,6 +36,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<client::Client>()?;
     module.add_class::<client::BatchResult>()?;
     module.add_class::<client::Rejection>()?;
+    module.add_class::<flags::Flags>()?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     module.add("EVENT_KINDS", client::EVENT_KINDS.to_vec())?;
     module.add("ACKS", client::ACKS.to_vec())?;

@@ -3,7 +3,8 @@
  * rejections with code, field and message, persisted and delivered acknowledgements
  * (blocking, polled and through a completion queue), batches, flush, close and its
  * report, and misuse (NULL pointers, bad arguments, a 64 MiB payload, double close,
- * use after close, submissions from many threads at once).
+ * use after close, submissions from many threads at once); feature flags assigning the
+ * documented test vectors.
  *
  * Usage: ingest_test CONFIG.toml CONFIG.json MANIFEST
  *   CONFIG.toml  configuration with a disk buffer; CONFIG.json one without
@@ -283,6 +284,92 @@ static void close_and_misuse(const ingest_client *client, int with_buffer) {
   CHECK(health.shutting_down == 1 && health.ready == 0, "closed");
 }
 
+/* The flags of the documented test vectors (docs/edge-agent.md, "Feature flags"), with
+ * checkout_v2's two percentages to fill in. */
+static const char flags_template[] =
+    "[[flags]]\n"
+    "name = \"checkout_v2\"\n"
+    "variants = [{ name = \"control\", percent = %d }, { name = \"treatment\", percent = %d }]\n"
+    "\n"
+    "[[flags]]\n"
+    "name = \"search_ranking\"\n"
+    "variants = [{ name = \"bm25\", percent = 50 }, { name = \"learned\", percent = 50 }]\n";
+
+/* Flags from the template with checkout_v2 at control/treatment percent; NULL when refused. */
+static ingest_flags *flags_with(int control, int treatment, ingest_status want) {
+  char text[sizeof flags_template + 8];
+  int len = snprintf(text, sizeof text, flags_template, control, treatment);
+  ingest_flags *flags = (ingest_flags *)0x1;
+  CHECK_STATUS(ingest_flags_new(text, (size_t)len, INGEST_CONFIG_TOML, &flags), want);
+  return flags;
+}
+
+static void check_variant(const ingest_flags *flags, const char *flag, const char *user, const char *want) {
+  char *variant = (char *)0x1;
+  CHECK_STATUS(ingest_flags_variant(flags, flag, strlen(flag), user, strlen(user), &variant), INGEST_OK);
+  if (variant == (char *)0x1) return;
+  CHECK(want ? variant && strcmp(variant, want) == 0 : variant == NULL, "%s of %s: %s, expected %s", flag, user,
+        variant ? variant : "NULL", want ? want : "NULL");
+  ingest_string_free(variant);
+}
+
+static void feature_flags(void) {
+  /* Buckets: checkout_v2/user-1 6666 and user-2 4270 (control owns 0-8999),
+   * search_ranking/user-1 9624 (learned owns 5000-9999). */
+  ingest_flags *flags = flags_with(90, 10, INGEST_OK);
+  CHECK(ingest_flags_len(flags) == 2, "two flags, not %zu", ingest_flags_len(flags));
+  char *json = NULL;
+  CHECK_STATUS(ingest_flags_assign(flags, "user-1", 6, &json), INGEST_OK);
+  CHECK(json && strcmp(json, "{\"checkout_v2\":\"control\",\"search_ranking\":\"learned\"}") == 0, "assigned %s",
+        json ? json : "NULL");
+  ingest_string_free(json);
+  check_variant(flags, "checkout_v2", "user-1", "control");
+  check_variant(flags, "checkout_v2", "user-2", "control");
+  check_variant(flags, "search_ranking", "user-1", "learned");
+  check_variant(flags, "no_such_flag", "user-1", NULL);
+  ingest_flags_free(flags);
+
+  /* 90/10 to 60/40: the users of buckets 6000-8999 move to treatment, user-1 among them. */
+  flags = flags_with(60, 40, INGEST_OK);
+  check_variant(flags, "checkout_v2", "user-1", "treatment");
+  check_variant(flags, "checkout_v2", "user-2", "control");
+  ingest_flags_free(flags);
+
+  /* The same flags as JSON. */
+  const char json_text[] =
+      "{\"flags\": [{\"name\": \"checkout_v2\", \"variants\": [{\"name\": \"control\", \"percent\": 90},"
+      " {\"name\": \"treatment\", \"percent\": 10}]}]}";
+  flags = NULL;
+  CHECK_STATUS(ingest_flags_new(json_text, strlen(json_text), INGEST_CONFIG_JSON, &flags), INGEST_OK);
+  check_variant(flags, "checkout_v2", "user-1", "control");
+  ingest_flags_free(flags);
+
+  /* Percentages adding up to 90 are refused, naming the flag's variants. */
+  flags = flags_with(80, 10, INGEST_ERR_CONFIG);
+  CHECK(flags == NULL, "out is reset on failure");
+  CHECK(strstr(ingest_last_error_message(), "flags[0].variants") != NULL, "names flags[0].variants");
+  const char unknown_key[] = "[[flags]]\nnme = \"f\"\n";
+  CHECK_STATUS(ingest_flags_new(unknown_key, strlen(unknown_key), INGEST_CONFIG_TOML, &flags), INGEST_ERR_CONFIG);
+  CHECK(strstr(ingest_last_error_message(), "line 2 column 1") != NULL, "names the line and column");
+
+  /* Misuse. */
+  CHECK_STATUS(ingest_flags_new(NULL, 3, INGEST_CONFIG_TOML, &flags), INGEST_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(ingest_flags_new("", 0, INGEST_CONFIG_TOML, NULL), INGEST_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(ingest_flags_new("", 0, 7, &flags), INGEST_ERR_INVALID_ARGUMENT);
+  json = (char *)0x1;
+  CHECK_STATUS(ingest_flags_assign(NULL, "u", 1, &json), INGEST_ERR_INVALID_ARGUMENT);
+  CHECK(json == NULL, "out is reset on failure");
+  flags = flags_with(90, 10, INGEST_OK);
+  const char not_utf8[] = {'u', (char)0xff};
+  CHECK_STATUS(ingest_flags_assign(flags, not_utf8, 2, &json), INGEST_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(ingest_flags_assign(flags, "u", 1, NULL), INGEST_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(ingest_flags_variant(flags, "checkout_v2", 11, "u", 1, NULL), INGEST_ERR_INVALID_ARGUMENT);
+  CHECK(ingest_flags_len(NULL) == 0, "NULL flags");
+  ingest_flags_free(flags);
+  ingest_flags_free(NULL);
+  ingest_string_free(NULL);
+}
+
 int main(int argc, char **argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: %s CONFIG.toml CONFIG.json MANIFEST\n", argv[0]);
@@ -296,6 +383,7 @@ int main(int argc, char **argv) {
   CHECK_STATUS(ingest_set_log_callback(on_log, &log_lines, INGEST_LOG_INFO), INGEST_OK);
 
   misuse_without_a_client();
+  feature_flags();
 
   size_t toml_len = 0, json_len = 0;
   char *toml = read_file(argv[1], &toml_len);

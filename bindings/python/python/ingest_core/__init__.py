@@ -1,7 +1,8 @@
 """ingest_core: validate, buffer and deliver e-commerce events to Kafka, in-process.
 
 The Python package of the ingest-core Rust library: the same validation, disk buffer,
-acknowledgement levels and delivery guarantees, behind :class:`Client`.
+acknowledgement levels and delivery guarantees, behind :class:`Client`; and the edge
+agent's feature-flag assignment, :class:`Flags`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ._native import (
     EVENT_KINDS,
     BatchResult,
     Client,
+    Flags,
     Rejection,
     __version__,
     _before_exit,
@@ -47,6 +49,7 @@ __all__ = [
     "ConfigError",
     "DeliveryError",
     "DiskBufferError",
+    "Flags",
     "IngestError",
     "IngestIOError",
     "IngestTimeoutError",

@@ -47,7 +47,11 @@ class ClosedError(IngestError):
 
 
 class ConfigError(IngestError, ValueError):
-    """The configuration is invalid; ``key`` names the configuration key."""
+    """The configuration is invalid; ``key`` names the configuration key.
+
+    For a flags file (:class:`Flags`), ``key`` is where the fault is: ``flags[0].variants``,
+    or ``flags file`` when the text does not parse (the message gives line and column).
+    """
 
     key: str
 
