@@ -102,8 +102,10 @@ fn analytics_js_batch() {
     );
     // Unmapped properties and the rest of the envelope are kept; the write key is not.
     assert_eq!(view["properties"]["sku"], "G-32");
-    assert_eq!(view["properties"]["variant"], "200 pieces");
-    assert_eq!(view["properties"]["position"], 3);
+    // The view's version 2 fields.
+    assert_eq!(view["variant"], "200 pieces");
+    assert_eq!(view["position"], 3);
+    assert!(view["properties"].get("variant").is_none());
     assert_eq!(view["source"]["format"], "segment");
     assert_eq!(view["source"]["event"], "Product Viewed");
     assert_eq!(
@@ -308,7 +310,10 @@ fn ga4_gtag_ecommerce() {
     assert_eq!(first["session_id"], "1796118000");
     assert_eq!(first["timestamp"], "2026-12-01T10:00:00Z");
     assert_eq!(first["context"]["page_url"], "https://shop.example/p/sku-1");
-    assert_eq!(first["item"]["item_variant"], "green");
+    // The view's version 2 fields.
+    assert_eq!(first["variant"], "green");
+    assert_eq!(first["position"], 0, "from index");
+    assert!(first["item"].get("item_variant").is_none());
     assert_eq!(first["properties"]["value"], 30.03);
     assert_eq!(
         first["source"]["user_properties"]["customer_tier"]["value"],

@@ -488,6 +488,14 @@ impl Translation<'_> {
                 &mut native,
                 "brand",
             )?;
+            // Version 2 of the view (its schema header says so when any is set).
+            for (key, read, native_key) in [
+                ("item_variant", As::Text, "variant"),
+                ("item_list_id", As::Ident, "list_id"),
+                ("index", As::Number, "position"),
+            ] {
+                carry(&mut item, key, path, read, &mut native, native_key)?;
+            }
         } else {
             // GA4 counts an item without a quantity as one unit.
             carry(

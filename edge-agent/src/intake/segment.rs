@@ -530,7 +530,10 @@ impl Translation<'_> {
         self.carry("category", As::Text, "category")?;
         self.carry("brand", As::Text, "brand")?;
         self.carry("price", As::Number, "price")?;
-        self.carry("currency", As::Text, "currency")
+        self.carry("currency", As::Text, "currency")?;
+        // Version 2 of the view (its schema header says so when either is set).
+        self.carry("variant", As::Text, "variant")?;
+        self.carry("position", As::Number, "position")
     }
 
     fn cart(mut self, action: &str) -> Result<(), MapError> {
