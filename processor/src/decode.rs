@@ -307,7 +307,7 @@ fn clip(text: &str) -> String {
 }
 
 /// Parses an RFC 3339 timestamp into Unix milliseconds.
-fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let t =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)

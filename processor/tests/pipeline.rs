@@ -759,6 +759,45 @@ fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
     }
 }
 
+/// `processor_commit_latency_seconds` measures from when the agent took each event (its
+/// `received_at` header) to the commit that counted it.
+#[tokio::test(flavor = "multi_thread")]
+async fn commit_latency_counts_from_the_agents_receipt() {
+    let scenario = Harness::new("latency", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let start = start_minute();
+    let p = scenario.start_ready("latency", &[]).await;
+    let t = start * 1000 + 30 * 60_000;
+    // Taken by an agent 5 s ago.
+    let taken = processor::report::rfc3339(time::OffsetDateTime::now_utc().unix_timestamp() - 5);
+    let records: Vec<storefront::Record> = (0..10)
+        .map(|u| {
+            let mut record = view(u, "sku-1", t);
+            record.headers.push(("received_at".into(), taken.clone()));
+            record
+        })
+        .collect();
+    scenario.produce(&records).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let (_, metrics) = p.get("/metrics").await.expect("metrics");
+        if metrics.contains("processor_commit_latency_seconds_count 10") {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let median = value("processor_commit_latency_seconds{quantile=\"0.5\"}");
+    assert!((5.0..60.0).contains(&median), "{median}");
+    assert!(value("processor_commit_latency_seconds_sum") >= 50.0);
+}
+
 /// The assignments the agent made for events that named no experiments (the
 /// `experiments` header) are counted per variant; an event's own experiments win over
 /// the header; a header no agent writes is a dead letter naming it.

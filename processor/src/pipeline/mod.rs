@@ -139,6 +139,9 @@ pub const HALT_AFTER_FAILURES: u32 = 3;
 struct Held {
     record: OwnedMessage,
     incoming: Incoming,
+    /// When the agent took the event (its `received_at` header, else the record's Kafka
+    /// timestamp), Unix ms: the start of `processor_commit_latency_seconds`.
+    accepted_ms: Option<i64>,
 }
 
 /// The running consumer.
@@ -615,6 +618,7 @@ impl Pipeline {
                 self.decoded[incoming.event.kind().index()] += 1;
                 self.pending_bytes += message.payload().map_or(0, <[u8]>::len);
                 self.pending.push(Held {
+                    accepted_ms: accepted_at_ms(&message),
                     record: message,
                     incoming,
                 });
@@ -743,6 +747,7 @@ impl Pipeline {
             waker.notify_one();
         }
         metrics::histogram!("processor_checkpoint_seconds").record(started.elapsed().as_secs_f64());
+        record_commit_latency(&pending);
         metrics::counter!("processor_checkpoints_total").increment(1);
         self.failures = 0;
         self.halt_failures = 0;
@@ -825,6 +830,34 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// `processor_commit_latency_seconds`: for each event of a committed checkpoint, the
+/// time from when the agent took it to now, when its counts became durable.
+fn record_commit_latency(pending: &[Held]) {
+    let histogram = metrics::histogram!("processor_commit_latency_seconds");
+    let now = now_ms();
+    for held in pending {
+        if let Some(accepted) = held.accepted_ms {
+            histogram.record((now - accepted).max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+/// When the agent took a record's event: its `received_at` header, else the record's
+/// Kafka timestamp (a foreign producer's).
+fn accepted_at_ms(message: &OwnedMessage) -> Option<i64> {
+    use rdkafka::message::Headers;
+    message
+        .headers()
+        .and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == "received_at")
+                .and_then(|h| std::str::from_utf8(h.value?).ok())
+                .and_then(crate::decode::parse_rfc3339_ms)
+        })
+        .or_else(|| message.timestamp().to_millis())
 }
 
 /// Counts the de-duplication keys forgotten for the cap before their window ended.
