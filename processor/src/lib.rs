@@ -12,8 +12,8 @@
 //!       → dedup (event_id) → late? → enrich (catalog, rates, user agent, experiments)
 //!       → rollup deltas → PostgreSQL (rollups + offsets + seen ids, one transaction)
 //!       → Redis (absolute values, versioned; sets and HyperLogLogs) → HTTP API
-//!       → search outbox (same transaction) → search index (bulk, at-least-once)
 //!       → dead-letter outbox (same transaction) → dead-letter topic
+//! Kafka → decode → enrich → search index (own consumer group; bulk `create`, at least once)
 //! ```
 //!
 //! Start with [`run`]. `docs/processor.md` in the repository describes the metrics, the

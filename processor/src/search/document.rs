@@ -84,7 +84,16 @@ pub fn document(incoming: &Incoming, catalog: &Catalog) -> Value {
             if let Some(b) = &view.brand {
                 p["brand"] = json!(b);
             }
+            if let Some(v) = &view.variant {
+                p["variant"] = json!(v);
+            }
             doc.insert("product".into(), p);
+            if view.list_id.is_some() || view.position.is_some() {
+                doc.insert(
+                    "list".into(),
+                    json!({"id": view.list_id, "position": view.position}),
+                );
+            }
             if let Some(price) = view.price {
                 doc.insert("price".into(), json!(price));
             }
@@ -160,7 +169,7 @@ pub fn index_mapping() -> Value {
     let keyword = json!({"type": "keyword"});
     let product = json!({"properties": {
         "id": keyword, "name": {"type": "text", "fields": {"raw": keyword}},
-        "category": keyword, "brand": keyword,
+        "category": keyword, "brand": keyword, "variant": keyword,
         "quantity": {"type": "long"}, "price": {"type": "double"},
     }});
     json!({
@@ -176,6 +185,7 @@ pub fn index_mapping() -> Value {
                 "page_url": keyword, "referrer": keyword, "locale": keyword,
                 "experiments": keyword,
                 "product": product.clone(),
+                "list": {"properties": {"id": keyword, "position": {"type": "long"}}},
                 "price": {"type": "double"}, "currency": keyword,
                 "price_reporting": {"type": "double"},
                 "cart": {"properties": {"action": keyword, "quantity": {"type": "long"}, "cart_id": keyword}},
@@ -272,6 +282,7 @@ mod tests {
             &incoming(
                 EventKind::ProductView,
                 r#"{"user_id":"u","session_id":"s","product_id":"p","price":2.0,"currency":"EUR",
+                    "variant":"red","list_id":"home","position":4,
                     "context":{"user_agent":"curl/8","page_url":"/p","referrer":"/","locale":"de"}}"#,
             ),
             &catalog,
@@ -281,5 +292,12 @@ mod tests {
         for key in doc.as_object().expect("an object").keys() {
             assert!(props.get(key).is_some(), "{key} is not mapped");
         }
+        // Version 2's fields of a view.
+        assert_eq!(doc["product"]["variant"], "red");
+        assert_eq!(
+            doc["list"],
+            serde_json::json!({"id": "home", "position": 4})
+        );
+        assert!(props["product"]["properties"].get("variant").is_some());
     }
 }
