@@ -344,8 +344,11 @@ async fn an_unreachable_search_index_delays_documents_never_the_metrics() {
 async fn two_instances_share_the_partitions_and_give_the_same_results() {
     let day = day(0x5EED_0003, 3_000);
     let scenario = Harness::storefront("pair").await;
-    let a = scenario.start("a");
-    let b = scenario.start("b");
+    // Both index too: their indexers share the search group's partitions.
+    let index = scenario.search_index();
+    let search_env = scenario.search_env(&index.addr);
+    let a = scenario.start_with("a", &as_env(&search_env));
+    let b = scenario.start_with("b", &as_env(&search_env));
     a.wait_ready(Duration::from_secs(60)).await;
     b.wait_ready(Duration::from_secs(60)).await;
     // Let the group settle so that both own partitions before the stream starts.
@@ -354,6 +357,7 @@ async fn two_instances_share_the_partitions_and_give_the_same_results() {
     let r = settle_day(&a, &day, Duration::from_secs(180)).await;
     assert_eq!(analytics(&b, day.start_minute).await.expect("b answers"), r);
     assert_recommendations(&b, &day.expected).await;
+    assert_indexed(&index, &scenario, &day.expected).await;
     for p in [&a, &b] {
         let (_, metrics) = p.get("/metrics").await.expect("metrics");
         let consumed: f64 = metrics
