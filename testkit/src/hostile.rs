@@ -228,12 +228,13 @@ pub fn records(timestamp: &str) -> Vec<Hostile> {
             vec![],
             "unknown_event_type",
         ),
-        // A later version of the type, or another type's schema: not read as version 1.
+        // A version of the type this processor does not know (it reads v1 and v2), or
+        // another type's schema: never guessed at.
         (
             0,
             b"product_view",
             view(json!({})),
-            vec![("schema", b"json:product_view/v2")],
+            vec![("schema", b"json:product_view/v3")],
             "unknown_schema",
         ),
         (
