@@ -338,6 +338,26 @@ async fn an_unreachable_search_index_delays_documents_never_the_metrics() {
         metrics.contains("processor_search_documents_existing_total 5"),
         "{metrics}"
     );
+
+    // A clean stop commits what was indexed: the next instance reads on from there.
+    let mut p = p;
+    assert!(p.terminate());
+    let p = scenario
+        .start_ready("search-again", &as_env(&scenario.search_env(&index.addr)))
+        .await;
+    scenario.produce(&[view(41, "sku-1", t)]).await;
+    assert_eq!(index.settled(42, Duration::from_secs(60)).await, 42);
+    let (_, metrics) = p.get("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains("processor_search_documents_indexed_total 1"),
+        "{metrics}"
+    );
+    let existing = metrics
+        .lines()
+        .find(|l| l.starts_with("processor_search_documents_existing_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert_eq!(existing, 0.0, "nothing was read again\n{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -67,11 +67,7 @@ impl ConsumerContext for IndexerContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             self.lag.revoked(list);
-            let mut revoked = self
-                .revoked
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            revoked.extend(
+            lock(&self.revoked).extend(
                 list.elements()
                     .iter()
                     .map(|e| (e.topic().to_owned(), e.partition())),
@@ -128,6 +124,9 @@ pub struct SearchIndexer {
     catalog_source: CatalogSource,
     /// Whether the index is known to exist with its mapping.
     index_ready: AtomicBool,
+    /// The offsets committed last, per partition (committed again, waiting, at the end:
+    /// an asynchronous commit may still be in flight when the consumer closes).
+    committed: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl SearchIndexer {
@@ -170,6 +169,7 @@ impl SearchIndexer {
             decoder,
             catalog_source,
             index_ready: AtomicBool::new(false),
+            committed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -225,11 +225,34 @@ impl SearchIndexer {
         // One attempt (shutdown is set: no retry); what is not answered for now is read
         // again after the next start.
         let last = self.flush(&mut batch, &catalog, &mut shutdown);
-        match tokio::time::timeout(self.settings.request_timeout, last).await {
-            Ok(true) => tracing::info!("search indexer stopped; everything read was indexed"),
-            _ => tracing::info!(
+        let flushed = matches!(
+            tokio::time::timeout(self.settings.request_timeout, last).await,
+            Ok(true)
+        );
+        self.commit_last();
+        if flushed {
+            tracing::info!("search indexer stopped; everything read was indexed");
+        } else {
+            tracing::info!(
                 "search indexer stopped; documents not answered for are read again after the next start"
-            ),
+            );
+        }
+    }
+
+    /// Commits, and waits for, the last offsets of the partitions still assigned.
+    fn commit_last(&self) {
+        let assigned = self.consumer.assignment().unwrap_or_default();
+        let committed = lock(&self.committed);
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in committed.iter() {
+            if assigned.find_partition(topic, *partition).is_some() {
+                let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next));
+            }
+        }
+        if offsets.count() > 0 {
+            if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+                tracing::warn!(error = %e, "search indexer: last offsets not committed");
+            }
         }
     }
 
@@ -336,22 +359,22 @@ impl SearchIndexer {
             let _ = self.consumer.resume(&assigned);
         }
         set_lag_seconds(batch.newest_ms);
-        let revoked: Vec<(String, i32)> = std::mem::take(
-            &mut *self
-                .consumer
-                .context()
-                .revoked
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let revoked: Vec<(String, i32)> =
+            std::mem::take(&mut *lock(&self.consumer.context().revoked));
         let mut offsets = TopicPartitionList::new();
+        let mut committed = lock(&self.committed);
+        for (topic, partition) in &revoked {
+            committed.remove(&(topic.clone(), *partition));
+        }
         for ((topic, partition), next) in std::mem::take(&mut batch.next) {
             // Another instance owns it now and may have committed further.
             if revoked.iter().any(|(t, p)| *t == topic && *p == partition) {
                 continue;
             }
             let _ = offsets.add_partition_offset(&topic, partition, Offset::Offset(next));
+            committed.insert((topic, partition), next);
         }
+        drop(committed);
         if offsets.count() > 0 {
             if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
                 // The documents are in the index; they are read again and answered 409.
@@ -553,6 +576,12 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The start of an answer body, for messages.
