@@ -32,6 +32,20 @@ fn avro_section(types: &str, registry: &str) -> String {
     )
 }
 
+/// An agent's configuration with product views written in Avro, its topics created, for
+/// a test that registers a schema before the agent starts: `(prefix, port, config)`.
+async fn product_view_config(test: &str, registry: &str) -> (String, u16, String) {
+    let prefix = testkit::unique(test);
+    let port = free_port();
+    let config = format!(
+        "{}\n{}",
+        base_config(&brokers(), &prefix, port, ""),
+        avro_section("\"product_view\"", registry)
+    );
+    create_topics(&config).await;
+    (prefix, port, config)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn listed_types_are_written_in_avro_with_the_registry_id() {
     let registry = registry();
@@ -100,14 +114,7 @@ async fn listed_types_are_written_in_avro_with_the_registry_id() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subject_at_version_1_moves_to_the_compatible_version_2() {
     let registry = registry();
-    let prefix = testkit::unique("avro-evolve");
-    let port = free_port();
-    let config = format!(
-        "{}\n{}",
-        base_config(&brokers(), &prefix, port, ""),
-        avro_section("\"product_view\"", &registry)
-    );
-    create_topics(&config).await;
+    let (prefix, port, config) = product_view_config("avro-evolve", &registry).await;
     let client = RegistryClient::new(&registry, Duration::from_secs(10), 4).expect("client");
     let subject = format!("{prefix}-product-views-value");
     let v1 = client
@@ -158,14 +165,7 @@ async fn a_subject_at_version_1_moves_to_the_compatible_version_2() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_incompatible_registered_schema_stops_the_agent_at_start_naming_the_field() {
     let registry = registry();
-    let prefix = testkit::unique("avro-incompatible");
-    let port = free_port();
-    let config = format!(
-        "{}\n{}",
-        base_config(&brokers(), &prefix, port, ""),
-        avro_section("\"product_view\"", &registry)
-    );
-    create_topics(&config).await;
+    let (prefix, _port, config) = product_view_config("avro-incompatible", &registry).await;
     // The subject's latest schema has `price` as a string: the agent's (a double) cannot
     // read what was written with it.
     let mut retyped: serde_json::Value =
