@@ -26,6 +26,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod dedup;
 mod error;
+pub mod group_context;
 pub mod http;
 pub mod isolate;
 pub mod lag;

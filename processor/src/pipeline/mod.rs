@@ -39,16 +39,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ingest_core::EventKind;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartition};
@@ -58,8 +56,8 @@ use crate::dead_letter::{reason, DeadLetter};
 use crate::decode::{Decoder, NoWriter};
 use crate::dedup::{self, SeenIds};
 use crate::error::{Disposition, Error};
+use crate::group_context::GroupContext;
 use crate::isolate::write_isolating;
-use crate::lag::LagGauges;
 use crate::live::LiveView;
 use crate::members::{self, CommittedMembers};
 use crate::recommend::active_users::ActiveUsers;
@@ -80,42 +78,6 @@ impl Health {
     /// Started and the last checkpoint succeeded.
     pub fn is_ready(&self) -> bool {
         self.started.load(Ordering::Relaxed) && self.checkpoint_ok.load(Ordering::Relaxed)
-    }
-}
-
-/// Collects revoked partitions from librdkafka's rebalance callback.
-struct Rebalances {
-    revoked: Arc<Mutex<Vec<TopicPartition>>>,
-    lag: LagGauges,
-}
-
-impl ClientContext for Rebalances {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        self.lag.report(&statistics);
-    }
-}
-
-impl ConsumerContext for Rebalances {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            self.lag.revoked(list);
-            let revoked: Vec<TopicPartition> = list
-                .elements()
-                .iter()
-                .map(|e| TopicPartition::new(e.topic(), e.partition()))
-                .collect();
-            tracing::info!(count = revoked.len(), "partitions revoked");
-            if let Ok(mut guard) = self.revoked.lock() {
-                guard.extend(revoked);
-            }
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            self.lag.assigned(list);
-            tracing::info!(count = list.count(), "partitions assigned");
-        }
     }
 }
 
@@ -148,13 +110,12 @@ struct Held {
 pub struct Pipeline {
     settings: Arc<Settings>,
     decoder: Decoder,
-    consumer: StreamConsumer<Rebalances>,
+    consumer: StreamConsumer<GroupContext>,
     producer: FutureProducer,
     store: Store,
     live: LiveView,
     catalog: Catalog,
     catalog_loaded: Instant,
-    revoked: Arc<Mutex<Vec<TopicPartition>>>,
     partitions: HashMap<TopicPartition, PartitionState>,
     /// The de-duplication keys of the partitions in `partitions`, as committed.
     seen: SeenIds,
@@ -218,7 +179,6 @@ impl Pipeline {
             .load_catalog(&settings.reporting_currency, settings.max_products)
             .await?;
         tracing::info!(products = catalog.len(), "catalog loaded");
-        let revoked = Arc::new(Mutex::new(Vec::new()));
         let user_states = UserStateCache::new(settings.user_state_cache_bytes);
         let mut consumer_config = client_config(&settings);
         if settings.kafka.lag_interval_ms > 0 {
@@ -227,7 +187,7 @@ impl Pipeline {
                 settings.kafka.lag_interval_ms.to_string(),
             );
         }
-        let consumer: StreamConsumer<Rebalances> = consumer_config
+        let consumer: StreamConsumer<GroupContext> = consumer_config
             .set("group.id", &settings.kafka.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -238,10 +198,7 @@ impl Pipeline {
                 "session.timeout.ms",
                 settings.kafka.session_timeout_ms.to_string(),
             )
-            .create_with_context(Rebalances {
-                revoked: revoked.clone(),
-                lag: LagGauges::new("processor_partition_lag"),
-            })?;
+            .create_with_context(GroupContext::new("processor", "processor_partition_lag"))?;
         let t = &settings.kafka.topics;
         let topics = [
             t.product_view.as_str(),
@@ -272,7 +229,6 @@ impl Pipeline {
             live,
             catalog,
             catalog_loaded: Instant::now(),
-            revoked,
             partitions: HashMap::new(),
             seen: SeenIds::default(),
             committed_members: CommittedMembers::default(),
@@ -484,10 +440,7 @@ impl Pipeline {
     }
 
     fn forget_revoked(&mut self) {
-        let revoked: Vec<TopicPartition> = match self.revoked.lock() {
-            Ok(mut guard) => guard.drain(..).collect(),
-            Err(_) => return,
-        };
+        let revoked = self.consumer.context().take_revoked();
         if revoked.is_empty() {
             return;
         }

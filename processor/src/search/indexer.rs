@@ -7,11 +7,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::bulk::{bulk_body, classify, ItemOutcome};
@@ -21,7 +19,7 @@ use crate::catalog::Catalog;
 use crate::config::SearchSettings;
 use crate::decode::{Decoder, NoWriter};
 use crate::error::Error;
-use crate::lag::LagGauges;
+use crate::group_context::GroupContext;
 use crate::store::Store;
 
 /// Where the indexer reads the catalog that enriches documents.
@@ -48,38 +46,6 @@ pub struct KafkaSource {
     pub topics: Vec<String>,
     /// How often librdkafka reports statistics, for the lag gauges (0: never).
     pub lag_interval_ms: u64,
-}
-
-/// Collects revoked partitions (their offsets are not committed by this instance any
-/// more) and reports the lag.
-struct IndexerContext {
-    revoked: Mutex<Vec<(String, i32)>>,
-    lag: LagGauges,
-}
-
-impl ClientContext for IndexerContext {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        self.lag.report(&statistics);
-    }
-}
-
-impl ConsumerContext for IndexerContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            self.lag.revoked(list);
-            lock(&self.revoked).extend(
-                list.elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition())),
-            );
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            self.lag.assigned(list);
-        }
-    }
 }
 
 /// Documents read since the last commit, and the offsets that commit moves to.
@@ -119,7 +85,7 @@ impl Batch {
 pub struct SearchIndexer {
     settings: SearchSettings,
     client: IndexClient,
-    consumer: StreamConsumer<IndexerContext>,
+    consumer: StreamConsumer<GroupContext>,
     decoder: Decoder,
     catalog_source: CatalogSource,
     /// Whether the index is known to exist with its mapping.
@@ -147,7 +113,7 @@ impl SearchIndexer {
         if kafka.lag_interval_ms > 0 {
             config.set("statistics.interval.ms", kafka.lag_interval_ms.to_string());
         }
-        let consumer: StreamConsumer<IndexerContext> = config
+        let consumer: StreamConsumer<GroupContext> = config
             .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -156,10 +122,10 @@ impl SearchIndexer {
             .set("auto.offset.reset", "earliest")
             // Records fetched ahead are read while the index is retried: bounded.
             .set("queued.max.messages.kbytes", "16384")
-            .create_with_context(IndexerContext {
-                revoked: Mutex::new(Vec::new()),
-                lag: LagGauges::new("processor_search_lag_documents"),
-            })?;
+            .create_with_context(GroupContext::new(
+                "search indexer",
+                "processor_search_lag_documents",
+            ))?;
         let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         Ok(SearchIndexer {
@@ -359,16 +325,18 @@ impl SearchIndexer {
             let _ = self.consumer.resume(&assigned);
         }
         set_lag_seconds(batch.newest_ms);
-        let revoked: Vec<(String, i32)> =
-            std::mem::take(&mut *lock(&self.consumer.context().revoked));
+        let revoked = self.consumer.context().take_revoked();
         let mut offsets = TopicPartitionList::new();
         let mut committed = lock(&self.committed);
-        for (topic, partition) in &revoked {
-            committed.remove(&(topic.clone(), *partition));
+        for tp in &revoked {
+            committed.remove(&(tp.topic.clone(), tp.partition));
         }
         for ((topic, partition), next) in std::mem::take(&mut batch.next) {
             // Another instance owns it now and may have committed further.
-            if revoked.iter().any(|(t, p)| *t == topic && *p == partition) {
+            if revoked
+                .iter()
+                .any(|tp| tp.topic == topic && tp.partition == partition)
+            {
                 continue;
             }
             let _ = offsets.add_partition_offset(&topic, partition, Offset::Offset(next));
