@@ -398,6 +398,20 @@ fn ids_are_deterministic_per_message() {
         id_of("6BA7B810-9DAD-11D1-80B4-00C04FD430C8"),
         "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
     );
+    // The sender's id is kept under `source` unless it is the event id, as written.
+    let source_id = |id: &str| {
+        let out = segment_single(SegmentCall::Track, message(id).as_bytes());
+        event(&out, EventKind::Search)["source"]["message_id"].clone()
+    };
+    assert_eq!(source_id("m-1"), "m-1");
+    assert_eq!(
+        source_id("6BA7B810-9DAD-11D1-80B4-00C04FD430C8"),
+        "6BA7B810-9DAD-11D1-80B4-00C04FD430C8"
+    );
+    assert_eq!(
+        source_id("6ba7b810-9dad-11d1-80b4-00c04fd430c8"),
+        Value::Null
+    );
 }
 
 #[test]
@@ -589,6 +603,16 @@ fn hostile_nesting_is_an_error_not_a_crash() {
     let e = segment_batch(deep(100_000).as_bytes(), 10).expect_err("refused");
     assert_eq!(e.code, "not_an_object");
     let e = segment_single(SegmentCall::Page, deep(100_000).as_bytes()).expect_err("refused");
+    assert_eq!(e.code, "not_an_object");
+    let e = segment_single(
+        SegmentCall::Page,
+        format!(
+            r#"{{"anonymousId":"a","properties":{{"x":{}}}}}"#,
+            deep(129)
+        )
+        .as_bytes(),
+    )
+    .expect_err("refused");
     assert_eq!(e.code, "too_deep");
     let body = format!(
         r#"{{"batch":[{{"type":"page","anonymousId":"a","properties":{{"x":{}}}}}]}}"#,

@@ -31,10 +31,12 @@
 //! - **Ids are deterministic** where the sender gives something to derive them from, so
 //!   a resend is de-duplicated downstream (`id.rs`).
 
+mod fields;
 mod ga4;
 mod id;
 mod segment;
 mod values;
+mod writer;
 
 use std::fmt;
 

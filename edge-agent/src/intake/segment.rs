@@ -3,17 +3,20 @@
 
 use std::fmt;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use ingest_core::{ErrorCode, EventKind};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::values::{
-    carry, ident, identity, is_blank, join, json_error, member, object, order_line, parse_body,
-    required, sum_of_lines, take, text, type_name, As,
+use super::fields::{
+    ident, identity, literal, nests_deeper_than, number, raw_type_name, text, Amount, Fields,
+    Ident, MAX_NESTING,
 };
+use super::values::{is_blank, join, parse_body};
+use super::writer::ObjectWriter;
 use super::{id, Custom, MapError, Mapped};
 
 /// The Segment calls, each its own endpoint (`POST /v1/<call>`) and `type` in a batch.
@@ -74,12 +77,14 @@ impl fmt::Display for SegmentCall {
 /// # Errors
 ///
 /// The body is empty, not UTF-8, not JSON, too deeply nested or not an object; it has
-/// neither `userId` nor `anonymousId`; a `track` call has no `event` name; or a field
-/// the mapping reads has a type it cannot translate (see `docs/intake.md`). Paths in
-/// errors are the body's own (`properties.products[0].price`).
+/// neither `userId` nor `anonymousId`; a `track` call has no `event` name; a key the
+/// mapping reads appears twice in one object; or a field the mapping reads has a type
+/// it cannot translate (see `docs/intake.md`). Paths in errors are the body's own
+/// (`properties.products[0].price`).
 pub fn segment_single(call: SegmentCall, body: &[u8]) -> Result<Mapped, MapError> {
     let raw: &RawValue = parse_body(body)?;
-    let message = message_object(raw, "")?;
+    let mut message = message_fields(raw, "")?;
+    message.take("type");
     translate(call, message, raw, "", None)
 }
 
@@ -89,8 +94,8 @@ pub fn segment_single(call: SegmentCall, body: &[u8]) -> Result<Mapped, MapError
 struct BatchBody<'a> {
     #[serde(borrow, default)]
     batch: Option<&'a RawValue>,
-    #[serde(default)]
-    context: Option<Value>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
 }
 
 /// Translates a `/v1/batch` body, message by message.
@@ -102,9 +107,10 @@ struct BatchBody<'a> {
 /// # Errors
 ///
 /// The outer error is for the request as a whole: the body is empty, not UTF-8, not
-/// JSON or not an object; `batch` is missing or not an array; it holds more than
-/// `max_events` messages (`too_many_events`). Otherwise every message has its own
-/// result, in order, with paths that start at `batch[i]`.
+/// JSON or not an object; `batch` is missing or not an array; the batch-level
+/// `context` repeats a key; the batch holds more than `max_events` messages
+/// (`too_many_events`). Otherwise every message has its own result, in order, with
+/// paths that start at `batch[i]`.
 pub fn segment_batch(
     body: &[u8],
     max_events: usize,
@@ -130,16 +136,17 @@ pub fn segment_batch(
             ),
         ));
     }
-    let context = match context {
-        Some(Value::Object(context)) => Some(context),
-        _ => None,
+    // A batch-level context that is not an object is ignored, as Segment ignores it.
+    let context = match context.filter(|c| c.get().starts_with('{')) {
+        Some(raw) => Some(Fields::read(raw, || "context".to_owned())?),
+        None => None,
     };
     Ok(messages
         .into_iter()
         .enumerate()
         .map(|(index, raw)| {
             let prefix = format!("batch[{index}]");
-            let mut message = message_object(raw, &prefix)?;
+            let mut message = message_fields(raw, &prefix)?;
             let call = call_of(&mut message, &prefix)?;
             translate(call, message, raw, &prefix, context.as_ref())
         })
@@ -152,13 +159,13 @@ pub fn segment_batch(
 struct WellFormedBatch<'a> {
     #[serde(borrow)]
     batch: Vec<&'a RawValue>,
-    #[serde(default)]
-    context: Option<Value>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
 }
 
 /// The messages and the batch-level context of a body the one-pass reading refused,
 /// or the precise error.
-fn read_batch_carefully(body: &[u8]) -> Result<(Vec<&RawValue>, Option<Value>), MapError> {
+fn read_batch_carefully(body: &[u8]) -> Result<(Vec<&RawValue>, Option<&RawValue>), MapError> {
     let raw: &RawValue = parse_body(body)?;
     if !raw.get().starts_with('{') {
         return Err(MapError::new(
@@ -193,36 +200,26 @@ fn read_batch_carefully(body: &[u8]) -> Result<(Vec<&RawValue>, Option<Value>), 
     Ok((messages, body.context))
 }
 
-/// The JSON type of a raw value, from its first byte (the value is well-formed).
-fn raw_type_name(raw: &RawValue) -> &'static str {
-    match raw.get().as_bytes().first() {
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b'"') => "a string",
-        Some(b't' | b'f') => "a boolean",
-        Some(b'n') => "null",
-        _ => "a number",
+/// A message's members; `prefix` is its path (`""` for a single call's body).
+fn message_fields<'a>(raw: &'a RawValue, prefix: &str) -> Result<Fields<'a>, MapError> {
+    if raw.get().starts_with('{') {
+        return Fields::read(raw, || prefix.to_owned());
     }
+    let (what, path) = if prefix.is_empty() {
+        ("the body", None)
+    } else {
+        (prefix, Some(prefix.to_owned()))
+    };
+    Err(MapError {
+        code: ErrorCode::NotAnObject.as_str(),
+        message: format!("{what} must be a JSON object, not {}", raw_type_name(raw)),
+        field: path,
+    })
 }
 
-fn message_object(raw: &RawValue, prefix: &str) -> Result<Map<String, Value>, MapError> {
-    match serde_json::from_str::<Value>(raw.get()).map_err(|e| json_error(&e))? {
-        Value::Object(map) => Ok(map),
-        other if prefix.is_empty() => Err(MapError::new(
-            ErrorCode::NotAnObject,
-            format!("the body must be a JSON object, not {}", type_name(&other)),
-        )),
-        other => Err(MapError::field(
-            ErrorCode::NotAnObject,
-            prefix,
-            format!("{prefix} must be a JSON object, not {}", type_name(&other)),
-        )),
-    }
-}
-
-fn call_of(message: &mut Map<String, Value>, prefix: &str) -> Result<SegmentCall, MapError> {
+fn call_of(message: &mut Fields<'_>, prefix: &str) -> Result<SegmentCall, MapError> {
     let path = || join(prefix, "type");
-    let Some(name) = take(message, "type") else {
+    let Some(name) = message.take("type") else {
         return Err(MapError::field(
             ErrorCode::MissingField,
             path(),
@@ -284,35 +281,51 @@ const DEFAULT_ORDER_CURRENCY: &str = "USD";
 /// A custom event's body: the message as sent, byte for byte, unless it holds a
 /// `writeKey` (analytics.js in a browser puts the key in the body): a credential never
 /// goes to Kafka, so the message is then written again without it.
+///
+/// Reading a message does not recurse into the values it only carries, so the nesting
+/// of a body that goes out as sent is checked here (an e-commerce event's is checked by
+/// the validator).
 fn custom_body(raw: &RawValue, has_write_key: bool) -> Result<Bytes, MapError> {
+    if nests_deeper_than(raw.get(), MAX_NESTING) {
+        return Err(MapError::new(
+            ErrorCode::TooDeep,
+            format!("JSON nesting is deeper than {MAX_NESTING} levels"),
+        ));
+    }
     if !has_write_key {
         return Ok(Bytes::copy_from_slice(raw.get().as_bytes()));
     }
-    let mut message: Map<String, Value> =
-        serde_json::from_str(raw.get()).map_err(|e| json_error(&e))?;
-    message.remove("writeKey");
-    serde_json::to_vec(&message)
-        .map(Bytes::from)
-        .map_err(|e| MapError::new(ErrorCode::InvalidValue, format!("cannot serialise: {e}")))
+    let message = Fields::read(raw, String::new)?;
+    let mut out = ObjectWriter::new(raw.get().len());
+    for (key, value) in message.iter().filter(|(key, _)| *key != "writeKey") {
+        out.raw(key, value);
+    }
+    Ok(Bytes::from(out.finish()))
 }
 
-/// One message, already read as an object, found at `prefix` (`""` for a single call).
-fn translate(
+/// Keys the translation writes under `source`; a sender's member of the same name in
+/// the rest of the message gives way to them.
+const SOURCE_KEYS: [&str; 5] = ["format", "type", "event", "message_id", "context"];
+
+/// One message, its members read, found at `prefix` (`""` for a single call); its
+/// `type` has been taken.
+fn translate<'a>(
     call: SegmentCall,
-    mut message: Map<String, Value>,
-    raw: &RawValue,
+    mut message: Fields<'a>,
+    raw: &'a RawValue,
     prefix: &str,
-    batch_context: Option<&Map<String, Value>>,
+    batch_context: Option<&Fields<'a>>,
 ) -> Result<Mapped, MapError> {
     let at = |key: &str| join(prefix, key);
-    message.remove("type");
-    let has_write_key = message.contains_key("writeKey");
+    let has_write_key = message.contains("writeKey");
     // Some server libraries send `""` for "no user id": blank counts as absent.
-    let user_id = take(&mut message, "userId")
+    let user_id = message
+        .take("userId")
         .map(|v| identity(v, || at("userId")))
         .transpose()?
         .filter(|id| !is_blank(id));
-    let anonymous_id = take(&mut message, "anonymousId")
+    let anonymous_id = message
+        .take("anonymousId")
         .map(|v| identity(v, || at("anonymousId")))
         .transpose()?
         .filter(|id| !is_blank(id));
@@ -327,8 +340,9 @@ fn translate(
             ),
         ));
     }
-    let message_id = take(&mut message, "messageId")
-        .map(|v| ident(v, || at("messageId")))
+    let message_id = message
+        .take("messageId")
+        .map(|v| ident(v, || at("messageId")).and_then(|id| id.text()))
         .transpose()?;
     // An empty id would make every such message a resend of the others.
     let event_id = message_id
@@ -336,87 +350,51 @@ fn translate(
         .filter(|id| !is_blank(id))
         .map(id::segment);
     let name = match call {
-        SegmentCall::Track => Some(
-            take(&mut message, "event")
-                .map(|v| text(v, || at("event")))
-                .transpose()?
-                .ok_or_else(|| {
-                    MapError::field(
-                        ErrorCode::MissingField,
-                        at("event"),
-                        format!("{} (the event name) is required for track", at("event")),
-                    )
-                })
-                .and_then(|name| {
-                    if name.trim().is_empty() {
-                        Err(MapError::field(
-                            ErrorCode::InvalidValue,
-                            at("event"),
-                            format!("{} (the event name) must not be empty", at("event")),
-                        ))
-                    } else {
-                        Ok(name)
-                    }
-                })?,
-        ),
+        SegmentCall::Track => Some(event_name(&mut message, prefix)?),
         _ => None,
     };
     let Some(ecommerce) = name.as_deref().and_then(Ecommerce::from_name) else {
         return Ok(Mapped::Custom(Custom {
-            name: name.unwrap_or_else(|| call.as_str().to_owned()),
-            key: user_id.or(anonymous_id),
+            name: name.map_or_else(|| call.as_str().to_owned(), Cow::into_owned),
+            key: user_id.or(anonymous_id).map(Cow::into_owned),
             event_id: event_id.unwrap_or_else(Uuid::now_v7),
             body: custom_body(raw, has_write_key)?,
         }));
     };
+    let name = name.unwrap_or_default();
 
-    let mut native = Map::new();
-    if let Some(id) = event_id {
-        native.insert("event_id".into(), id.to_string().into());
+    let mut native = ObjectWriter::new(raw.get().len() + 64);
+    let event_id = event_id.map(|id| id.to_string());
+    if let Some(id) = &event_id {
+        native.string("event_id", id);
     }
-    if let Some(user_id) = user_id {
-        native.insert("user_id".into(), user_id.into());
+    if let Some(user_id) = &user_id {
+        native.string("user_id", user_id);
     }
-    if let Some(anonymous_id) = anonymous_id {
-        native.insert("anonymous_id".into(), anonymous_id.into());
+    if let Some(anonymous_id) = &anonymous_id {
+        native.string("anonymous_id", anonymous_id);
     }
     // `timestamp` is when it happened; `originalTimestamp` is the device's clock when
     // `timestamp` was not set. `sentAt` is when the request left, not the event's time.
-    if message.get("timestamp").is_some_and(|t| !t.is_null()) {
-        carry(
-            &mut message,
-            "timestamp",
-            prefix,
-            As::Text,
-            &mut native,
-            "timestamp",
-        )?;
+    let time_key = if message.get("timestamp").is_some_and(|t| t.get() != "null") {
+        "timestamp"
     } else {
-        let key = "originalTimestamp";
-        carry(
-            &mut message,
-            key,
-            prefix,
-            As::Text,
-            &mut native,
-            "timestamp",
-        )?;
+        "originalTimestamp"
+    };
+    if let Some(time) = message.take(time_key) {
+        native.raw("timestamp", literal(time, || at(time_key))?);
     }
 
-    let mut context = object(take(&mut message, "context"), || at("context"))?;
+    let mut context = Fields::read_optional(message.take("context"), || at("context"))?;
     if let Some(shared) = batch_context {
-        for (key, value) in shared {
-            context.entry(key.clone()).or_insert_with(|| value.clone());
+        for (key, value) in shared.iter() {
+            context.insert_missing(Cow::Owned(key.to_owned()), value);
         }
     }
-    let native_context = native_context(&mut context, &at("context"))?;
-    if !native_context.is_empty() {
-        native.insert("context".into(), native_context.into());
-    }
+    let page = native_context(&mut context, &at("context"), &mut native)?;
 
     let base = at("properties");
-    let mut properties = object(take(&mut message, "properties"), || base.clone())?;
-    let name = name.unwrap_or_default();
+    let mut properties = Fields::read_optional(message.take("properties"), || base.clone())?;
     let event = Translation {
         properties: &mut properties,
         base: &base,
@@ -430,205 +408,302 @@ fn translate(
         Ecommerce::OrderCompleted => event.purchase()?,
         Ecommerce::ProductsSearched => event.search()?,
     }
-    if !properties.is_empty() {
-        native.insert("properties".into(), properties.into());
-    }
+    write_members(&mut native, "properties", &properties);
 
     // The rest of the envelope, under `source`; a write key is a credential, not data.
-    message.remove("writeKey");
-    let mut source = message;
-    source.insert("format".into(), "segment".into());
-    source.insert("type".into(), call.as_str().into());
-    source.insert("event".into(), name.into());
-    if let Some(message_id) = message_id {
-        source.insert("message_id".into(), message_id.into());
+    native.open_object("source");
+    for (key, value) in message.iter() {
+        if key != "writeKey" && !SOURCE_KEYS.contains(&key) {
+            native.raw(key, value);
+        }
     }
-    if !context.is_empty() {
-        source.insert("context".into(), context.into());
+    native.string("format", "segment");
+    native.string("type", call.as_str());
+    native.string("event", &name);
+    // A messageId that is a UUID is the event id itself, so it is not written twice.
+    if let Some(message_id) = message_id.filter(|id| event_id.as_deref() != Some(id)) {
+        native.string("message_id", &message_id);
     }
-    native.insert("source".into(), source.into());
-
-    let json = serde_json::to_vec(&native)
-        .map_err(|e| MapError::new(ErrorCode::InvalidValue, format!("cannot serialise: {e}")))?;
+    if !context.is_empty() || !page.is_empty() {
+        native.open_object("context");
+        for (key, value) in context.iter() {
+            native.raw(key, value);
+        }
+        write_members(&mut native, "page", &page);
+        native.close();
+    }
     Ok(Mapped::Event {
         kind: ecommerce.kind(),
-        json,
+        json: native.finish(),
     })
 }
 
-/// Moves Segment's context fields that have a native home out of `context` (found at
-/// path `base`) into a native `context` object.
-fn native_context(
-    context: &mut Map<String, Value>,
-    base: &str,
-) -> Result<Map<String, Value>, MapError> {
-    let mut native = Map::new();
-    carry(
-        context,
-        "userAgent",
-        base,
-        As::Text,
-        &mut native,
-        "user_agent",
-    )?;
-    carry(context, "ip", base, As::Text, &mut native, "ip")?;
-    carry(context, "locale", base, As::Text, &mut native, "locale")?;
-    let page_base = join(base, "page");
-    let mut page = object(take(context, "page"), || page_base.clone())?;
-    carry(
-        &mut page,
-        "url",
-        &page_base,
-        As::Text,
-        &mut native,
-        "page_url",
-    )?;
-    carry(
-        &mut page,
-        "referrer",
-        &page_base,
-        As::Text,
-        &mut native,
-        "referrer",
-    )?;
-    if !page.is_empty() {
-        context.insert("page".into(), page.into());
+/// A track call's event name, required and not blank.
+fn event_name<'a>(message: &mut Fields<'a>, prefix: &str) -> Result<Cow<'a, str>, MapError> {
+    let path = || join(prefix, "event");
+    let Some(raw) = message.take("event") else {
+        return Err(MapError::field(
+            ErrorCode::MissingField,
+            path(),
+            format!("{} (the event name) is required for track", path()),
+        ));
+    };
+    let name = text(raw, path)?;
+    if name.trim().is_empty() {
+        return Err(MapError::field(
+            ErrorCode::InvalidValue,
+            path(),
+            format!("{} (the event name) must not be empty", path()),
+        ));
     }
-    Ok(native)
+    Ok(name)
+}
+
+/// `"key":{...}` with `fields`' members as sent, unless there are none.
+fn write_members(out: &mut ObjectWriter, key: &str, fields: &Fields<'_>) {
+    if fields.is_empty() {
+        return;
+    }
+    out.open_object(key);
+    for (key, value) in fields.iter() {
+        out.raw(key, value);
+    }
+    out.close();
+}
+
+/// Writes the native `context` from Segment's context fields that have a native home,
+/// taken out of `context` (found at path `base`). Returns what is left of
+/// `context.page`, which stays with the rest of the context.
+fn native_context<'a>(
+    context: &mut Fields<'a>,
+    base: &str,
+    native: &mut ObjectWriter,
+) -> Result<Fields<'a>, MapError> {
+    let page_base = join(base, "page");
+    let mut page = Fields::read_optional(context.take("page"), || page_base.clone())?;
+    let take = |from: &mut Fields<'a>, key: &str, base: &str| {
+        from.take(key)
+            .map(|value| literal(value, || join(base, key)))
+            .transpose()
+    };
+    let found = [
+        take(context, "userAgent", base)?,
+        take(context, "ip", base)?,
+        take(context, "locale", base)?,
+        take(&mut page, "url", &page_base)?,
+        take(&mut page, "referrer", &page_base)?,
+    ];
+    if found.iter().any(Option::is_some) {
+        native.open_object("context");
+        let names = ["user_agent", "ip", "locale", "page_url", "referrer"];
+        for (name, value) in names.into_iter().zip(&found) {
+            if let Some(value) = value {
+                native.raw(name, value);
+            }
+        }
+        native.close();
+    }
+    Ok(page)
 }
 
 /// One e-commerce message's properties being moved into the native event.
-struct Translation<'a> {
-    properties: &'a mut Map<String, Value>,
+struct Translation<'p, 'a> {
+    properties: &'p mut Fields<'a>,
     /// The path of `properties` in the sender's payload.
-    base: &'a str,
+    base: &'p str,
     /// The event name, for messages.
-    name: &'a str,
-    native: &'a mut Map<String, Value>,
+    name: &'p str,
+    native: &'p mut ObjectWriter,
 }
 
-impl Translation<'_> {
-    fn carry(&mut self, key: &str, read: As, native_key: &str) -> Result<(), MapError> {
-        carry(
-            self.properties,
-            key,
-            self.base,
-            read,
-            self.native,
-            native_key,
-        )
+impl<'a> Translation<'_, 'a> {
+    fn path(&self, key: &str) -> String {
+        join(self.base, key)
+    }
+
+    /// Moves a text property (read as a [`literal`]) to `native_key`; absent moves
+    /// nothing. Returns whether it was there.
+    fn text(&mut self, key: &str, native_key: &str) -> Result<bool, MapError> {
+        let Some(raw) = self.properties.take(key) else {
+            return Ok(false);
+        };
+        self.native
+            .raw(native_key, literal(raw, || self.path(key))?);
+        Ok(true)
+    }
+
+    /// Moves an identifier property (read as [`ident`]).
+    fn ident(&mut self, key: &str, native_key: &str) -> Result<bool, MapError> {
+        let Some(raw) = self.properties.take(key) else {
+            return Ok(false);
+        };
+        self.native
+            .ident(native_key, &ident(raw, || self.path(key))?);
+        Ok(true)
+    }
+
+    /// Moves an amount or a count (read as [`number`]).
+    fn number(&mut self, key: &str, native_key: &str) -> Result<bool, MapError> {
+        let Some(raw) = self.properties.take(key) else {
+            return Ok(false);
+        };
+        self.native
+            .amount(native_key, &number(raw, || self.path(key))?);
+        Ok(true)
     }
 
     fn product_id(&mut self) -> Result<(), MapError> {
         let id = product_id(self.properties, self.base, self.name)?;
-        self.native.insert("product_id".into(), id.into());
+        self.native.ident("product_id", &id);
         Ok(())
     }
 
     fn product_view(mut self) -> Result<(), MapError> {
         self.product_id()?;
-        self.carry("category", As::Text, "category")?;
-        self.carry("brand", As::Text, "brand")?;
-        self.carry("price", As::Number, "price")?;
-        self.carry("currency", As::Text, "currency")?;
+        self.text("category", "category")?;
+        self.text("brand", "brand")?;
+        self.number("price", "price")?;
+        self.text("currency", "currency")?;
         // Version 2 of the view (its schema header says so when either is set).
-        self.carry("variant", As::Text, "variant")?;
-        self.carry("position", As::Number, "position")
+        self.text("variant", "variant")?;
+        self.number("position", "position")?;
+        Ok(())
     }
 
     fn cart(mut self, action: &str) -> Result<(), MapError> {
-        self.native.insert("action".into(), action.into());
+        self.native.string("action", action);
         self.product_id()?;
-        self.carry("quantity", As::Number, "quantity")?;
-        if action == "add" {
-            // An added product without a quantity is one unit.
-            self.native.entry("quantity").or_insert_with(|| 1.into());
+        // An added product without a quantity is one unit.
+        if !self.number("quantity", "quantity")? && action == "add" {
+            self.native.amount("quantity", &Amount::Read(1.into()));
         }
-        self.carry("price", As::Number, "price")?;
-        self.carry("currency", As::Text, "currency")?;
-        self.carry("cart_id", As::Ident, "cart_id")
+        self.number("price", "price")?;
+        self.text("currency", "currency")?;
+        self.ident("cart_id", "cart_id")?;
+        Ok(())
     }
 
     fn purchase(mut self) -> Result<(), MapError> {
-        if self.properties.contains_key("order_id") {
-            self.carry("order_id", As::Ident, "order_id")?;
+        let id_key = if self.properties.contains("order_id") {
+            "order_id"
         } else {
-            self.carry("checkout_id", As::Ident, "order_id")?;
-        }
-        if !self.native.contains_key("order_id") {
-            let path = join(self.base, "order_id");
+            "checkout_id"
+        };
+        if !self.ident(id_key, "order_id")? {
+            let path = self.path("order_id");
             return Err(MapError::field(
                 ErrorCode::MissingField,
                 path.clone(),
                 format!("{path} (or checkout_id) is required for {}", self.name),
             ));
         }
-        let products_path = join(self.base, "products");
-        let products = match take(self.properties, "products") {
+        let products_path = self.path("products");
+        let products = match self.properties.take("products") {
             None => Vec::new(),
-            Some(Value::Array(products)) => products,
-            Some(other) => {
-                return Err(MapError::field(
-                    ErrorCode::InvalidType,
-                    products_path.clone(),
-                    format!(
-                        "{products_path} must be an array, not {}",
-                        type_name(&other)
-                    ),
-                ))
-            }
+            Some(raw) => super::fields::elements(raw, || products_path.clone())?,
         };
-        let mut items = Vec::with_capacity(products.len());
+        // The lines are read before anything is written: the total may be their sum.
+        let mut lines = Vec::with_capacity(products.len());
         for (index, product) in products.into_iter().enumerate() {
             let path = format!("{products_path}[{index}]");
-            let Value::Object(mut product) = product else {
+            if !product.get().starts_with('{') {
                 return Err(MapError::field(
                     ErrorCode::InvalidType,
                     path.clone(),
-                    format!("{path} must be an object, not {}", type_name(&product)),
+                    format!("{path} must be an object, not {}", raw_type_name(product)),
                 ));
-            };
+            }
+            let mut product = Fields::read(product, || path.clone())?;
             let product_id = product_id(&mut product, &path, self.name)?;
-            items.push(order_line(product, product_id, &path)?);
+            lines.push(OrderLine::read(product, product_id, &path)?);
         }
         // The amount paid: `total`, else `revenue`, else the sum of the lines.
-        self.carry("total", As::Number, "total")?;
-        if !self.native.contains_key("total") {
-            self.carry("revenue", As::Number, "total")?;
-        }
-        if !self.native.contains_key("total") {
-            let lines = items
+        if !self.number("total", "total")? && !self.number("revenue", "total")? {
+            let sum = lines
                 .iter()
-                .map(|item| (member(item, "price"), member(item, "quantity")));
-            if let Some(sum) = sum_of_lines(lines).and_then(serde_json::Number::from_f64) {
-                self.native.insert("total".into(), sum.into());
+                .map(|line| Some(line.price.as_ref()?.as_f64()? * line.quantity.as_f64()?));
+            let sum: Option<f64> = sum.sum();
+            if let Some(sum) =
+                sum.and_then(|s| serde_json::Number::from_f64((s * 1e6).round() / 1e6))
+            {
+                self.native.amount("total", &Amount::Read(sum));
             }
         }
-        self.native.insert("items".into(), items.into());
-        self.carry("currency", As::Text, "currency")?;
-        self.native
-            .entry("currency")
-            .or_insert_with(|| DEFAULT_ORDER_CURRENCY.into());
-        self.carry("discount", As::Number, "discount")?;
-        self.carry("tax", As::Number, "tax")?;
-        self.carry("shipping", As::Number, "shipping")?;
-        self.carry("coupon", As::Ident, "coupon")
+        self.native.open_array("items");
+        for line in &lines {
+            line.write(self.native);
+        }
+        self.native.close();
+        if !self.text("currency", "currency")? {
+            self.native.string("currency", DEFAULT_ORDER_CURRENCY);
+        }
+        self.number("discount", "discount")?;
+        self.number("tax", "tax")?;
+        self.number("shipping", "shipping")?;
+        self.ident("coupon", "coupon")?;
+        Ok(())
     }
 
     fn search(mut self) -> Result<(), MapError> {
-        self.carry("query", As::Text, "query")?;
-        required(self.native, "query", self.base, "query", self.name)
+        if self.text("query", "query")? {
+            return Ok(());
+        }
+        let path = self.path("query");
+        Err(MapError::field(
+            ErrorCode::MissingField,
+            path.clone(),
+            format!("{path} is required for {}", self.name),
+        ))
+    }
+}
+
+/// One line of a native order (`items[]`): `product_id`, `quantity` (1 when absent)
+/// and `price` read from the sender's product, and its other fields (name, brand,
+/// variant, ...) kept beside them.
+struct OrderLine<'a> {
+    product_id: Ident<'a>,
+    quantity: Amount<'a>,
+    price: Option<Amount<'a>>,
+    rest: Fields<'a>,
+}
+
+impl<'a> OrderLine<'a> {
+    /// `path` is the product's path in the sender's payload.
+    fn read(mut product: Fields<'a>, product_id: Ident<'a>, path: &str) -> Result<Self, MapError> {
+        let mut amount = |key: &str| {
+            product
+                .take(key)
+                .map(|raw| number(raw, || join(path, key)))
+                .transpose()
+        };
+        let quantity = amount("quantity")?.unwrap_or(Amount::Read(1.into()));
+        let price = amount("price")?;
+        Ok(OrderLine {
+            product_id,
+            quantity,
+            price,
+            rest: product,
+        })
+    }
+
+    fn write(&self, out: &mut ObjectWriter) {
+        out.open_element();
+        out.ident("product_id", &self.product_id);
+        out.amount("quantity", &self.quantity);
+        if let Some(price) = &self.price {
+            out.amount("price", price);
+        }
+        for (key, value) in self.rest.iter() {
+            out.raw(key, value);
+        }
+        out.close();
     }
 }
 
 /// `product_id`, else `sku`, of a product object found at `base`.
-fn product_id(
-    product: &mut Map<String, Value>,
-    base: &str,
-    name: &str,
-) -> Result<String, MapError> {
+fn product_id<'a>(product: &mut Fields<'a>, base: &str, name: &str) -> Result<Ident<'a>, MapError> {
     for key in ["product_id", "sku"] {
-        if let Some(value) = take(product, key) {
+        if let Some(value) = product.take(key) {
             return ident(value, || join(base, key));
         }
     }

@@ -85,7 +85,7 @@ pub(super) fn ident(value: Value, path: impl FnOnce() -> String) -> Result<Strin
 
 /// Longest user or device identifier, in characters (the event contract's bound on
 /// `user_id` and `anonymous_id`, and on a custom event's key).
-const MAX_IDENTITY_CHARS: usize = 128;
+pub(super) const MAX_IDENTITY_CHARS: usize = 128;
 
 /// A user's or device's identifier: an [`ident`] of at most 128 characters, checked
 /// for every call, so that the bound does not depend on whether the call maps to an
@@ -148,7 +148,7 @@ pub(super) fn number(value: Value, path: impl FnOnce() -> String) -> Result<Numb
     }
 }
 
-fn numeric_text(s: &str) -> Option<Number> {
+pub(super) fn numeric_text(s: &str) -> Option<Number> {
     if let Ok(n) = s.parse::<u64>() {
         return Some(n.into());
     }
