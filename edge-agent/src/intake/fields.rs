@@ -172,8 +172,8 @@ impl<'a> Fields<'a> {
     }
 
     /// The members left, in the order sent.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
-        self.members.iter().map(|(k, v)| (k.as_ref(), *v))
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&Cow<'a, str>, &'a RawValue)> + '_ {
+        self.members.iter().map(|(k, v)| (k, *v))
     }
 }
 
@@ -387,7 +387,7 @@ mod tests {
     fn members_keep_their_order_and_borrow_plain_keys() {
         let value = raw(r#"{"b":1,"a\n":null,"c":"x"}"#);
         let mut fields = Fields::read(value, String::new).expect("an object");
-        let keys: Vec<_> = fields.iter().map(|(k, _)| k.to_owned()).collect();
+        let keys: Vec<_> = fields.iter().map(|(k, _)| k.to_string()).collect();
         assert_eq!(keys, ["b", "a\n", "c"]);
         assert!(matches!(fields.members[0].0, Cow::Borrowed(_)));
         assert!(fields.contains("a\n"));

@@ -297,9 +297,7 @@ fn custom_body(raw: &RawValue, has_write_key: bool) -> Result<Bytes, MapError> {
     }
     let message = Fields::read(raw, String::new)?;
     let mut out = ObjectWriter::new(raw.get().len());
-    for (key, value) in message.iter().filter(|(key, _)| *key != "writeKey") {
-        out.raw(key, value);
-    }
+    out.members(&message, |key| key == "writeKey");
     Ok(Bytes::from(out.finish()))
 }
 
@@ -388,7 +386,7 @@ fn translate<'a>(
     let mut context = Fields::read_optional(message.take("context"), || at("context"))?;
     if let Some(shared) = batch_context {
         for (key, value) in shared.iter() {
-            context.insert_missing(Cow::Owned(key.to_owned()), value);
+            context.insert_missing(key.clone(), value);
         }
     }
     let page = native_context(&mut context, &at("context"), &mut native)?;
@@ -412,11 +410,9 @@ fn translate<'a>(
 
     // The rest of the envelope, under `source`; a write key is a credential, not data.
     native.open_object("source");
-    for (key, value) in message.iter() {
-        if key != "writeKey" && !SOURCE_KEYS.contains(&key) {
-            native.raw(key, value);
-        }
-    }
+    native.members(&message, |key| {
+        key == "writeKey" || SOURCE_KEYS.contains(&key)
+    });
     native.string("format", "segment");
     native.string("type", call.as_str());
     native.string("event", &name);
@@ -426,9 +422,7 @@ fn translate<'a>(
     }
     if !context.is_empty() || !page.is_empty() {
         native.open_object("context");
-        for (key, value) in context.iter() {
-            native.raw(key, value);
-        }
+        native.members(&context, |_| false);
         write_members(&mut native, "page", &page);
         native.close();
     }
@@ -465,9 +459,7 @@ fn write_members(out: &mut ObjectWriter, key: &str, fields: &Fields<'_>) {
         return;
     }
     out.open_object(key);
-    for (key, value) in fields.iter() {
-        out.raw(key, value);
-    }
+    out.members(fields, |_| false);
     out.close();
 }
 
@@ -693,9 +685,7 @@ impl<'a> OrderLine<'a> {
         if let Some(price) = &self.price {
             out.amount("price", price);
         }
-        for (key, value) in self.rest.iter() {
-            out.raw(key, value);
-        }
+        out.members(&self.rest, |_| false);
         out.close();
     }
 }

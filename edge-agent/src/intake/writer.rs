@@ -3,7 +3,9 @@
 
 use serde_json::value::RawValue;
 
-use super::fields::{Amount, Ident};
+use std::borrow::Cow;
+
+use super::fields::{Amount, Fields, Ident};
 
 /// A JSON object being written. Keys are written as given: the caller writes each key
 /// once per object.
@@ -46,10 +48,33 @@ impl ObjectWriter {
         }
     }
 
+    /// One of the native contract's own keys: plain ASCII, nothing to escape.
     fn key(&mut self, key: &str) {
+        debug_assert!(key
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'));
         self.separator();
-        self.escaped(key);
-        self.out.push(b':');
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    /// The members of `fields` whose keys `skip` does not name, as sent. A key read
+    /// without unescaping (borrowed) had nothing to escape, so it is copied as it is.
+    pub(super) fn members(&mut self, fields: &Fields<'_>, skip: impl Fn(&str) -> bool) {
+        for (key, value) in fields.iter().filter(|(key, _)| !skip(key)) {
+            self.separator();
+            match key {
+                Cow::Borrowed(key) => {
+                    self.out.push(b'"');
+                    self.out.extend_from_slice(key.as_bytes());
+                    self.out.push(b'"');
+                }
+                Cow::Owned(key) => self.escaped(key),
+            }
+            self.out.push(b':');
+            self.out.extend_from_slice(value.get().as_bytes());
+        }
     }
 
     /// `"key":"value"`.
