@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Number;
 
-use super::values::{integral, json_error, numeric_text, MAX_IDENTITY_CHARS};
+use super::values::{check_identity, integral, join, json_error, numeric_string};
 use super::MapError;
 
 /// The JSON type of a raw value, from its first byte (a raw value is well-formed).
@@ -102,7 +102,7 @@ impl<'a> Fields<'a> {
         let Members(members) = serde_json::from_str(raw.get()).map_err(|e| json_error(&e))?;
         let fields = Fields { members };
         if let Some(key) = fields.repeated_key() {
-            let path = super::values::join(&path(), &key);
+            let path = join(&path(), &key);
             return Err(MapError::field(
                 ErrorCode::DuplicateField,
                 path.clone(),
@@ -300,15 +300,7 @@ pub(super) fn identity(
     path: impl Fn() -> String,
 ) -> Result<Cow<'_, str>, MapError> {
     let id = ident(raw, &path)?.text()?;
-    let chars = id.chars().count();
-    if chars > MAX_IDENTITY_CHARS {
-        let path = path();
-        return Err(MapError::field(
-            ErrorCode::TooLong,
-            path.clone(),
-            format!("{path} is {chars} characters long; at most {MAX_IDENTITY_CHARS} are allowed"),
-        ));
-    }
+    check_identity(&id, path)?;
     Ok(id)
 }
 
@@ -345,16 +337,7 @@ pub(super) fn number(
     path: impl FnOnce() -> String,
 ) -> Result<Amount<'_>, MapError> {
     if raw.get().starts_with('"') {
-        let s = string(raw)?;
-        return numeric_text(s.trim()).map(Amount::Read).ok_or_else(|| {
-            let path = path();
-            let shown: String = s.chars().take(32).collect();
-            MapError::field(
-                ErrorCode::InvalidType,
-                path.clone(),
-                format!("{path} must be a number or a numeric string, not {shown:?}"),
-            )
-        });
+        return numeric_string(&string(raw)?, path).map(Amount::Read);
     }
     match parse_number(raw) {
         // Parsed only to refuse what serde_json refuses (a number out of f64's range).

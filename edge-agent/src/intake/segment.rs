@@ -15,7 +15,7 @@ use super::fields::{
     ident, identity, literal, nests_deeper_than, number, raw_type_name, text, Amount, Fields,
     Ident, MAX_NESTING,
 };
-use super::values::{is_blank, join, parse_body};
+use super::values::{is_blank, join, parse_body, As};
 use super::writer::ObjectWriter;
 use super::{id, Custom, MapError, Mapped};
 
@@ -513,34 +513,18 @@ impl<'a> Translation<'_, 'a> {
         join(self.base, key)
     }
 
-    /// Moves a text property (read as a [`literal`]) to `native_key`; absent moves
-    /// nothing. Returns whether it was there.
-    fn text(&mut self, key: &str, native_key: &str) -> Result<bool, MapError> {
+    /// Moves a property to `native_key`, read as `read` (text as a [`literal`], an
+    /// [`ident`] or a [`number`]); absent moves nothing. Returns whether it was there.
+    fn carry(&mut self, key: &str, read: As, native_key: &str) -> Result<bool, MapError> {
         let Some(raw) = self.properties.take(key) else {
             return Ok(false);
         };
-        self.native
-            .raw(native_key, literal(raw, || self.path(key))?);
-        Ok(true)
-    }
-
-    /// Moves an identifier property (read as [`ident`]).
-    fn ident(&mut self, key: &str, native_key: &str) -> Result<bool, MapError> {
-        let Some(raw) = self.properties.take(key) else {
-            return Ok(false);
-        };
-        self.native
-            .ident(native_key, &ident(raw, || self.path(key))?);
-        Ok(true)
-    }
-
-    /// Moves an amount or a count (read as [`number`]).
-    fn number(&mut self, key: &str, native_key: &str) -> Result<bool, MapError> {
-        let Some(raw) = self.properties.take(key) else {
-            return Ok(false);
-        };
-        self.native
-            .amount(native_key, &number(raw, || self.path(key))?);
+        let path = || join(self.base, key);
+        match read {
+            As::Text => self.native.raw(native_key, literal(raw, path)?),
+            As::Ident => self.native.ident(native_key, &ident(raw, path)?),
+            As::Number => self.native.amount(native_key, &number(raw, path)?),
+        }
         Ok(true)
     }
 
@@ -552,13 +536,13 @@ impl<'a> Translation<'_, 'a> {
 
     fn product_view(mut self) -> Result<(), MapError> {
         self.product_id()?;
-        self.text("category", "category")?;
-        self.text("brand", "brand")?;
-        self.number("price", "price")?;
-        self.text("currency", "currency")?;
+        self.carry("category", As::Text, "category")?;
+        self.carry("brand", As::Text, "brand")?;
+        self.carry("price", As::Number, "price")?;
+        self.carry("currency", As::Text, "currency")?;
         // Version 2 of the view (its schema header says so when either is set).
-        self.text("variant", "variant")?;
-        self.number("position", "position")?;
+        self.carry("variant", As::Text, "variant")?;
+        self.carry("position", As::Number, "position")?;
         Ok(())
     }
 
@@ -566,12 +550,12 @@ impl<'a> Translation<'_, 'a> {
         self.native.string("action", action);
         self.product_id()?;
         // An added product without a quantity is one unit.
-        if !self.number("quantity", "quantity")? && action == "add" {
+        if !self.carry("quantity", As::Number, "quantity")? && action == "add" {
             self.native.amount("quantity", &Amount::Read(1.into()));
         }
-        self.number("price", "price")?;
-        self.text("currency", "currency")?;
-        self.ident("cart_id", "cart_id")?;
+        self.carry("price", As::Number, "price")?;
+        self.carry("currency", As::Text, "currency")?;
+        self.carry("cart_id", As::Ident, "cart_id")?;
         Ok(())
     }
 
@@ -581,7 +565,7 @@ impl<'a> Translation<'_, 'a> {
         } else {
             "checkout_id"
         };
-        if !self.ident(id_key, "order_id")? {
+        if !self.carry(id_key, As::Ident, "order_id")? {
             let path = self.path("order_id");
             return Err(MapError::field(
                 ErrorCode::MissingField,
@@ -610,7 +594,9 @@ impl<'a> Translation<'_, 'a> {
             lines.push(OrderLine::read(product, product_id, &path)?);
         }
         // The amount paid: `total`, else `revenue`, else the sum of the lines.
-        if !self.number("total", "total")? && !self.number("revenue", "total")? {
+        if !self.carry("total", As::Number, "total")?
+            && !self.carry("revenue", As::Number, "total")?
+        {
             let sum = lines
                 .iter()
                 .map(|line| Some(line.price.as_ref()?.as_f64()? * line.quantity.as_f64()?));
@@ -626,18 +612,18 @@ impl<'a> Translation<'_, 'a> {
             line.write(self.native);
         }
         self.native.close();
-        if !self.text("currency", "currency")? {
+        if !self.carry("currency", As::Text, "currency")? {
             self.native.string("currency", DEFAULT_ORDER_CURRENCY);
         }
-        self.number("discount", "discount")?;
-        self.number("tax", "tax")?;
-        self.number("shipping", "shipping")?;
-        self.ident("coupon", "coupon")?;
+        self.carry("discount", As::Number, "discount")?;
+        self.carry("tax", As::Number, "tax")?;
+        self.carry("shipping", As::Number, "shipping")?;
+        self.carry("coupon", As::Ident, "coupon")?;
         Ok(())
     }
 
     fn search(mut self) -> Result<(), MapError> {
-        if self.text("query", "query")? {
+        if self.carry("query", As::Text, "query")? {
             return Ok(());
         }
         let path = self.path("query");

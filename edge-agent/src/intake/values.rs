@@ -85,23 +85,30 @@ pub(super) fn ident(value: Value, path: impl FnOnce() -> String) -> Result<Strin
 
 /// Longest user or device identifier, in characters (the event contract's bound on
 /// `user_id` and `anonymous_id`, and on a custom event's key).
-pub(super) const MAX_IDENTITY_CHARS: usize = 128;
+const MAX_IDENTITY_CHARS: usize = 128;
 
 /// A user's or device's identifier: an [`ident`] of at most 128 characters, checked
 /// for every call, so that the bound does not depend on whether the call maps to an
 /// event type (where the validator checks it) or goes to the custom-events topic.
 pub(super) fn identity(value: Value, path: impl Fn() -> String) -> Result<String, MapError> {
     let id = ident(value, &path)?;
-    let chars = id.chars().count();
-    if chars > MAX_IDENTITY_CHARS {
-        let path = path();
-        return Err(MapError::field(
-            ErrorCode::TooLong,
-            path.clone(),
-            format!("{path} is {chars} characters long; at most {MAX_IDENTITY_CHARS} are allowed"),
-        ));
-    }
+    check_identity(&id, path)?;
     Ok(id)
+}
+
+/// Fails with `too_long` when a user's or device's identifier found at `path` is
+/// longer than [`MAX_IDENTITY_CHARS`].
+pub(super) fn check_identity(id: &str, path: impl FnOnce() -> String) -> Result<(), MapError> {
+    let chars = id.chars().count();
+    if chars <= MAX_IDENTITY_CHARS {
+        return Ok(());
+    }
+    let path = path();
+    Err(MapError::field(
+        ErrorCode::TooLong,
+        path.clone(),
+        format!("{path} is {chars} characters long; at most {MAX_IDENTITY_CHARS} are allowed"),
+    ))
 }
 
 /// The value of a JSON number that is a whole number within 64 bits (signed or not),
@@ -135,20 +142,26 @@ pub(super) fn text(value: Value, path: impl FnOnce() -> String) -> Result<String
 pub(super) fn number(value: Value, path: impl FnOnce() -> String) -> Result<Number, MapError> {
     match value {
         Value::Number(n) => Ok(n),
-        Value::String(s) => numeric_text(s.trim()).ok_or_else(|| {
-            let path = path();
-            let shown: String = s.chars().take(32).collect();
-            MapError::field(
-                ErrorCode::InvalidType,
-                path.clone(),
-                format!("{path} must be a number or a numeric string, not {shown:?}"),
-            )
-        }),
+        Value::String(s) => numeric_string(&s, path),
         other => Err(wrong_type(&other, path(), "a number")),
     }
 }
 
-pub(super) fn numeric_text(s: &str) -> Option<Number> {
+/// The number a string sent for an amount holds (`"19.99"`, `" 3 "`), or
+/// `invalid_type` at `path`.
+pub(super) fn numeric_string(s: &str, path: impl FnOnce() -> String) -> Result<Number, MapError> {
+    numeric_text(s.trim()).ok_or_else(|| {
+        let path = path();
+        let shown: String = s.chars().take(32).collect();
+        MapError::field(
+            ErrorCode::InvalidType,
+            path.clone(),
+            format!("{path} must be a number or a numeric string, not {shown:?}"),
+        )
+    })
+}
+
+fn numeric_text(s: &str) -> Option<Number> {
     if let Ok(n) = s.parse::<u64>() {
         return Some(n.into());
     }
