@@ -362,8 +362,9 @@ fn translate<'a>(
     let name = name.unwrap_or_default();
 
     let mut native = ObjectWriter::new(raw.get().len() + 64);
-    let event_id = event_id.map(|id| id.to_string());
-    if let Some(id) = &event_id {
+    let mut id_text = Uuid::encode_buffer();
+    let event_id = event_id.map(|id| &*id.hyphenated().encode_lower(&mut id_text));
+    if let Some(id) = event_id {
         native.string("event_id", id);
     }
     if let Some(user_id) = &user_id {
@@ -417,7 +418,7 @@ fn translate<'a>(
     native.string("type", call.as_str());
     native.string("event", &name);
     // A messageId that is a UUID is the event id itself, so it is not written twice.
-    if let Some(message_id) = message_id.filter(|id| event_id.as_deref() != Some(id)) {
+    if let Some(message_id) = message_id.filter(|id| event_id != Some(id)) {
         native.string("message_id", &message_id);
     }
     if !context.is_empty() || !page.is_empty() {
