@@ -102,6 +102,12 @@ impl<'a> Fields<'a> {
         let Members(members) = serde_json::from_str(raw.get()).map_err(|e| json_error(&e))?;
         let fields = Fields { members };
         if let Some(key) = fields.repeated_key() {
+            // An empty key is named by its quotes, so that the path is never empty.
+            let key = if key.is_empty() {
+                "\"\"".to_owned()
+            } else {
+                key
+            };
             let path = join(&path(), &key);
             return Err(MapError::field(
                 ErrorCode::DuplicateField,
@@ -393,6 +399,10 @@ mod tests {
             .err()
             .expect("refused");
         assert_eq!(e.field.as_deref(), Some("k7"));
+        let e = Fields::read(raw(r#"{"":1,"":2}"#), String::new)
+            .err()
+            .expect("refused");
+        assert_eq!(e.field.as_deref(), Some(r#""""#));
         let fine = format!("{{{}}}", many.join(","));
         assert!(Fields::read(raw(&fine), String::new).is_ok());
     }
