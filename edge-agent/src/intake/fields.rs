@@ -11,6 +11,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Number;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use super::values::{check_identity, integral, join, json_error, numeric_string};
 use super::MapError;
@@ -38,13 +40,13 @@ fn wrong_type(raw: &RawValue, path: String, expected: &str) -> MapError {
 
 /// Deepest nesting of objects and arrays a message may hold: serde_json's own limit,
 /// which a tree reading of the message would have applied.
-pub(super) const MAX_NESTING: usize = 128;
+const MAX_NESTING: usize = 128;
 
 /// Whether well-formed JSON text nests objects and arrays deeper than `max` levels.
 /// Reading members and skipping values as raw text does not recurse, so depth is
 /// checked by this one scan instead: it keeps what reaches Kafka readable by parsers
 /// that do recurse.
-pub(super) fn nests_deeper_than(json: &str, max: usize) -> bool {
+fn nests_deeper_than(json: &str, max: usize) -> bool {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &byte in json.as_bytes() {
         if in_string {
@@ -69,6 +71,18 @@ pub(super) fn nests_deeper_than(json: &str, max: usize) -> bool {
         }
     }
     false
+}
+
+/// Fails with `too_deep` when `raw` nests deeper than [`MAX_NESTING`]: for what goes
+/// out as the sender wrote it (a custom event's body), whose nesting nothing else checks.
+pub(super) fn check_nesting(raw: &RawValue) -> Result<(), MapError> {
+    if nests_deeper_than(raw.get(), MAX_NESTING) {
+        return Err(MapError::new(
+            ErrorCode::TooDeep,
+            format!("JSON nesting is deeper than {MAX_NESTING} levels"),
+        ));
+    }
+    Ok(())
 }
 
 /// An object's members, keys borrowed from the input unless they hold escapes.
@@ -353,6 +367,57 @@ pub(super) fn number(
     }
 }
 
+/// The members of a message or event found at `prefix` (`""` for a whole body).
+///
+/// # Errors
+///
+/// `not_an_object` when it is not an object, and what [`Fields::read`] refuses.
+pub(super) fn object_members<'a>(raw: &'a RawValue, prefix: &str) -> Result<Fields<'a>, MapError> {
+    if raw.get().starts_with('{') {
+        return Fields::read(raw, || prefix.to_owned());
+    }
+    let (what, path) = if prefix.is_empty() {
+        ("the body", None)
+    } else {
+        (prefix, Some(prefix.to_owned()))
+    };
+    Err(MapError {
+        code: ErrorCode::NotAnObject.as_str(),
+        message: format!("{what} must be a JSON object, not {}", raw_type_name(raw)),
+        field: path,
+    })
+}
+
+/// A Unix time in microseconds (GA4's `timestamp_micros`: an integer, or its decimal
+/// text as protobuf's JSON mapping writes 64-bit integers) as an RFC 3339 date-time.
+pub(super) fn micros_to_rfc3339(
+    raw: &RawValue,
+    path: impl Fn() -> String,
+) -> Result<String, MapError> {
+    let micros = if raw.get().starts_with('"') {
+        string(raw)?.parse::<i64>().ok()
+    } else {
+        match parse_number(raw) {
+            Some(Ok(n)) => integral(&n).and_then(|i| i64::try_from(i).ok()),
+            Some(Err(e)) => return Err(e),
+            None => return Err(wrong_type(raw, path(), "an integer")),
+        }
+    };
+    let invalid = || {
+        let path = path();
+        MapError::field(
+            ErrorCode::InvalidTimestamp,
+            path.clone(),
+            format!("{path} must be a whole number of microseconds since 1970-01-01T00:00:00Z"),
+        )
+    };
+    let micros = micros.filter(|m| *m >= 0).ok_or_else(invalid)?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .ok()
+        .and_then(|at| at.format(&Rfc3339).ok())
+        .ok_or_else(invalid)
+}
+
 /// An array's elements, raw.
 pub(super) fn elements(
     raw: &RawValue,
@@ -405,6 +470,25 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some(r#""""#));
         let fine = format!("{{{}}}", many.join(","));
         assert!(Fields::read(raw(&fine), String::new).is_ok());
+    }
+
+    #[test]
+    fn micros_become_rfc3339() {
+        let at = || "timestamp_micros".to_owned();
+        let time = |json| micros_to_rfc3339(raw(json), at);
+        assert_eq!(
+            time("1796000000123456").ok().as_deref(),
+            Some("2026-11-30T00:53:20.123456Z")
+        );
+        assert_eq!(
+            time(r#""1796000000000000""#).ok().as_deref(),
+            Some("2026-11-30T00:53:20Z")
+        );
+        for bad in ["-1", "1.5", r#""x""#, "9223372036854775807"] {
+            let e = time(bad).expect_err("refused");
+            assert_eq!(e.code, "invalid_timestamp", "{bad}");
+        }
+        assert_eq!(time("{}").expect_err("object").code, "invalid_type");
     }
 
     #[test]

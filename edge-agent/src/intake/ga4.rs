@@ -5,21 +5,27 @@
 //! `product_view` and `cart` events are about one product, so each item becomes an
 //! event of its own (the processor's per-product numbers need exactly that). A
 //! `purchase` stays one event with one line per item.
+//!
+//! A request is read as Segment's messages are (`fields.rs`): members as raw JSON, only
+//! the fields the mapping moves decoded, the native events written straight as text.
+//! What all events of a request share (identity, time, context, `source`) is written
+//! once per event and copied into each native event made from it.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use bytes::Bytes;
 use ingest_core::contract::MAX_ITEMS;
 use ingest_core::{ErrorCode, EventKind};
-use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::values::{
-    carry, ident, identity, is_blank, join, json_error, member, micros_to_rfc3339, object,
-    order_line, parse_body, required, sum_of_lines, take, text, type_name, As,
+use super::fields::{
+    check_nesting, elements, ident, identity, literal, micros_to_rfc3339, object_members,
+    raw_type_name, text, Fields, Ident,
 };
+use super::order::OrderLine;
+use super::values::{is_blank, join, parse_body, As};
+use super::writer::{carry, ObjectWriter};
 use super::{id, Custom, MapError, Mapped};
 
 /// Translates a Measurement Protocol body: `{client_id, user_id?, timestamp_micros?,
@@ -31,10 +37,11 @@ use super::{id, Custom, MapError, Mapped};
 /// # Errors
 ///
 /// The outer error is for the request as a whole: the body is empty, not UTF-8, not
-/// JSON or not an object; it has neither `client_id` nor `app_instance_id`; a
-/// request-level field has a type the mapping cannot read; `events` is missing or not
-/// an array, or holds more than `max_events` events (`too_many_events`). Per-event
-/// errors name the field from the top of the body (`events[2].params.items[0].item_id`).
+/// JSON or not an object; a key appears twice at its top level; it has neither
+/// `client_id` nor `app_instance_id`; a request-level field has a type the mapping
+/// cannot read; `events` is missing or not an array, or holds more than `max_events`
+/// events (`too_many_events`). Per-event errors name the field from the top of the body
+/// (`events[2].params.items[0].item_id`).
 pub fn ga4_collect(
     body: &[u8],
     max_events: usize,
@@ -46,11 +53,10 @@ pub fn ga4_collect(
             "the body must be a JSON object with an \"events\" array",
         ));
     }
-    // Well-formed, so this only reads the top level; a repeated key keeps the last.
-    let fields: BTreeMap<String, &RawValue> =
-        serde_json::from_str(raw.get()).map_err(|e| json_error(&e))?;
+    let mut fields = Fields::read(raw, String::new)?;
+    let events = fields.take("events");
     let request = Request::read(fields)?;
-    let events = request.events.ok_or_else(|| {
+    let events = events.ok_or_else(|| {
         MapError::field(
             ErrorCode::MissingField,
             "events",
@@ -85,67 +91,45 @@ pub fn ga4_collect(
 
 /// The request-level fields, read once for all events.
 struct Request<'a> {
-    /// Raw values for custom events' bodies.
-    raw: Envelope<'a>,
-    user_id: Option<String>,
+    /// The identity, time and user properties as sent, for custom events' bodies:
+    /// `client_id`, `app_instance_id`, `user_id`, `timestamp_micros`, `user_properties`.
+    envelope: [(&'static str, Option<&'a RawValue>); 5],
+    user_id: Option<Cow<'a, str>>,
     /// `client_id`, else `app_instance_id`.
-    device_id: String,
+    device_id: Cow<'a, str>,
     timestamp: Option<String>,
-    /// `user_agent` and `ip_override`, as native context fields.
-    context: Map<String, Value>,
+    /// `user_agent` and `ip_override`, for the native `context`.
+    user_agent: Option<&'a RawValue>,
+    ip: Option<&'a RawValue>,
     /// The remaining request-level fields, for the native events' `source`.
-    rest: Map<String, Value>,
-    events: Option<&'a RawValue>,
-}
-
-/// What a custom event's body holds: the request's identity, time and user properties
-/// exactly as sent, and the event.
-#[derive(Serialize, Clone, Copy)]
-struct Envelope<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_id: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    app_instance_id: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_id: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timestamp_micros: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_properties: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct CustomBody<'a> {
-    #[serde(flatten)]
-    envelope: Envelope<'a>,
-    event: &'a RawValue,
-}
-
-fn value_of(raw: &RawValue) -> Result<Value, MapError> {
-    serde_json::from_str(raw.get()).map_err(|e| json_error(&e))
+    rest: Fields<'a>,
 }
 
 impl<'a> Request<'a> {
-    fn read(mut fields: BTreeMap<String, &'a RawValue>) -> Result<Self, MapError> {
-        let mut raw_field = |key: &str| fields.remove(key).filter(|v| v.get() != "null");
-        let raw = Envelope {
-            client_id: raw_field("client_id"),
-            app_instance_id: raw_field("app_instance_id"),
-            user_id: raw_field("user_id"),
-            timestamp_micros: raw_field("timestamp_micros"),
-            user_properties: raw_field("user_properties"),
-        };
-        let events = raw_field("events");
+    fn read(mut fields: Fields<'a>) -> Result<Self, MapError> {
+        let envelope = [
+            "client_id",
+            "app_instance_id",
+            "user_id",
+            "timestamp_micros",
+        ]
+        .map(|key| (key, fields.take(key)));
+        // Kept in `rest` too (at its end): it is part of every native event's `source`.
+        let user_properties = fields.take("user_properties");
+        if let Some(properties) = user_properties {
+            fields.insert_missing(Cow::Borrowed("user_properties"), properties);
+        }
+        let [client_id, app_instance_id, user_id, timestamp_micros] = envelope.map(|(_, v)| v);
         // A blank id counts as absent.
-        let read_ident = |raw: Option<&RawValue>, key: &str| {
-            raw.map(|v| identity(value_of(v)?, || key.to_owned()))
+        let read_ident = |raw: Option<&'a RawValue>, key: &str| {
+            raw.map(|v| identity(v, || key.to_owned()))
                 .transpose()
                 .map(|id| id.filter(|id| !is_blank(id)))
         };
-        let user_id = read_ident(raw.user_id, "user_id")?;
-        let device_id = match read_ident(raw.client_id, "client_id")? {
+        let user_id_text = read_ident(user_id, "user_id")?;
+        let device_id = match read_ident(client_id, "client_id")? {
             Some(id) => id,
-            None => read_ident(raw.app_instance_id, "app_instance_id")?.ok_or_else(|| {
+            None => read_ident(app_instance_id, "app_instance_id")?.ok_or_else(|| {
                 MapError::field(
                     ErrorCode::MissingField,
                     "client_id",
@@ -153,83 +137,87 @@ impl<'a> Request<'a> {
                 )
             })?,
         };
-        let timestamp = raw
-            .timestamp_micros
-            .map(|v| micros_to_rfc3339(&value_of(v)?, || "timestamp_micros".to_owned()))
+        let timestamp = timestamp_micros
+            .map(|v| micros_to_rfc3339(v, || "timestamp_micros".to_owned()))
             .transpose()?;
-        let mut rest = Map::new();
-        for (key, value) in fields {
-            rest.insert(key, value_of(value)?);
-        }
-        if let Some(properties) = raw.user_properties {
-            rest.insert("user_properties".into(), value_of(properties)?);
-        }
-        let mut context = Map::new();
-        carry(
-            &mut rest,
-            "user_agent",
-            "",
-            As::Text,
-            &mut context,
-            "user_agent",
-        )?;
-        carry(&mut rest, "ip_override", "", As::Text, &mut context, "ip")?;
+        let user_agent = fields
+            .take("user_agent")
+            .map(|v| literal(v, || "user_agent".to_owned()))
+            .transpose()?;
+        let ip = fields
+            .take("ip_override")
+            .map(|v| literal(v, || "ip_override".to_owned()))
+            .transpose()?;
         Ok(Request {
-            raw,
-            user_id,
+            envelope: [
+                ("client_id", client_id),
+                ("app_instance_id", app_instance_id),
+                ("user_id", user_id),
+                ("timestamp_micros", timestamp_micros),
+                ("user_properties", user_properties),
+            ],
+            user_id: user_id_text,
             device_id,
             timestamp,
-            context,
-            rest,
-            events,
+            user_agent,
+            ip,
+            rest: fields,
         })
     }
 
     /// The partition key of custom events.
     fn key(&self) -> String {
         self.user_id
-            .clone()
-            .unwrap_or_else(|| self.device_id.clone())
+            .as_deref()
+            .unwrap_or(&self.device_id)
+            .to_owned()
+    }
+
+    /// A custom event's body: the request's envelope as sent, and the event under
+    /// `event` (checked for nesting: it goes out as the sender wrote it).
+    fn custom_body(&self, event: &RawValue) -> Result<Bytes, MapError> {
+        check_nesting(event)?;
+        let mut body = ObjectWriter::new(event.get().len() + 256);
+        for (key, value) in self.envelope {
+            if let Some(value) = value {
+                body.raw(key, value);
+            }
+        }
+        body.raw("event", event);
+        Ok(Bytes::from(body.finish()))
     }
 
     /// Translates the `index`-th event into `out`.
     fn event(
         &self,
         index: usize,
-        raw: &RawValue,
+        raw: &'a RawValue,
         out: &mut Vec<Result<Mapped, MapError>>,
     ) -> Result<(), MapError> {
         let prefix = format!("events[{index}]");
-        let mut event = match value_of(raw)? {
-            Value::Object(event) => event,
-            other => {
-                return Err(MapError::field(
-                    ErrorCode::NotAnObject,
-                    prefix.clone(),
-                    format!("{prefix} must be a JSON object, not {}", type_name(&other)),
-                ))
-            }
-        };
-        let name = take(&mut event, "name")
-            .map(|v| text(v, || join(&prefix, "name")))
+        let mut event = object_members(raw, &prefix)?;
+        let name_path = || join(&prefix, "name");
+        let name = event
+            .take("name")
+            .map(|v| text(v, name_path))
             .transpose()?
             .ok_or_else(|| {
                 MapError::field(
                     ErrorCode::MissingField,
-                    join(&prefix, "name"),
-                    format!("{} is required", join(&prefix, "name")),
+                    name_path(),
+                    format!("{} is required", name_path()),
                 )
             })?;
         if name.trim().is_empty() {
             return Err(MapError::field(
                 ErrorCode::InvalidValue,
-                join(&prefix, "name"),
-                format!("{} must not be empty", join(&prefix, "name")),
+                name_path(),
+                format!("{} must not be empty", name_path()),
             ));
         }
         // An event's own time overrides the request's.
-        let timestamp = match take(&mut event, "timestamp_micros") {
-            Some(micros) => Some(micros_to_rfc3339(&micros, || {
+        let timestamp = match event.take("timestamp_micros") {
+            Some(micros) => Some(micros_to_rfc3339(micros, || {
                 join(&prefix, "timestamp_micros")
             })?),
             None => self.timestamp.clone(),
@@ -253,31 +241,24 @@ impl<'a> Request<'a> {
             })
         };
         let Some(kind) = Ecommerce::from_name(&name) else {
-            let body = CustomBody {
-                envelope: self.raw,
-                event: raw,
-            };
-            let body = serde_json::to_vec(&body).map_err(|e| {
-                MapError::new(ErrorCode::InvalidValue, format!("cannot serialise: {e}"))
-            })?;
             out.push(Ok(Mapped::Custom(Custom {
-                name,
+                name: name.into_owned(),
                 key: Some(self.key()),
                 event_id: derive_id(0).unwrap_or_else(Uuid::now_v7),
-                body: Bytes::from(body),
+                body: self.custom_body(raw)?,
             })));
             return Ok(());
         };
 
         let base = join(&prefix, "params");
-        let mut params = object(take(&mut event, "params"), || base.clone())?;
-        let mut common = Map::new();
+        let mut params = Fields::read_optional(event.take("params"), || base.clone())?;
+        let mut common = ObjectWriter::new(512);
         if let Some(user_id) = &self.user_id {
-            common.insert("user_id".into(), user_id.clone().into());
+            common.string("user_id", user_id);
         }
-        common.insert("anonymous_id".into(), self.device_id.clone().into());
-        if let Some(at) = timestamp.clone() {
-            common.insert("timestamp".into(), at.into());
+        common.string("anonymous_id", &self.device_id);
+        if let Some(at) = &timestamp {
+            common.string("timestamp", at);
         }
         carry(
             &mut params,
@@ -287,48 +268,50 @@ impl<'a> Request<'a> {
             &mut common,
             "session_id",
         )?;
-        let mut context = self.context.clone();
-        carry(
-            &mut params,
-            "page_location",
-            &base,
-            As::Text,
-            &mut context,
-            "page_url",
-        )?;
-        carry(
-            &mut params,
-            "page_referrer",
-            &base,
-            As::Text,
-            &mut context,
-            "referrer",
-        )?;
-        carry(
-            &mut params,
-            "language",
-            &base,
-            As::Text,
-            &mut context,
-            "locale",
-        )?;
-        if !context.is_empty() {
-            common.insert("context".into(), context.into());
+        let mut page = |key: &str| {
+            params
+                .take(key)
+                .map(|v| literal(v, || join(&base, key)))
+                .transpose()
+        };
+        let context = [
+            ("user_agent", self.user_agent),
+            ("ip", self.ip),
+            ("page_url", page("page_location")?),
+            ("referrer", page("page_referrer")?),
+            ("locale", page("language")?),
+        ];
+        if context.iter().any(|(_, value)| value.is_some()) {
+            common.open_object("context");
+            for (key, value) in context {
+                if let Some(value) = value {
+                    common.raw(key, value);
+                }
+            }
+            common.close();
         }
-        let mut source = self.rest.clone();
-        source.extend(event);
-        source.insert("format".into(), "ga4".into());
-        source.insert("event".into(), name.clone().into());
+
+        // The rest of the request and of the event, under `source`; the event's own
+        // keys win over the request's.
+        let mut source = ObjectWriter::new(256);
+        source.open_object("source");
+        source.members(&self.rest, |key| {
+            SOURCE_KEYS.contains(&key) || event.contains(key)
+        });
+        source.members(&event, |key| SOURCE_KEYS.contains(&key));
+        source.string("format", "ga4");
+        source.string("event", &name);
+        source.close();
 
         let translation = Translation {
             base: &base,
             name: &name,
-            common,
-            source,
+            common: common.into_members(),
+            source: source.into_members(),
         };
         match kind {
             Ecommerce::ViewItem | Ecommerce::AddToCart | Ecommerce::RemoveFromCart => {
-                translation.per_item(kind, params, derive_id, out)
+                translation.per_item(kind, params, derive_id, out);
             }
             Ecommerce::Purchase => out.push(translation.purchase(params, derive_id(0))),
             Ecommerce::Search => out.push(translation.search(params, derive_id(0))),
@@ -336,6 +319,10 @@ impl<'a> Request<'a> {
         Ok(())
     }
 }
+
+/// Keys the translation writes under `source`; a sender's member of the same name gives
+/// way to them.
+const SOURCE_KEYS: [&str; 2] = ["format", "event"];
 
 /// GA4's recommended e-commerce events this project has a type for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -360,224 +347,145 @@ impl Ecommerce {
     }
 }
 
-/// One e-commerce event being translated: the fields every native event made from it
-/// shares, and where its params sit in the request.
-struct Translation<'a> {
+/// One e-commerce event being translated: the members every native event made from it
+/// shares, already written, and where its params sit in the request.
+struct Translation<'t> {
     /// The path of `params` in the request.
-    base: &'a str,
-    name: &'a str,
-    common: Map<String, Value>,
-    source: Map<String, Value>,
+    base: &'t str,
+    name: &'t str,
+    /// Identity, time, session and context.
+    common: Vec<u8>,
+    /// `"source": {...}`.
+    source: Vec<u8>,
 }
 
 impl Translation<'_> {
-    fn finish(
-        &self,
-        kind: EventKind,
-        mut native: Map<String, Value>,
-        properties: &Map<String, Value>,
-        event_id: Option<Uuid>,
-    ) -> Result<Mapped, MapError> {
+    /// A native event: its id, the shared members, then what `fill` writes.
+    fn start(&self, event_id: Option<Uuid>) -> ObjectWriter {
+        let mut native = ObjectWriter::new(self.common.len() + self.source.len() + 256);
         if let Some(id) = event_id {
-            native.insert("event_id".into(), id.to_string().into());
+            native.string(
+                "event_id",
+                id.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
+            );
         }
-        if !properties.is_empty() {
-            native.insert("properties".into(), properties.clone().into());
-        }
-        native.insert("source".into(), self.source.clone().into());
-        let json = serde_json::to_vec(&native).map_err(|e| {
-            MapError::new(ErrorCode::InvalidValue, format!("cannot serialise: {e}"))
-        })?;
-        Ok(Mapped::Event { kind, json })
+        native.members_text(&self.common);
+        native
     }
 
-    /// `params.items` as objects, with the path of the array.
-    fn items(&self, params: &mut Map<String, Value>) -> Result<(String, Vec<Value>), MapError> {
+    /// The end of a native event: the params left over, then `source`.
+    fn finish(&self, kind: EventKind, mut native: ObjectWriter, params: &Fields<'_>) -> Mapped {
+        if !params.is_empty() {
+            native.open_object("properties");
+            native.members(params, |_| false);
+            native.close();
+        }
+        native.members_text(&self.source);
+        Mapped::Event {
+            kind,
+            json: native.finish(),
+        }
+    }
+
+    /// `params.items`, each raw, with the path of the array.
+    fn items<'a>(&self, params: &mut Fields<'a>) -> Result<(String, Vec<&'a RawValue>), MapError> {
         let path = join(self.base, "items");
-        match take(params, "items") {
-            Some(Value::Array(items)) if items.len() > MAX_ITEMS => Err(MapError::field(
+        let items = match params.take("items") {
+            Some(raw) => elements(raw, || path.clone())?,
+            None => Vec::new(),
+        };
+        if items.len() > MAX_ITEMS {
+            return Err(MapError::field(
                 ErrorCode::InvalidValue,
                 path.clone(),
                 format!(
                     "{path} holds {} items; at most {MAX_ITEMS} are allowed",
                     items.len()
                 ),
-            )),
-            Some(Value::Array(items)) if !items.is_empty() => Ok((path, items)),
-            None | Some(Value::Array(_)) => Err(MapError::field(
+            ));
+        }
+        if items.is_empty() {
+            return Err(MapError::field(
                 ErrorCode::MissingField,
                 path.clone(),
                 format!("{} needs at least one item in {path}", self.name),
-            )),
-            Some(other) => Err(MapError::field(
-                ErrorCode::InvalidType,
-                path.clone(),
-                format!("{path} must be an array, not {}", type_name(&other)),
-            )),
+            ));
         }
+        Ok((path, items))
     }
 
     /// `view_item`, `add_to_cart`, `remove_from_cart`: one native event per item.
     fn per_item(
         self,
         kind: Ecommerce,
-        mut params: Map<String, Value>,
+        mut params: Fields<'_>,
         derive_id: impl Fn(usize) -> Option<Uuid>,
         out: &mut Vec<Result<Mapped, MapError>>,
     ) {
         let prepared = self.items(&mut params).and_then(|items| {
-            let mut currency = Map::new();
-            carry(
-                &mut params,
-                "currency",
-                self.base,
-                As::Text,
-                &mut currency,
-                "currency",
-            )?;
+            let currency = params
+                .take("currency")
+                .map(|v| literal(v, || join(self.base, "currency")))
+                .transpose()?;
             Ok((items, currency))
         });
         let ((path, items), currency) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => return out.push(Err(e)),
         };
+        let native_kind = match kind {
+            Ecommerce::ViewItem => EventKind::ProductView,
+            _ => EventKind::Cart,
+        };
         for (index, item) in items.into_iter().enumerate() {
             let path = format!("{path}[{index}]");
+            let mut native = self.start(derive_id(index));
             out.push(
-                self.one_item(kind, item, &path, &currency)
-                    .and_then(|native| {
-                        let native_kind = match kind {
-                            Ecommerce::ViewItem => EventKind::ProductView,
-                            _ => EventKind::Cart,
-                        };
-                        self.finish(native_kind, native, &params, derive_id(index))
-                    }),
+                one_item(kind, item, &path, currency, &mut native)
+                    .map(|()| self.finish(native_kind, native, &params)),
             );
         }
     }
 
-    fn one_item(
-        &self,
-        kind: Ecommerce,
-        item: Value,
-        path: &str,
-        currency: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, MapError> {
-        let mut item = item_object(item, path)?;
-        let mut native = self.common.clone();
-        match kind {
-            Ecommerce::AddToCart => native.insert("action".into(), "add".into()),
-            Ecommerce::RemoveFromCart => native.insert("action".into(), "remove".into()),
-            _ => None,
-        };
-        native.insert("product_id".into(), item_id(&mut item, path)?.into());
-        if kind == Ecommerce::ViewItem {
-            carry(
-                &mut item,
-                "item_category",
-                path,
-                As::Text,
-                &mut native,
-                "category",
-            )?;
-            carry(
-                &mut item,
-                "item_brand",
-                path,
-                As::Text,
-                &mut native,
-                "brand",
-            )?;
-            // Version 2 of the view (its schema header says so when any is set).
-            for (key, read, native_key) in [
-                ("item_variant", As::Text, "variant"),
-                ("item_list_id", As::Ident, "list_id"),
-                ("index", As::Number, "position"),
-            ] {
-                carry(&mut item, key, path, read, &mut native, native_key)?;
-            }
-        } else {
-            // GA4 counts an item without a quantity as one unit.
-            carry(
-                &mut item,
-                "quantity",
-                path,
-                As::Number,
-                &mut native,
-                "quantity",
-            )?;
-            native.entry("quantity").or_insert_with(|| 1.into());
-        }
-        carry(&mut item, "price", path, As::Number, &mut native, "price")?;
-        native.extend(currency.clone());
-        if !item.is_empty() {
-            native.insert("item".into(), item.into());
-        }
-        Ok(native)
-    }
-
-    fn purchase(
-        self,
-        mut params: Map<String, Value>,
-        event_id: Option<Uuid>,
-    ) -> Result<Mapped, MapError> {
-        let mut native = self.common.clone();
-        carry(
+    fn purchase(self, mut params: Fields<'_>, event_id: Option<Uuid>) -> Result<Mapped, MapError> {
+        let mut native = self.start(event_id);
+        let base = self.base;
+        if !carry(
             &mut params,
             "transaction_id",
-            self.base,
+            base,
             As::Ident,
             &mut native,
             "order_id",
-        )?;
-        required(&native, "order_id", self.base, "transaction_id", "purchase")?;
-        let (path, items) = self.items(&mut params)?;
-        let mut lines = Vec::with_capacity(items.len());
-        for (index, item) in items.into_iter().enumerate() {
-            let path = format!("{path}[{index}]");
-            let mut item = item_object(item, &path)?;
-            let product = item_id(&mut item, &path)?;
-            lines.push(order_line(item, product, &path)?);
+        )? {
+            let path = join(base, "transaction_id");
+            return Err(MapError::field(
+                ErrorCode::MissingField,
+                path.clone(),
+                format!("{path} is required for purchase"),
+            ));
         }
-        carry(
-            &mut params,
-            "value",
-            self.base,
-            As::Number,
-            &mut native,
-            "total",
-        )?;
-        if !native.contains_key("total") {
-            let sum = sum_of_lines(
-                lines
-                    .iter()
-                    .map(|line| (member(line, "price"), member(line, "quantity"))),
-            );
-            if let Some(sum) = sum.and_then(serde_json::Number::from_f64) {
-                native.insert("total".into(), sum.into());
+        let (path, items) = self.items(&mut params)?;
+        let lines = OrderLine::read_all(items, &path, item_id)?;
+        if !carry(&mut params, "value", base, As::Number, &mut native, "total")? {
+            if let Some(total) = OrderLine::total(&lines) {
+                native.amount("total", &total);
             }
         }
-        native.insert("items".into(), lines.into());
+        OrderLine::write_all(&lines, &mut native);
         carry(
             &mut params,
             "currency",
-            self.base,
+            base,
             As::Text,
             &mut native,
             "currency",
         )?;
-        carry(
-            &mut params,
-            "tax",
-            self.base,
-            As::Number,
-            &mut native,
-            "tax",
-        )?;
+        carry(&mut params, "tax", base, As::Number, &mut native, "tax")?;
         carry(
             &mut params,
             "shipping",
-            self.base,
+            base,
             As::Number,
             &mut native,
             "shipping",
@@ -585,48 +493,90 @@ impl Translation<'_> {
         carry(
             &mut params,
             "coupon",
-            self.base,
+            base,
             As::Ident,
             &mut native,
             "coupon",
         )?;
-        self.finish(EventKind::Purchase, native, &params, event_id)
+        Ok(self.finish(EventKind::Purchase, native, &params))
     }
 
-    fn search(
-        self,
-        mut params: Map<String, Value>,
-        event_id: Option<Uuid>,
-    ) -> Result<Mapped, MapError> {
-        let mut native = self.common.clone();
-        carry(
+    fn search(self, mut params: Fields<'_>, event_id: Option<Uuid>) -> Result<Mapped, MapError> {
+        let mut native = self.start(event_id);
+        if !carry(
             &mut params,
             "search_term",
             self.base,
             As::Text,
             &mut native,
             "query",
-        )?;
-        required(&native, "query", self.base, "search_term", "search")?;
-        self.finish(EventKind::Search, native, &params, event_id)
+        )? {
+            let path = join(self.base, "search_term");
+            return Err(MapError::field(
+                ErrorCode::MissingField,
+                path.clone(),
+                format!("{path} is required for search"),
+            ));
+        }
+        Ok(self.finish(EventKind::Search, native, &params))
     }
 }
 
-fn item_object(item: Value, path: &str) -> Result<Map<String, Value>, MapError> {
-    match item {
-        Value::Object(item) => Ok(item),
-        other => Err(MapError::field(
+/// Writes one item's fields into `native`: the item at `path` of a `view_item`,
+/// `add_to_cart` or `remove_from_cart`.
+fn one_item(
+    kind: Ecommerce,
+    item: &RawValue,
+    path: &str,
+    currency: Option<&RawValue>,
+    native: &mut ObjectWriter,
+) -> Result<(), MapError> {
+    if !item.get().starts_with('{') {
+        return Err(MapError::field(
             ErrorCode::InvalidType,
             path,
-            format!("{path} must be an object, not {}", type_name(&other)),
-        )),
+            format!("{path} must be an object, not {}", raw_type_name(item)),
+        ));
     }
+    let mut item = Fields::read(item, || path.to_owned())?;
+    match kind {
+        Ecommerce::AddToCart => native.string("action", "add"),
+        Ecommerce::RemoveFromCart => native.string("action", "remove"),
+        _ => {}
+    }
+    native.ident("product_id", &item_id(&mut item, path)?);
+    if kind == Ecommerce::ViewItem {
+        // `item_variant`, `item_list_id` and `index` make it version 2 of the view (its
+        // schema header says so when any is set).
+        for (key, read, native_key) in [
+            ("item_category", As::Text, "category"),
+            ("item_brand", As::Text, "brand"),
+            ("item_variant", As::Text, "variant"),
+            ("item_list_id", As::Ident, "list_id"),
+            ("index", As::Number, "position"),
+        ] {
+            carry(&mut item, key, path, read, native, native_key)?;
+        }
+    } else if !carry(&mut item, "quantity", path, As::Number, native, "quantity")? {
+        // GA4 counts an item without a quantity as one unit.
+        native.amount("quantity", &super::fields::Amount::Read(1.into()));
+    }
+    carry(&mut item, "price", path, As::Number, native, "price")?;
+    if let Some(currency) = currency {
+        native.raw("currency", currency);
+    }
+    if !item.is_empty() {
+        native.open_object("item");
+        native.members(&item, |_| false);
+        native.close();
+    }
+    Ok(())
 }
 
 /// `item_id`: GA4 also accepts an item with only `item_name`, but a name does not
 /// identify a product.
-fn item_id(item: &mut Map<String, Value>, path: &str) -> Result<String, MapError> {
-    match take(item, "item_id") {
+fn item_id<'a>(item: &mut Fields<'a>, path: &str) -> Result<Ident<'a>, MapError> {
+    match item.take("item_id") {
         Some(id) => ident(id, || join(path, "item_id")),
         None => {
             let path = join(path, "item_id");

@@ -34,6 +34,7 @@
 mod fields;
 mod ga4;
 mod id;
+mod order;
 mod segment;
 mod values;
 mod writer;

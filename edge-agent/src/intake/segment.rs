@@ -12,11 +12,12 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::fields::{
-    ident, identity, literal, nests_deeper_than, number, raw_type_name, text, Amount, Fields,
-    Ident, MAX_NESTING,
+    check_nesting, ident, identity, literal, object_members, raw_type_name, text, Amount, Fields,
+    Ident,
 };
+use super::order::OrderLine;
 use super::values::{is_blank, join, parse_body, As};
-use super::writer::ObjectWriter;
+use super::writer::{carry, ObjectWriter};
 use super::{id, Custom, MapError, Mapped};
 
 /// The Segment calls, each its own endpoint (`POST /v1/<call>`) and `type` in a batch.
@@ -83,7 +84,7 @@ impl fmt::Display for SegmentCall {
 /// (`properties.products[0].price`).
 pub fn segment_single(call: SegmentCall, body: &[u8]) -> Result<Mapped, MapError> {
     let raw: &RawValue = parse_body(body)?;
-    let mut message = message_fields(raw, "")?;
+    let mut message = object_members(raw, "")?;
     message.take("type");
     translate(call, message, raw, "", None)
 }
@@ -146,7 +147,7 @@ pub fn segment_batch(
         .enumerate()
         .map(|(index, raw)| {
             let prefix = format!("batch[{index}]");
-            let mut message = message_fields(raw, &prefix)?;
+            let mut message = object_members(raw, &prefix)?;
             let call = call_of(&mut message, &prefix)?;
             translate(call, message, raw, &prefix, context.as_ref())
         })
@@ -198,23 +199,6 @@ fn read_batch_carefully(body: &[u8]) -> Result<(Vec<&RawValue>, Option<&RawValue
         )
     })?;
     Ok((messages, body.context))
-}
-
-/// A message's members; `prefix` is its path (`""` for a single call's body).
-fn message_fields<'a>(raw: &'a RawValue, prefix: &str) -> Result<Fields<'a>, MapError> {
-    if raw.get().starts_with('{') {
-        return Fields::read(raw, || prefix.to_owned());
-    }
-    let (what, path) = if prefix.is_empty() {
-        ("the body", None)
-    } else {
-        (prefix, Some(prefix.to_owned()))
-    };
-    Err(MapError {
-        code: ErrorCode::NotAnObject.as_str(),
-        message: format!("{what} must be a JSON object, not {}", raw_type_name(raw)),
-        field: path,
-    })
 }
 
 fn call_of(message: &mut Fields<'_>, prefix: &str) -> Result<SegmentCall, MapError> {
@@ -286,12 +270,7 @@ const DEFAULT_ORDER_CURRENCY: &str = "USD";
 /// of a body that goes out as sent is checked here (an e-commerce event's is checked by
 /// the validator).
 fn custom_body(raw: &RawValue, has_write_key: bool) -> Result<Bytes, MapError> {
-    if nests_deeper_than(raw.get(), MAX_NESTING) {
-        return Err(MapError::new(
-            ErrorCode::TooDeep,
-            format!("JSON nesting is deeper than {MAX_NESTING} levels"),
-        ));
-    }
+    check_nesting(raw)?;
     if !has_write_key {
         return Ok(Bytes::copy_from_slice(raw.get().as_bytes()));
     }
@@ -514,19 +493,16 @@ impl<'a> Translation<'_, 'a> {
         join(self.base, key)
     }
 
-    /// Moves a property to `native_key`, read as `read` (text as a [`literal`], an
-    /// [`ident`] or a [`number`]); absent moves nothing. Returns whether it was there.
+    /// Moves a property to `native_key` (see [`carry`]).
     fn carry(&mut self, key: &str, read: As, native_key: &str) -> Result<bool, MapError> {
-        let Some(raw) = self.properties.take(key) else {
-            return Ok(false);
-        };
-        let path = || join(self.base, key);
-        match read {
-            As::Text => self.native.raw(native_key, literal(raw, path)?),
-            As::Ident => self.native.ident(native_key, &ident(raw, path)?),
-            As::Number => self.native.amount(native_key, &number(raw, path)?),
-        }
-        Ok(true)
+        carry(
+            self.properties,
+            key,
+            self.base,
+            read,
+            self.native,
+            native_key,
+        )
     }
 
     fn product_id(&mut self) -> Result<(), MapError> {
@@ -580,39 +556,19 @@ impl<'a> Translation<'_, 'a> {
             Some(raw) => super::fields::elements(raw, || products_path.clone())?,
         };
         // The lines are read before anything is written: the total may be their sum.
-        let mut lines = Vec::with_capacity(products.len());
-        for (index, product) in products.into_iter().enumerate() {
-            let path = format!("{products_path}[{index}]");
-            if !product.get().starts_with('{') {
-                return Err(MapError::field(
-                    ErrorCode::InvalidType,
-                    path.clone(),
-                    format!("{path} must be an object, not {}", raw_type_name(product)),
-                ));
-            }
-            let mut product = Fields::read(product, || path.clone())?;
-            let product_id = product_id(&mut product, &path, self.name)?;
-            lines.push(OrderLine::read(product, product_id, &path)?);
-        }
+        let name = self.name;
+        let lines = OrderLine::read_all(products, &products_path, |product, path| {
+            product_id(product, path, name)
+        })?;
         // The amount paid: `total`, else `revenue`, else the sum of the lines.
         if !self.carry("total", As::Number, "total")?
             && !self.carry("revenue", As::Number, "total")?
         {
-            let sum = lines
-                .iter()
-                .map(|line| Some(line.price.as_ref()?.as_f64()? * line.quantity.as_f64()?));
-            let sum: Option<f64> = sum.sum();
-            if let Some(sum) =
-                sum.and_then(|s| serde_json::Number::from_f64((s * 1e6).round() / 1e6))
-            {
-                self.native.amount("total", &Amount::Read(sum));
+            if let Some(total) = OrderLine::total(&lines) {
+                self.native.amount("total", &total);
             }
         }
-        self.native.open_array("items");
-        for line in &lines {
-            line.write(self.native);
-        }
-        self.native.close();
+        OrderLine::write_all(&lines, self.native);
         if !self.carry("currency", As::Text, "currency")? {
             self.native.string("currency", DEFAULT_ORDER_CURRENCY);
         }
@@ -633,47 +589,6 @@ impl<'a> Translation<'_, 'a> {
             path.clone(),
             format!("{path} is required for {}", self.name),
         ))
-    }
-}
-
-/// One line of a native order (`items[]`): `product_id`, `quantity` (1 when absent)
-/// and `price` read from the sender's product, and its other fields (name, brand,
-/// variant, ...) kept beside them.
-struct OrderLine<'a> {
-    product_id: Ident<'a>,
-    quantity: Amount<'a>,
-    price: Option<Amount<'a>>,
-    rest: Fields<'a>,
-}
-
-impl<'a> OrderLine<'a> {
-    /// `path` is the product's path in the sender's payload.
-    fn read(mut product: Fields<'a>, product_id: Ident<'a>, path: &str) -> Result<Self, MapError> {
-        let mut amount = |key: &str| {
-            product
-                .take(key)
-                .map(|raw| number(raw, || join(path, key)))
-                .transpose()
-        };
-        let quantity = amount("quantity")?.unwrap_or(Amount::Read(1.into()));
-        let price = amount("price")?;
-        Ok(OrderLine {
-            product_id,
-            quantity,
-            price,
-            rest: product,
-        })
-    }
-
-    fn write(&self, out: &mut ObjectWriter) {
-        out.open_element();
-        out.ident("product_id", &self.product_id);
-        out.amount("quantity", &self.quantity);
-        if let Some(price) = &self.price {
-            out.amount("price", price);
-        }
-        out.members(&self.rest, |_| false);
-        out.close();
     }
 }
 

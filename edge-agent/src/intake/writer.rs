@@ -5,7 +5,9 @@ use serde_json::value::RawValue;
 
 use std::borrow::Cow;
 
-use super::fields::{Amount, Fields, Ident};
+use super::fields::{ident, literal, number, Amount, Fields, Ident};
+use super::values::{join, As};
+use super::MapError;
 
 /// A JSON object being written. Keys are written as given: the caller writes each key
 /// once per object.
@@ -139,6 +141,24 @@ impl ObjectWriter {
         }
     }
 
+    /// Members written by [`ObjectWriter::into_members`], written again here: what
+    /// several events made from one message share is rendered once.
+    pub(super) fn members_text(&mut self, members: &[u8]) {
+        if !members.is_empty() {
+            self.separator();
+            self.out.extend_from_slice(members);
+        }
+    }
+
+    /// The members written so far, without the object's braces (for
+    /// [`ObjectWriter::members_text`]).
+    pub(super) fn into_members(self) -> Vec<u8> {
+        let mut out = self.finish();
+        out.pop();
+        out.remove(0);
+        out
+    }
+
     /// The object's text, every open object and array closed.
     pub(super) fn finish(mut self) -> Vec<u8> {
         while let Some((_, closer)) = self.open.pop() {
@@ -146,6 +166,29 @@ impl ObjectWriter {
         }
         self.out
     }
+}
+
+/// Moves `key` of the sender's object `from` (found at path `base`) to `native_key` of
+/// the native object `to`, read as `read`: text as a [`literal`], an [`ident`] or a
+/// [`number`]. Absent or `null` moves nothing. Returns whether it was there.
+pub(super) fn carry(
+    from: &mut Fields<'_>,
+    key: &str,
+    base: &str,
+    read: As,
+    to: &mut ObjectWriter,
+    native_key: &str,
+) -> Result<bool, MapError> {
+    let Some(raw) = from.take(key) else {
+        return Ok(false);
+    };
+    let path = || join(base, key);
+    match read {
+        As::Text => to.raw(native_key, literal(raw, path)?),
+        As::Ident => to.ident(native_key, &ident(raw, path)?),
+        As::Number => to.amount(native_key, &number(raw, path)?),
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
