@@ -1,6 +1,9 @@
 /* The C row of scripts/bench: submits every line's value of a KEY<TAB>VALUE file (from
  * `produce-bench write-input`) as a product view, flushes, and appends the rate as a
- * JSON line. Usage: bench BROKERS TOPIC INPUT LABEL RESULTS */
+ * JSON line. It runs as its Rust peer (`produce-bench ingest-core`) does: one event
+ * delivered before the clock starts (connection and metadata), and, when the queue is
+ * full, a wait for the oldest receipt of a window of 200,000 rather than a sleep.
+ * Usage: bench BROKERS TOPIC INPUT LABEL RESULTS */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,28 @@ static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Receipts in flight before the oldest is awaited, as in the Rust peer. */
+#define WINDOW 200000
+
+struct window {
+  ingest_receipt **receipts;
+  size_t oldest, in_flight;
+};
+
+/* Waits for the oldest receipt in flight to be delivered and releases it. */
+static int wait_oldest(struct window *window) {
+  ingest_receipt *receipt = window->receipts[window->oldest];
+  ingest_status status = ingest_receipt_wait(receipt, INGEST_ACK_DELIVERED, INGEST_NO_TIMEOUT);
+  ingest_receipt_free(receipt);
+  window->oldest = (window->oldest + 1) % WINDOW;
+  window->in_flight--;
+  if (status != INGEST_OK) {
+    fprintf(stderr, "receipt: %s: %s\n", ingest_status_name(status), ingest_last_error_message());
+    return 0;
+  }
+  return 1;
 }
 
 int main(int argc, char **argv) {
@@ -58,18 +83,45 @@ int main(int argc, char **argv) {
     fprintf(stderr, "config: %s\n", ingest_last_error_message());
     return 1;
   }
+  if (count == 0) {
+    fprintf(stderr, "%s: no events\n", argv[3]);
+    return 2;
+  }
+  /* Connect and warm up outside the measurement. */
+  ingest_receipt *warm_up = NULL;
+  if (ingest_submit(client, INGEST_PRODUCT_VIEW, (const uint8_t *)values[0], lengths[0], NULL, &warm_up) !=
+          INGEST_OK ||
+      ingest_receipt_wait(warm_up, INGEST_ACK_DELIVERED, 30000) != INGEST_OK) {
+    fprintf(stderr, "warm-up event not delivered in 30 s (is Kafka running?): %s\n", ingest_last_error_message());
+    return 1;
+  }
+  ingest_receipt_free(warm_up);
+  ingest_stats before;
+  ingest_client_stats(client, &before);
+
+  /* Receipts in flight, oldest first (a ring). */
+  struct window window = {calloc(WINDOW, sizeof(ingest_receipt *)), 0, 0};
   double started = now();
   for (size_t i = 0; i < count; i++) {
     ingest_status status;
+    ingest_receipt *receipt = NULL;
     while ((status = ingest_submit(client, INGEST_PRODUCT_VIEW, (const uint8_t *)values[i], lengths[i], NULL,
-                                   NULL)) == INGEST_ERR_QUEUE_FULL) {
-      struct timespec pause = {0, 1000000};
-      nanosleep(&pause, NULL);
+                                   &receipt)) == INGEST_ERR_QUEUE_FULL) {
+      /* Back-pressure: wait for the oldest receipt (or a moment), then retry. */
+      if (window.in_flight == 0) {
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+      } else if (!wait_oldest(&window)) {
+        return 1;
+      }
     }
     if (status != INGEST_OK) {
       fprintf(stderr, "event %zu: %s: %s\n", i, ingest_status_name(status), ingest_last_error_message());
       return 1;
     }
+    window.receipts[(window.oldest + window.in_flight) % WINDOW] = receipt;
+    window.in_flight++;
+    if (window.in_flight == WINDOW && !wait_oldest(&window)) return 1;
   }
   if (ingest_flush(client, INGEST_NO_TIMEOUT) != INGEST_OK) {
     fprintf(stderr, "flush: %s\n", ingest_last_error_message());
@@ -78,6 +130,9 @@ int main(int argc, char **argv) {
   double seconds = now() - started;
   ingest_stats stats;
   ingest_client_stats(client, &stats);
+  stats.delivered -= before.delivered;
+  while (window.in_flight > 0) wait_oldest(&window);
+  free(window.receipts);
   ingest_close(client, 30000, NULL);
   ingest_client_free(client);
   double rate = (double)stats.delivered / seconds;
