@@ -1092,10 +1092,14 @@ fn many_idle_connections() {
                     })
                 });
             }
+            // The other 500 connections keep to the same pace: each starts 0.5 ms after
+            // the one before it.
+            let paced = |n: usize| tokio::time::sleep(Duration::from_micros(500 * n as u64));
             let h2_silent: Vec<_> = (0..200)
-                .map(|_| {
+                .map(|n| {
                     let addr = addr.clone();
                     tokio::spawn(async move {
+                        paced(n).await;
                         let opened = Instant::now();
                         let h2 = H2::connect(&addr).await;
                         let closed = h2
@@ -1105,10 +1109,11 @@ fn many_idle_connections() {
                     })
                 })
                 .collect();
-            let h1_idle: Vec<_> = (0..200)
-                .map(|_| {
+            let h1_idle: Vec<_> = (200..400)
+                .map(|n| {
                     let addr = addr.clone();
                     tokio::spawn(async move {
+                        paced(n).await;
                         let mut stream = TcpStream::connect(&addr).await.expect("connect");
                         stream
                             .write_all(b"GET /health/live HTTP/1.1\r\nHost: agent\r\n\r\n")
@@ -1125,10 +1130,11 @@ fn many_idle_connections() {
                     })
                 })
                 .collect();
-            let h2_idle: Vec<_> = (0..100)
-                .map(|_| {
+            let h2_idle: Vec<_> = (400..500)
+                .map(|n| {
                     let addr = addr.clone();
                     tokio::spawn(async move {
+                        paced(n).await;
                         let mut h2 = H2::connect(&addr).await;
                         let mut request = Vec::new();
                         let block = hpack(&[
