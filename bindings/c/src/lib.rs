@@ -43,8 +43,21 @@
 //! by the process and kept until it exits. Blocking waits park the calling thread. The
 //! library never calls into the host from its threads except for the log callback the
 //! host registers ([`ingest_set_log_callback`]).
+//!
+//! ## Memory
+//!
+//! The library allocates its own memory with mimalloc (feature `mimalloc`, on by
+//! default), not with the host's `malloc`: events are allocated on the submitting
+//! thread and freed on the delivery threads, a pattern that costs glibc's allocator
+//! its arena locks. The host's `malloc` is not replaced. Everything the library hands
+//! out is still released only by its own free functions.
 
 #![deny(missing_docs)]
+
+/// The library's allocator (see "Memory" above).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod batch;
 mod boundary;
