@@ -6,6 +6,7 @@
 mod compat;
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,9 @@ use ingest_core::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
-use crate::auth::ApiKeys;
+use crate::auth::{ApiKeys, Grant};
 use crate::body;
+use crate::client::{client_of, IpNet};
 use crate::cors::Cors;
 use crate::rate_limit::RateLimiter;
 use crate::response::{json, text, ApiError, Body, ErrorDetail};
@@ -61,6 +63,52 @@ pub struct Api {
     pub ack_timeout: Duration,
     /// `Retry-After` of 429 and 503.
     pub retry_after_secs: u64,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// The event types a browser key may send: what a page sees its visitor do. Purchases
+/// are reported by the storefront's servers, with a server key, so that a public key
+/// cannot forge revenue.
+pub const BROWSER_KINDS: [EventKind; 3] =
+    [EventKind::ProductView, EventKind::Cart, EventKind::Search];
+
+/// Which paths a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything (no admin listener is configured).
+    All,
+    /// The API, without `/metrics` and `/health/*`.
+    Public,
+    /// `/metrics` and `/health/*` only.
+    Admin,
+}
+
+/// The connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    /// The peer's address; `None` on the Unix socket.
+    pub peer: Option<IpAddr>,
+    /// What the listener serves.
+    pub role: Role,
+}
+
+/// Who sends a request: what its key grants, and the client it is counted as.
+struct Caller {
+    grant: Option<Arc<Grant>>,
+    client: Option<IpAddr>,
+}
+
+impl Caller {
+    fn source(&self) -> Option<&Arc<str>> {
+        self.grant.as_ref().map(|grant| &grant.source)
+    }
+
+    fn is_browser(&self) -> bool {
+        self.grant
+            .as_ref()
+            .is_some_and(|grant| grant.browser_origins.is_some())
+    }
 }
 
 #[derive(Serialize)]
@@ -112,9 +160,16 @@ impl Api {
     pub async fn serve(
         self: Arc<Self>,
         request: Request<Incoming>,
+        connection: Connection,
     ) -> Result<Response<Body>, Infallible> {
         let started = Instant::now();
         let (endpoint, kind) = route(request.method(), request.uri().path());
+        let admin = matches!(endpoint, Endpoint::Metrics | Endpoint::Health);
+        let endpoint = match connection.role {
+            Role::Public if admin => Endpoint::Other,
+            Role::Admin if !admin => Endpoint::Other,
+            _ => endpoint,
+        };
         let endpoint = if request.method() == Method::OPTIONS
             && (request.uri().path().starts_with("/api/events/")
                 || matches!(
@@ -126,7 +181,15 @@ impl Api {
             endpoint
         };
         let origin = self.cors.allow_origin(request.headers());
-        let mut response = match self.dispatch(endpoint, kind, request).await {
+        let served = if self.refuses_origin(endpoint, request.headers()) {
+            Err(ApiError::Forbidden {
+                code: "origin_not_allowed",
+                message: "requests from this Origin are not accepted (cors.allowed_origins)",
+            })
+        } else {
+            self.dispatch(endpoint, kind, request, connection).await
+        };
+        let mut response = match served {
             Ok(response) => response,
             Err(error) => {
                 RequestMetrics::rejected(endpoint, error.code());
@@ -151,11 +214,33 @@ impl Api {
         Ok(response)
     }
 
+    /// Whether a browser request must be refused for its origin: the server enforces
+    /// what CORS only asks browsers to enforce, since a page of any site can make its
+    /// visitors' browsers post to the agent (a simple `text/plain` request needs no
+    /// preflight). A request without `Origin` (a server, an SDK) is not concerned.
+    fn refuses_origin(&self, endpoint: Endpoint, headers: &HeaderMap) -> bool {
+        let browser_endpoint = matches!(
+            endpoint,
+            Endpoint::ProductView
+                | Endpoint::Cart
+                | Endpoint::Purchase
+                | Endpoint::Search
+                | Endpoint::Batch
+                | Endpoint::Segment
+                | Endpoint::Ga4
+                | Endpoint::Flags
+        );
+        browser_endpoint
+            && headers.contains_key(http::header::ORIGIN)
+            && self.cors.allow_origin(headers).is_none()
+    }
+
     async fn dispatch(
         &self,
         endpoint: Endpoint,
         kind: Option<EventKind>,
         request: Request<Incoming>,
+        connection: Connection,
     ) -> Result<Response<Body>, ApiError> {
         let method = request.method().clone();
         match (endpoint, method) {
@@ -165,16 +250,16 @@ impl Api {
                 Method::POST,
             ) => {
                 let kind = kind.ok_or(ApiError::NotFound)?;
-                self.single(endpoint, kind, request).await
+                self.single(endpoint, kind, request, connection).await
             }
-            (Endpoint::Batch, Method::POST) => self.batch(request).await,
+            (Endpoint::Batch, Method::POST) => self.batch(request, connection).await,
             (Endpoint::Segment, Method::POST) => {
                 let route =
                     compat::segment_route(request.uri().path()).ok_or(ApiError::NotFound)?;
-                self.segment(route, request).await
+                self.segment(route, request, connection).await
             }
-            (Endpoint::Ga4, Method::POST) => self.ga4(request).await,
-            (Endpoint::Flags, Method::GET) => self.flags_of(&request),
+            (Endpoint::Ga4, Method::POST) => self.ga4(request, connection).await,
+            (Endpoint::Flags, Method::GET) => self.flags_of(&request, connection),
             (Endpoint::Metrics, Method::GET) => Ok(self.render_metrics()),
             (Endpoint::Health, Method::GET) => Ok(self.health(request.uri().path())),
             (Endpoint::Other, _) => Err(ApiError::NotFound),
@@ -184,26 +269,77 @@ impl Api {
         }
     }
 
-    /// The checks every event request passes before its body is read.
+    /// The checks every native event request passes before its body is read: the key
+    /// (of `kind`'s type when the endpoint names one), one event's worth of the rate
+    /// limits (a client over its limit is refused before it sends a body), the
+    /// acknowledgement level, the media type and the encoding.
     fn admit(
         &self,
-        headers: &HeaderMap,
+        request: &Request<Incoming>,
+        connection: Connection,
         types: &[&str],
-    ) -> Result<(SubmitOptions, Ack, body::Encoding), ApiError> {
-        let source = self.keys.authenticate(headers)?;
+        kind: Option<EventKind>,
+    ) -> Result<(Caller, Ack, body::Encoding), ApiError> {
+        let headers = request.headers();
+        let grant = self.keys.authenticate(headers, request.uri().query())?;
+        let caller = self.caller(grant, headers, connection, kind)?;
+        self.take(&caller, 1)?;
         let ack = ack_level(headers)?;
         body::check_media_type(headers, types)?;
         let encoding = body::encoding(headers)?;
-        Ok((self.submit_options(source), ack, encoding))
+        Ok((caller, ack, encoding))
     }
 
-    /// The options of a request's events: the key's source, and the flags in force, so
-    /// that an event naming no experiments carries its user's assignments (the
-    /// `experiments` record header).
-    fn submit_options(&self, source: Option<Arc<str>>) -> SubmitOptions {
+    /// The caller of a request with key `grant`. A browser key must come from one of its
+    /// origins, and an endpoint of `kind` must be one a browser may send.
+    fn caller(
+        &self,
+        grant: Option<Arc<Grant>>,
+        headers: &HeaderMap,
+        connection: Connection,
+        kind: Option<EventKind>,
+    ) -> Result<Caller, ApiError> {
+        let caller = Caller {
+            grant,
+            client: client_of(connection.peer, headers, &self.trusted_proxies),
+        };
+        if let Some(grant) = caller.grant.as_deref().filter(|_| caller.is_browser()) {
+            let origin = headers
+                .get(http::header::ORIGIN)
+                .and_then(|v| v.to_str().ok());
+            if !grant.allows_origin(origin) {
+                return Err(ApiError::Forbidden {
+                    code: "origin_not_allowed",
+                    message: "this browser key may only be used from its origins",
+                });
+            }
+            if kind.is_some_and(|kind| !BROWSER_KINDS.contains(&kind)) {
+                return Err(ApiError::Forbidden {
+                    code: ErrorCode::TypeNotAllowed.as_str(),
+                    message: "a browser key may send product_view, cart and search events; \
+                              purchases are sent with a server key",
+                });
+            }
+        }
+        Ok(caller)
+    }
+
+    /// Takes `events` from the caller's rate limits.
+    fn take(&self, caller: &Caller, events: usize) -> Result<(), ApiError> {
+        let events = u32::try_from(events).unwrap_or(u32::MAX);
+        self.limiter.check(caller.source(), caller.client, events)
+    }
+
+    /// The options of a request's events: the key's source, the types a browser key may
+    /// send, and the flags in force, so that an event naming no experiments carries its
+    /// user's assignments (the `experiments` record header).
+    fn submit_options(&self, caller: &Caller) -> SubmitOptions {
         let mut options = SubmitOptions::default();
-        if let Some(source) = source {
-            options = options.with_source(source);
+        if let Some(source) = caller.source() {
+            options = options.with_source(source.clone());
+        }
+        if caller.is_browser() {
+            options = options.with_allowed_kinds(BROWSER_KINDS);
         }
         if let Some(flags) = &self.flags {
             let set = flags.get();
@@ -250,14 +386,15 @@ impl Api {
         endpoint: Endpoint,
         kind: EventKind,
         request: Request<Incoming>,
+        connection: Connection,
     ) -> Result<Response<Body>, ApiError> {
-        let (options, ack, encoding) = self.admit(request.headers(), SINGLE_TYPES)?;
+        let (caller, ack, encoding) = self.admit(&request, connection, SINGLE_TYPES, Some(kind))?;
+        let options = self.submit_options(&caller);
         let limits = self.ingestor.settings().limits();
         let (max_out, too_large) = (limits.max_event_bytes, ErrorCode::EventTooLarge);
         let bytes = self
             .read_body(endpoint, request, encoding, max_out, too_large)
             .await?;
-        self.limiter.check(options.source.as_ref(), 1)?;
         let receipt = self.ingestor.submit_with(kind, bytes, &options)?;
         self.wait(&receipt, ack).await?;
         let mut buf = [0u8; 36];
@@ -273,8 +410,13 @@ impl Api {
         ))
     }
 
-    async fn batch(&self, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-        let (options, ack, encoding) = self.admit(request.headers(), BATCH_TYPES)?;
+    async fn batch(
+        &self,
+        request: Request<Incoming>,
+        connection: Connection,
+    ) -> Result<Response<Body>, ApiError> {
+        let (caller, ack, encoding) = self.admit(&request, connection, BATCH_TYPES, None)?;
+        let options = self.submit_options(&caller);
         let limits = self.ingestor.settings().limits().clone();
         let bytes = self
             .read_body(
@@ -286,12 +428,10 @@ impl Api {
             )
             .await?;
         if self.limiter.enabled() {
-            // Limits count events; splitting is cheap next to validation.
+            // Limits count events (one was taken before the body); splitting is cheap
+            // next to validation.
             let events = ingest_core::split_batch(&bytes, &limits).map_or(1, |e| e.len());
-            self.limiter.check(
-                options.source.as_ref(),
-                u32::try_from(events).unwrap_or(u32::MAX),
-            )?;
+            self.take(&caller, events.saturating_sub(1))?;
         }
         let result = self.ingestor.submit_batch_with(bytes, &options)?;
         self.wait(&result.receipt, ack).await?;
@@ -327,9 +467,15 @@ impl Api {
     /// `GET /api/flags?user_id=...`: the user's variant of every flag, for the
     /// storefront to render it and to report it in `context.experiments`. A visitor
     /// without a user id is assigned by their anonymous id, passed as `user_id`.
-    fn flags_of(&self, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-        let source = self.keys.authenticate(request.headers())?;
-        self.limiter.check(source.as_ref(), 1)?;
+    fn flags_of(
+        &self,
+        request: &Request<Incoming>,
+        connection: Connection,
+    ) -> Result<Response<Body>, ApiError> {
+        let headers = request.headers();
+        let grant = self.keys.authenticate(headers, request.uri().query())?;
+        let caller = self.caller(grant, headers, connection, None)?;
+        self.take(&caller, 1)?;
         let user = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
             .find(|(name, _)| name == "user_id")
             .map(|(_, value)| value.into_owned())

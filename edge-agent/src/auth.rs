@@ -1,7 +1,9 @@
 //! API keys: write keys, one per storefront. A request names its key as
 //! `Authorization: Bearer <key>`; Segment's libraries send it as the user of HTTP Basic
 //! authentication (or as `writeKey` in the body), GA4's Measurement Protocol as the
-//! `api_secret` query parameter.
+//! `api_secret` query parameter. A browser key may also come as the `key` query
+//! parameter (`navigator.sendBeacon` cannot set headers); a server key never does, so
+//! that it does not end up in URLs and their logs.
 //!
 //! Keys are held as their SHA-256 digests only. A presented key is hashed once and its
 //! digest compared with every configured digest in constant time (`subtle`), and the
@@ -18,12 +20,34 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::config::{check_key, ApiKey, ConfigError};
+use crate::config::{check_key, ApiKey, ConfigError, KeyKind};
 use crate::response::ApiError;
 use ingest_common::Origin;
 
-/// The SHA-256 digest of a key and the storefront it belongs to.
-type Entry = ([u8; 32], Arc<str>);
+/// What a key grants: the storefront it belongs to, and for a browser key the origins
+/// it may be used from.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The storefront: the `source` of its events.
+    pub source: Arc<str>,
+    /// For a browser key, the origins of the pages allowed to use it (lower case, no
+    /// trailing `/`); `None` for a server key.
+    pub browser_origins: Option<Box<[String]>>,
+}
+
+impl Grant {
+    /// Whether `origin` (the request's `Origin` header) may use this browser key.
+    pub fn allows_origin(&self, origin: Option<&str>) -> bool {
+        let (Some(origins), Some(origin)) = (&self.browser_origins, origin) else {
+            return false;
+        };
+        let origin = origin.trim_end_matches('/');
+        origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// The SHA-256 digest of a key and what it grants.
+type Entry = ([u8; 32], Arc<Grant>);
 
 fn digest(key: &[u8]) -> [u8; 32] {
     Sha256::digest(key).into()
@@ -67,7 +91,19 @@ impl ApiKeys {
         Ok(ApiKeys {
             keys: all
                 .into_iter()
-                .map(|k| (digest(k.key.as_bytes()), Arc::from(k.source.as_str())))
+                .map(|k| {
+                    let browser_origins = (k.kind == KeyKind::Browser).then(|| {
+                        k.origins
+                            .iter()
+                            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                            .collect()
+                    });
+                    let grant = Grant {
+                        source: Arc::from(k.source.as_str()),
+                        browser_origins,
+                    };
+                    (digest(k.key.as_bytes()), Arc::new(grant))
+                })
                 .collect(),
         })
     }
@@ -87,18 +123,45 @@ impl ApiKeys {
         self.keys.is_empty()
     }
 
-    /// The storefront the request's key belongs to; `None` when keys are off.
+    /// The origins of every browser key, for CORS.
+    pub fn browser_origins(&self) -> impl Iterator<Item = &str> {
+        self.keys
+            .iter()
+            .filter_map(|(_, grant)| grant.browser_origins.as_deref())
+            .flatten()
+            .map(String::as_str)
+    }
+
+    /// What the request's key grants; `None` when keys are off. The key is the Bearer
+    /// token of `Authorization`, or without that header a browser key in the `key`
+    /// parameter of `query`.
     ///
     /// # Errors
     ///
-    /// 401 when keys are on and the request has no known key.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Arc<str>>, ApiError> {
+    /// 401 when keys are on and the request has no known key, or a server key in the
+    /// query.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Option<Arc<Grant>>, ApiError> {
         if self.keys.is_empty() {
             return Ok(None);
         }
-        let presented = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            let in_query = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .find(|(name, _)| name == "key")
+                .map(|(_, value)| value)
+                .ok_or(ApiError::Unauthorized)?;
+            let grant = self.check(in_query.as_bytes())?;
+            return match grant {
+                Some(g) if g.browser_origins.is_some() => Ok(Some(g)),
+                _ => Err(ApiError::Unauthorized),
+            };
+        };
+        let presented = value
+            .to_str()
+            .ok()
             .and_then(|v| {
                 let (scheme, token) = v.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -119,7 +182,7 @@ impl ApiKeys {
         &self,
         headers: &HeaderMap,
         write_key: Option<&str>,
-    ) -> Result<Option<Arc<str>>, ApiError> {
+    ) -> Result<Option<Arc<Grant>>, ApiError> {
         if self.keys.is_empty() {
             return Ok(None);
         }
@@ -150,14 +213,17 @@ impl ApiKeys {
     /// # Errors
     ///
     /// 401 when keys are on and `secret` is absent or unknown.
-    pub fn authenticate_secret(&self, secret: Option<&str>) -> Result<Option<Arc<str>>, ApiError> {
+    pub fn authenticate_secret(
+        &self,
+        secret: Option<&str>,
+    ) -> Result<Option<Arc<Grant>>, ApiError> {
         if self.keys.is_empty() {
             return Ok(None);
         }
         self.check(secret.ok_or(ApiError::Unauthorized)?.as_bytes())
     }
 
-    fn check(&self, presented: &[u8]) -> Result<Option<Arc<str>>, ApiError> {
+    fn check(&self, presented: &[u8]) -> Result<Option<Arc<Grant>>, ApiError> {
         // Fixed-size digests: the comparison's time does not depend on the keys' lengths.
         // Every key is compared and the match is selected without branching, so the
         // time does not depend on which key matched either.
@@ -169,7 +235,7 @@ impl ApiKeys {
         }
         self.keys
             .get(found as usize)
-            .map(|(_, source)| Some(source.clone()))
+            .map(|(_, grant)| Some(grant.clone()))
             .ok_or(ApiError::Unauthorized)
     }
 }
@@ -179,14 +245,7 @@ mod tests {
     use super::*;
 
     fn keys() -> ApiKeys {
-        ApiKeys::load(
-            &[ApiKey {
-                source: "shop-1".to_owned(),
-                key: "k1-0123456789abcdef".to_owned(),
-            }],
-            None,
-        )
-        .expect("keys")
+        ApiKeys::load(&[ApiKey::server("shop-1", "k1-0123456789abcdef")], None).expect("keys")
     }
 
     fn with(value: &str) -> HeaderMap {
@@ -199,14 +258,16 @@ mod tests {
     fn bearer_keys_name_their_storefront() {
         let keys = keys();
         assert_eq!(
-            keys.authenticate(&with("Bearer k1-0123456789abcdef"))
+            keys.authenticate(&with("Bearer k1-0123456789abcdef"), None)
                 .expect("ok")
+                .map(|g| g.source.to_string())
                 .as_deref(),
             Some("shop-1")
         );
         assert_eq!(
-            keys.authenticate(&with("bearer  k1-0123456789abcdef "))
+            keys.authenticate(&with("bearer  k1-0123456789abcdef "), None)
                 .expect("ok")
+                .map(|g| g.source.to_string())
                 .as_deref(),
             Some("shop-1")
         );
@@ -216,12 +277,12 @@ mod tests {
             "Basic k1-0123456789abcdef",
             "k1-0123456789abcdef",
         ] {
-            assert!(keys.authenticate(&with(bad)).is_err(), "{bad}");
+            assert!(keys.authenticate(&with(bad), None).is_err(), "{bad}");
         }
-        assert!(keys.authenticate(&HeaderMap::new()).is_err());
+        assert!(keys.authenticate(&HeaderMap::new(), None).is_err());
         assert_eq!(
             ApiKeys::default()
-                .authenticate(&with("Bearer anything"))
+                .authenticate(&with("Bearer anything"), None)
                 .expect("off"),
             None
         );
@@ -239,8 +300,9 @@ mod tests {
         let keys = ApiKeys::load(&[], Some(&file)).expect("loads");
         assert_eq!(keys.len(), 1);
         assert_eq!(
-            keys.authenticate(&with("Bearer k2-0123456789abcdef"))
+            keys.authenticate(&with("Bearer k2-0123456789abcdef"), None)
                 .expect("ok")
+                .map(|g| g.source.to_string())
                 .as_deref(),
             Some("shop-2")
         );
@@ -255,19 +317,18 @@ mod tests {
     fn only_the_exact_key_is_accepted() {
         let keys = ApiKeys::load(
             &[
-                ApiKey {
-                    source: "shop-1".to_owned(),
-                    key: "k1-0123456789abcdef".to_owned(),
-                },
-                ApiKey {
-                    source: "shop-2".to_owned(),
-                    key: "k2-0123456789abcdef-longer".to_owned(),
-                },
+                ApiKey::server("shop-1", "k1-0123456789abcdef"),
+                ApiKey::server("shop-2", "k2-0123456789abcdef-longer"),
             ],
             None,
         )
         .expect("keys");
-        let check = |key: &str| keys.authenticate_secret(Some(key)).ok().flatten();
+        let check = |key: &str| {
+            keys.authenticate_secret(Some(key))
+                .ok()
+                .flatten()
+                .map(|g| g.source.to_string())
+        };
         assert_eq!(check("k1-0123456789abcdef").as_deref(), Some("shop-1"));
         assert_eq!(
             check("k2-0123456789abcdef-longer").as_deref(),
@@ -296,7 +357,9 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode(credentials)
             ))
         };
-        let source = |r: Result<Option<Arc<str>>, ApiError>| r.ok().flatten();
+        let source = |r: Result<Option<Arc<Grant>>, ApiError>| {
+            r.ok().flatten().map(|g| g.source.to_string())
+        };
         assert_eq!(
             source(keys.authenticate_segment(&basic("k1-0123456789abcdef:"), None)).as_deref(),
             Some("shop-1")

@@ -136,6 +136,19 @@ pub struct ServerConfig {
     pub shutdown_timeout_ms: u64,
     /// The `Retry-After` value of 429 and 503 answers, in seconds.
     pub retry_after_secs: u64,
+    /// Permissions of the Unix socket, in octal (`"0660"`: the agent's user and group
+    /// may connect). Set when the socket is created, whatever the umask.
+    pub unix_socket_mode: String,
+    /// A TCP address (`127.0.0.1:9090`) for an admin listener serving `/metrics` and
+    /// `/health/*` only; when set, the public listeners answer those paths with 404.
+    /// Empty: they are served on the public listeners.
+    pub admin_listen: String,
+    /// Addresses (`10.0.0.7`) or networks (`10.0.0.0/8`, `fd00::/8`) of reverse
+    /// proxies in front of the agent. For a connection from one of them, the client's
+    /// address (for `rate_limit.per_client_*`) is the last address of
+    /// `X-Forwarded-For` that is not a trusted proxy; for any other connection it is
+    /// the connection's own address, and the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -154,6 +167,9 @@ impl Default for ServerConfig {
             ack_timeout_ms: 10_000,
             shutdown_timeout_ms: 30_000,
             retry_after_secs: 1,
+            unix_socket_mode: "0660".to_owned(),
+            admin_listen: String::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -170,6 +186,20 @@ pub struct TlsConfig {
     pub client_ca_file: Option<PathBuf>,
 }
 
+/// Who holds a key, and so what it may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    /// A secret kept on the storefront's servers: any event type, sent in the
+    /// `Authorization` header (or as the Segment and GA4 libraries send theirs).
+    #[default]
+    Server,
+    /// A public key, written into the storefront's pages: only `product_view`, `cart`
+    /// and `search` events (and custom events), only from its `origins`, and it may also
+    /// be sent as the `key` query parameter, which `navigator.sendBeacon` can do.
+    Browser,
+}
+
 /// One storefront's write key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +209,26 @@ pub struct ApiKey {
     pub source: String,
     /// The secret, sent as `Authorization: Bearer <key>`.
     pub key: String,
+    /// `server` (the default) or `browser`.
+    #[serde(default)]
+    pub kind: KeyKind,
+    /// For a browser key, the pages' origins (`https://shop.example.com`) it may be
+    /// used from: a request with it must carry one of them in `Origin`. Required for
+    /// browser keys; not allowed for server keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<String>,
+}
+
+impl ApiKey {
+    /// A server key.
+    pub fn server(source: impl Into<String>, key: impl Into<String>) -> ApiKey {
+        ApiKey {
+            source: source.into(),
+            key: key.into(),
+            kind: KeyKind::Server,
+            origins: Vec::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ApiKey {
@@ -186,6 +236,8 @@ impl std::fmt::Debug for ApiKey {
         f.debug_struct("ApiKey")
             .field("source", &self.source)
             .field("key", &MASK)
+            .field("kind", &self.kind)
+            .field("origins", &self.origins)
             .finish()
     }
 }
@@ -213,6 +265,14 @@ pub struct RateLimitConfig {
     pub per_key_per_sec: u32,
     /// Burst of the per-key limit (0: one second's worth).
     pub per_key_burst: u32,
+    /// Events per second per client within a key (or, without keys, per client): the
+    /// client is the connection's IP address, or the forwarded one behind
+    /// `server.trusted_proxies`. A visitor holding a storefront's public browser key
+    /// cannot use up the storefront's quota. Clients on the Unix socket are not limited
+    /// by it. 0 is unlimited.
+    pub per_client_per_sec: u32,
+    /// Burst of the per-client limit (0: one second's worth).
+    pub per_client_burst: u32,
 }
 
 /// CORS for browsers posting straight to the agent.
@@ -778,10 +838,7 @@ mod tests {
             .to_string()
             .contains("server.listen"));
         let mut config = AgentConfig::default();
-        config.auth.keys.push(ApiKey {
-            source: "shop".to_owned(),
-            key: "short".to_owned(),
-        });
+        config.auth.keys.push(ApiKey::server("shop", "short"));
         assert!(config
             .validate()
             .expect_err("key")
@@ -810,6 +867,81 @@ mod tests {
             .contains("server.max_head_bytes"));
     }
 
+    /// Browser keys need origins, server keys have none; the socket mode is octal; the
+    /// admin listener and the trusted proxies are addresses.
+    #[test]
+    fn access_settings_are_checked() {
+        let refused = |change: &dyn Fn(&mut AgentConfig), key: &str| {
+            let mut config = AgentConfig::default();
+            change(&mut config);
+            let err = config.validate().expect_err(key).to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        };
+        let browser = |origins: &[&str]| ApiKey {
+            kind: KeyKind::Browser,
+            origins: origins.iter().map(|o| (*o).to_owned()).collect(),
+            ..ApiKey::server("shop", "pk-0123456789abcdef")
+        };
+        refused(&|c| c.auth.keys.push(browser(&[])), "auth.keys[0].origins");
+        refused(
+            &|c| c.auth.keys.push(browser(&["https://shop.example/cart"])),
+            "auth.keys[0].origins",
+        );
+        refused(
+            &|c| c.auth.keys.push(browser(&["*"])),
+            "auth.keys[0].origins",
+        );
+        refused(
+            &|c| {
+                let mut key = ApiKey::server("shop", "sk-0123456789abcdef");
+                key.origins = vec!["https://shop.example".to_owned()];
+                c.auth.keys.push(key);
+            },
+            "auth.keys[0].origins",
+        );
+        for mode in ["rw", "0999", "01777", ""] {
+            refused(
+                &|c| c.server.unix_socket_mode = mode.to_owned(),
+                "server.unix_socket_mode",
+            );
+        }
+        refused(
+            &|c| c.server.admin_listen = "localhost:9090".to_owned(),
+            "server.admin_listen",
+        );
+        refused(
+            &|c| c.server.admin_listen = c.server.listen.clone(),
+            "server.admin_listen",
+        );
+        refused(
+            &|c| c.server.trusted_proxies = vec!["10.0.0.0/40".to_owned()],
+            "server.trusted_proxies",
+        );
+
+        let mut config = AgentConfig::default();
+        config
+            .auth
+            .keys
+            .push(browser(&["https://shop.example", "http://localhost:3000"]));
+        config.server.unix_socket_mode = "0o600".to_owned();
+        config.server.admin_listen = "127.0.0.1:9090".to_owned();
+        config.server.trusted_proxies = vec!["10.0.0.0/8".to_owned(), "fd00::1".to_owned()];
+        let settings = config.validate().expect("valid");
+        assert_eq!(settings.unix_socket_mode, 0o600);
+        assert_eq!(
+            settings.admin_listen,
+            Some("127.0.0.1:9090".parse().expect("addr"))
+        );
+        assert_eq!(settings.trusted_proxies.len(), 2);
+        assert_eq!(
+            AgentConfig::default()
+                .validate()
+                .expect("default")
+                .unix_socket_mode,
+            0o660
+        );
+    }
+
     #[test]
     fn buffer_dir_flag_turns_the_disk_buffer_on_and_secrets_are_masked() {
         let mut config = AgentConfig::load(
@@ -822,10 +954,10 @@ mod tests {
         )
         .expect("loads");
         assert_eq!(config.buffer.kind, BufferType::Log);
-        config.auth.keys.push(ApiKey {
-            source: "shop".to_owned(),
-            key: "0123456789abcdef-secret".to_owned(),
-        });
+        config
+            .auth
+            .keys
+            .push(ApiKey::server("shop", "0123456789abcdef-secret"));
         config
             .kafka
             .properties

@@ -19,15 +19,23 @@ pub struct Cors {
 }
 
 impl Cors {
-    /// CORS as configured.
-    pub fn new(config: &CorsConfig) -> Self {
+    /// CORS as configured, for those origins and the `browser_origins` of browser keys.
+    pub fn new<'a>(
+        config: &'a CorsConfig,
+        browser_origins: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let mut origins: Vec<String> = config
+            .allowed_origins
+            .iter()
+            .map(String::as_str)
+            .chain(browser_origins)
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        origins.sort_unstable();
+        origins.dedup();
         Cors {
             any: config.allowed_origins.iter().any(|o| o == "*"),
-            origins: config
-                .allowed_origins
-                .iter()
-                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
-                .collect(),
+            origins,
             max_age: config.max_age_secs,
         }
     }
@@ -88,10 +96,14 @@ mod tests {
 
     #[test]
     fn only_configured_origins_get_headers() {
-        let cors = Cors::new(&CorsConfig {
+        let config = CorsConfig {
             allowed_origins: vec!["https://Shop.example.com/".to_owned()],
             max_age_secs: 60,
-        });
+        };
+        let cors = Cors::new(&config, ["https://Beacon.example/"]);
+        assert!(cors
+            .allow_origin(&request("https://beacon.example"))
+            .is_some());
         let allowed = cors.preflight(&request("https://shop.example.com"));
         assert_eq!(allowed.status(), StatusCode::NO_CONTENT);
         assert_eq!(
@@ -111,10 +123,13 @@ mod tests {
             .is_none());
         let other = cors.preflight(&request("https://evil.example"));
         assert!(other.headers().get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
-        let any = Cors::new(&CorsConfig {
-            allowed_origins: vec!["*".to_owned()],
-            max_age_secs: 1,
-        });
+        let any = Cors::new(
+            &CorsConfig {
+                allowed_origins: vec!["*".to_owned()],
+                max_age_secs: 1,
+            },
+            [],
+        );
         assert!(any.allow_origin(&request("https://x.example")).is_some());
         assert!(Cors::default()
             .allow_origin(&request("https://x.example"))

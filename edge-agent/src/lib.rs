@@ -17,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod buffer_cmd;
+pub mod client;
 pub mod config;
 pub mod cors;
 pub mod flags;
@@ -37,13 +38,16 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::api::Api;
+use crate::api::{Api, Role};
 use crate::auth::ApiKeys;
 use crate::config::AgentSettings;
 use crate::cors::Cors;
 use crate::rate_limit::RateLimiter;
 use crate::server::{Listener, Server};
 use crate::telemetry::RequestMetrics;
+
+/// Connections the admin listener serves at once: probes and scrapers, a handful.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// Registers the schemas of the Avro event types with the registry, each checked
 /// against its subject's latest schema at the configured compatibility; their ids.
@@ -114,9 +118,19 @@ pub async fn run(
         listeners.push(Listener::Tcp(listener));
     }
     if let Some(path) = &settings.unix_socket {
-        listeners.push(Listener::unix(path.clone())?);
-        tracing::info!(path = %path.display(), "listening on a Unix socket");
+        listeners.push(Listener::unix(path.clone(), settings.unix_socket_mode)?);
+        tracing::info!(path = %path.display(), mode = format!("{:o}", settings.unix_socket_mode), "listening on a Unix socket");
     }
+    let admin_listener = match settings.admin_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the admin listener {addr}"))?;
+            tracing::info!(address = %listener.local_addr()?, "admin listener (/metrics, /health) on TCP");
+            Some(Listener::Tcp(listener))
+        }
+        None => None,
+    };
     if settings.create_topics {
         for status in ingest_core::ensure_topics(&settings.ingest, Duration::from_secs(60))
             .await
@@ -156,11 +170,12 @@ pub async fn run(
         disk_buffer = settings.ingest.has_disk_buffer(),
         "edge agent ready"
     );
+    let cors = Cors::new(&settings.cors, keys.browser_origins());
     let api = Arc::new(Api {
         ingestor: ingestor.clone(),
         keys,
         limiter,
-        cors: Cors::new(&settings.cors),
+        cors,
         flags,
         prometheus,
         metrics: RequestMetrics::new(),
@@ -170,6 +185,7 @@ pub async fn run(
         body_timeout: settings.body_timeout,
         ack_timeout: settings.ack_timeout,
         retry_after_secs: settings.retry_after_secs,
+        trusted_proxies: settings.trusted_proxies.clone(),
     });
     let server = Arc::new(Server {
         api,
@@ -179,14 +195,34 @@ pub async fn run(
         http2_max_concurrent_streams: settings.http2_max_concurrent_streams,
         max_head_bytes: settings.max_head_bytes,
         tls,
+        role: if admin_listener.is_some() {
+            Role::Public
+        } else {
+            Role::All
+        },
     });
     let (stop, stopped) = watch::channel(false);
     // In-flight requests get half the shutdown time; the ingestor the rest.
     let drain = settings.shutdown_timeout / 2;
-    let tasks: Vec<_> = listeners
+    let mut tasks: Vec<_> = listeners
         .into_iter()
         .map(|listener| tokio::spawn(server.clone().run(listener, stopped.clone(), drain)))
         .collect();
+    if let Some(listener) = admin_listener {
+        // Connection slots of its own: probes and scrapes get through while the public
+        // listener is full. Plain HTTP, no TLS: it is meant for a private network.
+        let admin = Arc::new(Server {
+            api: server.api.clone(),
+            connections: Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+            header_timeout: settings.header_timeout,
+            idle_timeout: settings.idle_timeout,
+            http2_max_concurrent_streams: settings.http2_max_concurrent_streams,
+            max_head_bytes: settings.max_head_bytes,
+            tls: None,
+            role: Role::Admin,
+        });
+        tasks.push(tokio::spawn(admin.run(listener, stopped.clone(), drain)));
+    }
 
     shutdown.await;
     let started = Instant::now();

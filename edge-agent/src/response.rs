@@ -20,6 +20,13 @@ pub enum ApiError {
     Invalid(ValidationError),
     /// No API key, or an unknown one, while keys are configured.
     Unauthorized,
+    /// The key or the request's origin does not allow this request (403).
+    Forbidden {
+        /// The stable code (`origin_not_allowed`, `type_not_allowed`).
+        code: &'static str,
+        /// What is not allowed.
+        message: &'static str,
+    },
     /// The body as sent is larger than `server.max_body_bytes`.
     BodyTooLarge {
         /// The bound.
@@ -135,6 +142,7 @@ impl ApiError {
         match self {
             ApiError::Invalid(e) => status_of_code(e.code()),
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidHeader { .. } => StatusCode::BAD_REQUEST,
@@ -153,6 +161,7 @@ impl ApiError {
         match self {
             ApiError::Invalid(e) => e.code().as_str(),
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden { code, .. } => code,
             ApiError::BodyTooLarge { .. } => "batch_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::InvalidHeader { .. } => "invalid_value",
@@ -173,6 +182,7 @@ impl ApiError {
         let (message, field): (&str, Option<&str>) = match &self {
             ApiError::Invalid(e) => (e.message(), e.field_path()),
             ApiError::Unauthorized => ("missing or invalid API key", None),
+            ApiError::Forbidden { message, .. } => (*message, None),
             ApiError::BodyTooLarge { limit } => {
                 message = format!("request body larger than {limit} bytes");
                 (&message, None)

@@ -37,7 +37,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::Api;
+use crate::api::{Api, Connection, Role};
 
 /// What the listeners serve with.
 pub struct Server {
@@ -55,6 +55,8 @@ pub struct Server {
     pub max_head_bytes: usize,
     /// TLS for the TCP listener.
     pub tls: Option<TlsAcceptor>,
+    /// Which paths its listeners serve.
+    pub role: Role,
 }
 
 /// A bound listener.
@@ -66,13 +68,15 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds a Unix socket, replacing a stale socket file left by an earlier run.
+    /// Binds a Unix socket with permissions `mode`, replacing a stale socket file left
+    /// by an earlier run.
     ///
     /// # Errors
     ///
-    /// When the path exists and is not a socket, or binding fails.
-    pub fn unix(path: PathBuf) -> anyhow::Result<Listener> {
+    /// When the path exists and is not a socket, or binding or setting the mode fails.
+    pub fn unix(path: PathBuf, mode: u32) -> anyhow::Result<Listener> {
         use std::os::unix::fs::FileTypeExt;
+        use std::os::unix::fs::PermissionsExt;
         if let Ok(meta) = std::fs::symlink_metadata(&path) {
             anyhow::ensure!(
                 meta.file_type().is_socket(),
@@ -86,6 +90,11 @@ impl Listener {
         }
         let listener = UnixListener::bind(&path)
             .map_err(|e| anyhow::anyhow!("binding {}: {e}", path.display()))?;
+        // Whoever may write to the socket may send events: its mode is the configured
+        // one, not whatever the umask leaves.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+            anyhow::anyhow!("setting the mode of {} to {mode:o}: {e}", path.display())
+        })?;
         Ok(Listener::Unix(listener, path))
     }
 }
@@ -140,6 +149,7 @@ impl Server {
             match accepted {
                 Ok(Stream::Tcp(stream)) => {
                     let _ = stream.set_nodelay(true);
+                    let peer = stream.peer_addr().ok().map(|a| a.ip());
                     match &self.tls {
                         Some(tls) => {
                             let (tls, server) = (tls.clone(), self.clone());
@@ -153,7 +163,7 @@ impl Server {
                                 .await
                                 {
                                     Ok(Ok(stream)) => {
-                                        server.serve(stream, stop).await;
+                                        server.serve(stream, peer, stop).await;
                                     }
                                     Ok(Err(error)) => {
                                         tracing::debug!(%error, "TLS handshake failed")
@@ -163,10 +173,10 @@ impl Server {
                                 drop((permit, held));
                             });
                         }
-                        None => self.spawn(stream, &open, &stop, permit),
+                        None => self.spawn(stream, peer, &open, &stop, permit),
                     }
                 }
-                Ok(Stream::Unix(stream)) => self.spawn(stream, &open, &stop, permit),
+                Ok(Stream::Unix(stream)) => self.spawn(stream, None, &open, &stop, permit),
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(%error, "accepting a connection failed");
@@ -189,6 +199,7 @@ impl Server {
     fn spawn<S>(
         self: &Arc<Self>,
         stream: S,
+        peer: Option<std::net::IpAddr>,
         open: &watch::Sender<()>,
         stop: &watch::Receiver<bool>,
         permit: tokio::sync::OwnedSemaphorePermit,
@@ -198,20 +209,28 @@ impl Server {
         let server = self.clone();
         let (held, stop) = (open.subscribe(), stop.clone());
         tokio::spawn(async move {
-            server.serve(stream, stop).await;
+            server.serve(stream, peer, stop).await;
             drop((permit, held));
         });
     }
 
     /// Serves one connection until it ends, the server stops (graceful), or it has been
     /// idle too long (graceful, then dropped after the head deadline).
-    async fn serve<S>(&self, stream: S, mut stop: watch::Receiver<bool>)
-    where
+    async fn serve<S>(
+        &self,
+        stream: S,
+        peer: Option<std::net::IpAddr>,
+        mut stop: watch::Receiver<bool>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let open = gauge!("edge_http_connections");
         open.increment(1.0);
         let activity = Arc::new(Activity::new());
+        let about = Connection {
+            peer,
+            role: self.role,
+        };
         let service = {
             let (api, activity) = (self.api.clone(), activity.clone());
             service_fn(move |request| {
@@ -221,7 +240,7 @@ impl Server {
                     // pipelined on one connection are served one per turn, so other
                     // connections' requests are not kept waiting behind them.
                     tokio::task::yield_now().await;
-                    let answer = api.serve(request).await;
+                    let answer = api.serve(request, about).await;
                     drop(busy);
                     answer
                 }

@@ -28,7 +28,7 @@
 //! | `too_many_events` | 7 | | `timestamp_out_of_range` | 17 |
 //! | `not_an_object` | 8 | | `invalid_event_id` | 18 |
 //! | `missing_field` | 9 | | `too_long` | 19 |
-//! | `invalid_type` | 10 | | | |
+//! | `invalid_type` | 10 | | `type_not_allowed` | 20 |
 
 use std::fmt;
 
@@ -159,6 +159,7 @@ impl ErrorCode {
             ErrorCode::TimestampOutOfRange => 17,
             ErrorCode::InvalidEventId => 18,
             ErrorCode::TooLong => 19,
+            ErrorCode::TypeNotAllowed => 20,
         }
     }
 

@@ -57,6 +57,10 @@ pub enum ErrorCode {
     InvalidEventId,
     /// A string is longer than its field allows.
     TooLong,
+    /// The event's type is not one the submitter may send (see
+    /// [`SubmitOptions::with_allowed_kinds`](crate::SubmitOptions::with_allowed_kinds):
+    /// for example a purchase sent with a browser's public key).
+    TypeNotAllowed,
 }
 
 impl ErrorCode {
@@ -82,6 +86,7 @@ impl ErrorCode {
         ErrorCode::TimestampOutOfRange,
         ErrorCode::InvalidEventId,
         ErrorCode::TooLong,
+        ErrorCode::TypeNotAllowed,
     ];
 
     /// The snake_case name used on the wire (`missing_field`, `invalid_currency`, ...).
@@ -106,6 +111,7 @@ impl ErrorCode {
             ErrorCode::TimestampOutOfRange => "timestamp_out_of_range",
             ErrorCode::InvalidEventId => "invalid_event_id",
             ErrorCode::TooLong => "too_long",
+            ErrorCode::TypeNotAllowed => "type_not_allowed",
         }
     }
 

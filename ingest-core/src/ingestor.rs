@@ -19,7 +19,7 @@ use crate::delivery::{
     DiskState, Doorbell, Forwarder, Gate, Layout, QueueBudget, Receipt, Record, Rejection, Sender,
     ShutdownReport, Spool, Tracker, Worker,
 };
-use crate::error::{Error, ValidationError};
+use crate::error::{Error, ErrorCode, ValidationError};
 use crate::event::EventKind;
 use crate::health::{BufferHealth, Health};
 use crate::stats::Stats;
@@ -46,6 +46,11 @@ pub struct SubmitOptions {
     /// (by `user_id`, else `anonymous_id`) in the `experiments` record header
     /// ([`crate::flags::EXPERIMENTS_HEADER`]); its bytes stay untouched.
     pub flags: Option<Arc<crate::flags::FlagSet>>,
+    /// The event types these events may have; `None` allows all. An event of another
+    /// type is rejected with [`ErrorCode::TypeNotAllowed`] on its `type` field, like
+    /// any invalid event (dead-lettered when that is on). Used for submitters that may
+    /// not send every type, such as browsers holding a public key.
+    pub allowed_kinds: Option<Arc<[EventKind]>>,
 }
 
 impl SubmitOptions {
@@ -61,6 +66,32 @@ impl SubmitOptions {
     pub fn with_flags(mut self, flags: Arc<crate::flags::FlagSet>) -> Self {
         self.flags = Some(flags);
         self
+    }
+
+    /// Sets [`allowed_kinds`](Self::allowed_kinds).
+    #[must_use]
+    pub fn with_allowed_kinds(mut self, kinds: impl IntoIterator<Item = EventKind>) -> Self {
+        self.allowed_kinds = Some(kinds.into_iter().collect());
+        self
+    }
+
+    /// Whether an event of `kind` may be submitted with these options.
+    pub fn allows(&self, kind: EventKind) -> bool {
+        self.allowed_kinds
+            .as_deref()
+            .is_none_or(|kinds| kinds.contains(&kind))
+    }
+
+    /// `Ok` when [`allows`](Self::allows) `kind`; else the rejection.
+    fn check_kind(&self, kind: EventKind) -> Result<(), ValidationError> {
+        if self.allows(kind) {
+            return Ok(());
+        }
+        Err(ValidationError::field(
+            ErrorCode::TypeNotAllowed,
+            "type",
+            format!("{kind} events may not be sent by this submitter"),
+        ))
     }
 }
 
@@ -485,7 +516,10 @@ impl Ingestor {
     ) -> Result<Receipt, Error> {
         let received_at_ms = ingest_common::clock::unix_ms();
         let source = self.source(options);
-        let event = match self.inner.validator.validate(Some(kind), body.clone()) {
+        let checked = options
+            .check_kind(kind)
+            .and_then(|()| self.inner.validator.validate(Some(kind), body.clone()));
+        let event = match checked {
             Ok(event) => event,
             Err(error) => return Err(self.reject(body, error, received_at_ms, &source)),
         };
@@ -570,7 +604,12 @@ impl Ingestor {
         let mut rejected = Vec::new();
         let mut dead = Vec::new();
         for (index, element) in elements.into_iter().enumerate() {
-            match self.inner.validator.validate_at(None, element.clone(), now) {
+            let checked = self
+                .inner
+                .validator
+                .validate_at(None, element.clone(), now)
+                .and_then(|event| options.check_kind(event.kind()).map(|()| event));
+            match checked {
                 Ok(event) => valid.push(event),
                 Err(error) => {
                     self.inner.telemetry.rejected(&error);

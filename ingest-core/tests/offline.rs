@@ -305,3 +305,54 @@ fn a_flush_keeps_its_deadline_behind_a_full_client_queue() {
         .expect("stops");
     assert_eq!(report.undelivered, 3, "{report:?}");
 }
+
+/// `SubmitOptions::with_allowed_kinds`: a single event of another type, and such events
+/// in a batch, are rejected as `type_not_allowed` on `type`; the allowed ones are taken.
+#[tokio::test]
+async fn events_of_a_type_not_allowed_are_rejected_and_the_rest_taken() {
+    use ingest_core::{ErrorCode, SubmitOptions};
+    let ingestor = Ingestor::builder()
+        .config(unreachable())
+        .build()
+        .expect("builds");
+    let options = SubmitOptions::default().with_allowed_kinds([
+        EventKind::ProductView,
+        EventKind::Cart,
+        EventKind::Search,
+    ]);
+    assert!(options.allows(EventKind::Search) && !options.allows(EventKind::Purchase));
+    assert!(SubmitOptions::default().allows(EventKind::Purchase));
+
+    let purchase = Bytes::from_static(
+        br#"{"user_id":"u1","order_id":"o1","currency":"EUR","total":1.0,"items":[{"product_id":"p","quantity":1,"price":1.0}]}"#,
+    );
+    match ingestor.submit_with(EventKind::Purchase, purchase.clone(), &options) {
+        Err(Error::Invalid(error)) => {
+            assert_eq!(error.code(), ErrorCode::TypeNotAllowed);
+            assert_eq!(error.code().number(), 20);
+            assert_eq!(error.field_path(), Some("type"));
+            assert!(error.message().contains("purchase"), "{}", error.message());
+        }
+        other => panic!("expected type_not_allowed, got {other:?}"),
+    }
+    ingestor
+        .submit_with(EventKind::Purchase, purchase, &SubmitOptions::default())
+        .expect("allowed without the option");
+
+    let batch = Bytes::from_static(
+        b"{\"type\":\"product_view\",\"user_id\":\"u1\",\"product_id\":\"p\"}\n\
+          {\"type\":\"purchase\",\"user_id\":\"u1\",\"order_id\":\"o2\",\"currency\":\"EUR\",\"total\":1.0,\"items\":[{\"product_id\":\"p\",\"quantity\":1,\"price\":1.0}]}\n\
+          {\"type\":\"search\",\"user_id\":\"u1\",\"query\":\"shoes\"}\n",
+    );
+    let result = ingestor
+        .submit_batch_with(batch, &options)
+        .expect("batch taken");
+    assert_eq!(result.accepted, 2);
+    assert_eq!(result.rejected.len(), 1);
+    assert_eq!(result.rejected[0].index, 1);
+    assert_eq!(result.rejected[0].error.code(), ErrorCode::TypeNotAllowed);
+    ingestor
+        .shutdown(Duration::from_secs(1))
+        .await
+        .expect("shuts down");
+}

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use ingest_core::{Ack, CustomEvent, Error, ErrorCode, EventKind, Receipt, SubmitOptions};
 use serde::{Deserialize, Serialize};
 
-use super::{Api, Rejected};
+use super::{Api, Connection, Rejected};
 use crate::body;
 use crate::intake::{self, Mapped, SegmentCall};
 use crate::response::{json, ApiError, Body, ErrorDetail};
@@ -106,9 +106,20 @@ impl Api {
         &self,
         route: SegmentRoute,
         request: Request<Incoming>,
+        connection: Connection,
     ) -> Result<Response<Body>, ApiError> {
         let headers = request.headers().clone();
         let (ack, encoding) = self.intake_headers(&headers)?;
+        // A key in a header is checked, and one message's worth of the rate limits
+        // taken, before the body is read; a `writeKey` in the body only after.
+        let early = if !self.keys.enabled() || headers.contains_key(AUTHORIZATION) {
+            let grant = self.keys.authenticate_segment(&headers, None)?;
+            let caller = self.caller(grant, &headers, connection, None)?;
+            self.take(&caller, 1)?;
+            Some(caller)
+        } else {
+            None
+        };
         let limits = self.ingestor.settings().limits().clone();
         let (max_out, too_large) = match route {
             SegmentRoute::Batch => (limits.max_batch_bytes, ErrorCode::BatchTooLarge),
@@ -117,24 +128,29 @@ impl Api {
         let bytes = self
             .read_body(Endpoint::Segment, request, encoding, max_out, too_large)
             .await?;
-        // The body's writeKey counts only without an Authorization header, and is
-        // parsed only when keys are on.
-        let write_key = (self.keys.enabled() && !headers.contains_key(AUTHORIZATION))
-            .then(|| serde_json::from_slice::<BodyWriteKey>(&bytes).ok())
-            .flatten()
-            .and_then(|b| b.write_key);
-        let source = self
-            .keys
-            .authenticate_segment(&headers, write_key.as_deref())?;
-        let options = self.submit_options(source);
+        let caller = match early {
+            Some(caller) => caller,
+            None => {
+                // The body's writeKey counts only without an Authorization header.
+                let write_key = serde_json::from_slice::<BodyWriteKey>(&bytes)
+                    .ok()
+                    .and_then(|b| b.write_key);
+                let grant = self
+                    .keys
+                    .authenticate_segment(&headers, write_key.as_deref())?;
+                let caller = self.caller(grant, &headers, connection, None)?;
+                self.take(&caller, 1)?;
+                caller
+            }
+        };
+        let options = self.submit_options(&caller);
         let messages = match route {
             SegmentRoute::Batch => {
                 intake::segment_batch(&bytes, limits.max_batch_events).map_err(ApiError::Mapping)?
             }
             SegmentRoute::Single(call) => vec![intake::segment_single(call, &bytes)],
         };
-        self.limiter
-            .check(options.source.as_ref(), count(messages.len()))?;
+        self.take(&caller, messages.len().saturating_sub(1))?;
         let submitted = self.submit_mapped(messages, &options)?;
         self.wait_all(&submitted.receipts, ack).await?;
         if let SegmentRoute::Single(_) = route {
@@ -167,7 +183,11 @@ impl Api {
     }
 
     /// `POST /mp/collect?measurement_id=...&api_secret=...`.
-    pub(super) async fn ga4(&self, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    pub(super) async fn ga4(
+        &self,
+        request: Request<Incoming>,
+        connection: Connection,
+    ) -> Result<Response<Body>, ApiError> {
         let (mut measurement_id, mut api_secret) = (None, None);
         for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
         {
@@ -177,7 +197,9 @@ impl Api {
                 _ => {}
             }
         }
-        let source = self.keys.authenticate_secret(api_secret.as_deref())?;
+        let grant = self.keys.authenticate_secret(api_secret.as_deref())?;
+        let caller = self.caller(grant, request.headers(), connection, None)?;
+        self.take(&caller, 1)?;
         if measurement_id.as_deref().is_none_or(str::is_empty) {
             return Err(ApiError::Mapping(intake::MapError {
                 code: ErrorCode::MissingField.as_str(),
@@ -196,11 +218,10 @@ impl Api {
                 ErrorCode::BatchTooLarge,
             )
             .await?;
-        let options = self.submit_options(source);
+        let options = self.submit_options(&caller);
         let messages =
             intake::ga4_collect(&bytes, limits.max_batch_events).map_err(ApiError::Mapping)?;
-        self.limiter
-            .check(options.source.as_ref(), count(messages.len()))?;
+        self.take(&caller, messages.len().saturating_sub(1))?;
         let submitted = self.submit_mapped(messages, &options)?;
         self.wait_all(&submitted.receipts, ack).await?;
         if submitted.refused.is_empty() {
@@ -331,10 +352,6 @@ fn rejected(refused: &[(usize, Refusal)]) -> Vec<Rejected<'_>> {
             error: refusal.detail(),
         })
         .collect()
-}
-
-fn count(messages: usize) -> u32 {
-    u32::try_from(messages).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use ingest_core::avro::Compatibility;
 use ingest_core::{EventKind, Settings};
 
 use super::{
-    invalid, AgentConfig, ApiKey, ConfigError, CorsConfig, LogConfig, RateLimitConfig,
+    invalid, AgentConfig, ApiKey, ConfigError, CorsConfig, KeyKind, LogConfig, RateLimitConfig,
     MIN_HEAD_BYTES,
 };
+use crate::client::IpNet;
 
 impl AgentConfig {
     /// Checks every value and builds the settings the agent runs on. Reads no file
@@ -102,16 +103,47 @@ impl AgentConfig {
             }
         }
         for origin in &self.cors.allowed_origins {
-            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
-                return Err(invalid(
-                    "cors.allowed_origins",
-                    format!("{origin:?} is not an origin (scheme://host[:port]) or \"*\""),
-                ));
+            if origin != "*" {
+                check_origin("cors.allowed_origins", origin)?;
             }
         }
+        let unix_socket_mode = parse_mode(&server.unix_socket_mode)?;
+        let admin_listen = if server.admin_listen.trim().is_empty() {
+            None
+        } else {
+            Some(
+                server
+                    .admin_listen
+                    .trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|e| {
+                        invalid(
+                            "server.admin_listen",
+                            format!("{:?} is not an IP:port address: {e}", server.admin_listen),
+                        )
+                    })?,
+            )
+        };
+        if admin_listen.is_some() && admin_listen == listen {
+            return Err(invalid(
+                "server.admin_listen",
+                "must differ from server.listen",
+            ));
+        }
+        let trusted_proxies = server
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse::<IpNet>()
+                    .map_err(|why| invalid("server.trusted_proxies", format!("{text:?}: {why}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(AgentSettings {
             listen,
             unix_socket,
+            unix_socket_mode,
+            admin_listen,
+            trusted_proxies,
             tls,
             max_connections: server.max_connections,
             header_timeout: Duration::from_millis(server.header_timeout_ms),
@@ -213,6 +245,34 @@ pub struct AvroSettings {
     pub timeout: Duration,
 }
 
+/// An `Origin` value: `scheme://host[:port]`, nothing after.
+fn check_origin(at: &str, origin: &str) -> Result<(), ConfigError> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => Ok(()),
+        _ => Err(invalid(
+            at,
+            format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
+        )),
+    }
+}
+
+/// An octal file mode such as `0660` (`0o660` too), at most `0777`.
+fn parse_mode(text: &str) -> Result<u32, ConfigError> {
+    let digits = text.trim().trim_start_matches("0o");
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777 && !digits.is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "server.unix_socket_mode",
+                format!("{text:?} is not an octal mode such as \"0660\""),
+            )
+        })
+}
+
 pub(crate) fn check_key(at: &str, key: &ApiKey) -> Result<(), ConfigError> {
     if key.key.len() < 16 {
         return Err(invalid(
@@ -229,7 +289,21 @@ pub(crate) fn check_key(at: &str, key: &ApiKey) -> Result<(), ConfigError> {
     if key.source.trim().is_empty() {
         return Err(invalid(&format!("{at}.source"), "must not be empty"));
     }
-    Ok(())
+    match key.kind {
+        KeyKind::Browser if key.origins.is_empty() => Err(invalid(
+            &format!("{at}.origins"),
+            "a browser key needs the origins of the pages that use it",
+        )),
+        KeyKind::Browser => key
+            .origins
+            .iter()
+            .try_for_each(|origin| check_origin(&format!("{at}.origins"), origin)),
+        KeyKind::Server if !key.origins.is_empty() => Err(invalid(
+            &format!("{at}.origins"),
+            "only browser keys (kind = \"browser\") are bound to origins",
+        )),
+        KeyKind::Server => Ok(()),
+    }
 }
 
 /// TLS files, read when the agent starts.
@@ -250,6 +324,12 @@ pub struct AgentSettings {
     pub listen: Option<SocketAddr>,
     /// Unix socket listener.
     pub unix_socket: Option<PathBuf>,
+    /// Permissions of the Unix socket.
+    pub unix_socket_mode: u32,
+    /// The admin listener (`/metrics`, `/health/*`); `None`: served on the others.
+    pub admin_listen: Option<SocketAddr>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
     /// TLS on the TCP listener.
     pub tls: Option<TlsFiles>,
     /// Connections served at once.
