@@ -1,0 +1,405 @@
+//! Who may send what, end to end without services (no broker listens on the configured
+//! address; the agent accepts events into its queue all the same): browser keys bound to
+//! origins and to the types a page may send, the server's own Origin check, per-client
+//! rate limits taken before the body is read, the admin listener, and the Unix socket's
+//! mode.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// A running agent, killed when dropped.
+struct Agent {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+fn wait_for(addr: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            child.try_wait().expect("status").is_none(),
+            "the agent exited"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the agent never listened on {addr}"
+        );
+        if TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts the agent with `config` (TOML) and waits until `addr` (and the others in
+/// `also`) accept connections.
+fn start(config: &str, addr: &str, also: &[&str]) -> Agent {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("agent.toml");
+    std::fs::write(
+        &file,
+        format!("[kafka]\nbrokers = \"127.0.0.1:1\"\n[log]\nlevel = \"error\"\n{config}"),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["--config", file.to_str().expect("utf-8"), "--listen", addr])
+        .env("EDGE_AGENT_SERVER__SHUTDOWN_TIMEOUT_MS", "1000")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    wait_for(addr, &mut child);
+    for other in also {
+        wait_for(other, &mut child);
+    }
+    Agent {
+        child,
+        addr: addr.to_owned(),
+        _dir: dir,
+    }
+}
+
+/// An answer: status and body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+impl Answer {
+    fn code(&self) -> String {
+        let value: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
+        value["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`) and reads the answer.
+fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut tcp = TcpStream::connect(addr).expect("connects");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    tcp.write_all(request.as_bytes()).expect("sends");
+    read_answer(&mut tcp)
+}
+
+fn read_answer(tcp: &mut TcpStream) -> Answer {
+    let mut raw = Vec::new();
+    let _ = tcp.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Answer { status, body }
+}
+
+const VIEW: &str = r#"{"user_id":"u1","product_id":"p1"}"#;
+const PURCHASE: &str = r#"{"user_id":"u1","order_id":"o1","currency":"EUR","total":1.0,"items":[{"product_id":"p1","quantity":1,"price":1.0}]}"#;
+const SHOP: &str = "https://shop.example";
+const BROWSER_KEY: &str = "pk-0123456789abcdef";
+const SERVER_KEY: &str = "sk-0123456789abcdef";
+
+const KEYS: &str = r#"
+[[auth.keys]]
+source = "shop"
+key = "pk-0123456789abcdef"
+kind = "browser"
+origins = ["https://shop.example"]
+
+[[auth.keys]]
+source = "shop"
+key = "sk-0123456789abcdef"
+"#;
+
+#[test]
+fn a_browser_key_sends_what_a_page_sees_from_its_origins_only() {
+    let agent = start(KEYS, &free_addr(), &[]);
+    let bearer = format!("Bearer {BROWSER_KEY}");
+    let view = "/api/events/product-view";
+    let post = |path: &str, headers: &[(&str, &str)], body: &str| {
+        send(&agent.addr, "POST", path, headers, body)
+    };
+    let json = ("content-type", "application/json");
+
+    // From its origin, in the header or (sendBeacon) in the query.
+    let ok = post(
+        view,
+        &[json, ("authorization", &bearer), ("origin", SHOP)],
+        VIEW,
+    );
+    assert_eq!(ok.status, 202, "{ok:?}");
+    let beacon = post(
+        &format!("{view}?key={BROWSER_KEY}"),
+        &[
+            ("content-type", "text/plain;charset=UTF-8"),
+            ("origin", SHOP),
+        ],
+        VIEW,
+    );
+    assert_eq!(beacon.status, 202, "{beacon:?}");
+
+    // Not from another origin, nor without one.
+    let foreign = post(
+        view,
+        &[
+            json,
+            ("authorization", &bearer),
+            ("origin", "https://evil.example"),
+        ],
+        VIEW,
+    );
+    assert_eq!(
+        (foreign.status, foreign.code().as_str()),
+        (403, "origin_not_allowed"),
+        "{foreign:?}"
+    );
+    let bare = post(view, &[json, ("authorization", &bearer)], VIEW);
+    assert_eq!(
+        (bare.status, bare.code().as_str()),
+        (403, "origin_not_allowed"),
+        "{bare:?}"
+    );
+
+    // No purchases: refused on the endpoint, and one by one inside a batch.
+    let purchase = post(
+        "/api/events/purchase",
+        &[json, ("authorization", &bearer), ("origin", SHOP)],
+        PURCHASE,
+    );
+    assert_eq!(
+        (purchase.status, purchase.code().as_str()),
+        (403, "type_not_allowed"),
+        "{purchase:?}"
+    );
+    let batch = format!(
+        "{{\"type\":\"product_view\",{}\n{{\"type\":\"purchase\",{}\n",
+        &VIEW[1..],
+        &PURCHASE[1..]
+    );
+    let answer = post(
+        "/api/events/batch",
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("authorization", &bearer),
+            ("origin", SHOP),
+        ],
+        &batch,
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let result: serde_json::Value = serde_json::from_str(&answer.body).expect("json");
+    assert_eq!(result["accepted"], 1, "{result}");
+    assert_eq!(result["rejected"][0]["index"], 1, "{result}");
+    assert_eq!(
+        result["rejected"][0]["error"]["code"], "type_not_allowed",
+        "{result}"
+    );
+    assert_eq!(result["rejected"][0]["error"]["field"], "type", "{result}");
+
+    // The server key sends purchases, from servers (no Origin), but never in a URL.
+    let server = format!("Bearer {SERVER_KEY}");
+    let purchase = post(
+        "/api/events/purchase",
+        &[json, ("authorization", &server)],
+        PURCHASE,
+    );
+    assert_eq!(purchase.status, 202, "{purchase:?}");
+    let in_url = post(&format!("{view}?key={SERVER_KEY}"), &[json], VIEW);
+    assert_eq!(
+        (in_url.status, in_url.code().as_str()),
+        (401, "unauthorized"),
+        "{in_url:?}"
+    );
+
+    // The key's origin gets CORS headers on its preflight.
+    let mut tcp = TcpStream::connect(&agent.addr).expect("connects");
+    write!(
+        tcp,
+        "OPTIONS {view} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nOrigin: {SHOP}\r\n\
+         Access-Control-Request-Method: POST\r\n\r\n"
+    )
+    .expect("sends");
+    let mut raw = String::new();
+    let _ = tcp.read_to_string(&mut raw);
+    assert!(
+        raw.to_ascii_lowercase()
+            .contains("access-control-allow-origin: https://shop.example"),
+        "{raw}"
+    );
+}
+
+#[test]
+fn without_keys_the_server_refuses_origins_not_allowed() {
+    let agent = start(
+        "[cors]\nallowed_origins = [\"https://shop.example\"]\n",
+        &free_addr(),
+        &[],
+    );
+    let post = |origin: Option<&str>| {
+        let mut headers = vec![("content-type", "text/plain")];
+        if let Some(origin) = origin {
+            headers.push(("origin", origin));
+        }
+        send(
+            &agent.addr,
+            "POST",
+            "/api/events/product-view",
+            &headers,
+            VIEW,
+        )
+    };
+    assert_eq!(post(Some(SHOP)).status, 202);
+    assert_eq!(post(None).status, 202, "servers send no Origin");
+    let forged = post(Some("https://evil.example"));
+    assert_eq!(
+        (forged.status, forged.code().as_str()),
+        (403, "origin_not_allowed"),
+        "{forged:?}"
+    );
+    let null = post(Some("null"));
+    assert_eq!(null.status, 403, "{null:?}");
+}
+
+#[test]
+fn each_client_has_its_own_limit_and_is_refused_before_its_body() {
+    let config = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+                  [rate_limit]\nper_client_per_sec = 1\nper_client_burst = 3\n";
+    let agent = start(config, &free_addr(), &[]);
+    let post = |client: &str| {
+        send(
+            &agent.addr,
+            "POST",
+            "/api/events/product-view",
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", client),
+            ],
+            VIEW,
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(post("203.0.113.1").status, 202);
+    }
+    let over = post("203.0.113.1");
+    assert_eq!(
+        (over.status, over.code().as_str()),
+        (429, "rate_limited"),
+        "{over:?}"
+    );
+    // Another visitor of the same storefront is not affected; a spoofed first hop
+    // does not make a new client.
+    assert_eq!(post("203.0.113.2").status, 202);
+    assert_eq!(post("198.51.100.9, 203.0.113.1").status, 429);
+
+    // Over its limit, a client is answered before it sends its body: the head
+    // announces 1 MB that never comes, and the answer is immediate, not a 408.
+    let mut tcp = TcpStream::connect(&agent.addr).expect("connects");
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        tcp,
+        "POST /api/events/batch HTTP/1.1\r\nHost: agent\r\nContent-Type: application/x-ndjson\r\n\
+         X-Forwarded-For: 203.0.113.1\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    .expect("sends the head");
+    let started = Instant::now();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head)
+        .expect("an answer without the body");
+    assert_eq!(&head, b"HTTP/1.1 429", "{}", String::from_utf8_lossy(&head));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn the_admin_listener_serves_metrics_and_health_and_nothing_else() {
+    let admin = free_addr();
+    let agent = start(
+        &format!("[server]\nadmin_listen = \"{admin}\"\n"),
+        &free_addr(),
+        &[&admin],
+    );
+    let get = |addr: &str, path: &str| send(addr, "GET", path, &[], "");
+    assert_eq!(get(&admin, "/metrics").status, 200);
+    assert_eq!(get(&admin, "/health/live").status, 200);
+    assert_eq!(get(&agent.addr, "/metrics").status, 404);
+    assert_eq!(get(&agent.addr, "/health/live").status, 404);
+    let on_admin = send(
+        &admin,
+        "POST",
+        "/api/events/product-view",
+        &[("content-type", "application/json")],
+        VIEW,
+    );
+    assert_eq!(on_admin.status, 404, "{on_admin:?}");
+    let on_public = send(
+        &agent.addr,
+        "POST",
+        "/api/events/product-view",
+        &[("content-type", "application/json")],
+        VIEW,
+    );
+    assert_eq!(on_public.status, 202, "{on_public:?}");
+    assert!(
+        get(&admin, "/metrics").body.contains("edge_http_requests"),
+        "the admin listener renders the agent's metrics"
+    );
+}
+
+#[test]
+fn the_unix_socket_gets_its_configured_mode_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    for (mode, expected) in [(None, 0o660), (Some("0600"), 0o600)] {
+        let socket = dir.path().join(format!("agent-{expected:o}.sock"));
+        let mut config = format!("[server]\nunix_socket = \"{}\"\n", socket.display());
+        if let Some(mode) = mode {
+            config.push_str(&format!("unix_socket_mode = \"{mode}\"\n"));
+        }
+        let _agent = start(&config, &free_addr(), &[]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&socket).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "no socket at {}",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let got = std::fs::metadata(&socket)
+            .expect("socket")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(got, expected, "{:o}", got);
+    }
+}
