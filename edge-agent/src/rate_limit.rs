@@ -11,12 +11,15 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use crate::config::RateLimitConfig;
 use crate::response::ApiError;
 
+/// A client within a key: the key's storefront (none without keys) and the address.
+type ClientKey = (Option<Arc<str>>, IpAddr);
+
 /// The configured limits; a limit of 0 is off.
 #[derive(Clone, Default)]
 pub struct RateLimiter {
     global: Option<Arc<DefaultDirectRateLimiter>>,
     per_key: Option<Arc<DefaultKeyedRateLimiter<Arc<str>>>>,
-    per_client: Option<Arc<DefaultKeyedRateLimiter<(Option<Arc<str>>, IpAddr)>>>,
+    per_client: Option<Arc<DefaultKeyedRateLimiter<ClientKey>>>,
 }
 
 fn quota(per_sec: u32, burst: u32) -> Option<Quota> {
