@@ -55,6 +55,8 @@ pub struct Api {
     pub metrics: RequestMetrics,
     /// Largest body as sent.
     pub max_body_bytes: usize,
+    /// Bytes of bodies being received at once.
+    pub body_budget: body::BodyBudget,
     /// The threads that decompress bodies.
     pub decompressors: body::Decompressors,
     /// Deadline for the body.
@@ -364,6 +366,7 @@ impl Api {
             &parts.headers,
             self.max_body_bytes,
             self.body_timeout,
+            &self.body_budget,
         )
         .await?;
         self.metrics.received(endpoint, raw.len());

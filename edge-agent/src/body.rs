@@ -3,6 +3,7 @@
 //! compressed body cannot expand into gigabytes).
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use http::HeaderMap;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use ingest_core::{ErrorCode, ValidationError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::response::ApiError;
 
@@ -137,12 +139,50 @@ pub fn check_media_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), Ap
     }
 }
 
+/// The bytes of request bodies being received at once, across all connections
+/// (`server.max_body_memory_bytes`). A body reserves its `Content-Length` when its head
+/// arrives (a body without one, each chunk as it arrives) and gives it back once read;
+/// a body that does not fit is refused at once with 503, so thousands of slow uploads
+/// cannot hold `max_connections` × `max_body_bytes` of memory.
+#[derive(Clone)]
+pub struct BodyBudget {
+    bytes: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> BodyBudget {
+        BodyBudget {
+            bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Takes `n` bytes, if they are free.
+    fn reserve(&self, n: usize) -> Result<Option<OwnedSemaphorePermit>, BudgetExhausted> {
+        if n == 0 {
+            return Ok(None);
+        }
+        u32::try_from(n)
+            .ok()
+            .and_then(|n| self.bytes.clone().try_acquire_many_owned(n).ok())
+            .map(Some)
+            .ok_or(BudgetExhausted)
+    }
+
+    /// Bytes not reserved now.
+    pub fn available(&self) -> usize {
+        self.bytes.available_permits()
+    }
+}
+
 /// Reads the whole body: refused with 413 before reading when `Content-Length` says it
-/// is over `limit`, and cut off when more arrives; 408 when it takes over `timeout`.
+/// is over `limit`, and cut off when more arrives; 408 when it takes over `timeout`;
+/// 503 when the bytes do not fit in `budget`.
 ///
-/// The body is copied into an allocation of its own, sized by `Content-Length`. hyper
-/// hands over body chunks as slices of the connection's read buffer (8 KiB at least);
-/// an event keeps its body until Kafka has it, so a queued 500-byte event would
+/// The body is copied into an allocation of its own, at most `Content-Length` bytes,
+/// grown as the bytes arrive (never reserved whole for a client that sends nothing).
+/// hyper hands over body chunks as slices of the connection's read buffer (8 KiB at
+/// least); an event keeps its body until Kafka has it, so a queued 500-byte event would
 /// otherwise hold a whole read buffer, and the queue's byte bound (which counts event
 /// bytes) would not bound memory.
 ///
@@ -154,6 +194,7 @@ pub async fn read(
     headers: &HeaderMap,
     limit: usize,
     timeout: Duration,
+    budget: &BodyBudget,
 ) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)
@@ -162,8 +203,12 @@ pub async fn read(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let capacity = declared.map_or(0, |n| n as usize);
-    match tokio::time::timeout(timeout, collect(Limited::new(body, limit), capacity)).await {
+    let declared = declared.map(|n| n as usize);
+    let reserved = budget
+        .reserve(declared.unwrap_or(0))
+        .map_err(BudgetExhausted::answer)?;
+    let reading = collect(Limited::new(body, limit), declared, budget, reserved);
+    match tokio::time::timeout(timeout, reading).await {
         Err(_) => Err(ApiError::BodyTimeout),
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(error)) => {
@@ -172,6 +217,8 @@ pub async fn read(
                 .is_some()
             {
                 Err(ApiError::BodyTooLarge { limit })
+            } else if error.downcast_ref::<BudgetExhausted>().is_some() {
+                Err(BudgetExhausted.answer())
             } else {
                 Err(ApiError::InvalidHeader {
                     name: "Content-Length",
@@ -182,23 +229,64 @@ pub async fn read(
     }
 }
 
-/// Copies a body's data frames into one buffer of `capacity` bytes (grown if the body
-/// turns out longer, and trimmed to its length if it grew).
+/// Copies a body's data frames into one buffer, grown as they arrive, at most to the
+/// `declared` length (trimmed to its length if it grew past what arrived). Without a
+/// declared length, each frame's bytes are reserved from `budget` as it arrives.
 async fn collect(
     mut body: Limited<Incoming>,
-    capacity: usize,
+    declared: Option<usize>,
+    budget: &BodyBudget,
+    mut reserved: Option<OwnedSemaphorePermit>,
 ) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
-    let mut out = Vec::with_capacity(capacity);
+    let mut out: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            out.extend_from_slice(&data);
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if declared.is_none() {
+            if let Some(more) = budget.reserve(data.len())? {
+                match reserved.as_mut() {
+                    Some(permit) => permit.merge(more),
+                    None => reserved = Some(more),
+                }
+            }
         }
+        let needed = out.len() + data.len();
+        if needed > out.capacity() {
+            // Double, but never past the declared length: a body announced as 4 MiB
+            // takes 4 MiB only once its bytes are there.
+            let target = needed.max(out.capacity() * 2);
+            let target = declared.map_or(target, |d| target.min(d.max(needed)));
+            out.reserve_exact(target - out.len());
+        }
+        out.extend_from_slice(&data);
     }
     if out.capacity() > out.len() {
         out.shrink_to_fit();
     }
+    drop(reserved);
     Ok(Bytes::from(out))
 }
+
+/// The [`BodyBudget`] has too few bytes free.
+#[derive(Debug)]
+struct BudgetExhausted;
+
+impl BudgetExhausted {
+    fn answer(self) -> ApiError {
+        ApiError::Unavailable(
+            "too many request bodies are being received at once; retry later".to_owned(),
+        )
+    }
+}
+
+impl std::fmt::Display for BudgetExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the body budget is exhausted")
+    }
+}
+
+impl std::error::Error for BudgetExhausted {}
 
 /// Decompresses `bytes`. More than `max_out` decompressed bytes is `too_large` (the
 /// error the caller names: `event_too_large` or `batch_too_large`); decompression

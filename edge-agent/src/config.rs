@@ -124,6 +124,10 @@ pub struct ServerConfig {
     /// with 413 before it is read. The decompressed size is bounded by
     /// `limits.max_batch_bytes`.
     pub max_body_bytes: usize,
+    /// Bytes of request bodies being received at once, across all connections (a body
+    /// counts its `Content-Length` from its head on). A body that does not fit is
+    /// answered 503 at once. At least `max_body_bytes`.
+    pub max_body_memory_bytes: usize,
     /// Most compressed bodies (gzip, zstd) decompressed at once; further ones wait for
     /// their turn. Decompression runs on threads of its own, off the threads that serve
     /// connections, so this bounds how much of the CPU compressed bodies can take from
@@ -163,6 +167,7 @@ impl Default for ServerConfig {
             max_head_bytes: MIN_HEAD_BYTES,
             body_timeout_ms: 10_000,
             max_body_bytes: 4 << 20,
+            max_body_memory_bytes: 256 << 20,
             max_concurrent_decompressions: 0,
             ack_timeout_ms: 10_000,
             shutdown_timeout_ms: 30_000,

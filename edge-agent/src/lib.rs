@@ -180,6 +180,7 @@ pub async fn run(
         prometheus,
         metrics: RequestMetrics::new(),
         max_body_bytes: settings.max_body_bytes,
+        body_budget: body::BodyBudget::new(settings.max_body_memory_bytes),
         decompressors: body::Decompressors::start(settings.max_concurrent_decompressions)
             .context("starting the decompression threads")?,
         body_timeout: settings.body_timeout,

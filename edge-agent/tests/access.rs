@@ -403,3 +403,79 @@ fn the_unix_socket_gets_its_configured_mode_whatever_the_umask() {
         assert_eq!(got, expected, "{:o}", got);
     }
 }
+
+#[test]
+fn bodies_in_flight_share_one_memory_budget() {
+    let config = "[server]\nmax_body_bytes = 60000\nmax_body_memory_bytes = 100000\n";
+    let agent = start(config, &free_addr(), &[]);
+    let head = |length: usize| {
+        format!(
+            "POST /api/events/batch HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\
+             Content-Type: application/x-ndjson\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    // A slow upload announces 60,000 bytes and sends a few.
+    let mut slow = TcpStream::connect(&agent.addr).expect("connects");
+    slow.write_all(head(60_000).as_bytes()).expect("head");
+    slow.write_all(b"{\"type\"").expect("a few bytes");
+    std::thread::sleep(Duration::from_millis(300));
+
+    // 60,000 more do not fit next to it: refused at once, before the body.
+    let mut refused = TcpStream::connect(&agent.addr).expect("connects");
+    refused
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    refused.write_all(head(60_000).as_bytes()).expect("head");
+    let answer = read_answer(&mut refused);
+    assert_eq!(
+        (answer.status, answer.code().as_str()),
+        (503, "unavailable"),
+        "{answer:?}"
+    );
+    assert!(answer.body.contains("request bodies"), "{answer:?}");
+
+    // So does a chunked body, as its chunks arrive past what is free.
+    let mut chunked = TcpStream::connect(&agent.addr).expect("connects");
+    chunked
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let chunk = "x".repeat(50_000);
+    write!(
+        chunked,
+        "POST /api/events/batch HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\
+         Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{chunk}\r\n",
+        chunk.len()
+    )
+    .expect("sends");
+    let answer = read_answer(&mut chunked);
+    assert_eq!(
+        (answer.status, answer.code().as_str()),
+        (503, "unavailable"),
+        "{answer:?}"
+    );
+
+    // A small one fits beside it.
+    let line = format!("{{\"type\":\"product_view\",{}\n", &VIEW[1..]);
+    let small = send(
+        &agent.addr,
+        "POST",
+        "/api/events/batch",
+        &[("content-type", "application/x-ndjson")],
+        &line,
+    );
+    assert_eq!(small.status, 200, "{small:?}");
+
+    // Once the slow body has ended (here: its connection is gone), its bytes are free.
+    drop(slow);
+    std::thread::sleep(Duration::from_millis(300));
+    let body = line.repeat(60_000 / line.len());
+    let big = send(
+        &agent.addr,
+        "POST",
+        "/api/events/batch",
+        &[("content-type", "application/x-ndjson")],
+        &body,
+    );
+    assert_eq!(big.status, 200, "{big:?}");
+}

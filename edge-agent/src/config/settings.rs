@@ -68,6 +68,15 @@ impl AgentConfig {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
+        if server.max_body_memory_bytes < server.max_body_bytes {
+            return Err(invalid(
+                "server.max_body_memory_bytes",
+                format!(
+                    "must be at least server.max_body_bytes ({})",
+                    server.max_body_bytes
+                ),
+            ));
+        }
         if server.max_head_bytes < MIN_HEAD_BYTES {
             return Err(invalid(
                 "server.max_head_bytes",
@@ -152,6 +161,7 @@ impl AgentConfig {
             max_head_bytes: server.max_head_bytes,
             body_timeout: Duration::from_millis(server.body_timeout_ms),
             max_body_bytes: server.max_body_bytes,
+            max_body_memory_bytes: server.max_body_memory_bytes,
             max_concurrent_decompressions: match server.max_concurrent_decompressions {
                 0 => std::thread::available_parallelism()
                     .map_or(1, |n| n.get() / 2)
@@ -346,6 +356,8 @@ pub struct AgentSettings {
     pub body_timeout: Duration,
     /// Largest body as sent.
     pub max_body_bytes: usize,
+    /// Bytes of bodies being received at once.
+    pub max_body_memory_bytes: usize,
     /// Most bodies decompressed at once (0 in the file resolved to half the cores).
     pub max_concurrent_decompressions: usize,
     /// Longest wait for `persisted` / `delivered`.
