@@ -1240,6 +1240,9 @@ struct RefusingIndex {
     indexed: std::collections::HashSet<String>,
     /// Bulk requests it refused as too large.
     refused: usize,
+    /// Bulk requests still to answer 401, as after a credential change not yet
+    /// rolled out.
+    unauthorized: usize,
 }
 
 /// An index that answers `_bulk` requests over `limit` bytes with 413, as OpenSearch does
@@ -1277,8 +1280,16 @@ async fn serve_refusing_index(
                             .expect("a gzip body");
                             body = plain;
                         }
+                        let unauthorized = bulk && {
+                            let mut seen = seen.lock().expect("lock");
+                            let left = seen.unauthorized;
+                            seen.unauthorized = left.saturating_sub(1);
+                            left > 0
+                        };
                         let answer = if !bulk {
                             (200, "{}".to_owned())
+                        } else if unauthorized {
+                            (401, "{\"error\":\"unauthorized\"}".to_owned())
                         } else if body.len() > limit {
                             seen.lock().expect("lock").refused += 1;
                             (413, String::new())
@@ -1316,7 +1327,8 @@ async fn serve_refusing_index(
 
 /// A bulk request the index refuses as a whole (413) is split in halves until each part
 /// is taken; a document the index refuses even alone is dropped and counted. Nothing
-/// blocks the queue and the analytics stay exact.
+/// blocks the queue and the analytics stay exact. A 401 (credentials changed) is the
+/// index's failure, not the documents': it is retried and drops nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_requests_the_index_refuses_as_too_large_are_split() {
     let mut day = day(0x5EED_0016, 300);
@@ -1348,7 +1360,10 @@ async fn bulk_requests_the_index_refuses_as_too_large_are_split() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("address").to_string();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(RefusingIndex::default()));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(RefusingIndex {
+        unauthorized: 12,
+        ..RefusingIndex::default()
+    }));
     tokio::spawn(serve_refusing_index(listener, 32 * 1024, seen.clone()));
     let env = scenario.search_env(&addr);
     let mut p = scenario.start_ready("split", &as_env(&env)).await;
@@ -1364,6 +1379,7 @@ async fn bulk_requests_the_index_refuses_as_too_large_are_split() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let seen = std::mem::take(&mut *seen.lock().expect("lock"));
+    assert_eq!(seen.unauthorized, 0, "the 401 answers were given");
     assert!(
         seen.refused > 1,
         "requests were refused and split: {}",

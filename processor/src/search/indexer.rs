@@ -427,9 +427,7 @@ impl SearchIndexer {
                 .record(started.elapsed().as_secs_f64());
             let status = answer.status.as_u16();
             if !answer.status.is_success() {
-                let whole_request_refused =
-                    (400..500).contains(&status) && status != 408 && status != 429;
-                if !whole_request_refused {
+                if !refused_for_its_documents(status) {
                     return Err(Error::Index(format!(
                         "bulk request answered {}: {}",
                         answer.status,
@@ -555,4 +553,28 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The start of an answer body, for messages.
 fn excerpt(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned()
+}
+
+/// Whether a bulk request answered `status` was refused for what it holds, so that
+/// fewer documents may pass and one refused alone is dropped: malformed (400), too large
+/// (413), unprocessable (422). Any other failure (401 and 403 after a credential change,
+/// 404 from a wrong URL, 408, 429, 5xx) is the index's or the configuration's, not the
+/// documents': it is retried, and no document is dropped for it.
+fn refused_for_its_documents(status: u16) -> bool {
+    matches!(status, 400 | 413 | 422)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_for_its_documents;
+
+    #[test]
+    fn only_answers_about_the_documents_drop_documents() {
+        for status in [400, 413, 422] {
+            assert!(refused_for_its_documents(status), "{status}");
+        }
+        for status in [401, 403, 404, 405, 408, 415, 429, 500, 502, 503] {
+            assert!(!refused_for_its_documents(status), "{status}");
+        }
+    }
 }
