@@ -174,6 +174,35 @@ async fn verify_full_against_another_ca_fails_and_names_the_certificate_problem(
     std::fs::remove_file(other).ok();
 }
 
+/// Host name `other.invalid` (not in the certificate) at the address of the services'
+/// PostgreSQL (`hostaddr`): the chain checks out, the name does not.
+#[tokio::test]
+async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
+    let url = postgres_url();
+    let rest = url
+        .split_once('@')
+        .map(|(_, rest)| rest)
+        .expect("POSTGRES_URL has a user");
+    let port_and_db = rest.split_once(':').map(|(_, rest)| rest).expect("a port");
+    let renamed = |mode: &str| {
+        format!(
+            "postgres://postgres@other.invalid:{port_and_db}?hostaddr=127.0.0.1\
+             &sslmode={mode}&sslrootcert={}",
+            ca_file()
+        )
+    };
+    let Err(error) = Store::connect(&renamed("verify-full"), CONNECT).await else {
+        panic!("verify-full accepted a certificate for another name");
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("not valid for name \"other.invalid\""),
+        "{error}"
+    );
+    assert!(server_sees_ssl(&renamed("verify-ca")).await);
+}
+
 #[tokio::test]
 async fn an_unusable_sslrootcert_is_a_configuration_error_naming_the_file() {
     let missing = std::env::temp_dir().join("no-such-ca-file.pem");
