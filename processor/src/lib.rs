@@ -79,6 +79,7 @@ pub async fn run(
     let _upkeep = AbortOnDrop(ingest_common::telemetry::spawn_upkeep(metrics.clone()));
     let live = live::LiveView::connect(
         &settings.redis_url,
+        settings.redis_ca_file.as_deref(),
         &settings.key_prefix,
         settings.retention.as_secs(),
         settings.redis_response_timeout,

@@ -55,9 +55,13 @@
 //! re-writes them from PostgreSQL, then sets the marker ([`LiveView::has_marker`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::time::Duration;
 
+use ingest_common::ConfigError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use crate::aggregate::{dimension, set, TopicPartition};
 use crate::error::Error;
@@ -247,19 +251,41 @@ pub struct Snapshot {
 }
 
 impl LiveView {
-    /// Connects (reconnecting on its own after failures). A reply slower than
-    /// `response_timeout` fails the command as a connection error (retried).
+    /// Connects (reconnecting on its own after failures). A `rediss://` URL connects
+    /// over TLS (rustls), checking the server's certificate against the PEM
+    /// certificates of `ca_file`, or the system's roots without one. A reply slower
+    /// than `response_timeout` fails the command as a connection error (retried).
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`].
+    /// [`Error::Config`] (key `redis.ca_file`) naming the file when it cannot be read or
+    /// holds no PEM certificate, or when it is given for a plain `redis://` URL;
+    /// [`Error::Redis`] when connecting fails (for TLS, the message carries rustls's
+    /// reason, e.g. an unknown issuer).
     pub async fn connect(
         url: &str,
+        ca_file: Option<&Path>,
         prefix: &str,
         ttl_secs: u64,
         response_timeout: Duration,
     ) -> Result<LiveView, Error> {
-        let client = redis::Client::open(url)?;
+        let client = match ca_file {
+            None => redis::Client::open(url)?,
+            Some(path) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(read_ca_file(path)?),
+                },
+            )
+            .map_err(|e| match e.kind() {
+                redis::ErrorKind::InvalidClientConfig => Error::Config(ConfigError::new(
+                    "redis.ca_file",
+                    format!("{}: {e}", path.display()),
+                )),
+                _ => Error::Redis(e),
+            })?,
+        };
         let config = ConnectionManagerConfig::new().set_response_timeout(Some(response_timeout));
         let connection = ConnectionManager::new_with_config(client, config).await?;
         Ok(LiveView {
@@ -681,4 +707,24 @@ impl LiveView {
         redis::cmd("PING").query_async::<String>(&mut conn).await?;
         Ok(())
     }
+}
+
+/// The PEM text of `path`, refused unless it holds at least one certificate.
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, Error> {
+    let bad = |why: String| {
+        Error::Config(ConfigError::new(
+            "redis.ca_file",
+            format!("{}: {why}", path.display()),
+        ))
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+    let mut certificates = 0;
+    for certificate in CertificateDer::pem_slice_iter(&pem) {
+        certificate.map_err(|e| bad(format!("not PEM: {e}")))?;
+        certificates += 1;
+    }
+    if certificates == 0 {
+        return Err(bad("holds no PEM certificate".to_owned()));
+    }
+    Ok(pem)
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::Error;
-use crate::store::Store;
+use crate::store::{PostgresUrl, Store};
 
 /// A bounded set of [`Store`] connections.
 pub struct StorePool {
@@ -115,10 +115,10 @@ impl Drop for PooledStore<'_> {
 /// if it has one: the last `options` of a URL wins, so the merged value goes last).
 fn with_statement_timeout(url: &str, timeout: Duration) -> String {
     let setting = format!("-c statement_timeout={}", timeout.as_millis().max(1));
-    let options = match url
-        .parse::<tokio_postgres::Config>()
+    // Read through PostgresUrl: tokio-postgres alone refuses libpq's TLS parameters.
+    let options = match PostgresUrl::parse(url)
         .ok()
-        .and_then(|c| c.get_options().map(str::to_owned))
+        .and_then(|u| u.config().get_options().map(str::to_owned))
     {
         Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
         _ => setting,
@@ -172,6 +172,16 @@ mod tests {
         assert_eq!(
             options(&url).0.as_deref(),
             Some("-c search_path=x -c statement_timeout=250")
+        );
+        let url = with_statement_timeout(
+            "postgres://db/shop?sslmode=verify-full&sslrootcert=/ca.pem&options=-c%20a%3Db",
+            Duration::from_millis(250),
+        );
+        let parsed = PostgresUrl::parse(&url).expect("a valid URL");
+        assert_eq!(parsed.ssl_mode(), crate::store::SslMode::VerifyFull);
+        assert_eq!(
+            parsed.config().get_options(),
+            Some("-c a=b -c statement_timeout=250")
         );
     }
 }

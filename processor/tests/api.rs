@@ -17,6 +17,7 @@ use processor::store_pool::StorePool;
 async fn start_api(scenario: &Scenario) -> (String, tokio::sync::watch::Sender<bool>) {
     let live = LiveView::connect(
         &scenario.services.redis,
+        None,
         &scenario.name,
         3_600,
         Duration::from_secs(30),

@@ -155,7 +155,7 @@ fn ranked(map: &HashMap<String, i64>, n: usize) -> Vec<(String, i64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crowded_window_gives_exact_bounded_answers() {
     let prefix = format!("live_{}", uuid::Uuid::now_v7().simple());
-    let live = LiveView::connect(&redis_url(), &prefix, 600, Duration::from_secs(30))
+    let live = LiveView::connect(&redis_url(), None, &prefix, 600, Duration::from_secs(30))
         .await
         .expect("Redis reachable at REDIS_URL");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -255,7 +255,7 @@ async fn a_crowded_window_gives_exact_bounded_answers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checkpoint_without_figures_is_a_successful_write() {
     let prefix = format!("live_{}", uuid::Uuid::now_v7().simple());
-    let live = LiveView::connect(&redis_url(), &prefix, 600, Duration::from_secs(30))
+    let live = LiveView::connect(&redis_url(), None, &prefix, 600, Duration::from_secs(30))
         .await
         .expect("Redis reachable at REDIS_URL");
     live.write(&Committed::default(), &HashMap::new(), &BTreeSet::new())

@@ -189,7 +189,9 @@ impl Default for TopicsConfig {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PostgresConfig {
-    /// Connection URL, `postgres://user:password@host:port/database`.
+    /// Connection URL, `postgres://user:password@host:port/database`. TLS as libpq:
+    /// `?sslmode=disable|prefer|require|verify-ca|verify-full` (default `prefer`) and
+    /// `sslrootcert=/path/ca.pem` (PEM; default: the system's roots for `verify-*`).
     pub url: String,
     /// Connect timeout (ms).
     pub connect_timeout_ms: u64,
@@ -208,8 +210,12 @@ impl Default for PostgresConfig {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Connection URL, `redis://[:password@]host:port/db`.
+    /// Connection URL, `redis://[:password@]host:port/db`, or `rediss://…` for TLS
+    /// (the server's certificate is checked against the system's roots, or `ca_file`).
     pub url: String,
+    /// PEM file of the CA certificates trusted for a `rediss://` URL instead of the
+    /// system's roots (a private CA); empty: the system's roots.
+    pub ca_file: String,
     /// Prefix of every key the processor writes.
     pub key_prefix: String,
     /// How long a minute's keys live (minutes); at least the largest API window (60).
@@ -223,6 +229,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: "redis://127.0.0.1:6379/0".to_owned(),
+            ca_file: String::new(),
             key_prefix: "processor".to_owned(),
             retention_minutes: 120,
             response_timeout_ms: 5_000,
@@ -713,6 +720,7 @@ impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &mask_url(&self.url))
+            .field("ca_file", &self.ca_file)
             .field("key_prefix", &self.key_prefix)
             .field("retention_minutes", &self.retention_minutes)
             .field("response_timeout_ms", &self.response_timeout_ms)

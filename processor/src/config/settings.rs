@@ -55,8 +55,21 @@ impl ProcessorConfig {
         {
             return bad("postgres.url", "must start with postgres://");
         }
+        // sslmode and sslrootcert are read here too, so that a bad value stops the start
+        // (the CA file itself is read when connecting).
+        crate::store::PostgresUrl::parse(&self.postgres.url)?;
         if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
             return bad("redis.url", "must start with redis:// or rediss://");
+        }
+        if self.redis.url.contains('#') {
+            return bad(
+                "redis.url",
+                "takes no #fragment (#insecure would turn certificate checks off); \
+                 trust a private CA with redis.ca_file",
+            );
+        }
+        if !self.redis.ca_file.is_empty() && !self.redis.url.starts_with("rediss://") {
+            return bad("redis.ca_file", "needs a rediss:// redis.url (TLS)");
         }
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(' ') {
             return bad("redis.key_prefix", "must be a non-empty word");
@@ -236,6 +249,8 @@ impl ProcessorConfig {
             postgres_url: SecretUrl::new(self.postgres.url.clone()),
             postgres_connect_timeout: Duration::from_millis(self.postgres.connect_timeout_ms),
             redis_url: SecretUrl::new(self.redis.url.clone()),
+            redis_ca_file: (!self.redis.ca_file.is_empty())
+                .then(|| std::path::PathBuf::from(&self.redis.ca_file)),
             key_prefix: self.redis.key_prefix.clone(),
             retention: Duration::from_secs(self.redis.retention_minutes * 60),
             redis_response_timeout: Duration::from_millis(self.redis.response_timeout_ms),
@@ -485,6 +500,8 @@ pub struct Settings {
     pub postgres_connect_timeout: Duration,
     /// Redis URL (`Debug` masks its password).
     pub redis_url: SecretUrl,
+    /// CA certificates trusted for a `rediss://` URL instead of the system's roots.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// Redis key prefix.
     pub key_prefix: String,
     /// Redis key lifetime.

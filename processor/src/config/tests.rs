@@ -430,3 +430,42 @@ fn backoff_doubles_up_to_the_cap() {
     assert_eq!(b.delay(3), Duration::from_millis(350));
     assert_eq!(b.delay(60), Duration::from_millis(350));
 }
+
+#[test]
+fn store_tls_settings_are_validated_without_io() {
+    let mut config = ProcessorConfig::default();
+    config.postgres.url =
+        "postgres://app:pw@db/shop?sslmode=verify-full&sslrootcert=/nowhere/ca.pem".to_owned();
+    config.redis.url = "rediss://:pw@cache:6380/0".to_owned();
+    config.redis.ca_file = "/nowhere/redis-ca.pem".to_owned();
+    // The files are read when connecting, not here.
+    let settings = config.validate().expect("valid");
+    assert_eq!(
+        settings.redis_ca_file.as_deref(),
+        Some(std::path::Path::new("/nowhere/redis-ca.pem"))
+    );
+    for (change, key, why) in [
+        (
+            (|c: &mut ProcessorConfig| c.postgres.url.push_str("&sslmode=allow"))
+                as fn(&mut ProcessorConfig),
+            "postgres.url",
+            "sslmode `allow`",
+        ),
+        (
+            |c: &mut ProcessorConfig| c.redis.url = "redis://cache:6379/0".to_owned(),
+            "redis.ca_file",
+            "rediss://",
+        ),
+        (
+            |c: &mut ProcessorConfig| c.redis.url = "rediss://cache:6380/0#insecure".to_owned(),
+            "redis.url",
+            "redis.ca_file",
+        ),
+    ] {
+        let mut config = config.clone();
+        change(&mut config);
+        let error = config.validate().expect_err("refused").to_string();
+        assert!(error.contains(key) && error.contains(why), "{error}");
+        assert!(!error.contains("pw"), "{error}");
+    }
+}

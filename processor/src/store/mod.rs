@@ -3,12 +3,14 @@
 //!
 //! One file per job, each an `impl Store` block of its own: `checkpoint` (the
 //! transaction, see its design notes), `outbox` (the outboxes the background jobs
-//! drain), `pairs` (product pairs and recommendations) and `prune` (retention).
+//! drain), `pairs` (product pairs and recommendations) and `prune` (retention); `tls`
+//! reads the URL's `sslmode`/`sslrootcert` and builds the rustls connector.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::{Client, Connection, NoTls};
 
 use crate::aggregate::TopicPartition;
 use crate::catalog::Catalog;
@@ -40,10 +42,12 @@ mod checkpoint;
 mod outbox;
 mod pairs;
 mod prune;
+mod tls;
 
 pub use checkpoint::{Attempt, Checkpoint, Written};
 pub use outbox::ClaimedLetters;
 pub use pairs::Folded;
+pub use tls::{PostgresUrl, SslMode};
 
 /// The migrations, applied in order and recorded in `schema_migrations`.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -140,28 +144,48 @@ pub struct UserStates {
 
 pub use crate::recommend::Recommendation;
 
+/// Runs `connection` on a task of its own (logging how it ended) and returns its client.
+fn run<S, T>((client, connection): (Client, Connection<S, T>)) -> Client
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL connection closed");
+        }
+    });
+    client
+}
+
 /// A PostgreSQL connection.
 pub struct Store {
     client: Client,
 }
 impl Store {
-    /// Connects (the connection runs on a spawned task).
+    /// Connects (the connection runs on a spawned task), over TLS as the URL's
+    /// `sslmode` and `sslrootcert` say ([`PostgresUrl`]).
     ///
     /// # Errors
     ///
-    /// [`Error::Postgres`] when the server cannot be reached, [`Error::Timeout`] after
-    /// `timeout`.
+    /// [`Error::Config`] when the URL's TLS parameters are not acceptable or its
+    /// `sslrootcert` file cannot be used; [`Error::Postgres`] when the server cannot be
+    /// reached or the TLS handshake fails (the message carries rustls's reason, e.g. an
+    /// unknown issuer); [`Error::Timeout`] after `timeout`.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Store, Error> {
-        let mut config: tokio_postgres::Config = url.parse()?;
+        let url = PostgresUrl::parse(url)?;
+        let tls = url.connector()?;
+        let mut config = url.into_config();
         config.connect_timeout(timeout);
-        let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
+        let connecting = async {
+            Ok::<_, tokio_postgres::Error>(match tls {
+                None => run(config.connect(NoTls).await?),
+                Some(tls) => run(config.connect(tls).await?),
+            })
+        };
+        let client = tokio::time::timeout(timeout, connecting)
             .await
             .map_err(|_| Error::Timeout("connecting to PostgreSQL"))??;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection closed");
-            }
-        });
         // Notices (such as "relation already exists, skipping" for the checkpoint's and
         // the fold's temporary tables) would reach the log at every checkpoint.
         client

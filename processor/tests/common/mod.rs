@@ -337,6 +337,18 @@ impl Scenario {
 
     /// Starts a processor instance with extra environment variables.
     pub fn start_with(&self, instance: &str, env: &[(&str, &str)]) -> Processor {
+        self.start_with_stores(instance, &self.postgres, &self.services.redis, env)
+    }
+
+    /// Starts a processor instance on the given PostgreSQL and Redis URLs (e.g. with TLS
+    /// parameters) with extra environment variables.
+    pub fn start_with_stores(
+        &self,
+        instance: &str,
+        postgres: &str,
+        redis: &str,
+        env: &[(&str, &str)],
+    ) -> Processor {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -346,8 +358,8 @@ impl Scenario {
         let child = Command::new(env!("CARGO_BIN_EXE_processor"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--brokers", &self.services.kafka])
-            .args(["--postgres", &self.postgres])
-            .args(["--redis", &self.services.redis])
+            .args(["--postgres", postgres])
+            .args(["--redis", redis])
             .env("PROCESSOR_KAFKA__GROUP_ID", &self.name)
             .env("PROCESSOR_KAFKA__TOPICS__PRODUCT_VIEW", &self.topics[0])
             .env("PROCESSOR_KAFKA__TOPICS__CART", &self.topics[1])
