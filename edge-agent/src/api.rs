@@ -26,6 +26,7 @@ use crate::cors::Cors;
 use crate::rate_limit::RateLimiter;
 use crate::response::{json, text, ApiError, Body, ErrorDetail};
 use crate::telemetry::{Endpoint, RequestMetrics};
+use crate::tls::Certificate;
 
 /// Media types of the single-event endpoints (`text/plain` is what `sendBeacon` sends).
 const SINGLE_TYPES: &[&str] = &["application/json", "text/plain"];
@@ -87,12 +88,22 @@ pub enum Role {
 }
 
 /// The connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     /// The peer's address; `None` on the Unix socket.
     pub peer: Option<IpAddr>,
     /// What the listener serves.
     pub role: Role,
+    /// The storefront its client certificate names, if `tls.clients` ties any.
+    pub certificate: Certificate,
+}
+
+/// The key a request presented: what it grants (or why it does not), and whether any
+/// was presented at all (a request on a connection whose certificate names a storefront
+/// needs none).
+struct Presented {
+    grant: Result<Option<Arc<Grant>>, ApiError>,
+    any: bool,
 }
 
 /// Who sends a request: what its key grants, and the client it is counted as.
@@ -162,7 +173,7 @@ impl Api {
     pub async fn serve(
         self: Arc<Self>,
         request: Request<Incoming>,
-        connection: Connection,
+        connection: Arc<Connection>,
     ) -> Result<Response<Body>, Infallible> {
         let started = Instant::now();
         let (endpoint, kind) = route(request.method(), request.uri().path());
@@ -189,7 +200,7 @@ impl Api {
                 message: "requests from this Origin are not accepted (cors.allowed_origins)",
             })
         } else {
-            self.dispatch(endpoint, kind, request, connection).await
+            self.dispatch(endpoint, kind, request, &connection).await
         };
         let mut response = match served {
             Ok(response) => response,
@@ -242,7 +253,7 @@ impl Api {
         endpoint: Endpoint,
         kind: Option<EventKind>,
         request: Request<Incoming>,
-        connection: Connection,
+        connection: &Connection,
     ) -> Result<Response<Body>, ApiError> {
         let method = request.method().clone();
         match (endpoint, method) {
@@ -278,13 +289,12 @@ impl Api {
     fn admit(
         &self,
         request: &Request<Incoming>,
-        connection: Connection,
+        connection: &Connection,
         types: &[&str],
         kind: Option<EventKind>,
     ) -> Result<(Caller, Ack, body::Encoding), ApiError> {
         let headers = request.headers();
-        let grant = self.keys.authenticate(headers, request.uri().query())?;
-        let caller = self.caller(grant, headers, connection, kind)?;
+        let caller = self.caller(self.native_key(request), headers, connection, kind)?;
         self.take(&caller, 1)?;
         let ack = ack_level(headers)?;
         body::check_media_type(headers, types)?;
@@ -292,15 +302,52 @@ impl Api {
         Ok((caller, ack, encoding))
     }
 
-    /// The caller of a request with key `grant`. A browser key must come from one of its
-    /// origins, and an endpoint of `kind` must be one a browser may send.
+    /// The key of a native request (`Authorization`, or a browser key's `key` query
+    /// parameter), and whether one was presented.
+    fn native_key(&self, request: &Request<Incoming>) -> Presented {
+        let query = request.uri().query();
+        Presented {
+            any: request.headers().contains_key(http::header::AUTHORIZATION)
+                || form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                    .any(|(name, _)| name == "key"),
+            grant: self.keys.authenticate(request.headers(), query),
+        }
+    }
+
+    /// The caller of a request that presented `key`, on `connection`. A client
+    /// certificate tied to a storefront sends as it (a key, if presented too, must be
+    /// that storefront's); a browser key must come from one of its origins, and an
+    /// endpoint of `kind` must be one a browser may send.
     fn caller(
         &self,
-        grant: Option<Arc<Grant>>,
+        key: Presented,
         headers: &HeaderMap,
-        connection: Connection,
+        connection: &Connection,
         kind: Option<EventKind>,
     ) -> Result<Caller, ApiError> {
+        let grant =
+            match &connection.certificate {
+                Certificate::Untied => key.grant?,
+                Certificate::Unlisted => {
+                    return Err(ApiError::Forbidden {
+                        code: "certificate_not_allowed",
+                        message: "this client certificate names no storefront (tls.clients)",
+                    })
+                }
+                Certificate::Storefront(source) => match key.grant {
+                    Ok(Some(grant)) if grant.source == *source => Some(grant),
+                    Ok(Some(_)) => return Err(ApiError::Forbidden {
+                        code: "certificate_mismatch",
+                        message:
+                            "the API key belongs to another storefront than the client certificate",
+                    }),
+                    Err(error) if key.any => return Err(error),
+                    Ok(None) | Err(_) => Some(Arc::new(Grant {
+                        source: source.clone(),
+                        browser_origins: None,
+                    })),
+                },
+            };
         let caller = Caller {
             grant,
             client: client_of(connection.peer, headers, &self.trusted_proxies),
@@ -389,7 +436,7 @@ impl Api {
         endpoint: Endpoint,
         kind: EventKind,
         request: Request<Incoming>,
-        connection: Connection,
+        connection: &Connection,
     ) -> Result<Response<Body>, ApiError> {
         let (caller, ack, encoding) = self.admit(&request, connection, SINGLE_TYPES, Some(kind))?;
         let options = self.submit_options(&caller);
@@ -416,7 +463,7 @@ impl Api {
     async fn batch(
         &self,
         request: Request<Incoming>,
-        connection: Connection,
+        connection: &Connection,
     ) -> Result<Response<Body>, ApiError> {
         let (caller, ack, encoding) = self.admit(&request, connection, BATCH_TYPES, None)?;
         let options = self.submit_options(&caller);
@@ -473,11 +520,10 @@ impl Api {
     fn flags_of(
         &self,
         request: &Request<Incoming>,
-        connection: Connection,
+        connection: &Connection,
     ) -> Result<Response<Body>, ApiError> {
         let headers = request.headers();
-        let grant = self.keys.authenticate(headers, request.uri().query())?;
-        let caller = self.caller(grant, headers, connection, None)?;
+        let caller = self.caller(self.native_key(request), headers, connection, None)?;
         self.take(&caller, 1)?;
         let user = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
             .find(|(name, _)| name == "user_id")

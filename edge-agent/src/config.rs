@@ -189,6 +189,20 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
     /// PEM CA certificates: when set, clients must present a certificate signed by one.
     pub client_ca_file: Option<PathBuf>,
+    /// Client certificates tied to storefronts: a connection whose certificate carries
+    /// one of these DNS names sends as that storefront. When any is listed, a
+    /// certificate naming none of them is refused (403).
+    pub clients: Vec<TlsClient>,
+}
+
+/// A client certificate's name and the storefront it sends as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsClient {
+    /// A DNS name in the certificate's subject alternative names.
+    pub name: String,
+    /// The storefront: the `source` of the events sent on such a connection.
+    pub source: String,
 }
 
 /// Who holds a key, and so what it may do.
@@ -921,6 +935,26 @@ mod tests {
         refused(
             &|c| c.server.trusted_proxies = vec!["10.0.0.0/40".to_owned()],
             "server.trusted_proxies",
+        );
+        let client = |name: &str| TlsClient {
+            name: name.to_owned(),
+            source: "shop".to_owned(),
+        };
+        refused(&|c| c.tls.clients.push(client("a.internal")), "tls.clients");
+        let with_tls = |c: &mut AgentConfig, name: &str| {
+            c.tls.cert_file = Some("/c".into());
+            c.tls.key_file = Some("/k".into());
+            c.tls.client_ca_file = Some("/ca".into());
+            c.tls.clients.push(client(name));
+        };
+        refused(&|c| with_tls(c, "10.0.0.1"), "tls.clients[0].name");
+        refused(&|c| with_tls(c, "not a name"), "tls.clients[0].name");
+        refused(
+            &|c| {
+                with_tls(c, "a.internal");
+                c.tls.client_ca_file = None;
+            },
+            "tls.clients",
         );
 
         let mut config = AgentConfig::default();

@@ -109,6 +109,11 @@ pub async fn run(
         None => None,
     };
     let tls = settings.tls.as_ref().map(tls::acceptor).transpose()?;
+    let client_names = settings
+        .tls
+        .as_ref()
+        .map(tls::ClientNames::new)
+        .unwrap_or_default();
     let mut listeners = Vec::new();
     if let Some(addr) = settings.listen {
         let listener = TcpListener::bind(addr)
@@ -196,6 +201,7 @@ pub async fn run(
         http2_max_concurrent_streams: settings.http2_max_concurrent_streams,
         max_head_bytes: settings.max_head_bytes,
         tls,
+        client_names,
         role: if admin_listener.is_some() {
             Role::Public
         } else {
@@ -220,6 +226,7 @@ pub async fn run(
             http2_max_concurrent_streams: settings.http2_max_concurrent_streams,
             max_head_bytes: settings.max_head_bytes,
             tls: None,
+            client_names: tls::ClientNames::default(),
             role: Role::Admin,
         });
         tasks.push(tokio::spawn(admin.run(listener, stopped.clone(), drain)));

@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{Api, Connection, Role};
+use crate::tls::{Certificate, ClientNames};
 
 /// What the listeners serve with.
 pub struct Server {
@@ -57,6 +58,8 @@ pub struct Server {
     pub tls: Option<TlsAcceptor>,
     /// Which paths its listeners serve.
     pub role: Role,
+    /// Client certificates tied to storefronts.
+    pub client_names: ClientNames,
 }
 
 /// A bound listener.
@@ -163,7 +166,10 @@ impl Server {
                                 .await
                                 {
                                     Ok(Ok(stream)) => {
-                                        server.serve(stream, peer, stop).await;
+                                        let certificate = server
+                                            .client_names
+                                            .identify(stream.get_ref().1.peer_certificates());
+                                        server.serve(stream, peer, certificate, stop).await;
                                     }
                                     Ok(Err(error)) => {
                                         tracing::debug!(%error, "TLS handshake failed")
@@ -209,7 +215,7 @@ impl Server {
         let server = self.clone();
         let (held, stop) = (open.subscribe(), stop.clone());
         tokio::spawn(async move {
-            server.serve(stream, peer, stop).await;
+            server.serve(stream, peer, Certificate::Untied, stop).await;
             drop((permit, held));
         });
     }
@@ -220,6 +226,7 @@ impl Server {
         &self,
         stream: S,
         peer: Option<std::net::IpAddr>,
+        certificate: Certificate,
         mut stop: watch::Receiver<bool>,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -227,14 +234,16 @@ impl Server {
         let open = gauge!("edge_http_connections");
         open.increment(1.0);
         let activity = Arc::new(Activity::new());
-        let about = Connection {
+        let about = Arc::new(Connection {
             peer,
             role: self.role,
-        };
+            certificate,
+        });
         let service = {
             let (api, activity) = (self.api.clone(), activity.clone());
             service_fn(move |request| {
                 let (api, busy) = (api.clone(), Activity::begin(&activity));
+                let about = about.clone();
                 async move {
                     // One turn of the scheduler per request: the requests a client
                     // pipelined on one connection are served one per turn, so other

@@ -434,25 +434,37 @@ fn bodies_in_flight_share_one_memory_budget() {
     );
     assert!(answer.body.contains("request bodies"), "{answer:?}");
 
-    // So does a chunked body, as its chunks arrive past what is free.
+    // So does a chunked body, as its chunks arrive past what is free. It is sent in
+    // pieces, and no more once the answer is there (writing on would make the closed
+    // connection reset, losing the answer).
     let mut chunked = TcpStream::connect(&agent.addr).expect("connects");
     chunked
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
-    let chunk = "x".repeat(50_000);
     write!(
         chunked,
         "POST /api/events/batch HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\
-         Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n\
-         {:x}\r\n{chunk}\r\n",
-        chunk.len()
+         Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
-    .expect("sends");
-    let answer = read_answer(&mut chunked);
-    assert_eq!(
-        (answer.status, answer.code().as_str()),
-        (503, "unavailable"),
-        "{answer:?}"
+    .expect("sends the head");
+    let mut raw = Vec::new();
+    for _ in 0..25 {
+        let piece = "x".repeat(4096);
+        let _ = write!(chunked, "{:x}\r\n{piece}\r\n", piece.len());
+        let mut buf = [0u8; 4096];
+        if let Ok(n @ 1..) = chunked.read(&mut buf) {
+            raw.extend_from_slice(&buf[..n]);
+            break;
+        }
+    }
+    chunked
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = chunked.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.starts_with("HTTP/1.1 503") && text.contains("request bodies"),
+        "{text}"
     );
 
     // A small one fits beside it.
@@ -478,4 +490,111 @@ fn bodies_in_flight_share_one_memory_budget() {
         &body,
     );
     assert_eq!(big.status, 200, "{big:?}");
+}
+
+/// Client certificates tied to storefronts (`tls.clients`): a certificate carrying a
+/// listed name sends as that storefront without a key, a key of another storefront on
+/// it is refused, and a certificate naming no storefront is refused.
+#[test]
+fn a_client_certificate_sends_as_its_storefront_only() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use std::sync::Arc;
+    let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let client = |name: &str| {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("client cert");
+        (cert, key)
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let write = |name: &str, pem: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("write");
+        path.display().to_string()
+    };
+    let config = format!(
+        "[tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {:?}\n\
+         clients = [{{ name = \"checkout.shop-eu.internal\", source = \"shop-eu\" }}]\n\
+         [[auth.keys]]\nsource = \"shop-us\"\nkey = \"{SERVER_KEY}\"\n\
+         [rate_limit]\nper_key_per_sec = 1\nper_key_burst = 2\n",
+        write("cert.pem", server.cert.pem()),
+        write("key.pem", server.key_pair.serialize_pem()),
+        write("ca.pem", ca.pem()),
+    );
+    let agent = start(&config, &free_addr(), &[]);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.cert.der().clone()).expect("root");
+    let post = |(cert, key): &(rcgen::Certificate, KeyPair), headers: &[(&str, &str)]| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots.clone())
+            .with_client_auth_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("client auth");
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let tls = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+        let tcp = TcpStream::connect(&agent.addr).expect("connects");
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut stream = rustls::StreamOwned::new(tls, tcp);
+        let mut request = String::from(
+            "POST /api/events/product-view HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\
+             Content-Type: application/json\r\n",
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str(&format!("Content-Length: {}\r\n\r\n{VIEW}", VIEW.len()));
+        stream.write_all(request.as_bytes()).expect("sends");
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Answer { status, body }
+    };
+
+    let eu = client("checkout.shop-eu.internal");
+    let first = post(&eu, &[]);
+    assert_eq!(first.status, 202, "no key needed: {first:?}");
+    let mismatch = post(&eu, &[("authorization", &format!("Bearer {SERVER_KEY}"))]);
+    assert_eq!(
+        (mismatch.status, mismatch.code().as_str()),
+        (403, "certificate_mismatch"),
+        "{mismatch:?}"
+    );
+    let wrong_key = post(&eu, &[("authorization", "Bearer not-a-key-of-anyone")]);
+    assert_eq!(wrong_key.status, 401, "{wrong_key:?}");
+    // The certificate's storefront has its own key bucket (burst 2).
+    assert_eq!(post(&eu, &[]).status, 202);
+    assert_eq!(post(&eu, &[]).status, 429, "counted as shop-eu");
+
+    let stranger = client("laptop.internal");
+    let refused = post(
+        &stranger,
+        &[("authorization", &format!("Bearer {SERVER_KEY}"))],
+    );
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (403, "certificate_not_allowed"),
+        "{refused:?}"
+    );
 }

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use ingest_core::{Ack, CustomEvent, Error, ErrorCode, EventKind, Receipt, SubmitOptions};
 use serde::{Deserialize, Serialize};
 
-use super::{Api, Connection, Rejected};
+use super::{Api, Connection, Presented, Rejected};
 use crate::body;
 use crate::intake::{self, Mapped, SegmentCall};
 use crate::response::{json, ApiError, Body, ErrorDetail};
@@ -106,15 +106,18 @@ impl Api {
         &self,
         route: SegmentRoute,
         request: Request<Incoming>,
-        connection: Connection,
+        connection: &Connection,
     ) -> Result<Response<Body>, ApiError> {
         let headers = request.headers().clone();
         let (ack, encoding) = self.intake_headers(&headers)?;
         // A key in a header is checked, and one message's worth of the rate limits
         // taken, before the body is read; a `writeKey` in the body only after.
         let early = if !self.keys.enabled() || headers.contains_key(AUTHORIZATION) {
-            let grant = self.keys.authenticate_segment(&headers, None)?;
-            let caller = self.caller(grant, &headers, connection, None)?;
+            let key = Presented {
+                grant: self.keys.authenticate_segment(&headers, None),
+                any: headers.contains_key(AUTHORIZATION),
+            };
+            let caller = self.caller(key, &headers, connection, None)?;
             self.take(&caller, 1)?;
             Some(caller)
         } else {
@@ -135,10 +138,13 @@ impl Api {
                 let write_key = serde_json::from_slice::<BodyWriteKey>(&bytes)
                     .ok()
                     .and_then(|b| b.write_key);
-                let grant = self
-                    .keys
-                    .authenticate_segment(&headers, write_key.as_deref())?;
-                let caller = self.caller(grant, &headers, connection, None)?;
+                let key = Presented {
+                    grant: self
+                        .keys
+                        .authenticate_segment(&headers, write_key.as_deref()),
+                    any: write_key.is_some(),
+                };
+                let caller = self.caller(key, &headers, connection, None)?;
                 self.take(&caller, 1)?;
                 caller
             }
@@ -186,7 +192,7 @@ impl Api {
     pub(super) async fn ga4(
         &self,
         request: Request<Incoming>,
-        connection: Connection,
+        connection: &Connection,
     ) -> Result<Response<Body>, ApiError> {
         let (mut measurement_id, mut api_secret) = (None, None);
         for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
@@ -197,8 +203,11 @@ impl Api {
                 _ => {}
             }
         }
-        let grant = self.keys.authenticate_secret(api_secret.as_deref())?;
-        let caller = self.caller(grant, request.headers(), connection, None)?;
+        let key = Presented {
+            grant: self.keys.authenticate_secret(api_secret.as_deref()),
+            any: api_secret.is_some(),
+        };
+        let caller = self.caller(key, request.headers(), connection, None)?;
         self.take(&caller, 1)?;
         if measurement_id.as_deref().is_none_or(str::is_empty) {
             return Err(ApiError::Mapping(intake::MapError {

@@ -88,6 +88,7 @@ impl AgentConfig {
                 cert: cert.clone(),
                 key: key.clone(),
                 client_ca: self.tls.client_ca_file.clone(),
+                clients: self.tls_clients()?,
             }),
             (None, None) if self.tls.client_ca_file.is_none() => None,
             _ => return Err(invalid(
@@ -95,6 +96,12 @@ impl AgentConfig {
                 "tls.cert_file and tls.key_file go together (and tls.client_ca_file needs both)",
             )),
         };
+        if tls.is_none() && !self.tls.clients.is_empty() {
+            return Err(invalid(
+                "tls.clients",
+                "needs TLS with client certificates (tls.cert_file, tls.key_file, tls.client_ca_file)",
+            ));
+        }
         if tls.is_some() && listen.is_none() {
             return Err(invalid(
                 "tls.cert_file",
@@ -183,6 +190,41 @@ impl AgentConfig {
             avro,
             ingest,
         })
+    }
+
+    /// `tls.clients`, checked: DNS names, storefronts, and a client CA to verify them.
+    fn tls_clients(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let clients = &self.tls.clients;
+        if !clients.is_empty() && self.tls.client_ca_file.is_none() {
+            return Err(invalid(
+                "tls.clients",
+                "needs tls.client_ca_file: only verified certificates name a storefront",
+            ));
+        }
+        clients
+            .iter()
+            .enumerate()
+            .map(|(i, client)| {
+                let name = client.name.trim().to_ascii_lowercase();
+                let dns = matches!(
+                    rustls::pki_types::ServerName::try_from(name.as_str()),
+                    Ok(rustls::pki_types::ServerName::DnsName(_))
+                );
+                if !dns {
+                    return Err(invalid(
+                        &format!("tls.clients[{i}].name"),
+                        format!("{:?} is not a DNS name", client.name),
+                    ));
+                }
+                if client.source.trim().is_empty() {
+                    return Err(invalid(
+                        &format!("tls.clients[{i}].source"),
+                        "must not be empty",
+                    ));
+                }
+                Ok((name, client.source.trim().to_owned()))
+            })
+            .collect()
     }
 
     fn avro_settings(&self) -> Result<Option<AvroSettings>, ConfigError> {
@@ -325,6 +367,8 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// CA certificates for client authentication (PEM).
     pub client_ca: Option<PathBuf>,
+    /// Client certificates' DNS names (lower case) and the storefronts they send as.
+    pub clients: Vec<(String, String)>,
 }
 
 /// The validated configuration the agent runs on.
