@@ -57,11 +57,18 @@ fn mask_userinfo(url: &str) -> String {
     };
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
+    let at = match rest[..authority_end].rfind('@') {
+        Some(at) => at,
+        // A password holding `/`, `?` or `#` unencoded ends the authority early for a
+        // parser; `user:` before the first `@` still says the rest up to it is a
+        // password. (A URL with `user:` and an `@` later in its path or query is
+        // masked more than needed, never less.)
+        None => match rest.find('@') {
+            Some(at) if rest[..at].find(':').is_some_and(|c| c < authority_end) => at,
+            _ => return url.to_owned(),
+        },
     };
-    let userinfo = &authority[..at];
+    let userinfo = &rest[..at];
     let Some(colon) = userinfo.find(':') else {
         return url.to_owned();
     };
@@ -289,6 +296,22 @@ mod tests {
             mask_url("postgres://db/x?sslmode=require&password=s3cret#f"),
             "postgres://db/x?sslmode=require&password=****#f"
         );
+        // Reserved characters left unencoded in a password.
+        for url in [
+            "postgres://app:pa/ss@db:5432/x",
+            "postgres://app:pa?ss@db:5432/x",
+            "postgres://app:pa#ss@db:5432/x",
+            "redis://:a/b@cache:6379/0",
+        ] {
+            let masked = mask_url(url);
+            assert!(
+                !masked.contains("ss@") && !masked.contains("a/b"),
+                "{url} -> {masked}"
+            );
+            assert!(masked.contains(":****@"), "{url} -> {masked}");
+        }
+        assert_eq!(mask_url("postgres://db:5432/x"), "postgres://db:5432/x");
+        assert_eq!(mask_url("https://host/a@b"), "https://host/a@b");
         assert_eq!(
             mask_url("postgresql://u:pw@db/x?password=other&application_name=p"),
             "postgresql://u:****@db/x?password=****&application_name=p"

@@ -67,7 +67,7 @@ impl Decoder {
         .into();
         let registry = registry
             .map(|r| {
-                RegistryClient::new(&r.url, r.timeout, r.cache_capacity).map_err(|e| {
+                RegistryClient::new(r.url.expose(), r.timeout, r.cache_capacity).map_err(|e| {
                     Error::Config(ingest_common::ConfigError::new(
                         "schema_registry.url",
                         e.to_string(),

@@ -109,7 +109,7 @@ pub async fn run(
                     settings.schema_registry.as_ref(),
                 )?,
                 search::CatalogSource {
-                    postgres_url: settings.postgres_url.expose().to_owned(),
+                    postgres_url: settings.postgres_url.clone(),
                     connect_timeout: settings.postgres_connect_timeout,
                     reporting_currency: settings.reporting_currency.clone(),
                     max_products: settings.max_products,

@@ -99,8 +99,8 @@ impl Default for ProcessorConfig {
     }
 }
 
-/// `[schema_registry]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[schema_registry]`. `Debug` masks a password in the URL.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchemaRegistryConfig {
     /// Base URL of the registry's Confluent-compatible API (e.g.
@@ -658,6 +658,7 @@ impl ProcessorConfig {
         masked.redis = masked.redis.masked();
         masked.search = masked.search.masked();
         masked.kafka = masked.kafka.masked();
+        masked.schema_registry.url = mask_url(&masked.schema_registry.url);
         masked
     }
 
@@ -695,6 +696,16 @@ impl PostgresConfig {
             url: mask_url(&self.url),
             ..self.clone()
         }
+    }
+}
+
+impl std::fmt::Debug for SchemaRegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaRegistryConfig")
+            .field("url", &mask_url(&self.url))
+            .field("timeout_ms", &self.timeout_ms)
+            .field("cache_capacity", &self.cache_capacity)
+            .finish()
     }
 }
 

@@ -277,7 +277,7 @@ impl ProcessorConfig {
             },
             dead_letter_timeout: Duration::from_millis(d.timeout_ms),
             schema_registry: (!registry.url.is_empty()).then(|| RegistrySettings {
-                url: registry.url.clone(),
+                url: SecretUrl::new(registry.url.clone()),
                 timeout: Duration::from_millis(registry.timeout_ms),
                 cache_capacity: registry.cache_capacity,
             }),
@@ -466,10 +466,10 @@ const RESERVED_PROPERTIES: &[&str] = &[
 ];
 
 /// `[schema_registry]`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RegistrySettings {
-    /// Base URL of the Confluent-compatible API.
-    pub url: String,
+    /// Base URL of the Confluent-compatible API (its `Debug` masks a password).
+    pub url: SecretUrl,
     /// Time one request may take.
     pub timeout: Duration,
     /// Schemas kept by id.

@@ -361,6 +361,16 @@ fn secrets_are_masked() {
     assert!(text.contains("****"));
 }
 
+/// `--check-config` masks a password in the schema registry's URL too.
+#[test]
+fn the_registry_url_is_masked_in_check_config() {
+    let mut config = ProcessorConfig::default();
+    config.schema_registry.url = "https://reg:registry-s3cret@registry:8081".to_owned();
+    let text = config.masked_toml();
+    assert!(!text.contains("registry-s3cret"), "{text}");
+    assert!(text.contains("https://reg:****@registry:8081"), "{text}");
+}
+
 /// Neither the configuration nor the validated settings print a password through
 /// `Debug`: not in a URL's user information, not in a `password=` query parameter,
 /// not in a secret-named Kafka property (`sasl.oauthbearer.config` included), not in
@@ -382,6 +392,7 @@ fn debug_output_masks_every_password() {
             .insert(name.to_owned(), value.to_owned());
     }
     config.search.password = "search-s3cret".to_owned();
+    config.schema_registry.url = "https://reg:registry-s3cret@registry:8081".to_owned();
     let settings = config.validate().expect("valid");
     for text in [format!("{config:?}"), format!("{settings:?}")] {
         assert!(!text.contains("s3cret"), "{text}");
@@ -390,6 +401,8 @@ fn debug_output_masks_every_password() {
     }
     // The values themselves are untouched.
     assert!(settings.postgres_url.expose().contains("pg-s3cret"));
+    let registry = settings.schema_registry.as_ref().expect("a registry");
+    assert!(registry.url.expose().contains("registry-s3cret"));
     assert_eq!(&*settings.redis_url, "redis://:redis-s3cret@cache:6379/0");
 }
 

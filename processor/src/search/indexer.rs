@@ -25,8 +25,8 @@ use crate::store::Store;
 /// Where the indexer reads the catalog that enriches documents.
 #[derive(Debug, Clone)]
 pub struct CatalogSource {
-    /// PostgreSQL.
-    pub postgres_url: String,
+    /// PostgreSQL (its `Debug` masks the password).
+    pub postgres_url: ingest_common::secret::SecretUrl,
     /// Connection time-out.
     pub connect_timeout: Duration,
     /// Amounts are converted to this currency.
@@ -244,7 +244,7 @@ impl SearchIndexer {
 
     async fn load_catalog(&self) -> Result<Catalog, Error> {
         let source = &self.catalog_source;
-        let store = Store::connect(&source.postgres_url, source.connect_timeout).await?;
+        let store = Store::connect(source.postgres_url.expose(), source.connect_timeout).await?;
         store
             .load_catalog(&source.reporting_currency, source.max_products)
             .await
