@@ -186,6 +186,18 @@ impl SledBuffer {
             SyncPolicy::IntervalMs(ms) => Some(ms.max(1)),
             SyncPolicy::Never => None,
         };
+        // sled creates its files with the umask's modes; in a directory private to the
+        // owner (0700) no other user reaches them all the same. A link in the
+        // directory's place is refused, as the log engine refuses links.
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            let refused = std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is a symbolic link (the disk buffer does not follow links); refusing it",
+            );
+            return Err(BufferError::io("opening", &dir, refused));
+        }
+        super::storage::create_private_dir_all(&dir)
+            .map_err(|e| BufferError::io("creating", &dir, e))?;
         let db = open_when_unlocked(
             &sled::Config::new()
                 .path(&dir)
@@ -708,5 +720,22 @@ mod tests {
             dir_size(sled_dir.path()),
             dir_size(log_dir.path())
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_directory_is_private_and_a_link_in_its_place_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("dir");
+        let dir = root.path().join("spool");
+        drop(open(&dir, 1 << 20));
+        let mode = std::fs::metadata(&dir).expect("dir").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).expect("symlink");
+        let refused = SledBuffer::open(&link, SledConfig::default())
+            .err()
+            .expect("a link is refused");
+        assert!(refused.to_string().contains("symbolic link"), "{refused}");
     }
 }
