@@ -29,7 +29,8 @@ pub(super) fn raw_type_name(raw: &RawValue) -> &'static str {
     }
 }
 
-fn is_null(raw: &RawValue) -> bool {
+/// Whether a value is JSON `null`.
+pub(super) fn is_null(raw: &RawValue) -> bool {
     raw.get() == "null"
 }
 

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::fields::{
     check_nesting, elements, ident, identity, literal, micros_to_rfc3339, object_members,
-    raw_type_name, text, Fields, Ident,
+    raw_type_name, text, Amount, Fields, Ident,
 };
 use super::order::OrderLine;
 use super::values::{is_blank, join, parse_body, As};
@@ -559,7 +559,7 @@ fn one_item(
         }
     } else if !carry(&mut item, "quantity", path, As::Number, native, "quantity")? {
         // GA4 counts an item without a quantity as one unit.
-        native.amount("quantity", &super::fields::Amount::Read(1.into()));
+        native.amount("quantity", &Amount::Read(1.into()));
     }
     carry(&mut item, "price", path, As::Number, native, "price")?;
     if let Some(currency) = currency {

@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::fields::{
-    check_nesting, ident, identity, literal, object_members, raw_type_name, text, Amount, Fields,
-    Ident,
+    check_nesting, ident, identity, is_null, literal, object_members, raw_type_name, text, Amount,
+    Fields, Ident,
 };
 use super::order::OrderLine;
 use super::values::{is_blank, join, parse_body, As};
@@ -184,7 +184,7 @@ fn read_batch_carefully(body: &[u8]) -> Result<(Vec<&RawValue>, Option<&RawValue
             format!("a key appears more than once in the body: {e}"),
         )
     })?;
-    let batch = body.batch.filter(|b| b.get() != "null").ok_or_else(|| {
+    let batch = body.batch.filter(|b| !is_null(b)).ok_or_else(|| {
         MapError::field(
             ErrorCode::MissingField,
             "batch",
@@ -354,7 +354,7 @@ fn translate<'a>(
     }
     // `timestamp` is when it happened; `originalTimestamp` is the device's clock when
     // `timestamp` was not set. `sentAt` is when the request left, not the event's time.
-    let time_key = if message.get("timestamp").is_some_and(|t| t.get() != "null") {
+    let time_key = if message.get("timestamp").is_some_and(|t| !is_null(t)) {
         "timestamp"
     } else {
         "originalTimestamp"
