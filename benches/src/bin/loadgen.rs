@@ -42,7 +42,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use ingest_benches::intake_format;
 use ingest_benches::report::{Latency, LoadResult, Verification};
 use ingest_benches::storefront::{endpoint, Event, Storefront};
-use ingest_benches::verify::kafka_event_seqs;
+use ingest_benches::verify::{high_watermarks, kafka_event_seqs, Watermarks};
 use tokio::net::TcpStream;
 
 #[derive(Parser, Debug, Clone)]
@@ -577,14 +577,25 @@ fn run_load(args: &Args, run: u64) -> Result<(Outcome, Duration), String> {
     })
 }
 
-fn verification(args: &Args, brokers: &str, run: u64, acked: &[u64]) -> Verification {
-    let topics: Vec<&str> = args.topics.split(',').filter(|t| !t.is_empty()).collect();
+/// The topics to read back.
+fn topics(args: &Args) -> Vec<&str> {
+    args.topics.split(',').filter(|t| !t.is_empty()).collect()
+}
+
+fn verification(
+    args: &Args,
+    brokers: &str,
+    run: u64,
+    acked: &[u64],
+    since: &Watermarks,
+) -> Verification {
+    let topics = topics(args);
     let deadline = Instant::now() + Duration::from_secs(args.verify_timeout);
     let mut found: HashMap<u64, u32>;
     // Delivery may trail the answers (`accepted`): read again until everything
     // acknowledged is there or the time is up.
     loop {
-        found = kafka_event_seqs(brokers, &topics, run);
+        found = kafka_event_seqs(brokers, &topics, run, since);
         let missing = acked.iter().filter(|s| !found.contains_key(s)).count();
         if missing == 0 || Instant::now() > deadline {
             break;
@@ -617,6 +628,12 @@ fn main() -> ExitCode {
     let run = args
         .run
         .unwrap_or_else(|| ingest_common::clock::unix_nanos().max(1));
+    // Where the topics end before the run: the read-back starts there.
+    let since = args
+        .verify_kafka
+        .as_deref()
+        .map(|brokers| high_watermarks(brokers, &topics(&args)))
+        .unwrap_or_default();
     let (outcome, elapsed) = match run_load(&args, run) {
         Ok(result) => result,
         Err(error) => {
@@ -629,7 +646,7 @@ fn main() -> ExitCode {
     let verify = args
         .verify_kafka
         .as_deref()
-        .map(|brokers| verification(&args, brokers, run, &outcome.acked_seqs));
+        .map(|brokers| verification(&args, brokers, run, &outcome.acked_seqs, &since));
     let result = LoadResult {
         label: args.label.clone(),
         connections: args.connections as u64,
