@@ -467,3 +467,91 @@ async fn segment_from_a_browser_with_cors_and_gzip_from_a_server_library() {
     let views = read_topic(&agent.topic("product-views"), 2, WAIT).await;
     assert_eq!(views.len(), 2, "the browser's view and the batch's");
 }
+
+/// What cannot be translated goes to the dead-letter topic, as an invalid native event
+/// does: a Segment message by itself, a request refused as a whole with its body, a GA4
+/// request with the event's path in `error_field`; never with a `writeKey` in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_that_cannot_be_translated_are_dead_lettered() {
+    let agent = Agent::start("intake-dlq", "", KEYS).await;
+    let at = now();
+    let unmappable = format!(
+        r#"{{"type":"track","event":"Product Viewed","anonymousId":"a-1","timestamp":"{at}","properties":{{"name":"no id"}}}}"#
+    );
+    let with_key = format!(
+        r#"{{"type":"track","event":"Order Completed","anonymousId":"a-2","timestamp":"{at}","writeKey":"eu-0123456789abcdef","properties":{{"total":3}}}}"#
+    );
+    let good = format!(
+        r#"{{"type":"track","event":"Products Searched","anonymousId":"a-3","timestamp":"{at}","properties":{{"query":"red"}}}}"#
+    );
+    let batch = format!(r#"{{"batch":[{good},{unmappable},{with_key}]}}"#);
+    let auth = basic("eu-0123456789abcdef");
+    let response = agent
+        .send(post("/v1/batch", batch, &[JSON, ("authorization", &auth)]))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = json(&response);
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(
+        answer["rejected"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+
+    // A request refused as a whole, its key in the body.
+    let broken = r#"{"batch":5,"writeKey":"eu-0123456789abcdef"}"#;
+    let response = agent
+        .send(post("/v1/batch", broken, &[("content-type", "text/plain")]))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // GA4: an item without an id.
+    let ga4 = r#"{"client_id":"c.1","events":[{"name":"view_item","params":{"items":[{"item_name":"A"}]}}]}"#;
+    let response = agent
+        .send(post(
+            "/mp/collect?measurement_id=G-1&api_secret=eu-0123456789abcdef",
+            ga4,
+            &[JSON],
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", json(&response));
+
+    let dead = read_topic(&agent.topic("events-dlq"), 4, WAIT).await;
+    assert_eq!(dead.len(), 4);
+    // `batch` alone names the request; `batch[1]...` a message of it.
+    let find = |field_prefix: &str| {
+        dead.iter()
+            .find(|r| {
+                let field = r.header("error_field");
+                field == field_prefix
+                    || (field_prefix.ends_with(']') && field.starts_with(field_prefix))
+            })
+            .unwrap_or_else(|| {
+                let fields: Vec<&str> = dead.iter().map(|r| r.header("error_field")).collect();
+                panic!("no dead letter on {field_prefix}: {fields:?}")
+            })
+    };
+    let message = find("batch[1]");
+    assert_eq!(message.header("error_code"), "missing_field");
+    assert_eq!(
+        value(&message.payload),
+        value(unmappable.as_bytes()),
+        "the message as sent"
+    );
+    assert_eq!(message.header("source"), "shop-eu");
+    let keyless = find("batch[2]");
+    assert!(!String::from_utf8_lossy(&keyless.payload).contains("eu-0123456789abcdef"));
+    assert_eq!(value(&keyless.payload)["event"], "Order Completed");
+    let whole = find("batch");
+    assert_eq!(whole.header("error_code"), "invalid_type");
+    assert_eq!(value(&whole.payload), serde_json::json!({"batch": 5}));
+    let request = find("events[0]");
+    assert_eq!(request.header("error_code"), "missing_field");
+    assert_eq!(value(&request.payload), value(ga4.as_bytes()));
+    for record in &dead {
+        assert!(
+            !String::from_utf8_lossy(&record.payload).contains("0123456789abcdef"),
+            "a key reached Kafka"
+        );
+    }
+}

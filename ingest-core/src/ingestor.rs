@@ -532,6 +532,24 @@ impl Ingestor {
         Ok(Receipt::new(tracker, Some(event_id)))
     }
 
+    /// Sends payloads that were refused before they reached the validator (by a layer
+    /// that translates another format into events, say) to the dead-letter topic with
+    /// their errors, exactly as rejected events go there: the `error_code`,
+    /// `error_field` and `error_message` headers, the dead letters' own share of the
+    /// queue, and the rejection counted in the metrics. Nothing happens to them when
+    /// dead letters are off (they are still counted).
+    pub fn dead_letter_with(
+        &self,
+        rejected: Vec<(Bytes, ValidationError)>,
+        options: &SubmitOptions,
+    ) {
+        let received_at_ms = ingest_common::clock::unix_ms();
+        for (_, error) in &rejected {
+            self.inner.telemetry.rejected(error);
+        }
+        self.dead_letter(rejected, received_at_ms, &self.source(options));
+    }
+
     /// Submits a custom event (anything outside the four e-commerce types) to the
     /// custom-events topic, through the same queue, disk buffer and acknowledgements as
     /// the others.

@@ -100,6 +100,15 @@ struct Submitted {
     refused: Vec<(usize, Refusal)>,
 }
 
+impl Submitted {
+    /// Whether a message could not be translated.
+    fn untranslated(&self) -> bool {
+        self.refused
+            .iter()
+            .any(|(_, refusal)| matches!(refusal, Refusal::Mapping(_)))
+    }
+}
+
 impl Api {
     /// `POST /v1/*`.
     pub(super) async fn segment(
@@ -151,13 +160,23 @@ impl Api {
         };
         let options = self.submit_options(&caller);
         let messages = match route {
-            SegmentRoute::Batch => {
-                intake::segment_batch(&bytes, limits.max_batch_events).map_err(ApiError::Mapping)?
-            }
+            SegmentRoute::Batch => intake::segment_batch(&bytes, limits.max_batch_events)
+                .map_err(|e| self.refuse_request(&kept_segment(&bytes), e, &options))?,
             SegmentRoute::Single(call) => vec![intake::segment_single(call, &bytes)],
         };
         self.take(&caller, messages.len().saturating_sub(1))?;
         let submitted = self.submit_mapped(messages, &options)?;
+        if submitted.untranslated() {
+            // Split once, and only when a message failed translation.
+            let split = match route {
+                SegmentRoute::Batch => segment_messages(&bytes),
+                SegmentRoute::Single(_) => None,
+            };
+            self.dead_letter_untranslated(&submitted, &options, |index| {
+                let message = split.as_ref().and_then(|messages| messages.get(index));
+                kept_segment(message.unwrap_or(&bytes))
+            });
+        }
         self.wait_all(&submitted.receipts, ack).await?;
         if let SegmentRoute::Single(_) = route {
             if let Some((_, refusal)) = submitted.refused.first() {
@@ -228,10 +247,15 @@ impl Api {
             )
             .await?;
         let options = self.submit_options(&caller);
-        let messages =
-            intake::ga4_collect(&bytes, limits.max_batch_events).map_err(ApiError::Mapping)?;
+        let messages = intake::ga4_collect(&bytes, limits.max_batch_events)
+            .map_err(|e| self.refuse_request(&bytes, e, &options))?;
         self.take(&caller, messages.len().saturating_sub(1))?;
         let submitted = self.submit_mapped(messages, &options)?;
+        // A GA4 event may become several native events: the dead letter holds the
+        // request, and its field path names the event (`events[2].params...`).
+        if submitted.untranslated() {
+            self.dead_letter_untranslated(&submitted, &options, |_| bytes.clone());
+        }
         self.wait_all(&submitted.receipts, ack).await?;
         if submitted.refused.is_empty() {
             let mut response = Response::new(Body::new(Bytes::new()));
@@ -320,6 +344,39 @@ impl Api {
         Ok(submitted)
     }
 
+    /// A request that cannot be translated at all: its body goes to the dead-letter
+    /// topic, as a native batch that cannot be split does, and the error is the answer.
+    fn refuse_request(
+        &self,
+        body: &Bytes,
+        error: intake::MapError,
+        options: &SubmitOptions,
+    ) -> ApiError {
+        let dead = vec![(body.clone(), error.to_validation_error())];
+        self.ingestor.dead_letter_with(dead, options);
+        ApiError::Mapping(error)
+    }
+
+    /// Sends the messages that could not be translated to the dead-letter topic, as
+    /// invalid native events go there (the validator's refusals already have): what
+    /// `raw` gives for each one's index, with its error.
+    fn dead_letter_untranslated(
+        &self,
+        submitted: &Submitted,
+        options: &SubmitOptions,
+        raw: impl Fn(usize) -> Bytes,
+    ) {
+        let untranslated = submitted
+            .refused
+            .iter()
+            .filter_map(|(index, refusal)| match refusal {
+                Refusal::Mapping(error) => Some((raw(*index), error.to_validation_error())),
+                Refusal::Invalid(_) => None,
+            })
+            .collect();
+        self.ingestor.dead_letter_with(untranslated, options);
+    }
+
     /// Waits for `ack` on every receipt, within one `ack_timeout` in all.
     async fn wait_all(&self, receipts: &[Receipt], ack: Ack) -> Result<(), ApiError> {
         if ack == Ack::Accepted {
@@ -337,6 +394,31 @@ impl Api {
             self.ack_timeout,
         )
     }
+}
+
+/// What of a Segment body or message may go to the dead-letter topic: all of it but a
+/// `writeKey` (a credential), or nothing when the key cannot be taken out (the error
+/// headers still say what was refused).
+fn kept_segment(bytes: &Bytes) -> Bytes {
+    intake::segment_without_write_key(bytes).unwrap_or_default()
+}
+
+/// The messages of a Segment batch body, each its bytes as sent (slices of the body);
+/// `None` when it cannot be split.
+fn segment_messages(body: &Bytes) -> Option<Vec<Bytes>> {
+    #[derive(Deserialize)]
+    struct Messages<'a> {
+        #[serde(borrow)]
+        batch: Vec<&'a serde_json::value::RawValue>,
+    }
+    let messages = serde_json::from_slice::<Messages<'_>>(body).ok()?;
+    Some(
+        messages
+            .batch
+            .iter()
+            .map(|raw| body.slice_ref(raw.get().as_bytes()))
+            .collect(),
+    )
 }
 
 /// Appends `json` (an object) to an NDJSON batch, with the `type` field a batch event

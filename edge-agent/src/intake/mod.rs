@@ -46,7 +46,7 @@ use ingest_core::EventKind;
 use uuid::Uuid;
 
 pub use ga4::ga4_collect;
-pub use segment::{segment_batch, segment_single, SegmentCall};
+pub use segment::{segment_batch, segment_single, segment_without_write_key, SegmentCall};
 
 /// One message of a Segment or GA4 request, translated.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +112,23 @@ impl MapError {
             code: code.as_str(),
             message: message.into(),
             field: Some(field.into()),
+        }
+    }
+}
+
+impl MapError {
+    /// The same error as ingest-core's type, for the dead-letter topic's headers.
+    pub fn to_validation_error(&self) -> ingest_core::ValidationError {
+        let code = ingest_core::ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == self.code)
+            .unwrap_or(ingest_core::ErrorCode::InvalidValue);
+        match &self.field {
+            Some(field) => {
+                ingest_core::ValidationError::field(code, field.clone(), self.message.clone())
+            }
+            None => ingest_core::ValidationError::new(code, self.message.clone()),
         }
     }
 }

@@ -280,6 +280,24 @@ fn custom_body(raw: &RawValue, has_write_key: bool) -> Result<Bytes, MapError> {
     Ok(Bytes::from(out.finish()))
 }
 
+/// A Segment body or message as it may be kept, in the dead-letter topic: without its
+/// top-level `writeKey`, a credential. `None` when the text `writeKey` is still in it
+/// after that (deeper in it, or in a body that cannot be read as an object): then
+/// nothing of it may be kept.
+pub fn segment_without_write_key(bytes: &Bytes) -> Option<Bytes> {
+    const KEY: &[u8] = b"writeKey";
+    let holds_key = |b: &[u8]| b.windows(KEY.len()).any(|w| w == KEY);
+    if !holds_key(bytes) {
+        return Some(bytes.clone());
+    }
+    let raw: &RawValue = serde_json::from_slice(bytes).ok()?;
+    let message = Fields::read(raw, String::new).ok()?;
+    let mut out = ObjectWriter::new(bytes.len());
+    out.members(&message, |key| key == "writeKey");
+    let kept = out.finish();
+    (!holds_key(&kept)).then(|| Bytes::from(kept))
+}
+
 /// Keys the translation writes under `source`; a sender's member of the same name in
 /// the rest of the message gives way to them.
 const SOURCE_KEYS: [&str; 5] = ["format", "type", "event", "message_id", "context"];
@@ -605,4 +623,23 @@ fn product_id<'a>(product: &mut Fields<'a>, base: &str, name: &str) -> Result<Id
         path.clone(),
         format!("{path} (or sku) is required for {name}"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_body_never_holds_the_write_key() {
+        let keep = |text: &str| segment_without_write_key(&Bytes::from(text.to_owned()));
+        let plain = r#"{"type":"track","event":"x"}"#;
+        assert_eq!(keep(plain).as_deref(), Some(plain.as_bytes()), "untouched");
+        let kept = keep(r#"{"type":"track","writeKey":"wk-secret-0123456789","event":"x"}"#)
+            .expect("rewritten");
+        let kept: serde_json::Value = serde_json::from_slice(&kept).expect("JSON");
+        assert_eq!(kept, serde_json::json!({"type": "track", "event": "x"}));
+        // A key deeper in, or in a body that cannot be read: nothing is kept.
+        assert_eq!(keep(r#"{"batch":[{"writeKey":"wk-secret"}]}"#), None);
+        assert_eq!(keep(r#"{"writeKey":"wk-secret", "#), None);
+    }
 }
