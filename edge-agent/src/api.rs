@@ -30,6 +30,11 @@ use crate::tls::Certificate;
 
 /// Media types of the single-event endpoints (`text/plain` is what `sendBeacon` sends).
 const SINGLE_TYPES: &[&str] = &["application/json", "text/plain"];
+/// Bodies larger than this are validated (and translated) on the body threads
+/// (`body::Decompressors`), not on the threads that serve connections. At this size the
+/// work takes a few hundred microseconds; handing it over and back costs a few.
+const INLINE_VALIDATION_BYTES: usize = 64 * 1024;
+
 /// Media types of the batch endpoint.
 const BATCH_TYPES: &[&str] = &[
     "application/x-ndjson",
@@ -483,7 +488,12 @@ impl Api {
             let events = ingest_core::split_batch(&bytes, &limits).map_or(1, |e| e.len());
             self.take(&caller, events.saturating_sub(1))?;
         }
-        let result = self.ingestor.submit_batch_with(bytes, &options)?;
+        let ingestor = self.ingestor.clone();
+        let result = self
+            .heavy(bytes.len(), move || {
+                ingestor.submit_batch_with(bytes, &options)
+            })
+            .await??;
         self.wait(&result.receipt, ack).await?;
         let rejected = result
             .rejected
@@ -500,6 +510,19 @@ impl Api {
                 rejected,
             },
         ))
+    }
+
+    /// Runs `work` on a body of `size` bytes: here when it is small, on the body threads
+    /// when it is larger than [`INLINE_VALIDATION_BYTES`]. Validating or translating a
+    /// 4 MiB body takes milliseconds of CPU, which would stall every other connection
+    /// served by this thread meanwhile; on the body threads (as many as
+    /// `server.max_concurrent_decompressions`) large bodies wait for each other instead.
+    async fn heavy<T: Send + 'static>(
+        &self,
+        size: usize,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        run_heavy(&self.decompressors, size, work).await
     }
 
     /// Waits for the acknowledgement level, at most `ack_timeout`.
@@ -607,6 +630,21 @@ impl Api {
     }
 }
 
+/// [`Api::heavy`]'s work, on `threads`.
+async fn run_heavy<T: Send + 'static>(
+    threads: &body::Decompressors,
+    size: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    if size <= INLINE_VALIDATION_BYTES {
+        return Ok(work());
+    }
+    threads
+        .run(work)
+        .await
+        .ok_or_else(|| ApiError::Unavailable("the body could not be processed now".to_owned()))
+}
+
 /// The acknowledgement level the request asks for (`Ingest-Ack`; `accepted` without it).
 fn ack_level(headers: &HeaderMap) -> Result<Ack, ApiError> {
     match headers.get("ingest-ack") {
@@ -648,6 +686,20 @@ fn ack_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Small bodies are worked on where they arrive; large ones on the body threads.
+    #[tokio::test]
+    async fn large_bodies_are_worked_on_off_the_connection_threads() {
+        let threads = body::Decompressors::start(1).expect("threads");
+        let name = || std::thread::current().name().unwrap_or("").to_owned();
+        let here = name();
+        let small = run_heavy(&threads, INLINE_VALIDATION_BYTES, name).await;
+        assert_eq!(small.expect("ran"), here);
+        let large = run_heavy(&threads, INLINE_VALIDATION_BYTES + 1, name).await;
+        let large = large.expect("ran");
+        assert!(large.starts_with("edge-decompress"), "{large}");
+        assert_ne!(large, here);
+    }
 
     /// A failed acknowledgement answers 503 with the level and the error's kind, never
     /// the Kafka client's message.

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use ingest_core::{Ack, CustomEvent, Error, ErrorCode, EventKind, Receipt, SubmitOptions};
+use ingest_core::{
+    Ack, CustomEvent, Error, ErrorCode, EventKind, Ingestor, Receipt, SubmitOptions,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{Api, Connection, Presented, Rejected};
@@ -159,13 +161,18 @@ impl Api {
             }
         };
         let options = self.submit_options(&caller);
-        let messages = match route {
-            SegmentRoute::Batch => intake::segment_batch(&bytes, limits.max_batch_events)
-                .map_err(|e| self.refuse_request(&kept_segment(&bytes), e, &options))?,
-            SegmentRoute::Single(call) => vec![intake::segment_single(call, &bytes)],
-        };
+        let body = bytes.clone();
+        let max_events = limits.max_batch_events;
+        let translated = self
+            .heavy(bytes.len(), move || match route {
+                SegmentRoute::Batch => intake::segment_batch(&body, max_events),
+                SegmentRoute::Single(call) => Ok(vec![intake::segment_single(call, &body)]),
+            })
+            .await?;
+        let messages =
+            translated.map_err(|e| self.refuse_request(&kept_segment(&bytes), e, &options))?;
         self.take(&caller, messages.len().saturating_sub(1))?;
-        let submitted = self.submit_mapped(messages, &options)?;
+        let submitted = self.submit(bytes.len(), messages, &options).await?;
         if submitted.untranslated() {
             // Split once, and only when a message failed translation.
             let split = match route {
@@ -247,10 +254,14 @@ impl Api {
             )
             .await?;
         let options = self.submit_options(&caller);
-        let messages = intake::ga4_collect(&bytes, limits.max_batch_events)
+        let body = bytes.clone();
+        let max_events = limits.max_batch_events;
+        let messages = self
+            .heavy(bytes.len(), move || intake::ga4_collect(&body, max_events))
+            .await?
             .map_err(|e| self.refuse_request(&bytes, e, &options))?;
         self.take(&caller, messages.len().saturating_sub(1))?;
-        let submitted = self.submit_mapped(messages, &options)?;
+        let submitted = self.submit(bytes.len(), messages, &options).await?;
         // A GA4 event may become several native events: the dead letter holds the
         // request, and its field path names the event (`events[2].params...`).
         if submitted.untranslated() {
@@ -285,63 +296,17 @@ impl Api {
     /// endpoint), then the others to the custom-events topic. A message that cannot be
     /// translated or is refused by validation is listed and the others go on; a full
     /// queue or a shutdown refuses the rest of the request (503: a resend carries the
-    /// same ids).
-    fn submit_mapped(
+    /// same ids). A request body of over `size` 64 KiB is submitted on the body threads
+    /// ([`Api::heavy`]).
+    async fn submit(
         &self,
+        size: usize,
         messages: Vec<Result<Mapped, intake::MapError>>,
         options: &SubmitOptions,
     ) -> Result<Submitted, ApiError> {
-        let mut submitted = Submitted {
-            accepted: 0,
-            receipts: Vec::new(),
-            refused: Vec::new(),
-        };
-        let mut batch = Vec::new();
-        let mut batch_index = Vec::new();
-        let mut customs = Vec::new();
-        for (index, message) in messages.into_iter().enumerate() {
-            match message {
-                Err(error) => submitted.refused.push((index, Refusal::Mapping(error))),
-                Ok(Mapped::Event { kind, json }) => {
-                    append_typed(&mut batch, kind, &json);
-                    batch_index.push(index);
-                }
-                Ok(Mapped::Custom(custom)) => customs.push((index, custom)),
-            }
-        }
-        if !batch_index.is_empty() {
-            let result = self
-                .ingestor
-                .submit_batch_with(Bytes::from(batch), options)?;
-            submitted.accepted += result.accepted;
-            submitted.receipts.push(result.receipt);
-            for rejection in result.rejected {
-                submitted.refused.push((
-                    batch_index[rejection.index],
-                    Refusal::Invalid(rejection.error),
-                ));
-            }
-        }
-        for (index, custom) in customs {
-            let event = CustomEvent {
-                name: custom.name,
-                key: custom.key,
-                event_id: Some(custom.event_id),
-                body: custom.body,
-            };
-            match self.ingestor.submit_custom_with(event, options) {
-                Ok(receipt) => {
-                    submitted.accepted += 1;
-                    submitted.receipts.push(receipt);
-                }
-                Err(Error::Invalid(error)) => {
-                    submitted.refused.push((index, Refusal::Invalid(error)));
-                }
-                Err(other) => return Err(other.into()),
-            }
-        }
-        submitted.refused.sort_by_key(|(index, _)| *index);
-        Ok(submitted)
+        let (ingestor, options) = (self.ingestor.clone(), options.clone());
+        self.heavy(size, move || submit_mapped(&ingestor, messages, &options))
+            .await?
     }
 
     /// A request that cannot be translated at all: its body goes to the dead-letter
@@ -394,6 +359,63 @@ impl Api {
             self.ack_timeout,
         )
     }
+}
+
+/// [`Api::submit`]'s work.
+fn submit_mapped(
+    ingestor: &Ingestor,
+    messages: Vec<Result<Mapped, intake::MapError>>,
+    options: &SubmitOptions,
+) -> Result<Submitted, ApiError> {
+    let mut submitted = Submitted {
+        accepted: 0,
+        receipts: Vec::new(),
+        refused: Vec::new(),
+    };
+    let mut batch = Vec::new();
+    let mut batch_index = Vec::new();
+    let mut customs = Vec::new();
+    for (index, message) in messages.into_iter().enumerate() {
+        match message {
+            Err(error) => submitted.refused.push((index, Refusal::Mapping(error))),
+            Ok(Mapped::Event { kind, json }) => {
+                append_typed(&mut batch, kind, &json);
+                batch_index.push(index);
+            }
+            Ok(Mapped::Custom(custom)) => customs.push((index, custom)),
+        }
+    }
+    if !batch_index.is_empty() {
+        let result = ingestor.submit_batch_with(Bytes::from(batch), options)?;
+        submitted.accepted += result.accepted;
+        submitted.receipts.push(result.receipt);
+        for rejection in result.rejected {
+            submitted.refused.push((
+                batch_index[rejection.index],
+                Refusal::Invalid(rejection.error),
+            ));
+        }
+    }
+    for (index, custom) in customs {
+        let event = CustomEvent {
+            name: custom.name,
+            key: custom.key,
+            event_id: Some(custom.event_id),
+            body: custom.body,
+        };
+        match ingestor.submit_custom_with(event, options) {
+            Ok(receipt) => {
+                submitted.accepted += 1;
+                submitted.receipts.push(receipt);
+            }
+            Err(Error::Invalid(error)) => {
+                submitted.refused.push((index, Refusal::Invalid(error)));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    submitted.refused.sort_by_key(|(index, _)| *index);
+    Ok(submitted)
 }
 
 /// What of a Segment body or message may go to the dead-letter topic: all of it but a
