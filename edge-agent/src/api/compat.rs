@@ -296,7 +296,7 @@ impl Api {
     /// endpoint), then the others to the custom-events topic. A message that cannot be
     /// translated or is refused by validation is listed and the others go on; a full
     /// queue or a shutdown refuses the rest of the request (503: a resend carries the
-    /// same ids). A request body of over `size` 64 KiB is submitted on the body threads
+    /// same ids). A request body (`size`) over 256 KiB is submitted on the body threads
     /// ([`Api::heavy`]).
     async fn submit(
         &self,
