@@ -7,7 +7,10 @@ import "C"
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -39,6 +42,26 @@ func NewFlagsFromTOML(text string) (*Flags, error) {
 // NewFlagsFromTOML's.
 func NewFlagsFromJSON(text []byte) (*Flags, error) {
 	return newFlags(text, C.INGEST_CONFIG_JSON)
+}
+
+// NewFlagsFromFile reads the flags file at path: JSON when its name ends in ".json",
+// else TOML, as the edge agent reads flags.file. Errors name the file in front: a file
+// that cannot be read wraps the os error (errors.Is(err, fs.ErrNotExist) works), flags
+// that break a rule are NewFlagsFromTOML's *Error.
+func NewFlagsFromFile(path string) (*Flags, error) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: flags file: cannot be read: %w", path, err)
+	}
+	format := C.uint32_t(C.INGEST_CONFIG_TOML)
+	if strings.HasSuffix(path, ".json") {
+		format = C.INGEST_CONFIG_JSON
+	}
+	flags, err := newFlags(text, format)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return flags, nil
 }
 
 func newFlags(text []byte, format C.uint32_t) (*Flags, error) {

@@ -6,7 +6,10 @@ package ingest_test
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -103,6 +106,48 @@ func TestBadFlagsAreRefusedNamingWhere(t *testing.T) {
 	}
 	if _, err := ingest.NewFlagsFromJSON(nil); !errors.Is(err, ingest.ErrConfig) {
 		t.Errorf("empty JSON: %v", err)
+	}
+}
+
+func TestFlagsFromFileByExtension(t *testing.T) {
+	dir := t.TempDir()
+	tomlPath := filepath.Join(dir, "flags.toml")
+	if err := os.WriteFile(tomlPath, []byte(fmt.Sprintf(flagsTOML, 90, 10)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fromFile, err := ingest.NewFlagsFromFile(tomlPath)
+	if err != nil {
+		t.Fatalf("TOML file: %v", err)
+	}
+	defer fromFile.Close()
+	if v, ok, err := fromFile.Variant("checkout_v2", "user-1"); err != nil || !ok || v != "control" {
+		t.Errorf("checkout_v2/user-1: %q %v %v", v, ok, err)
+	}
+	jsonPath := filepath.Join(dir, "flags.json")
+	doc := `{"flags":[{"name":"checkout_v2","variants":[{"name":"control","percent":60},{"name":"treatment","percent":40}]}]}`
+	if err := os.WriteFile(jsonPath, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fromJSON, err := ingest.NewFlagsFromFile(jsonPath)
+	if err != nil {
+		t.Fatalf("JSON file: %v", err)
+	}
+	defer fromJSON.Close()
+	if v, _, _ := fromJSON.Variant("checkout_v2", "user-1"); v != "treatment" {
+		t.Errorf("JSON 60/40, user-1: %q", v)
+	}
+	_, err = ingest.NewFlagsFromFile(filepath.Join(dir, "missing.toml"))
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "missing.toml: flags file") {
+		t.Errorf("a missing file: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(bad, []byte(fmt.Sprintf(flagsTOML, 80, 10)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ingest.NewFlagsFromFile(bad)
+	var e *ingest.Error
+	if !errors.As(err, &e) || !errors.Is(err, ingest.ErrConfig) || !strings.HasPrefix(err.Error(), bad+": ") {
+		t.Errorf("bad flags in a file: %v", err)
 	}
 }
 

@@ -76,6 +76,8 @@ export declare class Flags {
   static fromToml(text: string): Flags;
   /** Flags from a JSON flags file's text (`{"flags": [...]}`). */
   static fromJson(text: string): Flags;
+  /** Flags from the file at `file`: JSON when its name ends in `.json`, else TOML. */
+  static fromFile(file: string): Flags;
   /** The user's variant of every flag, by flag name. */
   assign(user: string): Record<string, string>;
   /** The user's variant of one flag; null when there is no such flag. */

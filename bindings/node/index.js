@@ -6,6 +6,7 @@
 // feature flags (`Flags`), assigned as the edge agent assigns them.
 
 const { EventEmitter } = require('node:events');
+const fs = require('node:fs');
 const path = require('node:path');
 
 const native = loadNative();
@@ -308,6 +309,31 @@ class Flags {
   /** Flags from a JSON flags file's text (`{"flags": [...]}`); bad flags throw ConfigError. */
   static fromJson(text) {
     return Flags.#from(text, 'json');
+  }
+
+  /**
+   * Flags from the file at `file`: JSON when its name ends in `.json`, else TOML, as the
+   * edge agent reads `flags.file`. A file that cannot be read, or bad flags, throw a
+   * ConfigError whose message starts with the file's path.
+   */
+  static fromFile(file) {
+    if (typeof file !== 'string') throw invalidArgument(`file must be a string, got ${describe(file)}`);
+    let text;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`${file}: flags file: cannot be read: ${error.message}`, {
+        kind: 'config',
+        kindNumber: 4,
+        field: 'flags file',
+      });
+    }
+    try {
+      return Flags.#from(text, file.endsWith('.json') ? 'json' : 'toml');
+    } catch (error) {
+      if (error instanceof ConfigError) error.message = `${file}: ${error.message}`;
+      throw error;
+    }
   }
 
   /** The user's variant of every flag, by flag name: `{ checkout_v2: 'control' }`. */

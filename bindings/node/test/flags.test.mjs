@@ -3,6 +3,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 const require = createRequire(import.meta.url);
 const { ConfigError, Flags, InvalidArgumentError } = require('../index.js');
@@ -70,6 +73,38 @@ test('bad flags throw a ConfigError naming where', () => {
     (error) => error instanceof ConfigError && error.field === 'flags file' && /line 2 column 1/.test(error.message),
   );
   assert.throws(() => Flags.fromJson('{'), ConfigError);
+});
+
+test('fromFile reads TOML, or JSON by the .json name, and names the file in errors', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flags-'));
+  try {
+    const tomlFile = path.join(dir, 'flags.toml');
+    fs.writeFileSync(tomlFile, flagsText());
+    assert.deepEqual(Flags.fromFile(tomlFile).assign('user-1'), Flags.fromToml(flagsText()).assign('user-1'));
+    const jsonFile = path.join(dir, 'flags.json');
+    fs.writeFileSync(
+      jsonFile,
+      JSON.stringify({ flags: [{ name: 'checkout_v2', variants: [{ name: 'control', percent: 60 }, { name: 'treatment', percent: 40 }] }] }),
+    );
+    assert.equal(Flags.fromFile(jsonFile).variant('checkout_v2', 'user-1'), 'treatment');
+    const missing = path.join(dir, 'missing.toml');
+    assert.throws(
+      () => Flags.fromFile(missing),
+      (error) => error instanceof ConfigError && error.kind === 'config' && error.message.startsWith(`${missing}: flags file: cannot be read`),
+    );
+    const bad = path.join(dir, 'bad.toml');
+    fs.writeFileSync(bad, flagsText(80, 10));
+    assert.throws(
+      () => Flags.fromFile(bad),
+      (error) =>
+        error instanceof ConfigError &&
+        error.field === 'flags[0].variants' &&
+        error.message === `${bad}: flags[0].variants: the percentages add up to 90, not 100`,
+    );
+    assert.throws(() => Flags.fromFile(42), InvalidArgumentError);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('misuse is an InvalidArgumentError', () => {

@@ -24,6 +24,7 @@ async function example(): Promise<void> {
   const flags = Flags.fromToml('');
   const assigned: Record<string, string> = flags.assign('user-1');
   const variant: string | null = Flags.fromJson('{}').variant('checkout_v2', 'user-1');
-  console.log(assigned, variant, flags.size);
+  const fromFile: Flags = Flags.fromFile('flags.toml');
+  console.log(assigned, variant, flags.size, fromFile.size);
 }
 void example;
