@@ -64,6 +64,7 @@ use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store};
 use crate::user_cache::{CachedState, UserStateCache};
 
+mod catalog_refresh;
 mod live_sync;
 mod registry_wait;
 
@@ -114,8 +115,9 @@ pub struct Pipeline {
     producer: FutureProducer,
     store: Store,
     live: LiveView,
-    catalog: Catalog,
-    catalog_loaded: Instant,
+    /// The catalog in use: the latest `catalog_updates` delivered, taken at each tick.
+    catalog: Arc<Catalog>,
+    catalog_updates: watch::Receiver<Arc<Catalog>>,
     partitions: HashMap<TopicPartition, PartitionState>,
     /// The de-duplication keys of the partitions in `partitions`, as committed.
     seen: SeenIds,
@@ -179,6 +181,17 @@ impl Pipeline {
             .load_catalog(&settings.reporting_currency, settings.max_products)
             .await?;
         tracing::info!(products = catalog.len(), "catalog loaded");
+        let catalog = Arc::new(catalog);
+        let catalog_updates = catalog_refresh::spawn(
+            catalog_refresh::CatalogSource {
+                postgres_url: settings.postgres_url.clone(),
+                connect_timeout: settings.postgres_connect_timeout,
+                reporting_currency: settings.reporting_currency.clone(),
+                max_products: settings.max_products,
+                interval: settings.catalog_ttl,
+            },
+            catalog.clone(),
+        );
         let user_states = UserStateCache::new(settings.user_state_cache_bytes);
         let mut consumer_config = client_config(&settings);
         if settings.kafka.lag_interval_ms > 0 {
@@ -228,7 +241,7 @@ impl Pipeline {
             store,
             live,
             catalog,
-            catalog_loaded: Instant::now(),
+            catalog_updates,
             partitions: HashMap::new(),
             seen: SeenIds::default(),
             committed_members: CommittedMembers::default(),
@@ -322,7 +335,8 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Periodic work: re-seek stale partitions, refresh the catalog, checkpoint.
+    /// Periodic work: re-seek stale partitions, take the catalog reloaded meanwhile,
+    /// checkpoint.
     ///
     /// # Errors
     ///
@@ -361,23 +375,8 @@ impl Pipeline {
                 tracing::warn!(error = %e, topic = %tp.topic, partition = tp.partition, "re-seek failed");
             }
         }
-        if self.catalog_loaded.elapsed() >= self.settings.catalog_ttl {
-            match self
-                .store
-                .load_catalog(
-                    &self.settings.reporting_currency,
-                    self.settings.max_products,
-                )
-                .await
-            {
-                Ok(catalog) => {
-                    self.catalog = catalog;
-                    self.catalog_loaded = Instant::now();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "catalog refresh failed; keeping the cached one")
-                }
-            }
+        if self.catalog_updates.has_changed().unwrap_or(false) {
+            self.catalog = self.catalog_updates.borrow_and_update().clone();
         }
         if let Err(e) = self.checkpoint().await {
             return self.failed(e);
