@@ -323,8 +323,8 @@ impl Api {
 
     /// The caller of a request that presented `key`, on `connection`. A client
     /// certificate tied to a storefront sends as it (a key, if presented too, must be
-    /// that storefront's); a browser key must come from one of its origins, and an
-    /// endpoint of `kind` must be one a browser may send.
+    /// that storefront's). A browser key's request with an `Origin` must come from one
+    /// of its origins, and an endpoint of `kind` must be one a browser may send.
     fn caller(
         &self,
         key: Presented,

@@ -36,10 +36,16 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Whether `origin` (the request's `Origin` header) may use this browser key.
+    /// Whether `origin` (the request's `Origin` header) may use this browser key. A
+    /// request without `Origin` may: browsers send it on every `POST` and on every
+    /// cross-origin request, so its absence means a same-origin `GET` or a client that
+    /// is no browser, which could write any `Origin` anyway.
     pub fn allows_origin(&self, origin: Option<&str>) -> bool {
-        let (Some(origins), Some(origin)) = (&self.browser_origins, origin) else {
+        let Some(origins) = &self.browser_origins else {
             return false;
+        };
+        let Some(origin) = origin else {
+            return true;
         };
         let origin = origin.trim_end_matches('/');
         origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
