@@ -13,9 +13,12 @@ use crate::error::ConfigError;
 use crate::event::EventKind;
 use crate::validate::Limits;
 
+#[cfg(feature = "kafka")]
+mod producer;
 mod settings;
 
 pub use settings::Settings;
+#[cfg(feature = "kafka")]
 pub(crate) use settings::{BreakerSettings, DiskBufferSettings};
 
 /// Everything an [`Ingestor`](crate::Ingestor) can be told, as read from a TOML file.
@@ -61,6 +64,7 @@ pub enum Compression {
 }
 
 impl Compression {
+    #[cfg(feature = "kafka")]
     fn as_librdkafka(self) -> &'static str {
         match self {
             Compression::None => "none",

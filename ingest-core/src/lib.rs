@@ -65,8 +65,9 @@
 #![warn(unreachable_pub)]
 
 // Without the `kafka` feature (default on) only the pure parts are built: validation,
-// batch splitting, the event model and contract, custom events, codes and the disk
-// buffer's storage. The fuzz targets (fuzz/) use that build.
+// batch splitting, the event model and contract, custom events, codes, the disk
+// buffer's storage and the configuration (read and validated; the producer's librdkafka
+// settings are built only with `kafka`). The fuzz targets (fuzz/) use that build.
 #[cfg(feature = "kafka")]
 pub mod admin;
 #[cfg(feature = "avro")]
@@ -78,7 +79,6 @@ pub mod buffer;
 pub mod codes;
 #[cfg(feature = "kafka")]
 mod completion;
-#[cfg(feature = "kafka")]
 pub mod config;
 pub mod contract;
 mod custom;
@@ -95,6 +95,7 @@ mod ingestor;
 pub mod model;
 #[cfg(feature = "kafka")]
 mod stats;
+mod stored_size;
 #[cfg(feature = "kafka")]
 mod telemetry;
 mod validate;
@@ -105,7 +106,6 @@ pub use batch::split_batch;
 pub use codes::ErrorKind;
 #[cfg(feature = "kafka")]
 pub use completion::{Completion, CompletionQueue, DEFAULT_COMPLETION_CAPACITY};
-#[cfg(feature = "kafka")]
 pub use config::{IngestConfig, Settings};
 pub use custom::{CustomEvent, CUSTOM_EVENT_TYPE, MAX_CUSTOM_NAME};
 #[cfg(feature = "kafka")]

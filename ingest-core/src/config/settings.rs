@@ -1,10 +1,12 @@
 //! Validation of an [`IngestConfig`] into the [`Settings`] an ingestor runs on: every
 //! value checked, the librdkafka properties this crate owns or forbids refused, the
-//! typed settings built. Does no I/O.
+//! typed settings built. Does no I/O. The producer's librdkafka settings are built in
+//! `producer.rs` (with the `kafka` feature only).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "kafka")]
 use rdkafka::ClientConfig;
 
 use super::{
@@ -16,6 +18,8 @@ use crate::event::EventKind;
 use crate::validate::Limits;
 
 /// A validated disk buffer.
+// Read by the ingestor, which is built with the `kafka` feature only.
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub(crate) struct DiskBufferSettings {
     pub(crate) kind: BufferType,
@@ -28,6 +32,8 @@ pub(crate) struct DiskBufferSettings {
 }
 
 /// Validated breaker settings.
+// Read by the ingestor, which is built with the `kafka` feature only.
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BreakerSettings {
     pub(crate) min_backoff: Duration,
@@ -53,7 +59,7 @@ impl BufferConfig {
         };
         // A stored record is the payload plus a small header (ids, key, source) and the
         // buffer's framing.
-        let largest = (limits.max_event_bytes + crate::delivery::STORED_OVERHEAD + 64) as u64;
+        let largest = (limits.max_event_bytes + crate::stored_size::MAX_OVERHEAD + 64) as u64;
         if self.max_bytes < largest.max(1 << 20) {
             return Err(ConfigError::new(
                 "buffer.max_bytes",
@@ -161,6 +167,8 @@ const FORBIDDEN_PROPERTIES: &[&str] = &[
 
 /// Validated settings an [`Ingestor`](crate::Ingestor) runs on. Built by
 /// [`IngestConfig::validate`]. `Debug` shows the (redacted) configuration only.
+// Read by the ingestor, which is built with the `kafka` feature only.
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
 #[derive(Clone)]
 pub struct Settings {
     pub(crate) limits: Limits,
@@ -176,6 +184,7 @@ pub struct Settings {
     pub(crate) source: Option<Arc<str>>,
     /// The `ingestor` metric label; `None`: numbered when the ingestor starts.
     pub(crate) instance: Option<Arc<str>>,
+    #[cfg(feature = "kafka")]
     pub(crate) producer: ClientConfig,
     pub(crate) raw: IngestConfig,
 }
@@ -212,13 +221,6 @@ impl Settings {
     /// The configuration these settings were built from.
     pub fn config(&self) -> &IngestConfig {
         &self.raw
-    }
-
-    /// The librdkafka properties of the producer, as the ingestor sets them (including
-    /// secrets from `[kafka.properties]`): for tools that must talk to Kafka exactly as
-    /// the ingestor does, such as a benchmark's raw producer loop.
-    pub fn producer_properties(&self) -> std::collections::BTreeMap<&str, &str> {
-        self.producer.config_map()
     }
 }
 
@@ -367,44 +369,6 @@ impl IngestConfig {
         let disk_buffer = self.buffer.validate(&limits)?;
         let breaker = self.breaker.validate()?;
 
-        let mut producer = ClientConfig::new();
-        // librdkafka's own level would follow the `log` crate's; logs go through
-        // `tracing`, which filters them, so let everything from Info up through, and
-        // debug lines too when the `debug` property asks librdkafka for them.
-        producer.set_log_level(if kafka.properties.contains_key("debug") {
-            rdkafka::config::RDKafkaLogLevel::Debug
-        } else {
-            rdkafka::config::RDKafkaLogLevel::Info
-        });
-        for (key, value) in &kafka.properties {
-            producer.set(key, value);
-        }
-        producer
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("client.id", &kafka.client_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", kafka.compression.as_librdkafka())
-            .set("linger.ms", kafka.linger_ms.to_string())
-            .set("batch.size", kafka.batch_max_bytes.to_string())
-            .set("batch.num.messages", kafka.batch_max_records.to_string())
-            .set("message.timeout.ms", kafka.message_timeout_ms.to_string())
-            .set("request.timeout.ms", kafka.request_timeout_ms.to_string())
-            .set(
-                "queue.buffering.max.messages",
-                kafka.producer_queue_max_records.to_string(),
-            )
-            .set(
-                "queue.buffering.max.kbytes",
-                (kafka.producer_queue_max_bytes / 1024).to_string(),
-            );
-        if self.telemetry.statistics_interval_ms > 0 {
-            producer.set(
-                "statistics.interval.ms",
-                self.telemetry.statistics_interval_ms.to_string(),
-            );
-        }
-
         let topic = |kind| Arc::<str>::from(self.topics.for_kind(kind).name.as_str());
         Ok(Settings {
             limits,
@@ -418,7 +382,8 @@ impl IngestConfig {
             source: (!self.source.is_empty()).then(|| Arc::from(self.source.as_str())),
             instance: (!self.telemetry.instance.is_empty())
                 .then(|| Arc::from(self.telemetry.instance.as_str())),
-            producer,
+            #[cfg(feature = "kafka")]
+            producer: self.producer_config(),
             raw: self.clone(),
         })
     }

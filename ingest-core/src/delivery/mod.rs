@@ -64,5 +64,4 @@ pub(crate) use receipt::Tracker;
 pub(crate) use record::{CustomRoute, Destination, Record};
 pub(crate) use sender::Sender;
 pub(crate) use spool::Spool;
-pub(crate) use stored::MAX_OVERHEAD as STORED_OVERHEAD;
 pub(crate) use worker::{gather_window, Command, Gate, Worker};

@@ -27,20 +27,11 @@ use uuid::Uuid;
 use super::record::{CustomRoute, Destination, Record};
 use crate::custom::MAX_CUSTOM_NAME;
 use crate::event::EventKind;
+use crate::stored_size::{FIXED_LEN, MAX_EXPERIMENTS_HEADER};
 
 const VERSION: u8 = 1;
 /// The version of records with an `experiments` header.
 const VERSION_WITH_EXPERIMENTS: u8 = 2;
-/// Version, kind, event id, received_at and the two length fields.
-const FIXED_LEN: usize = 1 + 1 + 16 + 8 + 2 + 2;
-/// Upper bound of the bytes a stored record adds to its payload, for sizing the buffer
-/// (the key is at most 128 characters of UTF-8, the source is cut to 1 KiB, a custom
-/// event's name is at most [`MAX_CUSTOM_NAME`] bytes, the experiments header at most
-/// [`MAX_EXPERIMENTS_HEADER`]).
-pub(crate) const MAX_OVERHEAD: usize =
-    FIXED_LEN + 1024 + 128 * 4 + 2 + MAX_CUSTOM_NAME + 2 + MAX_EXPERIMENTS_HEADER;
-/// The longest `experiments` header: 64 flags of `name=variant,` with names of 64 bytes.
-const MAX_EXPERIMENTS_HEADER: usize = crate::contract::MAX_EXPERIMENTS * (64 + 1 + 64 + 1);
 const MAX_SOURCE: usize = 1024;
 /// The kind code of a custom event.
 const CUSTOM_CODE: u8 = EventKind::ALL.len() as u8;
