@@ -314,7 +314,7 @@ impl<T: Serialize + DeserializeOwned + Default> Layers<T> {
                 .and_then(|v| Value::serialize(v).map_err(|e| e.to_string()))
         } else {
             toml::from_str::<toml::Table>(text)
-                .map_err(|e| e.message().to_owned())
+                .map_err(|e| toml_error(text, &e))
                 .and_then(|v| Value::serialize(v).map_err(|e| e.to_string()))
         };
         let dict = match parsed {
@@ -763,6 +763,22 @@ fn collect_leaves(dict: &Dict, at: &mut KeyPath, out: &mut Vec<KeyPath>) {
         }
         at.pop();
     }
+}
+
+/// A TOML syntax error in one line: toml's message and where in `text` it is (its own
+/// rendering quotes the source over several lines).
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    let Some(mut at) = error.span().map(|span| span.start.min(text.len())) else {
+        return message.to_owned();
+    };
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("{message} at line {line}, column {column}")
 }
 
 fn toml_leaves(table: &toml::Table, at: &mut KeyPath, out: &mut Vec<(KeyPath, String)>) {

@@ -174,6 +174,24 @@ fn toml_and_json_text_layers() {
     assert!(err.to_string().starts_with("TOML text: "), "{err}");
 }
 
+/// A syntax error names where it is: the message alone ("expected `.`, `=`") named
+/// neither a key nor a place in the file (found by the fuzz target `config`).
+#[test]
+fn a_toml_syntax_error_names_its_line_and_column() {
+    let err = layers()
+        .toml("source = \"\"\n\n[kafka]\nbrokers\n")
+        .err()
+        .expect("syntax");
+    assert_eq!(err.key(), "");
+    assert!(
+        err.reason().ends_with("at line 4, column 8"),
+        "{}",
+        err.reason()
+    );
+    let err = layers().toml("[kafka\n").err().expect("syntax");
+    assert!(err.reason().contains("at line 1, column "), "{err}");
+}
+
 #[test]
 fn a_missing_file_is_an_error_naming_it() {
     let err = layers()
