@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of every fuzz target from the project's own examples: the
 events of docs/events.md and docs/intake.md, the intake fixtures of
-edge-agent/tests/fixtures/intake/, buffer segments framed as the log writes them, and
-blobs in the processor's formats. Run from the repository root; the output is
-committed (fuzz/seeds/<target>/): `python3 fuzz/make-seeds.py`."""
-import json, os, re, struct, sys
+edge-agent/tests/fixtures/intake/, buffer segments framed as the log writes them,
+blobs in the processor's formats, and request bodies compressed with gzip (Python's
+module) and zstd (the `zstd` command, as a client's library would). Run from the
+repository root; the output is committed (fuzz/seeds/<target>/):
+`python3 fuzz/make-seeds.py`."""
+import gzip, json, os, re, struct, subprocess, sys
 
 try:
     import crc32c as _crc  # optional; a pure-Python CRC32C below otherwise
@@ -106,3 +108,71 @@ for i, block in enumerate(blocks("docs/intake.md")):
     mode = 6 if "batch" in ev else 7 if "client_id" in ev and "events" in ev else None
     if mode is not None:
         write("intake", f"docs-intake-{i}", bytes([mode]) + block.encode())
+
+# Body: a mode byte (bit 0: zstd, bit 1: batch_too_large, bit 2: the target compresses
+# the rest itself), the bound `max_out` in three bytes, then the body.
+def body_head(mode, max_out):
+    return bytes([mode]) + max_out.to_bytes(3, "little")
+
+
+def zstd_cli(data, *flags):
+    return subprocess.run(["zstd", "-q", "-c", *flags], input=data, stdout=subprocess.PIPE, check=True).stdout
+
+
+GZIP, ZSTD, BATCH, PLAIN = 0, 1, 2, 4
+ndjson = ("\n".join(untyped) + "\n").encode()
+one_event = untyped[0].encode()
+segment = open(os.path.join(fixtures, "segment-batch-analytics-js.json"), "rb").read()
+MiB = 1 << 20
+write("body", "gzip-batch", body_head(GZIP | BATCH, MiB) + gzip.compress(ndjson, mtime=0))
+write("body", "gzip-event", body_head(GZIP, 64 << 10) + gzip.compress(one_event, mtime=0))
+write("body", "gzip-batch-over-bound", body_head(GZIP | BATCH, 100) + gzip.compress(ndjson, mtime=0))
+write("body", "gzip-two-members", body_head(GZIP | BATCH, MiB) + gzip.compress(ndjson[:200], mtime=0) + gzip.compress(ndjson[200:], mtime=0))
+write("body", "gzip-segment-batch", body_head(GZIP | BATCH, MiB) + gzip.compress(segment, mtime=0))
+write("body", "zstd-batch", body_head(ZSTD | BATCH, MiB) + zstd_cli(ndjson, "-3"))
+write("body", "zstd-event-no-checksum", body_head(ZSTD, 64 << 10) + zstd_cli(one_event, "-19", "--no-check"))
+write("body", "zstd-segment-batch-sized", body_head(ZSTD | BATCH, MiB) + zstd_cli(segment, "-1", f"--stream-size={len(segment)}"))
+# Frames written here: a header declaring a 128 MiB window and no content size, one
+# empty raw block (refused: window_too_large); and 2 MiB of zeros as RLE blocks in an
+# 8 MiB window (a bomb: stops at the bound).
+zstd_magic = bytes([0x28, 0xB5, 0x2F, 0xFD])
+write("body", "zstd-window-128mib", body_head(ZSTD | BATCH, MiB) + zstd_magic + bytes([0x00, (27 - 10) << 3, 0x01, 0x00, 0x00]))
+rle = lambda last: (1 | (1 << 1) | ((128 << 10) << 3) if last else (1 << 1) | ((128 << 10) << 3)).to_bytes(3, "little") + b"\x00"
+write("body", "zstd-rle-bomb", body_head(ZSTD | BATCH, MiB) + zstd_magic + bytes([0x00, (23 - 10) << 3]) + b"".join(rle(i == 15) for i in range(16)))
+# The same 128 MiB window in a frame naming a dictionary (zstd reads the dictionary id
+# first: a dictionary mismatch, 400), and in a frame declaring 256 bytes of content,
+# decoded in one pass into the output without a window (accepted).
+write("body", "zstd-window-128mib-dictionary", body_head(ZSTD | BATCH, MiB) + zstd_magic + bytes([0x01, (27 - 10) << 3, 0x07, 0x01, 0x00, 0x00]))
+raw_256 = (1 | (256 << 3)).to_bytes(3, "little") + ndjson[:256]
+write("body", "zstd-window-128mib-one-pass", body_head(ZSTD | BATCH, MiB) + zstd_magic + bytes([0x40, (27 - 10) << 3, 0x00, 0x00]) + raw_256)
+write("body", "round-trip-gzip", body_head(PLAIN | GZIP | (6 << 3), MiB) + ndjson)
+write("body", "round-trip-zstd", body_head(PLAIN | ZSTD | (4 << 3), MiB) + segment)
+write("body", "round-trip-zstd-over-bound", body_head(PLAIN | ZSTD | BATCH, 1000) + segment)
+
+# Config: a mode byte (even: the agent's file, odd: ingest-core's), then the TOML text:
+# the deployment examples, and the docs' blocks (ingest-core's sections are the agent's
+# too, so they seed both).
+def toml_blocks(path):
+    text = open(os.path.join(root, path)).read()
+    return re.findall(r"```toml\n(.*?)```", text, re.S)
+
+
+AGENT, INGEST = 0, 1
+for path in ["deploy/docker/edge-agent.toml", "deploy/k8s/base/agent.toml"]:
+    name = path.replace("/", "-")[: -len(".toml")]
+    write("config", name, bytes([AGENT]) + open(os.path.join(root, path), "rb").read())
+for i, block in enumerate(toml_blocks("docs/configuration.md")):
+    write("config", f"docs-configuration-{i}-ingest", bytes([INGEST]) + block.encode())
+    write("config", f"docs-configuration-{i}-agent", bytes([AGENT]) + block.encode())
+for i, block in enumerate(toml_blocks("docs/edge-agent.md")):
+    write("config", f"docs-edge-agent-{i}", bytes([AGENT]) + block.encode())
+avro_block = toml_blocks("docs/avro.md")[0]
+write("config", "docs-avro", bytes([AGENT]) + avro_block.encode())
+# Every secret the agent masks at once: the docs' SASL password, API keys, and the
+# registry's URL given a user and password.
+secrets = (
+    toml_blocks("docs/configuration.md")[0]
+    + toml_blocks("docs/edge-agent.md")[0]
+    + avro_block.replace("http://registry", "http://ingest:s3cret@registry")
+)
+write("config", "secrets-agent", bytes([AGENT]) + secrets.encode())

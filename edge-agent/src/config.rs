@@ -23,6 +23,9 @@ use ingest_core::config::{
 use ingest_core::IngestConfig;
 use serde::{Deserialize, Serialize};
 
+// The path spelt out: the fuzz target `config` (fuzz/) compiles this file with
+// `#[path]`, where a plain `mod settings;` would be looked for beside this file.
+#[path = "config/settings.rs"]
 mod settings;
 
 pub(crate) use settings::check_key;

@@ -25,3 +25,24 @@ pub mod pair_log;
 /// edge-agent/src/intake/: the Segment and GA4 translation.
 #[path = "../../edge-agent/src/intake/mod.rs"]
 pub mod intake;
+
+/// edge-agent/src/response.rs: the agent's errors, their codes and statuses (what
+/// `body_decompress` answers with).
+#[path = "../../edge-agent/src/response.rs"]
+pub mod response;
+
+/// edge-agent/src/body/decompress.rs: request bodies' gzip and zstd decoding, bounded.
+#[path = "../../edge-agent/src/body/decompress.rs"]
+pub mod body_decompress;
+
+/// edge-agent/src/client.rs: client addresses and proxy networks (the configuration's
+/// `server.trusted_proxies`).
+#[path = "../../edge-agent/src/client.rs"]
+pub mod client;
+
+/// edge-agent/src/config.rs and config/settings.rs: the agent's configuration, read
+/// and validated. (`check_key` is re-exported there for the agent's keys file, which is
+/// not included.)
+#[allow(unused_imports)]
+#[path = "../../edge-agent/src/config.rs"]
+pub mod agent_config;
