@@ -567,7 +567,7 @@ mod tests {
         assert_eq!(on.registry_url, "https://registry:8081/apis/ccompat/v7");
         assert_eq!(
             on.compatibility,
-            ingest_core::avro::Compatibility::FullTransitive
+            ingest_core::compatibility::Compatibility::FullTransitive
         );
         assert_eq!(on.timeout, std::time::Duration::from_millis(250));
         let refused = |avro: AvroConfig| with_avro(avro).expect_err("refused").to_string();

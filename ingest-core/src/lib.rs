@@ -77,6 +77,7 @@ mod batch;
 mod blocking;
 pub mod buffer;
 pub mod codes;
+pub mod compatibility;
 #[cfg(feature = "kafka")]
 mod completion;
 pub mod config;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ingest_core::avro::Compatibility;
+use ingest_core::compatibility::Compatibility;
 use ingest_core::{EventKind, Settings};
 
 use super::{
@@ -207,8 +207,8 @@ impl AgentConfig {
             .map(|(i, client)| {
                 let name = client.name.trim().to_ascii_lowercase();
                 let dns = matches!(
-                    rustls::pki_types::ServerName::try_from(name.as_str()),
-                    Ok(rustls::pki_types::ServerName::DnsName(_))
+                    rustls_pki_types::ServerName::try_from(name.as_str()),
+                    Ok(rustls_pki_types::ServerName::DnsName(_))
                 );
                 if !dns {
                     return Err(invalid(

@@ -733,9 +733,9 @@ mod tests {
         assert_eq!(mode, 0o700);
         let link = root.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).expect("symlink");
-        let refused = SledBuffer::open(&link, SledConfig::default())
-            .err()
-            .expect("a link is refused");
+        let Err(refused) = SledBuffer::open(&link, SledConfig::default()) else {
+            panic!("a link is refused");
+        };
         assert!(refused.to_string().contains("symbolic link"), "{refused}");
     }
 }
