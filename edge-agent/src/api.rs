@@ -216,17 +216,7 @@ impl Api {
                 error.into_response(self.retry_after_secs)
             }
         };
-        if matches!(
-            endpoint,
-            Endpoint::ProductView
-                | Endpoint::Cart
-                | Endpoint::Purchase
-                | Endpoint::Search
-                | Endpoint::Batch
-                | Endpoint::Segment
-                | Endpoint::Ga4
-                | Endpoint::Flags
-        ) {
+        if endpoint.is_browser_facing() {
             self.cors.decorate(origin, &mut response);
         }
         self.metrics
@@ -239,18 +229,7 @@ impl Api {
     /// visitors' browsers post to the agent (a simple `text/plain` request needs no
     /// preflight). A request without `Origin` (a server, an SDK) is not concerned.
     fn refuses_origin(&self, endpoint: Endpoint, headers: &HeaderMap) -> bool {
-        let browser_endpoint = matches!(
-            endpoint,
-            Endpoint::ProductView
-                | Endpoint::Cart
-                | Endpoint::Purchase
-                | Endpoint::Search
-                | Endpoint::Batch
-                | Endpoint::Segment
-                | Endpoint::Ga4
-                | Endpoint::Flags
-        );
-        browser_endpoint
+        endpoint.is_browser_facing()
             && headers.contains_key(http::header::ORIGIN)
             && self.cors.allow_origin(headers).is_none()
     }

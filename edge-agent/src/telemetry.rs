@@ -59,6 +59,22 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Whether browsers call it: such endpoints get CORS headers and have the request's
+    /// `Origin` checked.
+    pub const fn is_browser_facing(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ProductView
+                | Endpoint::Cart
+                | Endpoint::Purchase
+                | Endpoint::Search
+                | Endpoint::Batch
+                | Endpoint::Segment
+                | Endpoint::Ga4
+                | Endpoint::Flags
+        )
+    }
+
     /// The label value.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -822,6 +822,77 @@ async fn commit_latency_counts_from_the_agents_receipt() {
     assert!(value("processor_commit_latency_seconds_sum") >= 50.0);
 }
 
+/// While a checkpoint waits for PostgreSQL, the next batch is read and decoded, up to
+/// `checkpoint.max_pending_events` and no further; once the checkpoint can go on, both
+/// batches and the rest are committed, each event once.
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_goes_on_during_a_checkpoint_up_to_one_more_batch() {
+    let scenario = Harness::new("overlap", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let start = start_minute();
+    let t = start * 1000 + 30 * 60_000;
+    let p = scenario
+        .start_ready(
+            "overlap",
+            &[("PROCESSOR_CHECKPOINT__MAX_PENDING_EVENTS", "100")],
+        )
+        .await;
+    scenario.produce(&[view(0, "sku-1", t)]).await;
+    scenario.wait_committed(1, Duration::from_secs(60)).await;
+
+    // Checkpoints now wait at their offset fence until the lock goes.
+    let lock = scenario.database().await;
+    lock.batch_execute("begin; lock table consumer_offsets in exclusive mode")
+        .await
+        .expect("lock");
+    let records: Vec<storefront::Record> = (0..1000)
+        .map(|i| view(i % 50, "sku-1", t + i as i64))
+        .collect();
+    scenario.produce(&records).await;
+    let decoded = || async {
+        let (_, metrics) = p.get("/metrics").await.expect("metrics");
+        metric_value(
+            &metrics,
+            "processor_events_total{event_type=\"product_view\"}",
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The batch in flight (at most 100) and more than a whole batch after it.
+    while decoded().await < 1.0 + 101.0 {
+        assert!(
+            Instant::now() < deadline,
+            "reading stopped during the checkpoint: {} decoded",
+            decoded().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = decoded().await;
+    assert!(
+        held <= 1.0 + 200.0,
+        "{held} decoded: more than the batch in flight and one more"
+    );
+    assert_eq!(
+        scenario.committed_records().await,
+        1,
+        "nothing committed while the offsets are locked"
+    );
+
+    lock.batch_execute("rollback").await.expect("unlock");
+    scenario
+        .wait_committed(1001, Duration::from_secs(120))
+        .await;
+    settled(
+        &p,
+        start,
+        &Expected {
+            events: [1001, 0, 0, 0],
+            ..Expected::default()
+        },
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
 /// The assignments the agent made for events that named no experiments (the
 /// `experiments` header) are counted per variant; an event's own experiments win over
 /// the header; a header no agent writes is a dead letter naming it.

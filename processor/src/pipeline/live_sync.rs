@@ -1,12 +1,13 @@
 //! Keeping the live view whole: noticing a Redis that lost it, and re-writing the
 //! (minute, partition) views the outbox names from PostgreSQL.
 
-use super::{now_ms, Pipeline};
+use super::committer::Committer;
+use super::now_ms;
 
 /// Rounds of 500 outbox rows one resynchronisation handles at most.
 const MAX_RESYNC_ROUNDS: usize = 20;
 
-impl Pipeline {
+impl Committer {
     /// Notices a Redis that lost the live view (restarted without persistence, flushed)
     /// and queues the whole retention period for a re-write from PostgreSQL.
     pub(super) async fn check_live_marker(&mut self) {

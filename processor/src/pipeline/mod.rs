@@ -1,6 +1,19 @@
 //! The consume loop: read records, decode, hold them until the next checkpoint, then
-//! aggregate and commit them with their offsets, then write the live view. Decoding a
-//! record is [`crate::decode`], keeping the live view whole after a Redis loss is `live_sync`.
+//! hand them to the checkpoint stage (`committer`), which aggregates and commits them
+//! with their offsets and then writes the live view. Decoding a record is
+//! [`crate::decode`], keeping the live view whole after a Redis loss is `live_sync`.
+//!
+//! ## Checkpoints overlap reading
+//!
+//! One checkpoint is in flight at a time. While it runs, the loop goes on reading and
+//! decoding the next batch, up to `checkpoint.max_pending_events` and
+//! `max_pending_bytes`; then it stops reading (librdkafka's own fetch queue is bounded)
+//! until the checkpoint ends, and hands the next batch over at once. So at most two
+//! batches are held, and a checkpoint always starts from what the previous one
+//! committed. The next batch's ranges start where the one in flight ends; should that
+//! one fail, the batch being read is dropped with it and every partition is re-read
+//! from its committed position. Whatever needs the committed state (loading a
+//! partition's position, re-seeking) waits for the checkpoint in flight first.
 //!
 //! ## Positions come from PostgreSQL
 //!
@@ -38,6 +51,8 @@
 //! [`HALT_AFTER_FAILURES`] attempts in a row.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,22 +64,22 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartition};
-use crate::catalog::Catalog;
+use crate::aggregate::{Incoming, TopicPartition};
 use crate::config::Settings;
-use crate::dead_letter::{reason, DeadLetter};
+use crate::dead_letter::DeadLetter;
 use crate::decode::{Decoder, NoWriter};
 use crate::dedup::{self, SeenIds};
 use crate::error::{Disposition, Error};
 use crate::group_context::GroupContext;
-use crate::isolate::write_isolating;
 use crate::live::LiveView;
-use crate::members::{self, CommittedMembers};
+use crate::members::CommittedMembers;
 use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store};
-use crate::user_cache::{CachedState, UserStateCache};
+use crate::user_cache::UserStateCache;
+use committer::{Batch, Committer};
 
 mod catalog_refresh;
+mod committer;
 mod live_sync;
 mod registry_wait;
 
@@ -85,10 +100,9 @@ impl Health {
 /// Where reading a partition stands.
 #[derive(Debug, Clone, Copy)]
 struct PartitionState {
-    /// The offset committed in PostgreSQL (`None`: never).
+    /// The offset committed in PostgreSQL (`None`: never), or where the checkpoint in
+    /// flight moves it.
     committed: Option<i64>,
-    /// The committed watermark.
-    watermark_ms: i64,
     /// Records below this offset are stale (read before a seek) and dropped.
     floor: i64,
 }
@@ -107,24 +121,32 @@ struct Held {
     accepted_ms: Option<i64>,
 }
 
+/// A checkpoint in flight: gives the committer back with its outcome.
+type InFlight = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    Box<Committer>,
+                    Result<HashMap<TopicPartition, OffsetRange>, Error>,
+                ),
+            > + Send,
+    >,
+>;
+
 /// The running consumer.
 pub struct Pipeline {
     settings: Arc<Settings>,
     decoder: Decoder,
     consumer: StreamConsumer<GroupContext>,
     producer: FutureProducer,
-    store: Store,
-    live: LiveView,
-    /// The catalog in use: the latest `catalog_updates` delivered, taken at each tick.
-    catalog: Arc<Catalog>,
-    catalog_updates: watch::Receiver<Arc<Catalog>>,
+    /// The checkpoint stage when no checkpoint is in flight (then `in_flight` is `None`).
+    committer: Option<Box<Committer>>,
+    in_flight: Option<InFlight>,
+    /// Partitions revoked while a checkpoint was in flight, for the committer to forget.
+    revoked_in_flight: Vec<TopicPartition>,
+    /// A checkpoint fell due while another was in flight.
+    due: bool,
     partitions: HashMap<TopicPartition, PartitionState>,
-    /// The de-duplication keys of the partitions in `partitions`, as committed.
-    seen: SeenIds,
-    /// Set members committed lately (not written again).
-    committed_members: CommittedMembers,
-    /// The users' state this instance committed last.
-    user_states: UserStateCache,
     stale: HashSet<TopicPartition>,
     /// Partitions paused until the schema registry answers (see [`registry_wait`]).
     registry_waits: HashMap<TopicPartition, registry_wait::Waiting>,
@@ -140,13 +162,10 @@ pub struct Pipeline {
     decoded: [u64; 4],
     ranges: HashMap<TopicPartition, OffsetRange>,
     health: Arc<Health>,
-    live_lagging: bool,
     failures: u32,
     /// Failed checkpoints in a row whose error calls for a halt.
     halt_failures: u32,
     retry_at: Option<Instant>,
-    dead_letter_waker: Option<Arc<tokio::sync::Notify>>,
-    active_users: Option<Arc<ActiveUsers>>,
 }
 
 /// The Kafka client settings every client of the processor starts from: the operator's
@@ -233,19 +252,31 @@ impl Pipeline {
             settings.experiment_flags.clone(),
             settings.schema_registry.as_ref(),
         )?;
-        let mut pipeline = Pipeline {
-            settings,
-            decoder,
-            consumer,
-            producer,
+        let mut committer = Box::new(Committer {
+            settings: settings.clone(),
             store,
             live,
             catalog,
             catalog_updates,
-            partitions: HashMap::new(),
             seen: SeenIds::default(),
+            watermarks: HashMap::new(),
             committed_members: CommittedMembers::default(),
             user_states,
+            live_lagging: true,
+            dead_letter_waker: None,
+            active_users: None,
+        });
+        committer.resync_live().await;
+        let pipeline = Pipeline {
+            settings,
+            decoder,
+            consumer,
+            producer,
+            committer: Some(committer),
+            in_flight: None,
+            revoked_in_flight: Vec::new(),
+            due: false,
+            partitions: HashMap::new(),
             stale: HashSet::new(),
             registry_waits: HashMap::new(),
             registry_attempts: HashMap::new(),
@@ -255,14 +286,10 @@ impl Pipeline {
             decoded: [0; 4],
             ranges: HashMap::new(),
             health,
-            live_lagging: true,
             failures: 0,
             halt_failures: 0,
             retry_at: None,
-            dead_letter_waker: None,
-            active_users: None,
         };
-        pipeline.resync_live().await;
         pipeline.report_registry_waits();
         pipeline.health.started.store(true, Ordering::Relaxed);
         pipeline.health.checkpoint_ok.store(true, Ordering::Relaxed);
@@ -272,13 +299,17 @@ impl Pipeline {
     /// Wakes the dead-letter publisher after every checkpoint that queued letters (see
     /// [`crate::dead_letter::Publisher::waker`]).
     pub fn set_dead_letter_waker(&mut self, waker: Arc<tokio::sync::Notify>) {
-        self.dead_letter_waker = Some(waker);
+        if let Some(committer) = &mut self.committer {
+            committer.dead_letter_waker = Some(waker);
+        }
     }
 
     /// Notes the users of every committed checkpoint for the recommendations publisher
     /// (see [`crate::recommend::publisher`]).
     pub fn set_active_users(&mut self, active: Arc<ActiveUsers>) {
-        self.active_users = Some(active);
+        if let Some(committer) = &mut self.committer {
+            committer.active_users = Some(active);
+        }
     }
 
     /// The pipeline's producer (idempotent, `acks=all`), to share its connections.
@@ -301,24 +332,30 @@ impl Pipeline {
                 break;
             }
             self.forget_revoked();
+            let full = self.is_full();
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
+                outcome = in_flight(&mut self.in_flight), if self.in_flight.is_some() => {
+                    self.in_flight = None;
+                    self.finish(outcome)?;
+                    if self.due || self.is_full() {
+                        self.tick().await?;
+                    }
+                }
                 _ = ticker.tick() => self.tick().await?,
-                message = self.consumer.recv() => {
+                message = self.consumer.recv(), if !full => {
                     match message {
                         Ok(message) => {
                             let owned = message.detach();
-                            self.handle(owned).await;
+                            self.handle(owned).await?;
                         }
                         Err(e) => {
                             metrics::counter!("processor_kafka_errors_total").increment(1);
                             tracing::warn!(error = %e, "Kafka consumer error");
                         }
                     }
-                    if self.pending.len() + self.letters.len() >= self.settings.max_pending_events
-                        || self.pending_bytes >= self.settings.max_pending_bytes
-                    {
+                    if self.is_full() {
                         self.tick().await?;
                     }
                 }
@@ -328,39 +365,114 @@ impl Pipeline {
             pending = self.pending.len(),
             "shutting down: final checkpoint"
         );
+        self.settle().await?;
         self.forget_revoked();
         self.count_decoded();
-        self.checkpoint().await?;
+        let batch = self.take_batch();
+        if let Some(committer) = self.committer.take() {
+            let (committer, outcome) = committer.run(batch).await;
+            self.committer = Some(committer);
+            outcome?;
+        }
         self.health.started.store(false, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Periodic work: re-seek stale partitions, take the catalog reloaded meanwhile,
-    /// checkpoint.
+    /// Whether the batch being read is as large as a checkpoint may hold.
+    fn is_full(&self) -> bool {
+        self.pending.len() + self.letters.len() >= self.settings.max_pending_events
+            || self.pending_bytes >= self.settings.max_pending_bytes
+    }
+
+    /// Takes the batch read so far; its partitions' next batch starts where it ends.
+    fn take_batch(&mut self) -> Batch {
+        self.pending_bytes = 0;
+        let batch = Batch {
+            held: std::mem::take(&mut self.pending),
+            letters: std::mem::take(&mut self.letters),
+            ranges: std::mem::take(&mut self.ranges),
+        };
+        for (tp, range) in &batch.ranges {
+            if let Some(state) = self.partitions.get_mut(tp) {
+                state.committed = Some(range.to);
+            }
+        }
+        batch
+    }
+
+    /// Waits for the checkpoint in flight, if any, and takes its outcome in.
+    ///
+    /// # Errors
+    ///
+    /// Its failure, when it calls for a halt and persisted (see [`Pipeline::run`]).
+    async fn settle(&mut self) -> Result<(), Error> {
+        if let Some(future) = self.in_flight.take() {
+            let outcome = future.await;
+            self.finish(outcome)?;
+        }
+        Ok(())
+    }
+
+    /// Takes in the outcome of a checkpoint and its committer back.
+    fn finish(
+        &mut self,
+        (mut committer, outcome): (
+            Box<Committer>,
+            Result<HashMap<TopicPartition, OffsetRange>, Error>,
+        ),
+    ) -> Result<(), Error> {
+        for tp in self.revoked_in_flight.drain(..) {
+            committer.forget(&tp);
+        }
+        self.committer = Some(committer);
+        match outcome {
+            Ok(ranges) => {
+                self.failures = 0;
+                self.halt_failures = 0;
+                self.health.checkpoint_ok.store(true, Ordering::Relaxed);
+                if !ranges.is_empty() {
+                    let mut hint = TopicPartitionList::new();
+                    for (tp, range) in &ranges {
+                        // Only a hint where to start fetching; positions are read from
+                        // PostgreSQL.
+                        let _ = hint.add_partition_offset(
+                            &tp.topic,
+                            tp.partition,
+                            Offset::Offset(range.to),
+                        );
+                    }
+                    if let Err(e) = self.consumer.commit(&hint, CommitMode::Async) {
+                        tracing::debug!(error = %e, "offset hint not committed to Kafka");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => self.failed(e),
+        }
+    }
+
+    /// Periodic work: re-seek stale partitions, then hand the batch read so far to the
+    /// committer, or note that it is due when a checkpoint is still in flight.
     ///
     /// # Errors
     ///
     /// A checkpoint failure that calls for a halt and persisted (see [`Pipeline::run`]).
     async fn tick(&mut self) -> Result<(), Error> {
         self.count_decoded();
+        if self.in_flight.is_some() {
+            self.due = true;
+            return Ok(());
+        }
         if let Some(at) = self.retry_at {
             if Instant::now() < at {
                 return Ok(());
             }
             self.retry_at = None;
         }
-        if self.store.is_closed() {
-            match Store::connect(
-                &self.settings.postgres_url,
-                self.settings.postgres_connect_timeout,
-            )
-            .await
-            {
-                Ok(store) => {
-                    tracing::info!("PostgreSQL connection re-opened");
-                    self.store = store;
-                }
-                Err(e) => return self.failed(e),
+        self.due = false;
+        if let Some(committer) = &mut self.committer {
+            if let Err(e) = committer.ensure_connected().await {
+                return self.failed(e);
             }
         }
         self.resume_registry_waits();
@@ -375,15 +487,9 @@ impl Pipeline {
                 tracing::warn!(error = %e, topic = %tp.topic, partition = tp.partition, "re-seek failed");
             }
         }
-        if self.catalog_updates.has_changed().unwrap_or(false) {
-            self.catalog = self.catalog_updates.borrow_and_update().clone();
-        }
-        if let Err(e) = self.checkpoint().await {
-            return self.failed(e);
-        }
-        self.check_live_marker().await;
-        if self.live_lagging {
-            self.resync_live().await;
+        let batch = self.take_batch();
+        if let Some(committer) = self.committer.take() {
+            self.in_flight = Some(Box::pin(committer.run(batch)));
         }
         Ok(())
     }
@@ -413,8 +519,7 @@ impl Pipeline {
         };
         metrics::counter!("processor_checkpoint_failures_total", "reason" => reason).increment(1);
         self.health.checkpoint_ok.store(false, Ordering::Relaxed);
-        // A commit whose answer was lost may have succeeded: its outbox rows say so.
-        self.live_lagging = true;
+        // The batch being read started where the failed one was to end.
         self.pending.clear();
         self.letters.clear();
         self.pending_bytes = 0;
@@ -446,7 +551,10 @@ impl Pipeline {
         let gone: HashSet<TopicPartition> = revoked.into_iter().collect();
         for tp in &gone {
             self.partitions.remove(tp);
-            self.seen.forget(tp);
+            match &mut self.committer {
+                Some(committer) => committer.forget(tp),
+                None => self.revoked_in_flight.push(tp.clone()),
+            }
             self.stale.remove(tp);
             self.ranges.remove(tp);
             self.forget_registry_waits(tp);
@@ -470,16 +578,24 @@ impl Pipeline {
     /// Loads a partition's committed position and de-duplication keys, and seeks there
     /// unless `at` (the offset of a record just read) already is it. Returns whether that
     /// record may be used.
+    /// Needs the committed state: called with no checkpoint in flight.
+    ///
+    /// # Errors
+    ///
+    /// Reading the position or the keys; seeking.
     async fn resolve(&mut self, tp: &TopicPartition, at: Option<i64>) -> Result<bool, Error> {
+        let Some(committer) = self.committer.as_mut() else {
+            unreachable!("a partition is loaded only with no checkpoint in flight");
+        };
         let group = &self.settings.kafka.group_id;
-        let position = self.store.position(group, tp).await?;
+        let position = committer.store.position(group, tp).await?;
         let window = self.settings.dedup_window;
         let ids = match position {
             Some(p) => {
                 let started = Instant::now();
                 // Rows up to the position read: a later commit (another instance's)
                 // belongs to a position this instance does not hold.
-                let mut ids = self
+                let mut ids = committer
                     .store
                     .load_seen(group, tp, p.next_offset, window.cutoff(p.watermark_ms))
                     .await?;
@@ -492,7 +608,10 @@ impl Pipeline {
             }
             None => dedup::PartitionIds::default(),
         };
-        self.seen.load(tp.clone(), ids);
+        committer.seen.load(tp.clone(), ids);
+        committer
+            .watermarks
+            .insert(tp.clone(), position.map_or(i64::MIN, |p| p.watermark_ms));
         let (target, offset) = match position {
             Some(p) => (p.next_offset, Offset::Offset(p.next_offset)),
             None => (i64::MIN, Offset::Beginning),
@@ -511,33 +630,41 @@ impl Pipeline {
             tp.clone(),
             PartitionState {
                 committed: position.map(|p| p.next_offset),
-                watermark_ms: position.map_or(i64::MIN, |p| p.watermark_ms),
                 floor: target,
             },
         );
         Ok(exact)
     }
 
-    async fn handle(&mut self, message: OwnedMessage) {
+    /// Decodes a record into the batch being read, or into its dead letters.
+    ///
+    /// # Errors
+    ///
+    /// The failure of the checkpoint in flight, waited for before a partition's
+    /// committed state is loaded, when it calls for a halt and persisted.
+    async fn handle(&mut self, message: OwnedMessage) -> Result<(), Error> {
         let tp = TopicPartition::new(message.topic(), message.partition());
         if self.is_waiting_for_registry(&tp) {
             // Fetched before the pause: read again once the partition resumes.
-            return;
+            return Ok(());
         }
         let offset = message.offset();
+        if !self.partitions.contains_key(&tp) {
+            self.settle().await?;
+        }
         match self.partitions.get(&tp) {
             None => match self.resolve(&tp, Some(offset)).await {
                 Ok(true) => {}
-                Ok(false) => return,
+                Ok(false) => return Ok(()),
                 Err(e) => {
                     // Logged once per partition, not per record read meanwhile.
                     if self.stale.insert(tp) {
                         tracing::warn!(error = %e, "cannot read the committed position; retrying");
                     }
-                    return;
+                    return Ok(());
                 }
             },
-            Some(state) if offset < state.floor => return,
+            Some(state) if offset < state.floor => return Ok(()),
             Some(_) => {}
         }
         let committed = self.partitions.get(&tp).and_then(|s| s.committed);
@@ -554,7 +681,7 @@ impl Pipeline {
             Err(NoWriter::Letter(code, why)) => Err((code, why)),
             Err(NoWriter::Unreachable(error)) => {
                 self.wait_for_registry(tp, &error);
-                return;
+                return Ok(());
             }
         };
         self.ranges
@@ -581,218 +708,20 @@ impl Pipeline {
                 self.letters.push(letter);
             }
         }
-    }
-
-    /// Keeps the users' state a committed checkpoint wrote (`version`: the version
-    /// their rows now hold), within the cache's bound.
-    fn remember_user_states(&mut self, rollup: &mut Rollup, version: i64) {
-        for (member, activity) in std::mem::take(&mut rollup.activity) {
-            let recent = rollup.recent.get(&member).cloned().unwrap_or_default();
-            self.user_states.store(
-                &member,
-                CachedState {
-                    version,
-                    activity,
-                    recent,
-                },
-            );
-        }
-        self.user_states.trim();
-        metrics::gauge!("processor_user_state_cache_users").set(self.user_states.len() as f64);
-        metrics::gauge!("processor_user_state_cache_bytes").set(self.user_states.bytes() as f64);
-    }
-
-    /// Commits the held records: see [`crate::store`] and [`crate::isolate`].
-    async fn checkpoint(&mut self) -> Result<(), Error> {
-        if self.ranges.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let pending = std::mem::take(&mut self.pending);
-        let mut letters = std::mem::take(&mut self.letters);
-        self.pending_bytes = 0;
-        let ranges = std::mem::take(&mut self.ranges);
-        let watermarks: HashMap<TopicPartition, i64> = ranges
-            .keys()
-            .map(|tp| {
-                let w = self.partitions.get(tp).map_or(i64::MIN, |s| s.watermark_ms);
-                (tp.clone(), w)
-            })
-            .collect();
-        let settings = &self.settings;
-        let catalog = &self.catalog;
-        let rules = SessionRules {
-            timeout_ms: settings.inactivity_timeout_ms,
-            retention_ms: settings.session_retention_ms,
-            max_times: settings.max_events_per_user,
-            recent_products: settings.recent_products,
-            pair_window: settings.pair_window,
-            order_items_paired: settings.order_items_paired,
-        };
-        let seen = &self.seen;
-        let committed_members = &self.committed_members;
-        let aggregate = |events: &[&Incoming], states: crate::store::UserStates| {
-            let mut aggregator = Aggregator::new(
-                catalog,
-                settings.allowed_lateness_secs,
-                rules,
-                watermarks.clone(),
-                seen,
-                states.activity,
-                states.recent,
-            )
-            .skipping_members(committed_members);
-            for incoming in events {
-                aggregator.add(incoming);
-            }
-            aggregator.finish()
-        };
-        let events: Vec<&Incoming> = pending.iter().map(|h| &h.incoming).collect();
-        let mut phase = Instant::now();
-        let mut checkpoint = self
-            .store
-            .begin_checkpoint(&settings.kafka.group_id, &ranges)
-            .await?;
-        phase_done("fence", &mut phase);
-        let (written, refused) = write_isolating(
-            &mut checkpoint,
-            &events,
-            &self.user_states,
-            settings.max_isolated_records,
-            &aggregate,
-        )
-        .await?;
-        phase_done("write", &mut phase);
-        for (index, error) in refused {
-            if let Some(held) = pending.get(index) {
-                letters.push(DeadLetter::of(
-                    &held.record,
-                    reason::UNSTORABLE,
-                    format!("refused by the database: {error}"),
-                ));
-            }
-        }
-        checkpoint.queue_dead_letters(&letters).await?;
-        phase_done("dead_letters", &mut phase);
-        checkpoint.commit().await?;
-        phase_done("commit", &mut phase);
-        let mut rollup = written.rollup;
-        let committed = written.committed;
-        self.remember_user_states(&mut rollup, written.user_version);
-        metrics::counter!("processor_user_state_cache_total", "result" => "hit")
-            .increment(written.cached_users as u64);
-        metrics::counter!("processor_user_state_cache_total", "result" => "miss")
-            .increment(written.read_users as u64);
-        for letter in &letters {
-            metrics::counter!("processor_dead_letters_total", "reason" => letter.reason.clone())
-                .increment(1);
-            tracing::info!(
-                reason = %letter.reason,
-                message = %letter.message,
-                topic = %letter.topic,
-                partition = letter.partition,
-                offset = letter.offset,
-                "record queued for the dead-letter topic"
-            );
-        }
-        if let (false, Some(waker)) = (letters.is_empty(), &self.dead_letter_waker) {
-            waker.notify_one();
-        }
-        metrics::histogram!("processor_checkpoint_seconds").record(started.elapsed().as_secs_f64());
-        record_commit_latency(&pending);
-        metrics::counter!("processor_checkpoints_total").increment(1);
-        self.failures = 0;
-        self.halt_failures = 0;
-        self.health.checkpoint_ok.store(true, Ordering::Relaxed);
-
-        let mut hint = TopicPartitionList::new();
-        let mut versions = HashMap::new();
-        for (tp, range) in &ranges {
-            if let Some(state) = self.partitions.get_mut(tp) {
-                state.committed = Some(range.to);
-                if let Some(w) = rollup.watermarks.get(tp) {
-                    state.watermark_ms = *w;
-                }
-                let ids = rollup.seen.get(tp).map_or(&[][..], Vec::as_slice);
-                let truncated =
-                    self.seen
-                        .commit(tp, ids, state.watermark_ms, self.settings.dedup_window);
-                note_truncated(truncated);
-            }
-            versions.insert(tp.clone(), range.to);
-            // Only a hint where to start fetching; positions are read from PostgreSQL.
-            let _ = hint.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(range.to));
-        }
-        metrics::gauge!("processor_dedup_ids").set(self.seen.len() as f64);
-        // Members of minutes past the allowed lateness (and a margin) get no more events.
-        self.committed_members.note(
-            rollup
-                .members
-                .iter()
-                .map(|(minute, set, member)| (*minute, set.as_str(), member.as_str())),
-            self.settings.allowed_lateness_secs + 120,
-            members::MAX_MEMBERS,
-        );
-        metrics::gauge!("processor_committed_members").set(self.committed_members.len() as f64);
-        let live_written = self
-            .live
-            .write(&committed, &versions, &rollup.members)
-            .await;
-        phase_done("live", &mut phase);
-        match live_written {
-            Ok(()) if committed.backlog => {
-                // Some of these views missed an earlier write: their outbox rows stay
-                // until the re-write from the committed tables (after this checkpoint).
-                self.live_lagging = true;
-            }
-            Ok(()) => {
-                let mut written: Vec<(i64, TopicPartition, i64)> = Vec::new();
-                for (minute, tp, _, _) in &committed.counts {
-                    written.push((*minute, tp.clone(), versions.get(tp).copied().unwrap_or(-1)));
-                }
-                for (minute, tp, _, _, _) in &committed.tops {
-                    written.push((*minute, tp.clone(), versions.get(tp).copied().unwrap_or(-1)));
-                }
-                written.sort();
-                written.dedup();
-                if let Err(e) = self.store.clear_outbox(&written).await {
-                    tracing::warn!(error = %e, "clearing the outbox failed; it is re-written later");
-                }
-            }
-            Err(e) => {
-                metrics::counter!("processor_live_write_failures_total").increment(1);
-                tracing::warn!(error = %e, "writing the live view failed; it is re-written from PostgreSQL");
-                self.live_lagging = true;
-            }
-        }
-        if let Some(active) = &self.active_users {
-            let users = rollup
-                .recent
-                .iter()
-                .filter(|(_, r)| !r.viewed.is_empty() || !r.bought.is_empty())
-                .map(|(u, _)| u.as_str());
-            let refused = active.add(users);
-            if refused > 0 {
-                metrics::counter!("processor_recommendations_dropped_total")
-                    .increment(refused as u64);
-            }
-        }
-        if let Err(e) = self.consumer.commit(&hint, CommitMode::Async) {
-            tracing::debug!(error = %e, "offset hint not committed to Kafka");
-        }
         Ok(())
     }
 }
 
-/// `processor_commit_latency_seconds`: for each event of a committed checkpoint, the
-/// time from when the agent took it to now, when its counts became durable.
-fn record_commit_latency(pending: &[Held]) {
-    let histogram = metrics::histogram!("processor_commit_latency_seconds");
-    let now = now_ms();
-    for held in pending {
-        if let Some(accepted) = held.accepted_ms {
-            histogram.record((now - accepted).max(0) as f64 / 1000.0);
-        }
+/// Awaits the checkpoint in flight (`select!` polls it only when there is one).
+async fn in_flight(
+    slot: &mut Option<InFlight>,
+) -> (
+    Box<Committer>,
+    Result<HashMap<TopicPartition, OffsetRange>, Error>,
+) {
+    match slot {
+        Some(future) => future.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -814,7 +743,7 @@ fn accepted_at_ms(message: &OwnedMessage) -> Option<i64> {
 
 /// Counts the de-duplication keys forgotten for the cap before their window ended.
 /// Logged at most once a minute; the counter has every one.
-fn note_truncated(ids: usize) {
+pub(super) fn note_truncated(ids: usize) {
     static LAST_LOGGED_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
     if ids == 0 {
         return;
@@ -833,14 +762,6 @@ fn note_truncated(ids: usize) {
              dedup.window_minutes ended (resends of them are counted again)"
         );
     }
-}
-
-/// Records the time since `*since` as checkpoint phase `name`
-/// (`processor_checkpoint_phase_seconds{phase}`) and restarts the clock.
-fn phase_done(name: &'static str, since: &mut Instant) {
-    metrics::histogram!("processor_checkpoint_phase_seconds", "phase" => name)
-        .record(since.elapsed().as_secs_f64());
-    *since = Instant::now();
 }
 
 /// Unix milliseconds now.

@@ -277,7 +277,8 @@ impl Scenario {
     }
 
     /// A connection to the scenario's database.
-    async fn database(&self) -> tokio_postgres::Client {
+    /// A connection to the scenario's database.
+    pub async fn database(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.postgres, tokio_postgres::NoTls)
             .await
             .expect("PostgreSQL");

@@ -1,0 +1,340 @@
+//! The checkpoint stage: aggregates a batch handed over by the consume loop and commits
+//! it with its offsets ([`crate::store`], [`crate::isolate`]), then writes the live view.
+//!
+//! The committer owns everything a checkpoint reads or changes: the PostgreSQL
+//! connection, the de-duplication keys, the watermarks, the user-state cache, the
+//! committed set members and the catalog in use. The consume loop hands it one batch at
+//! a time ([`Committer::run`] takes it by value and gives it back), so a checkpoint
+//! always starts from the state the previous one committed, while the loop reads and
+//! decodes the next batch meanwhile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::{now_ms, Held};
+use crate::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartition};
+use crate::catalog::Catalog;
+use crate::config::Settings;
+use crate::dead_letter::{reason, DeadLetter};
+use crate::dedup::SeenIds;
+use crate::error::Error;
+use crate::isolate::write_isolating;
+use crate::live::LiveView;
+use crate::members::{self, CommittedMembers};
+use crate::recommend::active_users::ActiveUsers;
+use crate::store::{OffsetRange, Store};
+use crate::user_cache::{CachedState, UserStateCache};
+
+/// What one checkpoint commits: the records read since the previous one.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) held: Vec<Held>,
+    /// Records to dead-letter with it.
+    pub(super) letters: Vec<DeadLetter>,
+    /// Per partition: from the committed position to after the last record read.
+    pub(super) ranges: HashMap<TopicPartition, OffsetRange>,
+}
+
+impl Batch {
+    pub(super) fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+}
+
+/// The checkpoint stage (see the module documentation).
+pub(super) struct Committer {
+    pub(super) settings: Arc<Settings>,
+    pub(super) store: Store,
+    pub(super) live: LiveView,
+    /// The catalog in use: the latest `catalog_updates` delivered, taken at each
+    /// checkpoint.
+    pub(super) catalog: Arc<Catalog>,
+    pub(super) catalog_updates: watch::Receiver<Arc<Catalog>>,
+    /// The de-duplication keys of the partitions this instance reads, as committed.
+    pub(super) seen: SeenIds,
+    /// The committed watermark of each partition this instance reads.
+    pub(super) watermarks: HashMap<TopicPartition, i64>,
+    /// Set members committed lately (not written again).
+    pub(super) committed_members: CommittedMembers,
+    /// The users' state this instance committed last.
+    pub(super) user_states: UserStateCache,
+    /// Some (minute, partition) views may miss a write: re-written from PostgreSQL.
+    pub(super) live_lagging: bool,
+    pub(super) dead_letter_waker: Option<Arc<tokio::sync::Notify>>,
+    pub(super) active_users: Option<Arc<ActiveUsers>>,
+}
+
+impl Committer {
+    /// Re-opens the PostgreSQL connection if it was lost.
+    ///
+    /// # Errors
+    ///
+    /// The connection error.
+    pub(super) async fn ensure_connected(&mut self) -> Result<(), Error> {
+        if self.store.is_closed() {
+            self.store = Store::connect(
+                &self.settings.postgres_url,
+                self.settings.postgres_connect_timeout,
+            )
+            .await?;
+            tracing::info!("PostgreSQL connection re-opened");
+        }
+        Ok(())
+    }
+
+    /// Forgets a partition this instance no longer reads.
+    pub(super) fn forget(&mut self, tp: &TopicPartition) {
+        self.seen.forget(tp);
+        self.watermarks.remove(tp);
+    }
+
+    /// Commits `batch`, then keeps the live view whole. Gives the committer back with
+    /// the committed ranges, or with the error that left nothing of the batch committed
+    /// (the caller re-reads it).
+    pub(super) async fn run(
+        mut self: Box<Self>,
+        batch: Batch,
+    ) -> (
+        Box<Self>,
+        Result<HashMap<TopicPartition, OffsetRange>, Error>,
+    ) {
+        let result = match self.ensure_connected().await {
+            Ok(()) => {
+                if self.catalog_updates.has_changed().unwrap_or(false) {
+                    self.catalog = self.catalog_updates.borrow_and_update().clone();
+                }
+                self.checkpoint(batch).await
+            }
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => {
+                self.check_live_marker().await;
+                if self.live_lagging {
+                    self.resync_live().await;
+                }
+            }
+            // A commit whose answer was lost may have succeeded: its outbox rows say so.
+            Err(_) => self.live_lagging = true,
+        }
+        (self, result)
+    }
+
+    /// Keeps the users' state a committed checkpoint wrote (`version`: the version
+    /// their rows now hold), within the cache's bound.
+    fn remember_user_states(&mut self, rollup: &mut Rollup, version: i64) {
+        for (member, activity) in std::mem::take(&mut rollup.activity) {
+            let recent = rollup.recent.get(&member).cloned().unwrap_or_default();
+            self.user_states.store(
+                &member,
+                CachedState {
+                    version,
+                    activity,
+                    recent,
+                },
+            );
+        }
+        self.user_states.trim();
+        metrics::gauge!("processor_user_state_cache_users").set(self.user_states.len() as f64);
+        metrics::gauge!("processor_user_state_cache_bytes").set(self.user_states.bytes() as f64);
+    }
+
+    /// Commits the batch: see [`crate::store`] and [`crate::isolate`].
+    async fn checkpoint(
+        &mut self,
+        batch: Batch,
+    ) -> Result<HashMap<TopicPartition, OffsetRange>, Error> {
+        if batch.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let started = Instant::now();
+        let Batch {
+            held: pending,
+            mut letters,
+            ranges,
+        } = batch;
+        let watermarks: HashMap<TopicPartition, i64> = ranges
+            .keys()
+            .map(|tp| {
+                let w = self.watermarks.get(tp).copied().unwrap_or(i64::MIN);
+                (tp.clone(), w)
+            })
+            .collect();
+        let settings = &self.settings;
+        let catalog = &self.catalog;
+        let rules = SessionRules {
+            timeout_ms: settings.inactivity_timeout_ms,
+            retention_ms: settings.session_retention_ms,
+            max_times: settings.max_events_per_user,
+            recent_products: settings.recent_products,
+            pair_window: settings.pair_window,
+            order_items_paired: settings.order_items_paired,
+        };
+        let seen = &self.seen;
+        let committed_members = &self.committed_members;
+        let aggregate = |events: &[&Incoming], states: crate::store::UserStates| {
+            let mut aggregator = Aggregator::new(
+                catalog,
+                settings.allowed_lateness_secs,
+                rules,
+                watermarks.clone(),
+                seen,
+                states.activity,
+                states.recent,
+            )
+            .skipping_members(committed_members);
+            for incoming in events {
+                aggregator.add(incoming);
+            }
+            aggregator.finish()
+        };
+        let events: Vec<&Incoming> = pending.iter().map(|h| &h.incoming).collect();
+        let mut phase = Instant::now();
+        let mut checkpoint = self
+            .store
+            .begin_checkpoint(&settings.kafka.group_id, &ranges)
+            .await?;
+        phase_done("fence", &mut phase);
+        let (written, refused) = write_isolating(
+            &mut checkpoint,
+            &events,
+            &self.user_states,
+            settings.max_isolated_records,
+            &aggregate,
+        )
+        .await?;
+        phase_done("write", &mut phase);
+        for (index, error) in refused {
+            if let Some(held) = pending.get(index) {
+                letters.push(DeadLetter::of(
+                    &held.record,
+                    reason::UNSTORABLE,
+                    format!("refused by the database: {error}"),
+                ));
+            }
+        }
+        checkpoint.queue_dead_letters(&letters).await?;
+        phase_done("dead_letters", &mut phase);
+        checkpoint.commit().await?;
+        phase_done("commit", &mut phase);
+        let mut rollup = written.rollup;
+        let committed = written.committed;
+        self.remember_user_states(&mut rollup, written.user_version);
+        metrics::counter!("processor_user_state_cache_total", "result" => "hit")
+            .increment(written.cached_users as u64);
+        metrics::counter!("processor_user_state_cache_total", "result" => "miss")
+            .increment(written.read_users as u64);
+        for letter in &letters {
+            metrics::counter!("processor_dead_letters_total", "reason" => letter.reason.clone())
+                .increment(1);
+            tracing::info!(
+                reason = %letter.reason,
+                message = %letter.message,
+                topic = %letter.topic,
+                partition = letter.partition,
+                offset = letter.offset,
+                "record queued for the dead-letter topic"
+            );
+        }
+        if let (false, Some(waker)) = (letters.is_empty(), &self.dead_letter_waker) {
+            waker.notify_one();
+        }
+        metrics::histogram!("processor_checkpoint_seconds").record(started.elapsed().as_secs_f64());
+        record_commit_latency(&pending);
+        metrics::counter!("processor_checkpoints_total").increment(1);
+
+        let mut versions = HashMap::new();
+        for (tp, range) in &ranges {
+            // A partition revoked meanwhile is forgotten after this checkpoint anyway.
+            if let Some(watermark) = self.watermarks.get_mut(tp) {
+                if let Some(w) = rollup.watermarks.get(tp) {
+                    *watermark = *w;
+                }
+                let ids = rollup.seen.get(tp).map_or(&[][..], Vec::as_slice);
+                let truncated = self
+                    .seen
+                    .commit(tp, ids, *watermark, self.settings.dedup_window);
+                super::note_truncated(truncated);
+            }
+            versions.insert(tp.clone(), range.to);
+        }
+        metrics::gauge!("processor_dedup_ids").set(self.seen.len() as f64);
+        // Members of minutes past the allowed lateness (and a margin) get no more events.
+        self.committed_members.note(
+            rollup
+                .members
+                .iter()
+                .map(|(minute, set, member)| (*minute, set.as_str(), member.as_str())),
+            self.settings.allowed_lateness_secs + 120,
+            members::MAX_MEMBERS,
+        );
+        metrics::gauge!("processor_committed_members").set(self.committed_members.len() as f64);
+        let live_written = self
+            .live
+            .write(&committed, &versions, &rollup.members)
+            .await;
+        phase_done("live", &mut phase);
+        match live_written {
+            Ok(()) if committed.backlog => {
+                // Some of these views missed an earlier write: their outbox rows stay
+                // until the re-write from the committed tables (after this checkpoint).
+                self.live_lagging = true;
+            }
+            Ok(()) => {
+                let mut written: Vec<(i64, TopicPartition, i64)> = Vec::new();
+                for (minute, tp, _, _) in &committed.counts {
+                    written.push((*minute, tp.clone(), versions.get(tp).copied().unwrap_or(-1)));
+                }
+                for (minute, tp, _, _, _) in &committed.tops {
+                    written.push((*minute, tp.clone(), versions.get(tp).copied().unwrap_or(-1)));
+                }
+                written.sort();
+                written.dedup();
+                if let Err(e) = self.store.clear_outbox(&written).await {
+                    tracing::warn!(error = %e, "clearing the outbox failed; it is re-written later");
+                }
+            }
+            Err(e) => {
+                metrics::counter!("processor_live_write_failures_total").increment(1);
+                tracing::warn!(error = %e, "writing the live view failed; it is re-written from PostgreSQL");
+                self.live_lagging = true;
+            }
+        }
+        if let Some(active) = &self.active_users {
+            let users = rollup
+                .recent
+                .iter()
+                .filter(|(_, r)| !r.viewed.is_empty() || !r.bought.is_empty())
+                .map(|(u, _)| u.as_str());
+            let refused = active.add(users);
+            if refused > 0 {
+                metrics::counter!("processor_recommendations_dropped_total")
+                    .increment(refused as u64);
+            }
+        }
+        Ok(ranges)
+    }
+}
+
+/// `processor_commit_latency_seconds`: for each event of a committed checkpoint, the
+/// time from when the agent took it to now, when its counts became durable.
+fn record_commit_latency(pending: &[Held]) {
+    let histogram = metrics::histogram!("processor_commit_latency_seconds");
+    let now = now_ms();
+    for held in pending {
+        if let Some(accepted) = held.accepted_ms {
+            histogram.record((now - accepted).max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+/// Records the time since `*since` as checkpoint phase `name`
+/// (`processor_checkpoint_phase_seconds{phase}`) and restarts the clock.
+fn phase_done(name: &'static str, since: &mut Instant) {
+    metrics::histogram!("processor_checkpoint_phase_seconds", "phase" => name)
+        .record(since.elapsed().as_secs_f64());
+    *since = Instant::now();
+}
