@@ -68,6 +68,10 @@ pub enum Error {
     /// written by a newer version): it stops rather than count resends twice.
     #[error("stored state cannot be read: {0}")]
     Corrupt(String),
+    /// A stage of the processor panicked (a bug); nothing of the batch it held was
+    /// committed. The processor stops.
+    #[error("{0}")]
+    Crashed(String),
 }
 
 /// What a failure calls for.
@@ -109,7 +113,8 @@ impl Error {
             | Error::Migration { .. }
             | Error::Unattributable(_)
             | Error::Http(_)
-            | Error::Corrupt(_) => Disposition::Halt,
+            | Error::Corrupt(_)
+            | Error::Crashed(_) => Disposition::Halt,
         }
     }
 

@@ -51,8 +51,6 @@
 //! [`HALT_AFTER_FAILURES`] attempts in a row.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,17 +119,16 @@ struct Held {
     accepted_ms: Option<i64>,
 }
 
-/// A checkpoint in flight: gives the committer back with its outcome.
-type InFlight = Pin<
-    Box<
-        dyn Future<
-                Output = (
-                    Box<Committer>,
-                    Result<HashMap<TopicPartition, OffsetRange>, Error>,
-                ),
-            > + Send,
-    >,
->;
+/// What a checkpoint gives back: the committer, and the ranges it committed or the
+/// error that left the batch uncommitted.
+type Outcome = (
+    Box<Committer>,
+    Result<HashMap<TopicPartition, OffsetRange>, Error>,
+);
+
+/// A checkpoint in flight, on a task of its own so that it runs beside the consume loop
+/// on another of the runtime's threads.
+type InFlight = tokio::task::JoinHandle<Outcome>;
 
 /// The running consumer.
 pub struct Pipeline {
@@ -338,7 +335,7 @@ impl Pipeline {
                 _ = shutdown.changed() => break,
                 outcome = in_flight(&mut self.in_flight), if self.in_flight.is_some() => {
                     self.in_flight = None;
-                    self.finish(outcome)?;
+                    self.finish(outcome?)?;
                     if self.due || self.is_full() {
                         self.tick().await?;
                     }
@@ -406,21 +403,15 @@ impl Pipeline {
     ///
     /// Its failure, when it calls for a halt and persisted (see [`Pipeline::run`]).
     async fn settle(&mut self) -> Result<(), Error> {
-        if let Some(future) = self.in_flight.take() {
-            let outcome = future.await;
+        if let Some(mut task) = self.in_flight.take() {
+            let outcome = in_flight_outcome(&mut task).await?;
             self.finish(outcome)?;
         }
         Ok(())
     }
 
     /// Takes in the outcome of a checkpoint and its committer back.
-    fn finish(
-        &mut self,
-        (mut committer, outcome): (
-            Box<Committer>,
-            Result<HashMap<TopicPartition, OffsetRange>, Error>,
-        ),
-    ) -> Result<(), Error> {
+    fn finish(&mut self, (mut committer, outcome): Outcome) -> Result<(), Error> {
         for tp in self.revoked_in_flight.drain(..) {
             committer.forget(&tp);
         }
@@ -489,7 +480,7 @@ impl Pipeline {
         }
         let batch = self.take_batch();
         if let Some(committer) = self.committer.take() {
-            self.in_flight = Some(Box::pin(committer.run(batch)));
+            self.in_flight = Some(tokio::spawn(committer.run(batch)));
         }
         Ok(())
     }
@@ -713,16 +704,18 @@ impl Pipeline {
 }
 
 /// Awaits the checkpoint in flight (`select!` polls it only when there is one).
-async fn in_flight(
-    slot: &mut Option<InFlight>,
-) -> (
-    Box<Committer>,
-    Result<HashMap<TopicPartition, OffsetRange>, Error>,
-) {
+async fn in_flight(slot: &mut Option<InFlight>) -> Result<Outcome, Error> {
     match slot {
-        Some(future) => future.await,
+        Some(task) => in_flight_outcome(task).await,
         None => std::future::pending().await,
     }
+}
+
+/// The outcome of a checkpoint task; [`Error::Crashed`] if it panicked (a bug: the
+/// committer's state went with it).
+async fn in_flight_outcome(task: &mut InFlight) -> Result<Outcome, Error> {
+    task.await
+        .map_err(|e| Error::Crashed(format!("the checkpoint stage stopped: {e}")))
 }
 
 /// When the agent took a record's event: its `received_at` header, else the record's
