@@ -257,6 +257,10 @@ pub struct CheckpointConfig {
     /// need not read it back from PostgreSQL (MiB; 0: always read). Users past it are
     /// read at their next event.
     pub user_state_cache_mib: usize,
+    /// Partition groups (1..=64): partition `p` of every topic belongs to group
+    /// `p % groups`, and each group checkpoints on its own PostgreSQL connection, side
+    /// by side with the others.
+    pub groups: usize,
     /// Wait after a failed checkpoint before the next attempt, doubled per failure,
     /// with jitter (ms).
     pub initial_backoff_ms: u64,
@@ -272,6 +276,7 @@ impl Default for CheckpointConfig {
             max_pending_bytes: 64 << 20,
             max_isolated_records: 100,
             user_state_cache_mib: 128,
+            groups: 2,
             initial_backoff_ms: 200,
             max_backoff_ms: 10_000,
         }

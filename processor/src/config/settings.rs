@@ -92,6 +92,9 @@ impl ProcessorConfig {
                 "interval_ms, max_pending_events and max_pending_bytes must be > 0",
             );
         }
+        if !(1..=64).contains(&self.checkpoint.groups) {
+            return bad("checkpoint.groups", "must be in 1..=64");
+        }
         if self.checkpoint.initial_backoff_ms == 0
             || self.checkpoint.max_backoff_ms < self.checkpoint.initial_backoff_ms
         {
@@ -259,6 +262,7 @@ impl ProcessorConfig {
             max_pending_bytes: self.checkpoint.max_pending_bytes,
             max_isolated_records: self.checkpoint.max_isolated_records,
             user_state_cache_bytes: self.checkpoint.user_state_cache_mib.saturating_mul(1 << 20),
+            checkpoint_groups: self.checkpoint.groups,
             checkpoint_backoff: Backoff {
                 initial: Duration::from_millis(self.checkpoint.initial_backoff_ms),
                 max: Duration::from_millis(self.checkpoint.max_backoff_ms),
@@ -516,8 +520,10 @@ pub struct Settings {
     pub max_pending_bytes: usize,
     /// Records one checkpoint may isolate and dead-letter after PostgreSQL refused them.
     pub max_isolated_records: usize,
-    /// Bytes of cached user state at most (0: none).
+    /// Bytes of cached user state at most (0: none), shared by the partition groups.
     pub user_state_cache_bytes: usize,
+    /// Partition groups checkpointing side by side.
+    pub checkpoint_groups: usize,
     /// Backoff after failed checkpoints.
     pub checkpoint_backoff: Backoff,
     /// De-duplication window, minutes.

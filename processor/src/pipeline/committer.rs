@@ -1,12 +1,13 @@
 //! The checkpoint stage: aggregates a batch handed over by the consume loop and commits
 //! it with its offsets ([`crate::store`], [`crate::isolate`]), then writes the live view.
 //!
-//! The committer owns everything a checkpoint reads or changes: the PostgreSQL
-//! connection, the de-duplication keys, the watermarks, the user-state cache, the
-//! committed set members and the catalog in use. The consume loop hands it one batch at
-//! a time ([`Committer::run`] takes it by value and gives it back), so a checkpoint
-//! always starts from the state the previous one committed, while the loop reads and
-//! decodes the next batch meanwhile.
+//! Each partition group ([`super::group`]) has one committer, which owns everything its
+//! checkpoints read or change: a PostgreSQL connection, the de-duplication keys and
+//! watermarks of the group's partitions, its share of the user-state cache and of the
+//! committed set members, and the catalog in use. The consume loop hands it one batch
+//! at a time ([`Committer::run`] takes it by value and gives it back), so a checkpoint
+//! always starts from the state the previous one of its group committed, while the loop
+//! reads and decodes the next batch meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use super::group::SummedGauge;
 use super::{now_ms, Held};
 use crate::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartition};
 use crate::catalog::Catalog;
@@ -23,7 +25,7 @@ use crate::dedup::SeenIds;
 use crate::error::Error;
 use crate::isolate::write_isolating;
 use crate::live::LiveView;
-use crate::members::{self, CommittedMembers};
+use crate::members::CommittedMembers;
 use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store};
 use crate::user_cache::{CachedState, UserStateCache};
@@ -44,8 +46,32 @@ impl Batch {
     }
 }
 
-/// The checkpoint stage (see the module documentation).
+/// The gauges every committer adds its part to.
+pub(super) struct Gauges {
+    pub(super) dedup_ids: SummedGauge,
+    pub(super) cache_users: SummedGauge,
+    pub(super) cache_bytes: SummedGauge,
+    pub(super) committed_members: SummedGauge,
+}
+
+impl Gauges {
+    pub(super) fn new(groups: usize) -> Gauges {
+        Gauges {
+            dedup_ids: SummedGauge::new("processor_dedup_ids", groups),
+            cache_users: SummedGauge::new("processor_user_state_cache_users", groups),
+            cache_bytes: SummedGauge::new("processor_user_state_cache_bytes", groups),
+            committed_members: SummedGauge::new("processor_committed_members", groups),
+        }
+    }
+}
+
+/// The checkpoint stage of one partition group (see the module documentation).
 pub(super) struct Committer {
+    /// Its partition group's index ([`super::group`]).
+    pub(super) group: usize,
+    pub(super) gauges: Arc<Gauges>,
+    /// Committed members remembered at most (this group's share).
+    pub(super) max_members: usize,
     pub(super) settings: Arc<Settings>,
     pub(super) store: Store,
     pub(super) live: LiveView,
@@ -112,7 +138,10 @@ impl Committer {
         };
         match &result {
             Ok(_) => {
-                self.check_live_marker().await;
+                // The marker is the whole view's: one group looks after it.
+                if self.group == 0 {
+                    self.check_live_marker().await;
+                }
                 if self.live_lagging {
                     self.resync_live().await;
                 }
@@ -138,8 +167,9 @@ impl Committer {
             );
         }
         self.user_states.trim();
-        metrics::gauge!("processor_user_state_cache_users").set(self.user_states.len() as f64);
-        metrics::gauge!("processor_user_state_cache_bytes").set(self.user_states.bytes() as f64);
+        let gauges = &self.gauges;
+        gauges.cache_users.set(self.group, self.user_states.len());
+        gauges.cache_bytes.set(self.group, self.user_states.bytes());
     }
 
     /// Commits the batch: see [`crate::store`] and [`crate::isolate`].
@@ -261,7 +291,7 @@ impl Committer {
             }
             versions.insert(tp.clone(), range.to);
         }
-        metrics::gauge!("processor_dedup_ids").set(self.seen.len() as f64);
+        self.gauges.dedup_ids.set(self.group, self.seen.len());
         // Members of minutes past the allowed lateness (and a margin) get no more events.
         self.committed_members.note(
             rollup
@@ -269,9 +299,11 @@ impl Committer {
                 .iter()
                 .map(|(minute, set, member)| (*minute, set.as_str(), member.as_str())),
             self.settings.allowed_lateness_secs + 120,
-            members::MAX_MEMBERS,
+            self.max_members,
         );
-        metrics::gauge!("processor_committed_members").set(self.committed_members.len() as f64);
+        self.gauges
+            .committed_members
+            .set(self.group, self.committed_members.len());
         let live_written = self
             .live
             .write(&committed, &versions, &rollup.members)

@@ -61,6 +61,7 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
+use tokio::task::{JoinError, JoinSet};
 
 use crate::aggregate::{Incoming, TopicPartition};
 use crate::config::Settings;
@@ -70,14 +71,16 @@ use crate::dedup::{self, SeenIds};
 use crate::error::{Disposition, Error};
 use crate::group_context::GroupContext;
 use crate::live::LiveView;
-use crate::members::CommittedMembers;
+use crate::members::{self, CommittedMembers};
 use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store};
 use crate::user_cache::UserStateCache;
 use committer::{Batch, Committer};
+use group::Group;
 
 mod catalog_refresh;
 mod committer;
+mod group;
 mod live_sync;
 mod registry_wait;
 
@@ -119,16 +122,20 @@ struct Held {
     accepted_ms: Option<i64>,
 }
 
-/// What a checkpoint gives back: the committer, and the ranges it committed or the
-/// error that left the batch uncommitted.
+impl Held {
+    /// The bytes it counts for in `checkpoint.max_pending_bytes`: its record's value.
+    fn size(&self) -> usize {
+        self.record.payload().map_or(0, <[u8]>::len)
+    }
+}
+
+/// What a checkpoint gives back: its group, the committer, and the ranges it committed
+/// or the error that left the batch uncommitted.
 type Outcome = (
+    usize,
     Box<Committer>,
     Result<HashMap<TopicPartition, OffsetRange>, Error>,
 );
-
-/// A checkpoint in flight, on a task of its own so that it runs beside the consume loop
-/// on another of the runtime's threads.
-type InFlight = tokio::task::JoinHandle<Outcome>;
 
 /// The running consumer.
 pub struct Pipeline {
@@ -136,33 +143,22 @@ pub struct Pipeline {
     decoder: Decoder,
     consumer: StreamConsumer<GroupContext>,
     producer: FutureProducer,
-    /// The checkpoint stage when no checkpoint is in flight (then `in_flight` is `None`).
-    committer: Option<Box<Committer>>,
-    in_flight: Option<InFlight>,
-    /// Partitions revoked while a checkpoint was in flight, for the committer to forget.
-    revoked_in_flight: Vec<TopicPartition>,
-    /// A checkpoint fell due while another was in flight.
-    due: bool,
+    /// The partition groups ([`group`]), each with its batch being read and its
+    /// committer.
+    groups: Vec<Group>,
+    /// The checkpoints in flight, one task each, so that they run beside the consume
+    /// loop on the runtime's other threads.
+    in_flight: JoinSet<Outcome>,
     partitions: HashMap<TopicPartition, PartitionState>,
     stale: HashSet<TopicPartition>,
     /// Partitions paused until the schema registry answers (see [`registry_wait`]).
     registry_waits: HashMap<TopicPartition, registry_wait::Waiting>,
     /// Failed registry lookups in a row, per partition.
     registry_attempts: HashMap<TopicPartition, u32>,
-    pending: Vec<Held>,
-    /// Records to dead-letter with the next checkpoint.
-    letters: Vec<DeadLetter>,
-    /// Bytes of the records in `pending` and `letters`.
-    pending_bytes: usize,
     /// Records decoded per event kind since the counter was last updated (once per
     /// tick: a registry lookup per record is measurable at these rates).
     decoded: [u64; 4],
-    ranges: HashMap<TopicPartition, OffsetRange>,
     health: Arc<Health>,
-    failures: u32,
-    /// Failed checkpoints in a row whose error calls for a halt.
-    halt_failures: u32,
-    retry_at: Option<Instant>,
 }
 
 /// The Kafka client settings every client of the processor starts from: the operator's
@@ -208,7 +204,6 @@ impl Pipeline {
             },
             catalog.clone(),
         );
-        let user_states = UserStateCache::new(settings.user_state_cache_bytes);
         let mut consumer_config = client_config(&settings);
         if settings.kafka.lag_interval_ms > 0 {
             consumer_config.set(
@@ -249,43 +244,53 @@ impl Pipeline {
             settings.experiment_flags.clone(),
             settings.schema_registry.as_ref(),
         )?;
-        let mut committer = Box::new(Committer {
-            settings: settings.clone(),
-            store,
-            live,
-            catalog,
-            catalog_updates,
-            seen: SeenIds::default(),
-            watermarks: HashMap::new(),
-            committed_members: CommittedMembers::default(),
-            user_states,
-            live_lagging: true,
-            dead_letter_waker: None,
-            active_users: None,
-        });
-        committer.resync_live().await;
+        let count = settings.checkpoint_groups;
+        let gauges = Arc::new(committer::Gauges::new(count));
+        let mut groups = Vec::with_capacity(count);
+        let mut store = Some(store);
+        for group in 0..count {
+            let store = match store.take() {
+                Some(store) => store,
+                None => {
+                    Store::connect(&settings.postgres_url, settings.postgres_connect_timeout)
+                        .await?
+                }
+            };
+            let mut committer = Box::new(Committer {
+                group,
+                gauges: gauges.clone(),
+                max_members: members::MAX_MEMBERS / count,
+                settings: settings.clone(),
+                store,
+                live: live.clone(),
+                catalog: catalog.clone(),
+                catalog_updates: catalog_updates.clone(),
+                seen: SeenIds::default(),
+                watermarks: HashMap::new(),
+                committed_members: CommittedMembers::default(),
+                user_states: UserStateCache::new(settings.user_state_cache_bytes / count),
+                live_lagging: true,
+                dead_letter_waker: None,
+                active_users: None,
+            });
+            if group == 0 {
+                committer.resync_live().await;
+            }
+            groups.push(Group::new(committer));
+        }
         let pipeline = Pipeline {
             settings,
             decoder,
             consumer,
             producer,
-            committer: Some(committer),
-            in_flight: None,
-            revoked_in_flight: Vec::new(),
-            due: false,
+            groups,
+            in_flight: JoinSet::new(),
             partitions: HashMap::new(),
             stale: HashSet::new(),
             registry_waits: HashMap::new(),
             registry_attempts: HashMap::new(),
-            pending: Vec::new(),
-            letters: Vec::new(),
-            pending_bytes: 0,
             decoded: [0; 4],
-            ranges: HashMap::new(),
             health,
-            failures: 0,
-            halt_failures: 0,
-            retry_at: None,
         };
         pipeline.report_registry_waits();
         pipeline.health.started.store(true, Ordering::Relaxed);
@@ -296,16 +301,16 @@ impl Pipeline {
     /// Wakes the dead-letter publisher after every checkpoint that queued letters (see
     /// [`crate::dead_letter::Publisher::waker`]).
     pub fn set_dead_letter_waker(&mut self, waker: Arc<tokio::sync::Notify>) {
-        if let Some(committer) = &mut self.committer {
-            committer.dead_letter_waker = Some(waker);
+        for committer in self.groups.iter_mut().filter_map(|g| g.committer.as_mut()) {
+            committer.dead_letter_waker = Some(waker.clone());
         }
     }
 
     /// Notes the users of every committed checkpoint for the recommendations publisher
     /// (see [`crate::recommend::publisher`]).
     pub fn set_active_users(&mut self, active: Arc<ActiveUsers>) {
-        if let Some(committer) = &mut self.committer {
-            committer.active_users = Some(active);
+        for committer in self.groups.iter_mut().filter_map(|g| g.committer.as_mut()) {
+            committer.active_users = Some(active.clone());
         }
     }
 
@@ -319,8 +324,8 @@ impl Pipeline {
     /// # Errors
     ///
     /// A checkpoint error that calls for a halt ([`Disposition::Halt`]) and persisted
-    /// through [`HALT_AFTER_FAILURES`] attempts; the final checkpoint's error. Other
-    /// failed checkpoints are retried, not returned.
+    /// through [`HALT_AFTER_FAILURES`] attempts; a checkpoint stage that panicked; the
+    /// final checkpoint's error. Other failed checkpoints are retried, not returned.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
         let mut ticker = tokio::time::interval(self.settings.checkpoint_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -333,11 +338,10 @@ impl Pipeline {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                outcome = in_flight(&mut self.in_flight), if self.in_flight.is_some() => {
-                    self.in_flight = None;
-                    self.finish(outcome?)?;
-                    if self.due || self.is_full() {
-                        self.tick().await?;
+                Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    let group = self.finish(joined)?;
+                    if self.groups[group].due || self.is_full() {
+                        self.start_checkpoint(group).await?;
                     }
                 }
                 _ = ticker.tick() => self.tick().await?,
@@ -353,42 +357,54 @@ impl Pipeline {
                         }
                     }
                     if self.is_full() {
-                        self.tick().await?;
+                        for group in 0..self.groups.len() {
+                            if self.groups[group].records() > 0 {
+                                self.start_checkpoint(group).await?;
+                            }
+                        }
                     }
                 }
             }
         }
-        tracing::info!(
-            pending = self.pending.len(),
-            "shutting down: final checkpoint"
-        );
-        self.settle().await?;
+        let pending: usize = self.groups.iter().map(Group::records).sum();
+        tracing::info!(pending, "shutting down: final checkpoint");
+        self.settle_all().await?;
         self.forget_revoked();
         self.count_decoded();
-        let batch = self.take_batch();
-        if let Some(committer) = self.committer.take() {
-            let (committer, outcome) = committer.run(batch).await;
-            self.committer = Some(committer);
-            outcome?;
+        let mut result = Ok(());
+        for group in &mut self.groups {
+            let batch = std::mem::take(&mut group.batch);
+            if let Some(committer) = group.committer.take() {
+                let (committer, outcome) = committer.run(batch).await;
+                group.committer = Some(committer);
+                if let (Err(e), Ok(())) = (outcome, &result) {
+                    result = Err(e);
+                }
+            }
         }
         self.health.started.store(false, Ordering::Relaxed);
-        Ok(())
+        result
     }
 
-    /// Whether the batch being read is as large as a checkpoint may hold.
+    /// Whether the batches being read hold as much as a checkpoint may: reading stops
+    /// until a checkpoint takes them.
     fn is_full(&self) -> bool {
-        self.pending.len() + self.letters.len() >= self.settings.max_pending_events
-            || self.pending_bytes >= self.settings.max_pending_bytes
+        let records: usize = self.groups.iter().map(Group::records).sum();
+        let bytes: usize = self.groups.iter().map(|g| g.pending_bytes).sum();
+        records >= self.settings.max_pending_events || bytes >= self.settings.max_pending_bytes
     }
 
-    /// Takes the batch read so far; its partitions' next batch starts where it ends.
-    fn take_batch(&mut self) -> Batch {
-        self.pending_bytes = 0;
-        let batch = Batch {
-            held: std::mem::take(&mut self.pending),
-            letters: std::mem::take(&mut self.letters),
-            ranges: std::mem::take(&mut self.ranges),
-        };
+    /// The group of a partition.
+    fn group_of(&self, tp: &TopicPartition) -> usize {
+        group::group_of(tp, self.groups.len())
+    }
+
+    /// Takes the batch group `group` read so far; its partitions' next batch starts
+    /// where it ends.
+    fn take_batch(&mut self, group: usize) -> Batch {
+        let group = &mut self.groups[group];
+        group.pending_bytes = 0;
+        let batch = std::mem::take(&mut group.batch);
         for (tp, range) in &batch.ranges {
             if let Some(state) = self.partitions.get_mut(tp) {
                 state.committed = Some(range.to);
@@ -397,30 +413,55 @@ impl Pipeline {
         batch
     }
 
-    /// Waits for the checkpoint in flight, if any, and takes its outcome in.
+    /// Waits for group `group`'s checkpoint in flight, if any, taking in the outcomes
+    /// of the others that end first.
     ///
     /// # Errors
     ///
-    /// Its failure, when it calls for a halt and persisted (see [`Pipeline::run`]).
-    async fn settle(&mut self) -> Result<(), Error> {
-        if let Some(mut task) = self.in_flight.take() {
-            let outcome = in_flight_outcome(&mut task).await?;
-            self.finish(outcome)?;
+    /// As [`Pipeline::finish`].
+    async fn settle(&mut self, group: usize) -> Result<(), Error> {
+        while self.groups[group].is_busy() {
+            match self.in_flight.join_next().await {
+                Some(joined) => {
+                    self.finish(joined)?;
+                }
+                None => unreachable!("a busy group has its checkpoint task"),
+            }
         }
         Ok(())
     }
 
-    /// Takes in the outcome of a checkpoint and its committer back.
-    fn finish(&mut self, (mut committer, outcome): Outcome) -> Result<(), Error> {
-        for tp in self.revoked_in_flight.drain(..) {
+    /// Waits for every checkpoint in flight.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::finish`].
+    async fn settle_all(&mut self) -> Result<(), Error> {
+        while let Some(joined) = self.in_flight.join_next().await {
+            self.finish(joined)?;
+        }
+        Ok(())
+    }
+
+    /// Takes in the outcome of a checkpoint and its committer back; returns its group.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Crashed`] if the checkpoint task panicked (a bug: the committer's state
+    /// went with it); the checkpoint's failure when it calls for a halt and persisted.
+    fn finish(&mut self, joined: Result<Outcome, JoinError>) -> Result<usize, Error> {
+        let (group, mut committer, outcome) =
+            joined.map_err(|e| Error::Crashed(format!("the checkpoint stage stopped: {e}")))?;
+        for tp in self.groups[group].revoked.drain(..) {
             committer.forget(&tp);
         }
-        self.committer = Some(committer);
+        self.groups[group].committer = Some(committer);
         match outcome {
             Ok(ranges) => {
-                self.failures = 0;
-                self.halt_failures = 0;
-                self.health.checkpoint_ok.store(true, Ordering::Relaxed);
+                let g = &mut self.groups[group];
+                g.failures = 0;
+                g.halt_failures = 0;
+                self.note_health();
                 if !ranges.is_empty() {
                     let mut hint = TopicPartitionList::new();
                     for (tp, range) in &ranges {
@@ -436,38 +477,62 @@ impl Pipeline {
                         tracing::debug!(error = %e, "offset hint not committed to Kafka");
                     }
                 }
-                Ok(())
+                Ok(group)
             }
-            Err(e) => self.failed(e),
+            Err(e) => self.failed(group, e).map(|()| group),
         }
     }
 
-    /// Periodic work: re-seek stale partitions, then hand the batch read so far to the
-    /// committer, or note that it is due when a checkpoint is still in flight.
+    /// Ready while no group's last checkpoint failed.
+    fn note_health(&self) {
+        let ok = self.groups.iter().all(|g| g.failures == 0);
+        self.health.checkpoint_ok.store(ok, Ordering::Relaxed);
+    }
+
+    /// Periodic work: hands each group's batch read so far to its committer, or notes
+    /// that it is due when the group's checkpoint is still in flight.
     ///
     /// # Errors
     ///
     /// A checkpoint failure that calls for a halt and persisted (see [`Pipeline::run`]).
     async fn tick(&mut self) -> Result<(), Error> {
         self.count_decoded();
-        if self.in_flight.is_some() {
-            self.due = true;
-            return Ok(());
+        self.resume_registry_waits();
+        for group in 0..self.groups.len() {
+            self.start_checkpoint(group).await?;
         }
-        if let Some(at) = self.retry_at {
+        Ok(())
+    }
+
+    /// Starts group `group`'s next checkpoint unless one is in flight (then it is due)
+    /// or the group waits out a backoff: re-seeks its stale partitions and hands its
+    /// batch to its committer on a task of its own.
+    ///
+    /// # Errors
+    ///
+    /// A failure that calls for a halt and persisted (see [`Pipeline::run`]).
+    async fn start_checkpoint(&mut self, group: usize) -> Result<(), Error> {
+        let g = &mut self.groups[group];
+        let Some(committer) = g.committer.as_mut() else {
+            g.due = true;
+            return Ok(());
+        };
+        if let Some(at) = g.retry_at {
             if Instant::now() < at {
                 return Ok(());
             }
-            self.retry_at = None;
+            g.retry_at = None;
         }
-        self.due = false;
-        if let Some(committer) = &mut self.committer {
-            if let Err(e) = committer.ensure_connected().await {
-                return self.failed(e);
-            }
+        g.due = false;
+        if let Err(e) = committer.ensure_connected().await {
+            return self.failed(group, e);
         }
-        self.resume_registry_waits();
-        let stale: Vec<TopicPartition> = self.stale.iter().cloned().collect();
+        let stale: Vec<TopicPartition> = self
+            .stale
+            .iter()
+            .filter(|tp| self.group_of(tp) == group)
+            .cloned()
+            .collect();
         for tp in stale {
             if let Err(e) = self.resolve(&tp, None).await {
                 if e.disposition() == Disposition::Halt {
@@ -478,9 +543,12 @@ impl Pipeline {
                 tracing::warn!(error = %e, topic = %tp.topic, partition = tp.partition, "re-seek failed");
             }
         }
-        let batch = self.take_batch();
-        if let Some(committer) = self.committer.take() {
-            self.in_flight = Some(tokio::spawn(committer.run(batch)));
+        let batch = self.take_batch(group);
+        if let Some(committer) = self.groups[group].committer.take() {
+            self.in_flight.spawn(async move {
+                let (committer, outcome) = committer.run(batch).await;
+                (group, committer, outcome)
+            });
         }
         Ok(())
     }
@@ -496,11 +564,13 @@ impl Pipeline {
         }
     }
 
-    /// Records a failed checkpoint: drops the batch for a re-read after a backoff, or
-    /// returns the error when it calls for a halt and persisted.
-    fn failed(&mut self, error: Error) -> Result<(), Error> {
-        self.failures += 1;
-        let delay = self.settings.checkpoint_backoff.jittered(self.failures);
+    /// Records a failed checkpoint of group `group`: drops what the group read for a
+    /// re-read after a backoff, or returns the error when it calls for a halt and
+    /// persisted.
+    fn failed(&mut self, group: usize, error: Error) -> Result<(), Error> {
+        let g = &mut self.groups[group];
+        g.failures += 1;
+        let delay = self.settings.checkpoint_backoff.jittered(g.failures);
         let disposition = error.disposition();
         let reason = match (&error, disposition) {
             (Error::Fenced { .. }, _) => "fenced",
@@ -509,74 +579,76 @@ impl Pipeline {
             _ => "other",
         };
         metrics::counter!("processor_checkpoint_failures_total", "reason" => reason).increment(1);
-        self.health.checkpoint_ok.store(false, Ordering::Relaxed);
         // The batch being read started where the failed one was to end.
-        self.pending.clear();
-        self.letters.clear();
-        self.pending_bytes = 0;
-        self.ranges.clear();
-        let known: Vec<TopicPartition> = self.partitions.drain().map(|(tp, _)| tp).collect();
-        self.stale.extend(known);
+        g.batch = Batch::default();
+        g.pending_bytes = 0;
+        g.retry_at = Some(Instant::now() + delay);
         if disposition == Disposition::Halt {
-            self.halt_failures += 1;
-            if self.halt_failures >= HALT_AFTER_FAILURES {
-                tracing::error!(error = %error, sqlstate = error.sqlstate().unwrap_or(""),
-                    attempts = self.halt_failures,
-                    "checkpoint cannot succeed: the processor stops (nothing of the batch was committed)");
-                return Err(error);
-            }
+            g.halt_failures += 1;
         } else {
-            self.halt_failures = 0;
+            g.halt_failures = 0;
         }
-        tracing::warn!(error = %error, sqlstate = error.sqlstate().unwrap_or(""),
+        let halt_failures = g.halt_failures;
+        let groups = self.groups.len();
+        let known: Vec<TopicPartition> = self
+            .partitions
+            .keys()
+            .filter(|tp| group::group_of(tp, groups) == group)
+            .cloned()
+            .collect();
+        for tp in known {
+            self.partitions.remove(&tp);
+            self.stale.insert(tp);
+        }
+        self.note_health();
+        if disposition == Disposition::Halt && halt_failures >= HALT_AFTER_FAILURES {
+            tracing::error!(error = %error, sqlstate = error.sqlstate().unwrap_or(""),
+                attempts = halt_failures,
+                "checkpoint cannot succeed: the processor stops (nothing of the batch was committed)");
+            return Err(error);
+        }
+        tracing::warn!(error = %error, sqlstate = error.sqlstate().unwrap_or(""), group,
             retry_in_ms = delay.as_millis() as u64, "checkpoint failed; the batch is re-read");
-        self.retry_at = Some(Instant::now() + delay);
         Ok(())
     }
 
     fn forget_revoked(&mut self) {
         let revoked = self.consumer.context().take_revoked();
-        if revoked.is_empty() {
-            return;
-        }
-        let gone: HashSet<TopicPartition> = revoked.into_iter().collect();
-        for tp in &gone {
-            self.partitions.remove(tp);
-            match &mut self.committer {
-                Some(committer) => committer.forget(tp),
-                None => self.revoked_in_flight.push(tp.clone()),
+        for tp in revoked {
+            let group = self.group_of(&tp);
+            self.partitions.remove(&tp);
+            self.stale.remove(&tp);
+            let g = &mut self.groups[group];
+            match &mut g.committer {
+                Some(committer) => committer.forget(&tp),
+                None => g.revoked.push(tp.clone()),
             }
-            self.stale.remove(tp);
-            self.ranges.remove(tp);
-            self.forget_registry_waits(tp);
+            g.drop_partition(&tp);
+            self.forget_registry_waits(&tp);
         }
-        self.pending.retain(|h| !gone.contains(&h.incoming.source));
-        self.letters
-            .retain(|l| !gone.contains(&TopicPartition::new(&l.topic, l.partition)));
     }
 
     /// Drops what was read from `tp` since its last checkpoint; its position and
     /// de-duplication keys are loaded again before its next record is used.
     fn drop_uncommitted(&mut self, tp: &TopicPartition) {
+        let group = self.group_of(tp);
         self.partitions.remove(tp);
         self.stale.remove(tp);
-        self.ranges.remove(tp);
-        self.pending.retain(|h| h.incoming.source != *tp);
-        self.letters
-            .retain(|l| l.partition != tp.partition || l.topic != tp.topic);
+        self.groups[group].drop_partition(tp);
     }
 
     /// Loads a partition's committed position and de-duplication keys, and seeks there
     /// unless `at` (the offset of a record just read) already is it. Returns whether that
-    /// record may be used.
-    /// Needs the committed state: called with no checkpoint in flight.
+    /// record may be used. Needs the committed state: called with no checkpoint of the
+    /// partition's group in flight.
     ///
     /// # Errors
     ///
     /// Reading the position or the keys; seeking.
     async fn resolve(&mut self, tp: &TopicPartition, at: Option<i64>) -> Result<bool, Error> {
-        let Some(committer) = self.committer.as_mut() else {
-            unreachable!("a partition is loaded only with no checkpoint in flight");
+        let group = self.group_of(tp);
+        let Some(committer) = self.groups[group].committer.as_mut() else {
+            unreachable!("a partition is loaded only with no checkpoint of its group in flight");
         };
         let group = &self.settings.kafka.group_id;
         let position = committer.store.position(group, tp).await?;
@@ -640,8 +712,9 @@ impl Pipeline {
             return Ok(());
         }
         let offset = message.offset();
+        let group = self.group_of(&tp);
         if !self.partitions.contains_key(&tp) {
-            self.settle().await?;
+            self.settle(group).await?;
         }
         match self.partitions.get(&tp) {
             None => match self.resolve(&tp, Some(offset)).await {
@@ -675,7 +748,9 @@ impl Pipeline {
                 return Ok(());
             }
         };
-        self.ranges
+        let g = &mut self.groups[group];
+        g.batch
+            .ranges
             .entry(tp)
             .or_insert(OffsetRange {
                 from: committed,
@@ -686,36 +761,22 @@ impl Pipeline {
         match decoded {
             Ok(incoming) => {
                 self.decoded[incoming.event.kind().index()] += 1;
-                self.pending_bytes += message.payload().map_or(0, <[u8]>::len);
-                self.pending.push(Held {
+                let held = Held {
                     accepted_ms: accepted_at_ms(&message),
                     record: message,
                     incoming,
-                });
+                };
+                g.pending_bytes += held.size();
+                g.batch.held.push(held);
             }
             Err((code, why)) => {
                 let letter = DeadLetter::of(&message, code, why);
-                self.pending_bytes += letter.size();
-                self.letters.push(letter);
+                g.pending_bytes += letter.size();
+                g.batch.letters.push(letter);
             }
         }
         Ok(())
     }
-}
-
-/// Awaits the checkpoint in flight (`select!` polls it only when there is one).
-async fn in_flight(slot: &mut Option<InFlight>) -> Result<Outcome, Error> {
-    match slot {
-        Some(task) => in_flight_outcome(task).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The outcome of a checkpoint task; [`Error::Crashed`] if it panicked (a bug: the
-/// committer's state went with it).
-async fn in_flight_outcome(task: &mut InFlight) -> Result<Outcome, Error> {
-    task.await
-        .map_err(|e| Error::Crashed(format!("the checkpoint stage stopped: {e}")))
 }
 
 /// When the agent took a record's event: its `received_at` header, else the record's
