@@ -893,6 +893,84 @@ async fn reading_goes_on_during_a_checkpoint_up_to_one_more_batch() {
     .await;
 }
 
+/// The committed records and rows of the partitions whose number has `parity`.
+async fn committed_by_parity(scenario: &Harness, parity: i32) -> (i64, i64) {
+    scenario
+        .database()
+        .await
+        .query_one(
+            "select coalesce(sum(next_offset), 0)::bigint, count(*) from consumer_offsets
+             where partition % 2 = $1",
+            &[&parity],
+        )
+        .await
+        .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1)))
+        .expect("committed offsets")
+}
+
+/// Partition groups checkpoint side by side: while group 0's checkpoints wait at their
+/// offset fence (its partitions' rows locked), group 1 goes on committing its partitions;
+/// once the lock goes, everything is counted once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_group_commits_while_another_waits() {
+    let scenario = Harness::new("groups", &[("sku-1".to_owned(), "One".to_owned())], &[]).await;
+    let start = start_minute();
+    let t = start * 1000 + 30 * 60_000;
+    let p = scenario
+        .start_ready("groups", &[("PROCESSOR_CHECKPOINT__GROUPS", "2")])
+        .await;
+    // Enough users that every partition of the topic has a record and a row.
+    let first: Vec<storefront::Record> = (0..200).map(|u| view(u, "sku-1", t)).collect();
+    scenario.produce(&first).await;
+    scenario.wait_committed(200, Duration::from_secs(60)).await;
+    let (even_before, even_rows) = committed_by_parity(&scenario, 0).await;
+    let (odd_before, odd_rows) = committed_by_parity(&scenario, 1).await;
+    assert!(
+        even_rows > 0 && odd_rows > 0,
+        "{even_rows} even and {odd_rows} odd rows"
+    );
+
+    let lock = scenario.database().await;
+    lock.batch_execute("begin; select * from consumer_offsets where partition % 2 = 0 for update")
+        .await
+        .expect("lock");
+    let more: Vec<storefront::Record> = (0..1000)
+        .map(|i| view(i % 200, "sku-1", t + 1 + i as i64))
+        .collect();
+    scenario.produce(&more).await;
+    // Group 1 commits its share (about half) while group 0 waits.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (odd, _) = committed_by_parity(&scenario, 1).await;
+        if odd - odd_before >= 300 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group 1 committed {} records while group 0 waited",
+            odd - odd_before
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (even, _) = committed_by_parity(&scenario, 0).await;
+    assert_eq!(even, even_before, "group 0 committed past its lock");
+
+    lock.batch_execute("rollback").await.expect("unlock");
+    scenario
+        .wait_committed(1200, Duration::from_secs(120))
+        .await;
+    settled(
+        &p,
+        start,
+        &Expected {
+            events: [1200, 0, 0, 0],
+            ..Expected::default()
+        },
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
 /// The assignments the agent made for events that named no experiments (the
 /// `experiments` header) are counted per variant; an event's own experiments win over
 /// the header; a header no agent writes is a dead letter naming it.
