@@ -153,10 +153,10 @@ impl Committer {
     }
 
     /// Keeps the users' state a committed checkpoint wrote (`version`: the version
-    /// their rows now hold), within the cache's bound.
+    /// their rows now hold), within the cache's bound. Moves it out of `rollup`.
     fn remember_user_states(&mut self, rollup: &mut Rollup, version: i64) {
         for (member, activity) in std::mem::take(&mut rollup.activity) {
-            let recent = rollup.recent.get(&member).cloned().unwrap_or_default();
+            let recent = rollup.recent.remove(&member).unwrap_or_default();
             self.user_states.store(
                 &member,
                 CachedState {
@@ -252,6 +252,18 @@ impl Committer {
         phase_done("commit", &mut phase);
         let mut rollup = written.rollup;
         let committed = written.committed;
+        if let Some(active) = &self.active_users {
+            let users = rollup
+                .recent
+                .iter()
+                .filter(|(_, r)| !r.viewed.is_empty() || !r.bought.is_empty())
+                .map(|(u, _)| u.as_str());
+            let refused = active.add(users);
+            if refused > 0 {
+                metrics::counter!("processor_recommendations_dropped_total")
+                    .increment(refused as u64);
+            }
+        }
         self.remember_user_states(&mut rollup, written.user_version);
         metrics::counter!("processor_user_state_cache_total", "result" => "hit")
             .increment(written.cached_users as u64);
@@ -333,18 +345,6 @@ impl Committer {
                 metrics::counter!("processor_live_write_failures_total").increment(1);
                 tracing::warn!(error = %e, "writing the live view failed; it is re-written from PostgreSQL");
                 self.live_lagging = true;
-            }
-        }
-        if let Some(active) = &self.active_users {
-            let users = rollup
-                .recent
-                .iter()
-                .filter(|(_, r)| !r.viewed.is_empty() || !r.bought.is_empty())
-                .map(|(u, _)| u.as_str());
-            let refused = active.add(users);
-            if refused > 0 {
-                metrics::counter!("processor_recommendations_dropped_total")
-                    .increment(refused as u64);
             }
         }
         Ok(ranges)
