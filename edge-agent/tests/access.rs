@@ -10,6 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+#[path = "common/pki.rs"]
+mod pki;
+
 /// A running agent, killed when dropped.
 struct Agent {
     child: Child,
@@ -108,9 +111,10 @@ fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &s
     read_answer(&mut tcp)
 }
 
-fn read_answer(tcp: &mut TcpStream) -> Answer {
+/// Reads an answer to its end (the server closes: `Connection: close`).
+fn read_answer(stream: &mut impl Read) -> Answer {
     let mut raw = Vec::new();
-    let _ = tcp.read_to_end(&mut raw);
+    let _ = stream.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text
         .split(' ')
@@ -505,51 +509,21 @@ fn bodies_in_flight_share_one_memory_budget() {
 /// it is refused, and a certificate naming no storefront is refused.
 #[test]
 fn a_client_certificate_sends_as_its_storefront_only() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     use std::sync::Arc;
-    let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let client = |name: &str| {
-        let key = KeyPair::generate().expect("key");
-        let cert = CertificateParams::new(vec![name.to_owned()])
-            .expect("params")
-            .signed_by(&key, &ca, &ca_key)
-            .expect("client cert");
-        (cert, key)
-    };
+    let pki = pki::TestPki::new();
     let dir = tempfile::tempdir().expect("dir");
-    let write = |name: &str, pem: String| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).expect("write");
-        path.display().to_string()
-    };
+    let files = pki.write(dir.path());
     let config = format!(
         "[tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {:?}\n\
          clients = [{{ name = \"checkout.shop-eu.internal\", source = \"shop-eu\" }}]\n\
          [[auth.keys]]\nsource = \"shop-us\"\nkey = \"{SERVER_KEY}\"\n\
          [rate_limit]\nper_key_per_sec = 1\nper_key_burst = 2\n",
-        write("cert.pem", server.cert.pem()),
-        write("key.pem", server.key_pair.serialize_pem()),
-        write("ca.pem", ca.pem()),
+        files.cert_file, files.key_file, files.ca_file,
     );
     let agent = start(&config, &free_addr(), &[]);
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(server.cert.der().clone()).expect("root");
-    let post = |(cert, key): &(rcgen::Certificate, KeyPair), headers: &[(&str, &str)]| {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots.clone())
-            .with_client_auth_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .expect("client auth");
+    let post = |client: &pki::ClientCert, headers: &[(&str, &str)]| {
+        let config = pki.client_config(Some(client));
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
         let tls = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
         let tcp = TcpStream::connect(&agent.addr).expect("connects");
@@ -565,22 +539,10 @@ fn a_client_certificate_sends_as_its_storefront_only() {
         }
         request.push_str(&format!("Content-Length: {}\r\n\r\n{VIEW}", VIEW.len()));
         stream.write_all(request.as_bytes()).expect("sends");
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status: u16 = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {text:?}"));
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Answer { status, body }
+        read_answer(&mut stream)
     };
 
-    let eu = client("checkout.shop-eu.internal");
+    let eu = pki.client("checkout.shop-eu.internal");
     let first = post(&eu, &[]);
     assert_eq!(first.status, 202, "no key needed: {first:?}");
     let mismatch = post(&eu, &[("authorization", &format!("Bearer {SERVER_KEY}"))]);
@@ -595,7 +557,7 @@ fn a_client_certificate_sends_as_its_storefront_only() {
     assert_eq!(post(&eu, &[]).status, 202);
     assert_eq!(post(&eu, &[]).status, 429, "counted as shop-eu");
 
-    let stranger = client("laptop.internal");
+    let stranger = pki.client("laptop.internal");
     let refused = post(
         &stranger,
         &[("authorization", &format!("Bearer {SERVER_KEY}"))],

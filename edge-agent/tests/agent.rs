@@ -649,45 +649,17 @@ async fn kill_9_with_persisted_acknowledgements_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_certificates_are_required_when_a_client_ca_is_configured() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let server =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("server cert");
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let client_key = KeyPair::generate().expect("key");
-    let client = CertificateParams::new(vec!["storefront".to_owned()])
-        .expect("params")
-        .signed_by(&client_key, &ca, &ca_key)
-        .expect("client cert");
-
+    let pki = common::pki::TestPki::new();
+    let client = pki.client("storefront");
     let dir = tempfile::tempdir().expect("dir");
-    let write = |name: &str, pem: String| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).expect("write");
-        path.display().to_string()
-    };
+    let files = pki.write(dir.path());
     let extra = format!(
         "[tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {:?}\n",
-        write("cert.pem", server.cert.pem()),
-        write("key.pem", server.key_pair.serialize_pem()),
-        write("ca.pem", ca.pem()),
+        files.cert_file, files.key_file, files.ca_file,
     );
     let agent = Agent::start_in("mtls", "", &extra, dir, &[]).await;
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(server.cert.der().clone()).expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots);
-    let anonymous = builder.clone().with_no_client_auth();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(client_key.serialize_der().into());
-    let authenticated = builder
-        .with_client_auth_cert(vec![client.der().clone()], key)
-        .expect("client auth");
+    let anonymous = pki.client_config(None);
+    let authenticated = pki.client_config(Some(&client));
 
     let request = || {
         post(

@@ -13,6 +13,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ingest_core::{ensure_topics, IngestConfig};
 pub use testkit::{event_ids, unique, Consumed};
+
+pub mod pki;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The Kafka the tests use, from `KAFKA_BOOTSTRAP`.
