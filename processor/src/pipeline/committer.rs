@@ -10,12 +10,12 @@
 //! reads and decodes the next batch meanwhile.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::group::SummedGauge;
 use super::{now_ms, Held};
 use crate::aggregate::{Aggregator, Incoming, Rollup, SessionRules, TopicPartition};
 use crate::catalog::Catalog;
@@ -369,4 +369,29 @@ fn phase_done(name: &'static str, since: &mut Instant) {
     metrics::histogram!("processor_checkpoint_phase_seconds", "phase" => name)
         .record(since.elapsed().as_secs_f64());
     *since = Instant::now();
+}
+
+/// A gauge whose value is the sum of the groups' parts (the de-duplication keys, the
+/// cached users' state, the committed members each committer holds).
+pub(super) struct SummedGauge {
+    name: &'static str,
+    parts: Vec<AtomicU64>,
+}
+
+impl SummedGauge {
+    pub(super) fn new(name: &'static str, groups: usize) -> SummedGauge {
+        SummedGauge {
+            name,
+            parts: (0..groups).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Sets group `group`'s part and exports the sum.
+    pub(super) fn set(&self, group: usize, value: usize) {
+        if let Some(part) = self.parts.get(group) {
+            part.store(value as u64, Ordering::Relaxed);
+        }
+        let total: u64 = self.parts.iter().map(|p| p.load(Ordering::Relaxed)).sum();
+        metrics::gauge!(self.name).set(total as f64);
+    }
 }

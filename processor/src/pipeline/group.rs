@@ -5,7 +5,6 @@
 //! PostgreSQL connection and state) and its own batch being read, so the checkpoints of
 //! two groups run side by side; within a group they stay sequential.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::committer::{Batch, Committer};
@@ -75,29 +74,4 @@ impl Group {
 /// The group of a partition.
 pub(super) fn group_of(tp: &TopicPartition, groups: usize) -> usize {
     tp.partition.unsigned_abs() as usize % groups.max(1)
-}
-
-/// A gauge whose value is the sum of the groups' parts (the de-duplication keys, the
-/// cached users' state, the committed members each committer holds).
-pub(super) struct SummedGauge {
-    name: &'static str,
-    parts: Vec<AtomicU64>,
-}
-
-impl SummedGauge {
-    pub(super) fn new(name: &'static str, groups: usize) -> SummedGauge {
-        SummedGauge {
-            name,
-            parts: (0..groups).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    /// Sets group `group`'s part and exports the sum.
-    pub(super) fn set(&self, group: usize, value: usize) {
-        if let Some(part) = self.parts.get(group) {
-            part.store(value as u64, Ordering::Relaxed);
-        }
-        let total: u64 = self.parts.iter().map(|p| p.load(Ordering::Relaxed)).sum();
-        metrics::gauge!(self.name).set(total as f64);
-    }
 }
