@@ -22,6 +22,7 @@
 pub mod aggregate;
 pub mod catalog;
 pub mod config;
+pub mod copartition;
 pub mod dead_letter;
 pub mod decode;
 pub mod dedup;

@@ -367,12 +367,29 @@ async fn two_instances_share_the_partitions_and_give_the_same_results() {
     // Both index too: their indexers share the search group's partitions.
     let index = scenario.search_index();
     let search_env = scenario.search_env(&index.addr);
+    // `a` first takes every partition; when `b` joins, the partitions that move must
+    // leave each holding whole partition numbers (partition p of the four topics).
     let a = scenario.start_with("a", &as_env(&search_env));
-    let b = scenario.start_with("b", &as_env(&search_env));
     a.wait_ready(Duration::from_secs(60)).await;
+    assigned_partitions(&a, 16, Duration::from_secs(30)).await;
+    let b = scenario.start_with("b", &as_env(&search_env));
     b.wait_ready(Duration::from_secs(60)).await;
-    // Let the group settle so that both own partitions before the stream starts.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    let held_by_b = assigned_partitions(&b, 1, Duration::from_secs(30)).await;
+    let held_by_a = assigned_partitions(&a, 0, Duration::from_secs(30)).await;
+    assert_eq!(
+        held_by_a + held_by_b,
+        16,
+        "4 topics of 4 partitions, each held once"
+    );
+    for p in [&a, &b] {
+        let (_, metrics) = p.get("/metrics").await.expect("metrics");
+        assert_eq!(
+            metric_value(&metrics, "processor_split_partition_numbers"),
+            0.0,
+            "instance {} holds a partition number for some topics only\n{metrics}",
+            p.addr
+        );
+    }
     scenario.produce(&day.records).await;
     let r = settle_day(&a, &day, Duration::from_secs(180)).await;
     assert_eq!(analytics(&b, day.start_minute).await.expect("b answers"), r);
@@ -1824,6 +1841,27 @@ async fn avro_records_wait_for_a_registry_that_cannot_be_reached() {
         scenario.dead_letters(1, Duration::from_secs(3)),
         Vec::<(String, String)>::new()
     );
+}
+
+/// Waits until `p` holds at least `least` partitions and none is moving (its
+/// assignment is the same twice, a second apart); returns how many it holds.
+async fn assigned_partitions(p: &Processor, least: u32, within: Duration) -> u32 {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last = None;
+    loop {
+        let (_, metrics) = p.get("/metrics").await.expect("metrics");
+        let held = metric_value(&metrics, "processor_assigned_partitions") as u32;
+        if held >= least && last == Some(held) {
+            return held;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "instance {} holds {held} partitions, not at least {least}\n{metrics}",
+            p.addr
+        );
+        last = Some(held);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The value of an unlabelled series in a Prometheus text exposition (0 if absent).

@@ -26,8 +26,10 @@
 //!
 //! ## Rebalances
 //!
-//! Revoked partitions are forgotten at once, with their records not yet committed: the
-//! new owner re-reads them from the committed position. Should this instance still
+//! Partitions are assigned co-partitioned ([`crate::copartition`]): partition `p` of
+//! every event topic to one instance, so that instances hold disjoint users. Revoked
+//! partitions are forgotten at once, with their records not yet committed: the new
+//! owner re-reads them from the committed position. Should this instance still
 //! commit a batch holding a partition another instance has committed meanwhile, the
 //! offset fence in [`crate::store`] rolls the whole checkpoint back.
 //!
@@ -211,18 +213,6 @@ impl Pipeline {
                 settings.kafka.lag_interval_ms.to_string(),
             );
         }
-        let consumer: StreamConsumer<GroupContext> = consumer_config
-            .set("group.id", &settings.kafka.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                settings.kafka.session_timeout_ms.to_string(),
-            )
-            .create_with_context(GroupContext::new("processor", "processor_partition_lag"))?;
         let t = &settings.kafka.topics;
         let topics = [
             t.product_view.as_str(),
@@ -230,6 +220,22 @@ impl Pipeline {
             t.purchase.as_str(),
             t.search.as_str(),
         ];
+        let consumer: StreamConsumer<GroupContext> = consumer_config
+            .set("group.id", &settings.kafka.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            // Partition p of every event topic to one instance ([`crate::copartition`]).
+            .set("partition.assignment.strategy", "range")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                settings.kafka.session_timeout_ms.to_string(),
+            )
+            .create_with_context(
+                GroupContext::new("processor", "processor_partition_lag")
+                    .checking_copartitions(&topics),
+            )?;
         consumer.subscribe(&topics)?;
         let producer: FutureProducer = client_config(&settings)
             .set("enable.idempotence", "true")
