@@ -162,6 +162,10 @@ where
 pub struct Store {
     client: Client,
 }
+
+/// The advisory lock that makes migrations one at a time across instances.
+const MIGRATION_LOCK: i64 = 7_268_126;
+
 impl Store {
     /// Connects (the connection runs on a spawned task), over TLS as the URL's
     /// `sslmode` and `sslrootcert` say ([`PostgresUrl`]).
@@ -225,18 +229,24 @@ impl Store {
     ///
     /// [`Error::Migration`] naming the file that failed.
     pub async fn migrate(&mut self) -> Result<Vec<&'static str>, Error> {
-        self.client
-            .batch_execute(
-                "create table if not exists schema_migrations (
-                     version int primary key,
-                     name text not null,
-                     applied_at timestamptz not null default now())",
-            )
+        // Under the lock too: instances starting together on a new database would
+        // otherwise both create the table, and one fail (`create table if not exists`
+        // is not safe against a concurrent create).
+        let tx = self.client.transaction().await?;
+        tx.execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
+        tx.batch_execute(
+            "create table if not exists schema_migrations (
+                 version int primary key,
+                 name text not null,
+                 applied_at timestamptz not null default now())",
+        )
+        .await?;
+        tx.commit().await?;
         let mut applied = Vec::new();
         for &(version, name, sql) in MIGRATIONS {
             let tx = self.client.transaction().await?;
-            tx.execute("select pg_advisory_xact_lock(7268126)", &[])
+            tx.execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .await?;
             let done = tx
                 .query_opt(
