@@ -11,8 +11,9 @@
 //!   `(len - 1) / 16` ids; an accepted `pair_log` row lists sorted partner lists.
 //! - No single allocation is larger than the blob justifies (the `pair_log` reader
 //!   decompresses with a bound; it must not reserve the bound up front).
-//! - `encode` then `decode_into` gives back exactly the ids, by minute; `encode` then
-//!   `PairSums::add` gives back exactly the pair sums (both directions listed).
+//! - `encode` then `decode_into` gives back exactly the ids, by minute;
+//!   `PairSums::count`, `encode` then `PairSums::add` gives back exactly the pair sums,
+//!   each unordered pair once (both directions listed).
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +21,7 @@ use std::io::Read;
 
 use ingest_fuzz::alloc::{largest, reset_largest, Counting};
 use ingest_fuzz::dedup::{self, PartitionIds};
-use ingest_fuzz::pair_log::{self, PairSums, CO_PURCHASE, CO_VIEW};
+use ingest_fuzz::pair_log::{PairSums, CO_PURCHASE, CO_VIEW};
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]
@@ -128,7 +129,9 @@ fn round_trip(rest: &[u8]) {
         }
     }
 
-    // pairs: (kind bit + a u4 + b u4, delta i8) → product ids "p<n>".
+    // pairs: (kind bit + a u4 + b u3, delta i8) → product ids "p<n>", counted in
+    // either order.
+    let mut counted = PairSums::default();
     let mut deltas: BTreeMap<(&'static str, String, String), i64> = BTreeMap::new();
     for c in rest.chunks_exact(2) {
         let kind = if c[0] & 0x80 != 0 {
@@ -138,15 +141,19 @@ fn round_trip(rest: &[u8]) {
         };
         let a = format!("p{}", (c[0] >> 3) & 0x0f);
         let b = format!("p{}", c[0] & 0x07);
-        *deltas.entry((kind, a, b)).or_insert(0) += i64::from(c[1] as i8);
+        let delta = i64::from(c[1] as i8);
+        counted.count(kind, &a, &b, delta);
+        let (a, b) = if a < b { (a, b) } else { (b, a) };
+        let sum = deltas.entry((kind, a, b)).or_insert(0);
+        *sum = sum.saturating_add(delta);
     }
-    // What encode keeps: a < b, delta ≠ 0.
+    // What encode keeps: each unordered pair once, a ≠ b, delta ≠ 0.
     let kept: BTreeMap<(&str, &str, &str), i64> = deltas
         .iter()
-        .filter(|((_, a, b), d)| a < b && **d != 0)
+        .filter(|((_, a, b), d)| a != b && **d != 0)
         .map(|((k, a, b), d)| ((*k, a.as_str(), b.as_str()), *d))
         .collect();
-    match pair_log::encode(deltas.iter()) {
+    match counted.encode() {
         None => assert!(kept.is_empty()),
         Some((count, bytes)) => {
             assert_eq!(count, kept.len() as i64);

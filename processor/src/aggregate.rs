@@ -26,6 +26,7 @@ use ingest_core::EventKind;
 use crate::catalog::Catalog;
 use crate::dedup::{stream_minute, EventKey, SeenIds};
 use crate::members::{self, CommittedMembers};
+use crate::recommend::pair_log::PairSums;
 use crate::recommend::{self, Recent};
 use crate::sessions::Activity;
 // Re-exported: the rest of the processor and its tests name them from here.
@@ -164,10 +165,10 @@ pub struct Rollup {
     pub activity: HashMap<String, Activity>,
     /// Recent products of the users this batch touched, after it.
     pub recent: HashMap<String, Recent>,
-    /// (kind, a, b) → delta of the product pair counts, each unordered pair once
-    /// (`a < b`: counts are symmetric). A hash map: with hundreds of thousands of pairs
-    /// per checkpoint, ordered inserts spent most of the aggregation comparing strings.
-    pub pairs: HashMap<(&'static str, String, String), i64>,
+    /// The product pair counts' deltas, each unordered pair once (counts are
+    /// symmetric), product ids interned: with hundreds of thousands of pairs per
+    /// checkpoint, a key of two strings per pair was most of the aggregation's cost.
+    pub pairs: PairSums,
 }
 
 /// How sessions are cut.
@@ -312,14 +313,6 @@ impl<'a> Aggregator<'a> {
         }
     }
 
-    fn pairs(&mut self, kind: &'static str, pairs: Vec<(String, String)>) {
-        // Both directions come in; one is kept.
-        for (a, b) in pairs.into_iter().filter(|(a, b)| a < b) {
-            let count = self.rollup.pairs.entry((kind, a, b)).or_insert(0);
-            *count = count.saturating_add(1);
-        }
-    }
-
     fn member(&mut self, minute: i64, set: Cow<'static, str>, member: &str) {
         if let Some(committed) = self.committed_members {
             if committed.contains(minute, members::key_of(&set, member)) {
@@ -342,14 +335,16 @@ impl<'a> Aggregator<'a> {
         self.rollup.activity.get_mut(user).expect("inserted above")
     }
 
-    /// The recent products of `user` in this batch (starting from the committed ones).
-    fn recent_of(&mut self, user: &str) -> &mut Recent {
+    /// The recent products of `user` in this batch (starting from the committed ones),
+    /// and the pair counts they add to.
+    fn recent_of(&mut self, user: &str) -> (&mut Recent, &mut PairSums) {
         if !self.rollup.recent.contains_key(user) {
             self.rollup
                 .recent
                 .insert(user.to_owned(), Recent::default());
         }
-        self.rollup.recent.get_mut(user).expect("inserted above")
+        let recent = self.rollup.recent.get_mut(user).expect("inserted above");
+        (recent, &mut self.rollup.pairs)
     }
 
     /// Notes the event's key in the batch; whether it was not there yet.
@@ -450,8 +445,10 @@ impl<'a> Aggregator<'a> {
                 if !user.is_empty() {
                     self.member(minute, Cow::Borrowed(set::VIEWERS), user);
                     let (max, window) = (self.sessions.recent_products, self.sessions.pair_window);
-                    let pairs = self.recent_of(user).view(&view.product_id, max, window);
-                    self.pairs(recommend::CO_VIEW, pairs);
+                    let (recent, pairs) = self.recent_of(user);
+                    recent.view(&view.product_id, max, window, |a, b| {
+                        pairs.count(recommend::CO_VIEW, a, b, 1);
+                    });
                 }
             }
             Event::Cart(cart) => match cart.action {
@@ -481,13 +478,14 @@ impl<'a> Aggregator<'a> {
                     let rules = self.sessions;
                     let products: Vec<&str> =
                         order.items.iter().map(|i| i.product_id.as_str()).collect();
-                    let pairs = self.recent_of(user).order(
+                    let (recent, pairs) = self.recent_of(user);
+                    recent.order(
                         &products,
                         rules.recent_products,
                         rules.pair_window,
                         rules.order_items_paired,
+                        |a, b| pairs.count(recommend::CO_PURCHASE, a, b, 1),
                     );
-                    self.pairs(recommend::CO_PURCHASE, pairs);
                     self.member(minute, Cow::Borrowed(set::BUYERS), user);
                     for (flag, variant) in &experiments {
                         self.member(

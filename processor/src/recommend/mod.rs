@@ -119,22 +119,26 @@ impl Recent {
         viewed.chain(bought).collect()
     }
 
-    /// Records a view (keeping `max` views); returns the co-view pairs to count (both
-    /// directions) with the `window` most recent other views.
-    pub fn view(&mut self, product: &str, max: usize, window: usize) -> Vec<(String, String)> {
-        let mut pairs = Vec::new();
+    /// Records a view (keeping `max` views), calling `pair(product, other)` once for
+    /// each co-view pair to count: the product with each of the `window` most recent
+    /// other views (a count is symmetric: one call stands for both directions).
+    pub fn view(
+        &mut self,
+        product: &str,
+        max: usize,
+        window: usize,
+        mut pair: impl FnMut(&str, &str),
+    ) {
         for other in self.viewed.iter().filter(|p| *p != product).take(window) {
-            pairs.push((product.to_owned(), other.clone()));
-            pairs.push((other.clone(), product.to_owned()));
+            pair(product, other);
         }
         push_front(&mut self.viewed, product, max);
-        pairs
     }
 
-    /// Records an order of `products` (keeping `max` purchases); returns the
-    /// co-purchase pairs to count: within the order, and with the `window` most recent
+    /// Records an order of `products` (keeping `max` purchases); calls `pair(a, b)`
+    /// once for each co-purchase pair to count (both directions): within the order, and with the `window` most recent
     /// other purchases. Only the order's first `max_items` distinct products (in item
-    /// order) take part, so an order makes at most `n·(n−1) + 2·n·window` pairs
+    /// order) take part, so an order makes at most `n·(n−1)/2 + n·window` pairs
     /// (`n = max_items`) however many items it has.
     pub fn order(
         &mut self,
@@ -142,7 +146,8 @@ impl Recent {
         max: usize,
         window: usize,
         max_items: usize,
-    ) -> Vec<(String, String)> {
+        mut pair: impl FnMut(&str, &str),
+    ) {
         let mut distinct: Vec<&str> = Vec::with_capacity(max_items.min(products.len()));
         for product in products {
             if distinct.len() == max_items {
@@ -153,24 +158,22 @@ impl Recent {
             }
         }
         distinct.sort_unstable();
-        let mut pairs = Vec::new();
         for (i, product) in distinct.iter().enumerate() {
-            let earlier = distinct[..i].iter().map(|p| (*p).to_owned());
+            for earlier in &distinct[..i] {
+                pair(product, earlier);
+            }
             let recent = self
                 .bought
                 .iter()
                 .filter(|p| !distinct.contains(&p.as_str()))
-                .take(window)
-                .cloned();
-            for other in earlier.chain(recent) {
-                pairs.push(((*product).to_owned(), other.clone()));
-                pairs.push((other, (*product).to_owned()));
+                .take(window);
+            for other in recent {
+                pair(product, other);
             }
         }
         for product in distinct {
             push_front(&mut self.bought, product, max);
         }
-        pairs
     }
 }
 
@@ -178,27 +181,31 @@ impl Recent {
 mod tests {
     use super::*;
 
+    /// The pairs a call reports, each as `(a, b)` in the order given.
+    fn pairs_of(call: impl FnOnce(&mut dyn FnMut(&str, &str))) -> Vec<(String, String)> {
+        let mut pairs = Vec::new();
+        call(&mut |a: &str, b: &str| pairs.push((a.to_owned(), b.to_owned())));
+        pairs
+    }
+
     #[test]
     fn views_pair_with_recent_views_and_orders_with_recent_purchases() {
         let mut r = Recent::default();
-        assert!(r.view("a", 2, 5).is_empty());
+        assert!(pairs_of(|f| r.view("a", 2, 5, f)).is_empty());
         assert_eq!(
-            r.view("b", 2, 5),
-            vec![("b".into(), "a".into()), ("a".into(), "b".into())]
+            pairs_of(|f| r.view("b", 2, 5, f)),
+            vec![("b".into(), "a".into())]
         );
         // Viewing a again pairs it with b only, and keeps the list distinct.
-        assert_eq!(r.view("a", 2, 5).len(), 2);
+        assert_eq!(pairs_of(|f| r.view("a", 2, 5, f)).len(), 1);
         assert_eq!(r.viewed, vec!["a", "b"]);
-        r.view("c", 2, 5);
+        r.view("c", 2, 5, |_, _| {});
         assert_eq!(r.viewed, vec!["c", "a"], "bounded");
 
-        let pairs = r.order(&["y", "x", "x"], 5, 5, 25);
-        assert_eq!(
-            pairs,
-            vec![("y".into(), "x".into()), ("x".into(), "y".into())]
-        );
-        let pairs = r.order(&["z"], 5, 5, 25);
-        assert_eq!(pairs.len(), 4, "z with x and y");
+        let pairs = pairs_of(|f| r.order(&["y", "x", "x"], 5, 5, 25, f));
+        assert_eq!(pairs, vec![("y".into(), "x".into())]);
+        let pairs = pairs_of(|f| r.order(&["z"], 5, 5, 25, f));
+        assert_eq!(pairs.len(), 2, "z with x and y");
         assert_eq!(r.bought, vec!["z", "y", "x"]);
     }
 
@@ -208,37 +215,36 @@ mod tests {
         let items: Vec<String> = (0..749).map(|i| format!("p{i:03}")).collect();
         let mut order: Vec<&str> = items.iter().map(String::as_str).collect();
         order.insert(1, "p000");
-        let pairs = r.order(&order, 20, 5, 25);
-        assert_eq!(pairs.len(), 25 * 24, "25 distinct products, both ways");
+        let pairs = pairs_of(|f| r.order(&order, 20, 5, 25, f));
+        assert_eq!(
+            pairs.len(),
+            25 * 24 / 2,
+            "25 distinct products, each pair once"
+        );
         assert!(pairs
             .iter()
-            .all(|(a, b)| a.as_str() < "p025" && b.as_str() < "p025"));
-        let next = r.order(&["q"], 20, 5, 25);
-        assert_eq!(next.len(), 2 * 5, "with the window of recent purchases");
+            .all(|(a, b)| a.as_str() < "p025" && b.as_str() < "p025" && a != b));
+        let next = pairs_of(|f| r.order(&["q"], 20, 5, 25, f));
+        assert_eq!(next.len(), 5, "with the window of recent purchases");
     }
 
     #[test]
     fn pairs_reach_only_the_window_of_most_recent_products() {
         let mut r = Recent::default();
         for p in ["a", "b", "c", "d"] {
-            r.view(p, 10, 2);
+            r.view(p, 10, 2, |_, _| {});
         }
-        let pairs = r.view("e", 10, 2);
+        let pairs = pairs_of(|f| r.view("e", 10, 2, f));
         assert_eq!(
             pairs,
-            vec![
-                ("e".into(), "d".into()),
-                ("d".into(), "e".into()),
-                ("e".into(), "c".into()),
-                ("c".into(), "e".into()),
-            ]
+            vec![("e".into(), "d".into()), ("e".into(), "c".into())]
         );
         assert_eq!(r.viewed.len(), 5, "the list keeps more than the window");
-        r.order(&["x"], 10, 1, 25);
-        r.order(&["y"], 10, 1, 25);
-        let pairs = r.order(&["z", "w"], 10, 1, 25);
+        r.order(&["x"], 10, 1, 25, |_, _| {});
+        r.order(&["y"], 10, 1, 25, |_, _| {});
+        let pairs = pairs_of(|f| r.order(&["z", "w"], 10, 1, 25, f));
         // w and z with each other, each with y only (x is outside the window).
-        assert_eq!(pairs.len(), 6);
+        assert_eq!(pairs.len(), 3);
         assert!(!pairs.iter().any(|(a, b)| a == "x" || b == "x"));
     }
 

@@ -31,73 +31,6 @@ const FORMAT_V1: u8 = 1;
 /// `checkpoint.max_pending_events` and the pair bounds: far below this).
 const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
 
-/// The deltas of a rollup (`(kind, a, b) → delta`; of the two directions of a pair,
-/// the one with `a < b` is kept) as a `pair_log` row: the number of unordered pairs and
-/// the bytes. `None` when there are none.
-pub fn encode<'p>(
-    pairs: impl IntoIterator<Item = (&'p (&'static str, String, String), &'p i64)>,
-) -> Option<(i64, Vec<u8>)> {
-    let mut ids: HashMap<&str, u32> = HashMap::new();
-    let mut names: Vec<&str> = Vec::new();
-    let mut body_pairs: Vec<u8> = Vec::new();
-    let mut count: u32 = 0;
-    for ((kind, a, b), delta) in pairs {
-        if a >= b || *delta == 0 {
-            continue;
-        }
-        let kind = match *kind {
-            CO_VIEW => 0u8,
-            CO_PURCHASE => 1u8,
-            _ => continue,
-        };
-        let (Some(ia), Some(ib)) = (
-            intern(a, &mut ids, &mut names),
-            intern(b, &mut ids, &mut names),
-        ) else {
-            continue;
-        };
-        body_pairs.push(kind);
-        body_pairs.extend_from_slice(&ia.to_le_bytes());
-        body_pairs.extend_from_slice(&ib.to_le_bytes());
-        body_pairs.extend_from_slice(&delta.to_le_bytes());
-        count += 1;
-    }
-    if count == 0 {
-        return None;
-    }
-    let mut body = Vec::with_capacity(8 + names.len() * 16 + body_pairs.len());
-    body.extend_from_slice(&(names.len() as u32).to_le_bytes());
-    for name in &names {
-        body.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        body.extend_from_slice(name.as_bytes());
-    }
-    body.extend_from_slice(&count.to_le_bytes());
-    body.extend_from_slice(&body_pairs);
-    // Level 1: the row is written once and read once; speed matters more than size.
-    let compressed = zstd::bulk::compress(&body, 1).ok()?;
-    let mut bytes = Vec::with_capacity(1 + compressed.len());
-    bytes.push(FORMAT_V1);
-    bytes.extend_from_slice(&compressed);
-    Some((i64::from(count), bytes))
-}
-
-/// The index of `id` in `names`, added if new; `None` for an id too long for the format
-/// (ids are bounded by the contract, `MAX_ID_CHARS`, far below that).
-fn intern<'a>(
-    id: &'a str,
-    ids: &mut HashMap<&'a str, u32>,
-    names: &mut Vec<&'a str>,
-) -> Option<u32> {
-    if let Some(&i) = ids.get(id) {
-        return Some(i);
-    }
-    u16::try_from(id.len()).ok()?;
-    let i = u32::try_from(names.len()).ok()?;
-    names.push(id);
-    ids.insert(id, i);
-    Some(i)
-}
-
 /// Decompresses a row's frame, at most [`MAX_DECOMPRESSED_BYTES`].
 ///
 /// Streamed, so memory grows with what the frame really holds: `zstd::bulk` reserves
@@ -119,7 +52,7 @@ fn decompress(compressed: &[u8]) -> Result<Vec<u8>, Corrupt> {
     Ok(body)
 }
 
-/// The largest zstd window a row may use, as a power of two: 8 MiB. [`encode`] writes
+/// The largest zstd window a row may use, as a power of two: 8 MiB. [`PairSums::encode`] writes
 /// at level 1, whose window is at most 512 KiB (2¹⁹).
 const MAX_WINDOW_LOG: u32 = 23;
 
@@ -128,12 +61,24 @@ const MAX_WINDOW_LOG: u32 = 23;
 #[error("product pair log row: {0}")]
 pub struct Corrupt(&'static str);
 
-/// The summed deltas of many rows, product ids interned.
-#[derive(Debug, Default)]
+/// Summed product-pair deltas, each unordered pair once and product ids interned: a
+/// checkpoint's (counted by [`PairSums::count`], written by [`PairSums::encode`]) or
+/// many rows' (read by [`PairSums::add`], for the fold). Counting a pair costs no
+/// allocation once both products are known.
+#[derive(Debug, Default, Clone)]
 pub struct PairSums {
     ids: HashMap<String, u32>,
     names: Vec<String>,
     sums: HashMap<(u8, u32, u32), i64>,
+}
+
+/// The number of a pair kind in the format.
+fn kind_number(kind: &str) -> Option<u8> {
+    match kind {
+        CO_VIEW => Some(0),
+        CO_PURCHASE => Some(1),
+        _ => None,
+    }
 }
 
 impl PairSums {
@@ -147,11 +92,62 @@ impl PairSums {
         i
     }
 
+    /// Adds `delta` to the unordered pair `{a, b}` of `kind` ([`CO_VIEW`] or
+    /// [`CO_PURCHASE`]). A product paired with itself, an unknown kind and an id longer
+    /// than the format holds (65,535 bytes; the contract allows far less) are left out.
+    pub fn count(&mut self, kind: &str, a: &str, b: &str, delta: i64) {
+        let Some(kind) = kind_number(kind) else {
+            return;
+        };
+        if a == b || a.len() > usize::from(u16::MAX) || b.len() > usize::from(u16::MAX) {
+            return;
+        }
+        let (a, b) = if a < b { (a, b) } else { (b, a) };
+        let key = (kind, self.intern(a), self.intern(b));
+        let sum = self.sums.entry(key).or_insert(0);
+        *sum = sum.saturating_add(delta);
+    }
+
+    /// The sums as one `pair_log` row: the number of unordered pairs and the bytes.
+    /// `None` when every sum is 0.
+    pub fn encode(&self) -> Option<(i64, Vec<u8>)> {
+        let mut body_pairs: Vec<u8> = Vec::with_capacity(self.sums.len() * 17);
+        let mut count: u32 = 0;
+        for (&(kind, a, b), &delta) in &self.sums {
+            if delta == 0 {
+                continue;
+            }
+            body_pairs.push(kind);
+            body_pairs.extend_from_slice(&a.to_le_bytes());
+            body_pairs.extend_from_slice(&b.to_le_bytes());
+            body_pairs.extend_from_slice(&delta.to_le_bytes());
+            count += 1;
+        }
+        if count == 0 {
+            return None;
+        }
+        let mut body = Vec::with_capacity(8 + self.names.len() * 16 + body_pairs.len());
+        body.extend_from_slice(&(self.names.len() as u32).to_le_bytes());
+        for name in &self.names {
+            // Ids longer than u16 are never interned ([`PairSums::count`]) nor read.
+            body.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            body.extend_from_slice(name.as_bytes());
+        }
+        body.extend_from_slice(&count.to_le_bytes());
+        body.extend_from_slice(&body_pairs);
+        // Level 1: the row is written once and read once; speed matters more than size.
+        let compressed = zstd::bulk::compress(&body, 1).ok()?;
+        let mut bytes = Vec::with_capacity(1 + compressed.len());
+        bytes.push(FORMAT_V1);
+        bytes.extend_from_slice(&compressed);
+        Some((i64::from(count), bytes))
+    }
+
     /// Adds one row's deltas.
     ///
     /// # Errors
     ///
-    /// [`Corrupt`] when the bytes are not in the format of [`encode`]; nothing of the
+    /// [`Corrupt`] when the bytes are not in the format of [`PairSums::encode`]; nothing of the
     /// row is added then.
     pub fn add(&mut self, bytes: &[u8]) -> Result<(), Corrupt> {
         let (&version, compressed) = bytes.split_first().ok_or(Corrupt("empty"))?;
@@ -256,6 +252,30 @@ impl PairSums {
     }
 }
 
+impl PartialEq for PairSums {
+    /// The same non-zero sums per pair of names, whatever order the ids were interned in.
+    fn eq(&self, other: &PairSums) -> bool {
+        fn named(sums: &PairSums) -> Vec<(u8, &str, &str, i64)> {
+            let mut named: Vec<_> = sums
+                .sums
+                .iter()
+                .filter(|(_, &delta)| delta != 0)
+                .map(|(&(kind, a, b), &delta)| {
+                    (
+                        kind,
+                        sums.names[a as usize].as_str(),
+                        sums.names[b as usize].as_str(),
+                        delta,
+                    )
+                })
+                .collect();
+            named.sort_unstable();
+            named
+        }
+        named(self) == named(other)
+    }
+}
+
 /// The summed deltas of one product's partner list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartnerDeltas<'a> {
@@ -321,24 +341,22 @@ mod tests {
         assert!(PairSums::default().add(&row).is_err());
     }
 
-    fn both_ways(
-        pairs: &[(&'static str, &str, &str, i64)],
-    ) -> BTreeMap<(&'static str, String, String), i64> {
-        let mut map = BTreeMap::new();
-        for &(kind, a, b, n) in pairs {
-            *map.entry((kind, a.to_owned(), b.to_owned())).or_insert(0) += n;
-            *map.entry((kind, b.to_owned(), a.to_owned())).or_insert(0) += n;
+    /// The row of a checkpoint that counted `pairs` (`(kind, a, b, delta)`).
+    fn row(pairs: &[(&'static str, &str, &str, i64)]) -> Option<(i64, Vec<u8>)> {
+        let mut sums = PairSums::default();
+        for &(kind, a, b, delta) in pairs {
+            sums.count(kind, a, b, delta);
         }
-        map
+        sums.encode()
     }
 
     #[test]
     fn rows_of_several_checkpoints_sum_to_both_directions() {
-        let first = both_ways(&[(CO_VIEW, "p1", "p2", 1), (CO_PURCHASE, "p1", "p3", 2)]);
-        let second = both_ways(&[(CO_VIEW, "p2", "p1", 3)]);
-        let (n, a) = encode(&first).expect("pairs");
-        assert_eq!(n, 2, "each unordered pair once");
-        let (_, b) = encode(&second).expect("pairs");
+        let (n, a) = row(&[(CO_VIEW, "p1", "p2", 1), (CO_PURCHASE, "p1", "p3", 2)]).expect("pairs");
+        assert_eq!(n, 2);
+        // Either order names the same unordered pair.
+        let (n, b) = row(&[(CO_VIEW, "p2", "p1", 3), (CO_VIEW, "p1", "p2", 1)]).expect("pairs");
+        assert_eq!(n, 1, "each unordered pair once");
         let mut sums = PairSums::default();
         sums.add(&a).expect("row");
         sums.add(&b).expect("row");
@@ -347,20 +365,19 @@ mod tests {
             [
                 (CO_PURCHASE, "p1", "p3", 2),
                 (CO_PURCHASE, "p3", "p1", 2),
-                (CO_VIEW, "p1", "p2", 4),
-                (CO_VIEW, "p2", "p1", 4),
+                (CO_VIEW, "p1", "p2", 5),
+                (CO_VIEW, "p2", "p1", 5),
             ]
         );
-        assert!(encode(&BTreeMap::new()).is_none());
-        // Only `a < b` is encoded: the other direction alone is nothing.
-        let reversed: BTreeMap<(&'static str, String, String), i64> =
-            [((CO_VIEW, "p2".to_owned(), "p1".to_owned()), 1)].into();
-        assert!(encode(&reversed).is_none());
+        assert!(row(&[]).is_none());
+        // A product with itself, an unknown kind and sums of 0 are nothing.
+        assert!(row(&[(CO_VIEW, "p1", "p1", 1), ("other", "p1", "p2", 1)]).is_none());
+        assert!(row(&[(CO_VIEW, "p1", "p2", 1), (CO_VIEW, "p2", "p1", -1)]).is_none());
     }
 
     #[test]
     fn damaged_rows_are_refused_whole() {
-        let (_, mut bytes) = encode(&both_ways(&[(CO_VIEW, "a", "b", 1)])).expect("pairs");
+        let (_, mut bytes) = row(&[(CO_VIEW, "a", "b", 1)]).expect("pairs");
         let mut sums = PairSums::default();
         assert_eq!(sums.add(&[]), Err(Corrupt("empty")));
         assert_eq!(sums.add(&[9, 1, 2]), Err(Corrupt("unknown format version")));
@@ -400,11 +417,11 @@ mod tests {
                     .collect();
                 let refs: Vec<(&'static str, &str, &str, i64)> =
                     pairs.iter().map(|(k, a, b, n)| (*k, a.as_str(), b.as_str(), *n)).collect();
-                let map = both_ways(&refs);
-                for (key, n) in &map {
-                    *want.entry(key.clone()).or_insert(0) += n;
+                for &(k, a, b, n) in &refs {
+                    *want.entry((k, a.to_owned(), b.to_owned())).or_insert(0) += n;
+                    *want.entry((k, b.to_owned(), a.to_owned())).or_insert(0) += n;
                 }
-                if let Some((_, bytes)) = encode(&map) {
+                if let Some((_, bytes)) = row(&refs) {
                     sums.add(&bytes).expect("own rows decode");
                 }
             }

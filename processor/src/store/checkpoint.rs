@@ -30,7 +30,6 @@ use crate::aggregate::{Rollup, TopicPartition};
 use crate::dead_letter::DeadLetter;
 use crate::dedup::{self, PartitionIds};
 use crate::error::Error;
-use crate::recommend::pair_log;
 use crate::recommend::Recent;
 use crate::sessions::Activity;
 use crate::user_cache::UserStateCache;
@@ -480,7 +479,7 @@ where
         .await?;
     }
 
-    if let Some((pairs, deltas)) = pair_log::encode(&rollup.pairs) {
+    if let Some((pairs, deltas)) = rollup.pairs.encode() {
         timed(
             "pair_log",
             tx.execute(
