@@ -116,6 +116,22 @@ pub async fn analytics(p: &Processor, start_minute: i64) -> Option<RealTime> {
     Some(serde_json::from_str(&body).expect("the documented JSON shape"))
 }
 
+/// The analytics API's answer, asked again while it answers 503 (another test may be
+/// restarting Redis), for up to 30 s.
+pub async fn answered(p: &Processor, start_minute: i64) -> RealTime {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(r) = analytics(p, start_minute).await {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the analytics API answers 503 for 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Waits until the API has counted every record of the day (events, late, duplicates).
 pub async fn settled(
     p: &Processor,
@@ -137,7 +153,7 @@ pub async fn settled(
             if got == want {
                 // Give a double count the chance to show.
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                return analytics(p, start_minute).await.expect("answer");
+                return answered(p, start_minute).await;
             }
             last = Some(got);
         }
