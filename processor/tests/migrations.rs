@@ -3,31 +3,14 @@
 
 mod common;
 
-use common::Services;
-
-/// A new, empty database; its URL.
-async fn new_database(services: &Services, test: &str) -> String {
-    let (admin, connection) =
-        tokio_postgres::connect(&services.postgres_admin, tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL reachable at POSTGRES_URL");
-    tokio::spawn(connection);
-    let database = format!("{test}_{}", uuid::Uuid::now_v7().simple());
-    admin
-        .batch_execute(&format!("create database {database}"))
-        .await
-        .expect("create database");
-    match services.postgres_admin.rfind('/') {
-        Some(i) => format!("{}/{database}", &services.postgres_admin[..i]),
-        None => panic!("POSTGRES_URL has no database"),
-    }
-}
+use common::{create_database, Services};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_starting_together_on_a_new_database_apply_each_migration_once() {
     let services = Services::from_env();
     for round in 0..5 {
-        let url = new_database(&services, &format!("migrate_race{round}")).await;
+        let database = format!("migrate_race{round}_{}", uuid::Uuid::now_v7().simple());
+        let url = create_database(&services.postgres_admin, &database).await;
         let starts: Vec<_> = (0..4)
             .map(|_| {
                 let url = url.clone();

@@ -11,6 +11,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::create_database;
 use common::harness::{settle_day, start_minute, Harness};
 use common::storefront;
 use processor::live::LiveView;
@@ -112,26 +113,12 @@ async fn every_sslmode_but_disable_encrypts_as_the_server_sees_it() {
 #[tokio::test]
 async fn verify_full_with_the_services_ca_connects_and_migrates_a_database() {
     let admin = postgres_url();
-    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL reachable at POSTGRES_URL");
-    tokio::spawn(connection);
     let database = format!("tls_{}", uuid::Uuid::now_v7().simple());
-    client
-        .batch_execute(&format!("create database {database}"))
-        .await
-        .expect("create database");
-    let base = match admin
-        .split('?')
-        .next()
-        .and_then(|u| u.rfind('/').map(|i| &u[..i]))
-    {
-        Some(base) => base.to_owned(),
-        None => panic!("POSTGRES_URL has no database"),
-    };
-    let url = format!(
-        "{base}/{database}?sslmode=verify-full&sslrootcert={}",
-        ca_file()
+    // The services' URL without its query: this test sets the TLS parameters itself.
+    let plain = admin.split('?').next().unwrap_or(&admin);
+    let url = with(
+        &create_database(plain, &database).await,
+        &format!("sslmode=verify-full&sslrootcert={}", ca_file()),
     );
     assert_eq!(
         PostgresUrl::parse(&url).expect("valid").ssl_mode(),
@@ -147,6 +134,10 @@ async fn verify_full_with_the_services_ca_connects_and_migrates_a_database() {
         .await
         .expect("connects to localhost with verify-full");
     drop(store);
+    let (client, connection) = tokio_postgres::connect(plain, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL reachable at POSTGRES_URL");
+    tokio::spawn(connection);
     client
         .batch_execute(&format!("drop database {database} with (force)"))
         .await

@@ -149,6 +149,27 @@ impl SearchIndex {
     }
 }
 
+/// Creates the database `database` on the PostgreSQL at `admin_url` (`POSTGRES_URL`)
+/// and returns its URL: the admin URL with the database replaced, its query kept.
+pub async fn create_database(admin_url: &str, database: &str) -> String {
+    let (admin, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL reachable at POSTGRES_URL");
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("create database {database}"))
+        .await
+        .expect("create database");
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (admin_url, String::new()),
+    };
+    match base.rfind('/') {
+        Some(i) => format!("{}/{database}{query}", &base[..i]),
+        None => panic!("POSTGRES_URL has no database"),
+    }
+}
+
 /// Everything private to one test: topics, consumer group, database, Redis prefix.
 pub struct Scenario {
     pub services: Services,
@@ -192,20 +213,7 @@ impl Scenario {
             result.expect("topic created");
         }
 
-        let (admin_client, connection) =
-            tokio_postgres::connect(&services.postgres_admin, tokio_postgres::NoTls)
-                .await
-                .expect("PostgreSQL reachable at POSTGRES_URL");
-        tokio::spawn(connection);
-        let database = name.to_ascii_lowercase();
-        admin_client
-            .batch_execute(&format!("create database {database}"))
-            .await
-            .expect("create database");
-        let postgres = match services.postgres_admin.rfind('/') {
-            Some(i) => format!("{}/{database}", &services.postgres_admin[..i]),
-            None => panic!("POSTGRES_URL has no database"),
-        };
+        let postgres = create_database(&services.postgres_admin, &name.to_ascii_lowercase()).await;
         processor::migrate(&postgres)
             .await
             .expect("migrations apply");
