@@ -11,9 +11,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::create_database;
 use common::harness::{settle_day, start_minute, Harness};
 use common::storefront;
+use common::{admin_client, create_database};
 use processor::live::LiveView;
 use processor::store::{PostgresUrl, SslMode, Store};
 use processor::Error;
@@ -134,11 +134,8 @@ async fn verify_full_with_the_services_ca_connects_and_migrates_a_database() {
         .await
         .expect("connects to localhost with verify-full");
     drop(store);
-    let (client, connection) = tokio_postgres::connect(plain, tokio_postgres::NoTls)
+    admin_client(plain)
         .await
-        .expect("PostgreSQL reachable at POSTGRES_URL");
-    tokio::spawn(connection);
-    client
         .batch_execute(&format!("drop database {database} with (force)"))
         .await
         .expect("drop database");

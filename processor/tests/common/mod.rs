@@ -149,14 +149,20 @@ impl SearchIndex {
     }
 }
 
-/// Creates the database `database` on the PostgreSQL at `admin_url` (`POSTGRES_URL`)
-/// and returns its URL: the admin URL with the database replaced, its query kept.
-pub async fn create_database(admin_url: &str, database: &str) -> String {
-    let (admin, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+/// A plain (no TLS) connection to the PostgreSQL at `url` (`POSTGRES_URL`).
+pub async fn admin_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("PostgreSQL reachable at POSTGRES_URL");
     tokio::spawn(connection);
-    admin
+    client
+}
+
+/// Creates the database `database` on the PostgreSQL at `admin_url` (`POSTGRES_URL`)
+/// and returns its URL: the admin URL with the database replaced, its query kept.
+pub async fn create_database(admin_url: &str, database: &str) -> String {
+    admin_client(admin_url)
+        .await
         .batch_execute(&format!("create database {database}"))
         .await
         .expect("create database");
