@@ -5,14 +5,14 @@
 //! processor's consumer uses Kafka's range assignor, which, for consumers with the same
 //! subscription to topics with the same partition count, gives each consumer the same
 //! partition numbers of every topic. An instance then holds whole partition numbers:
-//! no other instance writes the state of its users, and two instances' checkpoints do
-//! not wait on each other's rows.
+//! it owns the state of their users in memory ([`crate::user_state`]).
 //!
 //! Results stay exact when the assignment is not co-partitioned (topics created with
 //! different partition counts, instances subscribed to different topics during a
-//! change): every write of a user's state checks its row version
-//! ([`crate::user_cache`]). But instances then contend for the same users' rows, so the
-//! split is reported (`processor_split_partition_numbers`) and logged.
+//! change): every checkpoint moves its partition numbers' sequences, so two instances
+//! holding one number fence each other and load its state again after each other's
+//! commits. That costs a retry per checkpoint, so the split is reported
+//! (`processor_split_partition_numbers`) and logged.
 
 use std::collections::{BTreeMap, BTreeSet};
 

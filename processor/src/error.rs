@@ -37,16 +37,13 @@ pub enum Error {
         /// The partition.
         partition: i32,
     },
-    /// Users' rows changed since this instance cached them (another instance or the
-    /// pruning job wrote them): the checkpoint's data is written again from the rows
-    /// ([`crate::user_cache`]). Seen outside a checkpoint only if the rows changed again
-    /// while locked, which would be a bug.
-    #[error("{stale} of {written} users' stored state changed since this instance cached it")]
-    StaleUserState {
-        /// Users whose row no longer held the cached version.
-        stale: u64,
-        /// Users written.
-        written: u64,
+    /// Another instance committed users of a partition number since this instance
+    /// loaded their state ([`crate::user_state`]): the checkpoint was rolled back, and
+    /// the state is loaded again and the partitions re-read.
+    #[error("users of partition number {partition} were committed by another consumer")]
+    StateFenced {
+        /// The partition number.
+        partition: i32,
     },
     /// A checkpoint failed for a reason no single record explains (the records a store
     /// refused would be more than the configured share of the batch, or the batch fails
@@ -106,7 +103,7 @@ impl Error {
             Error::Redis(_)
             | Error::Kafka(_)
             | Error::Fenced { .. }
-            | Error::StaleUserState { .. }
+            | Error::StateFenced { .. }
             | Error::Index(_)
             | Error::Timeout(_) => Disposition::Retry,
             Error::Config(_)

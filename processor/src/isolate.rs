@@ -19,8 +19,8 @@ use std::collections::HashSet;
 
 use crate::aggregate::{Incoming, Rollup};
 use crate::error::{Disposition, Error};
-use crate::store::{Attempt, Checkpoint, UserStates, Written};
-use crate::user_cache::UserStateCache;
+use crate::store::{Attempt, Checkpoint, UserStates, WriteSettings, Written};
+use crate::user_state::OwnedUsers;
 
 /// Turns a subset of the batch and its users' committed state into the rollup.
 pub trait Aggregate: Fn(&[&Incoming], UserStates) -> Rollup {}
@@ -38,12 +38,22 @@ impl<F> Aggregate for F where F: Fn(&[&Incoming], UserStates) -> Rollup {}
 pub async fn write_isolating(
     checkpoint: &mut Checkpoint<'_>,
     events: &[&Incoming],
-    cache: &UserStateCache,
+    owned: &OwnedUsers,
+    settings: &WriteSettings,
     max_refused: usize,
     aggregate: &impl Aggregate,
 ) -> Result<(Written, Vec<(usize, Error)>), Error> {
     let all: Vec<usize> = (0..events.len()).collect();
-    let first = match write(checkpoint, events, cache, &all, Attempt::Keep, aggregate).await {
+    let first = match write(
+        checkpoint,
+        events,
+        (owned, settings),
+        &all,
+        Attempt::Keep,
+        aggregate,
+    )
+    .await
+    {
         Ok(written) => return Ok((written, Vec::new())),
         Err(e) if e.disposition() == Disposition::Data => e,
         Err(e) => return Err(e),
@@ -66,7 +76,16 @@ pub async fn write_isolating(
         // Pushed right first so that the left half is searched first: refused records
         // come out in read order.
         for half in [right, left] {
-            match write(checkpoint, events, cache, half, Attempt::Probe, aggregate).await {
+            match write(
+                checkpoint,
+                events,
+                (owned, settings),
+                half,
+                Attempt::Probe,
+                aggregate,
+            )
+            .await
+            {
                 Ok(_) => {}
                 Err(e) if e.disposition() == Disposition::Data => {
                     any_failed = true;
@@ -81,7 +100,16 @@ pub async fn write_isolating(
     }
     let skip: HashSet<usize> = refused.iter().map(|(i, _)| *i).collect();
     let rest: Vec<usize> = all.into_iter().filter(|i| !skip.contains(i)).collect();
-    match write(checkpoint, events, cache, &rest, Attempt::Keep, aggregate).await {
+    match write(
+        checkpoint,
+        events,
+        (owned, settings),
+        &rest,
+        Attempt::Keep,
+        aggregate,
+    )
+    .await
+    {
         Ok(written) => Ok((written, refused)),
         Err(e) if e.disposition() == Disposition::Data => Err(Error::Unattributable(Box::new(e))),
         Err(e) => Err(e),
@@ -92,7 +120,7 @@ pub async fn write_isolating(
 async fn write(
     checkpoint: &mut Checkpoint<'_>,
     events: &[&Incoming],
-    cache: &UserStateCache,
+    (owned, settings): (&OwnedUsers, &WriteSettings),
     indices: &[usize],
     attempt: Attempt,
     aggregate: &impl Aggregate,
@@ -101,11 +129,13 @@ async fn write(
         .iter()
         .filter_map(|&i| events.get(i).copied())
         .collect();
-    let users: Vec<&str> = subset
+    let users: Vec<(i32, &str)> = subset
         .iter()
-        .filter_map(|e| e.event.common().identity())
+        .filter_map(|e| Some((e.source.partition, e.event.common().identity()?)))
         .collect();
     checkpoint
-        .write(&users, cache, attempt, |states| aggregate(&subset, states))
+        .write(&users, owned, settings, attempt, |states| {
+            aggregate(&subset, states)
+        })
         .await
 }

@@ -44,7 +44,7 @@ pub mod store;
 pub mod store_pool;
 pub mod stream;
 pub mod ua;
-pub mod user_cache;
+pub mod user_state;
 
 use std::sync::Arc;
 

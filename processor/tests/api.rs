@@ -70,7 +70,7 @@ async fn percent_encoded_values_reach_the_handlers_decoded_and_malformed_ones_ar
     let scenario = Scenario::new("api_decoding", &[], &[]).await;
     scenario
         .execute(
-            "insert into user_activity (member, times, viewed) values ('café x+y', '{}', '{sku-1}');
+            "insert into user_activity (member, viewed) values ('café x+y', '{sku-1}');
              insert into product_partners (kind, a, partners, counts, top_partners, top_counts)
                  values ('view', 'sku-1', '{sku-2}', '{3}', '{sku-2}', '{3}')",
         )
@@ -136,7 +136,7 @@ async fn recommendations_read_the_stored_top_partners_or_the_whole_list_when_mor
     // top entries. The API must read sku-1's whole list, not only its stored top.
     scenario
         .execute(
-            "insert into user_activity (member, times, viewed) values ('u', '{}', '{sku-1,sku-9}');
+            "insert into user_activity (member, viewed) values ('u', '{sku-1,sku-9}');
              insert into product_partners (kind, a, partners, counts, top_partners, top_counts) values
                  ('view', 'sku-1', '{sku-2,sku-3,sku-4}', '{5,4,3}', '{sku-2}', '{5}'),
                  ('view', 'sku-9', '{sku-4,sku-5}', '{2,1}', '{sku-4,sku-5}', '{2,1}')",

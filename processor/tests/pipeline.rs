@@ -697,38 +697,49 @@ async fn a_resend_after_a_kill_9_is_a_duplicate_until_its_window_has_passed() {
     assert!(p.terminate());
 }
 
-/// The value of the `processor_user_state_cache_total` series of `result`.
-async fn cache_count(p: &Processor, result: &str) -> f64 {
+/// The value of the metric series `series` (name and labels) `p` exposes, 0 if absent.
+async fn scraped(p: &Processor, series: &str) -> f64 {
     let (_, metrics) = p.get("/metrics").await.expect("metrics");
-    let series = format!("processor_user_state_cache_total{{result=\"{result}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series.as_str())?.trim().parse().ok())
-        .unwrap_or(0.0)
+    metric_value(&metrics, series)
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_user_state_changed_elsewhere_since_it_was_cached_is_read_again() {
+async fn users_committed_by_another_instance_fence_the_state_in_memory_which_is_loaded_again() {
     let scenario = Harness::new(
-        "stale_state",
+        "state_fence",
         &[("sku-1".to_owned(), "One".to_owned())],
         &[],
     )
     .await;
     let start = start_minute();
     let t0 = (start + 10 * 60) * 1000;
-    let p = scenario.start_ready("stale_state", &[]).await;
+    let p = scenario.start_ready("state_fence", &[]).await;
     scenario.produce(&[view(1, "sku-1", t0)]).await;
     scenario.wait_committed(1, Duration::from_secs(60)).await;
+    let loads = scraped(&p, "processor_user_state_loads_total").await;
+    assert!(loads >= 1.0, "u1's partition number was loaded");
 
-    // Another writer (an instance that held this user's events from another partition)
-    // records an event 60 s later. The state this instance cached says the user was
-    // last seen at t0: read from it, an event at t0 + 70 s would start a second session
-    // (the tests' timeout is 30 s); read from the row, it continues the session.
+    // Another instance (one that held u1's partition number for a while) commits an
+    // event of u1 60 s later: its log row and the number's sequence move. This
+    // instance's state in memory says u1 was last seen at t0: used as it is, an event
+    // at t0 + 70 s would start a second session (the tests' timeout is 30 s); loaded
+    // again, it continues the session.
+    let state = scenario
+        .database()
+        .await
+        .query_one("select partition, seq from partition_state", &[])
+        .await
+        .expect("one partition number committed");
+    let (number, seq): (i32, i64) = (state.get(0), state.get(1));
+    let mut row = processor::user_state::codec::Encoder::default();
+    row.push("u1", &[t0, t0 + 60_000], &["sku-1".to_owned()], &[]);
+    let hex: String = row.finish().iter().map(|b| format!("{b:02x}")).collect();
     scenario
         .execute(&format!(
-            "update user_activity set times = '{{{}}}', version = 42 where member = 'u1'",
-            t0 + 60_000
+            "insert into user_state_log (group_id, partition, seq, snapshot, states)
+                 select group_id, partition, seq + 1, false, '\\x{hex}'
+                 from partition_state where partition = {number};
+             update partition_state set seq = seq + 1 where partition = {number}"
         ))
         .await;
     scenario.produce(&[view(1, "sku-1", t0 + 70_000)]).await;
@@ -743,24 +754,28 @@ async fn a_user_state_changed_elsewhere_since_it_was_cached_is_read_again() {
         Duration::from_secs(60),
     )
     .await;
-    assert_eq!(r.sessions, 1, "the session went on from the row's state");
-    let both = format!(
-        "user_activity where member = 'u1' and times = '{{{},{}}}' and version <> 42",
-        t0 + 60_000,
-        t0 + 70_000
-    );
     assert_eq!(
-        scenario.rows(&both).await,
-        1,
-        "the row holds both times, rewritten"
+        r.sessions, 1,
+        "the session went on from the other instance's state"
     );
     assert!(
-        cache_count(&p, "stale").await >= 1.0,
-        "the stale entry was noticed"
+        scraped(&p, "processor_checkpoint_failures_total{reason=\"fenced\"}").await >= 1.0,
+        "the stale state was fenced"
+    );
+    assert!(scraped(&p, "processor_user_state_loads_total").await > loads);
+    assert_eq!(
+        scenario
+            .rows(&format!(
+                "partition_state where partition = {number} and seq = {}",
+                seq + 2
+            ))
+            .await,
+        1,
+        "the checkpoint moved the sequence on from the other instance's"
     );
 
-    // No writer in between now: the next event is aggregated from the cache.
-    let hits = cache_count(&p, "hit").await;
+    // Nobody else in between now: the next event goes on from memory, unfenced.
+    let fenced = scraped(&p, "processor_checkpoint_failures_total{reason=\"fenced\"}").await;
     scenario.produce(&[view(1, "sku-1", t0 + 80_000)]).await;
     scenario.wait_committed(3, Duration::from_secs(60)).await;
     let r = settled(
@@ -774,17 +789,10 @@ async fn a_user_state_changed_elsewhere_since_it_was_cached_is_read_again() {
     )
     .await;
     assert_eq!(r.sessions, 1);
-    assert!(
-        cache_count(&p, "hit").await > hits,
-        "the cached state was used"
+    assert_eq!(
+        scraped(&p, "processor_checkpoint_failures_total{reason=\"fenced\"}").await,
+        fenced
     );
-    let all = format!(
-        "user_activity where member = 'u1' and times = '{{{},{},{}}}'",
-        t0 + 60_000,
-        t0 + 70_000,
-        t0 + 80_000
-    );
-    assert_eq!(scenario.rows(&all).await, 1);
 }
 
 fn view(user: usize, product: &str, time_ms: i64) -> storefront::Record {
@@ -1864,7 +1872,7 @@ async fn assigned_partitions(p: &Processor, least: u32, within: Duration) -> u32
     }
 }
 
-/// The value of an unlabelled series in a Prometheus text exposition (0 if absent).
+/// The value of a series (name and labels) in a Prometheus text exposition (0 if absent).
 fn metric_value(exposition: &str, name: &str) -> f64 {
     exposition
         .lines()

@@ -253,10 +253,6 @@ pub struct CheckpointConfig {
     /// them (isolated one by one); a checkpoint that would dead-letter more stops the
     /// processor instead: so many refusals point at the database, not at the records.
     pub max_isolated_records: usize,
-    /// Memory for the users' state this instance committed, kept so that checkpoints
-    /// need not read it back from PostgreSQL (MiB; 0: always read). Users past it are
-    /// read at their next event.
-    pub user_state_cache_mib: usize,
     /// Partition groups (1..=64): partition `p` of every topic belongs to group
     /// `p % groups`, and each group checkpoints on its own PostgreSQL connection, side
     /// by side with the others.
@@ -275,7 +271,6 @@ impl Default for CheckpointConfig {
             max_pending_events: 50_000,
             max_pending_bytes: 64 << 20,
             max_isolated_records: 100,
-            user_state_cache_mib: 128,
             groups: 2,
             initial_backoff_ms: 200,
             max_backoff_ms: 10_000,

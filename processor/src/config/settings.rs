@@ -261,7 +261,6 @@ impl ProcessorConfig {
             max_pending_events: self.checkpoint.max_pending_events,
             max_pending_bytes: self.checkpoint.max_pending_bytes,
             max_isolated_records: self.checkpoint.max_isolated_records,
-            user_state_cache_bytes: self.checkpoint.user_state_cache_mib.saturating_mul(1 << 20),
             checkpoint_groups: self.checkpoint.groups,
             checkpoint_backoff: Backoff {
                 initial: Duration::from_millis(self.checkpoint.initial_backoff_ms),
@@ -520,8 +519,6 @@ pub struct Settings {
     pub max_pending_bytes: usize,
     /// Records one checkpoint may isolate and dead-letter after PostgreSQL refused them.
     pub max_isolated_records: usize,
-    /// Bytes of cached user state at most (0: none), shared by the partition groups.
-    pub user_state_cache_bytes: usize,
     /// Partition groups checkpointing side by side.
     pub checkpoint_groups: usize,
     /// Backoff after failed checkpoints.

@@ -3,8 +3,8 @@
 //!
 //! Each partition group ([`super::group`]) has one committer, which owns everything its
 //! checkpoints read or change: a PostgreSQL connection, the de-duplication keys and
-//! watermarks of the group's partitions, its share of the user-state cache and of the
-//! committed set members, and the catalog in use. The consume loop hands it one batch
+//! watermarks of the group's partitions, the state of the users of its partition
+//! numbers, its share of the committed set members, and the catalog in use. The consume loop hands it one batch
 //! at a time ([`Committer::run`] takes it by value and gives it back), so a checkpoint
 //! always starts from the state the previous one of its group committed, while the loop
 //! reads and decodes the next batch meanwhile.
@@ -27,8 +27,8 @@ use crate::isolate::write_isolating;
 use crate::live::LiveView;
 use crate::members::CommittedMembers;
 use crate::recommend::active_users::ActiveUsers;
-use crate::store::{OffsetRange, Store};
-use crate::user_cache::{CachedState, UserStateCache};
+use crate::store::{OffsetRange, Store, WriteSettings};
+use crate::user_state::{OwnedUsers, UserState};
 
 /// What one checkpoint commits: the records read since the previous one.
 #[derive(Default)]
@@ -44,13 +44,20 @@ impl Batch {
     pub(super) fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
+
+    /// The partition numbers it holds records of.
+    pub(super) fn numbers(&self) -> Vec<i32> {
+        let mut numbers: Vec<i32> = self.ranges.keys().map(|tp| tp.partition).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        numbers
+    }
 }
 
 /// The gauges every committer adds its part to.
 pub(super) struct Gauges {
     pub(super) dedup_ids: SummedGauge,
-    pub(super) cache_users: SummedGauge,
-    pub(super) cache_bytes: SummedGauge,
+    pub(super) state_users: SummedGauge,
     pub(super) committed_members: SummedGauge,
 }
 
@@ -58,8 +65,7 @@ impl Gauges {
     pub(super) fn new(groups: usize) -> Gauges {
         Gauges {
             dedup_ids: SummedGauge::new("processor_dedup_ids", groups),
-            cache_users: SummedGauge::new("processor_user_state_cache_users", groups),
-            cache_bytes: SummedGauge::new("processor_user_state_cache_bytes", groups),
+            state_users: SummedGauge::new("processor_user_state_users", groups),
             committed_members: SummedGauge::new("processor_committed_members", groups),
         }
     }
@@ -85,8 +91,9 @@ pub(super) struct Committer {
     pub(super) watermarks: HashMap<TopicPartition, i64>,
     /// Set members committed lately (not written again).
     pub(super) committed_members: CommittedMembers,
-    /// The users' state this instance committed last.
-    pub(super) user_states: UserStateCache,
+    /// The committed state of the users of the partition numbers this group owns
+    /// ([`crate::user_state`]).
+    pub(super) users: OwnedUsers,
     /// Some (minute, partition) views may miss a write: re-written from PostgreSQL.
     pub(super) live_lagging: bool,
     pub(super) dead_letter_waker: Option<Arc<tokio::sync::Notify>>,
@@ -115,6 +122,8 @@ impl Committer {
     pub(super) fn forget(&mut self, tp: &TopicPartition) {
         self.seen.forget(tp);
         self.watermarks.remove(tp);
+        self.users.forget(tp.partition);
+        self.gauges.state_users.set(self.group, self.users.users());
     }
 
     /// Commits `batch`, then keeps the live view whole. Gives the committer back with
@@ -127,6 +136,7 @@ impl Committer {
         Box<Self>,
         Result<HashMap<TopicPartition, OffsetRange>, Error>,
     ) {
+        let numbers = batch.numbers();
         let result = match self.ensure_connected().await {
             Ok(()) => {
                 if self.catalog_updates.has_changed().unwrap_or(false) {
@@ -136,6 +146,13 @@ impl Committer {
             }
             Err(e) => Err(e),
         };
+        if result.is_err() {
+            // Whether it committed or not (an answer lost with the connection), the
+            // numbers' state is loaded again: the sequence fence tells which it was.
+            for number in numbers {
+                self.users.forget(number);
+            }
+        }
         match &result {
             Ok(_) => {
                 // The marker is the whole view's: one group looks after it.
@@ -152,24 +169,84 @@ impl Committer {
         (self, result)
     }
 
-    /// Keeps the users' state a committed checkpoint wrote (`version`: the version
-    /// their rows now hold), within the cache's bound. Moves it out of `rollup`.
-    fn remember_user_states(&mut self, rollup: &mut Rollup, version: i64) {
-        for (member, activity) in std::mem::take(&mut rollup.activity) {
-            let recent = rollup.recent.remove(&member).unwrap_or_default();
-            self.user_states.store(
-                &member,
-                CachedState {
-                    version,
-                    activity,
-                    recent,
-                },
+    /// Loads the users' state of the partition numbers in `numbers` not held yet.
+    ///
+    /// # Errors
+    ///
+    /// Reading the log.
+    async fn load_users(&mut self, numbers: &[i32]) -> Result<(), Error> {
+        for &number in numbers {
+            if self.users.number(number).is_some() {
+                continue;
+            }
+            let started = Instant::now();
+            let loaded = self
+                .store
+                .load_users(&self.settings.kafka.group_id, number)
+                .await?;
+            metrics::counter!("processor_user_state_loads_total").increment(1);
+            tracing::debug!(
+                number,
+                seq = loaded.seq,
+                users = loaded.users.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "users' state loaded"
             );
+            self.users.insert(number, loaded);
         }
-        self.user_states.trim();
-        let gauges = &self.gauges;
-        gauges.cache_users.set(self.group, self.user_states.len());
-        gauges.cache_bytes.set(self.group, self.user_states.bytes());
+        Ok(())
+    }
+
+    /// Takes in the users' state a committed checkpoint wrote: moves it out of
+    /// `rollup` into the state of each number (`users`: the batch's `(number, user)`).
+    fn remember_user_states(
+        &mut self,
+        rollup: &mut Rollup,
+        users: &[(i32, &str)],
+        written: &[(i32, crate::user_state::LogRow)],
+        fenced: &[i32],
+    ) {
+        let mut by_number: HashMap<i32, Vec<&str>> = HashMap::new();
+        let mut numbers_of: HashMap<&str, usize> = HashMap::new();
+        for &(number, user) in users {
+            let members = by_number.entry(number).or_default();
+            if !members.contains(&user) {
+                members.push(user);
+                *numbers_of.entry(user).or_default() += 1;
+            }
+        }
+        for &number in fenced {
+            let row = written.iter().find(|(n, _)| *n == number).map(|(_, r)| r);
+            let members = by_number.remove(&number).unwrap_or_default();
+            let mut changed = Vec::with_capacity(members.len());
+            for member in members {
+                let Some(activity) = rollup.activity.get(member) else {
+                    continue;
+                };
+                let last = numbers_of.get(member).is_some_and(|n| *n == 1);
+                let state = if last {
+                    UserState {
+                        activity: rollup.activity.remove(member).unwrap_or_default(),
+                        recent: rollup.recent.remove(member).unwrap_or_default(),
+                    }
+                } else {
+                    if let Some(n) = numbers_of.get_mut(member) {
+                        *n -= 1;
+                    }
+                    UserState {
+                        activity: activity.clone(),
+                        recent: rollup.recent.get(member).cloned().unwrap_or_default(),
+                    }
+                };
+                changed.push((member.to_owned(), state));
+            }
+            let owned = self.users.number_mut(number);
+            match row {
+                Some(row) => owned.committed(row, changed),
+                None => owned.seq += 1,
+            }
+        }
+        self.gauges.state_users.set(self.group, self.users.users());
     }
 
     /// Commits the batch: see [`crate::store`] and [`crate::isolate`].
@@ -181,6 +258,10 @@ impl Committer {
             return Ok(HashMap::new());
         }
         let started = Instant::now();
+        let batch_numbers = batch.numbers();
+        let mut loading = Instant::now();
+        self.load_users(&batch_numbers).await?;
+        phase_done("load_users", &mut loading);
         let Batch {
             held: pending,
             mut letters,
@@ -223,15 +304,24 @@ impl Committer {
         };
         let events: Vec<&Incoming> = pending.iter().map(|h| &h.incoming).collect();
         let mut phase = Instant::now();
+        let numbers = batch_numbers;
+        let fence: Vec<(i32, i64)> = numbers
+            .iter()
+            .map(|&n| (n, self.users.number(n).map_or(0, |u| u.seq)))
+            .collect();
         let mut checkpoint = self
             .store
-            .begin_checkpoint(&settings.kafka.group_id, &ranges)
+            .begin_checkpoint(&settings.kafka.group_id, &ranges, &fence)
             .await?;
         phase_done("fence", &mut phase);
+        let write_settings = WriteSettings {
+            user_cutoff_ms: now_ms().saturating_sub(settings.session_retention_ms),
+        };
         let (written, refused) = write_isolating(
             &mut checkpoint,
             &events,
-            &self.user_states,
+            &self.users,
+            &write_settings,
             settings.max_isolated_records,
             &aggregate,
         )
@@ -264,11 +354,11 @@ impl Committer {
                     .increment(refused as u64);
             }
         }
-        self.remember_user_states(&mut rollup, written.user_version);
-        metrics::counter!("processor_user_state_cache_total", "result" => "hit")
-            .increment(written.cached_users as u64);
-        metrics::counter!("processor_user_state_cache_total", "result" => "miss")
-            .increment(written.read_users as u64);
+        let users: Vec<(i32, &str)> = events
+            .iter()
+            .filter_map(|e| Some((e.source.partition, e.event.common().identity()?)))
+            .collect();
+        self.remember_user_states(&mut rollup, &users, &written.logs, &numbers);
         for letter in &letters {
             metrics::counter!("processor_dead_letters_total", "reason" => letter.reason.clone())
                 .increment(1);

@@ -76,7 +76,7 @@ use crate::live::LiveView;
 use crate::members::{self, CommittedMembers};
 use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store};
-use crate::user_cache::UserStateCache;
+use crate::user_state::OwnedUsers;
 use committer::{Batch, Committer};
 use group::Group;
 
@@ -274,7 +274,7 @@ impl Pipeline {
                 seen: SeenIds::default(),
                 watermarks: HashMap::new(),
                 committed_members: CommittedMembers::default(),
-                user_states: UserStateCache::new(settings.user_state_cache_bytes / count),
+                users: OwnedUsers::default(),
                 live_lagging: true,
                 dead_letter_waker: None,
                 active_users: None,
@@ -466,7 +466,12 @@ impl Pipeline {
             Ok(ranges) => {
                 let g = &mut self.groups[group];
                 g.failures = 0;
-                g.halt_failures = 0;
+                // An empty batch (a group's first tick after a failure, before its
+                // partitions are read again) committed nothing: it says nothing about
+                // an error that calls for a halt.
+                if !ranges.is_empty() {
+                    g.halt_failures = 0;
+                }
                 self.note_health();
                 if !ranges.is_empty() {
                     let mut hint = TopicPartitionList::new();
@@ -579,7 +584,7 @@ impl Pipeline {
         let delay = self.settings.checkpoint_backoff.jittered(g.failures);
         let disposition = error.disposition();
         let reason = match (&error, disposition) {
-            (Error::Fenced { .. }, _) => "fenced",
+            (Error::Fenced { .. } | Error::StateFenced { .. }, _) => "fenced",
             (_, Disposition::Halt) => "halt",
             (Error::Postgres(_) | Error::Timeout(_), _) => "postgres",
             _ => "other",

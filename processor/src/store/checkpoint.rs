@@ -7,44 +7,51 @@
 //! 1. the offset fence: for every partition of the batch, `next_offset` moves from the
 //!    value this instance read it at to the batch's end, or the transaction fails
 //!    ([`Error::Fenced`]): another instance committed that partition meanwhile (a
-//!    rebalance), so this batch is dropped and re-read from the stored offsets;
+//!    rebalance), so this batch is dropped and re-read from the stored offsets; and
+//!    the same for the sequence of every partition number of the batch, which fences
+//!    the users' state ([`crate::user_state`]);
 //! 2. the rollup deltas (counters and keyed counters added, members inserted);
 //! 3. per partition, one `dedup_log` row with the keys of the events now counted
 //!    ([`crate::dedup`]: the de-duplication lookup itself is in memory);
-//! 4. the partitions' watermarks, and the outbox rows naming the (minute, partition)
+//! 4. per partition number, one `user_state_log` row with the state of the users it
+//!    changed, and the users' recent products the recommendations API reads;
+//! 5. the partitions' watermarks, and the outbox rows naming the (minute, partition)
 //!    pairs whose Redis view must be written.
 //!
 //! The search index is not fed from here: it reads Kafka itself ([`crate::search`]).
 //!
 //! Nothing reaches Redis before this commits; see [`crate::live`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::time::Instant;
 
 use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
-use super::{copy_into_temporary, Committed, OffsetRange, Store, UserStates};
+use super::{copy_into_temporary, user_state, Committed, OffsetRange, Store, UserStates};
 use crate::aggregate::{Rollup, TopicPartition};
 use crate::dead_letter::DeadLetter;
 use crate::dedup::{self, PartitionIds};
 use crate::error::Error;
 use crate::recommend::Recent;
 use crate::sessions::Activity;
-use crate::user_cache::UserStateCache;
+use crate::user_state::{LogRow, OwnedUsers, PartitionUsers};
 
 impl Store {
-    /// Starts a checkpoint: opens the transaction and moves the offsets (the fence).
+    /// Starts a checkpoint: opens the transaction and moves the offsets and the
+    /// partition numbers' sequences (`(number, seq)` as loaded: the fences).
     ///
     /// # Errors
     ///
     /// [`Error::Fenced`] when a partition's stored offset is not `range.from`;
+    /// [`Error::StateFenced`] when a number's sequence is not the one loaded;
     /// [`Error::Postgres`].
     pub async fn begin_checkpoint<'a>(
         &'a mut self,
         group: &str,
         ranges: &HashMap<TopicPartition, OffsetRange>,
+        numbers: &[(i32, i64)],
     ) -> Result<Checkpoint<'a>, Error> {
         let tx = self.client.transaction().await?;
         // Sorted, so that two instances lock rows in the same order.
@@ -105,10 +112,12 @@ impl Store {
                 partition: tp.partition,
             });
         }
+        user_state::fence_numbers(&tx, group, numbers).await?;
         Ok(Checkpoint {
             tx,
             group: group.to_owned(),
             ranges: ranges.clone(),
+            numbers: numbers.iter().copied().collect(),
         })
     }
 
@@ -156,6 +165,8 @@ pub struct Checkpoint<'a> {
     tx: Transaction<'a>,
     group: String,
     ranges: HashMap<TopicPartition, OffsetRange>,
+    /// The fenced partition numbers and the sequence each was loaded at.
+    numbers: HashMap<i32, i64>,
 }
 
 /// What [`Checkpoint::write`] stored for a set of events.
@@ -165,12 +176,8 @@ pub struct Written {
     pub rollup: Rollup,
     /// The absolute values after them.
     pub committed: Committed,
-    /// The `version` the users' rows now hold (the transaction's id).
-    pub user_version: i64,
-    /// Distinct users whose state came from the cache.
-    pub cached_users: usize,
-    /// Distinct users whose state was read from PostgreSQL.
-    pub read_users: usize,
+    /// The users' state log row written per partition number.
+    pub logs: Vec<(i32, LogRow)>,
 }
 
 /// Whether [`Checkpoint::write`] keeps what it wrote or only tries.
@@ -184,66 +191,51 @@ pub enum Attempt {
 
 impl Checkpoint<'_> {
     /// Stores a set of events inside a savepoint of the checkpoint transaction: takes
-    /// the committed state of `users` from `cache` or, for users it does not hold, reads
-    /// it (locked until the commit: another instance may hold the same user's events
-    /// from another topic), lets `aggregate` turn it into the rollup, and writes it. A user's row that no longer
-    /// holds its cached version makes the data be written again from the rows alone
-    /// ([`crate::user_cache`]). On an error the savepoint is rolled back and the fenced
-    /// transaction stays usable, so the caller can try a subset of the events instead
-    /// (see [`crate::pipeline`]).
+    /// the committed state of `users` (`(partition number, user)`) from `owned`, lets
+    /// `aggregate` turn it into the rollup, and writes it with the users' log rows. On
+    /// an error the savepoint is rolled back and the fenced transaction stays usable,
+    /// so the caller can try a subset of the events instead (see [`crate::isolate`]).
     ///
     /// # Errors
     ///
-    /// [`Error::Postgres`] (a deadlock between two instances too: the checkpoint is
-    /// retried; a value the database refuses: see [`Error::disposition`]).
+    /// [`Error::Postgres`] (a value the database refuses: see [`Error::disposition`]).
     pub async fn write<F>(
         &mut self,
-        users: &[&str],
-        cache: &UserStateCache,
+        users: &[(i32, &str)],
+        owned: &OwnedUsers,
+        settings: &WriteSettings,
         attempt: Attempt,
         aggregate: F,
     ) -> Result<Written, Error>
     where
         F: Fn(UserStates) -> Rollup,
     {
-        let mut cached = Some(cache);
-        loop {
-            let savepoint = self.tx.savepoint("events").await?;
-            let result = write_data(
-                &savepoint,
-                &self.group,
-                &self.ranges,
-                users,
-                cached,
-                &aggregate,
-            )
-            .await;
-            match (result, attempt) {
-                (Ok(written), Attempt::Keep) => {
-                    savepoint.commit().await?;
-                    return Ok(written);
-                }
-                (Ok(written), Attempt::Probe) => {
-                    savepoint.rollback().await?;
-                    return Ok(written);
-                }
-                (Err(Error::StaleUserState { stale, written }), _) if cached.is_some() => {
-                    savepoint.rollback().await?;
-                    metrics::counter!("processor_user_state_cache_total", "result" => "stale")
-                        .increment(stale);
-                    tracing::debug!(
-                        stale,
-                        written,
-                        "cached user state changed in PostgreSQL; writing again from the rows"
-                    );
-                    cached = None;
-                }
-                (Err(e), _) => {
-                    // Should the rollback itself fail, the connection is gone: that error
-                    // (retried) says more than the statement's.
-                    savepoint.rollback().await?;
-                    return Err(e);
-                }
+        let savepoint = self.tx.savepoint("events").await?;
+        let result = write_data(
+            &savepoint,
+            &self.group,
+            &self.ranges,
+            &self.numbers,
+            users,
+            owned,
+            settings,
+            &aggregate,
+        )
+        .await;
+        match (result, attempt) {
+            (Ok(written), Attempt::Keep) => {
+                savepoint.commit().await?;
+                Ok(written)
+            }
+            (Ok(written), Attempt::Probe) => {
+                savepoint.rollback().await?;
+                Ok(written)
+            }
+            (Err(e), _) => {
+                // Should the rollback itself fail, the connection is gone: that error
+                // (retried) says more than the statement's.
+                savepoint.rollback().await?;
+                Err(e)
             }
         }
     }
@@ -345,45 +337,55 @@ async fn write_dedup_log(
     Ok(())
 }
 
+/// What a checkpoint's data write needs besides the events.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteSettings {
+    /// A snapshot of a partition number's users leaves out those whose newest event
+    /// is before this (Unix ms).
+    pub user_cutoff_ms: i64,
+}
+
 /// The data part of a checkpoint (see [`Checkpoint::write`]).
+#[allow(clippy::too_many_arguments)]
 async fn write_data<F>(
     tx: &Transaction<'_>,
     group: &str,
     ranges: &HashMap<TopicPartition, OffsetRange>,
-    users: &[&str],
-    cache: Option<&UserStateCache>,
+    numbers: &HashMap<i32, i64>,
+    users: &[(i32, &str)],
+    owned: &OwnedUsers,
+    settings: &WriteSettings,
     aggregate: &F,
 ) -> Result<Written, Error>
 where
     F: Fn(UserStates) -> Rollup,
 {
     let mut states = UserStates::default();
-    // The version each user's row must still hold when it is written.
-    let mut versions: HashMap<String, i64> = HashMap::new();
-    let mut uncached: Vec<&str> = Vec::with_capacity(users.len());
-    for &user in users {
-        match cache.and_then(|c| c.get(user)) {
-            Some(entry) if !versions.contains_key(user) => {
-                versions.insert(user.to_owned(), entry.version);
-                states
-                    .activity
-                    .insert(user.to_owned(), entry.activity.clone());
-                states.recent.insert(user.to_owned(), entry.recent.clone());
-            }
-            Some(_) => {}
-            None => uncached.push(user),
+    for &(number, user) in users {
+        if states.activity.contains_key(user) {
+            continue;
+        }
+        if let Some(state) = owned.get(number, user) {
+            states
+                .activity
+                .insert(user.to_owned(), state.activity.clone());
+            states.recent.insert(user.to_owned(), state.recent.clone());
         }
     }
-    let cached_users = versions.len();
-    let read = timed(
-        "user_state_read",
-        activity(tx, &mut uncached, &mut states, &mut versions),
-    )
-    .await?;
     let started = Instant::now();
     let rollup = aggregate(states);
     metrics::histogram!("processor_checkpoint_phase_seconds", "phase" => "aggregate")
         .record(started.elapsed().as_secs_f64());
+    let logs = log_rows(users, owned, &rollup, settings.user_cutoff_ms);
+    let rows: Vec<(i32, i64, &LogRow)> = logs
+        .iter()
+        .map(|(number, row)| {
+            let loaded = numbers.get(number).copied().unwrap_or(0);
+            (*number, loaded + 1, row)
+        })
+        .collect();
+    timed("user_state", user_state::write_log(tx, group, &rows)).await?;
+    timed("recent_products", write_recent_products(tx, &rollup)).await?;
     let mut committed = Committed::default();
 
     let (m, t, p, k, v) = unzip5(rollup.counts.iter().map(|((minute, tp, metric), delta)| {
@@ -470,15 +472,6 @@ where
 
     timed("dedup_log", write_dedup_log(tx, group, ranges, &rollup)).await?;
 
-    let user_version: i64 = tx.query_one("select txid_current()", &[]).await?.get(0);
-    if !rollup.activity.is_empty() || !rollup.recent.is_empty() {
-        timed(
-            "user_state",
-            write_user_states(tx, &rollup, &versions, user_version),
-        )
-        .await?;
-    }
-
     if let Some((pairs, deltas)) = rollup.pairs.encode() {
         timed(
             "pair_log",
@@ -547,117 +540,88 @@ where
     Ok(Written {
         rollup,
         committed,
-        user_version,
-        cached_users,
-        read_users: read,
+        logs,
     })
 }
 
-/// Writes the new state of the users `rollup` touched: copied into a temporary table,
-/// then one update of the rows still at the version `versions` holds (read and locked
-/// by [`activity`], or cached), which sets `version` to `new_version`.
-///
-/// # Errors
-///
-/// [`Error::StaleUserState`] when fewer rows were at their expected version than users
-/// written; [`Error::Postgres`].
-async fn write_user_states(
-    tx: &Transaction<'_>,
+/// The log row of each partition number whose users `rollup` changed: `users` is the
+/// batch's `(number, user)`; a user under several numbers is written to each.
+fn log_rows(
+    users: &[(i32, &str)],
+    owned: &OwnedUsers,
     rollup: &Rollup,
-    versions: &HashMap<String, i64>,
-    new_version: i64,
-) -> Result<(), Error> {
+    cutoff_ms: i64,
+) -> Vec<(i32, LogRow)> {
+    let mut by_number: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+    for &(number, user) in users {
+        by_number.entry(number).or_default().push(user);
+    }
+    let empty = Recent::default();
+    let empty_users = PartitionUsers::default();
+    by_number
+        .into_iter()
+        .filter_map(|(number, mut members)| {
+            members.sort_unstable();
+            members.dedup();
+            let changed: Vec<(&str, &Activity, &Recent)> = members
+                .into_iter()
+                .filter_map(|m| {
+                    let (member, activity) = rollup.activity.get_key_value(m)?;
+                    let recent = rollup.recent.get(m).unwrap_or(&empty);
+                    Some((member.as_str(), activity, recent))
+                })
+                .collect();
+            if changed.is_empty() {
+                return None;
+            }
+            let current = owned.number(number).unwrap_or(&empty_users);
+            Some((number, current.log_row(changed.iter().copied(), cutoff_ms)))
+        })
+        .collect()
+}
+
+/// Keeps what the recommendations API reads of the users `rollup` touched: their
+/// recent products and newest event time (`user_activity`).
+async fn write_recent_products(tx: &Transaction<'_>, rollup: &Rollup) -> Result<(), Error> {
+    if rollup.recent.is_empty() {
+        return Ok(());
+    }
     let writer = copy_into_temporary(
         tx,
-        "user_states_in",
-        "member text, times bigint[], viewed text[], bought text[], version bigint",
-        &[
-            Type::TEXT,
-            Type::INT8_ARRAY,
-            Type::TEXT_ARRAY,
-            Type::TEXT_ARRAY,
-            Type::INT8,
-        ],
+        "recent_products_in",
+        "member text, viewed text[], bought text[], last_ms bigint",
+        &[Type::TEXT, Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::INT8],
     )
     .await?;
     let mut writer = std::pin::pin!(writer);
-    let empty = Recent::default();
-    for (member, activity) in &rollup.activity {
-        let recent = rollup.recent.get(member).unwrap_or(&empty);
-        // A user with no known version matches no row: written again from the rows.
-        let version = versions.get(member).copied().unwrap_or(-1);
+    let mut members: Vec<&String> = rollup.recent.keys().collect();
+    // Sorted, so that two writers lock rows in the same order.
+    members.sort_unstable();
+    for member in members {
+        let recent = &rollup.recent[member];
+        if recent.viewed.is_empty() && recent.bought.is_empty() {
+            continue;
+        }
+        let last: Option<i64> = rollup
+            .activity
+            .get(member)
+            .and_then(|a| a.times().last().copied());
         writer
             .as_mut()
-            .write(&[
-                member,
-                &activity.times(),
-                &recent.viewed,
-                &recent.bought,
-                &version,
-            ])
+            .write(&[member, &recent.viewed, &recent.bought, &last])
             .await?;
     }
     writer.finish().await?;
-    let updated = tx
-        .execute(
-            "update user_activity u
-             set times = i.times, viewed = i.viewed, bought = i.bought, version = $1
-             from user_states_in i where u.member = i.member and u.version = i.version",
-            &[&new_version],
-        )
-        .await?;
-    let written = rollup.activity.len() as u64;
-    if updated < written {
-        return Err(Error::StaleUserState {
-            stale: written - updated,
-            written,
-        });
-    }
-    Ok(())
-}
-
-/// Reads the committed event times, recent products and versions of `users` into
-/// `states` and `versions`, locked until the commit (rows are created for new users).
-/// Returns the distinct users read.
-async fn activity(
-    tx: &Transaction<'_>,
-    users: &mut Vec<&str>,
-    states: &mut UserStates,
-    versions: &mut HashMap<String, i64>,
-) -> Result<usize, Error> {
-    users.sort_unstable();
-    users.dedup();
-    if users.is_empty() {
-        return Ok(0);
-    }
     tx.execute(
-        "insert into user_activity (member, times)
-         select m, '{}' from unnest($1::text[]) as m order by m on conflict do nothing",
-        &[&*users],
+        "insert into user_activity (member, viewed, bought, last_ms)
+         select member, viewed, bought, last_ms from recent_products_in order by member
+         on conflict (member) do update
+         set viewed = excluded.viewed, bought = excluded.bought,
+             last_ms = greatest(user_activity.last_ms, excluded.last_ms)",
+        &[],
     )
     .await?;
-    let rows = tx
-        .query(
-            "select member, times, viewed, bought, version from user_activity where member = any($1)
-             order by member for update",
-            &[&*users],
-        )
-        .await?;
-    for r in &rows {
-        let member: String = r.get(0);
-        versions.insert(member.clone(), r.get(4));
-        states
-            .activity
-            .insert(member.clone(), Activity::from_times(r.get(1)));
-        states.recent.insert(
-            member,
-            Recent {
-                viewed: r.get(2),
-                bought: r.get(3),
-            },
-        );
-    }
-    Ok(users.len())
+    Ok(())
 }
 
 type Columns5<'a> = (Vec<i64>, Vec<&'a str>, Vec<i32>, Vec<&'a str>, Vec<i64>);

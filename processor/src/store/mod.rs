@@ -43,8 +43,9 @@ mod outbox;
 mod pairs;
 mod prune;
 mod tls;
+mod user_state;
 
-pub use checkpoint::{Attempt, Checkpoint, Written};
+pub use checkpoint::{Attempt, Checkpoint, WriteSettings, Written};
 pub use outbox::ClaimedLetters;
 pub use pairs::Folded;
 pub use tls::{PostgresUrl, SslMode};
@@ -100,6 +101,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         10,
         "0010_user_state_version.sql",
         include_str!("../../migrations/0010_user_state_version.sql"),
+    ),
+    (
+        11,
+        "0011_user_state_log.sql",
+        include_str!("../../migrations/0011_user_state_log.sql"),
     ),
 ];
 

@@ -51,9 +51,10 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Deletes the state of users whose newest event is before `before_ms` (or who have
-    /// none): their sessions have ended and their recent products are forgotten; returns
-    /// the users deleted.
+    /// Deletes the recent products (what the recommendations API reads) of users whose
+    /// newest event is before `before_ms` (or unknown): returns the users deleted. Their
+    /// session state leaves the users' state log at its next snapshot
+    /// ([`crate::user_state`]).
     ///
     /// # Errors
     ///
@@ -63,7 +64,7 @@ impl Store {
             .client
             .execute(
                 "delete from user_activity
-                 where coalesce(times[cardinality(times)], -9223372036854775808) < $1",
+                 where coalesce(last_ms, -9223372036854775808) < $1",
                 &[&before_ms],
             )
             .await?)
