@@ -1,6 +1,7 @@
 //! The processor's binary blobs stored in PostgreSQL: `dedup_log` ids
-//! (`dedup::decode_into`) and `pair_log` deltas (`PairSums::add`), read from arbitrary
-//! bytes, and written then read back.
+//! (`dedup::decode_into`), `pair_log` deltas (`PairSums::add`) and `user_state_log`
+//! rows (`user_state::codec::decode`), read from arbitrary bytes, and written then read
+//! back.
 //!
 //! The first byte chooses: even, the rest is a blob given to both readers; odd, the rest
 //! describes values (ids with minutes; product pairs with deltas) that are encoded and
@@ -8,12 +9,15 @@
 //!
 //! Invariants, beyond "no panic":
 //! - A refused blob adds nothing; an accepted `dedup_log` blob adds at most
-//!   `(len - 1) / 16` ids; an accepted `pair_log` row lists sorted partner lists.
+//!   `(len - 1) / 16` ids; an accepted `pair_log` row lists sorted partner lists; an
+//!   accepted `user_state_log` row holds at most `(len - 1) / 4` users (an entry takes
+//!   four bytes at least), none with more times or products than bytes.
 //! - No single allocation is larger than the blob justifies (the `pair_log` reader
 //!   decompresses with a bound; it must not reserve the bound up front).
 //! - `encode` then `decode_into` gives back exactly the ids, by minute;
 //!   `PairSums::count`, `encode` then `PairSums::add` gives back exactly the pair sums,
-//!   each unordered pair once (both directions listed).
+//!   each unordered pair once (both directions listed); a `user_state_log` row reads
+//!   back as the users written, in order.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +26,7 @@ use std::io::Read;
 use ingest_fuzz::alloc::{largest, reset_largest, Counting};
 use ingest_fuzz::dedup::{self, PartitionIds};
 use ingest_fuzz::pair_log::{PairSums, CO_PURCHASE, CO_VIEW};
+use ingest_fuzz::user_state_codec::{self as user_state, StoredUser};
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]
@@ -60,6 +65,13 @@ fn arbitrary_blob(blob: &[u8]) {
             }
         }
         Err(_) => assert!(sums.is_empty(), "a refused row added sums"),
+    }
+    if let Ok(users) = user_state::decode(blob) {
+        assert!(users.len() <= blob.len().saturating_sub(1) / 4);
+        for (_, user) in &users {
+            let items = user.times.len() + user.viewed.len() + user.bought.len();
+            assert!(items < blob.len(), "{items} items from {} bytes", blob.len());
+        }
     }
     let largest = largest();
     // A `pair_log` row is zstd-compressed: what it really holds may be larger than the
@@ -128,6 +140,38 @@ fn round_trip(rest: &[u8]) {
             assert_eq!(decoded.len(), want.len());
         }
     }
+
+    // users: (member u2 + product u3 + bought bit, time step i8): each step adds a
+    // time (sorted, as the processor keeps them) and a product to a user.
+    let mut users: Vec<(String, StoredUser)> = Vec::new();
+    for c in rest.chunks_exact(2) {
+        let member = format!("u{}", c[0] & 0x03);
+        let at = match users.iter().position(|(m, _)| *m == member) {
+            Some(at) => at,
+            None => {
+                users.push((member, StoredUser::default()));
+                users.len() - 1
+            }
+        };
+        let user = &mut users[at].1;
+        let last = user.times.last().copied().unwrap_or(i64::MIN / 2);
+        user.times.push(last + i64::from(c[1] as i8).abs());
+        let product = format!("p{}", (c[0] >> 2) & 0x07);
+        if c[0] & 0x20 != 0 {
+            user.bought.push(product);
+        } else {
+            user.viewed.push(product);
+        }
+    }
+    let mut encoder = user_state::Encoder::default();
+    for (member, user) in &users {
+        encoder.push(member, &user.times, &user.viewed, &user.bought);
+    }
+    let row = encoder.finish();
+    assert_eq!(
+        user_state::decode(&row).expect("reading what was written"),
+        users
+    );
 
     // pairs: (kind bit + a u4 + b u3, delta i8) → product ids "p<n>", counted in
     // either order.

@@ -18,9 +18,17 @@ pub mod stream;
 #[path = "../../processor/src/dedup.rs"]
 pub mod dedup;
 
+/// processor/src/compressed.rs: the log rows' zstd frames, read within bounds.
+#[path = "../../processor/src/compressed.rs"]
+pub mod compressed;
+
 /// processor/src/recommend/pair_log.rs: the product-pair deltas' `pair_log` blobs.
 #[path = "../../processor/src/recommend/pair_log.rs"]
 pub mod pair_log;
+
+/// processor/src/user_state/codec.rs: the users' state `user_state_log` rows.
+#[path = "../../processor/src/user_state/codec.rs"]
+pub mod user_state_codec;
 
 /// edge-agent/src/intake/: the Segment and GA4 translation.
 #[path = "../../edge-agent/src/intake/mod.rs"]

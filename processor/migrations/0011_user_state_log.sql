@@ -8,10 +8,13 @@
 
 -- One sequence per partition number: every checkpoint of that number moves it by one
 -- from the value its instance loaded (the fence), and it numbers the log rows.
+-- copied_seq: the sequence up to which the users' recent products are copied to
+-- user_activity (an instance that loads a number behind it copies them all again).
 create table partition_state (
-    group_id  text   not null,
-    partition int    not null,
-    seq       bigint not null,
+    group_id   text   not null,
+    partition  int    not null,
+    seq        bigint not null,
+    copied_seq bigint not null default 0,
     primary key (group_id, partition)
 );
 
@@ -24,9 +27,12 @@ create table user_state_log (
     states    bytea   not null,
     primary key (group_id, partition, seq)
 );
+-- Rows are zstd-compressed by the processor: stored as they are, out of line.
+alter table user_state_log alter column states set storage external;
 
 -- What remains of user_activity is what the recommendations API reads: each user's
--- recent products, and the time of their newest event (for pruning).
+-- recent products, and the time of their newest event (for pruning), copied from the
+-- users' state at most once per recommendations.publish_interval_secs.
 alter table user_activity add column last_ms bigint;
 update user_activity set last_ms = times[cardinality(times)];
 alter table user_activity drop column times, drop column version;

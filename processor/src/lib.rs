@@ -21,6 +21,7 @@
 
 pub mod aggregate;
 pub mod catalog;
+pub mod compressed;
 pub mod config;
 pub mod copartition;
 pub mod dead_letter;

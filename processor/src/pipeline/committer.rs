@@ -98,6 +98,11 @@ pub(super) struct Committer {
     pub(super) live_lagging: bool,
     pub(super) dead_letter_waker: Option<Arc<tokio::sync::Notify>>,
     pub(super) active_users: Option<Arc<ActiveUsers>>,
+    /// Users whose recent products changed since they were last copied to
+    /// `user_activity`, with their partition number.
+    pub(super) recent_changed: HashMap<String, i32>,
+    /// When they were last copied.
+    pub(super) recent_copied_at: Instant,
 }
 
 impl Committer {
@@ -155,6 +160,7 @@ impl Committer {
         }
         match &result {
             Ok(_) => {
+                self.copy_recent_products(false).await;
                 // The marker is the whole view's: one group looks after it.
                 if self.group == 0 {
                     self.check_live_marker().await;
@@ -167,6 +173,67 @@ impl Committer {
             Err(_) => self.live_lagging = true,
         }
         (self, result)
+    }
+
+    /// Copies the recent products of the users whose products changed to
+    /// `user_activity` (what the recommendations API and publisher read), at most once
+    /// per `recommendations.publish_interval_secs` unless `now`, and notes the users for
+    /// the publisher. So a user's row is written once per interval, not at every
+    /// checkpoint that counts one of their events; a copy that fails is tried again.
+    pub(super) async fn copy_recent_products(&mut self, now: bool) {
+        if self.recent_changed.is_empty()
+            || (!now && self.recent_copied_at.elapsed() < self.settings.recommendations_interval)
+        {
+            return;
+        }
+        let started = Instant::now();
+        // Users of a partition number revoked meanwhile are copied by its new owner.
+        let users = &self.users;
+        self.recent_changed
+            .retain(|member, number| users.get(*number, member).is_some());
+        let mut rows: Vec<(i32, &str, &crate::recommend::Recent, i64)> = self
+            .recent_changed
+            .iter()
+            .filter_map(|(member, number)| {
+                let state = users.get(*number, member)?;
+                Some((*number, member.as_str(), &state.recent, state.newest_ms()))
+            })
+            .collect();
+        rows.sort_unstable_by_key(|row| row.1);
+        let numbers = users.sequences();
+        let group = &self.settings.kafka.group_id;
+        let stale = match self
+            .store
+            .write_recent_products(group, &numbers, &rows)
+            .await
+        {
+            Ok(stale) => stale,
+            Err(e) => {
+                tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or(""), users = rows.len(),
+                    "copying recent products to user_activity failed; tried again after the next checkpoint");
+                return;
+            }
+        };
+        rows.retain(|row| !stale.contains(&row.0));
+        metrics::histogram!("processor_recent_products_copy_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if let Some(active) = &self.active_users {
+            let refused = active.add(rows.iter().map(|row| row.1));
+            if refused > 0 {
+                metrics::counter!("processor_recommendations_dropped_total")
+                    .increment(refused as u64);
+            }
+        }
+        self.recent_changed.clear();
+        self.recent_copied_at = Instant::now();
+        // Another instance committed these numbers' users: this state is stale.
+        for number in stale {
+            tracing::info!(
+                number,
+                "partition number committed elsewhere; its users' state is loaded again"
+            );
+            self.users.forget(number);
+        }
     }
 
     /// Loads the users' state of the partition numbers in `numbers` not held yet.
@@ -185,6 +252,15 @@ impl Committer {
                 .load_users(&self.settings.kafka.group_id, number)
                 .await?;
             metrics::counter!("processor_user_state_loads_total").increment(1);
+            if loaded.copied_seq < loaded.seq {
+                // Some changes were never copied (a crash, a predecessor paused or
+                // revoked before its copy): copy every user's products again.
+                for (member, state) in &loaded.users {
+                    if !state.recent.viewed.is_empty() || !state.recent.bought.is_empty() {
+                        self.recent_changed.insert(member.clone(), number);
+                    }
+                }
+            }
             tracing::debug!(
                 number,
                 seq = loaded.seq,
@@ -238,6 +314,13 @@ impl Committer {
                         recent: rollup.recent.get(member).cloned().unwrap_or_default(),
                     }
                 };
+                if !state.recent.viewed.is_empty() || !state.recent.bought.is_empty() {
+                    if let Some(n) = self.recent_changed.get_mut(member) {
+                        *n = number;
+                    } else {
+                        self.recent_changed.insert(member.to_owned(), number);
+                    }
+                }
                 changed.push((member.to_owned(), state));
             }
             let owned = self.users.number_mut(number);
@@ -342,18 +425,6 @@ impl Committer {
         phase_done("commit", &mut phase);
         let mut rollup = written.rollup;
         let committed = written.committed;
-        if let Some(active) = &self.active_users {
-            let users = rollup
-                .recent
-                .iter()
-                .filter(|(_, r)| !r.viewed.is_empty() || !r.bought.is_empty())
-                .map(|(u, _)| u.as_str());
-            let refused = active.add(users);
-            if refused > 0 {
-                metrics::counter!("processor_recommendations_dropped_total")
-                    .increment(refused as u64);
-            }
-        }
         let users: Vec<(i32, &str)> = events
             .iter()
             .filter_map(|e| Some((e.source.partition, e.event.common().identity()?)))

@@ -275,6 +275,8 @@ impl Pipeline {
                 watermarks: HashMap::new(),
                 committed_members: CommittedMembers::default(),
                 users: OwnedUsers::default(),
+                recent_changed: HashMap::new(),
+                recent_copied_at: Instant::now(),
                 live_lagging: true,
                 dead_letter_waker: None,
                 active_users: None,
@@ -381,7 +383,8 @@ impl Pipeline {
         for group in &mut self.groups {
             let batch = std::mem::take(&mut group.batch);
             if let Some(committer) = group.committer.take() {
-                let (committer, outcome) = committer.run(batch).await;
+                let (mut committer, outcome) = committer.run(batch).await;
+                committer.copy_recent_products(true).await;
                 group.committer = Some(committer);
                 if let (Err(e), Ok(())) = (outcome, &result) {
                     result = Err(e);

@@ -1,5 +1,6 @@
-//! The users whose recommendations are due: noted by the consume loop at each
-//! checkpoint ([`crate::pipeline`]), taken by the [`super::publisher`] each round. Kept
+//! The users whose recommendations are due: noted by the checkpoint stage when it
+//! copies their recent products ([`crate::pipeline`]), taken by the
+//! [`super::publisher`] each round. Kept
 //! apart from both so that neither depends on the other.
 
 use std::collections::HashSet;

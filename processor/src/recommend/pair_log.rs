@@ -32,29 +32,10 @@ const FORMAT_V1: u8 = 1;
 const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
 
 /// Decompresses a row's frame, at most [`MAX_DECOMPRESSED_BYTES`].
-///
-/// Streamed, so memory grows with what the frame really holds: `zstd::bulk` reserves
-/// its whole bound up front when a frame does not declare its size, 256 MiB for a
-/// damaged row of a few bytes. The window is capped as well ([`MAX_WINDOW_LOG`]).
-fn decompress(compressed: &[u8]) -> Result<Vec<u8>, Corrupt> {
-    use std::io::Read;
-    let not_zstd = |_| Corrupt("not a zstd frame within the size bound");
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(compressed).map_err(not_zstd)?;
-    decoder.window_log_max(MAX_WINDOW_LOG).map_err(not_zstd)?;
-    let mut body = Vec::new();
-    decoder
-        .take(MAX_DECOMPRESSED_BYTES as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(not_zstd)?;
-    if body.len() > MAX_DECOMPRESSED_BYTES {
-        return Err(Corrupt("not a zstd frame within the size bound"));
-    }
-    Ok(body)
+fn decompress(frame: &[u8]) -> Result<Vec<u8>, Corrupt> {
+    crate::compressed::decompress(frame, MAX_DECOMPRESSED_BYTES)
+        .map_err(|_| Corrupt("not a zstd frame within the size bound"))
 }
-
-/// The largest zstd window a row may use, as a power of two: 8 MiB. [`PairSums::encode`] writes
-/// at level 1, whose window is at most 512 KiB (2¹⁹).
-const MAX_WINDOW_LOG: u32 = 23;
 
 /// A `pair_log` row that cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -136,7 +117,7 @@ impl PairSums {
         body.extend_from_slice(&count.to_le_bytes());
         body.extend_from_slice(&body_pairs);
         // Level 1: the row is written once and read once; speed matters more than size.
-        let compressed = zstd::bulk::compress(&body, 1).ok()?;
+        let compressed = crate::compressed::compress(&body)?;
         let mut bytes = Vec::with_capacity(1 + compressed.len());
         bytes.push(FORMAT_V1);
         bytes.extend_from_slice(&compressed);

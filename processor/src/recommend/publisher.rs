@@ -1,6 +1,7 @@
 //! Publishing the recommendations of recently active users, off the checkpoint path.
 //!
-//! Checkpoints only note which users they touched ([`ActiveUsers::add`]); every
+//! The checkpoint stage notes the users whose recent products it copied to
+//! `user_activity` ([`ActiveUsers::add`], at most once per interval); every
 //! `recommendations.publish_interval_secs` the publisher computes the recommendations of
 //! all of them from committed state (the pair deltas folded first, [`super::fold`]), a
 //! few thousand users per statement, and produces one

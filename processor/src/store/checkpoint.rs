@@ -14,7 +14,7 @@
 //! 3. per partition, one `dedup_log` row with the keys of the events now counted
 //!    ([`crate::dedup`]: the de-duplication lookup itself is in memory);
 //! 4. per partition number, one `user_state_log` row with the state of the users it
-//!    changed, and the users' recent products the recommendations API reads;
+//!    changed;
 //! 5. the partitions' watermarks, and the outbox rows naming the (minute, partition)
 //!    pairs whose Redis view must be written.
 //!
@@ -26,10 +26,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::time::Instant;
 
-use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
-use super::{copy_into_temporary, user_state, Committed, OffsetRange, Store, UserStates};
+use super::{user_state, Committed, OffsetRange, Store, UserStates};
 use crate::aggregate::{Rollup, TopicPartition};
 use crate::dead_letter::DeadLetter;
 use crate::dedup::{self, PartitionIds};
@@ -385,7 +384,6 @@ where
         })
         .collect();
     timed("user_state", user_state::write_log(tx, group, &rows)).await?;
-    timed("recent_products", write_recent_products(tx, &rollup)).await?;
     let mut committed = Committed::default();
 
     let (m, t, p, k, v) = unzip5(rollup.counts.iter().map(|((minute, tp, metric), delta)| {
@@ -578,50 +576,6 @@ fn log_rows(
             Some((number, current.log_row(changed.iter().copied(), cutoff_ms)))
         })
         .collect()
-}
-
-/// Keeps what the recommendations API reads of the users `rollup` touched: their
-/// recent products and newest event time (`user_activity`).
-async fn write_recent_products(tx: &Transaction<'_>, rollup: &Rollup) -> Result<(), Error> {
-    if rollup.recent.is_empty() {
-        return Ok(());
-    }
-    let writer = copy_into_temporary(
-        tx,
-        "recent_products_in",
-        "member text, viewed text[], bought text[], last_ms bigint",
-        &[Type::TEXT, Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::INT8],
-    )
-    .await?;
-    let mut writer = std::pin::pin!(writer);
-    let mut members: Vec<&String> = rollup.recent.keys().collect();
-    // Sorted, so that two writers lock rows in the same order.
-    members.sort_unstable();
-    for member in members {
-        let recent = &rollup.recent[member];
-        if recent.viewed.is_empty() && recent.bought.is_empty() {
-            continue;
-        }
-        let last: Option<i64> = rollup
-            .activity
-            .get(member)
-            .and_then(|a| a.times().last().copied());
-        writer
-            .as_mut()
-            .write(&[member, &recent.viewed, &recent.bought, &last])
-            .await?;
-    }
-    writer.finish().await?;
-    tx.execute(
-        "insert into user_activity (member, viewed, bought, last_ms)
-         select member, viewed, bought, last_ms from recent_products_in order by member
-         on conflict (member) do update
-         set viewed = excluded.viewed, bought = excluded.bought,
-             last_ms = greatest(user_activity.last_ms, excluded.last_ms)",
-        &[],
-    )
-    .await?;
-    Ok(())
 }
 
 type Columns5<'a> = (Vec<i64>, Vec<&'a str>, Vec<i32>, Vec<&'a str>, Vec<i64>);

@@ -168,6 +168,85 @@ impl Store {
             .collect())
     }
 
+    /// Copies users' recent products and newest event times (`(number, user, recent,
+    /// newest Unix ms)`) to `user_activity`, what the recommendations API and publisher
+    /// read, for the partition numbers still at the sequence this instance holds
+    /// (`numbers`: `(number, seq)`, every number the instance holds): their sequences
+    /// are locked until the copy commits, so that no other instance's state of the same
+    /// users is copied in between, and their `copied_seq` moves to `seq`. Returns the
+    /// numbers another instance committed meanwhile, whose users were left out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`].
+    pub async fn write_recent_products(
+        &mut self,
+        group: &str,
+        numbers: &[(i32, i64)],
+        users: &[(i32, &str, &Recent, i64)],
+    ) -> Result<Vec<i32>, Error> {
+        let tx = self.client.transaction().await?;
+        let parts: Vec<i32> = numbers.iter().map(|n| n.0).collect();
+        let mut current: HashMap<i32, i64> = HashMap::new();
+        for row in tx
+            .query(
+                "select partition, seq from partition_state
+                 where group_id = $1 and partition = any($2) order by partition for share",
+                &[&group, &parts],
+            )
+            .await?
+        {
+            current.insert(row.get(0), row.get(1));
+        }
+        let stale: Vec<i32> = numbers
+            .iter()
+            .filter(|(n, seq)| current.get(n) != Some(seq))
+            .map(|n| n.0)
+            .collect();
+        let writer = copy_into_temporary(
+            &tx,
+            "recent_products_in",
+            "member text, viewed text[], bought text[], last_ms bigint",
+            &[Type::TEXT, Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::INT8],
+        )
+        .await?;
+        let mut writer = std::pin::pin!(writer);
+        for (number, member, recent, last_ms) in users {
+            if stale.contains(number) {
+                continue;
+            }
+            writer
+                .as_mut()
+                .write(&[member, &recent.viewed, &recent.bought, last_ms])
+                .await?;
+        }
+        writer.finish().await?;
+        // Sorted, so that two writers lock rows in the same order.
+        tx.execute(
+            "insert into user_activity (member, viewed, bought, last_ms)
+             select member, viewed, bought, last_ms from recent_products_in order by member
+             on conflict (member) do update
+             set viewed = excluded.viewed, bought = excluded.bought,
+                 last_ms = greatest(user_activity.last_ms, excluded.last_ms)",
+            &[],
+        )
+        .await?;
+        let (copied, seqs): (Vec<i32>, Vec<i64>) = numbers
+            .iter()
+            .filter(|(n, _)| !stale.contains(n))
+            .copied()
+            .unzip();
+        tx.execute(
+            "update partition_state p set copied_seq = n.seq
+             from unnest($2::int[], $3::bigint[]) as n(partition, seq)
+             where p.group_id = $1 and p.partition = n.partition",
+            &[&group, &copied, &seqs],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(stale)
+    }
+
     /// The recent products of each of `users` that was ever counted.
     async fn recent_products(&self, users: &[&str]) -> Result<Vec<(String, Recent)>, Error> {
         let rows = self

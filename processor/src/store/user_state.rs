@@ -8,8 +8,9 @@ use crate::error::Error;
 use crate::user_state::{LogRow, PartitionUsers};
 
 impl Store {
-    /// The committed state of the users of partition number `number`: its sequence,
-    /// the last snapshot and the rows after it, read in one snapshot of the database.
+    /// The committed state of the users of partition number `number`: its sequence
+    /// (and how far its recent products are copied), the last snapshot and the rows
+    /// after it, read in one snapshot of the database.
     ///
     /// # Errors
     ///
@@ -22,13 +23,13 @@ impl Store {
             .read_only(true)
             .start()
             .await?;
-        let seq: i64 = tx
+        let (seq, copied_seq): (i64, i64) = tx
             .query_opt(
-                "select seq from partition_state where group_id = $1 and partition = $2",
+                "select seq, copied_seq from partition_state where group_id = $1 and partition = $2",
                 &[&group, &number],
             )
             .await?
-            .map_or(0, |r| r.get(0));
+            .map_or((0, 0), |r| (r.get(0), r.get(1)));
         let rows = tx
             .query(
                 "select snapshot, states from user_state_log
@@ -41,8 +42,10 @@ impl Store {
             )
             .await?;
         tx.commit().await?;
-        PartitionUsers::from_log(seq, rows.iter().map(|r| (r.get(0), r.get(1))))
-            .map_err(|e| Error::Corrupt(format!("{e} (partition number {number})")))
+        let mut users = PartitionUsers::from_log(seq, rows.iter().map(|r| (r.get(0), r.get(1))))
+            .map_err(|e| Error::Corrupt(format!("{e} (partition number {number})")))?;
+        users.copied_seq = copied_seq;
+        Ok(users)
     }
 }
 

@@ -1,22 +1,30 @@
 //! The row format of `user_state_log`: the state of a set of users, one entry each.
 //!
 //! ```text
-//! blob  := FORMAT_V1 entry*
+//! row   := FORMAT_V1 body | FORMAT_ZSTD zstd-frame(body)
+//! body  := entry*
 //! entry := str(member) varint(n) zigzag(t0) zigzag(t1 - t0) … zigzag(tn-1 - tn-2)
 //!          varint(k) str(viewed)*k varint(j) str(bought)*j
 //! str   := varint(len) utf8-bytes
 //! ```
 //!
 //! Times are sorted, so their differences are small: about two bytes a time instead of
-//! eight. Every length is checked against the bytes left before anything is reserved,
-//! so a corrupt or hostile row can never make the reader allocate more than the row
-//! holds. This file depends on nothing else in the processor: the fuzz targets
-//! (`fuzz/`) compile it on its own.
+//! eight; product ids repeat across users, which zstd takes care of. Every length is
+//! checked against the bytes left before anything is reserved, so a corrupt or hostile
+//! row can never make the reader allocate more than the row holds (decompressed within
+//! a bound). This file depends only on [`crate::compressed`]: the fuzz targets (`fuzz/`)
+//! compile the two on their own.
 
 use std::fmt;
 
-/// The first byte of every row.
+/// The first byte of a row whose body follows as it is.
 pub const FORMAT_V1: u8 = 1;
+
+/// The first byte of a row whose body follows as a zstd frame.
+pub const FORMAT_ZSTD: u8 = 2;
+
+/// The largest body a row may hold once decompressed: PostgreSQL's bound on a value.
+pub const MAX_BODY_BYTES: usize = 1 << 30;
 
 /// One user's stored state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,7 +89,7 @@ impl Encoder {
         self.users
     }
 
-    /// Bytes so far.
+    /// Bytes so far, uncompressed.
     pub fn len(&self) -> usize {
         self.buf.len()
     }
@@ -91,8 +99,21 @@ impl Encoder {
         self.users == 0
     }
 
-    /// The row.
+    /// The row, compressed ([`FORMAT_ZSTD`]) unless that fails.
     pub fn finish(self) -> Vec<u8> {
+        match crate::compressed::compress(&self.buf[1..]) {
+            Some(frame) => {
+                let mut row = Vec::with_capacity(frame.len() + 1);
+                row.push(FORMAT_ZSTD);
+                row.extend_from_slice(&frame);
+                row
+            }
+            None => self.buf,
+        }
+    }
+
+    /// The row uncompressed ([`FORMAT_V1`]).
+    pub fn finish_uncompressed(self) -> Vec<u8> {
         self.buf
     }
 }
@@ -104,12 +125,21 @@ impl Encoder {
 /// [`Corrupt`] for an unknown format, a truncated entry, a length past the end or a
 /// string that is not UTF-8.
 pub fn decode(row: &[u8]) -> Result<Vec<(String, StoredUser)>, Corrupt> {
-    let Some((&format, mut rest)) = row.split_first() else {
+    let Some((&format, rest)) = row.split_first() else {
         return Err(Corrupt("empty"));
     };
-    if format != FORMAT_V1 {
-        return Err(Corrupt("unknown format"));
+    match format {
+        FORMAT_V1 => decode_body(rest),
+        FORMAT_ZSTD => {
+            let body = crate::compressed::decompress(rest, MAX_BODY_BYTES)
+                .map_err(|_| Corrupt("not a zstd frame within the size bound"))?;
+            decode_body(&body)
+        }
+        _ => Err(Corrupt("unknown format")),
     }
+}
+
+fn decode_body(mut rest: &[u8]) -> Result<Vec<(String, StoredUser)>, Corrupt> {
     let mut users = Vec::new();
     while !rest.is_empty() {
         let member = take_str(&mut rest)?;
@@ -210,12 +240,41 @@ mod tests {
         }
     }
 
-    fn encode(users: &[(String, StoredUser)]) -> Vec<u8> {
+    fn encoder(users: &[(String, StoredUser)]) -> Encoder {
         let mut encoder = Encoder::default();
         for (member, u) in users {
             encoder.push(member, &u.times, &u.viewed, &u.bought);
         }
-        encoder.finish()
+        encoder
+    }
+
+    fn encode(users: &[(String, StoredUser)]) -> Vec<u8> {
+        encoder(users).finish_uncompressed()
+    }
+
+    #[test]
+    fn repeated_product_ids_are_compressed() {
+        let viewed: Vec<String> = (0..20).map(|i| format!("sku-{i:05}")).collect();
+        let users: Vec<(String, StoredUser)> = (0..1_000)
+            .map(|u| {
+                let user = StoredUser {
+                    times: vec![1_780_000_000_000 + u],
+                    viewed: viewed.clone(),
+                    bought: Vec::new(),
+                };
+                (format!("user-{u}"), user)
+            })
+            .collect();
+        let plain = encode(&users);
+        let compressed = encoder(&users).finish();
+        assert_eq!(compressed[0], FORMAT_ZSTD);
+        assert!(
+            compressed.len() * 10 < plain.len(),
+            "{} of {}",
+            compressed.len(),
+            plain.len()
+        );
+        assert_eq!(decode(&compressed).expect("a valid row"), users);
     }
 
     #[test]
@@ -254,6 +313,10 @@ mod tests {
         );
         assert_eq!(decode(&[]), Err(Corrupt("empty")));
         assert_eq!(decode(&[9]), Err(Corrupt("unknown format")));
+        assert_eq!(
+            decode(&[FORMAT_ZSTD, 1, 2, 3]),
+            Err(Corrupt("not a zstd frame within the size bound"))
+        );
         // A count of 2^60 times in a 12-byte row is refused before anything is reserved.
         let mut huge = vec![FORMAT_V1, 1, b'u'];
         put_varint(&mut huge, 1 << 60);
@@ -288,7 +351,8 @@ mod tests {
                     (m, StoredUser { times, viewed, bought })
                 })
                 .collect();
-            prop_assert_eq!(decode(&encode(&users)).expect("a valid row"), users);
+            prop_assert_eq!(&decode(&encode(&users)).expect("a valid row"), &users);
+            prop_assert_eq!(decode(&encoder(&users).finish()).expect("a valid row"), users);
         }
     }
 }

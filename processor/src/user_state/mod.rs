@@ -102,6 +102,13 @@ impl OwnedUsers {
         self.numbers.remove(&number);
     }
 
+    /// `(number, seq)` of every number held, sorted.
+    pub fn sequences(&self) -> Vec<(i32, i64)> {
+        let mut numbers: Vec<(i32, i64)> = self.numbers.iter().map(|(n, u)| (*n, u.seq)).collect();
+        numbers.sort_unstable();
+        numbers
+    }
+
     /// Users held, over all numbers.
     pub fn users(&self) -> usize {
         self.numbers.values().map(|n| n.users.len()).sum()
@@ -113,6 +120,9 @@ impl OwnedUsers {
 pub struct PartitionUsers {
     /// The number's sequence this state is at (0: nothing was ever committed).
     pub seq: i64,
+    /// The sequence up to which the users' recent products were copied to
+    /// `user_activity` when it was loaded.
+    pub copied_seq: i64,
     /// The users, by id.
     pub users: HashMap<String, UserState>,
     /// Bytes of the rows written after the last snapshot.
@@ -175,11 +185,12 @@ impl PartitionUsers {
         for (member, activity, recent) in changed.clone() {
             encode_into(member, activity, recent, &mut delta);
         }
+        let delta = delta.finish();
         let threshold = self.snapshot_bytes.max(MIN_LOG_BYTES_BEFORE_SNAPSHOT);
         if self.log_bytes + delta.len() <= threshold {
             return LogRow {
                 snapshot: false,
-                bytes: delta.finish(),
+                bytes: delta,
                 cutoff_ms,
             };
         }
@@ -283,8 +294,15 @@ mod tests {
     #[test]
     fn a_snapshot_follows_once_the_log_outweighs_it_and_leaves_out_expired_users() {
         let mut users = PartitionUsers::default();
-        // About 700 KB a row: the second takes the log past the minimum size.
-        let long: Vec<i64> = (0..700_000).collect();
+        // Gaps zstd cannot shrink, about 750 KB a row: the second takes the log past
+        // the minimum size.
+        let mut t = 10i64;
+        let long: Vec<i64> = (0..250_000u64)
+            .map(|i| {
+                t += (i.wrapping_mul(6_364_136_223_846_793_005) >> 44) as i64 + 1;
+                t
+            })
+            .collect();
         let first = commit(
             &mut users,
             &[("old", state(&[5], &[])), ("big", state(&long, &[]))],
