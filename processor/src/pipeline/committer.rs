@@ -282,20 +282,21 @@ impl Committer {
         written: &[(i32, crate::user_state::LogRow)],
         fenced: &[i32],
     ) {
-        let mut by_number: HashMap<i32, Vec<&str>> = HashMap::new();
-        let mut numbers_of: HashMap<&str, usize> = HashMap::new();
-        for &(number, user) in users {
-            let members = by_number.entry(number).or_default();
-            if !members.contains(&user) {
-                members.push(user);
-                *numbers_of.entry(user).or_default() += 1;
-            }
+        let mut pairs: Vec<(i32, &str)> = users.to_vec();
+        pairs.sort_unstable();
+        pairs.dedup();
+        // Under how many numbers each user is (one, unless a producer keyed otherwise):
+        // the state is moved out of the rollup for the last of them, cloned before.
+        let mut numbers_of: HashMap<&str, usize> = HashMap::with_capacity(pairs.len());
+        for &(_, user) in &pairs {
+            *numbers_of.entry(user).or_default() += 1;
         }
         for &number in fenced {
             let row = written.iter().find(|(n, _)| *n == number).map(|(_, r)| r);
-            let members = by_number.remove(&number).unwrap_or_default();
-            let mut changed = Vec::with_capacity(members.len());
-            for member in members {
+            let from = pairs.partition_point(|p| p.0 < number);
+            let to = pairs.partition_point(|p| p.0 <= number);
+            let mut changed = Vec::with_capacity(to - from);
+            for &(_, member) in &pairs[from..to] {
                 let Some(activity) = rollup.activity.get(member) else {
                     continue;
                 };
@@ -477,6 +478,7 @@ impl Committer {
         self.gauges
             .committed_members
             .set(self.group, self.committed_members.len());
+        phase_done("state", &mut phase);
         let live_written = self
             .live
             .write(&committed, &versions, &rollup.members)
