@@ -105,7 +105,9 @@ impl ConsumerContext for GroupContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if !matches!(rebalance, Rebalance::Error(_)) {
+        // Only consumers that check co-partitioning (not the search indexer) ask for the
+        // whole assignment.
+        if !self.copartitioned.is_empty() && !matches!(rebalance, Rebalance::Error(_)) {
             match consumer.assignment() {
                 Ok(assignment) => self.check_copartitions(&assignment),
                 Err(e) => tracing::debug!(error = %e, "assignment unknown"),
