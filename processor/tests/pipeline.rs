@@ -228,6 +228,14 @@ async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
     let chunks: Vec<&[storefront::Record]> =
         day.records.chunks(day.records.len() / 4 + 1).collect();
     assert_eq!(chunks.len(), 4);
+    // Snapshots of the users' state as often as they may be (whenever the log since
+    // the last one outweighs it), so that the kills hit them and the restarts load
+    // them.
+    let mut search_env = search_env;
+    search_env.push((
+        "PROCESSOR_CHECKPOINT__USER_STATE_SNAPSHOT_MIN_KIB".to_owned(),
+        "0".to_owned(),
+    ));
     let mut p = scenario.start_ready("kill-0", &as_env(&search_env)).await;
     let mut counted_before = 0;
     for (i, chunk) in chunks.iter().enumerate() {
@@ -266,6 +274,20 @@ async fn kill_9_three_times_mid_stream_loses_and_double_counts_nothing() {
     assert_eq!(ids.len(), day.expected.dead_letters, "{letters:?}");
     // The search index: replays after the kills overwrote documents, never added any.
     assert_indexed(&index, &scenario, &day.expected).await;
+    assert!(
+        scenario.rows("user_state_log where snapshot").await > 0,
+        "the users' state was snapshotted"
+    );
+    assert_eq!(
+        scenario
+            .rows(
+                "user_state_log l where seq < (select max(seq) from user_state_log s
+                 where s.group_id = l.group_id and s.partition = l.partition and s.snapshot)"
+            )
+            .await,
+        0,
+        "a snapshot deletes the rows before it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -253,6 +253,10 @@ pub struct CheckpointConfig {
     /// them (isolated one by one); a checkpoint that would dead-letter more stops the
     /// processor instead: so many refusals point at the database, not at the records.
     pub max_isolated_records: usize,
+    /// Log written for a partition number's users' state since its last snapshot, at
+    /// least, before the next log row is a snapshot (KiB; the log may also grow to the
+    /// snapshot's own size). Smaller: faster loads after a rebalance, more rewriting.
+    pub user_state_snapshot_min_kib: usize,
     /// Partition groups (1..=64): partition `p` of every topic belongs to group
     /// `p % groups`, and each group checkpoints on its own PostgreSQL connection, side
     /// by side with the others.
@@ -271,6 +275,7 @@ impl Default for CheckpointConfig {
             max_pending_events: 50_000,
             max_pending_bytes: 64 << 20,
             max_isolated_records: 100,
+            user_state_snapshot_min_kib: 1024,
             groups: 2,
             initial_backoff_ms: 200,
             max_backoff_ms: 10_000,

@@ -261,6 +261,10 @@ impl ProcessorConfig {
             max_pending_events: self.checkpoint.max_pending_events,
             max_pending_bytes: self.checkpoint.max_pending_bytes,
             max_isolated_records: self.checkpoint.max_isolated_records,
+            user_state_snapshot_min_bytes: self
+                .checkpoint
+                .user_state_snapshot_min_kib
+                .saturating_mul(1024),
             checkpoint_groups: self.checkpoint.groups,
             checkpoint_backoff: Backoff {
                 initial: Duration::from_millis(self.checkpoint.initial_backoff_ms),
@@ -519,6 +523,8 @@ pub struct Settings {
     pub max_pending_bytes: usize,
     /// Records one checkpoint may isolate and dead-letter after PostgreSQL refused them.
     pub max_isolated_records: usize,
+    /// Log bytes of a partition number's users' state before a snapshot, at least.
+    pub user_state_snapshot_min_bytes: usize,
     /// Partition groups checkpointing side by side.
     pub checkpoint_groups: usize,
     /// Backoff after failed checkpoints.

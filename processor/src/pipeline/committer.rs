@@ -400,6 +400,7 @@ impl Committer {
         phase_done("fence", &mut phase);
         let write_settings = WriteSettings {
             user_cutoff_ms: now_ms().saturating_sub(settings.session_retention_ms),
+            snapshot_min_bytes: settings.user_state_snapshot_min_bytes,
         };
         let (written, refused) = write_isolating(
             &mut checkpoint,

@@ -342,6 +342,8 @@ pub struct WriteSettings {
     /// A snapshot of a partition number's users leaves out those whose newest event
     /// is before this (Unix ms).
     pub user_cutoff_ms: i64,
+    /// Log bytes of a number's users' state before a snapshot, at least.
+    pub snapshot_min_bytes: usize,
 }
 
 /// The data part of a checkpoint (see [`Checkpoint::write`]).
@@ -375,7 +377,7 @@ where
     let rollup = aggregate(states);
     metrics::histogram!("processor_checkpoint_phase_seconds", "phase" => "aggregate")
         .record(started.elapsed().as_secs_f64());
-    let logs = log_rows(users, owned, &rollup, settings.user_cutoff_ms);
+    let logs = log_rows(users, owned, &rollup, settings);
     let rows: Vec<(i32, i64, &LogRow)> = logs
         .iter()
         .map(|(number, row)| {
@@ -548,7 +550,7 @@ fn log_rows(
     users: &[(i32, &str)],
     owned: &OwnedUsers,
     rollup: &Rollup,
-    cutoff_ms: i64,
+    settings: &WriteSettings,
 ) -> Vec<(i32, LogRow)> {
     let mut by_number: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
     for &(number, user) in users {
@@ -573,7 +575,14 @@ fn log_rows(
                 return None;
             }
             let current = owned.number(number).unwrap_or(&empty_users);
-            Some((number, current.log_row(changed.iter().copied(), cutoff_ms)))
+            Some((
+                number,
+                current.log_row(
+                    changed.iter().copied(),
+                    settings.user_cutoff_ms,
+                    settings.snapshot_min_bytes,
+                ),
+            ))
         })
         .collect()
 }

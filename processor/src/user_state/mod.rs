@@ -41,10 +41,6 @@ use crate::recommend::Recent;
 use crate::sessions::Activity;
 use codec::{Corrupt, Encoder};
 
-/// Log bytes written since a snapshot that make the next row a snapshot, at least
-/// (below this a snapshot is not worth its rewrite).
-const MIN_LOG_BYTES_BEFORE_SNAPSHOT: usize = 1 << 20;
-
 /// One user's committed state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserState {
@@ -174,19 +170,20 @@ impl PartitionUsers {
     }
 
     /// The log row of a checkpoint that changes `changed` (their new state): just them,
-    /// or, once the rows since the last snapshot would outweigh it, a snapshot of every
-    /// user whose newest event is at or after `cutoff_ms`.
+    /// or, once the rows since the last snapshot would outweigh it and `min_log_bytes`,
+    /// a snapshot of every user whose newest event is at or after `cutoff_ms`.
     pub fn log_row<'u>(
         &self,
         changed: impl IntoIterator<Item = (&'u str, &'u Activity, &'u Recent)> + Clone,
         cutoff_ms: i64,
+        min_log_bytes: usize,
     ) -> LogRow {
         let mut delta = Encoder::default();
         for (member, activity, recent) in changed.clone() {
             encode_into(member, activity, recent, &mut delta);
         }
         let delta = delta.finish();
-        let threshold = self.snapshot_bytes.max(MIN_LOG_BYTES_BEFORE_SNAPSHOT);
+        let threshold = self.snapshot_bytes.max(min_log_bytes);
         if self.log_bytes + delta.len() <= threshold {
             return LogRow {
                 snapshot: false,
@@ -263,6 +260,7 @@ mod tests {
         let row = users.log_row(
             changed.iter().map(|(m, s)| (*m, &s.activity, &s.recent)),
             cutoff,
+            1 << 20,
         );
         users.committed(
             &row,
