@@ -129,10 +129,7 @@ async fn write(
         .iter()
         .filter_map(|&i| events.get(i).copied())
         .collect();
-    let users: Vec<(i32, &str)> = subset
-        .iter()
-        .filter_map(|e| Some((e.source.partition, e.event.common().identity()?)))
-        .collect();
+    let users = crate::user_state::users_of(&subset);
     checkpoint
         .write(&users, owned, settings, attempt, |states| {
             aggregate(&subset, states)

@@ -28,7 +28,7 @@ use crate::live::LiveView;
 use crate::members::CommittedMembers;
 use crate::recommend::active_users::ActiveUsers;
 use crate::store::{OffsetRange, Store, WriteSettings};
-use crate::user_state::{OwnedUsers, UserState};
+use crate::user_state::{OwnedUsers, UserState, UsersByNumber};
 
 /// What one checkpoint commits: the records read since the previous one.
 #[derive(Default)]
@@ -256,7 +256,7 @@ impl Committer {
                 // Some changes were never copied (a crash, a predecessor paused or
                 // revoked before its copy): copy every user's products again.
                 for (member, state) in &loaded.users {
-                    if !state.recent.viewed.is_empty() || !state.recent.bought.is_empty() {
+                    if !state.recent.is_empty() {
                         self.recent_changed.insert(member.clone(), number);
                     }
                 }
@@ -282,21 +282,17 @@ impl Committer {
         written: &[(i32, crate::user_state::LogRow)],
         fenced: &[i32],
     ) {
-        let mut pairs: Vec<(i32, &str)> = users.to_vec();
-        pairs.sort_unstable();
-        pairs.dedup();
+        let grouped = UsersByNumber::new(users);
         // Under how many numbers each user is (one, unless a producer keyed otherwise):
         // the state is moved out of the rollup for the last of them, cloned before.
-        let mut numbers_of: HashMap<&str, usize> = HashMap::with_capacity(pairs.len());
-        for &(_, user) in &pairs {
+        let mut numbers_of: HashMap<&str, usize> = HashMap::with_capacity(grouped.pairs().len());
+        for &(_, user) in grouped.pairs() {
             *numbers_of.entry(user).or_default() += 1;
         }
         for &number in fenced {
             let row = written.iter().find(|(n, _)| *n == number).map(|(_, r)| r);
-            let from = pairs.partition_point(|p| p.0 < number);
-            let to = pairs.partition_point(|p| p.0 <= number);
-            let mut changed = Vec::with_capacity(to - from);
-            for &(_, member) in &pairs[from..to] {
+            let mut changed = Vec::new();
+            for member in grouped.of(number) {
                 let Some(activity) = rollup.activity.get(member) else {
                     continue;
                 };
@@ -315,7 +311,7 @@ impl Committer {
                         recent: rollup.recent.get(member).cloned().unwrap_or_default(),
                     }
                 };
-                if !state.recent.viewed.is_empty() || !state.recent.bought.is_empty() {
+                if !state.recent.is_empty() {
                     if let Some(n) = self.recent_changed.get_mut(member) {
                         *n = number;
                     } else {
@@ -427,10 +423,7 @@ impl Committer {
         phase_done("commit", &mut phase);
         let mut rollup = written.rollup;
         let committed = written.committed;
-        let users: Vec<(i32, &str)> = events
-            .iter()
-            .filter_map(|e| Some((e.source.partition, e.event.common().identity()?)))
-            .collect();
+        let users = crate::user_state::users_of(&events);
         self.remember_user_states(&mut rollup, &users, &written.logs, &numbers);
         for letter in &letters {
             metrics::counter!("processor_dead_letters_total", "reason" => letter.reason.clone())

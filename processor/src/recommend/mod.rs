@@ -112,6 +112,11 @@ fn push_front(list: &mut Vec<String>, product: &str, max: usize) {
 }
 
 impl Recent {
+    /// Whether it holds no product.
+    pub fn is_empty(&self) -> bool {
+        self.viewed.is_empty() && self.bought.is_empty()
+    }
+
     /// The `(kind, product)` neighbour lists the user's recommendations draw on.
     pub fn seeds(&self) -> Vec<(&'static str, &str)> {
         let viewed = self.viewed.iter().map(|p| (CO_VIEW, p.as_str()));

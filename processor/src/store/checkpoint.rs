@@ -22,7 +22,7 @@
 //!
 //! Nothing reaches Redis before this commits; see [`crate::live`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Instant;
 
@@ -35,7 +35,7 @@ use crate::dedup::{self, PartitionIds};
 use crate::error::Error;
 use crate::recommend::Recent;
 use crate::sessions::Activity;
-use crate::user_state::{LogRow, OwnedUsers, PartitionUsers};
+use crate::user_state::{LogRow, OwnedUsers, PartitionUsers, UsersByNumber};
 
 impl Store {
     /// Starts a checkpoint: opens the transaction and moves the offsets and the
@@ -552,19 +552,14 @@ fn log_rows(
     rollup: &Rollup,
     settings: &WriteSettings,
 ) -> Vec<(i32, LogRow)> {
-    let mut by_number: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
-    for &(number, user) in users {
-        by_number.entry(number).or_default().push(user);
-    }
+    let grouped = UsersByNumber::new(users);
     let empty = Recent::default();
     let empty_users = PartitionUsers::default();
-    by_number
-        .into_iter()
-        .filter_map(|(number, mut members)| {
-            members.sort_unstable();
-            members.dedup();
-            let changed: Vec<(&str, &Activity, &Recent)> = members
-                .into_iter()
+    grouped
+        .numbers()
+        .filter_map(|number| {
+            let changed: Vec<(&str, &Activity, &Recent)> = grouped
+                .of(number)
                 .filter_map(|m| {
                     let (member, activity) = rollup.activity.get_key_value(m)?;
                     let recent = rollup.recent.get(m).unwrap_or(&empty);

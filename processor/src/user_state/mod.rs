@@ -37,6 +37,7 @@ pub mod codec;
 
 use std::collections::HashMap;
 
+use crate::aggregate::Incoming;
 use crate::recommend::Recent;
 use crate::sessions::Activity;
 use codec::{Corrupt, Encoder};
@@ -63,6 +64,50 @@ fn newest_ms(activity: &Activity) -> i64 {
 
 fn encode_into(member: &str, activity: &Activity, recent: &Recent, encoder: &mut Encoder) {
     encoder.push(member, activity.times(), &recent.viewed, &recent.bought);
+}
+
+/// The `(partition number, user)` of each of `events` that names a user.
+pub fn users_of<'a>(events: &[&'a Incoming]) -> Vec<(i32, &'a str)> {
+    events
+        .iter()
+        .filter_map(|e| Some((e.source.partition, e.event.common().identity()?)))
+        .collect()
+}
+
+/// A batch's distinct `(partition number, user)` pairs, grouped by number: each
+/// number's users are [`UsersByNumber::of`].
+#[derive(Debug)]
+pub struct UsersByNumber<'a> {
+    pairs: Vec<(i32, &'a str)>,
+}
+
+impl<'a> UsersByNumber<'a> {
+    /// Groups `users` (repeats allowed).
+    pub fn new(users: &[(i32, &'a str)]) -> Self {
+        let mut pairs = users.to_vec();
+        pairs.sort_unstable();
+        pairs.dedup();
+        UsersByNumber { pairs }
+    }
+
+    /// The numbers, in order.
+    pub fn numbers(&self) -> impl Iterator<Item = i32> + '_ {
+        self.pairs
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|chunk| chunk[0].0)
+    }
+
+    /// The users of `number`, in order.
+    pub fn of(&self, number: i32) -> impl Iterator<Item = &'a str> + '_ {
+        let from = self.pairs.partition_point(|p| p.0 < number);
+        let to = self.pairs.partition_point(|p| p.0 <= number);
+        self.pairs[from..to].iter().map(|&(_, user)| user)
+    }
+
+    /// All pairs, by number then user.
+    pub fn pairs(&self) -> &[(i32, &'a str)] {
+        &self.pairs
+    }
 }
 
 /// The users of every partition number this instance (or one partition group of it)
@@ -319,6 +364,15 @@ mod tests {
         // The next small change is a delta again: the snapshot is as large as the log.
         let third = commit(&mut users, &[("new", state(&[7], &[]))], 6);
         assert!(!third.snapshot);
+    }
+
+    #[test]
+    fn users_are_grouped_by_number_once_each() {
+        let grouped = UsersByNumber::new(&[(3, "b"), (1, "a"), (3, "a"), (3, "b"), (1, "a")]);
+        assert_eq!(grouped.numbers().collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(grouped.of(3).collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(grouped.of(1).collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(grouped.of(2).count(), 0);
     }
 
     #[test]
