@@ -147,7 +147,7 @@ impl Committer {
                 if self.catalog_updates.has_changed().unwrap_or(false) {
                     self.catalog = self.catalog_updates.borrow_and_update().clone();
                 }
-                self.checkpoint(batch).await
+                self.checkpoint(batch, &numbers).await
             }
             Err(e) => Err(e),
         };
@@ -333,14 +333,14 @@ impl Committer {
     async fn checkpoint(
         &mut self,
         batch: Batch,
+        numbers: &[i32],
     ) -> Result<HashMap<TopicPartition, OffsetRange>, Error> {
         if batch.is_empty() {
             return Ok(HashMap::new());
         }
         let started = Instant::now();
-        let batch_numbers = batch.numbers();
         let mut loading = Instant::now();
-        self.load_users(&batch_numbers).await?;
+        self.load_users(numbers).await?;
         phase_done("load_users", &mut loading);
         let Batch {
             held: pending,
@@ -384,7 +384,6 @@ impl Committer {
         };
         let events: Vec<&Incoming> = pending.iter().map(|h| &h.incoming).collect();
         let mut phase = Instant::now();
-        let numbers = batch_numbers;
         let fence: Vec<(i32, i64)> = numbers
             .iter()
             .map(|&n| (n, self.users.number(n).map_or(0, |u| u.seq)))
@@ -424,7 +423,7 @@ impl Committer {
         let mut rollup = written.rollup;
         let committed = written.committed;
         let users = crate::user_state::users_of(&events);
-        self.remember_user_states(&mut rollup, &users, &written.logs, &numbers);
+        self.remember_user_states(&mut rollup, &users, &written.logs, numbers);
         for letter in &letters {
             metrics::counter!("processor_dead_letters_total", "reason" => letter.reason.clone())
                 .increment(1);

@@ -53,14 +53,12 @@ impl std::error::Error for Corrupt {}
 #[derive(Debug)]
 pub struct Encoder {
     buf: Vec<u8>,
-    users: usize,
 }
 
 impl Default for Encoder {
     fn default() -> Self {
         Encoder {
             buf: vec![FORMAT_V1],
-            users: 0,
         }
     }
 }
@@ -81,22 +79,6 @@ impl Encoder {
                 put_str(&mut self.buf, product);
             }
         }
-        self.users += 1;
-    }
-
-    /// Users appended.
-    pub fn users(&self) -> usize {
-        self.users
-    }
-
-    /// Bytes so far, uncompressed.
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Whether no user was appended.
-    pub fn is_empty(&self) -> bool {
-        self.users == 0
     }
 
     /// The row, compressed ([`FORMAT_ZSTD`]) unless that fails.
@@ -110,11 +92,6 @@ impl Encoder {
             }
             None => self.buf,
         }
-    }
-
-    /// The row uncompressed ([`FORMAT_V1`]).
-    pub fn finish_uncompressed(self) -> Vec<u8> {
-        self.buf
     }
 }
 
@@ -249,7 +226,7 @@ mod tests {
     }
 
     fn encode(users: &[(String, StoredUser)]) -> Vec<u8> {
-        encoder(users).finish_uncompressed()
+        encoder(users).buf
     }
 
     #[test]
