@@ -7,6 +7,8 @@
 
 use std::time::Instant;
 
+use rdkafka::Message;
+
 use super::committer::{Batch, Committer};
 use crate::aggregate::TopicPartition;
 
@@ -57,7 +59,9 @@ impl Group {
     /// Drops what the batch being read holds of `tp`.
     pub(super) fn drop_partition(&mut self, tp: &TopicPartition) {
         self.batch.ranges.remove(tp);
-        self.batch.held.retain(|h| h.incoming.source != *tp);
+        self.batch
+            .held
+            .retain(|h| h.record.partition() != tp.partition || h.record.topic() != tp.topic);
         self.batch
             .letters
             .retain(|l| l.partition != tp.partition || l.topic != tp.topic);

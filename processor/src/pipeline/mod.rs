@@ -1,12 +1,14 @@
-//! The consume loop: read records, decode, hold them until the next checkpoint, then
-//! hand them to the checkpoint stage (`committer`), which aggregates and commits them
-//! with their offsets and then writes the live view. Decoding a record is
-//! [`crate::decode`], keeping the live view whole after a Redis loss is `live_sync`.
+//! The consume loop: read records, hold them as read until the next checkpoint, then
+//! hand them to the checkpoint stage (`committer`), which decodes, aggregates and
+//! commits them with their offsets and then writes the live view. Decoding a record is
+//! [`crate::decode`] (the loop only looks up an Avro record's writer's schema, which may
+//! mean waiting for the registry), keeping the live view whole after a Redis loss is
+//! `live_sync`.
 //!
 //! ## Checkpoints overlap reading
 //!
-//! One checkpoint is in flight at a time. While it runs, the loop goes on reading and
-//! decoding the next batch, up to `checkpoint.max_pending_events` and
+//! One checkpoint is in flight at a time. While it runs, the loop goes on reading the
+//! next batch, up to `checkpoint.max_pending_events` and
 //! `max_pending_bytes`; then it stops reading (librdkafka's own fetch queue is bounded)
 //! until the checkpoint ends, and hands the next batch over at once. So at most two
 //! batches are held, and a checkpoint always starts from what the previous one
@@ -36,7 +38,7 @@
 //! ## Records that cannot be counted
 //!
 //! A record that does not decode, or whose content breaks the contract's limits
-//! (checked here whoever produced it, with the validator's own rules:
+//! (checked at decoding whoever produced it, with the validator's own rules:
 //! [`ingest_core::model::Event::check_content`]), is dead-lettered: collected with the
 //! batch and queued in the checkpoint transaction that moves its offset, so it is
 //! dead-lettered once whatever happens (see [`crate::dead_letter`]). A record that
@@ -57,7 +59,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ingest_core::EventKind;
+use ingest_core::avro::Schema;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
@@ -65,7 +67,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 
-use crate::aggregate::{Incoming, TopicPartition};
+use crate::aggregate::TopicPartition;
 use crate::config::Settings;
 use crate::dead_letter::DeadLetter;
 use crate::decode::{Decoder, NoWriter};
@@ -110,15 +112,28 @@ struct PartitionState {
     floor: i64,
 }
 
+/// The librdkafka property bounding the records it fetches ahead of the loop.
+const FETCH_QUEUE_PROPERTY: &str = "queued.max.messages.kbytes";
+
+/// Its default here (`kafka.properties` may set another): KiB of record values fetched
+/// ahead, in the consumer's one queue of every partition. librdkafka's own default (64
+/// MiB) costs about four times that in memory (each record's bookkeeping, and the
+/// decompressed batch it shares with its neighbours), and the queue is always full
+/// while checkpoints are the narrower stage; 16 MiB is still about half a second of
+/// reading at the loop's pace.
+const DEFAULT_FETCH_QUEUE_KIB: u32 = 16 * 1024;
+
 /// Checkpoints in a row that may fail with an error calling for a halt before the loop
 /// stops with it (a transient cause gets this many chances).
 pub const HALT_AFTER_FAILURES: u32 = 3;
 
-/// A record held for the next checkpoint: as read (for the dead-letter topic, should
-/// PostgreSQL refuse it) and decoded.
+/// A record held for the next checkpoint, as read: its committer decodes it (a decoded
+/// event takes about twice the record's memory, and two batches are held at once), and
+/// it goes to the dead-letter topic as read should decoding or PostgreSQL refuse it.
 struct Held {
     record: OwnedMessage,
-    incoming: Incoming,
+    /// Its Avro writer's schema, looked up when it was read (`None`: JSON).
+    writer: Option<Arc<Schema>>,
     /// When the agent took the event (its `received_at` header, else the record's Kafka
     /// timestamp), Unix ms: the start of `processor_commit_latency_seconds`.
     accepted_ms: Option<i64>,
@@ -142,7 +157,9 @@ type Outcome = (
 /// The running consumer.
 pub struct Pipeline {
     settings: Arc<Settings>,
-    decoder: Decoder,
+    /// Shared with the committers: the loop looks up Avro writers' schemas, the
+    /// committers decode.
+    decoder: Arc<Decoder>,
     consumer: StreamConsumer<GroupContext>,
     producer: FutureProducer,
     /// The partition groups ([`group`]), each with its batch being read and its
@@ -157,9 +174,9 @@ pub struct Pipeline {
     registry_waits: HashMap<TopicPartition, registry_wait::Waiting>,
     /// Failed registry lookups in a row, per partition.
     registry_attempts: HashMap<TopicPartition, u32>,
-    /// Records decoded per event kind since the counter was last updated (once per
+    /// Records read since `processor_records_read_total` was last updated (once per
     /// tick: a registry lookup per record is measurable at these rates).
-    decoded: [u64; 4],
+    read: u64,
     health: Arc<Health>,
 }
 
@@ -171,6 +188,35 @@ pub(crate) fn client_config(settings: &Settings) -> ClientConfig {
         config.set(k, v);
     }
     config.set("bootstrap.servers", &settings.kafka.brokers);
+    config
+}
+
+/// The event topics' consumer's settings: `kafka.properties`, then what the design
+/// rests on (offsets in PostgreSQL, co-partitioned assignment), and the fetch queue's
+/// bound unless the properties set one.
+fn consumer_config(settings: &Settings) -> ClientConfig {
+    let mut config = client_config(settings);
+    if !settings.kafka.properties.contains_key(FETCH_QUEUE_PROPERTY) {
+        config.set(FETCH_QUEUE_PROPERTY, DEFAULT_FETCH_QUEUE_KIB.to_string());
+    }
+    if settings.kafka.lag_interval_ms > 0 {
+        config.set(
+            "statistics.interval.ms",
+            settings.kafka.lag_interval_ms.to_string(),
+        );
+    }
+    config
+        .set("group.id", &settings.kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        // Partition p of every event topic to one instance ([`crate::copartition`]).
+        .set("partition.assignment.strategy", "range")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            settings.kafka.session_timeout_ms.to_string(),
+        );
     config
 }
 
@@ -206,13 +252,6 @@ impl Pipeline {
             },
             catalog.clone(),
         );
-        let mut consumer_config = client_config(&settings);
-        if settings.kafka.lag_interval_ms > 0 {
-            consumer_config.set(
-                "statistics.interval.ms",
-                settings.kafka.lag_interval_ms.to_string(),
-            );
-        }
         let t = &settings.kafka.topics;
         let topics = [
             t.product_view.as_str(),
@@ -220,18 +259,7 @@ impl Pipeline {
             t.purchase.as_str(),
             t.search.as_str(),
         ];
-        let consumer: StreamConsumer<GroupContext> = consumer_config
-            .set("group.id", &settings.kafka.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            // Partition p of every event topic to one instance ([`crate::copartition`]).
-            .set("partition.assignment.strategy", "range")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                settings.kafka.session_timeout_ms.to_string(),
-            )
+        let consumer: StreamConsumer<GroupContext> = consumer_config(&settings)
             .create_with_context(
                 GroupContext::new("processor", "processor_partition_lag")
                     .checking_copartitions(&topics),
@@ -245,11 +273,11 @@ impl Pipeline {
                 settings.dead_letter_timeout.as_millis().to_string(),
             )
             .create()?;
-        let decoder = Decoder::new(
+        let decoder = Arc::new(Decoder::new(
             t,
             settings.experiment_flags.clone(),
             settings.schema_registry.as_ref(),
-        )?;
+        )?);
         let count = settings.checkpoint_groups;
         let gauges = Arc::new(committer::Gauges::new(count));
         let mut groups = Vec::with_capacity(count);
@@ -267,6 +295,7 @@ impl Pipeline {
                 gauges: gauges.clone(),
                 max_members: members::MAX_MEMBERS / count,
                 settings: settings.clone(),
+                decoder: decoder.clone(),
                 store,
                 live: live.clone(),
                 catalog: catalog.clone(),
@@ -297,7 +326,7 @@ impl Pipeline {
             stale: HashSet::new(),
             registry_waits: HashMap::new(),
             registry_attempts: HashMap::new(),
-            decoded: [0; 4],
+            read: 0,
             health,
         };
         pipeline.report_registry_waits();
@@ -378,7 +407,7 @@ impl Pipeline {
         tracing::info!(pending, "shutting down: final checkpoint");
         self.settle_all().await?;
         self.forget_revoked();
-        self.count_decoded();
+        self.count_read();
         let mut result = Ok(());
         for group in &mut self.groups {
             let batch = std::mem::take(&mut group.batch);
@@ -510,7 +539,7 @@ impl Pipeline {
     ///
     /// A checkpoint failure that calls for a halt and persisted (see [`Pipeline::run`]).
     async fn tick(&mut self) -> Result<(), Error> {
-        self.count_decoded();
+        self.count_read();
         self.resume_registry_waits();
         for group in 0..self.groups.len() {
             self.start_checkpoint(group).await?;
@@ -567,14 +596,11 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Adds the records decoded since the last call to `processor_events_total`.
-    fn count_decoded(&mut self) {
-        for kind in EventKind::ALL {
-            let n = std::mem::take(&mut self.decoded[kind.index()]);
-            if n > 0 {
-                metrics::counter!("processor_events_total", "event_type" => kind.as_str())
-                    .increment(n);
-            }
+    /// Adds the records read since the last call to `processor_records_read_total`.
+    fn count_read(&mut self) {
+        let n = std::mem::take(&mut self.read);
+        if n > 0 {
+            metrics::counter!("processor_records_read_total").increment(n);
         }
     }
 
@@ -771,14 +797,13 @@ impl Pipeline {
                 to: offset + 1,
             })
             .to = offset + 1;
-        let decoded = writer.and_then(|writer| self.decoder.decode(&message, writer.as_deref()));
-        match decoded {
-            Ok(incoming) => {
-                self.decoded[incoming.event.kind().index()] += 1;
+        self.read += 1;
+        match writer {
+            Ok(writer) => {
                 let held = Held {
                     accepted_ms: accepted_at_ms(&message),
                     record: message,
-                    incoming,
+                    writer,
                 };
                 g.pending_bytes += held.size();
                 g.batch.held.push(held);
@@ -835,4 +860,30 @@ pub(super) fn note_truncated(ids: usize) {
 /// Unix milliseconds now.
 fn now_ms() -> i64 {
     ingest_common::clock::unix_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProcessorConfig;
+
+    fn settings(properties: &[(&str, &str)]) -> Settings {
+        let mut config = ProcessorConfig::default();
+        for (k, v) in properties {
+            config
+                .kafka
+                .properties
+                .insert((*k).to_owned(), (*v).to_owned());
+        }
+        config.validate().expect("valid")
+    }
+
+    #[test]
+    fn the_fetch_queue_is_bounded_unless_the_properties_bound_it() {
+        let bounded = consumer_config(&settings(&[]));
+        assert_eq!(bounded.get(FETCH_QUEUE_PROPERTY), Some("16384"));
+        assert_eq!(bounded.get("enable.auto.commit"), Some("false"));
+        let chosen = consumer_config(&settings(&[(FETCH_QUEUE_PROPERTY, "4096")]));
+        assert_eq!(chosen.get(FETCH_QUEUE_PROPERTY), Some("4096"));
+    }
 }
