@@ -19,13 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::Message;
 use tokio::sync::{watch, Notify};
 
 use crate::config::Backoff;
 use crate::error::Error;
+use crate::record::Record;
 use crate::store::Store;
 
 /// Why a record was dead-lettered (`error_code` header, `reason` metric label).
@@ -75,15 +75,16 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// A copy of `record`, to be dead-lettered for `reason`.
-    pub fn of(record: &OwnedMessage, reason: &str, message: String) -> DeadLetter {
+    pub fn of(record: &Record, reason: &str, message: String) -> DeadLetter {
         let headers = record
             .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
+            .map(|(key, value)| {
+                (
+                    String::from_utf8_lossy(key).into_owned(),
+                    value.map(<[u8]>::to_vec),
+                )
             })
-            .unwrap_or_default();
+            .collect();
         DeadLetter {
             topic: record.topic().to_owned(),
             partition: record.partition(),

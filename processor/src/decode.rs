@@ -19,14 +19,13 @@ use ingest_core::avro::{self, RegistryClient, RegistryError, Schema};
 use ingest_core::flags::{self, EXPERIMENTS_HEADER};
 use ingest_core::model::Event;
 use ingest_core::{contract, EventKind};
-use rdkafka::message::{Headers, OwnedMessage};
-use rdkafka::Message;
 
 use crate::aggregate::{Incoming, TopicPartition};
 use crate::config::{RegistrySettings, TopicsConfig};
 use crate::dead_letter::reason;
 use crate::dedup;
 use crate::error::Error;
+use crate::record::Record;
 
 /// Why an Avro record has no writer's schema.
 #[derive(Debug)]
@@ -88,10 +87,7 @@ impl Decoder {
     /// # Errors
     ///
     /// [`NoWriter`]: the record is a dead letter, or the registry must be waited for.
-    pub async fn avro_writer(
-        &self,
-        message: &OwnedMessage,
-    ) -> Result<Option<Arc<Schema>>, NoWriter> {
+    pub async fn avro_writer(&self, message: &Record) -> Result<Option<Arc<Schema>>, NoWriter> {
         let payload = message.payload().unwrap_or_default();
         if payload.first() != Some(&avro::MAGIC_BYTE) {
             return Ok(None);
@@ -122,16 +118,13 @@ impl Decoder {
     /// The dead-letter reason code and why.
     pub fn decode(
         &self,
-        message: &OwnedMessage,
+        message: &Record,
         writer: Option<&Schema>,
     ) -> Result<Incoming, (&'static str, String)> {
         let header = |name: &str| -> Option<String> {
-            message.headers().and_then(|hs| {
-                hs.iter()
-                    .find(|h| h.key == name)
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-            })
+            message
+                .header(name)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
         };
         let kind = match header("event_type") {
             Some(name) => EventKind::from_name(&name).ok_or_else(|| {
@@ -200,7 +193,7 @@ impl Decoder {
             .as_deref()
             .and_then(parse_rfc3339_ms)
             .or_else(|| header("received_at").as_deref().and_then(parse_rfc3339_ms))
-            .or_else(|| message.timestamp().to_millis())
+            .or_else(|| message.timestamp_ms())
             .unwrap_or_else(ingest_common::clock::unix_ms);
         Ok(Incoming {
             source: TopicPartition::new(message.topic(), message.partition()),

@@ -38,6 +38,7 @@ pub mod members;
 pub mod pipeline;
 pub mod prune;
 pub mod recommend;
+pub mod record;
 pub mod report;
 pub mod search;
 pub mod sessions;

@@ -7,8 +7,6 @@
 
 use std::time::Instant;
 
-use rdkafka::Message;
-
 use super::committer::{Batch, Committer};
 use crate::aggregate::TopicPartition;
 

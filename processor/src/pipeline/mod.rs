@@ -61,7 +61,6 @@ use std::time::{Duration, Instant};
 
 use ingest_core::avro::Schema;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -77,6 +76,7 @@ use crate::group_context::GroupContext;
 use crate::live::LiveView;
 use crate::members::{self, CommittedMembers};
 use crate::recommend::active_users::ActiveUsers;
+use crate::record::{Record, TopicNames};
 use crate::store::{OffsetRange, Store};
 use crate::user_state::OwnedUsers;
 use committer::{Batch, Committer};
@@ -131,7 +131,7 @@ pub const HALT_AFTER_FAILURES: u32 = 3;
 /// event takes about twice the record's memory, and two batches are held at once), and
 /// it goes to the dead-letter topic as read should decoding or PostgreSQL refuse it.
 struct Held {
-    record: OwnedMessage,
+    record: Record,
     /// Its Avro writer's schema, looked up when it was read (`None`: JSON).
     writer: Option<Arc<Schema>>,
     /// When the agent took the event (its `received_at` header, else the record's Kafka
@@ -177,6 +177,8 @@ pub struct Pipeline {
     /// Records read since `processor_records_read_total` was last updated (once per
     /// tick: a registry lookup per record is measurable at these rates).
     read: u64,
+    /// The event topics' names, shared by the records held.
+    topic_names: TopicNames,
     health: Arc<Health>,
 }
 
@@ -327,6 +329,7 @@ impl Pipeline {
             registry_waits: HashMap::new(),
             registry_attempts: HashMap::new(),
             read: 0,
+            topic_names: TopicNames::default(),
             health,
         };
         pipeline.report_registry_waits();
@@ -385,8 +388,10 @@ impl Pipeline {
                 message = self.consumer.recv(), if !full => {
                     match message {
                         Ok(message) => {
-                            let owned = message.detach();
-                            self.handle(owned).await?;
+                            let topic = self.topic_names.get(message.topic());
+                            let record = Record::of(&message, topic);
+                            drop(message);
+                            self.handle(record).await?;
                         }
                         Err(e) => {
                             metrics::counter!("processor_kafka_errors_total").increment(1);
@@ -745,7 +750,7 @@ impl Pipeline {
     ///
     /// The failure of the checkpoint in flight, waited for before a partition's
     /// committed state is loaded, when it calls for a halt and persisted.
-    async fn handle(&mut self, message: OwnedMessage) -> Result<(), Error> {
+    async fn handle(&mut self, message: Record) -> Result<(), Error> {
         let tp = TopicPartition::new(message.topic(), message.partition());
         if self.is_waiting_for_registry(&tp) {
             // Fetched before the pause: read again once the partition resumes.
@@ -820,18 +825,12 @@ impl Pipeline {
 
 /// When the agent took a record's event: its `received_at` header, else the record's
 /// Kafka timestamp (a foreign producer's).
-fn accepted_at_ms(message: &OwnedMessage) -> Option<i64> {
-    use rdkafka::message::Headers;
-    message
-        .headers()
-        .and_then(|headers| {
-            headers
-                .iter()
-                .find(|h| h.key == "received_at")
-                .and_then(|h| std::str::from_utf8(h.value?).ok())
-                .and_then(crate::decode::parse_rfc3339_ms)
-        })
-        .or_else(|| message.timestamp().to_millis())
+fn accepted_at_ms(record: &Record) -> Option<i64> {
+    record
+        .header("received_at")
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .and_then(crate::decode::parse_rfc3339_ms)
+        .or_else(|| record.timestamp_ms())
 }
 
 /// Counts the de-duplication keys forgotten for the cap before their window ended.

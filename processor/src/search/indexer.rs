@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use hyper::Method;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -20,6 +19,7 @@ use crate::config::SearchSettings;
 use crate::decode::{Decoder, NoWriter};
 use crate::error::Error;
 use crate::group_context::GroupContext;
+use crate::record::Record;
 use crate::store::Store;
 
 /// Where the indexer reads the catalog that enriches documents.
@@ -68,12 +68,12 @@ impl Batch {
         self.next.is_empty()
     }
 
-    fn note(&mut self, message: &OwnedMessage) {
+    fn note(&mut self, message: &Record) {
         self.next.insert(
             (message.topic().to_owned(), message.partition()),
             message.offset() + 1,
         );
-        if let Some(at) = message.timestamp().to_millis() {
+        if let Some(at) = message.timestamp_ms() {
             self.oldest_ms = Some(self.oldest_ms.map_or(at, |o| o.min(at)));
             self.newest_ms = Some(self.newest_ms.map_or(at, |n| n.max(at)));
         }
@@ -162,7 +162,7 @@ impl SearchIndexer {
                 _ = sleep_until(due), if due.is_some() => true,
                 message = self.consumer.recv() => match message {
                     Ok(message) => {
-                        let message = message.detach();
+                        let message = Record::of(&message, message.topic().into());
                         if !self.add(&mut batch, &message, &catalog, &mut shutdown).await {
                             break;
                         }
@@ -256,7 +256,7 @@ impl SearchIndexer {
     async fn add(
         &self,
         batch: &mut Batch,
-        message: &OwnedMessage,
+        message: &Record,
         catalog: &Catalog,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
@@ -378,7 +378,8 @@ impl SearchIndexer {
                 () = tokio::time::sleep_until(until) => return true,
                 message = self.consumer.recv() => {
                     if let Ok(message) = message {
-                        if !self.add(batch, &message.detach(), catalog, shutdown).await {
+                        let message = Record::of(&message, message.topic().into());
+                        if !self.add(batch, &message, catalog, shutdown).await {
                             return false;
                         }
                     }
