@@ -1,7 +1,7 @@
 //! Storing a batch when PostgreSQL refuses part of it: find the records it refuses and
 //! store the rest, inside the same fenced checkpoint transaction.
 //!
-//! The content check before a record is held ([`crate::pipeline`]) stops every value
+//! The content check when a batch is decoded ([`crate::decode`]) stops every value
 //! known to be unstorable; this is the safety net for the classes nobody has found yet.
 //! When writing the batch fails with a data error ([`Disposition::Data`]: SQLSTATE class
 //! 22, 23 or 54), the batch is bisected: each half is written in a savepoint and rolled
