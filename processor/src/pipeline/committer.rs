@@ -456,7 +456,7 @@ impl Committer {
             waker.notify_one();
         }
         metrics::histogram!("processor_checkpoint_seconds").record(started.elapsed().as_secs_f64());
-        record_commit_latency(&pending);
+        record_commit_latency(held_of.iter().filter_map(|&i| pending.get(i)));
         count_events(&events);
         metrics::counter!("processor_checkpoints_total").increment(1);
 
@@ -524,12 +524,12 @@ impl Committer {
     }
 }
 
-/// `processor_commit_latency_seconds`: for each event of a committed checkpoint, the
-/// time from when the agent took it to now, when its counts became durable.
-fn record_commit_latency(pending: &[Held]) {
+/// `processor_commit_latency_seconds`: for each decoded event of a committed checkpoint,
+/// the time from when the agent took it to now, when its counts became durable.
+fn record_commit_latency<'a>(decoded: impl Iterator<Item = &'a Held>) {
     let histogram = metrics::histogram!("processor_commit_latency_seconds");
     let now = now_ms();
-    for held in pending {
+    for held in decoded {
         if let Some(accepted) = held.accepted_ms {
             histogram.record((now - accepted).max(0) as f64 / 1000.0);
         }
