@@ -62,12 +62,62 @@ pub struct Context {
     pub experiments: BTreeMap<String, String>,
 }
 
+/// Declares an event type: its [`Common`] fields first, then its own.
+///
+/// Serialised with `serde(flatten)`, but read through a private struct that lists the
+/// common fields next to the type's own (`read as`): `flatten` on the reading side
+/// buffers the whole object into an intermediate tree and reads it a second time, which
+/// was most of the cost of [`Event::decode`] for a consumer reading every record.
+macro_rules! event_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident, read as $fields:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident : $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        pub struct $name {
+            /// Common fields.
+            #[serde(flatten)]
+            pub common: Common,
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        // How the type is read: the common fields and its own, side by side.
+        #[derive(Deserialize)]
+        struct $fields {
+            event_id: Option<String>,
+            user_id: Option<String>,
+            anonymous_id: Option<String>,
+            session_id: Option<String>,
+            timestamp: Option<String>,
+            context: Option<Context>,
+            $( $(#[$field_meta])* $field: $ty, )*
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let read = $fields::deserialize(deserializer)?;
+                Ok($name {
+                    common: Common {
+                        event_id: read.event_id,
+                        user_id: read.user_id,
+                        anonymous_id: read.anonymous_id,
+                        session_id: read.session_id,
+                        timestamp: read.timestamp,
+                        context: read.context,
+                    },
+                    $( $field: read.$field, )*
+                })
+            }
+        }
+    };
+}
+
+event_struct! {
 /// A product page or tile was viewed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProductView {
-    /// Common fields.
-    #[serde(flatten)]
-    pub common: Common,
+pub struct ProductView, read as ProductViewFields {
     /// The product.
     pub product_id: String,
     /// Its category.
@@ -89,6 +139,7 @@ pub struct ProductView {
     #[serde(default, deserialize_with = "position")]
     pub position: Option<u64>,
 }
+}
 
 /// What a cart event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,12 +155,9 @@ pub enum CartAction {
     Clear,
 }
 
+event_struct! {
 /// A cart changed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cart {
-    /// Common fields.
-    #[serde(flatten)]
-    pub common: Common,
+pub struct Cart, read as CartFields {
     /// What happened.
     pub action: CartAction,
     /// The product (absent for `clear`).
@@ -124,6 +172,7 @@ pub struct Cart {
     /// The cart.
     pub cart_id: Option<String>,
 }
+}
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,12 +186,9 @@ pub struct Item {
     pub price: f64,
 }
 
+event_struct! {
 /// An order was placed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Purchase {
-    /// Common fields.
-    #[serde(flatten)]
-    pub common: Common,
+pub struct Purchase, read as PurchaseFields {
     /// The order.
     pub order_id: String,
     /// Its lines (1 to 1,000).
@@ -160,13 +206,11 @@ pub struct Purchase {
     /// Coupon used.
     pub coupon: Option<String>,
 }
+}
 
+event_struct! {
 /// A search was run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Search {
-    /// Common fields.
-    #[serde(flatten)]
-    pub common: Common,
+pub struct Search, read as SearchFields {
     /// What was searched for.
     pub query: String,
     /// How many results it found (at most [`MAX_RESULTS_COUNT`]).
@@ -174,6 +218,7 @@ pub struct Search {
     pub results_count: Option<u64>,
     /// Filters applied, as sent.
     pub filters: Option<serde_json::Map<String, serde_json::Value>>,
+}
 }
 
 /// Any event of the contract.
@@ -352,6 +397,24 @@ mod tests {
             (search.query.as_str(), search.results_count),
             ("shoes", Some(0))
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_skipped_where_unread_and_refused_where_read() {
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        // A field no event type names is skipped without recursion, however deep: the
+        // agent's `limits.max_depth` may allow up to 1,024 levels.
+        let unread = format!(
+            r#"{{"user_id":"u","product_id":"p","x":{}}}"#,
+            nested(100_000)
+        );
+        assert!(Event::decode(EventKind::ProductView, unread.as_bytes()).is_ok());
+        // Filters are kept as values: serde_json's recursion limit refuses them.
+        let read = format!(
+            r#"{{"user_id":"u","query":"q","filters":{{"x":{}}}}}"#,
+            nested(200)
+        );
+        assert!(Event::decode(EventKind::Search, read.as_bytes()).is_err());
     }
 
     #[test]

@@ -19,12 +19,15 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 
 use ingest_core::model::{CartAction, Event};
 use ingest_core::EventKind;
 
 use crate::catalog::Catalog;
-use crate::dedup::{stream_minute, EventKey, SeenIds};
+use crate::dedup::{stream_minute, EventKey, KeyHasher, PartitionIds, SeenIds};
+use crate::fast_hash::{FastMap, FastSet};
 use crate::members::{self, CommittedMembers};
 use crate::recommend::pair_log::PairSums;
 use crate::recommend::{self, Recent};
@@ -162,9 +165,9 @@ pub struct Rollup {
     /// Watermark per source after the batch.
     pub watermarks: HashMap<TopicPartition, i64>,
     /// Event times of the users this batch touched, after it.
-    pub activity: HashMap<String, Activity>,
+    pub activity: FastMap<String, Activity>,
     /// Recent products of the users this batch touched, after it.
-    pub recent: HashMap<String, Recent>,
+    pub recent: FastMap<String, Recent>,
     /// The product pair counts' deltas, each unordered pair once (counts are
     /// symmetric), product ids interned: with hundreds of thousands of pairs per
     /// checkpoint, a key of two strings per pair was most of the aggregation's cost.
@@ -188,6 +191,19 @@ pub struct SessionRules {
     pub order_items_paired: usize,
 }
 
+/// What the aggregator keeps per source partition of the batch.
+struct Source<'a> {
+    tp: TopicPartition,
+    /// The keys committed checkpoints counted there.
+    committed: Option<&'a PartitionIds>,
+    /// Its watermark so far (`None`: none yet).
+    watermark: Option<i64>,
+    /// The keys this batch counted there.
+    batch: HashSet<EventKey, BuildHasherDefault<KeyHasher>>,
+    /// The same, with their stream minutes, for [`Rollup::seen`].
+    seen: Vec<(i64, EventKey)>,
+}
+
 /// Folds events into a [`Rollup`].
 pub struct Aggregator<'a> {
     catalog: &'a Catalog,
@@ -195,19 +211,19 @@ pub struct Aggregator<'a> {
     sessions: SessionRules,
     /// The keys counted by committed checkpoints.
     committed: &'a SeenIds,
-    /// The keys counted by this batch, per partition.
-    batch: HashMap<TopicPartition, HashSet<EventKey>>,
     /// Set members already committed: left out of [`Rollup::members`].
     committed_members: Option<&'a CommittedMembers>,
-    /// The batch's sources, numbered for the staged deltas below.
-    sources: Vec<TopicPartition>,
-    source_numbers: HashMap<TopicPartition, u32>,
+    /// The batch's sources, numbered for the staged deltas below; and the number of
+    /// the source of the previous event (records come in runs per partition).
+    sources: Vec<Source<'a>>,
+    source_numbers: FastMap<TopicPartition, u32>,
+    previous_source: Option<u32>,
     /// Deltas staged under keys that cost no allocation per event (a source number, a
     /// static name, a borrowed key looked up before it is copied), moved into the
     /// rollup's ordered maps by [`Aggregator::finish`].
-    counts: HashMap<(i64, u32, &'static str), i64>,
-    tops: HashMap<(i64, u32, &'static str), HashMap<String, i64>>,
-    members: HashMap<(i64, Cow<'static, str>), HashSet<String>>,
+    counts: FastMap<(i64, u32, &'static str), i64>,
+    tops: FastMap<(i64, u32, &'static str), FastMap<String, i64>>,
+    members: FastMap<(i64, Cow<'static, str>), FastSet<String>>,
     rollup: Rollup,
 }
 
@@ -221,21 +237,21 @@ impl<'a> Aggregator<'a> {
         sessions: SessionRules,
         watermarks: HashMap<TopicPartition, i64>,
         committed: &'a SeenIds,
-        activity: HashMap<String, Activity>,
-        recent: HashMap<String, Recent>,
+        activity: FastMap<String, Activity>,
+        recent: FastMap<String, Recent>,
     ) -> Self {
         Aggregator {
             catalog,
             allowed_lateness_secs,
             sessions,
             committed,
-            batch: HashMap::new(),
             committed_members: None,
             sources: Vec::new(),
-            source_numbers: HashMap::new(),
-            counts: HashMap::new(),
-            tops: HashMap::new(),
-            members: HashMap::new(),
+            source_numbers: FastMap::default(),
+            previous_source: None,
+            counts: FastMap::default(),
+            tops: FastMap::default(),
+            members: FastMap::default(),
             rollup: Rollup {
                 watermarks,
                 activity,
@@ -254,10 +270,20 @@ impl<'a> Aggregator<'a> {
 
     /// The deltas so far; the touched users' event times pruned to their bounds.
     pub fn finish(mut self) -> Rollup {
+        for source in &mut self.sources {
+            if let Some(watermark) = source.watermark {
+                self.rollup.watermarks.insert(source.tp.clone(), watermark);
+            }
+            if !source.seen.is_empty() {
+                self.rollup
+                    .seen
+                    .insert(source.tp.clone(), std::mem::take(&mut source.seen));
+            }
+        }
         for ((minute, source, name), delta) in self.counts.drain() {
             let key = (
                 minute,
-                self.sources[source as usize].clone(),
+                self.sources[source as usize].tp.clone(),
                 name.to_owned(),
             );
             let value = self.rollup.counts.entry(key).or_insert(0);
@@ -265,7 +291,7 @@ impl<'a> Aggregator<'a> {
         }
         for ((minute, source, dim), keys) in self.tops.drain() {
             for (key, delta) in keys {
-                let key = (minute, self.sources[source as usize].clone(), dim, key);
+                let key = (minute, self.sources[source as usize].tp.clone(), dim, key);
                 let value = self.rollup.tops.entry(key).or_insert(0);
                 *value = value.saturating_add(delta);
             }
@@ -287,12 +313,31 @@ impl<'a> Aggregator<'a> {
 
     /// The number of `source` in this batch.
     fn source_number(&mut self, source: &TopicPartition) -> u32 {
-        if let Some(&number) = self.source_numbers.get(source) {
-            return number;
+        if let Some(previous) = self.previous_source {
+            let known = &self.sources[previous as usize].tp;
+            // Names are shared by the records of a topic: a pointer comparison mostly.
+            if known.partition == source.partition
+                && (Arc::ptr_eq(&known.topic, &source.topic) || known.topic == source.topic)
+            {
+                return previous;
+            }
         }
-        let number = self.sources.len() as u32;
-        self.sources.push(source.clone());
-        self.source_numbers.insert(source.clone(), number);
+        let number = match self.source_numbers.get(source) {
+            Some(&number) => number,
+            None => {
+                let number = self.sources.len() as u32;
+                self.sources.push(Source {
+                    tp: source.clone(),
+                    committed: self.committed.partition(source),
+                    watermark: self.rollup.watermarks.get(source).copied(),
+                    batch: HashSet::default(),
+                    seen: Vec::new(),
+                });
+                self.source_numbers.insert(source.clone(), number);
+                number
+            }
+        };
+        self.previous_source = Some(number);
         number
     }
 
@@ -347,40 +392,23 @@ impl<'a> Aggregator<'a> {
         (recent, &mut self.rollup.pairs)
     }
 
-    /// Notes the event's key in the batch; whether it was not there yet.
-    fn first_in_batch(&mut self, incoming: &Incoming) -> bool {
-        match self.batch.get_mut(&incoming.source) {
-            Some(keys) => keys.insert(incoming.key),
-            None => {
-                self.batch
-                    .insert(incoming.source.clone(), HashSet::from([incoming.key]));
-                true
-            }
-        }
-    }
-
     /// Adds one event (in the order of its partition).
     pub fn add(&mut self, incoming: &Incoming) {
-        let source = &incoming.source;
-        let src = self.source_number(source);
+        let src = self.source_number(&incoming.source);
         let minute = minute_of(incoming.event_time_ms);
-        if self.committed.contains(source, incoming.key) || !self.first_in_batch(incoming) {
+        let source = &mut self.sources[src as usize];
+        if source
+            .committed
+            .is_some_and(|ids| ids.contains(incoming.key))
+            || !source.batch.insert(incoming.key)
+        {
             self.count(minute, src, metric::DUPLICATES, 1);
             return;
         }
-        let watermark = self
-            .rollup
-            .watermarks
-            .get(source)
-            .copied()
-            .unwrap_or(i64::MIN);
-        let filed = (stream_minute(minute, watermark), incoming.key);
-        match self.rollup.seen.get_mut(source) {
-            Some(seen) => seen.push(filed),
-            None => {
-                self.rollup.seen.insert(source.clone(), vec![filed]);
-            }
-        }
+        let watermark = source.watermark.unwrap_or(i64::MIN);
+        source
+            .seen
+            .push((stream_minute(minute, watermark), incoming.key));
         if is_late(
             incoming.event_time_ms,
             watermark,
@@ -389,13 +417,7 @@ impl<'a> Aggregator<'a> {
             self.count(minute, src, metric::LATE_EVENTS, 1);
             return;
         }
-        let newest = watermark.max(incoming.event_time_ms);
-        match self.rollup.watermarks.get_mut(source) {
-            Some(w) => *w = newest,
-            None => {
-                self.rollup.watermarks.insert(source.clone(), newest);
-            }
-        }
+        source.watermark = Some(watermark.max(incoming.event_time_ms));
 
         let event = &incoming.event;
         self.count(minute, src, metric::events_of(event.kind()), 1);
@@ -565,8 +587,8 @@ mod tests {
             RULES,
             HashMap::new(),
             committed,
-            HashMap::new(),
-            HashMap::new(),
+            FastMap::default(),
+            FastMap::default(),
         )
     }
 
@@ -721,8 +743,8 @@ mod tests {
             RULES,
             [(tp.clone(), T0 + 120_000)].into(),
             &committed,
-            HashMap::new(),
-            HashMap::new(),
+            FastMap::default(),
+            FastMap::default(),
         );
         let view = r#"{"user_id":"u","product_id":"p1"}"#;
         agg.add(&incoming("old", T0 + 120_000, EventKind::ProductView, view));

@@ -12,6 +12,7 @@
 //! `undecodable`); a registry that cannot be reached is waited for
 //! ([`NoWriter::Unreachable`]), never a reason to dead-letter.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use ingest_core::flags::{self, EXPERIMENTS_HEADER};
 use ingest_core::model::Event;
 use ingest_core::{contract, EventKind};
 
-use crate::aggregate::{Incoming, TopicPartition};
+use crate::aggregate::Incoming;
 use crate::config::{RegistrySettings, TopicsConfig};
 use crate::dead_letter::reason;
 use crate::dedup;
@@ -121,10 +122,9 @@ impl Decoder {
         message: &Record,
         writer: Option<&Schema>,
     ) -> Result<Incoming, (&'static str, String)> {
-        let header = |name: &str| -> Option<String> {
-            message
-                .header(name)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
+        // Borrowed unless a value is not UTF-8 (then read lossily, as a copy).
+        let header = |name: &str| -> Option<Cow<'_, str>> {
+            message.header(name).map(String::from_utf8_lossy)
         };
         let kind = match header("event_type") {
             Some(name) => EventKind::from_name(&name).ok_or_else(|| {
@@ -159,6 +159,7 @@ impl Decoder {
             }
         }
         let event_id = header("event_id")
+            .map(Cow::into_owned)
             .or_else(|| event.common().event_id.clone())
             .unwrap_or_else(|| {
                 format!(
@@ -182,8 +183,7 @@ impl Decoder {
                         format!("source header {:?}: {why}", clip(&source)),
                     )
                 })?;
-                // Length-prefixed, so no two (source, id) pairs share a key.
-                dedup::key_of(&format!("{}:{source}/{event_id}", source.len()))
+                dedup::key_of_sourced(&source, &event_id)
             }
             None => dedup::key_of(&event_id),
         };
@@ -196,7 +196,7 @@ impl Decoder {
             .or_else(|| message.timestamp_ms())
             .unwrap_or_else(ingest_common::clock::unix_ms);
         Ok(Incoming {
-            source: TopicPartition::new(message.topic(), message.partition()),
+            source: message.source(),
             event_id,
             key: dedup_key,
             event_time_ms,

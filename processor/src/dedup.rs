@@ -54,6 +54,31 @@ pub fn key_of(dedup_key: &str) -> EventKey {
     xxhash_rust::xxh3::xxh3_128(dedup_key.as_bytes())
 }
 
+/// The key of `event_id` sent by `source` (the record's `source` header): the key of
+/// `<length of source>:<source>/<event_id>`, length-prefixed so that no two (source, id)
+/// pairs share a key. Hashed as it is streamed, without building the string.
+pub fn key_of_sourced(source: &str, event_id: &str) -> EventKey {
+    // The length's decimal digits, written backwards into a buffer on the stack.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = source.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&digits[at..]);
+    hasher.update(b":");
+    hasher.update(source.as_bytes());
+    hasher.update(b"/");
+    hasher.update(event_id.as_bytes());
+    hasher.digest128()
+}
+
 /// The stream minute an id is filed under: the later of its event minute and the
 /// minute of the partition's watermark before it (`i64::MIN`: none yet). Minutes are
 /// Unix seconds of the minute's start, as everywhere in the processor.
@@ -168,6 +193,11 @@ impl SeenIds {
     /// Whether `key` was counted in `tp`.
     pub fn contains(&self, tp: &TopicPartition, key: EventKey) -> bool {
         self.partitions.get(tp).is_some_and(|p| p.contains(key))
+    }
+
+    /// The ids counted in `tp`, if any.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionIds> {
+        self.partitions.get(tp)
     }
 
     /// Replaces the ids of `tp` (loaded from PostgreSQL).
@@ -293,6 +323,18 @@ mod tests {
         assert_eq!(key_of("5:store/abc"), key_of("5:store/abc"));
         assert_ne!(key_of("5:store/abc"), key_of("5:store/abd"));
         assert_ne!(key_of("abc"), key_of("5:store/abc"));
+    }
+
+    proptest! {
+        /// Keys are stored (`dedup_log`): the streamed form must hash exactly the string
+        /// earlier versions built, or a resend after an upgrade would count twice.
+        #[test]
+        fn a_sourced_key_is_the_key_of_its_prefixed_string(source in "\\PC{0,40}", id in "\\PC{0,40}") {
+            prop_assert_eq!(
+                key_of_sourced(&source, &id),
+                key_of(&format!("{}:{source}/{id}", source.len()))
+            );
+        }
     }
 
     #[test]

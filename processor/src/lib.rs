@@ -28,6 +28,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod dedup;
 mod error;
+pub mod fast_hash;
 pub mod group_context;
 pub mod http;
 pub mod isolate;

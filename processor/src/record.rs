@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use rdkafka::message::{Headers, Message};
 
+use crate::stream::TopicPartition;
+
 /// A record read from an event topic (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -68,6 +70,11 @@ impl Record {
     /// The topic it was read from.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// Where it was read, sharing the topic's name.
+    pub fn source(&self) -> TopicPartition {
+        TopicPartition::shared(Arc::clone(&self.topic), self.partition)
     }
 
     /// Its partition.

@@ -1,11 +1,16 @@
 //! Positions in the input stream, shared by aggregation and de-duplication: the topic
 //! partition a record came from, and the minute its event time falls in.
 
+use std::sync::Arc;
+
 /// A topic partition.
+///
+/// The name is shared: every decoded event carries its partition, and a copy of the
+/// name per event was an allocation per event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
     /// The topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// The partition.
     pub partition: i32,
 }
@@ -14,9 +19,14 @@ impl TopicPartition {
     /// A topic partition.
     pub fn new(topic: &str, partition: i32) -> Self {
         TopicPartition {
-            topic: topic.to_owned(),
+            topic: Arc::from(topic),
             partition,
         }
+    }
+
+    /// A topic partition whose topic name is already shared.
+    pub fn shared(topic: Arc<str>, partition: i32) -> Self {
+        TopicPartition { topic, partition }
     }
 }
 

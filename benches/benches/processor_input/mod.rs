@@ -84,8 +84,8 @@ pub(crate) fn aggregate(catalog: &Catalog, events: &[Incoming]) -> Rollup {
         rules,
         HashMap::new(),
         &committed,
-        HashMap::new(),
-        HashMap::new(),
+        Default::default(),
+        Default::default(),
     );
     for event in events {
         aggregator.add(event);

@@ -26,6 +26,7 @@ use crate::dead_letter::{reason, DeadLetter};
 use crate::decode::Decoder;
 use crate::dedup::SeenIds;
 use crate::error::Error;
+use crate::fast_hash::FastMap;
 use crate::isolate::write_isolating;
 use crate::live::LiveView;
 use crate::members::CommittedMembers;
@@ -104,9 +105,12 @@ pub(super) struct Committer {
     pub(super) active_users: Option<Arc<ActiveUsers>>,
     /// Users whose recent products changed since they were last copied to
     /// `user_activity`, with their partition number.
-    pub(super) recent_changed: HashMap<String, i32>,
+    pub(super) recent_changed: FastMap<String, i32>,
     /// When they were last copied.
     pub(super) recent_copied_at: Instant,
+    /// The decoded events of the checkpoint in progress: kept between checkpoints, empty,
+    /// so that each does not allocate (and fault in) tens of megabytes afresh.
+    pub(super) decoded: Vec<Incoming>,
 }
 
 impl Committer {
@@ -350,7 +354,8 @@ impl Committer {
         } = batch;
         let mut phase = Instant::now();
         // `held_of[i]`: the held record event `i` was decoded from.
-        let mut incoming = Vec::with_capacity(pending.len());
+        let mut incoming = std::mem::take(&mut self.decoded);
+        incoming.reserve(pending.len());
         let mut held_of = Vec::with_capacity(pending.len());
         for (index, held) in pending.iter().enumerate() {
             match self.decoder.decode(&held.record, held.writer.as_deref()) {
@@ -520,6 +525,9 @@ impl Committer {
                 self.live_lagging = true;
             }
         }
+        drop(events);
+        incoming.clear();
+        self.decoded = incoming;
         Ok(ranges)
     }
 }

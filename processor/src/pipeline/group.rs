@@ -59,10 +59,10 @@ impl Group {
         self.batch.ranges.remove(tp);
         self.batch
             .held
-            .retain(|h| h.record.partition() != tp.partition || h.record.topic() != tp.topic);
+            .retain(|h| h.record.partition() != tp.partition || h.record.topic() != &*tp.topic);
         self.batch
             .letters
-            .retain(|l| l.partition != tp.partition || l.topic != tp.topic);
+            .retain(|l| l.partition != tp.partition || *l.topic != *tp.topic);
         self.pending_bytes = self
             .batch
             .held

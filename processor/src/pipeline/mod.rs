@@ -72,6 +72,7 @@ use crate::dead_letter::DeadLetter;
 use crate::decode::{Decoder, NoWriter};
 use crate::dedup::{self, SeenIds};
 use crate::error::{Disposition, Error};
+use crate::fast_hash::FastMap;
 use crate::group_context::GroupContext;
 use crate::live::LiveView;
 use crate::members::{self, CommittedMembers};
@@ -306,8 +307,9 @@ impl Pipeline {
                 watermarks: HashMap::new(),
                 committed_members: CommittedMembers::default(),
                 users: OwnedUsers::default(),
-                recent_changed: HashMap::new(),
+                recent_changed: FastMap::default(),
                 recent_copied_at: Instant::now(),
+                decoded: Vec::new(),
                 live_lagging: true,
                 dead_letter_waker: None,
                 active_users: None,

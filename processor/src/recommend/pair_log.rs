@@ -19,6 +19,8 @@
 
 use std::collections::HashMap;
 
+use crate::fast_hash::FastMap;
+
 /// Kind of a product pair count.
 pub const CO_VIEW: &str = "view";
 /// Kind of a product pair count.
@@ -48,7 +50,7 @@ pub struct Corrupt(&'static str);
 /// allocation once both products are known.
 #[derive(Debug, Default, Clone)]
 pub struct PairSums {
-    ids: HashMap<String, u32>,
+    ids: FastMap<String, u32>,
     names: Vec<String>,
     sums: HashMap<(u8, u32, u32), i64>,
 }

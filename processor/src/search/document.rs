@@ -21,7 +21,7 @@ pub fn document(incoming: &Incoming, catalog: &Catalog) -> Value {
         "minute".into(),
         json!(minute_of(incoming.event_time_ms) * 1_000),
     );
-    doc.insert("topic".into(), json!(incoming.source.topic));
+    doc.insert("topic".into(), json!(&*incoming.source.topic));
     doc.insert("partition".into(), json!(incoming.source.partition));
     for (key, value) in [
         ("user_id", &common.user_id),

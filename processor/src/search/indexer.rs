@@ -329,13 +329,13 @@ impl SearchIndexer {
         let mut offsets = TopicPartitionList::new();
         let mut committed = lock(&self.committed);
         for tp in &revoked {
-            committed.remove(&(tp.topic.clone(), tp.partition));
+            committed.remove(&(tp.topic.to_string(), tp.partition));
         }
         for ((topic, partition), next) in std::mem::take(&mut batch.next) {
             // Another instance owns it now and may have committed further.
             if revoked
                 .iter()
-                .any(|tp| tp.topic == topic && tp.partition == partition)
+                .any(|tp| *tp.topic == *topic && tp.partition == partition)
             {
                 continue;
             }

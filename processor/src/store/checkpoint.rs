@@ -60,7 +60,7 @@ impl Store {
             sorted.into_iter().partition(|(_, r)| r.from.is_some());
         let mut moved: HashSet<(String, i32)> = HashSet::new();
         if !known.is_empty() {
-            let topics: Vec<&str> = known.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+            let topics: Vec<&str> = known.iter().map(|(tp, _)| tp.topic.as_ref()).collect();
             let partitions: Vec<i32> = known.iter().map(|(tp, _)| tp.partition).collect();
             let to: Vec<i64> = known.iter().map(|(_, r)| r.to).collect();
             let from: Vec<i64> = known
@@ -83,7 +83,7 @@ impl Store {
             }
         }
         if !new.is_empty() {
-            let topics: Vec<&str> = new.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+            let topics: Vec<&str> = new.iter().map(|(tp, _)| tp.topic.as_ref()).collect();
             let partitions: Vec<i32> = new.iter().map(|(tp, _)| tp.partition).collect();
             let to: Vec<i64> = new.iter().map(|(_, r)| r.to).collect();
             for row in tx
@@ -104,10 +104,10 @@ impl Store {
         if let Some((tp, _)) = known
             .iter()
             .chain(new.iter())
-            .find(|(tp, _)| !moved.contains(&(tp.topic.clone(), tp.partition)))
+            .find(|(tp, _)| !moved.contains(&(tp.topic.to_string(), tp.partition)))
         {
             return Err(Error::Fenced {
-                topic: tp.topic.clone(),
+                topic: tp.topic.to_string(),
                 partition: tp.partition,
             });
         }
@@ -142,7 +142,7 @@ impl Store {
                  order by to_offset",
                 &[
                     &group,
-                    &tp.topic,
+                    &tp.topic.as_ref(),
                     &tp.partition,
                     &next_offset,
                     &since_minute.unwrap_or(i64::MIN),
@@ -317,7 +317,7 @@ async fn write_dedup_log(
         let (Some(range), Some((min, max, bytes))) = (ranges.get(tp), dedup::encode(ids)) else {
             continue;
         };
-        topics.push(tp.topic.as_str());
+        topics.push(tp.topic.as_ref());
         partitions.push(tp.partition);
         to_offsets.push(range.to);
         oldest.push(min);
@@ -391,7 +391,7 @@ where
     let (m, t, p, k, v) = unzip5(rollup.counts.iter().map(|((minute, tp, metric), delta)| {
         (
             *minute,
-            tp.topic.as_str(),
+            tp.topic.as_ref(),
             tp.partition,
             metric.as_str(),
             *delta,
@@ -424,7 +424,7 @@ where
     let mut tv = Vec::new();
     for ((minute, tp, dim, key), delta) in &rollup.tops {
         tm.push(*minute);
-        tt.push(tp.topic.as_str());
+        tt.push(tp.topic.as_ref());
         tpn.push(tp.partition);
         td.push(*dim);
         tk.push(key.as_str());
@@ -491,7 +491,7 @@ where
         .collect();
     if !marks.is_empty() {
         marks.sort();
-        let topics: Vec<&str> = marks.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+        let topics: Vec<&str> = marks.iter().map(|(tp, _)| tp.topic.as_ref()).collect();
         let partitions: Vec<i32> = marks.iter().map(|(tp, _)| tp.partition).collect();
         let values: Vec<i64> = marks.iter().map(|(_, w)| *w).collect();
         timed(
@@ -519,7 +519,7 @@ where
     }
     if !outbox.is_empty() {
         let om: Vec<i64> = outbox.keys().map(|k| k.0).collect();
-        let ot: Vec<&str> = outbox.keys().map(|k| k.1.topic.as_str()).collect();
+        let ot: Vec<&str> = outbox.keys().map(|k| k.1.topic.as_ref()).collect();
         let op: Vec<i32> = outbox.keys().map(|k| k.1.partition).collect();
         let ov: Vec<i64> = outbox.values().copied().collect();
         // `xmax = 0` holds for rows this statement inserted, not for updated ones.

@@ -6,7 +6,6 @@
 //! drain), `pairs` (product pairs and recommendations) and `prune` (retention); `tls`
 //! reads the URL's `sslmode`/`sslrootcert` and builds the rustls connector.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -15,6 +14,7 @@ use tokio_postgres::{Client, Connection, NoTls};
 use crate::aggregate::TopicPartition;
 use crate::catalog::Catalog;
 use crate::error::Error;
+use crate::fast_hash::FastMap;
 use crate::recommend::Recent;
 use crate::sessions::Activity;
 
@@ -143,9 +143,9 @@ pub struct Committed {
 #[derive(Debug, Default)]
 pub struct UserStates {
     /// Event times, for sessions.
-    pub activity: HashMap<String, Activity>,
+    pub activity: FastMap<String, Activity>,
     /// Recent products, for recommendations.
-    pub recent: HashMap<String, Recent>,
+    pub recent: FastMap<String, Recent>,
 }
 
 pub use crate::recommend::Recommendation;
@@ -295,7 +295,7 @@ impl Store {
             .query_opt(
                 "select next_offset, watermark_ms from consumer_offsets
                  where group_id = $1 and topic = $2 and partition = $3",
-                &[&group, &tp.topic, &tp.partition],
+                &[&group, &tp.topic.as_ref(), &tp.partition],
             )
             .await?;
         Ok(row.map(|r| Position {

@@ -106,7 +106,7 @@ impl Store {
         let version: i64 = match tx
             .query_opt(
                 "select version from redis_outbox where minute = $1 and topic = $2 and partition = $3",
-                &[&minute, &tp.topic, &tp.partition],
+                &[&minute, &tp.topic.as_ref(), &tp.partition],
             )
             .await?
         {
@@ -117,7 +117,7 @@ impl Store {
         for r in tx
             .query(
                 "select metric, value from rollup_counts where minute = $1 and topic = $2 and partition = $3",
-                &[&minute, &tp.topic, &tp.partition],
+                &[&minute, &tp.topic.as_ref(), &tp.partition],
             )
             .await?
         {
@@ -126,7 +126,7 @@ impl Store {
         for r in tx
             .query(
                 "select dimension, key, value from rollup_tops where minute = $1 and topic = $2 and partition = $3",
-                &[&minute, &tp.topic, &tp.partition],
+                &[&minute, &tp.topic.as_ref(), &tp.partition],
             )
             .await?
         {
@@ -180,7 +180,7 @@ impl Store {
             return Ok(());
         }
         let minutes: Vec<i64> = written.iter().map(|w| w.0).collect();
-        let topics: Vec<&str> = written.iter().map(|w| w.1.topic.as_str()).collect();
+        let topics: Vec<&str> = written.iter().map(|w| w.1.topic.as_ref()).collect();
         let partitions: Vec<i32> = written.iter().map(|w| w.1.partition).collect();
         let versions: Vec<i64> = written.iter().map(|w| w.2).collect();
         self.client

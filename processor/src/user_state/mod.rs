@@ -38,6 +38,7 @@ pub mod codec;
 use std::collections::HashMap;
 
 use crate::aggregate::Incoming;
+use crate::fast_hash::FastMap;
 use crate::recommend::Recent;
 use crate::sessions::Activity;
 use codec::{Corrupt, Encoder};
@@ -165,7 +166,7 @@ pub struct PartitionUsers {
     /// `user_activity` when it was loaded.
     pub copied_seq: i64,
     /// The users, by id.
-    pub users: HashMap<String, UserState>,
+    pub users: FastMap<String, UserState>,
     /// Bytes of the rows written after the last snapshot.
     log_bytes: usize,
     /// Bytes of the last snapshot.
