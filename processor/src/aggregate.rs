@@ -224,8 +224,16 @@ pub struct Aggregator<'a> {
     counts: FastMap<(i64, u32, &'static str), i64>,
     tops: FastMap<(i64, u32, &'static str), FastMap<String, i64>>,
     members: FastMap<(i64, Cow<'static, str>), FastSet<String>>,
+    /// Device classes of the user agents seen in this batch: a storefront's visitors
+    /// send few distinct ones, and classifying one takes a copy and a dozen searches.
+    device_classes: FastMap<String, &'static str>,
     rollup: Rollup,
 }
+
+/// User agents whose device class is remembered per batch at most ...
+const MAX_REMEMBERED_AGENTS: usize = 1_024;
+/// ... each at most this long (longer ones are classified every time).
+const MAX_REMEMBERED_AGENT_BYTES: usize = 512;
 
 impl<'a> Aggregator<'a> {
     /// An aggregator starting from the committed `watermarks`, the committed event keys
@@ -252,6 +260,7 @@ impl<'a> Aggregator<'a> {
             counts: FastMap::default(),
             tops: FastMap::default(),
             members: FastMap::default(),
+            device_classes: FastMap::default(),
             rollup: Rollup {
                 watermarks,
                 activity,
@@ -309,6 +318,21 @@ impl<'a> Aggregator<'a> {
             activity.prune(newest.saturating_sub(rules.retention_ms), rules.max_times);
         }
         self.rollup
+    }
+
+    /// The device class of `agent` ([`ua::Device::class`]).
+    fn device_class(&mut self, agent: &str) -> &'static str {
+        if let Some(class) = self.device_classes.get(agent) {
+            return class;
+        }
+        let class = ua::parse(agent).class;
+        if agent.len() <= MAX_REMEMBERED_AGENT_BYTES {
+            if self.device_classes.len() == MAX_REMEMBERED_AGENTS {
+                self.device_classes.clear();
+            }
+            self.device_classes.insert(agent.to_owned(), class);
+        }
+        class
     }
 
     /// The number of `source` in this batch.
@@ -438,8 +462,8 @@ impl<'a> Aggregator<'a> {
             .as_ref()
             .and_then(|c| c.user_agent.as_deref())
         {
-            let device = ua::parse(agent);
-            self.count(minute, src, metric::device_of(device.class), 1);
+            let class = self.device_class(agent);
+            self.count(minute, src, metric::device_of(class), 1);
         }
         if !user.is_empty() {
             let timeout_ms = self.sessions.timeout_ms;
@@ -590,6 +614,44 @@ mod tests {
             FastMap::default(),
             FastMap::default(),
         )
+    }
+
+    #[test]
+    fn device_classes_are_the_classifiers_however_many_agents_a_batch_sends() {
+        let catalog = Catalog::default();
+        let committed = SeenIds::default();
+        let mut agg = fresh(&catalog, &committed);
+        // More distinct agents than are remembered, repeats, and agents too long to be.
+        let mut agents: Vec<String> = (0..MAX_REMEMBERED_AGENTS + 100)
+            .map(|i| match i % 3 {
+                0 => format!("Mozilla/5.0 (iPhone; CPU iPhone OS 17_{i}) Mobile/15E148"),
+                1 => format!("Mozilla/5.0 (Windows NT 10.0) Chrome/{i}.0 Safari/537.36"),
+                _ => format!("crawler-{i}"),
+            })
+            .collect();
+        agents.extend(agents.clone());
+        agents.push(format!(
+            "Mozilla/5.0 (iPad) {}",
+            "x".repeat(MAX_REMEMBERED_AGENT_BYTES)
+        ));
+        let mut expected: HashMap<&str, i64> = HashMap::new();
+        for (i, agent) in agents.iter().enumerate() {
+            *expected
+                .entry(metric::device_of(ua::parse(agent).class))
+                .or_default() += 1;
+            let json = serde_json::json!({"user_id": "u", "product_id": "p", "context": {"user_agent": agent}});
+            agg.add(&incoming(
+                &i.to_string(),
+                T0,
+                EventKind::ProductView,
+                &json.to_string(),
+            ));
+        }
+        let r = agg.finish();
+        assert!(expected.len() >= 3, "{expected:?}");
+        for (metric, n) in expected {
+            assert_eq!(count(&r, T0 / 1000, metric), n, "{metric}");
+        }
     }
 
     fn count(r: &Rollup, minute: i64, metric: &str) -> i64 {

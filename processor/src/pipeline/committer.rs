@@ -326,7 +326,7 @@ impl Committer {
                         self.recent_changed.insert(member.to_owned(), number);
                     }
                 }
-                changed.push((member.to_owned(), state));
+                changed.push((member, state));
             }
             let owned = self.users.number_mut(number);
             match row {

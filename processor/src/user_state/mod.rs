@@ -258,13 +258,21 @@ impl PartitionUsers {
 
     /// Takes in what a committed checkpoint wrote: its row, and the new state of the
     /// users it changed.
-    pub fn committed(
+    pub fn committed<'m>(
         &mut self,
         row: &LogRow,
-        changed: impl IntoIterator<Item = (String, UserState)>,
+        changed: impl IntoIterator<Item = (&'m str, UserState)>,
     ) {
         self.seq += 1;
-        self.users.extend(changed);
+        for (member, state) in changed {
+            // A known user's entry is updated in place: its key stays allocated.
+            match self.users.get_mut(member) {
+                Some(known) => *known = state,
+                None => {
+                    self.users.insert(member.to_owned(), state);
+                }
+            }
+        }
         if row.snapshot {
             self.users
                 .retain(|_, state| state.newest_ms() >= row.cutoff_ms);
@@ -308,10 +316,7 @@ mod tests {
             cutoff,
             1 << 20,
         );
-        users.committed(
-            &row,
-            changed.iter().map(|(m, s)| ((*m).to_owned(), s.clone())),
-        );
+        users.committed(&row, changed.iter().map(|(m, s)| (*m, s.clone())));
         row
     }
 
