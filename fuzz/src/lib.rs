@@ -14,6 +14,11 @@ pub mod alloc;
 #[path = "../../processor/src/stream.rs"]
 pub mod stream;
 
+/// processor/src/fast_hash.rs: the hasher of the processor's hot maps (needed by
+/// `pair_log`).
+#[path = "../../processor/src/fast_hash.rs"]
+pub mod fast_hash;
+
 /// processor/src/dedup.rs: the de-duplication ids and their `dedup_log` blobs.
 #[path = "../../processor/src/dedup.rs"]
 pub mod dedup;
