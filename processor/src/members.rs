@@ -2,11 +2,11 @@
 //! only the members new to their minute.
 //!
 //! Every counted event adds its user to a few per-minute sets (users, viewers, buyers,
-//! experiment variants: [`crate::aggregate::set`]). A set is exact (`rollup_members`
-//! and the live view's Redis sets), and writing a member again changes nothing, so at
-//! high rates most of a checkpoint's member rows were writes of members an earlier
-//! checkpoint of the same minute had already committed: at 100,000 shoppers, most of
-//! the rows of every checkpoint, and the largest statement.
+//! experiment variants: [`crate::aggregate::set`]). A set is exact (the arrays of
+//! `rollup_member_blocks`, read as distinct members, and the live view's Redis sets),
+//! and writing a member again changes nothing a reader sees, so at high rates most of a
+//! checkpoint's members were writes of members an earlier checkpoint of the same minute
+//! had already committed: at 100,000 shoppers, most of every checkpoint's members.
 //!
 //! Only members of committed checkpoints are noted ([`CommittedMembers::note`] after
 //! the commit), and rows are never removed within the minutes held, so a member found

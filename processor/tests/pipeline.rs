@@ -1409,7 +1409,9 @@ async fn a_record_the_database_refuses_is_isolated_and_the_rest_is_counted() {
 async fn a_schema_error_stops_the_processor_with_the_sqlstate() {
     let day = storefront::day(0x5EED_0015, 50, start_minute());
     let scenario = Harness::storefront("halt").await;
-    scenario.execute("drop table rollup_members").await;
+    scenario
+        .execute("drop table rollup_member_blocks cascade")
+        .await;
     scenario.produce(&day.records).await;
     let mut p = scenario.start("halt");
     let status = p

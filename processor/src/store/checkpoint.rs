@@ -459,11 +459,14 @@ where
         let mm: Vec<i64> = rollup.members.iter().map(|x| x.0).collect();
         let ms: Vec<&str> = rollup.members.iter().map(|x| x.1.as_str()).collect();
         let mu: Vec<&str> = rollup.members.iter().map(|x| x.2.as_str()).collect();
+        // One row per (minute, set) and checkpoint, not one per member (migration 0012).
         timed(
             "members",
             tx.execute(
-                "insert into rollup_members (minute, set_name, member)
-             select * from unnest($1::bigint[], $2::text[], $3::text[]) on conflict do nothing",
+                "insert into rollup_member_blocks (minute, set_name, members)
+                 select minute, set_name, array_agg(member)
+                 from unnest($1::bigint[], $2::text[], $3::text[]) as m(minute, set_name, member)
+                 group by minute, set_name",
                 &[&mm, &ms, &mu],
             ),
         )

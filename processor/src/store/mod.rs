@@ -107,6 +107,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0011_user_state_log.sql",
         include_str!("../../migrations/0011_user_state_log.sql"),
     ),
+    (
+        12,
+        "0012_member_blocks.sql",
+        include_str!("../../migrations/0012_member_blocks.sql"),
+    ),
 ];
 
 /// The committed position of a partition.

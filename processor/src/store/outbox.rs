@@ -134,7 +134,7 @@ impl Store {
         }
         let members = tx
             .query(
-                "select set_name, member from rollup_members where minute = $1",
+                "select set_name, unnest(members) from rollup_member_blocks where minute = $1",
                 &[&minute],
             )
             .await?

@@ -37,7 +37,7 @@ impl Store {
         for table in [
             "rollup_counts",
             "rollup_tops",
-            "rollup_members",
+            "rollup_member_blocks",
             "redis_outbox",
         ] {
             deleted += self
