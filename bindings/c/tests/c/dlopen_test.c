@@ -21,6 +21,8 @@ static client_new_fn client_new;
 static last_error_fn last_error;
 static int failures = 0;
 
+/* ingest_test.c's CHECK without its last-error line: this program links no symbol of
+ * the library, it only looks them up. */
 #define CHECK(cond, ...)                                                \
   do {                                                                  \
     if (!(cond)) {                                                      \
