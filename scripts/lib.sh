@@ -2,7 +2,8 @@
 # Shared helpers for the scripts in this folder. Source it; it defines functions only.
 
 # log MESSAGE: progress on stderr, so stdout stays for results.
-log() { printf '==> %s\n' "$*" >&2; }
+# Progress lines carry the wall-clock time, so that a CI log shows where its minutes go.
+log() { printf '==> %(%H:%M:%S)T %s\n' -1 "$*" >&2; }
 
 # The cargo features of a full test run: every test-selection feature and the optional
 # sled engine. scripts/test passes the same list (and --workspace) to every cargo command,
