@@ -112,6 +112,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0012_member_blocks.sql",
         include_str!("../../migrations/0012_member_blocks.sql"),
     ),
+    (
+        13,
+        "0013_tops_fillfactor.sql",
+        include_str!("../../migrations/0013_tops_fillfactor.sql"),
+    ),
 ];
 
 /// The committed position of a partition.
